@@ -1,0 +1,174 @@
+"""Addresses: which are local to the site, and their text forms (in bulk).
+
+Local means RFC 1918, loopback, link-local (169.254/16, fe80::/10), unique-local (fc00::/7) or a
+network the user names with ``--local-net``. Multicast and broadcast are neither local devices
+nor external peers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+
+MAPPED = 0xFFFF00000000
+
+_DEFAULT_LOCAL = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+                  "::1/128", "fe80::/10", "fc00::/7")
+
+
+class LocalNets:
+    """Networks counted as local, as arrays a compiled loop can test against."""
+
+    def __init__(self, extra: list[str] | tuple[str, ...] = ()) -> None:
+        nets = [ipaddress.ip_network(n, strict=False) for n in (*_DEFAULT_LOCAL, *extra)]
+        self.networks = nets
+        rows = []
+        for net in nets:
+            if net.version == 4:
+                base = (MAPPED << 0) | int(net.network_address)
+                mask_lo = ((1 << 64) - 1) ^ ((1 << (32 - net.prefixlen)) - 1)
+                rows.append((0, base, (1 << 64) - 1, mask_lo, 4))
+            else:
+                v = int(net.network_address)
+                full = ((1 << 128) - 1) ^ ((1 << (128 - net.prefixlen)) - 1)
+                rows.append((v >> 64, v & ((1 << 64) - 1), full >> 64, full & ((1 << 64) - 1), 6))
+        self.hi = np.array([r[0] for r in rows], np.uint64)
+        self.lo = np.array([r[1] for r in rows], np.uint64)
+        self.mask_hi = np.array([r[2] for r in rows], np.uint64)
+        self.mask_lo = np.array([r[3] for r in rows], np.uint64)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.hi, self.lo, self.mask_hi, self.mask_lo
+
+
+@nb.njit(cache=True, inline="always")
+def addr_class(hi, lo, net_hi, net_lo, mask_hi, mask_lo):  # type: ignore[no-untyped-def]
+    """0 external unicast, 1 local, 2 multicast/broadcast/unspecified."""
+    if hi == 0 and (lo >> np.uint64(32)) == np.uint64(0xFFFF):
+        v4 = lo & np.uint64(0xFFFFFFFF)
+        if (v4 >> np.uint64(28)) == np.uint64(14) or v4 == np.uint64(0xFFFFFFFF) or v4 == np.uint64(0):
+            return 2
+    elif (hi >> np.uint64(56)) == np.uint64(0xFF) or (hi == 0 and lo == 0):
+        return 2
+    for k in range(net_hi.shape[0]):
+        if (hi & mask_hi[k]) == net_hi[k] and (lo & mask_lo[k]) == net_lo[k]:
+            return 1
+    return 0
+
+
+@nb.njit(cache=True)
+def _format_ips(v6, hi, lo, out, lens):  # type: ignore[no-untyped-def]
+    hexd = np.frombuffer(b"0123456789abcdef", np.uint8)
+    g = np.zeros(8, np.int64)
+    for i in range(hi.shape[0]):
+        o = out[i]
+        q = 0
+        if not v6[i]:
+            v = np.int64(lo[i] & np.uint64(0xFFFFFFFF))
+            for k in range(4):
+                octet = (v >> (24 - 8 * k)) & 0xFF
+                if octet >= 100:
+                    o[q] = 48 + octet // 100
+                    q += 1
+                if octet >= 10:
+                    o[q] = 48 + (octet // 10) % 10
+                    q += 1
+                o[q] = 48 + octet % 10
+                q += 1
+                if k < 3:
+                    o[q] = 46
+                    q += 1
+            lens[i] = q
+            continue
+        for k in range(4):
+            g[k] = np.int64((hi[i] >> np.uint64(48 - 16 * k)) & np.uint64(0xFFFF))
+            g[4 + k] = np.int64((lo[i] >> np.uint64(48 - 16 * k)) & np.uint64(0xFFFF))
+        # RFC 5952: compress the first longest run of two or more zero groups
+        best, blen, run, rstart = -1, 1, 0, 0
+        for k in range(8):
+            if g[k] == 0:
+                if run == 0:
+                    rstart = k
+                run += 1
+                if run > blen:
+                    best, blen = rstart, run
+            else:
+                run = 0
+        k = 0
+        while k < 8:
+            if k == best:
+                o[q] = 58
+                q += 1
+                if k == 0:
+                    o[q] = 58
+                    q += 1
+                k += blen
+                if k >= 8:
+                    break
+                continue
+            v = g[k]
+            started = False
+            for s in range(12, -4, -4):
+                d = (v >> s) & 0xF
+                if d or started or s == 0:
+                    o[q] = hexd[d]
+                    q += 1
+                    started = True
+            if k < 7:
+                o[q] = 58
+                q += 1
+            k += 1
+        lens[i] = q
+
+
+def format_ips(v6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> pa.Array:
+    """Text forms of many addresses (IPv4 dotted, IPv6 RFC 5952) as a pyarrow string array."""
+    n = len(hi)
+    out = np.zeros((n, 40), np.uint8)
+    lens = np.zeros(n, np.int64)
+    _format_ips(np.asarray(v6, np.bool_), hi, lo, out, lens)
+    return _pack(out, lens)
+
+
+def _pack(out: np.ndarray, lens: np.ndarray) -> pa.Array:
+    n = len(lens)
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(lens, out=offsets[1:])
+    width = out.shape[1]
+    keep = np.arange(width)[None, :] < lens[:, None]
+    data = out[keep]
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+
+
+def format_macs(macs: np.ndarray) -> pa.Array:
+    """'aa:bb:cc:dd:ee:ff' for each 48-bit integer; null where the value is 0 (no MAC)."""
+    macs = np.asarray(macs, np.uint64)
+    n = len(macs)
+    shifts = np.arange(40, -8, -8, dtype=np.uint64)
+    octets = ((macs[:, None] >> shifts[None, :]) & np.uint64(0xFF)).astype(np.uint8)
+    hexd = np.frombuffer(b"0123456789abcdef", np.uint8)
+    out = np.full((n, 17), ord(":"), np.uint8)
+    out[:, 0::3] = hexd[octets >> 4]
+    out[:, 1::3] = hexd[octets & 0x0F]
+    offsets = np.arange(0, (n + 1) * 17, 17, dtype=np.int32)
+    valid = macs != 0
+    mask = None if valid.all() else pa.array(valid).buffers()[1]
+    return pa.Array.from_buffers(pa.string(), n, [mask, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))],
+                                 null_count=int(n - valid.sum()))
+
+
+def mac_str(mac: int) -> str:
+    return ":".join(f"{(mac >> s) & 0xFF:02x}" for s in range(40, -8, -8))
+
+
+def ip_str(v6: bool, hi: int, lo: int) -> str:
+    if not v6:
+        return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
+    return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+def is_unicast_mac(mac: int) -> bool:
+    return mac != 0 and not (mac >> 40) & 1

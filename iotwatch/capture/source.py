@@ -1,0 +1,129 @@
+"""Turn the paths a user gives into one time-ordered stream of packet batches.
+
+Files, ``.gz`` files and folders (searched recursively) are accepted. Files are read one after
+the other in the order of their first packet's timestamp, so flow state carries across them.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from ..errors import CaptureError, InputError
+from .batch import PacketBatch
+from .chunks import Chunks, open_binary
+from .pcap import GLOBAL_HEADER, MAGIC_NS, MAGIC_US, PcapReader
+from .pcapng import SHB, PcapngReader
+
+CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+
+Reader = PcapReader | PcapngReader
+
+
+def open_capture(path: str | Path, chunk: int = 8 << 20, batch_size: int = 65_536) -> Reader:
+    """Open a pcap or pcapng file (optionally gzip-compressed) and read its file header.
+
+    Raises :class:`InputError` when the file is not a capture at all.
+    """
+    path = Path(path)
+    f = open_binary(path)
+    c = Chunks(f, path, chunk)
+    try:
+        head = c.read_exact(4)
+        if head is None:
+            size = c.base + c.end
+            if size == 0:
+                raise InputError(path, "is empty (0 bytes): not a capture")
+            raise InputError(path, f"is only {size} bytes long: too short for a capture file header")
+        magic_le = struct.unpack("<I", head)[0]
+        magic_be = struct.unpack(">I", head)[0]
+        if magic_le == SHB:
+            c.pos -= 4
+            return PcapngReader(c, batch_size)
+        if MAGIC_US in (magic_le, magic_be) or MAGIC_NS in (magic_le, magic_be):
+            rest = c.read_exact(GLOBAL_HEADER - 4)
+            if rest is None:
+                raise InputError(path, f"pcap file header is cut off: {c.base + c.end} of {GLOBAL_HEADER} bytes")
+            return PcapReader(c, head + rest, batch_size)
+        raise InputError(path, "is not a pcap or pcapng capture (unknown magic number "
+                         f"0x{magic_be:08x}){' — is it a text file?' if head.isascii() else ''}")
+    except BaseException:
+        c.close()
+        raise
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for capture files (sorted by name)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.name.lower().endswith(CAPTURE_SUFFIXES))
+            if not found:
+                raise InputError(p, "folder holds no capture files (*.pcap, *.pcapng, *.cap, and .gz of those)")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise InputError(p, "no such file or folder")
+    return out
+
+
+def first_timestamp(path: Path) -> int | None:
+    """Epoch nanoseconds of the file's first packet, or None if it has none / cannot be read."""
+    try:
+        r = open_capture(path, chunk=1 << 16, batch_size=1)
+    except InputError:
+        return None
+    try:
+        for b in r.batches():
+            return int(b.ts_ns[0])
+        return None
+    finally:
+        r.chunks.close()
+
+
+class CaptureSet:
+    """Several captures read as one stream, in time order. Problems are collected, not raised:
+    a damaged file ends early and the next file is read."""
+
+    def __init__(self, paths: Iterable[str | Path], *, order_by_time: bool = True, batch_size: int = 65_536) -> None:
+        self.paths = expand_paths(paths)
+        if order_by_time and len(self.paths) > 1:
+            stamps = {p: first_timestamp(p) for p in self.paths}
+            self.paths.sort(key=lambda p: (stamps[p] is None, stamps[p] or 0))
+        self.batch_size = batch_size
+        self.problems: list[InputError] = []
+        self.linktypes: dict[Path, set[int]] = {}
+        self.files_read = 0
+        self.bytes_total = sum(_size(p) for p in self.paths)
+        self.bytes_done = 0
+
+    def batches(self) -> Iterator[PacketBatch]:
+        for i, path in enumerate(self.paths):
+            try:
+                r = open_capture(path, batch_size=self.batch_size)
+            except InputError as e:
+                self.problems.append(e)
+                continue
+            self.files_read += 1
+            try:
+                for b in r.batches(i):
+                    self.linktypes.setdefault(path, set()).update(r.linktypes)
+                    yield b
+                    self.bytes_done_in_file = r.chunks.base + r.chunks.pos
+            finally:
+                self.linktypes.setdefault(path, set()).update(r.linktypes)
+                self.problems.extend(r.problems)
+                r.chunks.close()
+                self.bytes_done += _size(path)
+
+
+def _size(p: Path) -> int:
+    try:
+        return p.stat().st_size
+    except OSError:
+        return 0
+
+
+__all__ = ["CaptureError", "CaptureSet", "InputError", "Reader", "expand_paths", "open_capture"]

@@ -1,0 +1,473 @@
+"""Packets → bidirectional flows: a capped hash table with idle and active timeouts.
+
+Flows are keyed by the unordered 5-tuple (addresses, ports, IP protocol; VLAN tags are not part
+of the key, as in Wireshark's conversations and the Community ID). The side that sends the first
+packet is the client ("toserver" direction).
+
+Timeouts follow nfstream and Linux conntrack: a flow idle for ``idle_timeout`` (120 s) or alive
+for ``active_timeout`` (1800 s) is exported and the next packet of the same 5-tuple starts a new
+flow. Expiry is checked on each packet of the flow and by a sweep every ``sweep_interval`` seconds
+of capture time. When the table is full (``max_flows``), the least recently seen quarter is
+evicted and counted; under a flood the table never grows past its cap.
+
+The table is a numpy structured array walked by compiled loops; the packet loop stops and hands
+control back to Python when a sweep is due, the table is full or the export buffer is full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+import pyarrow as pa
+
+from .addrs import format_ips, format_macs
+from .communityid import community_ids
+from .decode import Packets
+from .records import FLOW_SCHEMA, TCP_FLAGS
+
+# reason codes (order matches REASONS)
+R_NONE, R_IDLE, R_ACTIVE, R_END, R_EVICTED = 0, 1, 2, 3, 4
+REASONS = np.array(["", "idle", "active", "end", "evicted"], dtype=object)
+# state bits
+S_SYN, S_SYNACK, S_EST, S_RST, S_FIN_C, S_FIN_S, S_REJECTED = 1, 2, 4, 8, 16, 32, 64
+# packet-loop exit status
+DONE, SWEEP_DUE, TABLE_FULL, EXPORT_FULL = 0, 1, 2, 3
+# flag order in the per-flow counters: index = direction * 6 + k (TCP_FLAGS order: syn ack fin rst psh urg)
+_FLAG_BITS = (2, 16, 1, 4, 8, 32)
+
+FLOW_DTYPE = np.dtype([
+    ("ahi", np.uint64), ("alo", np.uint64), ("bhi", np.uint64), ("blo", np.uint64),  # endpoints, A < B
+    ("hash", np.uint64), ("flow_id", np.uint64),
+    ("first", np.int64), ("last", np.int64), ("syn_win", np.int64),
+    ("mac_c", np.uint64), ("mac_s", np.uint64),
+    ("by", np.uint64, (2,)), ("pl", np.uint64, (2,)),  # [0] toserver, [1] toclient
+    ("pk", np.uint32, (2,)), ("fl", np.uint32, (12,)),
+    ("aport", np.uint16), ("bport", np.uint16), ("vlan", np.uint16), ("icmp_tc", np.uint16),
+    ("proto", np.uint8), ("v6", np.uint8), ("client_a", np.uint8), ("state", np.uint8),
+    ("answered", np.uint8), ("reason", np.uint8),
+], align=True)
+
+# per-table counters in FlowTable.st
+ST_USED, ST_NEXT_ID, ST_EVICTED, ST_FRAG_MISSING, ST_EXPORTED, ST_CREATED = range(6)
+
+
+@dataclass(slots=True)
+class FlowSettings:
+    idle_timeout: float = 120.0
+    active_timeout: float = 1800.0
+    max_flows: int = 1 << 19
+    sweep_interval: float = 10.0
+    export_buffer: int = 1 << 16
+
+
+@dataclass(slots=True)
+class PacketFlowInfo:
+    """What the flow table tells the later stages about each packet of a batch."""
+
+    flow_id: np.ndarray  # uint64, 0 = not part of a flow (non-IP)
+    direction: np.ndarray  # uint8, 0 client→server, 1 server→client
+    new: np.ndarray  # uint8, 1 if this packet started its flow
+    answered_window: np.ndarray  # int64, window of a SYN this packet answers (SYN-ACK/RST), else -1
+    answer_kind: np.ndarray  # uint8, 1 SYN-ACK, 2 RST
+
+    @classmethod
+    def allocate(cls, n: int) -> PacketFlowInfo:
+        return cls(np.zeros(n, np.uint64), np.zeros(n, np.uint8), np.zeros(n, np.uint8),
+                   np.zeros(n, np.int64), np.zeros(n, np.uint8))
+
+
+@nb.njit(cache=True, inline="always")
+def _mix(h, v):  # type: ignore[no-untyped-def]
+    h = (h ^ v) * np.uint64(0x9E3779B97F4A7C15)
+    return h ^ (h >> np.uint64(31))
+
+
+@nb.njit(cache=True)
+def _insert(index, h, j):  # type: ignore[no-untyped-def]
+    mask = index.shape[0] - 1
+    s = np.int64(h & np.uint64(mask))
+    while index[s] >= 0:
+        s = (s + 1) & mask
+    index[s] = j
+
+
+@nb.njit(cache=True)
+def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,  # type: ignore[no-untyped-def]
+                    tcp_flags, frag, frag_id, payload, src_mac, dst_mac, vlan,
+                    tbl, index, st, exp, n_exp, frag_keys, frag_ports,
+                    idle_ns, active_ns, window_ns, next_sweep_ns,
+                    o_flow, o_dir, o_new, o_ans, o_kind):
+    """Account packets [start, n) to flows. Returns (next packet index, exported count, status)."""
+    n = ts_ns.shape[0]
+    cap = tbl.shape[0]
+    exp_cap = exp.shape[0]
+    mask = index.shape[0] - 1
+    fmask = frag_keys.shape[0] - 1
+    for i in range(start, n):
+        o_flow[i] = 0
+        o_dir[i] = 0
+        o_new[i] = 0
+        o_ans[i] = -1
+        o_kind[i] = 0
+        if (l3[i] != 4 and l3[i] != 6) or err[i] == 1 or err[i] == 2:
+            continue
+        ts = ts_ns[i]
+        if ts >= next_sweep_ns:
+            return i, n_exp, 1
+        if n_exp >= exp_cap:
+            return i, n_exp, 3
+        pr = np.int64(proto[i])
+        v6 = l3[i] == 6
+        shi, slo, dhi, dlo = src_hi[i], src_lo[i], dst_hi[i], dst_lo[i]
+        sp = np.int64(sport[i])
+        dp = np.int64(dport[i])
+        icmp_tc = 0
+        if pr == 1 or pr == 58:
+            icmp_tc = (sp << 8) | dp
+            sp = 0
+            dp = 0
+        elif not (pr == 6 or pr == 17 or pr == 132 or pr == 136):
+            sp = 0
+            dp = 0
+        if frag[i] != 0:
+            fh = _mix(_mix(_mix(_mix(_mix(np.uint64(pr), shi), slo), dhi), dlo), np.uint64(frag_id[i]))
+            fs = np.int64(fh & np.uint64(fmask))
+            if frag[i] == 1:
+                frag_keys[fs] = fh
+                frag_ports[fs] = (sp << 16) | dp
+            elif frag_keys[fs] == fh:
+                sp = frag_ports[fs] >> 16
+                dp = frag_ports[fs] & 0xFFFF
+            else:
+                st[3] += 1
+        src_is_a = (shi < dhi) or (shi == dhi and slo < dlo) or (shi == dhi and slo == dlo and sp <= dp)
+        if src_is_a:
+            ahi, alo, bhi, blo, ap, bp = shi, slo, dhi, dlo, sp, dp
+        else:
+            ahi, alo, bhi, blo, ap, bp = dhi, dlo, shi, slo, dp, sp
+        h = _mix(_mix(_mix(_mix(_mix(np.uint64(pr | (np.int64(v6) << 8)), ahi), alo), bhi), blo),
+                 np.uint64((ap << 16) | bp))
+        s = np.int64(h & np.uint64(mask))
+        j = -1
+        while index[s] >= 0:
+            k = index[s]
+            f = tbl[k]
+            if (f.hash == h and f.alo == alo and f.blo == blo and f.ahi == ahi and f.bhi == bhi
+                    and f.aport == ap and f.bport == bp and f.proto == pr and f.v6 == v6):
+                j = k
+                break
+            s = (s + 1) & mask
+        flags = np.int64(tcp_flags[i])
+        is_new = False
+        if j >= 0:
+            f = tbl[j]
+            reason = 0
+            if ts - f.last > idle_ns:
+                reason = 1
+            elif ts - f.first > active_ns:
+                reason = 2
+            if reason:
+                exp[n_exp] = tbl[j]
+                exp[n_exp].reason = reason
+                n_exp += 1
+                is_new = True
+        else:
+            if st[0] >= cap:
+                return i, n_exp, 2
+            j = st[0]
+            st[0] += 1
+            _insert(index, h, j)
+            is_new = True
+        f = tbl[j]
+        if is_new:
+            f.ahi = ahi
+            f.alo = alo
+            f.bhi = bhi
+            f.blo = blo
+            f.aport = ap
+            f.bport = bp
+            f.proto = pr
+            f.v6 = v6
+            f.hash = h
+            st[1] += 1
+            st[5] += 1
+            f.flow_id = st[1]
+            f.first = ts
+            f.client_a = src_is_a
+            f.mac_c = src_mac[i]
+            f.mac_s = dst_mac[i]
+            f.vlan = vlan[i]
+            f.icmp_tc = icmp_tc
+            f.state = 0
+            f.answered = 0
+            f.reason = 0
+            f.syn_win = -1
+            for q in range(2):
+                f.pk[q] = 0
+                f.by[q] = 0
+                f.pl[q] = 0
+            for q in range(12):
+                f.fl[q] = 0
+            if pr == 6 and (flags & 0x12) == 0x02:
+                f.syn_win = ts // window_ns
+        d = 0 if src_is_a == (f.client_a == 1) else 1
+        f.last = ts
+        f.pk[d] += 1
+        f.by[d] += wirelen[i]
+        f.pl[d] += payload[i]
+        if pr == 6:
+            base = d * 6
+            if flags & 2:
+                f.fl[base] += 1
+            if flags & 16:
+                f.fl[base + 1] += 1
+            if flags & 1:
+                f.fl[base + 2] += 1
+            if flags & 4:
+                f.fl[base + 3] += 1
+            if flags & 8:
+                f.fl[base + 4] += 1
+            if flags & 32:
+                f.fl[base + 5] += 1
+            stt = np.int64(f.state)
+            if d == 0:
+                if (flags & 0x12) == 0x02:
+                    stt |= 1
+                elif (flags & 0x10) and (stt & 2):
+                    stt |= 4
+                if flags & 1:
+                    stt |= 16
+            else:
+                if (flags & 0x12) == 0x12:
+                    stt |= 2
+                    if f.answered == 0 and f.syn_win >= 0:
+                        o_ans[i] = f.syn_win
+                        o_kind[i] = 1
+                        f.answered = 1
+                if flags & 1:
+                    stt |= 32
+            if flags & 4:
+                stt |= 8
+                if d == 1 and (stt & 1) and not (stt & 2):
+                    stt |= 64
+                    if f.answered == 0 and f.syn_win >= 0:
+                        o_ans[i] = f.syn_win
+                        o_kind[i] = 2
+                        f.answered = 1
+            f.state = stt
+        o_flow[i] = f.flow_id
+        o_dir[i] = d
+        o_new[i] = 1 if is_new else 0
+    return n, n_exp, 0
+
+
+@nb.njit(cache=True)
+def sweep(tbl, st, start, now, idle_ns, active_ns, evict_before, flush_all, removed, exp, n_exp):  # type: ignore[no-untyped-def]
+    """Export expired (or, with flush_all, all) flows from [start, used). Returns (next j, exported)."""
+    used = st[0]
+    cap = exp.shape[0]
+    for j in range(start, used):
+        if removed[j]:
+            continue
+        if n_exp >= cap:
+            return j, n_exp
+        f = tbl[j]
+        r = 0
+        if flush_all:
+            r = 3
+        elif now - f.last > idle_ns:
+            r = 1
+        elif now - f.first > active_ns:
+            r = 2
+        elif f.last <= evict_before:
+            r = 4
+            st[2] += 1
+        if r:
+            exp[n_exp] = tbl[j]
+            exp[n_exp].reason = r
+            n_exp += 1
+            removed[j] = 1
+    return used, n_exp
+
+
+@nb.njit(cache=True)
+def compact(tbl, st, removed, index):  # type: ignore[no-untyped-def]
+    """Drop removed flows, keep the rest dense, rebuild the index."""
+    used = st[0]
+    w = 0
+    for j in range(used):
+        if removed[j]:
+            removed[j] = 0
+            continue
+        if w != j:
+            tbl[w] = tbl[j]
+        w += 1
+    st[0] = w
+    index[:] = -1
+    for j in range(w):
+        _insert(index, tbl[j].hash, j)
+
+
+class FlowTable:
+    """The live flow table. Feed it decoded batches with :meth:`update`; it yields finished flows
+    as pyarrow tables (schema :data:`iotwatch.records.FLOW_SCHEMA`)."""
+
+    def __init__(self, settings: FlowSettings | None = None, window_s: float = 60.0) -> None:
+        s = self.settings = settings or FlowSettings()
+        if s.max_flows < 16:
+            raise ValueError("max_flows must be at least 16")
+        self.tbl = np.zeros(s.max_flows, FLOW_DTYPE)
+        size = 1
+        while size < 2 * s.max_flows:
+            size *= 2
+        self.index = np.full(size, -1, np.int32)
+        self.removed = np.zeros(s.max_flows, np.uint8)
+        self.st = np.zeros(8, np.int64)
+        self.exp = np.zeros(s.export_buffer, FLOW_DTYPE)
+        self.n_exp = 0
+        self.frag_keys = np.zeros(1 << 14, np.uint64)
+        self.frag_ports = np.zeros(1 << 14, np.int64)
+        self.idle_ns = int(s.idle_timeout * 1e9)
+        self.active_ns = int(s.active_timeout * 1e9)
+        self.window_ns = int(window_s * 1e9)
+        self.sweep_ns = int(s.sweep_interval * 1e9)
+        self.next_sweep = -1  # set by the first packet
+        self.info: PacketFlowInfo | None = None
+
+    # counters -----------------------------------------------------------------------------
+    @property
+    def evicted(self) -> int:
+        return int(self.st[ST_EVICTED])
+
+    @property
+    def fragments_without_first(self) -> int:
+        return int(self.st[ST_FRAG_MISSING])
+
+    @property
+    def flows_created(self) -> int:
+        return int(self.st[ST_CREATED])
+
+    def __len__(self) -> int:
+        return int(self.st[ST_USED])
+
+    # feeding ------------------------------------------------------------------------------
+    def update(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray) -> Iterator[pa.Table]:
+        n = len(ts_ns)
+        if self.info is None or len(self.info.flow_id) < n:
+            self.info = PacketFlowInfo.allocate(max(n, 1 << 16))
+        info = self.info
+        if self.next_sweep < 0 and n:
+            self.next_sweep = int(ts_ns[0]) + self.sweep_ns
+        i = 0
+        while i < n:
+            i, self.n_exp, status = process_packets(
+                i, ts_ns, wirelen, pk.l3, pk.err, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo, pk.proto,
+                pk.sport, pk.dport, pk.tcp_flags, pk.frag, pk.frag_id, pk.payload, pk.src_mac, pk.dst_mac,
+                pk.vlan, self.tbl, self.index, self.st, self.exp, self.n_exp, self.frag_keys, self.frag_ports,
+                self.idle_ns, self.active_ns, self.window_ns, self.next_sweep,
+                info.flow_id, info.direction, info.new, info.answered_window, info.answer_kind)
+            if status == SWEEP_DUE:
+                now = int(ts_ns[i])
+                yield from self._sweep(now, evict_before=-(1 << 62))
+                self.next_sweep = now + self.sweep_ns
+            elif status == TABLE_FULL:
+                used = int(self.st[ST_USED])
+                last = self.tbl["last"][:used]
+                k = used // 4
+                threshold = int(np.partition(last, k)[k])
+                yield from self._sweep(int(ts_ns[i]), evict_before=threshold)
+            elif status == EXPORT_FULL:
+                yield self._drain()
+        if self.n_exp:
+            yield self._drain()
+
+    def packet_info(self, n: int) -> PacketFlowInfo:
+        info = self.info
+        assert info is not None
+        return PacketFlowInfo(info.flow_id[:n], info.direction[:n], info.new[:n],
+                              info.answered_window[:n], info.answer_kind[:n])
+
+    def flush(self) -> Iterator[pa.Table]:
+        """Export every flow still in the table (end of input)."""
+        yield from self._sweep(0, evict_before=-(1 << 62), flush_all=True)
+
+    def _sweep(self, now: int, evict_before: int, flush_all: bool = False) -> Iterator[pa.Table]:
+        j = 0
+        used = int(self.st[ST_USED])
+        while j < used:
+            j, self.n_exp = sweep(self.tbl, self.st, j, now, self.idle_ns, self.active_ns, evict_before,
+                                  flush_all, self.removed, self.exp, self.n_exp)
+            if self.n_exp >= len(self.exp):
+                yield self._drain()
+        compact(self.tbl, self.st, self.removed, self.index)
+        if self.n_exp:
+            yield self._drain()
+
+    def _drain(self) -> pa.Table:
+        rows = self.exp[: self.n_exp].copy()
+        self.n_exp = 0
+        self.st[ST_EXPORTED] += len(rows)
+        return flows_to_table(rows)
+
+
+_STATE_NAMES = np.array(["midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none"],
+                        dtype=object)
+
+
+def _state_codes(rows: np.ndarray) -> np.ndarray:
+    s = rows["state"].astype(np.int64)
+    code = np.zeros(len(rows), np.int64)  # midstream: no SYN seen
+    code[(s & S_SYN) != 0] = 2
+    code[((s & S_SYN) != 0) & ((s & S_SYNACK) == 0)] = 1
+    code[((s & S_RST) != 0) & (code != 1)] = 4
+    code[(s & (S_FIN_C | S_FIN_S)) == (S_FIN_C | S_FIN_S)] = 5
+    code[(s & S_REJECTED) != 0] = 3
+    code[rows["proto"] != 6] = 6
+    return code
+
+
+def flows_to_table(rows: np.ndarray) -> pa.Table:
+    """Turn exported flow records into a pyarrow table with the public column names."""
+    ca = rows["client_a"].astype(bool)
+    v6 = rows["v6"].astype(bool)
+    c_hi = np.where(ca, rows["ahi"], rows["bhi"])
+    c_lo = np.where(ca, rows["alo"], rows["blo"])
+    s_hi = np.where(ca, rows["bhi"], rows["ahi"])
+    s_lo = np.where(ca, rows["blo"], rows["alo"])
+    c_port = np.where(ca, rows["aport"], rows["bport"]).astype(np.int64)
+    s_port = np.where(ca, rows["bport"], rows["aport"]).astype(np.int64)
+    proto = rows["proto"]
+    icmp = (proto == 1) | (proto == 58)
+    c_port = np.where(icmp, rows["icmp_tc"] >> 8, c_port)
+    s_port = np.where(icmp, rows["icmp_tc"] & 0xFF, s_port)
+    cols: dict[str, pa.Array | np.ndarray] = {
+        "flow_id": rows["flow_id"],
+        "community_id": community_ids(v6, c_hi, c_lo, s_hi, s_lo, proto, c_port, s_port),
+        "proto": proto,
+        "ip_version": np.where(v6, 6, 4).astype(np.uint8),
+        "src_ip": format_ips(v6, c_hi, c_lo),
+        "src_port": c_port.astype(np.uint16),
+        "dest_ip": format_ips(v6, s_hi, s_lo),
+        "dest_port": s_port.astype(np.uint16),
+        "src_mac": format_macs(rows["mac_c"]),
+        "dest_mac": format_macs(rows["mac_s"]),
+        "vlan": rows["vlan"],
+        "pkts_toserver": rows["pk"][:, 0].astype(np.uint64),
+        "pkts_toclient": rows["pk"][:, 1].astype(np.uint64),
+        "bytes_toserver": rows["by"][:, 0],
+        "bytes_toclient": rows["by"][:, 1],
+        "payload_toserver": rows["pl"][:, 0],
+        "payload_toclient": rows["pl"][:, 1],
+    }
+    fl = rows["fl"].astype(np.uint64)
+    for k, flag in enumerate(TCP_FLAGS):
+        cols[f"{flag}_toserver"] = fl[:, k]
+        cols[f"{flag}_toclient"] = fl[:, 6 + k]
+    cols["start"] = rows["first"] / 1e9
+    cols["end"] = rows["last"] / 1e9
+    cols["state"] = pa.DictionaryArray.from_arrays(_state_codes(rows).astype(np.int32), list(_STATE_NAMES)).cast(pa.string())
+    cols["reason"] = pa.DictionaryArray.from_arrays(rows["reason"].astype(np.int32), list(REASONS)).cast(pa.string())
+    return pa.Table.from_pydict({k: cols[k] for k in FLOW_SCHEMA.names}, schema=FLOW_SCHEMA)

@@ -1,0 +1,157 @@
+"""Every record iotwatch produces, declared once: name, type, unit, meaning.
+
+Like dpkt's header tables, the field lists below are the single place that says what a
+flow row or a device-window row holds; the Parquet schemas, the EVE writers and the docs are
+derived from them (``docs/records.md`` is generated from this module by ``make docs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import pyarrow as pa
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    type: pa.DataType
+    unit: str
+    doc: str
+
+
+def schema(fields: tuple[Field, ...]) -> pa.Schema:
+    return pa.schema([pa.field(f.name, f.type) for f in fields])
+
+
+_U64, _U16, _U8, _F64, _STR = pa.uint64(), pa.uint16(), pa.uint8(), pa.float64(), pa.string()
+
+TCP_FLAGS = ("syn", "ack", "fin", "rst", "psh", "urg")
+
+FLOW_FIELDS: tuple[Field, ...] = (
+    Field("flow_id", _U64, "", "sequence number of the flow in this run, unique per run"),
+    Field("community_id", _STR, "", "Community ID v1 (seed 0), joins with Zeek and Suricata"),
+    Field("proto", _U8, "", "IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, ...)"),
+    Field("ip_version", _U8, "", "4 or 6"),
+    Field("src_ip", _STR, "", "address of the side that sent the first packet (the client)"),
+    Field("src_port", _U16, "", "client port; ICMP type for ICMP"),
+    Field("dest_ip", _STR, "", "address of the other side (the server)"),
+    Field("dest_port", _U16, "", "server port; ICMP code for ICMP"),
+    Field("src_mac", _STR, "", "Ethernet source of the first packet (null without Ethernet)"),
+    Field("dest_mac", _STR, "", "Ethernet destination of the first packet (null without Ethernet)"),
+    Field("vlan", _U16, "", "outer 802.1Q VLAN id of the first packet, 0 if untagged"),
+    Field("pkts_toserver", _U64, "packets", "packets sent by the client"),
+    Field("pkts_toclient", _U64, "packets", "packets sent by the server"),
+    Field("bytes_toserver", _U64, "bytes", "frame bytes on the wire sent by the client (as Wireshark counts)"),
+    Field("bytes_toclient", _U64, "bytes", "frame bytes on the wire sent by the server"),
+    Field("payload_toserver", _U64, "bytes", "transport payload bytes sent by the client"),
+    Field("payload_toclient", _U64, "bytes", "transport payload bytes sent by the server"),
+    *(
+        Field(f"{flag}_{side}", _U64, "packets", f"TCP packets with {flag.upper()} set sent {side.replace('to', 'to the ')}")
+        for flag in TCP_FLAGS
+        for side in ("toserver", "toclient")
+    ),
+    Field("start", _F64, "epoch s", "timestamp of the first packet"),
+    Field("end", _F64, "epoch s", "timestamp of the last packet"),
+    Field("state", _STR, "", "TCP handshake outcome: syn_unanswered, established, rejected (RST to SYN), "
+          "reset, closed (FIN both ways), midstream (no SYN seen), none (not TCP)"),
+    Field("reason", _STR, "", "why the flow ended: idle, active (timeouts), end (of input), evicted (table full)"),
+)
+
+WINDOW_FIELDS: tuple[Field, ...] = (
+    Field("device", _STR, "", "device key: MAC address, or IP address for captures without Ethernet"),
+    Field("window_start", _F64, "epoch s", "start of the window (aligned to a multiple of the window length)"),
+    Field("window_s", _F64, "s", "window length"),
+    Field("packets_out", _U64, "packets", "frames the device sent"),
+    Field("packets_in", _U64, "packets", "frames sent to the device"),
+    Field("bytes_out", _U64, "bytes", "frame bytes the device sent"),
+    Field("bytes_in", _U64, "bytes", "frame bytes sent to the device"),
+    Field("upload_bytes", _U64, "bytes", "frame bytes the device sent to external (non-local, unicast) addresses"),
+    Field("download_bytes", _U64, "bytes", "frame bytes the device received from external addresses"),
+    Field("dst_ips", _U64, "addresses", "distinct destination IP addresses the device sent to"),
+    Field("dst_ports", _U64, "ports", "distinct destination (protocol, port) pairs of TCP/UDP the device sent to"),
+    Field("new_flows", _U64, "flows", "flows the device started"),
+    Field("syn_flows", _U64, "flows", "TCP flows the device opened with a SYN"),
+    Field("syn_answered", _U64, "flows", "of those, answered by a SYN-ACK"),
+    Field("syn_rejected", _U64, "flows", "of those, answered by a RST"),
+    Field("syn_unanswered", _U64, "flows", "syn_flows - syn_answered - syn_rejected"),
+    Field("failed_handshake_ratio", _F64, "", "(syn_flows - syn_answered) / syn_flows, 0 without SYNs"),
+    Field("rst_in", _U64, "packets", "TCP resets received"),
+    Field("auth_attempts", _U64, "flows", "TCP flows the device started to telnet/SSH ports (23, 2323, 22)"),
+    Field("dns_queries", _U64, "packets", "DNS queries the device sent (port 53, QR bit clear)"),
+    Field("upload_share", _F64, "", "device's share of all LAN→WAN bytes in this window (0..1)"),
+    Field("distinct_saturated", pa.bool_(), "", "true when the distinct-value table was full: dst_ips/dst_ports are lower bounds"),
+)
+
+FLOW_SCHEMA = schema(FLOW_FIELDS)
+WINDOW_SCHEMA = schema(WINDOW_FIELDS)
+
+
+@dataclass(slots=True)
+class DeviceRecord:
+    """Totals for one device over the whole input. Mergeable with :meth:`merge`."""
+
+    mac: str | None
+    ips: list[str]
+    packets_out: int = 0
+    packets_in: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    upload_bytes: int = 0
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+
+    @property
+    def key(self) -> str:
+        return self.mac if self.mac is not None else self.ips[0]
+
+    def merge(self, other: DeviceRecord) -> DeviceRecord:
+        ips = list(dict.fromkeys([*self.ips, *other.ips]))
+        return DeviceRecord(
+            mac=self.mac,
+            ips=ips,
+            packets_out=self.packets_out + other.packets_out,
+            packets_in=self.packets_in + other.packets_in,
+            bytes_out=self.bytes_out + other.bytes_out,
+            bytes_in=self.bytes_in + other.bytes_in,
+            upload_bytes=self.upload_bytes + other.upload_bytes,
+            first_seen=min(self.first_seen, other.first_seen),
+            last_seen=max(self.last_seen, other.last_seen),
+        )
+
+    def to_event(self) -> dict[str, object]:
+        d = asdict(self)
+        return {"event_type": "device", **d}
+
+
+UNDECODABLE_LAYERS = ("link", "network", "transport")
+
+
+@dataclass(slots=True)
+class Stats:
+    """Run statistics, written as the last ``stats`` event."""
+
+    packets: int = 0
+    bytes: int = 0
+    files: int = 0
+    undecodable: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNDECODABLE_LAYERS, 0))
+    not_ip: int = 0
+    fragments_without_first: int = 0
+    flows: int = 0
+    flows_evicted: int = 0
+    devices: int = 0
+    devices_untracked: int = 0
+    windows: int = 0
+    late_packets: int = 0
+    problems: int = 0
+    elapsed_s: float = 0.0
+
+    @property
+    def packets_per_s(self) -> float:
+        return self.packets / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_event(self) -> dict[str, object]:
+        d = asdict(self)
+        d["packets_per_s"] = round(self.packets_per_s, 1)
+        d["elapsed_s"] = round(self.elapsed_s, 6)
+        return {"event_type": "stats", **d}
