@@ -50,7 +50,15 @@ MSS = 1460
 ARP, V4TCP, V4UDP, V4ICMP, V6TCP, V6UDP, V6ICMP = range(7)
 L3_LEN = {ARP: 28, V4TCP: 20, V4UDP: 20, V4ICMP: 20, V6TCP: 40, V6UDP: 40, V6ICMP: 40}
 L4_LEN = {ARP: 0, V4TCP: 20, V4UDP: 8, V4ICMP: 8, V6TCP: 20, V6UDP: 8, V6ICMP: 8}
-ETHERTYPE = {ARP: 0x0806, V4TCP: 0x0800, V4UDP: 0x0800, V4ICMP: 0x0800, V6TCP: 0x86DD, V6UDP: 0x86DD, V6ICMP: 0x86DD}
+ETHERTYPE = {
+    ARP: 0x0806,
+    V4TCP: 0x0800,
+    V4UDP: 0x0800,
+    V4ICMP: 0x0800,
+    V6TCP: 0x86DD,
+    V6UDP: 0x86DD,
+    V6ICMP: 0x86DD,
+}
 IPPROTO = {V4TCP: 6, V4UDP: 17, V4ICMP: 1, V6TCP: 6, V6UDP: 17, V6ICMP: 58}
 
 # TCP flags
@@ -87,7 +95,7 @@ def empty(n: int) -> Table:
 
 
 def concat(tables: list[Table]) -> Table:
-    return {k: np.concatenate([t[k] for t in tables]) for k in COLUMNS}
+    return {k: np.concatenate([t[k].astype(dt, copy=False) for t in tables]) for k, dt in COLUMNS.items()}
 
 
 def take(t: Table, idx: npt.NDArray[np.intp] | slice) -> Table:
@@ -140,9 +148,16 @@ for _i, _n in enumerate(DNS_NAMES):
     _ans = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04" + bytes([34, 100 + _i, 17, 1 + 7 * _i])
     DNS_R.append(TPL.add(b"\x00\x00\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + _q + _ans, "dns"))
     _q6 = dns_name(_n) + b"\x00\x1c\x00\x01"
-    _ans6 = b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x01\x2c\x00\x10" + bytes.fromhex("2a0014504001080e") + _i.to_bytes(8, "big")
+    _ans6 = (
+        b"\xc0\x0c\x00\x1c\x00\x01\x00\x00\x01\x2c\x00\x10"
+        + bytes.fromhex("2a0014504001080e")
+        + _i.to_bytes(8, "big")
+    )
     DNS_R6.append(TPL.add(b"\x00\x00\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + _q6 + _ans6, "dns"))
-DNS_Q6 = [TPL.add(b"\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + dns_name(n) + b"\x00\x1c\x00\x01", "dns") for n in DNS_NAMES]
+DNS_Q6 = [
+    TPL.add(b"\x00\x00\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + dns_name(n) + b"\x00\x1c\x00\x01", "dns")
+    for n in DNS_NAMES
+]
 RTP = TPL.add(b"\x80\x00" + bytes(10), "rtp")  # version 2, PT 0 (PCMU); seq/ts/ssrc patched
 NTP_C = TPL.add(b"\x23" + bytes(47), "static")
 NTP_S = TPL.add(b"\x24\x02\x00\xe9" + bytes(44), "static")
@@ -178,17 +193,64 @@ def fold(s: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     return (~s) & np.uint64(0xFFFF)
 
 
-def build_group(t: Table, layout: int, tagged: bool, opt: int, app: int) -> tuple[U8, npt.NDArray[np.int64]]:
-    """Headers of packets sharing one layout: (pcap record header + frame bytes, record length)."""
+class Pattern:
+    """Payload bytes: a fixed pseudo-random block tiled over each chunk buffer, so payloads
+    look like encrypted data (incompressible) at no per-byte cost, and their checksum
+    contribution comes from prefix sums instead of touching the bytes."""
+
+    SIZE = 1 << 16
+
+    def __init__(self) -> None:
+        self.block = np.random.default_rng(0x1057).integers(0, 256, self.SIZE, dtype=np.uint8)
+        two = np.concatenate([self.block, self.block]).astype(np.uint64)
+        even = np.where(np.arange(2 * self.SIZE) % 2 == 0, two, 0)
+        self.even = np.concatenate([[0], np.cumsum(even)]).astype(np.uint64)
+        self.odd = np.concatenate([[0], np.cumsum(two - even)]).astype(np.uint64)
+
+    def fill(self, size: int) -> U8:
+        return np.resize(self.block, size)
+
+    def word_sum(
+        self, start: npt.NDArray[np.int64], length: npt.NDArray[np.int64], first_high: bool
+    ) -> npt.NDArray[np.uint64]:
+        """Checksum word sum of buffer[start:start+length] (length <= SIZE); the first byte
+        is the high byte of a 16-bit word if `first_high`, else the low byte."""
+        a = start % self.SIZE
+        b = a + length
+        ev = self.even[b] - self.even[a]
+        od = self.odd[b] - self.odd[a]
+        same = (a % 2 == 0) == first_high  # even buffer positions are high bytes
+        hi = np.where(same, ev, od)
+        lo = np.where(same, od, ev)
+        return hi * np.uint64(256) + lo
+
+
+PATTERN = Pattern()
+
+
+def group_width(layout: int, tagged: bool, opt: int, app: int) -> int:
+    """Bytes from the pcap record header to the end of the application template."""
+    eth = 18 if tagged else 14
+    l4len = L4_LEN[layout] + (4 if opt else 0)
+    return 16 + eth + L3_LEN[layout] + l4len + (int(TPL_LEN[app]) if app >= 0 else 0)
+
+
+def build_group(t: Table, layout: int, tagged: bool, opt: int, app: int, off: npt.NDArray[np.int64]) -> U8:
+    """Record header + frame header bytes of packets sharing one layout.
+
+    Columns past the headers up to a 60-byte frame are zero (Ethernet padding, or the
+    first payload bytes of a tiny frame); the rest of the payload is PATTERN at the
+    record's position `off` in the chunk buffer."""
     m = len(t["ts"])
     eth = 18 if tagged else 14
     l3 = 16 + eth
     l4 = l3 + L3_LEN[layout]
     l4len = L4_LEN[layout] + (4 if opt else 0)
     app_at = l4 + l4len
-    applen = int(TPL_LEN[app]) if app >= 0 else 0
-    width = app_at + applen
-    hdr = np.zeros((m, width), dtype=np.uint8)
+    width = group_width(layout, tagged, opt, app)
+    applen = width - app_at
+    block = max(width, 76)
+    hdr = np.zeros((m, block), dtype=np.uint8)
     paylen = t["paylen"].astype(np.int64)
     frame = np.maximum(width - 16 + paylen, 60)
     # pcap record header
@@ -210,7 +272,7 @@ def build_group(t: Table, layout: int, tagged: bool, opt: int, app: int) -> tupl
         put(hdr, l3 + 14, t["src"], 4)
         put(hdr, l3 + 18, np.where(t["sport"] == 2, t["dmac"], 0), 6)
         put(hdr, l3 + 24, t["dst"], 4)
-        return hdr, frame + 16
+        return hdr
     l4_total = l4len + applen + paylen  # L4 header + data
     proto = IPPROTO[layout]
     if layout in (V4TCP, V4UDP, V4ICMP):
@@ -261,15 +323,20 @@ def build_group(t: Table, layout: int, tagged: bool, opt: int, app: int) -> tupl
             put(hdr, app_at + 2, t["appv"], 2)
             put(hdr, app_at + 4, t["appv2"], 4)
             put(hdr, app_at + 8, (t["sport"].astype(np.uint64) * 2654435761) & 0xFFFFFFFF, 4)
-    # L4 checksum (payload after `width` is zero and adds nothing)
     if layout == V4UDP:
-        return hdr, frame + 16  # checksum 0: "none", legal for UDP over IPv4
-    body = word_sum(hdr, l4, width)
+        return hdr  # checksum 0: "none", legal for UDP over IPv4
+    # L4 checksum: header block (zeros past `width`) + the PATTERN bytes after the block
+    body = word_sum(hdr, l4, block)
+    tail = 16 + frame - block  # pattern bytes of this frame
+    has = tail > 0
+    if has.any():
+        body[has] += PATTERN.word_sum(off[has] + block, tail[has], (block - l4) % 2 == 0)
     csum = fold(body if layout == V4ICMP else body + pseudo)
     if layout == V6UDP:
         csum = np.where(csum == 0, 0xFFFF, csum)
-    put(hdr, l4 + {V4TCP: 16, V6TCP: 16}.get(layout, 6 if layout == V6UDP else 2), csum, 2)
-    return hdr, frame + 16
+    at = {V4TCP: 16, V6TCP: 16, V6UDP: 6, V4ICMP: 2, V6ICMP: 2}[layout]
+    put(hdr, l4 + at, csum, 2)
+    return hdr
 
 
 def render(t: Table) -> bytes:
@@ -280,28 +347,31 @@ def render(t: Table) -> bytes:
     key = (t["layout"].astype(np.int64) * 2 + tagged) * 2 + t["opt"].astype(np.int64)
     key = key * 1024 + (app + 1)
     order = np.argsort(key, kind="stable")
-    skey = key[order]
-    bounds = np.flatnonzero(np.diff(skey)) + 1
-    groups = np.split(order, bounds)
-    built: list[tuple[npt.NDArray[np.intp], U8]] = []
+    bounds = np.flatnonzero(np.diff(key[order])) + 1
+    groups = []
     reclen = np.zeros(n, dtype=np.int64)
-    for g in groups:
+    for g in np.split(order, bounds):
         k = int(key[g[0]])
-        a, opt, tg, lay = k % 1024 - 1, (k // 1024) % 2, (k // 2048) % 2, k // 4096
-        hdr, rl = build_group(take(t, g), lay, bool(tg), opt, a)
-        reclen[g] = rl
-        built.append((g, hdr))
+        spec = (k // 4096, bool((k // 2048) % 2), (k // 1024) % 2, k % 1024 - 1)  # layout, tagged, opt, app
+        width = group_width(*spec)
+        reclen[g] = 16 + np.maximum(width - 16 + t["paylen"][g].astype(np.int64), 60)
+        groups.append((g, spec))
     off = np.zeros(n, dtype=np.int64)
     np.cumsum(reclen[:-1], out=off[1:])
-    buf = np.zeros(int(reclen.sum()), dtype=np.uint8)
-    for g, hdr in built:
+    buf = PATTERN.fill(int(reclen.sum()))
+    for g, spec in groups:
+        hdr = build_group(take(t, g), *spec, off=off[g])
         idx = off[g][:, None] + np.arange(hdr.shape[1], dtype=np.int64)
         buf[idx] = hdr
     return buf.tobytes()
 
 
 def file_header() -> bytes:
-    return np.array([0xA1B2C3D4], "<u4").tobytes() + np.array([2, 4], "<u2").tobytes() + np.array([0, 0, 65535, 1], "<u4").tobytes()
+    return (
+        np.array([0xA1B2C3D4], "<u4").tobytes()
+        + np.array([2, 4], "<u2").tobytes()
+        + np.array([0, 0, 65535, 1], "<u4").tobytes()
+    )
 
 
 def write_pcap(out: BinaryIO, chunks: Iterator[Table]) -> int:
@@ -334,14 +404,29 @@ def public_ips(rng: np.random.Generator, n: int) -> npt.NDArray[np.uint64]:
         x = rng.integers(ip4(1, 0, 0, 0), ip4(224, 0, 0, 0), 2 * n, dtype=np.uint64)
         a, b = x >> 24, (x >> 16) & 0xFF
         bad = (a == 10) | (a == 127) | ((a == 100) & (b >= 64) & (b < 128)) | ((a == 169) & (b == 254))
-        bad |= ((a == 172) & (b >= 16) & (b < 32)) | ((a == 192) & (b == 168)) | ((a == 198) & (b >= 18) & (b < 20))
+        bad |= (
+            ((a == 172) & (b >= 16) & (b < 32))
+            | ((a == 192) & (b == 168))
+            | ((a == 198) & (b >= 18) & (b < 20))
+        )
         bad |= (a == 192) & (b == 0)
         out = np.concatenate([out, x[~bad]])
     return out[:n]
 
 
 ROUTER_MAC = 0x001A_2B3C_4D5E
-HOST_OUIS = [0xB827EB, 0xDCA632, 0x240AC4, 0x3C71BF, 0xC056E3, 0x44D9E7, 0x18B430, 0xF0EF86, 0x001788, 0x50C7BF]
+HOST_OUIS = [
+    0xB827EB,
+    0xDCA632,
+    0x240AC4,
+    0x3C71BF,
+    0xC056E3,
+    0x44D9E7,
+    0x18B430,
+    0xF0EF86,
+    0x001788,
+    0x50C7BF,
+]
 LAN6 = 0x2A02_8070_1234_5600
 V6_PREFIXES = [0x2A00_1450_4001_0800, 0x2606_4700_0000_0000, 0x2A03_2880_F10C_0083, 0x2620_0000_2D40_0202]
 GOOGLE_DNS6 = (0x2001_4860_4860_0000, 0x8888)
@@ -354,7 +439,11 @@ class Lan:
         self.mac = (ouis << np.uint64(24)) | rng.integers(0, 1 << 24, n_hosts, dtype=np.uint64)
         subnet = np.where(np.arange(n_hosts) % 5 == 1, 10, np.where(np.arange(n_hosts) % 5 == 3, 20, 1))
         self.subnet = subnet.astype(np.uint64)
-        self.ip = (np.uint64(ip4(192, 168, 0, 0)) | (self.subnet << np.uint64(8)) | (np.arange(n_hosts, dtype=np.uint64) + np.uint64(20)))
+        self.ip = (
+            np.uint64(ip4(192, 168, 0, 0))
+            | (self.subnet << np.uint64(8))
+            | (np.arange(n_hosts, dtype=np.uint64) + np.uint64(20))
+        )
         self.gw = np.uint64(ip4(192, 168, 0, 1)) | (self.subnet << np.uint64(8))
         self.vlan = np.where(subnet == 10, 10, 0).astype(np.uint16)
         self.ip6 = rng.integers(1, 1 << 62, n_hosts, dtype=np.uint64)
@@ -374,14 +463,18 @@ def expand(counts: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.ND
     return flow, np.arange(int(counts.sum()), dtype=np.int64) - starts[flow]
 
 
-def flow_cumsum(x: npt.NDArray[np.int64], flow: npt.NDArray[np.int64], k: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+def flow_cumsum(
+    x: npt.NDArray[np.int64], flow: npt.NDArray[np.int64], k: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
     """Exclusive running sum of x within each flow (packets of a flow are contiguous)."""
     c = np.cumsum(x) - x
     first = np.flatnonzero(k == 0)
     return c - c[first][flow]
 
 
-def fill_endpoints(t: Table, fl: dict[str, Arr], flow: npt.NDArray[np.int64], c2s: npt.NDArray[np.bool_], v6: bool) -> None:
+def fill_endpoints(
+    t: Table, fl: dict[str, Arr], flow: npt.NDArray[np.int64], c2s: npt.NDArray[np.bool_], v6: bool
+) -> None:
     """Addresses, MACs, VLAN, ports and TTL from the flow table, per direction."""
     hmac, gmac = fl["hmac"][flow], np.full(len(flow), ROUTER_MAC, dtype=np.uint64)
     t["smac"] = np.where(c2s, hmac, gmac)
@@ -400,13 +493,14 @@ def fill_endpoints(t: Table, fl: dict[str, Arr], flow: npt.NDArray[np.int64], c2
 def tcp_packets(fl: dict[str, Arr], rng: np.random.Generator, v6: bool) -> Table:
     """Handshake, request segments, response segments with a client ACK every 2, then FIN or RST.
 
-    Flows with s == -1 are unanswered SYNs (SYN + one retransmission)."""
-    nf = len(fl["start"])
+    Flows with s == -1 are unanswered SYNs (SYN + one retransmission), s == -2 rejected
+    connections (SYN, RST/ACK)."""
     r, s, end = fl["r"], fl["s"], fl["end"]
-    unans = s < 0
+    unans = s == -1
+    rej = s == -2
     s0 = np.maximum(s, 0)
     a = s0 // 2
-    counts = np.where(unans, 2, 3 + r + s0 + a + np.where(end == 0, 3, 1)).astype(np.int64)
+    counts = np.where(unans | rej, 2, 3 + r + s0 + a + np.where(end == 0, 3, 1)).astype(np.int64)
     flow, k = expand(counts)
     n = len(flow)
     t = empty(n)
@@ -433,8 +527,13 @@ def tcp_packets(fl: dict[str, Arr], rng: np.random.Generator, v6: bool) -> Table
     pay[in_req] = np.where(k[in_req] == 3, fl["req_len"][flow[in_req]], MSS)
     data = in_resp & ~is_ack
     pay[data] = np.where(d[data] == sf[data] - 1, fl["last_len"][flow[data]], MSS)
+    rjf = rej[flow]
+    c2s[rjf] = k[rjf] == 0
+    flags[rjf] = np.where(k[rjf] == 0, SYN, RST | ACK)
+    pay[rjf] = 0
     # sequence numbers: SYN and FIN take one
     used = pay + ((flags & (SYN | FIN)) != 0)
+    used[unf] = 0  # the retransmitted SYN repeats the first one's sequence number
     ccum = flow_cumsum(np.where(c2s, used, 0), flow, k)
     scum = flow_cumsum(np.where(c2s, 0, used), flow, k)
     isn_c, isn_s = fl["isn_c"][flow].astype(np.int64), fl["isn_s"][flow].astype(np.int64)
@@ -493,7 +592,9 @@ def rtp_packets(fl: dict[str, Arr], rng: np.random.Generator) -> Table:
     t["appv2"] = ((fl["isn_c"][flow].astype(np.int64) + 160 * i) & 0xFFFFFFFF).astype(np.uint32)
     t["ipid"] = ((fl["isn_s"][flow].astype(np.int64) + i) & 0xFFFF).astype(np.uint16)
     jitter = rng.normal(0, 400, n).clip(-2000, 2000)
-    t["ts"] = (fl["start"][flow] + i * 20_000 + np.where(c2s, 0, fl["rtt"][flow] // 2) + jitter).astype(np.int64)
+    t["ts"] = (fl["start"][flow] + i * 20_000 + np.where(c2s, 0, fl["rtt"][flow] // 2) + jitter).astype(
+        np.int64
+    )
     return t
 
 
@@ -518,7 +619,9 @@ def icmp_packets(fl: dict[str, Arr], rng: np.random.Generator, v6: bool) -> Tabl
     return t
 
 
-def arp_packets(lan: Lan, host: npt.NDArray[np.int64], start: npt.NDArray[np.int64], rng: np.random.Generator) -> Table:
+def arp_packets(
+    lan: Lan, host: npt.NDArray[np.int64], start: npt.NDArray[np.int64], rng: np.random.Generator
+) -> Table:
     """who-has <gateway> tell <host> (broadcast), then the router's reply."""
     n = 2 * len(host)
     t = empty(n)
@@ -538,7 +641,12 @@ def arp_packets(lan: Lan, host: npt.NDArray[np.int64], start: npt.NDArray[np.int
 
 
 def flow_table(
-    lan: Lan, n: int, rng: np.random.Generator, dur_us: int, v6: bool = False, server: npt.NDArray[np.uint64] | None = None
+    lan: Lan,
+    n: int,
+    rng: np.random.Generator,
+    dur_us: int,
+    v6: bool = False,
+    server: npt.NDArray[np.uint64] | None = None,
 ) -> dict[str, Arr]:
     """Common per-flow columns: client host, addresses, start time, RTT, ISNs."""
     host = rng.choice(lan.n, n, p=lan.weight)
@@ -553,9 +661,9 @@ def flow_table(
         "sip_hi": np.zeros(n, dtype=np.uint64),
         "rtt": rng.lognormal(np.log(25_000), 0.6, n).clip(1_000, 400_000),
         "sttl": rng.choice(np.array([46, 50, 52, 54, 56, 57, 58, 116, 118, 241]), n),
-        "isn_c": rng.integers(0, 1 << 32, n, dtype=np.uint64),
-        "isn_s": rng.integers(0, 1 << 32, n, dtype=np.uint64),
-        "txid": rng.integers(0, 65536, n, dtype=np.uint64),
+        "isn_c": rng.integers(0, 1 << 32, n, dtype=np.int64),
+        "isn_s": rng.integers(0, 1 << 32, n, dtype=np.int64),
+        "txid": rng.integers(0, 65536, n, dtype=np.int64),
         "cport": np.zeros(n, dtype=np.uint64),
         "sport": np.zeros(n, dtype=np.uint64),
     }
@@ -581,10 +689,27 @@ def assign_ephemeral(flows: list[dict[str, Arr]], n_hosts: int) -> None:
 
 
 def gen_mix(n_packets: int, seed: int) -> Table:
-    """A realistic LAN mix with about one flow per 10 packets and ~690 B average frames."""
+    """A realistic LAN mix with about one flow per 10 packets and ~690 B average frames.
+
+    Flows start uniformly over the capture; ~6 % more packets than asked for are made and
+    the capture is cut at the n-th packet in time (the cut leaves some flows unfinished,
+    as any capture does). If the draw falls short, it is redone with more flows."""
+    factor = 1.06
+    while True:
+        t = gen_mix_scaled(n_packets / 1_000_000 * factor, seed)
+        if len(t["ts"]) >= n_packets:
+            break
+        factor *= 1.05 * n_packets / len(t["ts"])
+    order = np.argsort(t["ts"], kind="stable")
+    t = take(t, order[:n_packets])
+    t["ts"] = t["ts"] - t["ts"][0] + EPOCH_US
+    return t
+
+
+def gen_mix_scaled(scale: float, seed: int) -> Table:
+    """All packets of the mix at `scale` (1.0: ~1 M packets), unsorted, relative times."""
     rng = np.random.default_rng(seed)
     lan = Lan(rng)
-    scale = n_packets / 1_000_000 * 1.06
     dur = int(300e6 * max(scale, 0.02))  # ~5 minutes for 1 M packets
     pool = public_ips(rng, 4000)
     pop = 1.0 / np.arange(1, len(pool) + 1) ** 0.9
@@ -594,20 +719,23 @@ def gen_mix(n_packets: int, seed: int) -> Table:
         return max(1, round(x * scale))
 
     # IPv4 TCP
-    n_tcp = cnt(33_000)
+    n_tcp = cnt(27_000)
     tcp = flow_table(lan, n_tcp, rng, dur, server=pool[rng.choice(len(pool), n_tcp, p=pop)])
-    tcp["sport"] = rng.choice(np.array([443, 80, 8883, 1883, 554, 22, 8080, 5222, 123 * 0 + 8443]), n_tcp,
-                              p=[0.66, 0.14, 0.06, 0.03, 0.03, 0.02, 0.02, 0.02, 0.02]).astype(np.uint64)  # fmt: skip
-    tcp["r"] = (1 + rng.geometric(0.65, n_tcp) - 1).astype(np.int64)
-    tcp["s"] = np.minimum(rng.lognormal(np.log(7), 1.45, n_tcp).astype(np.int64), 4000)
+    ports = np.array([443, 80, 8883, 1883, 554, 22, 8080, 5222, 8443])
+    share = [0.66, 0.14, 0.06, 0.03, 0.03, 0.02, 0.02, 0.02, 0.02]
+    tcp["sport"] = rng.choice(ports, n_tcp, p=share).astype(np.uint64)
+    tcp["r"] = rng.geometric(0.65, n_tcp).astype(np.int64)
+    tcp["s"] = np.minimum(rng.lognormal(np.log(4.6), 1.7, n_tcp).astype(np.int64), 4000)
     kind = rng.random(n_tcp)
     tcp["s"][kind < 0.04] = -1  # unanswered SYN
+    tcp["s"][(kind >= 0.04) & (kind < 0.08)] = -2  # rejected (RST)
     tcp["end"] = (kind > 0.93).astype(np.int64)  # 7 % reset by the server, the rest FIN
     tcp["req_len"] = rng.integers(90, 900, n_tcp)
     tcp["last_len"] = rng.integers(1, MSS + 1, n_tcp)
     # IPv4 DNS (to the gateway or a public resolver) and NTP
-    n_dns = cnt(54_000)
-    resolver = np.where(rng.random(n_dns) < 0.6, 0, rng.choice(np.array([ip4(8, 8, 8, 8), ip4(1, 1, 1, 1), ip4(9, 9, 9, 9)]), n_dns))
+    n_dns = cnt(72_000)
+    public_dns = np.array([ip4(8, 8, 8, 8), ip4(1, 1, 1, 1), ip4(9, 9, 9, 9)], dtype=np.uint64)
+    resolver = np.where(rng.random(n_dns) < 0.6, np.uint64(0), rng.choice(public_dns, n_dns))
     dns = flow_table(lan, n_dns, rng, dur)
     dns["sip"] = np.where(resolver == 0, lan.gw[dns["host"]], resolver).astype(np.uint64)
     dns["rtt"] = np.where(resolver == 0, dns["rtt"] / 10, dns["rtt"] / 2)
@@ -616,7 +744,7 @@ def gen_mix(n_packets: int, seed: int) -> Table:
     dns["npair"] = np.where(rng.random(n_dns) < 0.15, 2, 1)
     name = rng.choice(len(DNS_NAMES), n_dns, p=(w := 1.0 / np.arange(1, len(DNS_NAMES) + 1)) / w.sum())
     dns["qt"], dns["rt"] = np.array(DNS_Q)[name], np.array(DNS_R)[name]
-    n_ntp = cnt(1_500)
+    n_ntp = cnt(3_000)
     ntp = flow_table(lan, n_ntp, rng, dur, server=pool[rng.choice(len(pool), n_ntp)])
     ntp["cport"][:] = 123
     ntp["sport"][:] = 123
@@ -672,13 +800,7 @@ def gen_mix(n_packets: int, seed: int) -> Table:
         icmp_packets(icmp6, rng, True),
         arp_packets(lan, arp_host, rng.integers(0, dur, n_arp), rng),
     ]
-    t = concat(parts)
-    order = np.argsort(t["ts"], kind="stable")
-    if len(order) < n_packets:
-        raise RuntimeError(f"generated {len(order)} < {n_packets} packets; raise the scale")
-    t = take(t, order[:n_packets])
-    t["ts"] = t["ts"] - t["ts"][0] + EPOCH_US
-    return t
+    return concat(parts)
 
 
 def mix_chunks(n_packets: int, seed: int) -> Iterator[Table]:
@@ -704,9 +826,17 @@ def allowed_src(x: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
     return (a != 0) & (a != 10) & (a != 127) & (a != 192) & (a < 224)
 
 
+FLOOD_BASE = ip4(11, 0, 0, 0)
+
+
 def flood_chunks(n_packets: int, seed: int, chunk: int = 1 << 18) -> Iterator[Table]:
-    """SYNs from distinct spoofed sources (a permutation of the 32-bit space, cycle-walked
-    to skip 0/8, 10/8, 127/8, 192/8 and multicast/reserved), ~100 k packets/s."""
+    """SYNs from distinct spoofed sources, ~100 k packets/s.
+
+    Source i is 11.0.0.0 + i pushed through a keyed permutation of the 32-bit space and
+    cycle-walked until it leaves 0/8, 10/8, 127/8, 192/8 and 224/3. Cycle walking from a
+    start inside the allowed set is a permutation of that set, so sources never repeat."""
+    if n_packets > 1_000_000_000:
+        raise ValueError("at most 1e9 flood packets")
     rng = np.random.default_rng(seed)
     victim_mac = 0x0017_8801_0203
     victim_ip = ip4(192, 168, 1, 50)
@@ -714,8 +844,7 @@ def flood_chunks(n_packets: int, seed: int, chunk: int = 1 << 18) -> Iterator[Ta
     for s in range(0, n_packets, chunk):
         m = min(chunk, n_packets - s)
         t = empty(m)
-        i = np.arange(s, s + m, dtype=np.uint64)
-        src = mix32(i, seed)
+        src = mix32(np.arange(s, s + m, dtype=np.uint64) + np.uint64(FLOOD_BASE), seed)
         bad = ~allowed_src(src)
         while bad.any():  # cycle walking keeps the mapping injective
             src[bad] = mix32(src[bad], seed)
@@ -748,7 +877,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=sorted(KINDS))
     p.add_argument("out", type=Path)
-    p.add_argument("--packets", type=int, default=None, help="number of packets (default: 1 M, 10 M for flood10m)")
+    p.add_argument(
+        "--packets", type=int, default=None, help="number of packets (default: 1 M, 10 M for flood10m)"
+    )
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args(argv)
     n = a.packets if a.packets is not None else KINDS[a.kind]

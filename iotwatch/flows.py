@@ -61,6 +61,7 @@ class FlowSettings:
     max_flows: int = 1 << 19
     sweep_interval: float = 10.0
     export_buffer: int = 1 << 16
+    drain_at: int = 1 << 13  # finished flows are converted in groups of at least this many
 
 
 @dataclass(slots=True)
@@ -381,6 +382,12 @@ class FlowTable:
                 yield from self._sweep(int(ts_ns[i]), evict_before=threshold)
             elif status == EXPORT_FULL:
                 yield self._drain()
+        if self.n_exp >= self.settings.drain_at:
+            yield self._drain()
+
+    def drain(self) -> Iterator[pa.Table]:
+        """Hand over the finished flows held in the export buffer now (live capture calls this
+        on a timer; offline runs let the buffer fill up to ``drain_at``)."""
         if self.n_exp:
             yield self._drain()
 
@@ -397,13 +404,15 @@ class FlowTable:
     def _sweep(self, now: int, evict_before: int, flush_all: bool = False) -> Iterator[pa.Table]:
         j = 0
         used = int(self.st[ST_USED])
+        before = int(self.st[ST_EXPORTED]) + self.n_exp
         while j < used:
             j, self.n_exp = sweep(self.tbl, self.st, j, now, self.idle_ns, self.active_ns, evict_before,
                                   flush_all, self.removed, self.exp, self.n_exp)
             if self.n_exp >= len(self.exp):
                 yield self._drain()
-        compact(self.tbl, self.st, self.removed, self.index)
-        if self.n_exp:
+        if int(self.st[ST_EXPORTED]) + self.n_exp != before:
+            compact(self.tbl, self.st, self.removed, self.index)
+        if flush_all and self.n_exp:
             yield self._drain()
 
     def _drain(self) -> pa.Table:

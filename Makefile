@@ -1,0 +1,52 @@
+# iotwatch — the two commands a fresh machine needs are `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed-stamp
+DEMO    := pcaps/demo-office.pcap
+
+.PHONY: all venv demo test pcaps bench sysdeps lint clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+$(DEMO): | $(STAMP)
+	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
+
+## make demo: create .venv, install, analyse the bundled demo capture, print the device table
+demo: $(STAMP) $(DEMO)
+	$(BIN)/iotwatch analyze $(DEMO) --out out/demo
+
+## make test: the whole test suite (Wireshark oracle tests need tshark: `make sysdeps`)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## make pcaps: regenerate the project's own demo capture with scapy
+pcaps: $(STAMP)
+	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
+
+## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root)
+sysdeps:
+	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && [ -e /usr/include/pcap/pcap.h ]; then \
+		echo "system packages present"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump libpcap-dev >/dev/null; \
+	fi
+
+## make bench: throughput and memory against C, tcpdump, nfstream and dpkt → docs/benchmarks.md
+bench: $(STAMP) sysdeps
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python bench/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check iotwatch tests bench
+
+clean:
+	rm -rf out bench/data bench/out .pytest_cache

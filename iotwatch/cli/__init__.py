@@ -1,0 +1,55 @@
+"""The ``iotwatch`` command: a thin typer layer over the library.
+
+Each command group lives in its own module and turns library exceptions into one-line messages.
+Exit codes: 0 success; 1 error (nothing could be analysed, output not writable); 2 usage error;
+3 finished, but some input was damaged or partly unsupported (results cover what could be read).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from .. import __version__
+from .analyze import analyze_command, devices_command
+
+app = typer.Typer(
+    name="iotwatch",
+    help="Profile every device in packet captures and flag the ones that misbehave.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"iotwatch {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """iotwatch: who is on the network, who uses the uplink, and who behaves like an infected box."""
+
+
+app.command("analyze")(analyze_command)
+app.command("devices")(devices_command)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("iotwatch: interrupted\n")
+        sys.exit(130)
+    except Exception as e:  # a bug of ours, not the user's: one line, the traceback on request
+        if os.environ.get("IOTWATCH_DEBUG"):
+            raise
+        sys.stderr.write(f"iotwatch: internal error: {type(e).__name__}: {e} "
+                         "(set IOTWATCH_DEBUG=1 for the traceback and please report it)\n")
+        sys.exit(1)
