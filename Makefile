@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench sysdeps lint clean
+.PHONY: all venv demo test pcaps bench sysdeps lint docs clean
 
 all: test
 
@@ -44,6 +44,10 @@ sysdeps:
 bench: $(STAMP) sysdeps
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
+
+## make docs: regenerate docs/records.md from iotwatch/records.py
+docs: $(STAMP)
+	$(BIN)/python -c 'from iotwatch.records import records_markdown as m; print(m(), end="")' > docs/records.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check iotwatch tests bench

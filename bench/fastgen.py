@@ -33,13 +33,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 U8 = npt.NDArray[np.uint8]
-Arr = npt.NDArray[np.generic]
+Arr = npt.NDArray[Any]
 Table = dict[str, Arr]
 
 EPOCH_US = 1_700_000_000 * 1_000_000  # 2023-11-14T22:13:20Z: capture start

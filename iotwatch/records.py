@@ -155,3 +155,37 @@ class Stats:
         d["packets_per_s"] = round(self.packets_per_s, 1)
         d["elapsed_s"] = round(self.elapsed_s, 6)
         return {"event_type": "stats", **d}
+
+
+DEVICE_FIELDS: tuple[Field, ...] = (
+    Field("mac", _STR, "", "lower-case MAC address; null for captures without Ethernet (the device is its IP)"),
+    Field("ips", pa.list_(_STR), "", "addresses the device sent from (local ones; all of them for a host with a "
+          "public address on the segment; a router's forwarded internet addresses are left out), in order of first use"),
+    Field("packets_out", _U64, "packets", "frames the device sent"),
+    Field("packets_in", _U64, "packets", "frames sent to the device (unicast)"),
+    Field("bytes_out", _U64, "bytes", "frame bytes sent, as Wireshark counts frame length"),
+    Field("bytes_in", _U64, "bytes", "frame bytes received"),
+    Field("upload_bytes", _U64, "bytes", "frame bytes sent to external unicast addresses"),
+    Field("first_seen", _F64, "epoch s", "first frame from or to the device"),
+    Field("last_seen", _F64, "epoch s", "last frame from or to the device"),
+)
+
+
+def records_markdown() -> str:
+    """docs/records.md, generated from the field tables above (``make docs``)."""
+    out = ["# Records iotwatch writes", "",
+           "Generated from `iotwatch/records.py` by `make docs`; do not edit by hand.", ""]
+    for title, fields_ in (("Device events (`event_type: device` in events.jsonl)", DEVICE_FIELDS),
+                           ("Flows (flows.parquet; `flow` events carry the same values, Suricata-style: "
+                            "counters under `flow`, flag counts under `tcp`)", FLOW_FIELDS),
+                           ("Device windows (windows.parquet)", WINDOW_FIELDS)):
+        out += [f"## {title}", "", "| field | type | unit | meaning |", "|---|---|---|---|"]
+        out += [f"| `{f.name}` | {f.type} | {f.unit} | {f.doc} |" for f in fields_]
+        out.append("")
+    out += ["## Stats event (`event_type: stats`, last line of events.jsonl)", "",
+            "`packets`, `bytes` (frame bytes), `files` read, `undecodable` packets by layer (`link`, `network`, "
+            "`transport`), `not_ip` (ARP and other non-IP frames, counted per device), `fragments_without_first`, "
+            "`flows`, `flows_evicted` (by the table cap), `devices`, `devices_untracked` (beyond the device cap), "
+            "`windows` (rows), `late_packets` (older than every open window), `problems` (input problems), "
+            "`elapsed_s`, `packets_per_s`.", ""]
+    return "\n".join(out)

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import OutputError
+from .jsonfmt import FLOAT, INT, ISO, STR, STR_OR_NULL, Col, format_lines
 from .records import FLOW_SCHEMA, TCP_FLAGS, WINDOW_SCHEMA, DeviceRecord, Stats
 
 PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
@@ -105,42 +106,39 @@ def _json_number(x: float) -> float | int | None:
     return x
 
 
-def _str(arr: pa.Array) -> pa.Array:
-    return pc.cast(arr, pa.string())
-
-
-def _quoted_or_null(arr: pa.Array) -> pa.Array:
-    quoted = pc.binary_join_element_wise('"', arr, '"', "")
-    return pc.fill_null(quoted, "null")
-
-
-def flow_event_lines(flows: pa.Table) -> pa.Array:
-    """One EVE ``flow`` JSON object per row, built column-wise (Suricata's field names)."""
-    c = flows.column
-    us = pc.cast(pc.round(pc.multiply(c("start"), 1e6)), pa.int64())
-    ts = pc.strftime(pc.cast(us, pa.timestamp("us", tz="UTC")), format="%Y-%m-%dT%H:%M:%S%z")
-    proto = pc.take(_PROTO_TABLE, c("proto"))
-    parts: list[object] = [
-        '{"event_type":"flow","timestamp":"', ts,
-        '","flow_id":', _str(c("flow_id")),
-        ',"community_id":"', c("community_id"),
-        '","src_ip":"', c("src_ip"), '","src_port":', _str(c("src_port")),
-        ',"dest_ip":"', c("dest_ip"), '","dest_port":', _str(c("dest_port")),
-        ',"proto":"', proto, '","ip_version":', _str(c("ip_version")),
-        ',"src_mac":', _quoted_or_null(c("src_mac")), ',"dest_mac":', _quoted_or_null(c("dest_mac")),
-        ',"vlan":', _str(c("vlan")),
-        ',"flow":{"pkts_toserver":', _str(c("pkts_toserver")), ',"pkts_toclient":', _str(c("pkts_toclient")),
-        ',"bytes_toserver":', _str(c("bytes_toserver")), ',"bytes_toclient":', _str(c("bytes_toclient")),
-        ',"payload_toserver":', _str(c("payload_toserver")), ',"payload_toclient":', _str(c("payload_toclient")),
-        ',"start":', _str(c("start")), ',"end":', _str(c("end")),
-        ',"state":"', c("state"), '","reason":"', c("reason"), '"}',
-        ',"tcp":{',
+def _flow_template() -> list[str | Col]:
+    t: list[str | Col] = [
+        '{"event_type":"flow","timestamp":"', Col(ISO, "start"), '","flow_id":', Col(INT, "flow_id"),
+        ',"community_id":"', Col(STR, "community_id"),
+        '","src_ip":"', Col(STR, "src_ip"), '","src_port":', Col(INT, "src_port"),
+        ',"dest_ip":"', Col(STR, "dest_ip"), '","dest_port":', Col(INT, "dest_port"),
+        ',"proto":"', Col(STR, "proto_name"), '","ip_version":', Col(INT, "ip_version"),
+        ',"src_mac":', Col(STR_OR_NULL, "src_mac"), ',"dest_mac":', Col(STR_OR_NULL, "dest_mac"),
+        ',"vlan":', Col(INT, "vlan"), ',"flow":{',
     ]
+    for k, name in enumerate(("pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
+                              "payload_toserver", "payload_toclient")):
+        t += [("," if k else "") + f'"{name}":', Col(INT, name)]
+    t += [',"start":', Col(FLOAT, "start"), ',"end":', Col(FLOAT, "end"),
+          ',"state":"', Col(STR, "state"), '","reason":"', Col(STR, "reason"), '"},"tcp":{']
     for k, flag in enumerate(TCP_FLAGS):
-        sep = "" if k == 0 else ","
-        parts += [f'{sep}"{flag}_toserver":', _str(c(f"{flag}_toserver")), f',"{flag}_toclient":', _str(c(f"{flag}_toclient"))]
-    parts.append("}}\n")
-    return pc.binary_join_element_wise(*parts, "")
+        for side in ("toserver", "toclient"):
+            t += [("," if k or side == "toclient" else "") + f'"{flag}_{side}":', Col(INT, f"{flag}_{side}")]
+    t.append("}}\n")
+    return t
+
+
+FLOW_TEMPLATE = _flow_template()
+
+
+def flow_event_lines(flows: pa.Table) -> memoryview:
+    """One EVE ``flow`` JSON object per row (Suricata's field names), rendered in bulk."""
+    cols: dict[str, object] = {name: flows.column(name).combine_chunks() for name in flows.column_names}
+    cols["proto_name"] = pc.take(_PROTO_TABLE, cols["proto"])
+    for name, v in list(cols.items()):
+        if pa.types.is_integer(v.type) or pa.types.is_floating(v.type):  # type: ignore[attr-defined]
+            cols[name] = v.to_numpy()  # type: ignore[attr-defined]
+    return format_lines(FLOW_TEMPLATE, cols, flows.num_rows)  # type: ignore[arg-type]
 
 
 class EveSink:
@@ -156,13 +154,7 @@ class EveSink:
 
     def on_flows(self, flows: pa.Table) -> None:
         if self.flow_events and flows.num_rows:
-            lines = flow_event_lines(flows)
-            # the concatenated character data of a string array is exactly the JSON lines
-            lines = lines.combine_chunks() if isinstance(lines, pa.ChunkedArray) else lines
-            offsets, data = lines.buffers()[1], lines.buffers()[2]
-            start = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, offsets])
-            lo, hi = start[0].as_py(), start[len(lines)].as_py()
-            self._f.write(memoryview(data)[lo:hi])  # type: ignore[arg-type]
+            self._f.write(flow_event_lines(flows))
 
     def on_windows(self, windows: pa.Table) -> None:
         pass

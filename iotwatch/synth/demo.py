@@ -357,28 +357,58 @@ def _record(content_type: int, body: bytes, version: int = 0x0303) -> bytes:
     return struct.pack("!BHH", content_type, version, len(body)) + body
 
 
-def tls_client_hello(rng: random.Random, sni: str, session_id: bytes) -> bytes:
+@dataclass(frozen=True, slots=True)
+class HelloProfile:
+    """What a client offers in its ClientHello (the fields JA3/JA4 fingerprint)."""
+
+    ciphers: tuple[int, ...]
+    groups: tuple[int, ...]
+    sigalgs: tuple[int, ...]
+    alpn: tuple[bytes, ...]
+
+
+BROWSER_HELLO = HelloProfile(
+    ciphers=(0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8,
+             0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035),
+    groups=(0x001D, 0x0017, 0x0018),
+    sigalgs=(0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601),
+    alpn=(b"h2", b"http/1.1"),
+)
+# An embedded Linux client (OpenSSL 1.1.1 defaults): more suites, no ALPN, no padding.
+OPENSSL_HELLO = HelloProfile(
+    ciphers=(0x1302, 0x1303, 0x1301, 0xC02C, 0xC030, 0x009F, 0xCCA9, 0xCCA8, 0xCCAA, 0xC02B,
+             0xC02F, 0x009E, 0xC024, 0xC028, 0x006B, 0xC023, 0xC027, 0x0067, 0xC00A, 0xC014,
+             0x0039, 0xC009, 0xC013, 0x0033, 0x009D, 0x009C, 0x003D, 0x003C, 0x0035, 0x002F, 0x00FF),
+    groups=(0x001D, 0x0017, 0x001E, 0x0019, 0x0018),
+    sigalgs=(0x0403, 0x0503, 0x0603, 0x0807, 0x0808, 0x0809, 0x080A, 0x080B, 0x0804, 0x0805,
+             0x0806, 0x0401, 0x0501, 0x0601, 0x0303, 0x0203, 0x0301, 0x0201, 0x0302, 0x0202,
+             0x0402, 0x0502, 0x0602),
+    alpn=(),
+)
+
+
+def tls_client_hello(rng: random.Random, sni: str, session_id: bytes, *, embedded: bool = False) -> bytes:
+    """A TLS 1.3 ClientHello with SNI, shaped like a browser's or like OpenSSL's defaults."""
+    profile = OPENSSL_HELLO if embedded else BROWSER_HELLO
+    ciphers, groups, sigalgs = profile.ciphers, profile.groups, profile.sigalgs
     name = sni.encode()
-    ciphers = (0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F, 0xC02C, 0xC030, 0xCCA9, 0xCCA8,
-               0xC013, 0xC014, 0x009C, 0x009D, 0x002F, 0x0035)
-    sigalgs = (0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601)
-    alpn = b"\x02h2\x08http/1.1"
-    exts = b"".join((
-        _ext(0x0000, struct.pack("!HBH", len(name) + 3, 0, len(name)) + name),
-        _ext(0x0017, b""),
-        _ext(0xFF01, b"\x00"),
-        _ext(0x000A, struct.pack("!5H", 8, 0x001D, 0x0017, 0x0018, 0x0019)),
-        _ext(0x000B, b"\x01\x00"),
-        _ext(0x0023, b""),
-        _ext(0x0010, struct.pack("!H", len(alpn)) + alpn),
-        _ext(0x0005, b"\x01\x00\x00\x00\x00"),
-        _ext(0x000D, struct.pack(f"!{len(sigalgs) + 1}H", 2 * len(sigalgs), *sigalgs)),
-        _ext(0x0033, struct.pack("!HHH", 36, 0x001D, 32) + rng.randbytes(32)),
-        _ext(0x002D, b"\x01\x01"),
-        _ext(0x002B, b"\x04\x03\x04\x03\x03"),
-    ))
-    pad = max(0, 508 - 47 - len(session_id) - 2 * len(ciphers) - len(exts))
-    exts += _ext(0x0015, bytes(pad))
+    alpn = b"".join(bytes([len(proto)]) + proto for proto in profile.alpn)
+    sni_ext = _ext(0x0000, struct.pack("!HBH", len(name) + 3, 0, len(name)) + name)
+    groups_ext = _ext(0x000A, struct.pack(f"!{len(groups) + 1}H", 2 * len(groups), *groups))
+    sigalgs_ext = _ext(0x000D, struct.pack(f"!{len(sigalgs) + 1}H", 2 * len(sigalgs), *sigalgs))
+    key_share = _ext(0x0033, struct.pack("!HHH", 36, 0x001D, 32) + rng.randbytes(32))
+    if embedded:
+        parts = (sni_ext, _ext(0x000B, b"\x03\x00\x01\x02"), groups_ext, _ext(0x0023, b""),
+                 _ext(0x0016, b""), _ext(0x0017, b""), sigalgs_ext, _ext(0x002B, b"\x04\x03\x04\x03\x03"),
+                 _ext(0x002D, b"\x01\x01"), key_share)
+    else:
+        parts = (sni_ext, _ext(0x0017, b""), _ext(0xFF01, b"\x00"), groups_ext, _ext(0x000B, b"\x01\x00"),
+                 _ext(0x0023, b""), _ext(0x0010, struct.pack("!H", len(alpn)) + alpn),
+                 _ext(0x0005, b"\x01\x00\x00\x00\x00"), sigalgs_ext, key_share,
+                 _ext(0x002D, b"\x01\x01"), _ext(0x002B, b"\x04\x03\x04\x03\x03"))
+    exts = b"".join(parts)
+    if not embedded:  # browsers pad the hello to 517 bytes on the wire
+        exts += _ext(0x0015, bytes(max(0, 508 - 47 - len(session_id) - 2 * len(ciphers) - len(exts))))
     body = (b"\x03\x03" + rng.randbytes(32) + bytes([len(session_id)]) + session_id
             + struct.pack(f"!{len(ciphers) + 1}H", 2 * len(ciphers), *ciphers) + b"\x01\x00"
             + struct.pack("!H", len(exts)) + exts)
@@ -415,7 +445,7 @@ def tls_session(cap: Capture, client: Host, server: Host, t: float, sni: str,
     conn = TcpConnection(cap, client, server, 443, t)
     conn.open(processing=0.0004)
     session_id = rng.randbytes(32)
-    conn.exchange(tls_client_hello(rng, sni, session_id),
+    conn.exchange(tls_client_hello(rng, sni, session_id, embedded=client.stack is not WINDOWS),
                   tls_server_flight(rng, session_id, rng.randrange(2_400, 4_600)),
                   think=0.0008, processing=0.0015)
     conn.send(0, tls_client_finished(rng), conn.reaction(0, 0.002))
@@ -525,13 +555,13 @@ def browsing(cap: Capture, pc: Host, start: float) -> None:
         for k in range(2 if rng.random() < 0.3 else 1):
             exchanges = [
                 (rng.randrange(120, 900),
-                 min(30_000, int(rng.lognormvariate(8.0, 0.9))),
+                 min(24_000, int(rng.lognormvariate(8.0, 0.9))),
                  rng.uniform(0.05, 2.5))
                 for _ in range(rng.randint(1, 3))
             ]
             tls_session(cap, pc, site, resolved + 0.0012 + 0.03 * k, site.name, exchanges,
                         idle=rng.uniform(2.0, 18.0))
-        t += rng.expovariate(1 / 24)
+        t += rng.expovariate(1 / 30)
 
 
 def ntp_query(cap: Capture, t: float, client: Host, server: Host, *, stratum: int = 3) -> None:
@@ -651,7 +681,6 @@ def rtsp_setup(cap: Capture, nvr: Host, cam: Camera, t: float) -> TcpConnection:
     """OPTIONS, DESCRIBE (401, then with Digest), SETUP, PLAY from the recorder to a camera."""
     rng = cap.rng
     url = f"rtsp://{cam.host.ip}:554{cam.path}"
-    server = "Rtsp Server/3.0" if cam.vendor == "dahua" else "HIK Media Server V4.21.005"
     agent = "User-Agent: NVR/4.0 (Hikvision) RTSP Client"
     realm = "Login to 3L0E71APAZ12345" if cam.vendor == "dahua" else "IP Camera(D0521)"
     nonce = rng.randbytes(16).hex()
@@ -714,8 +743,8 @@ def rtsp_keepalive(conn: TcpConnection, cam: Camera, cseq: int, t: float) -> Non
     conn.exchange(request, response, think=0.0, processing=0.002)
 
 
-def rtp_stream(cap: Capture, nvr: Host, cam: Camera, start: float, *, fps: float = 6.0,
-               gop: int = 24) -> None:
+def rtp_stream(cap: Capture, nvr: Host, cam: Camera, start: float, *, fps: float = 5.0,
+               gop: int = 20) -> None:
     """H.264 over RTP: one packet per P-frame, an FU-A pair per I-frame, RTCP SR/RR every 5 s."""
     rng = cap.rng
     frame_no = 0
@@ -883,11 +912,11 @@ def build(seed: int = 7) -> Capture:
     cap = Capture(rng)
 
     # PC3 joins the network: full DHCP exchange, address probe, gateway lookup.
-    acked = dhcp_exchange(cap, PC3, 0.42, hostname=PC3.name, vendor=b"MSFT 5.0", params=WINDOWS_PRL)
+    acked = dhcp_exchange(cap, PC3, 0.4 + rng.uniform(0, 0.1), hostname=PC3.name, vendor=b"MSFT 5.0", params=WINDOWS_PRL)
     arp_announce(cap, acked + 0.003, PC3)
     arp_request(cap, acked + 1.1, PC3, ROUTER)
     # The printer renews its lease halfway through.
-    dhcp_exchange(cap, PRINTER, 96.3, hostname=PRINTER.name, vendor=b"Hewlett-Packard JetDirect",
+    dhcp_exchange(cap, PRINTER, 96.0 + rng.random(), hostname=PRINTER.name, vendor=b"Hewlett-Packard JetDirect",
                   params=HP_PRL, renew=True)
 
     # Gateway and recorder keep their neighbour tables fresh.
@@ -896,9 +925,9 @@ def build(seed: int = 7) -> Capture:
             arp_request(cap, t0 + i * 0.8 + rng.uniform(0, 0.3), ROUTER, host)
     for t0 in (2.2, 47.0, 107.0, 167.0):
         for i, cam in enumerate((CAM1, CAM2, CAM3)):
-            arp_request(cap, t0 + i * 0.05, NVR, cam, unicast=t0 > 3)
-    arp_request(cap, 0.9, PC1, PRINTER)
-    arp_request(cap, 95.7, PRINTER, ROUTER, unicast=True)
+            arp_request(cap, t0 + i * 0.05 + rng.uniform(0, 0.01), NVR, cam, unicast=t0 > 3)
+    arp_request(cap, 0.9 + rng.uniform(0, 0.2), PC1, PRINTER)
+    arp_request(cap, 95.5 + rng.uniform(0, 0.2), PRINTER, ROUTER, unicast=True)
 
     # Cameras: RTSP session from the recorder, then RTP; keep-alives every 30 s.
     cameras = [
@@ -914,30 +943,30 @@ def build(seed: int = 7) -> Capture:
         conn.flush()
 
     # Recorder: heartbeat to the vendor cloud every ~30 s, two uploads, NTP every 64 s.
-    dns_lookup(cap, 7.5, NVR, CLOUD)
-    t = 8.0
+    dns_lookup(cap, 7.0 + rng.random(), NVR, CLOUD)
+    t = 8.0 + rng.random()
     while t < DURATION_S:
         cloud_heartbeat(cap, NVR, t)
         t += 30.0 + rng.uniform(-0.4, 0.4)
-    cloud_upload(cap, NVR, 71.4)
-    cloud_upload(cap, NVR, 143.9)
+    cloud_upload(cap, NVR, 71.0 + rng.random())
+    cloud_upload(cap, NVR, 143.5 + rng.random())
     for t0 in (5.1, 69.1, 133.1):
         ntp_query(cap, t0 + rng.uniform(0, 0.05), NVR, NTP_POOL, stratum=3)
     for i, cam in enumerate((CAM1, CAM2, CAM3)):
-        ntp_query(cap, 1.5 + i * 0.37, cam, NTP_POOL, stratum=3)
+        ntp_query(cap, 1.5 + i * 0.37 + rng.uniform(0, 0.2), cam, NTP_POOL, stratum=3)
 
     # PCs: browsing, time sync, printing, printer status polls.
     for i, pc in enumerate(PCS):
         browsing(cap, pc, 2.0 + 3.1 * i + rng.uniform(0, 2.0))
-        ntp_query(cap, 20.0 + 11.0 * i, pc, NTP_WINDOWS, stratum=2)
-    mdns_printer(cap, 1.2, PC1, PRINTER)
-    mdns_printer(cap, 88.4, PC2, PRINTER)
-    snmp_sysdescr(cap, 1.6, PC1, PRINTER)
+        ntp_query(cap, 20.0 + 11.0 * i + rng.random(), pc, NTP_WINDOWS, stratum=2)
+    mdns_printer(cap, 1.2 + rng.random(), PC1, PRINTER)
+    mdns_printer(cap, 88.0 + rng.random(), PC2, PRINTER)
+    snmp_sysdescr(cap, 2.3 + rng.random(), PC1, PRINTER)
     for t0 in range(10, int(DURATION_S), 30):
         snmp_poll(cap, t0 + rng.uniform(0, 0.5), PC1, PRINTER)
-    ipp_job(cap, PC1, PRINTER, 44.2)
-    snmp_poll(cap, 119.2, PC2, PRINTER)
-    raw_job(cap, PC2, PRINTER, 120.1)
+    ipp_job(cap, PC1, PRINTER, 44.0 + rng.random())
+    snmp_poll(cap, 119.2 + rng.random(), PC2, PRINTER)
+    raw_job(cap, PC2, PRINTER, 121.0 + rng.random())
 
     # Discovery chatter: SSDP announcements and one M-SEARCH.
     upnp = [
@@ -956,7 +985,7 @@ def build(seed: int = 7) -> Capture:
         phase = rng.uniform(0, 60)
         for t0 in (phase, phase + 60, phase + 120):
             ssdp_notify(cap, t0, host, server=server, location=location, uuid=uuid, device=device)
-    ssdp_search(cap, 25.3, PC1, [(h, s, loc, u) for h, s, loc, u, _ in upnp])
+    ssdp_search(cap, 25.0 + rng.random(), PC1, [(h, s, loc, u) for h, s, loc, u, _ in upnp])
     return cap
 
 

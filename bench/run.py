@@ -1,0 +1,687 @@
+"""The `make bench` harness: iotwatch against a C baseline, tcpdump, nfstream and dpkt.
+
+    .venv/bin/python bench/run.py [--with-10m] [--contenders iotwatch,c,tcpdump,nfstream,dpkt]
+                                  [--repeats 3] [--budget-s 60] [--doc docs/benchmarks.md | --no-doc]
+
+Captures (made by bench/fastgen.py if missing, in bench/data/): `mix` (1 M packets, ~100 k
+flows) and `synflood` (1 M packets, 1 M flows) for every contender; with --with-10m also
+`flood10m` (10 M packets and flows), for iotwatch only (the peak-RSS target).
+
+Method
+- Each capture is read once, untimed, before any run (page cache warm; this also counts
+  its packets).
+- iotwatch gets one untimed warm-up run per capture (numba compiles/caches its kernels).
+- Runs are interleaved: round r runs every contender once, in an order rotated by r.
+  A contender is run `--repeats` times, but not again once its runs on that capture add
+  up to `--budget-s` (the slow pure-Python tools get 1 run on the floods). Medians.
+- Wall time is from fork to exit (os.wait4). Peak RSS is the child's ru_maxrss from
+  wait4 (largest single process in its tree) or, if larger, the peak of the summed PSS of
+  the whole process tree sampled every 0.1 s (nfstream forks meter processes).
+- packets/s = packets in the capture / time. For contenders that report their own
+  elapsed time (iotwatch's stats event, the C baseline, the Python scripts) that time is
+  used, i.e. interpreter start-up and imports are excluded, as in shared/PERF_NOTES.md;
+  tcpdump's is wall time. Wall-clock packets/s is shown too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PY = sys.executable
+ALL_CONTENDERS = ["iotwatch", "c", "tcpdump", "nfstream", "dpkt"]
+LABEL = {
+    "iotwatch": "iotwatch analyze",
+    "c": "C baseline (libpcap + hash)",
+    "tcpdump": "tcpdump -r -w /dev/null",
+    "nfstream": "nfstream (no DPI, no stats)",
+    "dpkt": "dpkt Ethernet objects",
+}
+CAPTURES = {"mix": "mix", "synflood": "synflood", "flood10m": "flood10m"}
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+# ----------------------------------------------------------------------------------------
+# Measuring one run
+
+
+@dataclass
+class Run:
+    wall_s: float
+    rss_mb: float
+    exit_code: int
+    stdout: str
+    stderr: str
+    report: dict[str, Any] = field(default_factory=dict)  # the contender's own numbers
+    timed_out: bool = False
+
+
+def _children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(b")") + 2 :].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def _tree_pss_kb(root: int) -> int:
+    kids = _children_map()
+    todo, total = [root], 0
+    while todo:
+        pid = todo.pop()
+        todo.extend(kids.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def measure(cmd: list[str], timeout_s: float, cwd: Path | None = None) -> Run:
+    """Run `cmd`, return wall time, peak memory, exit code and output."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(
+            cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
+        )
+        peak_pss = 0
+        stop = threading.Event()
+        timed_out = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak_pss
+            while not stop.wait(0.1):
+                peak_pss = max(peak_pss, _tree_pss_kb(p.pid))
+                if time.perf_counter() - t0 > timeout_s and not timed_out.is_set():
+                    timed_out.set()
+                    try:
+                        os.killpg(p.pid, 9)
+                    except ProcessLookupError:
+                        pass
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        stop.set()
+        th.join()
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        rss_kb = max(ru.ru_maxrss, peak_pss)
+        return Run(
+            wall_s=wall,
+            rss_mb=rss_kb / 1024,
+            exit_code=p.returncode,
+            stdout=out.read().decode(errors="replace"),
+            stderr=err.read().decode(errors="replace"),
+            timed_out=timed_out.is_set(),
+        )
+
+
+def tail(path: Path, size: int = 1 << 16) -> str:
+    """The last `size` bytes of a file (events.jsonl may hold a line per flow)."""
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def last_json_line(text: str) -> dict[str, Any]:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
+    return {}
+
+
+# ----------------------------------------------------------------------------------------
+# Contenders
+
+
+@dataclass
+class Contender:
+    name: str
+    available: bool
+    note: str
+    run: Callable[[Path, float], Run]
+    warmup: bool = False
+
+
+def iotwatch_contender(exe: str) -> Contender:
+    path = shutil.which(exe) or exe
+
+    def run(capture: Path, timeout_s: float) -> Run:
+        with tempfile.TemporaryDirectory(prefix="iotwatch-bench-") as out:
+            r = measure([path, "analyze", str(capture), "--out", out], timeout_s)
+            stats = last_json_line(tail(Path(out) / "events.jsonl"))
+            if stats.get("event_type") == "stats":
+                r.report = stats
+        return r
+
+    ok = Path(path).exists() and os.access(path, os.X_OK)
+    return Contender("iotwatch", ok, "" if ok else f"{exe} not found", run, warmup=True)
+
+
+def c_contender(binary: Path) -> Contender:
+    note = ""
+    if not binary.exists() and shutil.which("cc"):
+        src = BENCH / "baseline.c"
+        b = subprocess.run(
+            ["cc", "-O2", str(src), "-lpcap", "-o", str(binary)], capture_output=True, text=True
+        )
+        if b.returncode != 0:
+            note = (
+                "build failed: " + b.stderr.strip().splitlines()[-1] if b.stderr.strip() else "build failed"
+            )
+
+    def run(capture: Path, timeout_s: float) -> Run:
+        r = measure([str(binary), str(capture)], timeout_s)
+        r.report = last_json_line(r.stdout)
+        return r
+
+    ok = binary.exists()
+    return Contender(
+        "c", ok, note or ("" if ok else f"{binary} missing (cc -O2 bench/baseline.c -lpcap)"), run
+    )
+
+
+def tcpdump_contender() -> Contender:
+    exe = shutil.which("tcpdump")
+
+    def run(capture: Path, timeout_s: float) -> Run:
+        return measure([exe or "tcpdump", "-r", str(capture), "-w", "/dev/null"], timeout_s)
+
+    return Contender("tcpdump", exe is not None, "" if exe else "tcpdump not installed", run)
+
+
+def python_contender(name: str, module: str, script: str) -> Contender:
+    chk = subprocess.run([PY, "-c", f"import {module}"], capture_output=True, text=True)
+    note = ""
+    if chk.returncode != 0:
+        lines = chk.stderr.strip().splitlines()
+        note = f"skipped: import {module} failed ({lines[-1] if lines else 'exit ' + str(chk.returncode)})"
+
+    def run(capture: Path, timeout_s: float) -> Run:
+        r = measure([PY, str(BENCH / script), str(capture)], timeout_s)
+        r.report = last_json_line(r.stdout)
+        return r
+
+    return Contender(name, chk.returncode == 0, note, run)
+
+
+# ----------------------------------------------------------------------------------------
+# Captures
+
+
+def warm_and_count(path: Path) -> int:
+    """Read the whole capture (fills the page cache) and count its records."""
+    import struct
+
+    n = 0
+    with path.open("rb") as f:
+        hdr = f.read(24)
+        magic = hdr[:4]
+        order = {
+            b"\xd4\xc3\xb2\xa1": "<",
+            b"\xa1\xb2\xc3\xd4": ">",
+            b"\x4d\x3c\xb2\xa1": "<",
+            b"\xa1\xb2\x3c\x4d": ">",
+        }.get(magic)
+        if order is None:
+            raise SystemExit(f"{path}: not a classic pcap file")
+        rec = struct.Struct(order + "8xI4x")
+        buf = b""
+        pos = 0
+        while True:
+            chunk = f.read(16 << 20)
+            if not chunk:
+                break
+            buf = buf[pos:] + chunk
+            pos = 0
+            end = len(buf)
+            while pos + 16 <= end:
+                (caplen,) = rec.unpack_from(buf, pos)
+                if pos + 16 + caplen > end:
+                    break
+                pos += 16 + caplen
+                n += 1
+    return n
+
+
+def ensure_capture(data: Path, kind: str) -> Path:
+    path = data / f"{kind}.pcap"
+    if not path.exists():
+        print(f"generating {path} ...", file=sys.stderr, flush=True)
+        subprocess.run([PY, str(BENCH / "fastgen.py"), kind, str(path)], check=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass
+class Result:
+    contender: str
+    capture: str
+    runs: list[Run] = field(default_factory=list)
+    skipped: str = ""
+
+    def ok_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.exit_code == 0 and not r.timed_out]
+
+    def failure(self) -> str:
+        bad = [r for r in self.runs if r.exit_code != 0 or r.timed_out]
+        if not bad or self.ok_runs():
+            return ""
+        r = bad[-1]
+        if r.timed_out:
+            return f"timed out after {r.wall_s:.0f} s"
+        tail = (r.stderr.strip().splitlines() or ["(no stderr)"])[-1][:160]
+        return f"exit {r.exit_code}: {tail}"
+
+    def self_elapsed(self) -> float | None:
+        vals = [
+            float(r.report["elapsed_s"])
+            for r in self.ok_runs()
+            if isinstance(r.report.get("elapsed_s"), int | float)
+        ]
+        return statistics.median(vals) if vals else None
+
+    def wall(self) -> float | None:
+        runs = self.ok_runs()
+        return statistics.median(r.wall_s for r in runs) if runs else None
+
+    def rss(self) -> float | None:
+        runs = self.ok_runs()
+        return max(r.rss_mb for r in runs) if runs else None
+
+    def pps(self, packets: int) -> float | None:
+        t = self.self_elapsed() or self.wall()
+        return packets / t if t else None
+
+    def wall_pps(self, packets: int) -> float | None:
+        t = self.wall()
+        return packets / t if t else None
+
+    def report(self) -> dict[str, Any]:
+        runs = self.ok_runs()
+        return runs[-1].report if runs else {}
+
+
+def fmt_rate(x: float | None) -> str:
+    if x is None:
+        return "–"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:.0f} k"
+    return f"{x:.0f}"
+
+
+def capture_table(cap: str, packets: int, results: list[Result]) -> list[str]:
+    c = next((r for r in results if r.contender == "c"), None)
+    c_pps = c.pps(packets) if c else None
+    lines = [
+        "| contender | runs | packets/s | × C baseline | wall s (median) | packets/s incl. start-up | peak RSS MB | flows | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ref = c.report() if c else {}
+    for r in results:
+        if r.skipped:
+            lines.append(f"| {LABEL[r.contender]} | 0 | – | – | – | – | – | – | {r.skipped} |")
+            continue
+        fail = r.failure()
+        if fail:
+            lines.append(f"| {LABEL[r.contender]} | {len(r.runs)} | – | – | – | – | – | – | failed: {fail} |")
+            continue
+        pps = r.pps(packets)
+        ratio = f"{pps / c_pps:.2f}" if pps and c_pps else "–"
+        rep = r.report()
+        flows = rep.get("flows")
+        notes = []
+        if r.self_elapsed() is None:
+            notes.append("wall time")
+        if r.contender == "iotwatch":
+            if not rep:
+                notes.append("no stats event in events.jsonl: wall time")
+            elif rep.get("packets") not in (None, packets):
+                notes.append(f"stats packets={rep.get('packets')}")
+        if r.contender == "dpkt" and ref:
+            keys = ["flows", "pkts_fwd", "pkts_rev", "bytes_fwd", "bytes_rev"]
+            same = all(rep.get(k) == ref.get(k) for k in keys)
+            notes.append("flow table = C's" if same else "flow table differs from C's")
+        if r.contender == "nfstream":
+            notes.append("flows incl. ICMP/IPv6, split by its timeouts")
+        if r.contender == "c":
+            notes.append("IPv4 TCP/UDP flows")
+        wall = r.wall()
+        lines.append(
+            f"| {LABEL[r.contender]} | {len(r.ok_runs())} | {fmt_rate(pps)} | {ratio} | "
+            f"{wall:.2f} | {fmt_rate(r.wall_pps(packets))} | {r.rss() or 0:.0f} | "
+            f"{flows if flows is not None else '–'} | {'; '.join(notes)} |"
+        )
+    return lines
+
+
+@dataclass
+class Target:
+    text: str
+    value: str
+    verdict: str  # "pass", "FAIL", "not run"
+
+
+def targets(res: dict[str, dict[str, Result]], packets: dict[str, int]) -> list[Target]:
+    def get(cap: str, who: str) -> Result | None:
+        r = res.get(cap, {}).get(who)
+        return r if r and not r.skipped and r.ok_runs() else None
+
+    def verdict(ok: bool) -> str:
+        return "pass" if ok else "FAIL"
+
+    out: list[Target] = []
+    iw_mix, c_mix, nf_mix = get("mix", "iotwatch"), get("mix", "c"), get("mix", "nfstream")
+    iw_flood, iw_10m = get("synflood", "iotwatch"), get("flood10m", "iotwatch")
+    mix_pps = iw_mix.pps(packets["mix"]) if iw_mix else None
+    if mix_pps is not None:
+        out.append(Target("analyze ≥ 1 M packets/s on the mix", fmt_rate(mix_pps), verdict(mix_pps >= 1e6)))
+    else:
+        out.append(Target("analyze ≥ 1 M packets/s on the mix", "–", "not run"))
+    if mix_pps is not None and c_mix:
+        ratio = mix_pps / (c_mix.pps(packets["mix"]) or 1)
+        out.append(
+            Target("analyze ≥ 0.4× the C baseline (mix, same run)", f"{ratio:.2f}×", verdict(ratio >= 0.4))
+        )
+    else:
+        out.append(Target("analyze ≥ 0.4× the C baseline (mix, same run)", "–", "not run"))
+    if mix_pps is not None and nf_mix:
+        ratio = mix_pps / (nf_mix.pps(packets["mix"]) or 1)
+        out.append(
+            Target("analyze ~15× nfstream (mix; pass at ≥ 15×)", f"{ratio:.1f}×", verdict(ratio >= 15))
+        )
+    else:
+        out.append(Target("analyze ~15× nfstream (mix; pass at ≥ 15×)", "–", "not run"))
+    if mix_pps is not None and iw_flood:
+        fl = iw_flood.pps(packets["synflood"]) or 0
+        out.append(
+            Target(
+                "SYN flood at ≥ 70 % of the mix rate",
+                f"{fl / mix_pps:.0%} ({fmt_rate(fl)})",
+                verdict(fl >= 0.7 * mix_pps),
+            )
+        )
+    else:
+        out.append(Target("SYN flood at ≥ 70 % of the mix rate", "–", "not run"))
+    rss = iw_10m.rss() if iw_10m else None
+    if rss is not None:
+        out.append(Target("peak RSS ≤ 300 MB on a 10 M-flow flood", f"{rss:.0f} MB", verdict(rss <= 300)))
+    else:
+        out.append(Target("peak RSS ≤ 300 MB on a 10 M-flow flood", "–", "not run (needs --with-10m)"))
+    return out
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = ""
+    try:
+        kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))  # type: ignore[union-attr]
+        mem = f"{kb / 2**20:.0f} GiB"
+    except (OSError, AttributeError):
+        pass
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def tool_versions() -> dict[str, str]:
+    v: dict[str, str] = {}
+    if shutil.which("tcpdump"):
+        p = subprocess.run(["tcpdump", "--version"], capture_output=True, text=True)
+        lines = (p.stdout + p.stderr).splitlines()
+        v["tcpdump"] = "; ".join(x for x in lines[:2] if x)
+    for mod in ("nfstream", "dpkt", "numpy", "numba"):
+        p = subprocess.run(
+            [PY, "-c", f"import importlib.metadata as m; print(m.version('{mod}'))"],
+            capture_output=True,
+            text=True,
+        )
+        if p.returncode == 0:
+            v[mod] = p.stdout.strip()
+    return v
+
+
+def render_markdown(
+    cmd: str,
+    mach: dict[str, str],
+    caps: dict[str, dict[str, Any]],
+    res: dict[str, dict[str, Result]],
+    tg: list[Target],
+) -> str:
+    vers = tool_versions()
+    out = [
+        BEGIN,
+        "## Latest `make bench` run",
+        "",
+        f"Reproduce: `{cmd}` (what `make bench` runs).",
+        "",
+        f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM, Linux {mach['kernel']}, "
+        f"Python {mach['python']}; {mach['date']}.",
+        "Tools: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".",
+        "",
+        "### Targets (issue)",
+        "",
+        "| target | measured | verdict |",
+        "|---|---|---|",
+    ]
+    out += [f"| {t.text} | {t.value} | {t.verdict} |" for t in tg]
+    for cap, info in caps.items():
+        out += [
+            "",
+            f"### `{cap}`: {info['packets']:,} packets, {info['mb']:.0f} MB, {info['avg']:.0f} B average frame",
+            "",
+        ]
+        out += capture_table(cap, info["packets"], list(res[cap].values()))
+    out += [
+        "",
+        "packets/s = packets in the capture / the contender's own elapsed time where it reports one "
+        "(iotwatch's `stats` event, the C baseline, the nfstream and dpkt scripts: no interpreter start-up "
+        'or imports), else wall time (tcpdump). "packets/s incl. start-up" uses wall time from fork to exit. '
+        "Peak RSS: ru_maxrss of the child, or the sampled peak of the summed PSS of its process tree if larger. "
+        "Medians of interleaved runs after an untimed read of each capture (page cache warm) and, for iotwatch, "
+        "one untimed warm-up run. Captures: `bench/fastgen.py` (deterministic, seed 1).",
+        END,
+    ]
+    return "\n".join(out) + "\n"
+
+
+def write_doc(path: Path, section: str) -> None:
+    if path.exists():
+        text = path.read_text()
+        if BEGIN in text and END in text:
+            a, b = text.index(BEGIN), text.index(END) + len(END)
+            text = text[:a] + section.rstrip("\n") + text[b:]
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+    else:
+        text = "# Benchmarks\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--contenders", default=",".join(ALL_CONTENDERS), help="comma list of " + ",".join(ALL_CONTENDERS)
+    )
+    ap.add_argument("--with-10m", action="store_true", help="also run iotwatch on flood10m (peak-RSS target)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--budget-s", type=float, default=60.0, help="no further runs of a contender on a capture past this"
+    )
+    ap.add_argument("--timeout-s", type=float, default=900.0)
+    ap.add_argument("--data", type=Path, default=BENCH / "data")
+    ap.add_argument("--iotwatch", default=str(ROOT / ".venv" / "bin" / "iotwatch"))
+    ap.add_argument("--baseline", type=Path, default=BENCH / "baseline")
+    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    ap.add_argument("--no-doc", action="store_true", help="do not write the docs section")
+    ap.add_argument("--json", type=Path, default=BENCH / "out" / "results.json")
+    a = ap.parse_args(argv)
+
+    wanted = [c.strip() for c in a.contenders.split(",") if c.strip()]
+    unknown = set(wanted) - set(ALL_CONTENDERS)
+    if unknown:
+        ap.error(f"unknown contenders: {', '.join(sorted(unknown))}")
+    builders: dict[str, Callable[[], Contender]] = {
+        "iotwatch": lambda: iotwatch_contender(a.iotwatch),
+        "c": lambda: c_contender(a.baseline),
+        "tcpdump": tcpdump_contender,
+        "nfstream": lambda: python_contender("nfstream", "nfstream", "nfstream_run.py"),
+        "dpkt": lambda: python_contender("dpkt", "dpkt", "dpkt_run.py"),
+    }
+    contenders = [builders[n]() for n in ALL_CONTENDERS if n in wanted]
+    for c in contenders:
+        if not c.available:
+            print(f"note: {c.name}: {c.note}", file=sys.stderr)
+
+    plan = ["mix", "synflood"] + (["flood10m"] if a.with_10m else [])
+    caps: dict[str, dict[str, Any]] = {}
+    res: dict[str, dict[str, Result]] = {}
+    t_start = time.perf_counter()
+    for cap in plan:
+        path = ensure_capture(a.data, cap)
+        t0 = time.perf_counter()
+        n = warm_and_count(path)
+        size = path.stat().st_size
+        caps[cap] = {"path": str(path), "packets": n, "mb": size / 1e6, "avg": (size - 24) / max(n, 1) - 16}
+        print(
+            f"{cap}: {n} packets, {size / 1e6:.0f} MB (read in {time.perf_counter() - t0:.1f} s)",
+            file=sys.stderr,
+        )
+        who = [c for c in contenders if cap != "flood10m" or c.name == "iotwatch"]
+        res[cap] = {c.name: Result(c.name, cap, skipped="" if c.available else c.note) for c in who}
+        live = [c for c in who if c.available]
+        for c in live:
+            if c.warmup:
+                print(f"  {c.name}: warm-up run", file=sys.stderr, flush=True)
+                w = c.run(path, a.timeout_s)
+                if w.exit_code != 0 or w.timed_out:
+                    res[cap][c.name].runs.append(w)  # reported as the failure if nothing succeeds
+        spent = {c.name: 0.0 for c in live}
+        for rnd in range(a.repeats):
+            k = rnd % len(live) if live else 0
+            for c in live[k:] + live[:k]:
+                r = res[cap][c.name]
+                if r.runs and (spent[c.name] >= a.budget_s or r.failure()):
+                    continue
+                run = c.run(path, a.timeout_s)
+                spent[c.name] += run.wall_s
+                r.runs.append(run)
+                status = "ok" if run.exit_code == 0 and not run.timed_out else f"exit {run.exit_code}"
+                print(
+                    f"  {c.name}: {run.wall_s:.2f} s, {run.rss_mb:.0f} MB, {status}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                if r.failure():
+                    print(f"    {r.failure()}", file=sys.stderr)
+    elapsed = time.perf_counter() - t_start
+
+    tg = targets(res, {k: v["packets"] for k, v in caps.items()})
+    cmd_argv = [
+        os.path.relpath(PY, ROOT) if PY.startswith(str(ROOT)) else PY,
+        os.path.relpath(__file__, ROOT),
+        *(argv if argv is not None else sys.argv[1:]),
+    ]
+    cmd = " ".join(shlex.quote(x) for x in cmd_argv)
+    mach = machine()
+    md = render_markdown(cmd, mach, caps, res, tg)
+    print(md)
+    print(f"(harness time {elapsed:.0f} s)", file=sys.stderr)
+    if not a.no_doc:
+        write_doc(a.doc, md)
+        print(f"wrote {a.doc}", file=sys.stderr)
+    a.json.parent.mkdir(parents=True, exist_ok=True)
+    dump = {
+        "command": cmd,
+        "machine": mach,
+        "captures": caps,
+        "targets": [t.__dict__ for t in tg],
+        "results": {
+            cap: {
+                n: {
+                    "skipped": r.skipped,
+                    "runs": [
+                        {
+                            "wall_s": x.wall_s,
+                            "rss_mb": x.rss_mb,
+                            "exit_code": x.exit_code,
+                            "timed_out": x.timed_out,
+                            "report": x.report,
+                        }
+                        for x in r.runs
+                    ],
+                }
+                for n, r in d.items()
+            }
+            for cap, d in res.items()
+        },
+    }
+    a.json.write_text(json.dumps(dump, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
