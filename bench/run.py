@@ -14,9 +14,10 @@ Method
 - Runs are interleaved: round r runs every contender once, in an order rotated by r.
   A contender is run `--repeats` times, but not again once its runs on that capture add
   up to `--budget-s` (the slow pure-Python tools get 1 run on the floods). Medians.
-- Wall time is from fork to exit (os.wait4). Peak RSS is the child's ru_maxrss from
-  wait4 (largest single process in its tree) or, if larger, the peak of the summed PSS of
-  the whole process tree sampled every 0.1 s (nfstream forks meter processes).
+- Wall time is from fork to exit (os.wait4). Peak RSS is the child's maximum RSS as
+  GNU /usr/bin/time reports it (%M: the largest single process of its tree) or, if
+  larger, the peak of the summed PSS of the whole process tree sampled every 0.1 s
+  (nfstream forks meter processes).
 - packets/s = packets in the capture / time. For contenders that report their own
   elapsed time (iotwatch's stats event, the C baseline, the Python scripts) that time is
   used, i.e. interpreter start-up and imports are excluded, as in shared/PERF_NOTES.md;
@@ -106,12 +107,26 @@ def _tree_pss_kb(root: int) -> int:
     return total
 
 
+TIME_BIN = "/usr/bin/time"  # GNU time (Debian package "time"): the child's own peak RSS
+
+
 def measure(cmd: list[str], timeout_s: float, cwd: Path | None = None) -> Run:
-    """Run `cmd`, return wall time, peak memory, exit code and output."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run `cmd`, return wall time, peak memory, exit code and output.
+
+    ru_maxrss from wait4 on a child forked by this (Python) process is useless for small
+    tools: Linux carries the pre-exec high-water mark of the forked image over exec, so it
+    never reads below this harness's own RSS. GNU time forks from a ~2 MB process, so its
+    %M is the real figure; without it, only the sampled tree PSS is reported."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile() as tm,
+    ):
+        use_time = os.access(TIME_BIN, os.X_OK)
+        argv = [TIME_BIN, "-f", "%M", "-o", tm.name, *cmd] if use_time else cmd
         t0 = time.perf_counter()
         p = subprocess.Popen(
-            cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
+            argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
         )
         peak_pss = 0
         stop = threading.Event()
@@ -124,23 +139,27 @@ def measure(cmd: list[str], timeout_s: float, cwd: Path | None = None) -> Run:
                 if time.perf_counter() - t0 > timeout_s and not timed_out.is_set():
                     timed_out.set()
                     try:
-                        os.killpg(p.pid, 9)
+                        os.killpg(p.pid, 9)  # the session started for this run
                     except ProcessLookupError:
                         pass
 
         th = threading.Thread(target=sample, daemon=True)
         th.start()
-        _, status, ru = os.wait4(p.pid, 0)
+        _, status, _ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
         stop.set()
         th.join()
         p.returncode = os.waitstatus_to_exitcode(status)
+        maxrss_kb = 0
+        if use_time:
+            words = Path(tm.name).read_text(errors="replace").split()
+            if words and words[-1].isdigit():
+                maxrss_kb = int(words[-1])
         out.seek(0)
         err.seek(0)
-        rss_kb = max(ru.ru_maxrss, peak_pss)
         return Run(
             wall_s=wall,
-            rss_mb=rss_kb / 1024,
+            rss_mb=max(maxrss_kb, peak_pss) / 1024,
             exit_code=p.returncode,
             stdout=out.read().decode(errors="replace"),
             stderr=err.read().decode(errors="replace"),
@@ -536,7 +555,8 @@ def render_markdown(
         "packets/s = packets in the capture / the contender's own elapsed time where it reports one "
         "(iotwatch's `stats` event, the C baseline, the nfstream and dpkt scripts: no interpreter start-up "
         'or imports), else wall time (tcpdump). "packets/s incl. start-up" uses wall time from fork to exit. '
-        "Peak RSS: ru_maxrss of the child, or the sampled peak of the summed PSS of its process tree if larger. "
+        "Peak RSS: the child's maximum RSS from GNU time (`%M`), or the sampled peak of the summed PSS of "
+        "its process tree (every 0.1 s) if larger. "
         "Medians of interleaved runs after an untimed read of each capture (page cache warm) and, for iotwatch, "
         "one untimed warm-up run. Captures: `bench/fastgen.py` (deterministic, seed 1).",
         END,

@@ -66,7 +66,12 @@ def _format_ips(v6, hi, lo, out, lens):  # type: ignore[no-untyped-def]
     for i in range(hi.shape[0]):
         o = out[i]
         q = 0
-        if not v6[i]:
+        mapped = v6[i] and hi[i] == 0 and (lo[i] >> np.uint64(32)) == np.uint64(0xFFFF)
+        if mapped:  # RFC 5952 section 5: ::ffff:a.b.c.d
+            for c in (58, 58, 102, 102, 102, 102, 58):
+                o[q] = c
+                q += 1
+        if not v6[i] or mapped:
             v = np.int64(lo[i] & np.uint64(0xFFFFFFFF))
             for k in range(4):
                 octet = (v >> (24 - 8 * k)) & 0xFF
@@ -144,7 +149,7 @@ def _pack(out: np.ndarray, lens: np.ndarray) -> pa.Array:
 
 
 def format_macs(macs: np.ndarray) -> pa.Array:
-    """'aa:bb:cc:dd:ee:ff' for each 48-bit integer; null where the value is 0 (no MAC)."""
+    """'aa:bb:cc:dd:ee:ff' for each 48-bit integer; null where there is none (a value above 48 bits)."""
     macs = np.asarray(macs, np.uint64)
     n = len(macs)
     shifts = np.arange(40, -8, -8, dtype=np.uint64)
@@ -154,7 +159,7 @@ def format_macs(macs: np.ndarray) -> pa.Array:
     out[:, 0::3] = hexd[octets >> 4]
     out[:, 1::3] = hexd[octets & 0x0F]
     offsets = np.arange(0, (n + 1) * 17, 17, dtype=np.int32)
-    valid = macs != 0
+    valid = (macs >> np.uint64(48)) == 0
     mask = None if valid.all() else pa.array(valid).buffers()[1]
     return pa.Array.from_buffers(pa.string(), n, [mask, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))],
                                  null_count=int(n - valid.sum()))
@@ -171,4 +176,4 @@ def ip_str(v6: bool, hi: int, lo: int) -> str:
 
 
 def is_unicast_mac(mac: int) -> bool:
-    return mac != 0 and not (mac >> 40) & 1
+    return mac >> 48 == 0 and not (mac >> 40) & 1

@@ -4,7 +4,8 @@ One compiled pass over a batch; no per-packet Python objects. Every packet yield
 that cannot be decoded is still counted, with the layer that failed in ``err``.
 
 Addresses are two uint64 words: IPv4 is stored IPv4-mapped (hi = 0, lo = 0xffff_xxxxxxxx),
-IPv6 as its 128 bits. MAC addresses are 48-bit integers (0 = none).
+IPv6 as its 128 bits. MAC addresses are 48-bit integers; :data:`NO_MAC` (a value above 48 bits)
+marks a packet without Ethernet (the all-zero MAC is a real, if odd, address).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ INFO_DNS_QUERY, INFO_ARP_REQUEST, INFO_ARP_REPLY = 1, 2, 4
 TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 1, 2, 4, 8, 16, 32, 64, 128
 
 V4_MAPPED = np.uint64(0xFFFF00000000)
+NO_MAC = np.uint64(1 << 63)
 
 
 @dataclass(slots=True)
@@ -143,17 +145,125 @@ def _transport(b, i, p, end, proto, l4len, out_sport, out_dport, out_flags, out_
 
 
 @nb.njit(cache=True)
+def _ip(buf, i, p, end, etype, off, caplen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,  # type: ignore[no-untyped-def]
+        tcp_flags, frag, frag_id, payload, ttl, ip_id, tcp_seq, tcp_win, info):
+    """Decode one IPv4/IPv6 header at buf[p:end] and what it carries. Returns (0, p) when done,
+    or (ethertype, offset) of an encapsulated IP packet (IP-in-IP, 6in4) to decode next."""
+    mapped = np.uint64(0xFFFF00000000)
+    if etype == 0x0800:
+        l3[i] = 4
+        if end - p < 20 or (buf[p] >> 4) != 4:
+            err[i] = 2
+            return 0, p
+        ihl = np.int64(buf[p] & 0x0F) * 4
+        total = _be16(buf, p + 2)
+        if ihl < 20 or end - p < ihl:
+            err[i] = 2
+            return 0, p
+        if total < ihl:  # TSO/zero length: trust what was captured
+            total = np.int64(caplen[i]) - (p - off[i])
+        ip_id[i] = _be16(buf, p + 4)
+        fo = _be16(buf, p + 6)
+        ttl[i] = buf[p + 8]
+        pr = np.int64(buf[p + 9])
+        proto[i] = pr
+        src_lo[i] = mapped | np.uint64(_be32(buf, p + 12))
+        dst_lo[i] = mapped | np.uint64(_be32(buf, p + 16))
+        offset = (fo & 0x1FFF) * 8
+        more = (fo & 0x2000) != 0
+        l4len = total - ihl
+        if offset != 0:
+            frag[i] = 2
+            frag_id[i] = ip_id[i]
+            payload[i] = l4len if l4len > 0 else 0
+            return 0, p
+        if more:
+            frag[i] = 1
+            frag_id[i] = ip_id[i]
+        elif pr == 4 or pr == 41:  # IP-in-IP, 6in4/6rd: the inner packet makes the flow
+            return (0x0800 if pr == 4 else 0x86DD), p + ihl
+        lim = p + total if p + total < end else end
+        _transport(buf, i, p + ihl, lim, pr, l4len, sport, dport, tcp_flags, payload, tcp_seq, tcp_win, info, err)
+    elif etype == 0x86DD:
+        l3[i] = 6
+        if end - p < 40 or (buf[p] >> 4) != 6:
+            err[i] = 2
+            return 0, p
+        plen = _be16(buf, p + 4)
+        nh = np.int64(buf[p + 6])
+        ttl[i] = buf[p + 7]
+        src_hi[i] = _be64(buf, p + 8)
+        src_lo[i] = _be64(buf, p + 16)
+        dst_hi[i] = _be64(buf, p + 24)
+        dst_lo[i] = _be64(buf, p + 32)
+        q = p + 40
+        l4len = plen
+        later = False
+        bad = False
+        for _ in range(12):  # extension header chain
+            if nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140 or nh == 253 or nh == 254:
+                if end - q < 2:
+                    bad = True
+                    break
+                hl = (np.int64(buf[q + 1]) + 1) * 8
+                nh = np.int64(buf[q])
+                q += hl
+                l4len -= hl
+            elif nh == 44:
+                if end - q < 8:
+                    bad = True
+                    break
+                fo = _be16(buf, q + 2)
+                frag_id[i] = _be32(buf, q + 4)
+                if (fo & 0xFFF8) != 0:
+                    later = True
+                    frag[i] = 2
+                elif fo & 1:
+                    frag[i] = 1
+                nh = np.int64(buf[q])
+                q += 8
+                l4len -= 8
+                if later:
+                    break
+            elif nh == 51:
+                if end - q < 2:
+                    bad = True
+                    break
+                hl = (np.int64(buf[q + 1]) + 2) * 4
+                nh = np.int64(buf[q])
+                q += hl
+                l4len -= hl
+            else:
+                break
+        proto[i] = nh
+        if bad or q > end:
+            err[i] = 2
+            return 0, p
+        if later:
+            payload[i] = l4len if l4len > 0 else 0
+            return 0, p
+        if nh == 59:
+            return 0, p
+        if (nh == 4 or nh == 41) and frag[i] == 0:
+            return (0x0800 if nh == 4 else 0x86DD), q
+        lim = p + 40 + plen if p + 40 + plen < end and plen > 0 else end
+        _transport(buf, i, q, lim, nh, l4len, sport, dport, tcp_flags, payload, tcp_seq, tcp_win, info, err)
+    return 0, p
+
+
+@nb.njit(cache=True)
 def decode_batch(buf, off, caplen, linktype,  # type: ignore[no-untyped-def]
                  src_mac, dst_mac, vlan, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
                  tcp_flags, frag, frag_id, payload, ttl, ip_id, tcp_seq, tcp_win, info):
     n = off.shape[0]
+    no_mac = np.uint64(1 << 63)
     mapped = np.uint64(0xFFFF00000000)
     for i in range(n):
         p = off[i]
         end = p + caplen[i]
         lt = linktype[i]
-        src_mac[i] = 0
-        dst_mac[i] = 0
+        src_mac[i] = no_mac
+        dst_mac[i] = no_mac
         vlan[i] = 0
         l3[i] = 0
         err[i] = 0
@@ -245,101 +355,19 @@ def decode_batch(buf, off, caplen, linktype,  # type: ignore[no-untyped-def]
                 err[i] = 2
                 continue
         # ---- network layer
-        if etype == 0x0800:
-            l3[i] = 4
-            if end - p < 20 or (buf[p] >> 4) != 4:
-                err[i] = 2
-                continue
-            ihl = np.int64(buf[p] & 0x0F) * 4
-            total = _be16(buf, p + 2)
-            if ihl < 20 or end - p < ihl:
-                err[i] = 2
-                continue
-            if total < ihl:  # TSO/zero length: trust what was captured
-                total = np.int64(caplen[i]) - (p - off[i])
-            ip_id[i] = _be16(buf, p + 4)
-            fo = _be16(buf, p + 6)
-            ttl[i] = buf[p + 8]
-            pr = np.int64(buf[p + 9])
-            proto[i] = pr
-            src_lo[i] = mapped | np.uint64(_be32(buf, p + 12))
-            dst_lo[i] = mapped | np.uint64(_be32(buf, p + 16))
-            offset = (fo & 0x1FFF) * 8
-            more = (fo & 0x2000) != 0
-            l4len = total - ihl
-            if offset != 0:
-                frag[i] = 2
-                frag_id[i] = ip_id[i]
-                payload[i] = l4len if l4len > 0 else 0
-                continue
-            if more:
-                frag[i] = 1
-                frag_id[i] = ip_id[i]
-            lim = p + total if p + total < end else end
-            _transport(buf, i, p + ihl, lim, pr, l4len, sport, dport, tcp_flags, payload, tcp_seq, tcp_win, info, err)
-        elif etype == 0x86DD:
-            l3[i] = 6
-            if end - p < 40 or (buf[p] >> 4) != 6:
-                err[i] = 2
-                continue
-            plen = _be16(buf, p + 4)
-            nh = np.int64(buf[p + 6])
-            ttl[i] = buf[p + 7]
-            src_hi[i] = _be64(buf, p + 8)
-            src_lo[i] = _be64(buf, p + 16)
-            dst_hi[i] = _be64(buf, p + 24)
-            dst_lo[i] = _be64(buf, p + 32)
-            q = p + 40
-            l4len = plen
-            later = False
-            bad = False
-            for _ in range(12):  # extension header chain
-                if nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140 or nh == 253 or nh == 254:
-                    if end - q < 2:
-                        bad = True
-                        break
-                    hl = (np.int64(buf[q + 1]) + 1) * 8
-                    nh = np.int64(buf[q])
-                    q += hl
-                    l4len -= hl
-                elif nh == 44:
-                    if end - q < 8:
-                        bad = True
-                        break
-                    fo = _be16(buf, q + 2)
-                    frag_id[i] = _be32(buf, q + 4)
-                    if (fo & 0xFFF8) != 0:
-                        later = True
-                        frag[i] = 2
-                    elif fo & 1:
-                        frag[i] = 1
-                    nh = np.int64(buf[q])
-                    q += 8
-                    l4len -= 8
-                    if later:
-                        break
-                elif nh == 51:
-                    if end - q < 2:
-                        bad = True
-                        break
-                    hl = (np.int64(buf[q + 1]) + 2) * 4
-                    nh = np.int64(buf[q])
-                    q += hl
-                    l4len -= hl
-                else:
-                    break
-            proto[i] = nh
-            if bad or q > end:
-                err[i] = 2
-                continue
-            if later:
-                payload[i] = l4len if l4len > 0 else 0
-                continue
-            if nh == 59:
-                continue
-            lim = p + 40 + plen if p + 40 + plen < end and plen > 0 else end
-            _transport(buf, i, q, lim, nh, l4len, sport, dport, tcp_flags, payload, tcp_seq, tcp_win, info, err)
-        elif etype == 0x0806:
+        for _depth in range(3):
+            if etype != 0x0800 and etype != 0x86DD:
+                break
+            if _depth:  # an inner packet: its own header fields replace the outer ones
+                src_hi[i] = 0
+                dst_hi[i] = 0
+                frag[i] = 0
+                frag_id[i] = 0
+            etype, p = _ip(buf, i, p, end, etype, off, caplen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport,
+                           dport, tcp_flags, frag, frag_id, payload, ttl, ip_id, tcp_seq, tcp_win, info)
+        if l3[i] == 4 or l3[i] == 6:
+            continue
+        if etype == 0x0806:
             l3[i] = 1
             # ARP for IPv4 over Ethernet: htype 1, ptype 0x0800, hlen 6, plen 4
             if end - p < 28:

@@ -172,10 +172,10 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
         dd = -1
         sm = src_mac[i]
         dm = dst_mac[i]
-        if sm != 0 or dm != 0:
-            if sm != 0 and ((sm >> np.uint64(40)) & np.uint64(1)) == 0:
+        if (sm >> np.uint64(48)) == 0:  # Ethernet: devices are unicast MACs
+            if ((sm >> np.uint64(40)) & np.uint64(1)) == 0:
                 ds = _dev_lookup(devs, dindex, st, sm, 0, 0, np.uint64(0), np.uint64(0), ts, max_ext, False)
-            if dm != 0 and ((dm >> np.uint64(40)) & np.uint64(1)) == 0:
+            if ((dm >> np.uint64(40)) & np.uint64(1)) == 0:
                 dd = _dev_lookup(devs, dindex, st, dm, 0, 0, np.uint64(0), np.uint64(0), ts, max_ext, False)
         elif ip and err[i] != 2:
             if scls != 2:

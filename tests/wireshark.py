@@ -43,6 +43,11 @@ class Oracle:
     # per sorted 5-tuple: packets/bytes sent by the lower endpoint, then by the higher
     conv: dict[Tuple5, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0, 0, 0]))
     conv_frames: dict[Tuple5, int] = field(default_factory=dict)  # total frames from -z conv,tcp/udp
+    # later IP fragments per 5-tuple: on the wire they belong to the datagram's flow, but with
+    # reassembly off the conversation tables do not count them
+    later_fragments: dict[Tuple5, int] = field(default_factory=lambda: defaultdict(int))
+    frames: int = 0
+    frame_bytes: int = 0
 
 
 def _norm(addr: str) -> str:
@@ -68,7 +73,13 @@ def run_tshark(path: Path) -> Oracle:
             continue
         v = dict(zip(FIELDS, row, strict=False))
         flen = int(v["frame.len"])
-        if v["ip.src"]:
+        o.frames += 1
+        o.frame_bytes += flen
+        if v["ip.src"] and v["ip.proto"] == "41" and v["ipv6.src"]:  # 6in4/6rd: the inner IPv6 packet is the flow
+            src, dst = _norm(v["ipv6.src"]), _norm(v["ipv6.dst"])
+            proto = 6 if v["tcp.srcport"] else (17 if v["udp.srcport"] else -1)
+            fid, later, first_frag = -1, False, False
+        elif v["ip.src"]:
             src, dst, proto = _norm(v["ip.src"]), _norm(v["ip.dst"]), int(v["ip.proto"] or -1)
             fid = int(v["ip.id"], 0) if v["ip.id"] else -1
             later = bool(v["ip.frag_offset"]) and int(v["ip.frag_offset"]) > 0
@@ -83,13 +94,12 @@ def run_tshark(path: Path) -> Oracle:
                 proto = -1
         else:
             continue
-        if v["icmp.type"] and proto != 1:
-            pass
         if later:
             key = frag_first.get((src, dst, proto, fid))
             if key is None:
                 continue
             tup, fwd = key
+            o.later_fragments[tup] += 1
         else:
             if proto == 6 and v["tcp.srcport"]:
                 sp, dp = int(v["tcp.srcport"]), int(v["tcp.dstport"])
