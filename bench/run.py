@@ -12,8 +12,9 @@ Method
   its packets).
 - iotwatch gets one untimed warm-up run per capture (numba compiles/caches its kernels).
 - Runs are interleaved: round r runs every contender once, in an order rotated by r.
-  A contender is run `--repeats` times, but not again once its runs on that capture add
-  up to `--budget-s` (the slow pure-Python tools get 1 run on the floods). Medians.
+  A contender is run `--repeats` times, but not again when one more run (at its mean so
+  far) would take its total on that capture past `--budget-s` (so the slow pure-Python
+  tools get 1-2 runs). Medians.
 - Wall time is from fork to exit (os.wait4). Peak RSS is the child's maximum RSS as
   GNU /usr/bin/time reports it (%M: the largest single process of its tree) or, if
   larger, the peak of the summed PSS of the whole process tree sampled every 0.1 s
@@ -492,7 +493,12 @@ def machine() -> dict[str, str]:
         mem = f"{kb / 2**20:.0f} GiB"
     except (OSError, AttributeError):
         pass
+    try:
+        load = Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        load = "?"
     return {
+        "load": load,
         "nproc": str(os.cpu_count()),
         "cpu": cpu,
         "memory": mem,
@@ -502,12 +508,21 @@ def machine() -> dict[str, str]:
     }
 
 
+def busy(mach: dict[str, str]) -> bool:
+    try:
+        return float(mach["load"]) > 0.5
+    except ValueError:
+        return False
+
+
 def tool_versions() -> dict[str, str]:
     v: dict[str, str] = {}
     if shutil.which("tcpdump"):
         p = subprocess.run(["tcpdump", "--version"], capture_output=True, text=True)
-        lines = (p.stdout + p.stderr).splitlines()
-        v["tcpdump"] = "; ".join(x for x in lines[:2] if x)
+        text = p.stdout + p.stderr
+        td = re.search(r"tcpdump version (\S+)", text)
+        lp = re.search(r"libpcap version (\S+)", text)
+        v["tcpdump"] = (td.group(1) if td else "?") + (f" (libpcap {lp.group(1)})" if lp else "")
     for mod in ("nfstream", "dpkt", "numpy", "numba"):
         p = subprocess.run(
             [PY, "-c", f"import importlib.metadata as m; print(m.version('{mod}'))"],
@@ -531,10 +546,12 @@ def render_markdown(
         BEGIN,
         "## Latest `make bench` run",
         "",
-        f"Reproduce: `{cmd}` (what `make bench` runs).",
+        f"Reproduce with: `{cmd}`",
         "",
         f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM, Linux {mach['kernel']}, "
-        f"Python {mach['python']}; {mach['date']}.",
+        f"Python {mach['python']}; {mach['date']}; 1-min load average at start {mach['load']}"
+        + (" (machine busy: numbers are noisy)" if busy(mach) else "")
+        + ".",
         "Tools: " + ", ".join(f"{k} {v}" for k, v in vers.items()) + ".",
         "",
         "### Targets (issue)",
@@ -589,7 +606,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--with-10m", action="store_true", help="also run iotwatch on flood10m (peak-RSS target)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument(
-        "--budget-s", type=float, default=60.0, help="no further runs of a contender on a capture past this"
+        "--budget-s",
+        type=float,
+        default=60.0,
+        help="stop repeating a contender on a capture when one more run would take its total past this",
     )
     ap.add_argument("--timeout-s", type=float, default=900.0)
     ap.add_argument("--data", type=Path, default=BENCH / "data")
@@ -616,6 +636,12 @@ def main(argv: list[str] | None = None) -> int:
         if not c.available:
             print(f"note: {c.name}: {c.note}", file=sys.stderr)
 
+    mach = machine()
+    if busy(mach):
+        print(
+            f"warning: load average {mach['load']}: other work is running, results will be noisy",
+            file=sys.stderr,
+        )
     plan = ["mix", "synflood"] + (["flood10m"] if a.with_10m else [])
     caps: dict[str, dict[str, Any]] = {}
     res: dict[str, dict[str, Result]] = {}
@@ -644,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
             k = rnd % len(live) if live else 0
             for c in live[k:] + live[:k]:
                 r = res[cap][c.name]
-                if r.runs and (spent[c.name] >= a.budget_s or r.failure()):
+                # stop when one more run (at the mean so far) would exceed the budget
+                if r.runs and (spent[c.name] * (1 + 1 / len(r.runs)) > a.budget_s or r.failure()):
                     continue
                 run = c.run(path, a.timeout_s)
                 spent[c.name] += run.wall_s
@@ -666,7 +693,6 @@ def main(argv: list[str] | None = None) -> int:
         *(argv if argv is not None else sys.argv[1:]),
     ]
     cmd = " ".join(shlex.quote(x) for x in cmd_argv)
-    mach = machine()
     md = render_markdown(cmd, mach, caps, res, tg)
     print(md)
     print(f"(harness time {elapsed:.0f} s)", file=sys.stderr)

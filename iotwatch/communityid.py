@@ -11,7 +11,6 @@ import numba as nb
 import numpy as np
 import pyarrow as pa
 
-
 # ICMP / ICMPv6 message types that pair up as request/response (Zeek's mapping, as in the spec)
 _ICMP4 = np.full(256, -1, np.int64)
 for a, b in ((8, 0), (13, 14), (15, 16), (10, 9), (17, 18)):

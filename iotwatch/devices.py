@@ -544,7 +544,7 @@ def merge_windows(a: pa.Table, a_edges: dict[int, EdgeSets], b: pa.Table, b_edge
         for col, attr in (("dst_ips", "ips"), ("dst_ports", "ports")):
             sa = getattr(ea, attr).get(key[0], np.empty(0, np.uint64))
             sb = getattr(eb, attr).get(key[0], np.empty(0, np.uint64))
-            have[col] = int(len(np.union1d(sa, sb)))
+            have[col] = len(np.union1d(sa, sb))
     rows = sorted(merged.values(), key=lambda r: (float(r["window_start"]), str(r["device"])))  # type: ignore[arg-type]
     totals: dict[float, int] = {}
     for r in rows:

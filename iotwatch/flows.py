@@ -98,7 +98,7 @@ def _insert(index, h, j):  # type: ignore[no-untyped-def]
 @nb.njit(cache=True)
 def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,  # type: ignore[no-untyped-def]
                     tcp_flags, frag, frag_id, payload, src_mac, dst_mac, vlan,
-                    tbl, index, st, exp, n_exp, frag_keys, frag_ports,
+                    tbl, index, st, exp, n_exp, frag_keys, frag_ports, frag_pend,
                     idle_ns, active_ns, window_ns, next_sweep_ns,
                     o_flow, o_dir, o_new, o_ans, o_kind):
     """Account packets [start, n) to flows. Returns (next packet index, exported count, status)."""
@@ -133,17 +133,37 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         elif not (pr == 6 or pr == 17 or pr == 132 or pr == 136):
             sp = 0
             dp = 0
+        fs = -1
         if frag[i] != 0:
-            fh = _mix(_mix(_mix(_mix(_mix(np.uint64(pr), shi), slo), dhi), dlo), np.uint64(frag_id[i]))
+            # IPv4 reassembles by (src, dst, protocol, id); IPv6 by (src, dst, id): a later IPv6
+            # fragment's header names the first header of the fragmentable part, not the transport
+            fh = _mix(_mix(_mix(_mix(_mix(np.uint64(0 if v6 else pr), shi), slo), dhi), dlo), np.uint64(frag_id[i]))
             fs = np.int64(fh & np.uint64(fmask))
             if frag[i] == 1:
+                if frag_keys[fs] != fh:
+                    frag_pend[fs, 0] = 0
+                    frag_pend[fs, 1] = 0
+                    frag_pend[fs, 2] = 0
                 frag_keys[fs] = fh
-                frag_ports[fs] = (sp << 16) | dp
-            elif frag_keys[fs] == fh:
-                sp = frag_ports[fs] >> 16
+                frag_ports[fs] = (pr << 32) | (sp << 16) | dp
+            elif frag_keys[fs] == fh and frag_ports[fs] >= 0:
+                pr = frag_ports[fs] >> 32
+                sp = (frag_ports[fs] >> 16) & 0xFFFF
                 dp = frag_ports[fs] & 0xFFFF
+                fs = -1
             else:
+                # a later fragment before the first one: park its counts until the first arrives
+                if frag_keys[fs] != fh:
+                    frag_keys[fs] = fh
+                    frag_ports[fs] = -1
+                    frag_pend[fs, 0] = 0
+                    frag_pend[fs, 1] = 0
+                    frag_pend[fs, 2] = 0
+                frag_pend[fs, 0] += 1
+                frag_pend[fs, 1] += wirelen[i]
+                frag_pend[fs, 2] += payload[i]
                 st[3] += 1
+                continue
         src_is_a = (shi < dhi) or (shi == dhi and slo < dlo) or (shi == dhi and slo == dlo and sp <= dp)
         if src_is_a:
             ahi, alo, bhi, blo, ap, bp = shi, slo, dhi, dlo, sp, dp
@@ -219,6 +239,14 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         f.pk[d] += 1
         f.by[d] += wirelen[i]
         f.pl[d] += payload[i]
+        if fs >= 0 and frag_pend[fs, 0] > 0:  # fragments that came before this first fragment
+            f.pk[d] += frag_pend[fs, 0]
+            f.by[d] += frag_pend[fs, 1]
+            f.pl[d] += frag_pend[fs, 2]
+            st[3] -= frag_pend[fs, 0]
+            frag_pend[fs, 0] = 0
+            frag_pend[fs, 1] = 0
+            frag_pend[fs, 2] = 0
         if pr == 6:
             base = d * 6
             if flags & 2:
@@ -331,6 +359,7 @@ class FlowTable:
         self.n_exp = 0
         self.frag_keys = np.zeros(1 << 14, np.uint64)
         self.frag_ports = np.zeros(1 << 14, np.int64)
+        self.frag_pend = np.zeros((1 << 14, 3), np.int64)  # packets, bytes, payload parked per datagram
         self.idle_ns = int(s.idle_timeout * 1e9)
         self.active_ns = int(s.active_timeout * 1e9)
         self.window_ns = int(window_s * 1e9)
@@ -367,7 +396,7 @@ class FlowTable:
             i, self.n_exp, status = process_packets(
                 i, ts_ns, wirelen, pk.l3, pk.err, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo, pk.proto,
                 pk.sport, pk.dport, pk.tcp_flags, pk.frag, pk.frag_id, pk.payload, pk.src_mac, pk.dst_mac,
-                pk.vlan, self.tbl, self.index, self.st, self.exp, self.n_exp, self.frag_keys, self.frag_ports,
+                pk.vlan, self.tbl, self.index, self.st, self.exp, self.n_exp, self.frag_keys, self.frag_ports, self.frag_pend,
                 self.idle_ns, self.active_ns, self.window_ns, self.next_sweep,
                 info.flow_id, info.direction, info.new, info.answered_window, info.answer_kind)
             if status == SWEEP_DUE:

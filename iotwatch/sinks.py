@@ -148,7 +148,7 @@ class EveSink:
         self.path = path
         self.flow_events = flow_events
         try:
-            self._f: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
+            self._f: IO[bytes] = open(path, "wb")
         except OSError as e:
             raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
 

@@ -361,6 +361,9 @@ class Clock:
         return self.start_ns + ticks // self.resolution_ns * self.resolution_ns
 
 
+_LINK_WITH_SOURCE = {LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2}
+
+
 def _frame(hop: Hop, data: bytes, linktype: int, time_ns: int | None, *, dst_mac: str | None,
            vlans: tuple[int, ...] = ()) -> Frame:
     src_ip, dst_ip, flow = _ip_fields(hop.packet)
@@ -368,9 +371,6 @@ def _frame(hop: Hop, data: bytes, linktype: int, time_ns: int | None, *, dst_mac
                  src_mac=hop.src_mac if linktype in _LINK_WITH_SOURCE else None, dst_mac=dst_mac,
                  src_ip=src_ip, dst_ip=dst_ip, flow=hop.flow or flow, vlans=vlans,
                  completes_datagram=hop.completes_datagram)
-
-
-_LINK_WITH_SOURCE = {LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2}
 
 
 def ethernet(hop: Hop, time_ns: int | None, *, vlans: Sequence[int] = (), outer_tpid: int = 0x8100) -> Frame:
@@ -778,7 +778,7 @@ def ipv4_fragments_capture(directory: Path) -> Capture:
     camera, nvr = (CAMERA_MAC, CAMERA_IP), (NVR_MAC, NVR_IP)
     hops = ipv4_fragments(camera, nvr, (8_214, 50_006), size=3_500, ident=0x1001)
     hops += ipv4_fragments(camera, nvr, (8_214, 50_006), size=3_200, ident=0x1002, order=(2, 0, 1))
-    hops += ipv4_fragments((PC_MAC, PC_IP), (GATEWAY_MAC, GATEWAY_IP), (51_500, 53), size=1_700, ident=0x2001)
+    hops += ipv4_fragments((PC_MAC, PC_IP), (GATEWAY_MAC, GATEWAY_IP), (51_500, 45_000), size=1_700, ident=0x2001)
     hops.append(Hop(CAMERA_MAC, NVR_MAC, IP(src=CAMERA_IP, dst=NVR_IP, ttl=64)
                     / UDP(sport=8_214, dport=50_006) / Raw(bytes(400))))
     frames = _ethernet_frames(hops, clock)
@@ -963,6 +963,7 @@ def not_a_capture(directory: Path) -> DamagedCapture:
 
 
 def empty_file(directory: Path) -> DamagedCapture:
+    """A zero-byte file.  (tshark 4.0 reads it as an empty capture and exits 0.)"""
     path = directory / "empty.pcap"
     path.write_bytes(b"")
     return _damaged(path, "empty", 0, (), "zero bytes")
@@ -988,7 +989,11 @@ def truncated_last_record(directory: Path, where: Literal["data", "header"] = "d
 
 
 def caplen_over_snaplen(directory: Path, snaplen: int = 128, at: int = 5) -> DamagedCapture:
-    """Record ``at`` claims (and holds) more bytes than the file's snaplen allows."""
+    """Record ``at`` claims (and holds) more bytes than the file's snaplen allows.
+
+    Strictly this breaks the file's own promise, so the truth stops before it; tshark 4.0 only
+    rejects caplens above its per-link-type maximum (262144) and reads all the records.
+    """
     frames = _office_frames()
     big = next(i for i, f in enumerate(frames) if f.wire_len > snaplen and i >= at)
     path = directory / "caplen-over-snaplen.pcap"
@@ -1019,7 +1024,8 @@ def absurd_caplen(directory: Path, at: int = 4, caplen: int = 0x7FFFFFFF) -> Dam
 def unknown_linktype(directory: Path, linktype: int = LINKTYPE_USER0) -> DamagedCapture:
     """Well-framed records under a link type nobody can decode (147 is USER0, valid but private;
     65000 is not assigned at all).  The damage is the file header: no packet is decodable,
-    although every record's framing is intact."""
+    although every record's framing is intact (``undecodable`` counts them).  tshark 4.0 lists
+    the USER0 records as undissected data and refuses the 65000 file outright."""
     path = directory / f"linktype-{linktype}.pcap"
     _, records = write_pcap(path, _office_frames(), linktype=linktype)
     return _damaged(path, f"unknown_linktype_{linktype}", 0, (), f"{len(records)} records of link type {linktype}",
@@ -1036,6 +1042,9 @@ def pcapng_bad_block(directory: Path, fault: PcapngFault, at: int = 3) -> Damage
     * ``trailer_mismatch``: trailing block length differs from the leading one;
     * ``too_small``: block total length 8, below the 12-byte minimum;
     * ``truncated``: the file ends inside the block.
+
+    tshark 4.0 stops at the bad block in every case except ``unaligned``: it rounds the length
+    up to a multiple of 4 and reads on (the block's contents are otherwise intact).
     """
     e = "<"
     frames = _office_frames()

@@ -7,10 +7,10 @@ from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
-
-import iotwatch
 from conftest import SHARED_PCAPS, needs_shared, needs_tshark, shared_captures
 from wireshark import Tuple5, run_tshark
+
+import iotwatch
 
 CAPTURES = shared_captures()
 

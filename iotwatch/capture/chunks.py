@@ -17,7 +17,7 @@ MAX_BUFFER = 256 << 20  # largest record/block we are willing to hold (pcapng bl
 def open_binary(path: Path) -> BinaryIO:
     """Open a file for reading, transparently decompressing gzip."""
     try:
-        f = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed by the reader
+        f = open(path, "rb")
     except IsADirectoryError:
         raise InputError(path, "is a directory where a capture file was expected") from None
     except OSError as e:

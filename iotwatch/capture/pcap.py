@@ -15,7 +15,7 @@ import numba as nb
 import numpy as np
 
 from ..errors import CaptureError
-from .batch import MAX_CAPLEN, PacketBatch
+from .batch import MAX_CAPLEN, SUPPORTED_LINKTYPES, PacketBatch, linktype_name
 from .chunks import Chunks
 
 MAGIC_US = 0xA1B2C3D4
@@ -86,6 +86,10 @@ class PcapReader:
         self.snaplen = snaplen if snaplen else MAX_CAPLEN
         self.max_caplen = max(MAX_CAPLEN, min(self.snaplen, 1 << 24))
         self.batch_size = batch_size
+        if self.linktype not in SUPPORTED_LINKTYPES:
+            self.problems.append(CaptureError(
+                self.path, 20, f"{linktype_name(self.linktype)} is not supported: its packets are counted, not decoded",
+                fatal=False))
 
     @property
     def linktypes(self) -> set[int]:

@@ -16,7 +16,7 @@ import numba as nb
 import numpy as np
 
 from ..errors import CaptureError
-from .batch import PacketBatch
+from .batch import SUPPORTED_LINKTYPES, PacketBatch, linktype_name
 from .chunks import Chunks
 from .pcap import _u32
 
@@ -172,7 +172,7 @@ class PcapngReader:
         if blen < 12 or blen % 4 or blen > MAX_BLOCK:
             self._error(c.pos, f"block length {blen} is not a multiple of 4, below 12 or absurd")
             return False
-        if c.left < blen and not c.fill(blen) or c.left < blen:
+        if (c.left < blen and not c.fill(blen)) or c.left < blen:
             self._error(c.pos, f"block of {blen} bytes is cut off: only {c.left} bytes remain")
             return False
         block = c.buf[c.pos : c.pos + blen].tobytes()
@@ -195,6 +195,11 @@ class PcapngReader:
                 self._error(c.pos, f"interface timestamp resolution byte gives {itf.units_per_s} units per second")
                 return False
             self.interfaces.append(itf)
+            if linktype not in SUPPORTED_LINKTYPES and linktype not in self.linktypes:
+                self.problems.append(CaptureError(
+                    self.path, c.base + c.pos,
+                    f"interface {len(self.interfaces) - 1}: {linktype_name(linktype)} is not supported: "
+                    "its packets are counted, not decoded", fatal=False))
             self.linktypes.add(linktype)
         c.pos += blen
         return True

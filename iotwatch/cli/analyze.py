@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -14,13 +14,18 @@ from rich.table import Table
 from ..errors import CaptureError, InputError, IotwatchError, OutputError
 from ..pipeline import Settings, run
 from ..records import DeviceRecord, Stats
-from ..sinks import EveSink, ParquetSink
+from ..sinks import EveSink, MemorySink, ParquetSink
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
 PROGRESS_MIN_BYTES = 64 << 20
 
 err_console = Console(stderr=True, highlight=False)
 out_console = Console(highlight=False)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, never wrapped: errors must stay one line for people and for grep."""
+    sys.stderr.write(line.rstrip("\n") + "\n")
 
 
 def _human(n: float) -> str:
@@ -48,8 +53,11 @@ def device_table(devices: dict[str, DeviceRecord], top: int) -> Table:
 
 def _report_problems(problems: list[InputError]) -> None:
     for p in problems:
-        kind = "warning" if isinstance(p, CaptureError) and not p.fatal else "damaged"
-        err_console.print(f"iotwatch: {kind}: {p}", markup=False)
+        if isinstance(p, CaptureError):
+            kind = "damaged" if p.fatal else "warning"
+        else:
+            kind = "error"
+        _say(f"iotwatch: {kind}: {p}")
 
 
 def _summary(stats: Stats, out: Path | None) -> str:
@@ -77,28 +85,26 @@ def _settings(window: float, local_net: list[str], idle_timeout: float, active_t
                     active_timeout=active_timeout, max_flows=max_flows)
 
 
-PATHS = typer.Argument(..., help="Capture files (pcap, pcapng, .gz) or folders of them.", show_default=False)
-WINDOW = typer.Option(60.0, "--window", "-w", help="Device window length in seconds.")
-LOCAL_NET = typer.Option([], "--local-net", help="A network (CIDR) to count as local besides RFC 1918, "
-                         "link-local and ULA. Repeat for several.")
-IDLE = typer.Option(120.0, "--idle-timeout", help="Seconds without packets before a flow ends.")
-ACTIVE = typer.Option(1800.0, "--active-timeout", help="Seconds after which a long flow is cut.")
-MAX_FLOWS = typer.Option(1 << 19, "--max-flows", help="Flow table capacity; the least recently seen are evicted beyond it.")
+Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them.",
+                                             show_default=False)]
+Window = Annotated[float, typer.Option("--window", "-w", help="Device window length in seconds.")]
+LocalNet = Annotated[list[str], typer.Option("--local-net", help="A network (CIDR) to count as local besides "
+                                             "RFC 1918, link-local and ULA. Repeat for several.")]
+Idle = Annotated[float, typer.Option("--idle-timeout", help="Seconds without packets before a flow ends.")]
+Active = Annotated[float, typer.Option("--active-timeout", help="Seconds after which a long flow is cut.")]
+MaxFlows = Annotated[int, typer.Option("--max-flows", help="Flow table capacity; beyond it the least recently "
+                                       "seen flows are evicted (and counted).")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")]
+FlowEvents = Annotated[bool, typer.Option("--flow-events/--no-flow-events",
+                                          help="Also write every flow as a 'flow' event in events.jsonl.")]
+Top = Annotated[int, typer.Option("--top", help="Devices to list in the terminal (0: all).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
 
 
-def analyze_command(
-    paths: list[Path] = PATHS,
-    out: Path = typer.Option(Path("iotwatch-out"), "--out", "-o", help="Output folder (created if missing)."),
-    window: float = WINDOW,
-    local_net: list[str] = LOCAL_NET,
-    idle_timeout: float = IDLE,
-    active_timeout: float = ACTIVE,
-    max_flows: int = MAX_FLOWS,
-    flow_events: bool = typer.Option(True, "--flow-events/--no-flow-events",
-                                     help="Also write every flow as a 'flow' event in events.jsonl."),
-    top: int = typer.Option(30, "--top", help="Devices to list in the terminal (0: all)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only problems."),
-) -> None:
+def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Window = 60.0,
+                    local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
+                    idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = 1 << 19,
+                    flow_events: FlowEvents = True, top: Top = 30, quiet: Quiet = False) -> None:
     """Analyse captures: devices, flows and per-device windows into OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows)
     code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet)
@@ -110,13 +116,13 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        err_console.print(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}", markup=False)
+        _say(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}")
         return EXIT_ERROR
     try:
         eve = EveSink(out / "events.jsonl", flow_events=flow_events)
         parquet = ParquetSink(out)
     except OutputError as e:
-        err_console.print(f"iotwatch: error: {e}", markup=False)
+        _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
     sinks = [eve, parquet]
     interrupted = False
@@ -150,12 +156,12 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
             s.close()
         if progress:
             progress.stop()
-        err_console.print(f"iotwatch: error: {e}", markup=False)
+        _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
     except IotwatchError as e:
         if progress:
             progress.stop()
-        err_console.print(f"iotwatch: error: {e}", markup=False)
+        _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
     finally:
         if progress:
@@ -170,32 +176,23 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
         out_console.print(device_table(devices, top))
         out_console.print(_summary(stats, out))
     if stats.files == 0:
-        err_console.print("iotwatch: error: no capture could be read", markup=False)
+        if not captures.problems:
+            _say("iotwatch: error: no capture could be read")
         return EXIT_ERROR
     return EXIT_PARTIAL if captures.problems else EXIT_OK
 
 
-def devices_command(
-    paths: list[Path] = PATHS,
-    window: float = WINDOW,
-    local_net: list[str] = LOCAL_NET,
-) -> None:
+def devices_command(paths: Paths, window: Window = 60.0,
+                    local_net: LocalNet = []) -> None:  # noqa: B006 - typer reads it, never mutated
     """Print the device inventory of captures (no files written)."""
-    from ..pipeline import Pipeline
-    from ..sinks import MemorySink
-
     settings = _settings(window, local_net, 120.0, 1800.0, 1 << 19)
     try:
         pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)])
         devices, stats = pipe.finish()
     except IotwatchError as e:
-        err_console.print(f"iotwatch: error: {e}", markup=False)
+        _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
-    _ = Pipeline
     _report_problems(captures.problems)
     out_console.print(device_table(devices, 0))
     out_console.print(_summary(stats, None))
     raise typer.Exit(EXIT_PARTIAL if captures.problems else (EXIT_OK if stats.files else EXIT_ERROR))
-
-
-_ = (os, sys)

@@ -397,6 +397,7 @@ def tls_client_hello(rng: random.Random, sni: str, session_id: bytes, *, embedde
     groups_ext = _ext(0x000A, struct.pack(f"!{len(groups) + 1}H", 2 * len(groups), *groups))
     sigalgs_ext = _ext(0x000D, struct.pack(f"!{len(sigalgs) + 1}H", 2 * len(sigalgs), *sigalgs))
     key_share = _ext(0x0033, struct.pack("!HHH", 36, 0x001D, 32) + rng.randbytes(32))
+    parts: tuple[bytes, ...]
     if embedded:
         parts = (sni_ext, _ext(0x000B, b"\x03\x00\x01\x02"), groups_ext, _ext(0x0023, b""),
                  _ext(0x0016, b""), _ext(0x0017, b""), sigalgs_ext, _ext(0x002B, b"\x04\x03\x04\x03\x03"),
@@ -935,11 +936,11 @@ def build(seed: int = 7) -> Capture:
         Camera(CAM2, "hikvision", "/Streaming/Channels/102", 8_220, 50_010),
         Camera(CAM3, "dahua", "/cam/realmonitor?channel=1&subtype=1", 20_000 + rng.randrange(0, 2000, 2), 50_014),
     ]
-    for i, cam in enumerate(cameras):
-        conn = rtsp_setup(cap, NVR, cam, 3.0 + 0.7 * i + rng.uniform(0, 0.1))
-        rtp_stream(cap, NVR, cam, conn.t + 0.004)
+    for i, camera in enumerate(cameras):
+        conn = rtsp_setup(cap, NVR, camera, 3.0 + 0.7 * i + rng.uniform(0, 0.1))
+        rtp_stream(cap, NVR, camera, conn.t + 0.004)
         for cseq in range(7, 13):
-            rtsp_keepalive(conn, cam, cseq, conn.t + 30.0 + rng.uniform(-0.05, 0.05))
+            rtsp_keepalive(conn, camera, cseq, conn.t + 30.0 + rng.uniform(-0.05, 0.05))
         conn.flush()
 
     # Recorder: heartbeat to the vendor cloud every ~30 s, two uploads, NTP every 64 s.
