@@ -34,16 +34,26 @@ pcaps: $(STAMP)
 
 ## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root)
 sysdeps:
-	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && [ -e /usr/include/pcap/pcap.h ]; then \
+	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
+	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ]; then \
 		echo "system packages present"; \
 	else \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump libpcap-dev >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			tshark tcpdump libpcap-dev gcc libc6-dev time >/dev/null; \
 	fi
 
+BENCH_DATA := bench/data/mix.pcap bench/data/synflood.pcap
+
+bench/baseline: bench/baseline.c | sysdeps
+	cc -O2 bench/baseline.c -lpcap -o bench/baseline
+
+bench/data/%.pcap: bench/fastgen.py | $(STAMP)
+	$(BIN)/python bench/fastgen.py $* $@
+
 ## make bench: throughput and memory against C, tcpdump, nfstream and dpkt → docs/benchmarks.md
-bench: $(STAMP) sysdeps
+bench: $(STAMP) sysdeps bench/baseline $(BENCH_DATA) bench/data/flood10m.pcap
 	$(BIN)/python -m pip install -q -e '.[bench]'
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py --with-10m
 
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)
@@ -53,4 +63,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check iotwatch tests bench
 
 clean:
-	rm -rf out bench/data bench/out .pytest_cache
+	rm -rf out bench/data bench/out bench/baseline .pytest_cache

@@ -389,10 +389,6 @@ def write_pcap(out: BinaryIO, chunks: Iterator[Table]) -> int:
 # Addresses
 
 
-def mac(prefix: int, rng: np.random.Generator, n: int) -> npt.NDArray[np.uint64]:
-    return (np.uint64(prefix) << np.uint64(24)) | rng.integers(0, 1 << 24, n, dtype=np.uint64)
-
-
 def ip4(a: int, b: int, c: int, d: int) -> int:
     return (a << 24) | (b << 16) | (c << 8) | d
 

@@ -45,6 +45,10 @@ DEV_DTYPE = np.dtype([
 DIP_DTYPE = np.dtype([("hash", np.uint64), ("hi", np.uint64), ("lo", np.uint64), ("first", np.int64),
                       ("last", np.int64), ("dev", np.int32), ("v6", np.uint8), ("local", np.uint8)], align=True)
 KIND_MAC, KIND_IP = 0, 1
+# values in the distinct table: a destination address is a 63-bit hash, a (protocol, port) pair
+# is itself with the top bit set, so the two kinds never collide
+PORT_VALUE_BIT = np.uint64(1 << 63)
+IP_VALUE_MASK = np.uint64((1 << 63) - 1)
 MAX_EXT_IPS = 8  # a MAC that sends from more non-local addresses than this forwards traffic (a router)
 # device-table counters in st
 ST_DEVS, ST_UNTRACKED, ST_EXT_DEVS, ST_LATE, ST_SET_USED, ST_SAT, ST_DIPS, ST_CLOSED_UPTO = range(8)
@@ -219,7 +223,7 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
                     a[14] += 1
                 if dcls != 2:
                     r = _set_add(skeys, svals, sdevs, sslots, st, slot, ds,
-                                 _mix(_mix(np.uint64(1), dst_hi[i]), dst_lo[i]))
+                                 _mix(_mix(np.uint64(1), dst_hi[i]), dst_lo[i]) & IP_VALUE_MASK)
                     if r == 1:
                         a[6] += 1
                     elif r < 0:
@@ -227,7 +231,7 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
                         st[5] += 1
                     if proto[i] == 6 or proto[i] == 17:
                         r = _set_add(skeys, svals, sdevs, sslots, st, slot, ds,
-                                     np.uint64((np.int64(proto[i]) << 16) | np.int64(dport[i])) | np.uint64(1 << 40))
+                                     np.uint64((np.int64(proto[i]) << 16) | np.int64(dport[i])) | PORT_VALUE_BIT)
                         if r == 1:
                             a[7] += 1
                         elif r < 0:
@@ -372,8 +376,10 @@ class DeviceTable:
             elif status == CLOSE_DUE:
                 ts = int(ts_ns[i])
                 win = ts // self.window_ns
-                due = [int(w) for w in sorted(self.slot_win[self.slot_win >= 0])
-                       if (w + 1) * self.window_ns + self.lag_ns <= ts or w <= win - RING]
+                open_w = sorted(int(w) for w in self.slot_win[self.slot_win >= 0])
+                due = [w for w in open_w if (w + 1) * self.window_ns + self.lag_ns <= ts or w <= win - RING]
+                if not due and open_w:  # never stall: the oldest window goes
+                    due = open_w[:1]
                 for w in due:
                     self._close(w)
         if self._pending_rows >= 4096:
@@ -479,7 +485,7 @@ def _edge_sets(devs: np.ndarray, vals: np.ndarray, names_of) -> EdgeSets:  # typ
     e = EdgeSets()
     if not len(devs):
         return e
-    is_port = (vals & np.uint64(1 << 40)) != 0
+    is_port = (vals & PORT_VALUE_BIT) != 0
     uniq = np.unique(devs)
     names = dict(zip(uniq.tolist(), names_of(uniq), strict=True))
     for dv in uniq:

@@ -60,6 +60,8 @@ class Pipeline:
         n = len(batch)
         if n > len(self._pk.l3):
             self._pk = Packets.allocate(n)
+        if n and batch.ts_ns.min() < 0:  # the window and flow clocks start at the epoch
+            np.maximum(batch.ts_ns, 0, out=batch.ts_ns)
         pk = decode(batch, self._pk)
         st = self.stats
         st.packets += n

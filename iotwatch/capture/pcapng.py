@@ -23,6 +23,7 @@ from .pcap import _u32
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 MAX_BLOCK = 64 << 20
+MAX_SECONDS = 1 << 33  # timestamps are clamped here (year 2242): int64 nanoseconds cannot wrap
 
 # walker status codes
 NEED_MORE, FULL, CONTROL, BAD_LENGTH, BAD_TRAILER, BAD_IFACE, BAD_CAPLEN = range(7)
@@ -115,22 +116,24 @@ def _parse_options(body: bytes, endian: str) -> Iterator[tuple[int, bytes]]:
 
 
 def ts_to_ns(tsraw: np.ndarray, ifid: np.ndarray, interfaces: list[Interface], out: np.ndarray) -> None:
-    """Convert raw per-interface timestamps into epoch nanoseconds (SPB: previous packet's time)."""
+    """Convert raw per-interface timestamps into epoch nanoseconds (SPB: previous packet's time).
+
+    A damaged or absurd timestamp (beyond the year 2242) is clamped, never wrapped around."""
     for i, itf in enumerate(interfaces):
         m = ifid == i
         if not m.any():
             continue
-        raw = tsraw[m]
-        u = itf.units_per_s
-        if u == 1_000_000_000:
-            ns = raw.copy()
-        elif u <= 1_000_000_000 and 1_000_000_000 % u == 0:
-            ns = raw * (1_000_000_000 // u)
-        elif u <= 1_000_000_000:
-            ns = (raw // u) * 1_000_000_000 + (raw % u) * 1_000_000_000 // u
-        else:  # finer than nanoseconds: integer division keeps exact seconds
-            ns = (raw // u) * 1_000_000_000 + ((raw % u).astype(np.float64) * (1e9 / u)).astype(np.int64)
-        out[m] = ns + itf.offset_s * 1_000_000_000
+        raw = tsraw[m].view(np.uint64)
+        u = np.uint64(itf.units_per_s)
+        secs = np.minimum(raw // u, np.uint64(MAX_SECONDS)).astype(np.int64)
+        frac = (raw % u).astype(np.float64) if itf.units_per_s > 1_000_000_000 else (raw % u).astype(np.int64)
+        if itf.units_per_s <= 1_000_000_000:
+            sub = frac * (1_000_000_000 // itf.units_per_s) if 1_000_000_000 % itf.units_per_s == 0 \
+                else frac * 1_000_000_000 // itf.units_per_s
+        else:
+            sub = (frac * (1e9 / itf.units_per_s)).astype(np.int64)
+        ns = secs * 1_000_000_000 + sub + itf.offset_s * 1_000_000_000
+        out[m] = np.clip(ns, 0, MAX_SECONDS * 1_000_000_000)
     spb = np.flatnonzero(ifid < 0)
     for k in spb:
         out[k] = out[k - 1] if k > 0 else 0
