@@ -48,7 +48,9 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-PY = sys.executable
+# nfstream and dpkt live in their own venv (bench/.venv, made by `make bench`): installed
+# beside iotwatch they would pull pandas into its process and inflate what we measure.
+PY = os.environ.get("BENCH_PYTHON", sys.executable)
 ALL_CONTENDERS = ["iotwatch", "c", "tcpdump", "nfstream", "dpkt"]
 LABEL = {
     "iotwatch": "iotwatch analyze",

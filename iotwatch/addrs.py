@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
+
+from ._jit import allocating, inline_kernel
 
 MAPPED = 0xFFFF00000000
 
@@ -44,7 +45,7 @@ class LocalNets:
         return self.hi, self.lo, self.mask_hi, self.mask_lo
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def addr_class(hi, lo, net_hi, net_lo, mask_hi, mask_lo):  # type: ignore[no-untyped-def]
     """0 external unicast, 1 local, 2 multicast/broadcast/unspecified."""
     if hi == 0 and (lo >> np.uint64(32)) == np.uint64(0xFFFF):
@@ -59,13 +60,14 @@ def addr_class(hi, lo, net_hi, net_lo, mask_hi, mask_lo):  # type: ignore[no-unt
     return 0
 
 
-@nb.njit(cache=True)
-def _format_ips(v6, hi, lo, out, lens):  # type: ignore[no-untyped-def]
+@allocating
+def _format_ips(v6, hi, lo, o, offsets):  # type: ignore[no-untyped-def]
+    """Write the text of every address into the flat buffer ``o``; offsets[i]..offsets[i+1]."""
     hexd = np.frombuffer(b"0123456789abcdef", np.uint8)
     g = np.zeros(8, np.int64)
+    q = 0
     for i in range(hi.shape[0]):
-        o = out[i]
-        q = 0
+        offsets[i] = q
         mapped = v6[i] and hi[i] == 0 and (lo[i] >> np.uint64(32)) == np.uint64(0xFFFF)
         if mapped:  # RFC 5952 section 5: ::ffff:a.b.c.d
             for c in (58, 58, 102, 102, 102, 102, 58):
@@ -86,7 +88,6 @@ def _format_ips(v6, hi, lo, out, lens):  # type: ignore[no-untyped-def]
                 if k < 3:
                     o[q] = 46
                     q += 1
-            lens[i] = q
             continue
         for k in range(4):
             g[k] = np.int64((hi[i] >> np.uint64(48 - 16 * k)) & np.uint64(0xFFFF))
@@ -126,43 +127,45 @@ def _format_ips(v6, hi, lo, out, lens):  # type: ignore[no-untyped-def]
                 o[q] = 58
                 q += 1
             k += 1
-        lens[i] = q
+    offsets[hi.shape[0]] = q
 
 
 def format_ips(v6: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> pa.Array:
     """Text forms of many addresses (IPv4 dotted, IPv6 RFC 5952) as a pyarrow string array."""
     n = len(hi)
-    out = np.zeros((n, 40), np.uint8)
-    lens = np.zeros(n, np.int64)
-    _format_ips(np.asarray(v6, np.bool_), hi, lo, out, lens)
-    return _pack(out, lens)
-
-
-def _pack(out: np.ndarray, lens: np.ndarray) -> pa.Array:
-    n = len(lens)
+    out = np.empty(n * 40 + 1, np.uint8)
     offsets = np.zeros(n + 1, np.int32)
-    np.cumsum(lens, out=offsets[1:])
-    width = out.shape[1]
-    keep = np.arange(width)[None, :] < lens[:, None]
-    data = out[keep]
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+    _format_ips(np.asarray(v6, np.bool_), hi, lo, out, offsets)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out[: offsets[n]])])
+
+
+@allocating
+def _format_macs(macs, out):  # type: ignore[no-untyped-def]
+    hexd = np.frombuffer(b"0123456789abcdef", np.uint8)
+    for i in range(macs.shape[0]):
+        m = macs[i]
+        q = i * 17
+        for k in range(6):
+            octet = np.int64((m >> np.uint64(40 - 8 * k)) & np.uint64(0xFF))
+            out[q] = hexd[octet >> 4]
+            out[q + 1] = hexd[octet & 15]
+            if k < 5:
+                out[q + 2] = 58
+            q += 3
 
 
 def format_macs(macs: np.ndarray) -> pa.Array:
     """'aa:bb:cc:dd:ee:ff' for each 48-bit integer; null where there is none (a value above 48 bits)."""
-    macs = np.asarray(macs, np.uint64)
+    macs = np.ascontiguousarray(macs, np.uint64)
     n = len(macs)
-    shifts = np.arange(40, -8, -8, dtype=np.uint64)
-    octets = ((macs[:, None] >> shifts[None, :]) & np.uint64(0xFF)).astype(np.uint8)
-    hexd = np.frombuffer(b"0123456789abcdef", np.uint8)
-    out = np.full((n, 17), ord(":"), np.uint8)
-    out[:, 0::3] = hexd[octets >> 4]
-    out[:, 1::3] = hexd[octets & 0x0F]
+    out = np.empty(n * 17 + 1, np.uint8)
+    _format_macs(macs, out)
     offsets = np.arange(0, (n + 1) * 17, 17, dtype=np.int32)
     valid = (macs >> np.uint64(48)) == 0
-    mask = None if valid.all() else pa.array(valid).buffers()[1]
-    return pa.Array.from_buffers(pa.string(), n, [mask, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))],
-                                 null_count=int(n - valid.sum()))
+    null_count = int(n - np.count_nonzero(valid))
+    mask = None if null_count == 0 else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.Array.from_buffers(pa.string(), n, [mask, pa.py_buffer(offsets), pa.py_buffer(out)],
+                                 null_count=null_count)
 
 
 def mac_str(mac: int) -> str:

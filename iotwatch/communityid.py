@@ -7,9 +7,10 @@ suite checks it against the reference implementation (the ``communityid`` packag
 
 from __future__ import annotations
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
+
+from ._jit import allocating, inline_kernel, kernel
 
 # ICMP / ICMPv6 message types that pair up as request/response (Zeek's mapping, as in the spec)
 _ICMP4 = np.full(256, -1, np.int64)
@@ -21,12 +22,12 @@ for a, b in ((128, 129), (130, 131), (133, 134), (135, 136), (139, 140), (144, 1
 LINE = 30  # "1:" + 28 base64 characters
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _rotl(x, n):  # type: ignore[no-untyped-def]
     return ((x << np.uint32(n)) | (x >> np.uint32(32 - n))) & np.uint32(0xFFFFFFFF)
 
 
-@nb.njit(cache=True)
+@kernel
 def _sha1_block(msg, mlen, w, out):  # type: ignore[no-untyped-def]
     """SHA-1 of msg[:mlen] (mlen <= 55: one block). Writes 20 bytes into out."""
     for k in range(mlen, 64):
@@ -75,7 +76,7 @@ def _sha1_block(msg, mlen, w, out):  # type: ignore[no-untyped-def]
         out[4 * j + 3] = v & np.uint32(0xFF)
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _put_addr(msg, p, v6, hi, lo):  # type: ignore[no-untyped-def]
     if v6:
         for k in range(8):
@@ -87,7 +88,7 @@ def _put_addr(msg, p, v6, hi, lo):  # type: ignore[no-untyped-def]
     return p + 4
 
 
-@nb.njit(cache=True)
+@allocating
 def _community_ids(v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6, out):  # type: ignore[no-untyped-def]
     n = v6.shape[0]
     msg = np.zeros(64, np.uint8)

@@ -10,11 +10,9 @@ marks a packet without Ethernet (the all-zero MAC is a real, if odd, address).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
-import numba as nb
 import numpy as np
 
+from ._jit import inline_kernel, kernel
 from .capture.batch import PacketBatch
 
 # l3 values
@@ -32,170 +30,175 @@ V4_MAPPED = np.uint64(0xFFFF00000000)
 NO_MAC = np.uint64(1 << 63)
 
 
-@dataclass(slots=True)
-class Packets:
-    """Decoded columns for one batch (views of preallocated arrays; valid until the next batch)."""
+PKT_DTYPE = np.dtype([
+    ("src_mac", np.uint64),  # NO_MAC without Ethernet
+    ("dst_mac", np.uint64),
+    ("src_hi", np.uint64), ("src_lo", np.uint64), ("dst_hi", np.uint64), ("dst_lo", np.uint64),
+    ("tcp_seq", np.uint32),
+    ("frag_id", np.uint32),  # IP identification of a fragment
+    ("sport", np.int32),  # ICMP: type; ARP: opcode
+    ("dport", np.int32),  # ICMP: code
+    ("payload", np.int32),  # transport payload bytes (from the IP lengths, not the captured bytes)
+    ("vlan", np.uint16),  # outer VLAN id
+    ("ip_id", np.uint16), ("tcp_win", np.uint16),
+    ("l3", np.uint8),  # L3_*
+    ("err", np.uint8),  # ERR_*: the layer that could not be decoded
+    ("proto", np.uint8),  # IP protocol (ARP: 0)
+    ("tcp_flags", np.uint8),
+    ("frag", np.uint8),  # FRAG_*
+    ("ttl", np.uint8),  # IPv4 TTL / IPv6 hop limit
+    ("info", np.uint8),  # INFO_* bits
+], align=True)
 
-    src_mac: np.ndarray  # uint64
-    dst_mac: np.ndarray  # uint64
-    vlan: np.ndarray  # uint16, outer VLAN id
-    l3: np.ndarray  # uint8, L3_*
-    err: np.ndarray  # uint8, ERR_*
-    src_hi: np.ndarray  # uint64
-    src_lo: np.ndarray  # uint64
-    dst_hi: np.ndarray  # uint64
-    dst_lo: np.ndarray  # uint64
-    proto: np.ndarray  # uint8, IP protocol (ARP: 0)
-    sport: np.ndarray  # int32, ICMP: type; ARP: opcode
-    dport: np.ndarray  # int32, ICMP: code
-    tcp_flags: np.ndarray  # uint8
-    frag: np.ndarray  # uint8, FRAG_*
-    frag_id: np.ndarray  # uint32, IP identification of a fragment
-    payload: np.ndarray  # int32, transport payload bytes (from the IP lengths, not the captured bytes)
-    ttl: np.ndarray  # uint8, IPv4 TTL / IPv6 hop limit
-    ip_id: np.ndarray  # uint16, IPv4 identification
-    tcp_seq: np.ndarray  # uint32
-    tcp_win: np.ndarray  # uint16
-    info: np.ndarray  # uint8, INFO_* bits
+
+class Packets:
+    """Decoded header fields of one batch: one record per packet (a numpy structured array, so
+    the compiled decoder writes one row at a time). Field views (``pk.src_lo``...) are numpy
+    arrays. Valid until the next batch is decoded into the same buffer."""
+
+    __slots__ = ("rec",)
+
+    def __init__(self, rec: np.ndarray) -> None:
+        self.rec = rec
 
     @classmethod
     def allocate(cls, n: int) -> Packets:
-        dt = {
-            "src_mac": np.uint64, "dst_mac": np.uint64, "vlan": np.uint16, "l3": np.uint8, "err": np.uint8,
-            "src_hi": np.uint64, "src_lo": np.uint64, "dst_hi": np.uint64, "dst_lo": np.uint64,
-            "proto": np.uint8, "sport": np.int32, "dport": np.int32, "tcp_flags": np.uint8, "frag": np.uint8,
-            "frag_id": np.uint32, "payload": np.int32, "ttl": np.uint8, "ip_id": np.uint16,
-            "tcp_seq": np.uint32, "tcp_win": np.uint16, "info": np.uint8,
-        }
-        return cls(**{k: np.zeros(n, v) for k, v in dt.items()})
+        return cls(np.zeros(n, PKT_DTYPE))
 
     def view(self, n: int) -> Packets:
-        return Packets(*(getattr(self, f.name)[:n] for f in fields(self)))
+        return Packets(self.rec[:n])
+
+    def __len__(self) -> int:
+        return int(self.rec.shape[0])
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        if name in PKT_DTYPE.names:  # type: ignore[operator]
+            return self.rec[name]  # type: ignore[no-any-return]
+        raise AttributeError(name)
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _be16(b, p):  # type: ignore[no-untyped-def]
     return (np.int64(b[p]) << 8) | np.int64(b[p + 1])
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _be32(b, p):  # type: ignore[no-untyped-def]
     return (np.int64(b[p]) << 24) | (np.int64(b[p + 1]) << 16) | (np.int64(b[p + 2]) << 8) | np.int64(b[p + 3])
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _be64(b, p):  # type: ignore[no-untyped-def]
     return np.uint64((np.uint64(_be32(b, p)) << np.uint64(32)) | np.uint64(_be32(b, p + 4)))
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _mac(b, p):  # type: ignore[no-untyped-def]
     return np.uint64((np.uint64(_be16(b, p)) << np.uint64(32)) | np.uint64(_be32(b, p + 2)))
 
 
-@nb.njit(cache=True)
-def _transport(b, i, p, end, proto, l4len, out_sport, out_dport, out_flags, out_payload, out_seq, out_win, out_info, out_err):  # type: ignore[no-untyped-def]
+@inline_kernel
+def _transport(b, r, p, end, proto, l4len):  # type: ignore[no-untyped-def]
     """Decode TCP/UDP/ICMP at b[p:end]; l4len is the transport length the IP header announces."""
     avail = end - p
     if proto == 6:
         if avail < 4:
-            out_err[i] = 3
+            r.err = 3
             return
-        out_sport[i] = _be16(b, p)
-        out_dport[i] = _be16(b, p + 2)
+        r.sport = _be16(b, p)
+        r.dport = _be16(b, p + 2)
         if avail >= 16:
-            out_seq[i] = _be32(b, p + 4)
+            r.tcp_seq = _be32(b, p + 4)
             doff = (np.int64(b[p + 12]) >> 4) * 4
-            out_flags[i] = b[p + 13]
-            out_win[i] = _be16(b, p + 14)
+            r.tcp_flags = b[p + 13]
+            r.tcp_win = _be16(b, p + 14)
             pl = l4len - doff
-            out_payload[i] = pl if pl > 0 else 0
+            r.payload = pl if pl > 0 else 0
         else:
-            out_err[i] = 3
+            r.err = 3
     elif proto == 17 or proto == 136:  # UDP, UDP-Lite
         if avail < 4:
-            out_err[i] = 3
+            r.err = 3
             return
         sp = _be16(b, p)
         dp = _be16(b, p + 2)
-        out_sport[i] = sp
-        out_dport[i] = dp
+        r.sport = sp
+        r.dport = dp
         pl = l4len - 8
-        out_payload[i] = pl if pl > 0 else 0
+        r.payload = pl if pl > 0 else 0
         if dp == 53 and avail >= 11 and (b[p + 10] & 0x80) == 0:
-            out_info[i] |= 1
+            r.info |= 1
     elif proto == 1 or proto == 58:
         if avail < 2:
-            out_err[i] = 3
+            r.err = 3
             return
-        out_sport[i] = b[p]
-        out_dport[i] = b[p + 1]
+        r.sport = b[p]
+        r.dport = b[p + 1]
         pl = l4len - 8
-        out_payload[i] = pl if pl > 0 else 0
+        r.payload = pl if pl > 0 else 0
     elif proto == 132:  # SCTP: ports like TCP/UDP
         if avail < 4:
-            out_err[i] = 3
+            r.err = 3
             return
-        out_sport[i] = _be16(b, p)
-        out_dport[i] = _be16(b, p + 2)
+        r.sport = _be16(b, p)
+        r.dport = _be16(b, p + 2)
         pl = l4len - 12
-        out_payload[i] = pl if pl > 0 else 0
+        r.payload = pl if pl > 0 else 0
     else:
-        out_payload[i] = l4len if l4len > 0 else 0
+        r.payload = l4len if l4len > 0 else 0
 
 
-@nb.njit(cache=True)
-def _ip(buf, i, p, end, etype, off, caplen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,  # type: ignore[no-untyped-def]
-        tcp_flags, frag, frag_id, payload, ttl, ip_id, tcp_seq, tcp_win, info):
+@inline_kernel
+def _ip(buf, r, p, end, etype, captured_end):  # type: ignore[no-untyped-def]
     """Decode one IPv4/IPv6 header at buf[p:end] and what it carries. Returns (0, p) when done,
     or (ethertype, offset) of an encapsulated IP packet (IP-in-IP, 6in4) to decode next."""
     mapped = np.uint64(0xFFFF00000000)
     if etype == 0x0800:
-        l3[i] = 4
+        r.l3 = 4
         if end - p < 20 or (buf[p] >> 4) != 4:
-            err[i] = 2
+            r.err = 2
             return 0, p
         ihl = np.int64(buf[p] & 0x0F) * 4
         total = _be16(buf, p + 2)
         if ihl < 20 or end - p < ihl:
-            err[i] = 2
+            r.err = 2
             return 0, p
         if total < ihl:  # TSO/zero length: trust what was captured
-            total = np.int64(caplen[i]) - (p - off[i])
-        ip_id[i] = _be16(buf, p + 4)
+            total = captured_end - p
+        r.ip_id = _be16(buf, p + 4)
         fo = _be16(buf, p + 6)
-        ttl[i] = buf[p + 8]
+        r.ttl = buf[p + 8]
         pr = np.int64(buf[p + 9])
-        proto[i] = pr
-        src_lo[i] = mapped | np.uint64(_be32(buf, p + 12))
-        dst_lo[i] = mapped | np.uint64(_be32(buf, p + 16))
+        r.proto = pr
+        r.src_lo = mapped | np.uint64(_be32(buf, p + 12))
+        r.dst_lo = mapped | np.uint64(_be32(buf, p + 16))
         offset = (fo & 0x1FFF) * 8
         more = (fo & 0x2000) != 0
         l4len = total - ihl
         if offset != 0:
-            frag[i] = 2
-            frag_id[i] = ip_id[i]
-            payload[i] = l4len if l4len > 0 else 0
+            r.frag = 2
+            r.frag_id = r.ip_id
+            r.payload = l4len if l4len > 0 else 0
             return 0, p
         if more:
-            frag[i] = 1
-            frag_id[i] = ip_id[i]
+            r.frag = 1
+            r.frag_id = r.ip_id
         elif pr == 4 or pr == 41:  # IP-in-IP, 6in4/6rd: the inner packet makes the flow
             return (0x0800 if pr == 4 else 0x86DD), p + ihl
         lim = p + total if p + total < end else end
-        _transport(buf, i, p + ihl, lim, pr, l4len, sport, dport, tcp_flags, payload, tcp_seq, tcp_win, info, err)
+        _transport(buf, r, p + ihl, lim, pr, l4len)
     elif etype == 0x86DD:
-        l3[i] = 6
+        r.l3 = 6
         if end - p < 40 or (buf[p] >> 4) != 6:
-            err[i] = 2
+            r.err = 2
             return 0, p
         plen = _be16(buf, p + 4)
         nh = np.int64(buf[p + 6])
-        ttl[i] = buf[p + 7]
-        src_hi[i] = _be64(buf, p + 8)
-        src_lo[i] = _be64(buf, p + 16)
-        dst_hi[i] = _be64(buf, p + 24)
-        dst_lo[i] = _be64(buf, p + 32)
+        r.ttl = buf[p + 7]
+        r.src_hi = _be64(buf, p + 8)
+        r.src_lo = _be64(buf, p + 16)
+        r.dst_hi = _be64(buf, p + 24)
+        r.dst_lo = _be64(buf, p + 32)
         q = p + 40
         l4len = plen
         later = False
@@ -214,12 +217,12 @@ def _ip(buf, i, p, end, etype, off, caplen, l3, err, src_hi, src_lo, dst_hi, dst
                     bad = True
                     break
                 fo = _be16(buf, q + 2)
-                frag_id[i] = _be32(buf, q + 4)
+                r.frag_id = _be32(buf, q + 4)
                 if (fo & 0xFFF8) != 0:
                     later = True
-                    frag[i] = 2
+                    r.frag = 2
                 elif fo & 1:
-                    frag[i] = 1
+                    r.frag = 1
                 nh = np.int64(buf[q])
                 q += 8
                 l4len -= 8
@@ -235,92 +238,91 @@ def _ip(buf, i, p, end, etype, off, caplen, l3, err, src_hi, src_lo, dst_hi, dst
                 l4len -= hl
             else:
                 break
-        proto[i] = nh
+        r.proto = nh
         if bad or q > end:
-            err[i] = 2
+            r.err = 2
             return 0, p
         if later:
-            payload[i] = l4len if l4len > 0 else 0
+            r.payload = l4len if l4len > 0 else 0
             return 0, p
         if nh == 59:
             return 0, p
-        if (nh == 4 or nh == 41) and frag[i] == 0:
+        if (nh == 4 or nh == 41) and r.frag == 0:
             return (0x0800 if nh == 4 else 0x86DD), q
         lim = p + 40 + plen if p + 40 + plen < end and plen > 0 else end
-        _transport(buf, i, q, lim, nh, l4len, sport, dport, tcp_flags, payload, tcp_seq, tcp_win, info, err)
+        _transport(buf, r, q, lim, nh, l4len)
     return 0, p
 
 
-@nb.njit(cache=True)
-def decode_batch(buf, off, caplen, linktype,  # type: ignore[no-untyped-def]
-                 src_mac, dst_mac, vlan, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,
-                 tcp_flags, frag, frag_id, payload, ttl, ip_id, tcp_seq, tcp_win, info):
+@kernel
+def decode_batch(buf, off, caplen, linktype, out):  # type: ignore[no-untyped-def]
     n = off.shape[0]
     no_mac = np.uint64(1 << 63)
     mapped = np.uint64(0xFFFF00000000)
     for i in range(n):
+        r = out[i]
         p = off[i]
         end = p + caplen[i]
         lt = linktype[i]
-        src_mac[i] = no_mac
-        dst_mac[i] = no_mac
-        vlan[i] = 0
-        l3[i] = 0
-        err[i] = 0
-        src_hi[i] = 0
-        src_lo[i] = 0
-        dst_hi[i] = 0
-        dst_lo[i] = 0
-        proto[i] = 0
-        sport[i] = 0
-        dport[i] = 0
-        tcp_flags[i] = 0
-        frag[i] = 0
-        frag_id[i] = 0
-        payload[i] = 0
-        ttl[i] = 0
-        ip_id[i] = 0
-        tcp_seq[i] = 0
-        tcp_win[i] = 0
-        info[i] = 0
+        r.src_mac = no_mac
+        r.dst_mac = no_mac
+        r.vlan = 0
+        r.l3 = 0
+        r.err = 0
+        r.src_hi = 0
+        r.src_lo = 0
+        r.dst_hi = 0
+        r.dst_lo = 0
+        r.proto = 0
+        r.sport = 0
+        r.dport = 0
+        r.tcp_flags = 0
+        r.frag = 0
+        r.frag_id = 0
+        r.payload = 0
+        r.ttl = 0
+        r.ip_id = 0
+        r.tcp_seq = 0
+        r.tcp_win = 0
+        r.info = 0
         etype = -1  # -1: version from the IP header itself
         # ---- link layer
         if lt == 1:
             if end - p < 14:
-                err[i] = 1
+                r.err = 1
                 continue
-            dst_mac[i] = _mac(buf, p)
-            src_mac[i] = _mac(buf, p + 6)
+            r.dst_mac = _mac(buf, p)
+            r.src_mac = _mac(buf, p + 6)
             etype = _be16(buf, p + 12)
             p += 14
             tags = 0
             while (etype == 0x8100 or etype == 0x88A8 or etype == 0x9100) and tags < 4:
                 if end - p < 4:
-                    err[i] = 1
+                    r.err = 1
                     break
                 if tags == 0:
-                    vlan[i] = _be16(buf, p) & 0x0FFF
+                    r.vlan = _be16(buf, p) & 0x0FFF
                 etype = _be16(buf, p + 2)
                 p += 4
                 tags += 1
-            if err[i]:
+            if r.err:
                 continue
             if etype == 0x8864:  # PPPoE session: 6-byte header + 2-byte PPP protocol
                 if end - p < 8:
-                    err[i] = 1
+                    r.err = 1
                     continue
                 ppp = _be16(buf, p + 6)
                 p += 8
                 etype = 0x0800 if ppp == 0x0021 else (0x86DD if ppp == 0x0057 else 0)
         elif lt == 113:
             if end - p < 16:
-                err[i] = 1
+                r.err = 1
                 continue
             etype = _be16(buf, p + 14)
             p += 16
         elif lt == 276:
             if end - p < 20:
-                err[i] = 1
+                r.err = 1
                 continue
             etype = _be16(buf, p)
             p += 20
@@ -332,7 +334,7 @@ def decode_batch(buf, off, caplen, linktype,  # type: ignore[no-untyped-def]
             etype = 0x86DD
         elif lt == 0 or lt == 108:
             if end - p < 4:
-                err[i] = 1
+                r.err = 1
                 continue
             fam = _be32(buf, p) if lt == 108 else -1
             if lt == 0:
@@ -343,52 +345,50 @@ def decode_batch(buf, off, caplen, linktype,  # type: ignore[no-untyped-def]
             p += 4
             etype = 0x0800 if fam == 2 else (0x86DD if (fam == 24 or fam == 28 or fam == 30) else 0)
         else:
-            err[i] = 1
+            r.err = 1
             continue
         if etype == -1:
             if end - p < 1:
-                err[i] = 2
+                r.err = 2
                 continue
             v = buf[p] >> 4
             etype = 0x0800 if v == 4 else (0x86DD if v == 6 else 0)
             if etype == 0:
-                err[i] = 2
+                r.err = 2
                 continue
         # ---- network layer
         for _depth in range(3):
             if etype != 0x0800 and etype != 0x86DD:
                 break
             if _depth:  # an inner packet: its own header fields replace the outer ones
-                src_hi[i] = 0
-                dst_hi[i] = 0
-                frag[i] = 0
-                frag_id[i] = 0
-            etype, p = _ip(buf, i, p, end, etype, off, caplen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport,
-                           dport, tcp_flags, frag, frag_id, payload, ttl, ip_id, tcp_seq, tcp_win, info)
-        if l3[i] == 4 or l3[i] == 6:
+                r.src_hi = 0
+                r.dst_hi = 0
+                r.frag = 0
+                r.frag_id = 0
+            etype, p = _ip(buf, r, p, end, etype, end)
+        if r.l3 == 4 or r.l3 == 6:
             continue
         if etype == 0x0806:
-            l3[i] = 1
+            r.l3 = 1
             # ARP for IPv4 over Ethernet: htype 1, ptype 0x0800, hlen 6, plen 4
             if end - p < 28:
-                err[i] = 2
+                r.err = 2
                 continue
             op = _be16(buf, p + 6)
-            sport[i] = op
+            r.sport = op
             if _be16(buf, p + 2) == 0x0800 and buf[p + 4] == 6 and buf[p + 5] == 4:
-                src_lo[i] = mapped | np.uint64(_be32(buf, p + 14))
-                dst_lo[i] = mapped | np.uint64(_be32(buf, p + 24))
+                r.src_lo = mapped | np.uint64(_be32(buf, p + 14))
+                r.dst_lo = mapped | np.uint64(_be32(buf, p + 24))
             if op == 1:
-                info[i] |= 2
+                r.info |= 2
             elif op == 2:
-                info[i] |= 4
+                r.info |= 4
         else:
-            l3[i] = 2
+            r.l3 = 2
 
 
 def decode(batch: PacketBatch, out: Packets) -> Packets:
     """Decode ``batch`` into the preallocated ``out`` columns and return a view of its rows."""
-    n = len(batch)
-    v = out.view(n)
-    decode_batch(batch.buf, batch.off, batch.caplen, batch.linktype, *(getattr(v, f.name) for f in fields(v)))
+    v = out.view(len(batch))
+    decode_batch(batch.buf, batch.off, batch.caplen, batch.linktype, v.rec)
     return v

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from ._jit import allocating, kernel
 from .addrs import LocalNets, addr_class, ip_str, mac_str
 from .decode import Packets
 from .flows import PacketFlowInfo, _mix
@@ -64,7 +64,7 @@ class DeviceSettings:
     device_ips_max: int = 1 << 16
 
 
-@nb.njit(cache=True)
+@kernel
 def _dev_lookup(devs, index, st, key, kind, v6, hi, lo, ts, max_ext, external):  # type: ignore[no-untyped-def]
     mask = index.shape[0] - 1
     h = _mix(np.uint64(0x51ED), key)
@@ -93,7 +93,7 @@ def _dev_lookup(devs, index, st, key, kind, v6, hi, lo, ts, max_ext, external): 
     return j
 
 
-@nb.njit(cache=True)
+@kernel
 def _set_add(keys, vals, devs_of, slots_of, st, slot, dev, val):  # type: ignore[no-untyped-def]
     """Add (slot, dev, val) to the distinct table. 1 if new, 0 if present, -1 if saturated."""
     mask = keys.shape[0] - 1
@@ -113,7 +113,7 @@ def _set_add(keys, vals, devs_of, slots_of, st, slot, dev, val):  # type: ignore
     return 1
 
 
-@nb.njit(cache=True)
+@kernel
 def _dip_add(dips, dindex, st, dev, v6, hi, lo, local, ts):  # type: ignore[no-untyped-def]
     mask = dindex.shape[0] - 1
     h = _mix(_mix(_mix(np.uint64(dev + 7), hi), lo), np.uint64(v6))
@@ -142,7 +142,7 @@ def _dip_add(dips, dindex, st, dev, v6, hi, lo, local, ts):  # type: ignore[no-u
     return 1
 
 
-@nb.njit(cache=True)
+@kernel
 def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src_lo, dst_hi, dst_lo,  # type: ignore[no-untyped-def]
                    proto, dport, tcp_flags, info, f_new, f_ans, f_kind,
                    devs, dindex, st, acc, slot_win, skeys, svals, sdevs, sslots, dips, dipindex,
@@ -261,7 +261,7 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
     return n, 0
 
 
-@nb.njit(cache=True)
+@allocating
 def _clear_slot(skeys, svals, sdevs, sslots, st, slot, out_dev, out_val):  # type: ignore[no-untyped-def]
     """Remove a slot's entries from the distinct table (rehashing the rest); the removed
     (dev, value) pairs go to out_dev/out_val. Returns how many were removed."""
@@ -466,7 +466,7 @@ class DeviceTable:
         return int(self.st[ST_LATE])
 
 
-@nb.njit(cache=True)
+@kernel
 def _rehash(k0, v0, d0, s0, k1, v1, d1, s1):  # type: ignore[no-untyped-def]
     mask = k1.shape[0] - 1
     for q in range(k0.shape[0]):

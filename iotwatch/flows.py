@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
+from ._jit import inline_kernel, kernel
 from .addrs import format_ips, format_macs
 from .communityid import community_ids
 from .decode import Packets
@@ -54,13 +54,19 @@ FLOW_DTYPE = np.dtype([
 ST_USED, ST_NEXT_ID, ST_EVICTED, ST_FRAG_MISSING, ST_EXPORTED, ST_CREATED = range(6)
 
 
+#: Flow table capacity (131,072 flows, 25 MB; Suricata's default memcap holds about as many). A site
+#: rarely has more flows alive within the idle timeout; beyond it the least recently seen quarter
+#: is evicted and counted (--max-flows raises it).
+DEFAULT_MAX_FLOWS = 1 << 17
+
+
 @dataclass(slots=True)
 class FlowSettings:
     idle_timeout: float = 120.0
     active_timeout: float = 1800.0
-    max_flows: int = 1 << 19
+    max_flows: int = DEFAULT_MAX_FLOWS
     sweep_interval: float = 10.0
-    export_buffer: int = 1 << 16
+    export_buffer: int = 1 << 14
     drain_at: int = 1 << 13  # finished flows are converted in groups of at least this many
 
 
@@ -80,13 +86,13 @@ class PacketFlowInfo:
                    np.zeros(n, np.int64), np.zeros(n, np.uint8))
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _mix(h, v):  # type: ignore[no-untyped-def]
     h = (h ^ v) * np.uint64(0x9E3779B97F4A7C15)
     return h ^ (h >> np.uint64(31))
 
 
-@nb.njit(cache=True)
+@kernel
 def _insert(index, h, j):  # type: ignore[no-untyped-def]
     mask = index.shape[0] - 1
     s = np.int64(h & np.uint64(mask))
@@ -95,7 +101,7 @@ def _insert(index, h, j):  # type: ignore[no-untyped-def]
     index[s] = j
 
 
-@nb.njit(cache=True)
+@kernel
 def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,  # type: ignore[no-untyped-def]
                     tcp_flags, frag, frag_id, payload, src_mac, dst_mac, vlan,
                     tbl, index, st, exp, n_exp, frag_keys, frag_ports, frag_pend,
@@ -293,7 +299,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
     return n, n_exp, 0
 
 
-@nb.njit(cache=True)
+@kernel
 def sweep(tbl, st, start, now, idle_ns, active_ns, evict_before, flush_all, removed, exp, n_exp):  # type: ignore[no-untyped-def]
     """Export expired (or, with flush_all, all) flows from [start, used). Returns (next j, exported)."""
     used = st[0]
@@ -322,7 +328,7 @@ def sweep(tbl, st, start, now, idle_ns, active_ns, evict_before, flush_all, remo
     return used, n_exp
 
 
-@nb.njit(cache=True)
+@kernel
 def compact(tbl, st, removed, index):  # type: ignore[no-untyped-def]
     """Drop removed flows, keep the rest dense, rebuild the index."""
     used = st[0]
@@ -384,7 +390,7 @@ class FlowTable:
         return int(self.st[ST_USED])
 
     # feeding ------------------------------------------------------------------------------
-    def update(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray) -> Iterator[pa.Table]:
+    def update(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray) -> Iterator[np.ndarray]:
         n = len(ts_ns)
         if self.info is None or len(self.info.flow_id) < n:
             self.info = PacketFlowInfo.allocate(max(n, 1 << 16))
@@ -414,7 +420,7 @@ class FlowTable:
         if self.n_exp >= self.settings.drain_at:
             yield self._drain()
 
-    def drain(self) -> Iterator[pa.Table]:
+    def drain(self) -> Iterator[np.ndarray]:
         """Hand over the finished flows held in the export buffer now (live capture calls this
         on a timer; offline runs let the buffer fill up to ``drain_at``)."""
         if self.n_exp:
@@ -426,11 +432,11 @@ class FlowTable:
         return PacketFlowInfo(info.flow_id[:n], info.direction[:n], info.new[:n],
                               info.answered_window[:n], info.answer_kind[:n])
 
-    def flush(self) -> Iterator[pa.Table]:
+    def flush(self) -> Iterator[np.ndarray]:
         """Export every flow still in the table (end of input)."""
         yield from self._sweep(0, evict_before=-(1 << 62), flush_all=True)
 
-    def _sweep(self, now: int, evict_before: int, flush_all: bool = False) -> Iterator[pa.Table]:
+    def _sweep(self, now: int, evict_before: int, flush_all: bool = False) -> Iterator[np.ndarray]:
         j = 0
         used = int(self.st[ST_USED])
         before = int(self.st[ST_EXPORTED]) + self.n_exp
@@ -444,11 +450,13 @@ class FlowTable:
         if flush_all and self.n_exp:
             yield self._drain()
 
-    def _drain(self) -> pa.Table:
-        rows = self.exp[: self.n_exp].copy()
+    def _drain(self) -> np.ndarray:
+        """Finished flows as raw records (FLOW_DTYPE); :func:`flows_to_table` makes them public rows."""
+        rows = self.exp[: self.n_exp]
+        self.exp = np.empty_like(self.exp)  # hand the filled buffer over instead of copying it
         self.n_exp = 0
         self.st[ST_EXPORTED] += len(rows)
-        return flows_to_table(rows)
+        return rows
 
 
 _STATE_NAMES = np.array(["midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none"],
@@ -493,19 +501,19 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
         "src_mac": format_macs(rows["mac_c"]),
         "dest_mac": format_macs(rows["mac_s"]),
         "vlan": rows["vlan"],
-        "pkts_toserver": rows["pk"][:, 0].astype(np.uint64),
-        "pkts_toclient": rows["pk"][:, 1].astype(np.uint64),
+        "pkts_toserver": rows["pk"][:, 0],
+        "pkts_toclient": rows["pk"][:, 1],
         "bytes_toserver": rows["by"][:, 0],
         "bytes_toclient": rows["by"][:, 1],
         "payload_toserver": rows["pl"][:, 0],
         "payload_toclient": rows["pl"][:, 1],
     }
-    fl = rows["fl"].astype(np.uint64)
+    fl = rows["fl"]
     for k, flag in enumerate(TCP_FLAGS):
         cols[f"{flag}_toserver"] = fl[:, k]
         cols[f"{flag}_toclient"] = fl[:, 6 + k]
     cols["start"] = rows["first"] / 1e9
     cols["end"] = rows["last"] / 1e9
-    cols["state"] = pa.DictionaryArray.from_arrays(_state_codes(rows).astype(np.int32), list(_STATE_NAMES)).cast(pa.string())
-    cols["reason"] = pa.DictionaryArray.from_arrays(rows["reason"].astype(np.int32), list(REASONS)).cast(pa.string())
+    cols["state"] = pa.DictionaryArray.from_arrays(_state_codes(rows).astype(np.int32), list(_STATE_NAMES)).dictionary_decode()
+    cols["reason"] = pa.DictionaryArray.from_arrays(rows["reason"].astype(np.int32), list(REASONS)).dictionary_decode()
     return pa.Table.from_pydict({k: cols[k] for k in FLOW_SCHEMA.names}, schema=FLOW_SCHEMA)

@@ -11,11 +11,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
 import pyarrow as pa
 
-INT, FLOAT, STR, STR_OR_NULL, ISO = 0, 1, 2, 3, 4
+from ._jit import allocating, inline_kernel
+
+INT, FLOAT, STR, STR_OR_NULL, ISO, HEX2 = 0, 1, 2, 3, 4, 5
+_IF, _END = 6, 7  # an optional group: written only where the named int column is non-zero
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,26 +26,34 @@ class Col:
     name: str
 
 
-Template = Sequence["str | Col"]
+@dataclass(frozen=True, slots=True)
+class If:
+    """``If(column, [pieces...])``: the pieces are written only where ``column`` is non-zero."""
+
+    name: str
+    pieces: Sequence[str | Col]
 
 
-@nb.njit(cache=True, inline="always")
+Template = Sequence["str | Col | If"]
+
+
+@inline_kernel
 def _put_uint(out, q, v):  # type: ignore[no-untyped-def]
     if v == 0:
         out[q] = 48
         return q + 1
-    tmp = np.empty(20, np.uint8)
     k = 0
-    while v > 0:
-        tmp[k] = 48 + v % 10
-        v //= 10
+    x = v
+    while x > 0:
+        x //= 10
         k += 1
-    for j in range(k):
-        out[q + j] = tmp[k - 1 - j]
+    for j in range(k - 1, -1, -1):
+        out[q + j] = 48 + v % 10
+        v //= 10
     return q + k
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _put_digits(out, q, v, width):  # type: ignore[no-untyped-def]
     for j in range(width - 1, -1, -1):
         out[q + j] = 48 + v % 10
@@ -51,13 +61,28 @@ def _put_digits(out, q, v, width):  # type: ignore[no-untyped-def]
     return q + width
 
 
-@nb.njit(cache=True)
-def _format(n, lit_data, lit_off, ops_kind, ops_arg, ints, floats, sdata, soff, svalid, out):  # type: ignore[no-untyped-def]
+@allocating
+def _format(n, lit_data, lit_off, ops_kind, ops_arg, ops_jump, ints, floats, sdata, soff, svalid, out):  # type: ignore[no-untyped-def]
     q = 0
+    hexd = np.frombuffer(b"0123456789abcdef", np.uint8)
     for i in range(n):
-        for k in range(ops_kind.shape[0]):
+        k = -1
+        while k + 1 < ops_kind.shape[0]:
+            k += 1
             kind = ops_kind[k]
             a = ops_arg[k]
+            if kind == 6:
+                if ints[a, i] == 0:
+                    k = ops_jump[k]
+                continue
+            if kind == 7:
+                continue
+            if kind == 5:
+                v = ints[a, i]
+                out[q] = hexd[(v >> 4) & 15]
+                out[q + 1] = hexd[v & 15]
+                q += 2
+                continue
             if kind == -1:
                 for b in range(lit_off[a], lit_off[a + 1]):
                     out[q] = lit_data[b]
@@ -152,20 +177,40 @@ def format_lines(template: Template, columns: Mapping[str, np.ndarray | pa.Array
     lits: list[bytes] = []
     kinds: list[int] = []
     args: list[int] = []
+    jumps: list[int] = []
     int_names: list[str] = []
     float_names: list[str] = []
     str_names: list[str] = []
-    for piece in template:
-        if isinstance(piece, str):
-            kinds.append(-1)
-            args.append(len(lits))
-            lits.append(piece.encode())
-        else:
-            group = {INT: int_names, FLOAT: float_names, ISO: float_names}.get(piece.kind, str_names)
-            if piece.name not in group:
-                group.append(piece.name)
-            kinds.append(piece.kind)
-            args.append(group.index(piece.name))
+
+    def col_index(group: list[str], name: str) -> int:
+        if name not in group:
+            group.append(name)
+        return group.index(name)
+
+    def emit(pieces: Template) -> None:
+        for piece in pieces:
+            if isinstance(piece, str):
+                kinds.append(-1)
+                args.append(len(lits))
+                jumps.append(0)
+                lits.append(piece.encode())
+            elif isinstance(piece, If):
+                start = len(kinds)
+                kinds.append(_IF)
+                args.append(col_index(int_names, piece.name))
+                jumps.append(0)
+                emit(piece.pieces)
+                kinds.append(_END)
+                args.append(0)
+                jumps.append(0)
+                jumps[start] = len(kinds) - 1
+            else:
+                group = {INT: int_names, HEX2: int_names, FLOAT: float_names, ISO: float_names}.get(piece.kind, str_names)
+                kinds.append(piece.kind)
+                args.append(col_index(group, piece.name))
+                jumps.append(0)
+
+    emit(template)
     lit_off = np.zeros(len(lits) + 1, np.int64)
     np.cumsum([len(x) for x in lits], out=lit_off[1:])
     lit_data = np.frombuffer(b"".join(lits) or b"\0", np.uint8)
@@ -184,9 +229,9 @@ def format_lines(template: Template, columns: Mapping[str, np.ndarray | pa.Array
         svalid[k] = valid
         base += len(data)
     sdata = np.concatenate([p[0] for p in parts]) if parts else np.zeros(1, np.uint8)
-    per_row = int(lit_off[-1]) + 21 * len([k for k in kinds if k == INT]) + 40 * len([k for k in kinds if k in (FLOAT, ISO)]) + \
-        6 * len([k for k in kinds if k in (STR, STR_OR_NULL)])
+    per_row = int(lit_off[-1]) + 21 * kinds.count(INT) + 2 * kinds.count(HEX2) + \
+        40 * (kinds.count(FLOAT) + kinds.count(ISO)) + 6 * (kinds.count(STR) + kinds.count(STR_OR_NULL))
     out = np.empty(per_row * n + len(sdata) + 1, np.uint8)
-    used = _format(n, lit_data, lit_off, np.array(kinds, np.int64), np.array(args, np.int64), ints, floats,
-                   sdata, soff, svalid, out)
+    used = _format(n, lit_data, lit_off, np.array(kinds, np.int64), np.array(args, np.int64),
+                   np.array(jumps, np.int64), ints, floats, sdata, soff, svalid, out)
     return memoryview(out[:used])  # type: ignore[arg-type]

@@ -7,6 +7,8 @@ port), hands finished flows and closed windows to its sinks as capture time adva
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -19,8 +21,8 @@ from .addrs import LocalNets
 from .capture import CaptureSet, PacketBatch
 from .decode import ERR_LINK, ERR_NETWORK, ERR_TRANSPORT, L3_ARP, L3_OTHER, Packets, decode
 from .devices import DeviceSettings, DeviceTable, EdgeSets
-from .errors import InputError
-from .flows import FlowSettings, FlowTable
+from .errors import InputError, OutputError
+from .flows import DEFAULT_MAX_FLOWS, FlowSettings, FlowTable, flows_to_table
 from .records import DeviceRecord, Stats
 from .sinks import MemorySink, Sink
 
@@ -33,9 +35,9 @@ class Settings:
     local_nets: Sequence[str] = ()
     idle_timeout: float = 120.0
     active_timeout: float = 1800.0
-    max_flows: int = 1 << 19
+    max_flows: int = DEFAULT_MAX_FLOWS
     max_devices: int = 1 << 14
-    batch_size: int = 1 << 16
+    batch_size: int = 1 << 15
 
     def flow_settings(self) -> FlowSettings:
         return FlowSettings(idle_timeout=self.idle_timeout, active_timeout=self.active_timeout, max_flows=self.max_flows)
@@ -44,8 +46,51 @@ class Settings:
         return DeviceSettings(window_s=self.window_s, max_devices=self.max_devices)
 
 
+class _Writer:
+    """Runs the sinks on a second thread, so that turning finished flows into rows, Community
+    IDs, JSON and Parquet overlaps with the packet loop (the compiled kernels release the GIL).
+    The queue is short: memory stays bounded however fast flows finish."""
+
+    def __init__(self, emit: Callable[[str, object], None]) -> None:
+        self._emit = emit
+        self._q: queue.Queue[tuple[str, object] | None] = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self._t = threading.Thread(target=self._run, name="iotwatch-sinks", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            if self.error is None:
+                try:
+                    self._emit(*item)
+                except BaseException as e:  # handed to the main thread
+                    self.error = e
+
+    def put(self, kind: str, payload: object) -> None:
+        self._check()
+        self._q.put((kind, payload))
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._t.join()
+        self._check()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            e, self.error = self.error, None
+            if isinstance(e, OSError):
+                raise OutputError(f"cannot write results: {e}") from e
+            raise e
+
+
+CHUNK = 1 << 14  # finished flows are converted and written in pieces of at most this many
+
+
 class Pipeline:
-    def __init__(self, settings: Settings | None = None, sinks: Iterable[Sink] = ()) -> None:
+    def __init__(self, settings: Settings | None = None, sinks: Iterable[Sink] = (), *, threaded: bool = True) -> None:
         self.settings = s = settings or Settings()
         if s.window_s <= 0:
             raise ValueError("window length must be positive")
@@ -54,11 +99,12 @@ class Pipeline:
         self.devices = DeviceTable(s.device_settings(), LocalNets(list(s.local_nets)))
         self._pk = Packets.allocate(s.batch_size)
         self.stats = Stats()
+        self._writer = _Writer(self._emit) if threaded and self.sinks else None
         self._t0 = time.perf_counter()
 
     def feed(self, batch: PacketBatch) -> None:
         n = len(batch)
-        if n > len(self._pk.l3):
+        if n > len(self._pk):
             self._pk = Packets.allocate(n)
         if n and batch.ts_ns.min() < 0:  # the window and flow clocks start at the epoch
             np.maximum(batch.ts_ns, 0, out=batch.ts_ns)
@@ -72,27 +118,49 @@ class Pipeline:
         st.undecodable["transport"] += int(counts[ERR_TRANSPORT])
         l3 = np.bincount(pk.l3, minlength=8)
         st.not_ip += int(l3[L3_ARP] + l3[L3_OTHER])
-        for t in self.flows.update(pk, batch.ts_ns, batch.wirelen):
-            self._flows_out(t)
+        for rows in self.flows.update(pk, batch.ts_ns, batch.wirelen):
+            self._out("flows", rows)
         info = self.flows.packet_info(n)
         for t in self.devices.update(pk, batch.ts_ns, batch.wirelen, info):
-            self._windows_out(t)
+            self._out("windows", t)
 
-    def _flows_out(self, t: pa.Table) -> None:
-        self.stats.flows += t.num_rows
-        for s in self.sinks:
-            s.on_flows(t)
+    def _out(self, kind: str, payload: np.ndarray | pa.Table) -> None:
+        if kind == "flows":
+            self.stats.flows += len(payload)
+            pieces = [payload[k : k + CHUNK] for k in range(0, len(payload), CHUNK)]
+        else:
+            self.stats.windows += payload.num_rows  # type: ignore[union-attr]
+            pieces = [payload]
+        for piece in pieces:
+            if self._writer is not None:
+                self._writer.put(kind, piece)
+            else:
+                self._emit(kind, piece)
 
-    def _windows_out(self, t: pa.Table) -> None:
-        self.stats.windows += t.num_rows
-        for s in self.sinks:
-            s.on_windows(t)
+    def _emit(self, kind: str, payload: object) -> None:
+        if kind == "flows":
+            t = flows_to_table(payload)  # type: ignore[arg-type]
+            for s in self.sinks:
+                s.on_flows(t)
+        else:
+            for s in self.sinks:
+                s.on_windows(payload)  # type: ignore[arg-type]
+
+    def drain(self) -> None:
+        """Hand over finished flows and closed windows now (a live capture calls this on a timer)."""
+        for rows in self.flows.drain():
+            self._out("flows", rows)
+        for t in self.devices.drain():
+            self._out("windows", t)
 
     def finish(self) -> tuple[dict[str, DeviceRecord], Stats]:
-        for t in self.flows.flush():
-            self._flows_out(t)
+        for rows in self.flows.flush():
+            self._out("flows", rows)
         for t in self.devices.flush():
-            self._windows_out(t)
+            self._out("windows", t)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         devices = self.devices.totals()
         st = self.stats
         st.flows_evicted = self.flows.evicted
@@ -106,6 +174,15 @@ class Pipeline:
         for s in self.sinks:
             s.on_stats(st)
         return devices, st
+
+    def abort(self) -> None:
+        """Stop the writer thread without flushing (used when the run is interrupted)."""
+        if self._writer is not None:
+            w, self._writer = self._writer, None
+            try:
+                w.close()
+            except Exception:
+                pass
 
 
 @dataclass(slots=True)
@@ -149,7 +226,7 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
 
 
 def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, local_nets: Sequence[str] = (),
-            idle_timeout: float = 120.0, active_timeout: float = 1800.0, max_flows: int = 1 << 19,
+            idle_timeout: float = 120.0, active_timeout: float = 1800.0, max_flows: int = DEFAULT_MAX_FLOWS,
             keep_flows: bool = True) -> Analysis:
     """Analyse captures in memory and return devices, flows, windows and statistics."""
     if isinstance(paths, str | Path):

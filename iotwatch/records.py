@@ -24,7 +24,7 @@ def schema(fields: tuple[Field, ...]) -> pa.Schema:
     return pa.schema([pa.field(f.name, f.type) for f in fields])
 
 
-_U64, _U16, _U8, _F64, _STR = pa.uint64(), pa.uint16(), pa.uint8(), pa.float64(), pa.string()
+_U64, _U32, _U16, _U8, _F64, _STR = pa.uint64(), pa.uint32(), pa.uint16(), pa.uint8(), pa.float64(), pa.string()
 
 TCP_FLAGS = ("syn", "ack", "fin", "rst", "psh", "urg")
 
@@ -40,14 +40,14 @@ FLOW_FIELDS: tuple[Field, ...] = (
     Field("src_mac", _STR, "", "Ethernet source of the first packet (null without Ethernet)"),
     Field("dest_mac", _STR, "", "Ethernet destination of the first packet (null without Ethernet)"),
     Field("vlan", _U16, "", "outer 802.1Q VLAN id of the first packet, 0 if untagged"),
-    Field("pkts_toserver", _U64, "packets", "packets sent by the client"),
-    Field("pkts_toclient", _U64, "packets", "packets sent by the server"),
+    Field("pkts_toserver", _U32, "packets", "packets sent by the client"),
+    Field("pkts_toclient", _U32, "packets", "packets sent by the server"),
     Field("bytes_toserver", _U64, "bytes", "frame bytes on the wire sent by the client (as Wireshark counts)"),
     Field("bytes_toclient", _U64, "bytes", "frame bytes on the wire sent by the server"),
     Field("payload_toserver", _U64, "bytes", "transport payload bytes sent by the client"),
     Field("payload_toclient", _U64, "bytes", "transport payload bytes sent by the server"),
     *(
-        Field(f"{flag}_{side}", _U64, "packets", f"TCP packets with {flag.upper()} set sent {side.replace('to', 'to the ')}")
+        Field(f"{flag}_{side}", _U32, "packets", f"TCP packets with {flag.upper()} set sent {side.replace('to', 'to the ')}")
         for flag in TCP_FLAGS
         for side in ("toserver", "toclient")
     ),

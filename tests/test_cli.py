@@ -36,7 +36,7 @@ def check_events(out: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    r = iotwatch("analyze", DEMO, "--out", out)
+    r = iotwatch("analyze", DEMO, "--out", out, "--flow-events")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     return out
@@ -51,6 +51,15 @@ def test_demo_outputs_follow_the_interface(demo_out: Path) -> None:
     flows = pq.read_table(demo_out / "flows.parquet")
     windows = pq.read_table(demo_out / "windows.parquet")
     assert flows.num_rows == kinds.count("flow")
+    # flow events carry the Parquet rows' values under Suricata's names
+    by_id = {r["flow_id"]: r for r in flows.to_pylist()}
+    for e in (e for e in ev if e["event_type"] == "flow"):
+        row = by_id[e["flow_id"]]
+        assert (e["src_ip"], e["src_port"], e["dest_ip"], e["dest_port"], e["community_id"]) == (
+            row["src_ip"], row["src_port"], row["dest_ip"], row["dest_port"], row["community_id"])
+        assert e["flow"]["pkts_toserver"] == row["pkts_toserver"] and e["flow"]["bytes_toclient"] == row["bytes_toclient"]
+        assert e["flow"]["start"] == pytest.approx(row["start"], abs=1e-6)
+        assert ("tcp" in e) == (row["proto"] == 6)
     stats = ev[-1]
     assert stats["flows"] == flows.num_rows and stats["windows"] == windows.num_rows
     # device totals add up to the frames read: every frame is sent by exactly one device here
@@ -71,6 +80,14 @@ def test_demo_table_lists_the_recorder_first(demo_out: Path) -> None:
     # devices are written in the order of the table: biggest uploader first
     uploads = [d["upload_bytes"] for d in devices]
     assert uploads == sorted(uploads, reverse=True)
+
+
+def test_flow_events_are_opt_in(tmp_path: Path) -> None:
+    r = iotwatch("analyze", DEMO, "--out", tmp_path, "-q")
+    assert r.returncode == 0
+    kinds = {e["event_type"] for e in events(tmp_path)}
+    assert kinds == {"device", "stats"}
+    assert pq.read_table(tmp_path / "flows.parquet").num_rows > 0
 
 
 def test_usage_error_exit_2() -> None:

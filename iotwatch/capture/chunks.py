@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 
-DEFAULT_CHUNK = 8 << 20
+DEFAULT_CHUNK = 4 << 20
 MAX_BUFFER = 256 << 20  # largest record/block we are willing to hold (pcapng blocks can be big)
 
 

@@ -11,9 +11,9 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 
+from .._jit import inline_kernel, kernel
 from ..errors import CaptureError
 from .batch import MAX_CAPLEN, SUPPORTED_LINKTYPES, PacketBatch, linktype_name
 from .chunks import Chunks
@@ -26,14 +26,14 @@ RECORD_HEADER = 16
 NEED_MORE, FULL, BAD_CAPLEN = 0, 1, 2
 
 
-@nb.njit(cache=True, inline="always")
+@inline_kernel
 def _u32(buf: np.ndarray, p: int, swapped: bool) -> int:
     if swapped:
         return (np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16) | (np.int64(buf[p + 2]) << 8) | np.int64(buf[p + 3])
     return np.int64(buf[p]) | (np.int64(buf[p + 1]) << 8) | (np.int64(buf[p + 2]) << 16) | (np.int64(buf[p + 3]) << 24)
 
 
-@nb.njit(cache=True)
+@kernel
 def walk_pcap(buf, pos, end, swapped, nano, max_caplen, snaplen, off, caplen, wirelen, ts_ns, over_snap):  # type: ignore[no-untyped-def]
     """Index the complete records in buf[pos:end]. Returns (count, new pos, status).
 

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 
+from .._jit import kernel
 from ..errors import CaptureError
 from .batch import SUPPORTED_LINKTYPES, PacketBatch, linktype_name
 from .chunks import Chunks
@@ -35,7 +35,7 @@ _WHY = {
 }
 
 
-@nb.njit(cache=True)
+@kernel
 def walk_pcapng(buf, pos, end, big, n_if, if_snaplen, off, caplen, wirelen, tsraw, ifid):  # type: ignore[no-untyped-def]
     """Index packet blocks in buf[pos:end]. Returns (count, new pos, status).
 

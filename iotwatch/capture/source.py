@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import CaptureError, InputError
 from .batch import PacketBatch
-from .chunks import Chunks, open_binary
+from .chunks import DEFAULT_CHUNK, Chunks, open_binary
 from .pcap import GLOBAL_HEADER, MAGIC_NS, MAGIC_US, PcapReader
 from .pcapng import SHB, PcapngReader
 
@@ -21,7 +21,7 @@ CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".cap", ".dmp", ".pcap.gz", ".pcapng.gz"
 Reader = PcapReader | PcapngReader
 
 
-def open_capture(path: str | Path, chunk: int = 8 << 20, batch_size: int = 65_536) -> Reader:
+def open_capture(path: str | Path, chunk: int = DEFAULT_CHUNK, batch_size: int = 1 << 15) -> Reader:
     """Open a pcap or pcapng file (optionally gzip-compressed) and read its file header.
 
     Raises :class:`InputError` when the file is not a capture at all.
@@ -87,7 +87,7 @@ class CaptureSet:
     """Several captures read as one stream, in time order. Problems are collected, not raised:
     a damaged file ends early and the next file is read."""
 
-    def __init__(self, paths: Iterable[str | Path], *, order_by_time: bool = True, batch_size: int = 65_536) -> None:
+    def __init__(self, paths: Iterable[str | Path], *, order_by_time: bool = True, batch_size: int = 1 << 15) -> None:
         self.paths = expand_paths(paths)
         if order_by_time and len(self.paths) > 1:
             stamps = {p: first_timestamp(p) for p in self.paths}

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from ..errors import CaptureError, InputError, IotwatchError, OutputError
+from ..flows import DEFAULT_MAX_FLOWS
 from ..pipeline import Settings, run
 from ..records import DeviceRecord, Stats
 from ..sinks import EveSink, MemorySink, ParquetSink
@@ -96,22 +97,23 @@ MaxFlows = Annotated[int, typer.Option("--max-flows", help="Flow table capacity;
                                        "seen flows are evicted (and counted).")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")]
 FlowEvents = Annotated[bool, typer.Option("--flow-events/--no-flow-events",
-                                          help="Also write every flow as a 'flow' event in events.jsonl.")]
+                                          help="Also write every flow as an EVE 'flow' event in events.jsonl "
+                                          "(all flows are always in flows.parquet; a flood makes this file large).")]
 Top = Annotated[int, typer.Option("--top", help="Devices to list in the terminal (0: all).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
 
 
 def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Window = 60.0,
                     local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
-                    idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = 1 << 19,
-                    flow_events: FlowEvents = True, top: Top = 30, quiet: Quiet = False) -> None:
+                    idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = DEFAULT_MAX_FLOWS,
+                    flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False) -> None:
     """Analyse captures: devices, flows and per-device windows into OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows)
     code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet)
     raise typer.Exit(code)
 
 
-def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = True, top: int = 30,
+def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
                  quiet: bool = False) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +187,7 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
 def devices_command(paths: Paths, window: Window = 60.0,
                     local_net: LocalNet = []) -> None:  # noqa: B006 - typer reads it, never mutated
     """Print the device inventory of captures (no files written)."""
-    settings = _settings(window, local_net, 120.0, 1800.0, 1 << 19)
+    settings = _settings(window, local_net, 120.0, 1800.0, DEFAULT_MAX_FLOWS)
     try:
         pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)])
         devices, stats = pipe.finish()
