@@ -152,7 +152,7 @@ def test_two_halves_merge_into_the_whole() -> None:
         frames.append(tcp(gap + k * 0.25 + 0.1, PCX, (GW, f"198.51.100.{k % 11}"), 43000 + k, 8443, "S"))
     frames.sort(key=lambda f: f[0])
     half = next(i for i, f in enumerate(frames) if f[0] >= gap)
-    whole_pipe, whole = run(frames, window_s=600.0)
+    _, whole = run(frames, window_s=600.0)
     a_pipe, a = run(frames[:half], window_s=600.0)
     b_pipe, b = run(frames[half:], window_s=600.0)
     merged, _ = merge_windows(a.windows, a_pipe.devices.edges, b.windows, b_pipe.devices.edges, 600.0)

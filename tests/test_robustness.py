@@ -13,11 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from captures import classic_pcap, pcapng_multi_interface, vlan_capture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import iotwatch
-from captures import classic_pcap, pcapng_multi_interface, vlan_capture
 from iotwatch.errors import CaptureError, InputError
 
 
