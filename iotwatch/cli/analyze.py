@@ -39,14 +39,15 @@ def _human(n: float) -> str:
 
 def device_table(devices: dict[str, DeviceRecord], top: int) -> Table:
     t = Table(title="Devices, by bytes uploaded to external addresses", title_justify="left")
-    for col, kw in (("MAC", {}), ("IPs", {}), ("uploaded", {"justify": "right"}), ("sent", {"justify": "right"}),
-                    ("received", {"justify": "right"}), ("packets out/in", {"justify": "right"})):
-        t.add_column(col, **kw)  # type: ignore[arg-type]
+    t.add_column("MAC", no_wrap=True, min_width=17)
+    t.add_column("IPs", overflow="fold", ratio=1)
+    for col in ("uploaded", "sent", "received", "packets"):
+        t.add_column(col, justify="right", no_wrap=True)
     rows = sorted(devices.values(), key=lambda d: (-d.upload_bytes, -d.bytes_out, d.key))
     for d in rows[:top] if top > 0 else rows:
-        ips = ", ".join(d.ips[:3]) + (f" (+{len(d.ips) - 3})" if len(d.ips) > 3 else "")
+        ips = ", ".join(d.ips[:2]) + (f" (+{len(d.ips) - 2})" if len(d.ips) > 2 else "")
         t.add_row(d.mac or "—", ips or "—", _human(d.upload_bytes), _human(d.bytes_out), _human(d.bytes_in),
-                  f"{d.packets_out:,}/{d.packets_in:,}")
+                  f"{d.packets_out + d.packets_in:,}")
     if top > 0 and len(rows) > top:
         t.caption = f"{len(rows) - top} more devices in events.jsonl"
     return t
@@ -61,10 +62,14 @@ def _report_problems(problems: list[InputError]) -> None:
         _say(f"iotwatch: {kind}: {p}")
 
 
+def _rate(pps: float) -> str:
+    return f"{pps / 1e6:.2f} M packets/s" if pps >= 1e6 else f"{pps / 1e3:.0f} k packets/s"
+
+
 def _summary(stats: Stats, out: Path | None) -> str:
     where = f" → {out}" if out else ""
     return (f"{stats.packets:,} packets, {_human(stats.bytes)} in {stats.files} file(s), {stats.flows:,} flows, "
-            f"{stats.devices} devices, {stats.elapsed_s:.2f} s ({stats.packets_per_s / 1e6:.2f} M packets/s){where}")
+            f"{stats.devices} devices, {stats.elapsed_s:.2f} s ({_rate(stats.packets_per_s)}){where}")
 
 
 def _settings(window: float, local_net: list[str], idle_timeout: float, active_timeout: float, max_flows: int) -> Settings:
