@@ -47,13 +47,13 @@ class Settings:
 
 
 class _Writer:
-    """Runs the sinks on a second thread, so that turning finished flows into rows, Community
-    IDs, JSON and Parquet overlaps with the packet loop (the compiled kernels release the GIL).
+    """Runs the sinks (Parquet and JSON writing) on a second thread, overlapping with the packet
+    thread's decoding and flow conversion (the compiled kernels and Arrow release the GIL).
     The queue is short: memory stays bounded however fast flows finish."""
 
-    def __init__(self, emit: Callable[[str, object], None]) -> None:
+    def __init__(self, emit: Callable[[str, pa.Table], None]) -> None:
         self._emit = emit
-        self._q: queue.Queue[tuple[str, object] | None] = queue.Queue(maxsize=2)
+        self._q: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self._t = threading.Thread(target=self._run, name="iotwatch-sinks", daemon=True)
         self._t.start()
@@ -69,7 +69,7 @@ class _Writer:
                 except BaseException as e:  # handed to the main thread
                     self.error = e
 
-    def put(self, kind: str, payload: object) -> None:
+    def put(self, kind: str, payload: pa.Table) -> None:
         self._check()
         self._q.put((kind, payload))
 
@@ -144,9 +144,12 @@ class Pipeline:
             self._out("windows", t)
 
     def _out(self, kind: str, payload: np.ndarray | pa.Table) -> None:
+        """Hand results to the sinks. Finished flows become public rows here, on the packet
+        thread, while the writer thread writes the previous ones: under a flood the two halves
+        of the work then share the two cores."""
         if kind == "flows":
             self.stats.flows += len(payload)
-            pieces = [payload[k : k + CHUNK] for k in range(0, len(payload), CHUNK)]
+            pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)]
         else:
             self.stats.windows += payload.num_rows  # type: ignore[union-attr]
             pieces = [payload]
@@ -156,14 +159,12 @@ class Pipeline:
             else:
                 self._emit(kind, piece)
 
-    def _emit(self, kind: str, payload: object) -> None:
-        if kind == "flows":
-            t = flows_to_table(payload)  # type: ignore[arg-type]
-            for s in self.sinks:
-                s.on_flows(t)
-        else:
-            for s in self.sinks:
-                s.on_windows(payload)  # type: ignore[arg-type]
+    def _emit(self, kind: str, table: pa.Table) -> None:
+        for s in self.sinks:
+            if kind == "flows":
+                s.on_flows(table)
+            else:
+                s.on_windows(table)
 
     def drain(self) -> None:
         """Hand over finished flows and closed windows now (a live capture calls this on a timer)."""
@@ -225,20 +226,19 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
     """Read every capture in ``paths`` through a pipeline; return both for their results.
 
     Raises :class:`InputError` only when a path does not exist; damaged files are recorded in
-    ``CaptureSet.problems`` and the rest is analysed.
+    ``CaptureSet.problems`` and the rest is analysed. Ctrl-C stops the reading and sets
+    ``stats.interrupted``; :meth:`Pipeline.finish` then still flushes what was read.
     """
     settings = settings or Settings()
     captures = CaptureSet(paths, batch_size=settings.batch_size)
     pipe = Pipeline(settings, sinks)
-    done_before = 0
-    last_file = -1
-    for batch in captures.batches():
-        pipe.feed(batch)
-        if progress is not None:
-            if batch.file_index != last_file:
-                done_before = captures.bytes_done
-                last_file = batch.file_index
-            progress(done_before + getattr(captures, "bytes_done_in_file", 0), captures.bytes_total)
+    try:
+        for batch in captures.batches():
+            pipe.feed(batch)
+            if progress is not None:
+                progress(captures.position, captures.bytes_total)
+    except KeyboardInterrupt:  # stop reading; what was read is still finished and written
+        pipe.stats.interrupted = True
     pipe.stats.files = captures.files_read
     pipe.stats.problems = len(captures.problems)
     return pipe, captures

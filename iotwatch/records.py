@@ -144,6 +144,7 @@ class Stats:
     windows: int = 0
     late_packets: int = 0
     problems: int = 0
+    interrupted: bool = False
     elapsed_s: float = 0.0
 
     @property
@@ -187,5 +188,6 @@ def records_markdown() -> str:
             "`transport`), `not_ip` (ARP and other non-IP frames, counted per device), `fragments_without_first`, "
             "`flows`, `flows_evicted` (by the table cap), `devices`, `devices_untracked` (beyond the device cap), "
             "`windows` (rows), `late_packets` (older than every open window), `problems` (input problems), "
-            "`elapsed_s`, `packets_per_s`.", ""]
+            "`interrupted` (Ctrl-C stopped the reading), `elapsed_s` (processing, start-up excluded), "
+            "`packets_per_s`.", ""]
     return "\n".join(out)

@@ -177,3 +177,22 @@ def test_flow_state_carries_across_files_in_time_order(tmp_path: Path) -> None:
     a = iotwatch.analyze(tmp_path)
     (f,) = a.flows.to_pylist()
     assert (f["pkts_toserver"], f["pkts_toclient"], f["state"], f["src_ip"]) == (3, 2, "established", PC_IP)
+
+
+def test_interrupted_run_still_finishes_what_was_read() -> None:
+    from iotwatch.pipeline import run
+
+    demo = Path(__file__).resolve().parents[1] / "pcaps" / "demo-office.pcap"
+    calls = []
+
+    def ctrl_c_after_two_batches(done: int, whole: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    mem = MemorySink()
+    pipe, _ = run([demo], Settings(batch_size=512), [mem], progress=ctrl_c_after_two_batches)
+    devices, stats = pipe.finish()
+    assert stats.interrupted and stats.packets == 1024
+    assert sum(d.packets_out for d in devices.values()) == 1024
+    assert mem.flows.num_rows > 0 and mem.windows.num_rows > 0

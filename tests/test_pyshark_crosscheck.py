@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import ROOT, needs_tshark
+
 from iotwatch.addrs import ip_str, mac_str
 from iotwatch.capture import open_capture
 from iotwatch.decode import L3_IPV4, L3_IPV6, NO_MAC, Packets, decode

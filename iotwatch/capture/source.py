@@ -97,7 +97,22 @@ class CaptureSet:
         self.linktypes: dict[Path, set[int]] = {}
         self.files_read = 0
         self.bytes_total = sum(_size(p) for p in self.paths)
-        self.bytes_done = 0
+        self.bytes_done = 0  # sizes of the files finished
+        self._current: Reader | None = None
+        self._current_size = 0
+
+    @property
+    def position(self) -> int:
+        """Bytes of input read so far, for progress (on disk: compressed bytes for .gz)."""
+        r = self._current
+        if r is None:
+            return self.bytes_done
+        raw = getattr(r.chunks.f, "fileobj", None)  # a GzipFile's underlying file
+        try:
+            here = raw.tell() if raw is not None else r.chunks.base + r.chunks.pos
+        except (OSError, ValueError):
+            here = 0
+        return self.bytes_done + min(here, self._current_size)
 
     def batches(self) -> Iterator[PacketBatch]:
         for i, path in enumerate(self.paths):
@@ -107,16 +122,15 @@ class CaptureSet:
                 self.problems.append(e)
                 continue
             self.files_read += 1
+            self._current, self._current_size = r, _size(path)
             try:
-                for b in r.batches(i):
-                    self.linktypes.setdefault(path, set()).update(r.linktypes)
-                    yield b
-                    self.bytes_done_in_file = r.chunks.base + r.chunks.pos
+                yield from r.batches(i)
             finally:
                 self.linktypes.setdefault(path, set()).update(r.linktypes)
                 self.problems.extend(r.problems)
                 r.chunks.close()
-                self.bytes_done += _size(path)
+                self._current = None
+                self.bytes_done += self._current_size
 
 
 def _size(p: Path) -> int:

@@ -17,7 +17,7 @@ from ..pipeline import Settings, run
 from ..records import DeviceRecord, Stats
 from ..sinks import EveSink, MemorySink, ParquetSink
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 3, 130
 PROGRESS_MIN_BYTES = 64 << 20
 
 err_console = Console(stderr=True, highlight=False)
@@ -118,70 +118,56 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
     raise typer.Exit(code)
 
 
+def _progress(paths: list[Path], quiet: bool) -> Progress | None:
+    """A progress bar on stderr for big inputs read at a terminal."""
+    if quiet or not err_console.is_terminal:
+        return None
+    try:
+        total = sum(p.stat().st_size for p in paths if p.is_file())
+    except OSError:
+        total = 0
+    if total < PROGRESS_MIN_BYTES and not any(p.is_dir() for p in paths):
+        return None
+    return Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                    console=err_console, transient=True)
+
+
 def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
                  quiet: bool = False) -> int:
+    """The analyze command's body: returns the exit code. Whatever was read is written, even when
+    the input is damaged or the run is interrupted (Ctrl-C)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
+        sinks = [EveSink(out / "events.jsonl", flow_events=flow_events), ParquetSink(out)]
     except OSError as e:
         _say(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}")
         return EXIT_ERROR
-    try:
-        eve = EveSink(out / "events.jsonl", flow_events=flow_events)
-        parquet = ParquetSink(out)
     except OutputError as e:
         _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
-    sinks = [eve, parquet]
-    interrupted = False
-    progress: Progress | None = None
+    bar = _progress(paths, quiet)
     try:
-        total = 0
-        try:
-            total = sum(p.stat().st_size for p in paths if p.is_file())
-        except OSError:
-            pass
-        show = not quiet and err_console.is_terminal and (total >= PROGRESS_MIN_BYTES or any(p.is_dir() for p in paths))
-        task = None
-        if show:
-            progress = Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                                console=err_console, transient=True)
-            progress.start()
-            task = progress.add_task("read", total=None)
-
-        def tick(done: int, whole: int) -> None:
-            if progress is not None and task is not None:
-                progress.update(task, completed=done, total=whole)
-
-        try:
-            pipe, captures = run(paths, settings, sinks, progress=tick if show else None)
-        except KeyboardInterrupt:
-            interrupted = True
-            raise
+        if bar is None:
+            pipe, captures = run(paths, settings, sinks)
+        else:
+            with bar:
+                task = bar.add_task("read", total=None)
+                pipe, captures = run(paths, settings, sinks,
+                                     progress=lambda done, whole: bar.update(task, completed=done, total=whole))
         devices, stats = pipe.finish()
-    except InputError as e:
-        for s in sinks:
-            s.close()
-        if progress:
-            progress.stop()
-        _say(f"iotwatch: error: {e}")
-        return EXIT_ERROR
     except IotwatchError as e:
-        if progress:
-            progress.stop()
         _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
     finally:
-        if progress:
-            progress.stop()
-        if interrupted:
-            for s in sinks:
-                s.close()
-    for s in sinks:
-        s.close()
+        for sink in sinks:
+            sink.close()
     _report_problems(captures.problems)
     if not quiet:
         out_console.print(device_table(devices, top))
         out_console.print(_summary(stats, out))
+    if stats.interrupted:
+        _say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
+        return EXIT_INTERRUPTED
     if stats.files == 0:
         if not captures.problems:
             _say("iotwatch: error: no capture could be read")
