@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from ._jit import allocating, kernel
+from ._jit import allocating, inline_kernel, kernel
 from .addrs import LocalNets, addr_class, ip_str, mac_str
 from .decode import Packets
 from .flows import PacketFlowInfo, _mix
@@ -142,6 +142,24 @@ def _dip_add(dips, dindex, st, dev, v6, hi, lo, local, ts):  # type: ignore[no-u
     return 1
 
 
+@inline_kernel
+def _seen(d, ts):  # type: ignore[no-untyped-def]
+    if ts < d.first:
+        d.first = ts
+    if ts > d.last:
+        d.last = ts
+
+
+@inline_kernel
+def _count_distinct(a, column, st, added):  # type: ignore[no-untyped-def]
+    """Count a value the distinct table took as new; flag the window when the table was full."""
+    if added == 1:
+        a[column] += 1
+    elif added < 0:
+        a[F_SAT] = 1
+        st[ST_SAT] += 1
+
+
 @kernel
 def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src_lo, dst_hi, dst_lo,  # type: ignore[no-untyped-def]
                    proto, dport, tcp_flags, info, f_new, f_ans, f_kind,
@@ -158,7 +176,7 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
         if win <= st[7]:
             win = st[7] + 1
             st[3] += 1
-        slot = win % 4
+        slot = win % RING
         if slot_win[slot] != win:
             if slot_win[slot] >= 0:
                 return i, 1
@@ -193,18 +211,15 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
             d = devs[ds]
             d.pk_out += 1
             d.by_out += wl
-            if ts < d.first:
-                d.first = ts
-            if ts > d.last:
-                d.last = ts
+            _seen(d, ts)
             a = acc[ds, slot]
-            a[0] += 1
-            a[2] += wl
+            a[F_PK_OUT] += 1
+            a[F_BY_OUT] += wl
             if ip and dcls == 0:
                 d.up += wl
-                a[4] += wl
+                a[F_UP] += wl
             if (ip or l3[i] == 1) and scls != 2 and d.kind == 0:
-                if scls == 1 or (d.forwarder == 0 and d.n_ext < 8):
+                if scls == 1 or (d.forwarder == 0 and d.n_ext < MAX_EXT_IPS):
                     r = _dip_add(dips, dipindex, st, ds, v6, src_hi[i], src_lo[i], scls == 1, ts)
                     if r == 1 and scls == 0:
                         d.n_ext += 1
@@ -212,52 +227,40 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
                     d.forwarder = 1
             if ip and err[i] != 2:
                 if f_new[i]:
-                    a[8] += 1
+                    a[F_NEW] += 1
                     if proto[i] == 6:
                         if (tcp_flags[i] & 0x12) == 0x02:
-                            a[9] += 1
+                            a[F_SYN] += 1
                         dp = dport[i]
                         if dp == 23 or dp == 2323 or dp == 22:
-                            a[13] += 1
+                            a[F_AUTH] += 1
                 if info[i] & 1:
-                    a[14] += 1
+                    a[F_DNS] += 1
                 if dcls != 2:
-                    r = _set_add(skeys, svals, sdevs, sslots, st, slot, ds,
-                                 _mix(_mix(np.uint64(1), dst_hi[i]), dst_lo[i]) & IP_VALUE_MASK)
-                    if r == 1:
-                        a[6] += 1
-                    elif r < 0:
-                        a[15] = 1
-                        st[5] += 1
+                    _count_distinct(a, F_DST_IPS, st, _set_add(
+                        skeys, svals, sdevs, sslots, st, slot, ds, _mix(_mix(np.uint64(1), dst_hi[i]), dst_lo[i]) & IP_VALUE_MASK))
                     if proto[i] == 6 or proto[i] == 17:
-                        r = _set_add(skeys, svals, sdevs, sslots, st, slot, ds,
-                                     np.uint64((np.int64(proto[i]) << 16) | np.int64(dport[i])) | PORT_VALUE_BIT)
-                        if r == 1:
-                            a[7] += 1
-                        elif r < 0:
-                            a[15] = 1
-                            st[5] += 1
+                        _count_distinct(a, F_DST_PORTS, st, _set_add(
+                            skeys, svals, sdevs, sslots, st, slot, ds,
+                            np.uint64((np.int64(proto[i]) << 16) | np.int64(dport[i])) | PORT_VALUE_BIT))
         if dd >= 0:
             d = devs[dd]
             d.pk_in += 1
             d.by_in += wl
-            if ts < d.first:
-                d.first = ts
-            if ts > d.last:
-                d.last = ts
+            _seen(d, ts)
             a = acc[dd, slot]
-            a[1] += 1
-            a[3] += wl
+            a[F_PK_IN] += 1
+            a[F_BY_IN] += wl
             if ip and scls == 0:
-                a[5] += wl
+                a[F_DOWN] += wl
             if proto[i] == 6 and (tcp_flags[i] & 4):
-                a[12] += 1
+                a[F_RST_IN] += 1
             aw = f_ans[i]
-            if aw >= 0 and slot_win[aw % 4] == aw:
+            if aw >= 0 and slot_win[aw % RING] == aw:
                 if f_kind[i] == 1:
-                    acc[dd, aw % 4, 10] += 1
+                    acc[dd, aw % RING, F_SYN_ANS] += 1
                 else:
-                    acc[dd, aw % 4, 11] += 1
+                    acc[dd, aw % RING, F_SYN_REJ] += 1
     return n, 0
 
 
