@@ -53,7 +53,7 @@ class _Writer:
 
     def __init__(self, emit: Callable[[str, pa.Table], None]) -> None:
         self._emit = emit
-        self._q: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=2)
+        self._q: queue.Queue[tuple[str, pa.Table] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self._t = threading.Thread(target=self._run, name="iotwatch-sinks", daemon=True)
         self._t.start()

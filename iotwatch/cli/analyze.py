@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+
+if TYPE_CHECKING:  # rich is imported when there is something to show: it costs memory at the peak
+    from rich.progress import Progress
+    from rich.table import Table
 
 from ..errors import CaptureError, InputError, IotwatchError, OutputError
 from ..flows import DEFAULT_MAX_FLOWS
@@ -20,8 +21,14 @@ from ..sinks import EveSink, MemorySink, ParquetSink
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 3, 130
 PROGRESS_MIN_BYTES = 64 << 20
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+
+
+def _print(*renderables: object) -> None:
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    for r in renderables:
+        console.print(r)
 
 
 def _say(line: str) -> None:
@@ -38,6 +45,8 @@ def _human(n: float) -> str:
 
 
 def device_table(devices: dict[str, DeviceRecord], top: int) -> Table:
+    from rich.table import Table
+
     t = Table(title="Devices, by bytes uploaded to external addresses", title_justify="left")
     t.add_column("MAC", no_wrap=True, min_width=17)
     t.add_column("IPs", overflow="fold", ratio=1)
@@ -120,7 +129,7 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
 
 def _progress(paths: list[Path], quiet: bool) -> Progress | None:
     """A progress bar on stderr for big inputs read at a terminal."""
-    if quiet or not err_console.is_terminal:
+    if quiet or not sys.stderr.isatty():
         return None
     try:
         total = sum(p.stat().st_size for p in paths if p.is_file())
@@ -128,8 +137,11 @@ def _progress(paths: list[Path], quiet: bool) -> Progress | None:
         total = 0
     if total < PROGRESS_MIN_BYTES and not any(p.is_dir() for p in paths):
         return None
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     return Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
-                    console=err_console, transient=True)
+                    console=Console(stderr=True, highlight=False), transient=True)
 
 
 def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
@@ -163,8 +175,7 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
             sink.close()
     _report_problems(captures.problems)
     if not quiet:
-        out_console.print(device_table(devices, top))
-        out_console.print(_summary(stats, out))
+        _print(device_table(devices, top), _summary(stats, out))
     if stats.interrupted:
         _say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
         return EXIT_INTERRUPTED
@@ -186,6 +197,5 @@ def devices_command(paths: Paths, window: Window = 60.0,
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     _report_problems(captures.problems)
-    out_console.print(device_table(devices, 0))
-    out_console.print(_summary(stats, None))
+    _print(device_table(devices, 0), _summary(stats, None))
     raise typer.Exit(EXIT_PARTIAL if captures.problems else (EXIT_OK if stats.files else EXIT_ERROR))
