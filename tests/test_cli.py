@@ -158,3 +158,9 @@ def test_devices_command(tmp_path: Path) -> None:
 def test_version() -> None:
     r = iotwatch("--version")
     assert r.returncode == 0 and r.stdout.startswith("iotwatch ")
+
+
+def test_records_doc_is_generated_from_the_code() -> None:
+    from iotwatch.records import records_markdown
+
+    assert (ROOT / "docs" / "records.md").read_text() == records_markdown(), "run `make docs`"
