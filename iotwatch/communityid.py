@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ._jit import allocating, inline_kernel, kernel
+from ._jit import inline_kernel, kernel
 
 # ICMP / ICMPv6 message types that pair up as request/response (Zeek's mapping, as in the spec)
 _ICMP4 = np.full(256, -1, np.int64)
@@ -20,6 +20,7 @@ _ICMP6 = np.full(256, -1, np.int64)
 for a, b in ((128, 129), (130, 131), (133, 134), (135, 136), (139, 140), (144, 145)):
     _ICMP6[a], _ICMP6[b] = b, a
 LINE = 30  # "1:" + 28 base64 characters
+_B64 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", np.uint8)
 
 
 @inline_kernel
@@ -27,7 +28,7 @@ def _rotl(x, n):  # type: ignore[no-untyped-def]
     return ((x << np.uint32(n)) | (x >> np.uint32(32 - n))) & np.uint32(0xFFFFFFFF)
 
 
-@kernel
+@inline_kernel
 def _sha1_block(msg, mlen, w, out):  # type: ignore[no-untyped-def]
     """SHA-1 of msg[:mlen] (mlen <= 55: one block). Writes 20 bytes into out."""
     for k in range(mlen, 64):
@@ -47,25 +48,19 @@ def _sha1_block(msg, mlen, w, out):  # type: ignore[no-untyped-def]
     h3 = np.uint32(0x10325476)
     h4 = np.uint32(0xC3D2E1F0)
     a, b, c, d, e = h0, h1, h2, h3, h4
-    for t in range(80):
-        if t < 20:
-            f = (b & c) | (~b & d)
-            k = np.uint32(0x5A827999)
-        elif t < 40:
-            f = b ^ c ^ d
-            k = np.uint32(0x6ED9EBA1)
-        elif t < 60:
-            f = (b & c) | (b & d) | (c & d)
-            k = np.uint32(0x8F1BBCDC)
-        else:
-            f = b ^ c ^ d
-            k = np.uint32(0xCA62C1D6)
-        tmp = (_rotl(a, 5) + (f & np.uint32(0xFFFFFFFF)) + e + k + w[t]) & np.uint32(0xFFFFFFFF)
-        e = d
-        d = c
-        c = _rotl(b, 30)
-        b = a
-        a = np.uint32(tmp)
+    mask = np.uint32(0xFFFFFFFF)
+    for t in range(20):  # four loops without branches: the compiler unrolls and schedules them
+        tmp = (_rotl(a, 5) + ((b & c) | (~b & d)) + e + np.uint32(0x5A827999) + w[t]) & mask
+        e, d, c, b, a = d, c, _rotl(b, 30), a, np.uint32(tmp)
+    for t in range(20, 40):
+        tmp = (_rotl(a, 5) + (b ^ c ^ d) + e + np.uint32(0x6ED9EBA1) + w[t]) & mask
+        e, d, c, b, a = d, c, _rotl(b, 30), a, np.uint32(tmp)
+    for t in range(40, 60):
+        tmp = (_rotl(a, 5) + ((b & c) | (b & d) | (c & d)) + e + np.uint32(0x8F1BBCDC) + w[t]) & mask
+        e, d, c, b, a = d, c, _rotl(b, 30), a, np.uint32(tmp)
+    for t in range(60, 80):
+        tmp = (_rotl(a, 5) + (b ^ c ^ d) + e + np.uint32(0xCA62C1D6) + w[t]) & mask
+        e, d, c, b, a = d, c, _rotl(b, 30), a, np.uint32(tmp)
     hs = ((h0 + a) & np.uint32(0xFFFFFFFF), (h1 + b) & np.uint32(0xFFFFFFFF), (h2 + c) & np.uint32(0xFFFFFFFF),
           (h3 + d) & np.uint32(0xFFFFFFFF), (h4 + e) & np.uint32(0xFFFFFFFF))
     for j in range(5):
@@ -88,13 +83,9 @@ def _put_addr(msg, p, v6, hi, lo):  # type: ignore[no-untyped-def]
     return p + 4
 
 
-@allocating
-def _community_ids(v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6, out):  # type: ignore[no-untyped-def]
+@kernel
+def _community_ids(v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6, msg, w, dig, b64, out):  # type: ignore[no-untyped-def]
     n = v6.shape[0]
-    msg = np.zeros(64, np.uint8)
-    w = np.zeros(80, np.uint32)
-    dig = np.zeros(21, np.uint8)
-    b64 = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", np.uint8)
     for i in range(n):
         pr = np.int64(proto[i])
         sp = np.int64(sport[i])
@@ -154,6 +145,7 @@ def community_ids(v6: np.ndarray, src_hi: np.ndarray, src_lo: np.ndarray, dst_hi
     """
     n = len(v6)
     out = np.empty((n, LINE), np.uint8)
-    _community_ids(np.asarray(v6, np.bool_), src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, seed, _ICMP4, _ICMP6, out)
+    _community_ids(np.asarray(v6, np.bool_), src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, seed, _ICMP4, _ICMP6,
+                   np.zeros(64, np.uint8), np.zeros(80, np.uint32), np.zeros(21, np.uint8), _B64, out)
     offsets = np.arange(0, (n + 1) * LINE, LINE, dtype=np.int32)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))])

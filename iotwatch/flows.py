@@ -459,8 +459,8 @@ class FlowTable:
         return rows
 
 
-_STATE_NAMES = np.array(["midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none"],
-                        dtype=object)
+_STATE_DICT = pa.array(["midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none"])
+_REASON_DICT = pa.array(list(REASONS))
 
 
 def _state_codes(rows: np.ndarray) -> np.ndarray:
@@ -514,6 +514,6 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
         cols[f"{flag}_toclient"] = fl[:, 6 + k]
     cols["start"] = rows["first"] / 1e9
     cols["end"] = rows["last"] / 1e9
-    cols["state"] = pa.DictionaryArray.from_arrays(_state_codes(rows).astype(np.int32), list(_STATE_NAMES)).dictionary_decode()
-    cols["reason"] = pa.DictionaryArray.from_arrays(rows["reason"].astype(np.int32), list(REASONS)).dictionary_decode()
+    cols["state"] = pa.DictionaryArray.from_arrays(_state_codes(rows).astype(np.int8), _STATE_DICT)
+    cols["reason"] = pa.DictionaryArray.from_arrays(rows["reason"].astype(np.int8), _REASON_DICT)
     return pa.Table.from_pydict({k: cols[k] for k in FLOW_SCHEMA.names}, schema=FLOW_SCHEMA)

@@ -25,6 +25,7 @@ def schema(fields: tuple[Field, ...]) -> pa.Schema:
 
 
 _U64, _U32, _U16, _U8, _F64, _STR = pa.uint64(), pa.uint32(), pa.uint16(), pa.uint8(), pa.float64(), pa.string()
+_CAT = pa.dictionary(pa.int8(), pa.string())  # a string from a small fixed vocabulary
 
 TCP_FLAGS = ("syn", "ack", "fin", "rst", "psh", "urg")
 
@@ -53,9 +54,9 @@ FLOW_FIELDS: tuple[Field, ...] = (
     ),
     Field("start", _F64, "epoch s", "timestamp of the first packet"),
     Field("end", _F64, "epoch s", "timestamp of the last packet"),
-    Field("state", _STR, "", "TCP handshake outcome: syn_unanswered, established, rejected (RST to SYN), "
+    Field("state", _CAT, "", "TCP handshake outcome: syn_unanswered, established, rejected (RST to SYN), "
           "reset, closed (FIN both ways), midstream (no SYN seen), none (not TCP)"),
-    Field("reason", _STR, "", "why the flow ended: idle, active (timeouts), end (of input), evicted (table full)"),
+    Field("reason", _CAT, "", "why the flow ended: idle, active (timeouts), end (of input), evicted (table full)"),
 )
 
 WINDOW_FIELDS: tuple[Field, ...] = (
@@ -172,6 +173,10 @@ DEVICE_FIELDS: tuple[Field, ...] = (
 )
 
 
+def _type_name(t: pa.DataType) -> str:
+    return "string (dictionary-encoded)" if pa.types.is_dictionary(t) else str(t)
+
+
 def records_markdown() -> str:
     """docs/records.md, generated from the field tables above (``make docs``)."""
     out = ["# Records iotwatch writes", "",
@@ -181,7 +186,7 @@ def records_markdown() -> str:
                             "counters under `flow`, flag counts under `tcp`)", FLOW_FIELDS),
                            ("Device windows (windows.parquet)", WINDOW_FIELDS)):
         out += [f"## {title}", "", "| field | type | unit | meaning |", "|---|---|---|---|"]
-        out += [f"| `{f.name}` | {f.type} | {f.unit} | {f.doc} |" for f in fields_]
+        out += [f"| `{f.name}` | {_type_name(f.type)} | {f.unit} | {f.doc} |" for f in fields_]
         out.append("")
     out += ["## Stats event (`event_type: stats`, last line of events.jsonl)", "",
             "`packets`, `bytes` (frame bytes), `files` read, `undecodable` packets by layer (`link`, `network`, "
