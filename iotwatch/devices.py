@@ -29,6 +29,7 @@ from .flows import PacketFlowInfo, _mix
 from .records import WINDOW_SCHEMA, DeviceRecord
 
 RING = 4
+NEVER = int(np.iinfo(np.int64).max)  # a close time no timestamp reaches
 # accumulator columns
 (F_PK_OUT, F_PK_IN, F_BY_OUT, F_BY_IN, F_UP, F_DOWN, F_DST_IPS, F_DST_PORTS, F_NEW, F_SYN, F_SYN_ANS,
  F_SYN_REJ, F_RST_IN, F_AUTH, F_DNS, F_SAT) = range(16)
@@ -358,7 +359,7 @@ class DeviceTable:
     def _close_at(self) -> int:
         open_w = self.slot_win[self.slot_win >= 0]
         if not len(open_w):
-            return 1 << 62
+            return NEVER
         return int(open_w.min() + 1) * self.window_ns + self.lag_ns
 
     def update(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray, fi: PacketFlowInfo) -> Iterator[pa.Table]:

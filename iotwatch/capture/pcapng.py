@@ -23,7 +23,7 @@ from .pcap import _u32
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 MAX_BLOCK = 64 << 20
-MAX_SECONDS = 1 << 33  # timestamps are clamped here (year 2242): int64 nanoseconds cannot wrap
+MAX_SECONDS = 1 << 32  # timestamps are clamped here (year 2106, the end of pcap's 32-bit seconds)
 
 # walker status codes
 NEED_MORE, FULL, CONTROL, BAD_LENGTH, BAD_TRAILER, BAD_IFACE, BAD_CAPLEN = range(7)
@@ -118,7 +118,7 @@ def _parse_options(body: bytes, endian: str) -> Iterator[tuple[int, bytes]]:
 def ts_to_ns(tsraw: np.ndarray, ifid: np.ndarray, interfaces: list[Interface], out: np.ndarray) -> None:
     """Convert raw per-interface timestamps into epoch nanoseconds (SPB: previous packet's time).
 
-    A damaged or absurd timestamp (beyond the year 2242) is clamped, never wrapped around."""
+    A damaged or absurd timestamp (beyond the year 2106) is clamped, never wrapped around."""
     for i, itf in enumerate(interfaces):
         m = ifid == i
         if not m.any():
