@@ -201,7 +201,7 @@ def test_interrupted_run_still_finishes_what_was_read() -> None:
 def test_timestamps_jumping_to_the_end_of_time_and_back_do_not_stall() -> None:
     """Damaged captures carry absurd times: the largest a pcap can hold, then normal ones again."""
     frames = [udp(T0), udp(float(2**32 - 1)), udp(T0 + 1), udp(float(2**32 - 1) + 0.5), udp(T0 + 2)]
-    pipe, mem = run(frames)  # sorted by time inside run(); feed them unsorted as well
+    pipe, _ = run(frames)  # sorted by time inside run(); feed them unsorted as well
     assert pipe.stats.packets == 5
     mem2 = MemorySink()
     p2 = Pipeline(Settings(), [mem2])

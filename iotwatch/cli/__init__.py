@@ -14,6 +14,7 @@ import typer
 
 from .. import __version__
 from .analyze import analyze_command, devices_command
+from .synth import synth_command
 
 app = typer.Typer(
     name="iotwatch",
@@ -39,6 +40,7 @@ def _root(
 
 app.command("analyze")(analyze_command)
 app.command("devices")(devices_command)
+app.command("synth")(synth_command)
 
 
 def main() -> None:
