@@ -195,15 +195,6 @@ class Pipeline:
             s.on_stats(st)
         return devices, st
 
-    def abort(self) -> None:
-        """Stop the writer thread without flushing (used when the run is interrupted)."""
-        if self._writer is not None:
-            w, self._writer = self._writer, None
-            try:
-                w.close()
-            except Exception:
-                pass
-
 
 @dataclass(slots=True)
 class Analysis:

@@ -210,3 +210,17 @@ def test_timestamps_jumping_to_the_end_of_time_and_back_do_not_stall() -> None:
     _, stats = p2.finish()
     assert stats.packets == 5 and stats.late_packets >= 1
     assert sum(r["packets_out"] for r in mem2.windows.to_pylist()) == 5
+
+
+def test_drain_hands_over_finished_flows_before_the_end() -> None:
+    """What a live capture does on a timer: flows that ended are delivered without finish()."""
+    mem = MemorySink()
+    pipe = Pipeline(Settings(), [mem], threaded=False)
+    for b in batches([udp(T0), udp(T0 + 1), udp(T0 + 200, sport=7000)]):
+        pipe.feed(b)
+    assert mem.flows.num_rows == 0  # the first flow ended (idle) but waits in the export buffer
+    pipe.drain()
+    (f,) = mem.flows.to_pylist()
+    assert (f["src_port"], f["pkts_toserver"], f["reason"]) == (5000, 2, "idle")
+    pipe.finish()
+    assert mem.flows.num_rows == 2
