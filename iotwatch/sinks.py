@@ -20,11 +20,6 @@ from .errors import OutputError
 from .jsonfmt import FLOAT, HEX2, INT, ISO, STR, STR_OR_NULL, Col, If, format_lines
 from .records import FLOW_SCHEMA, WINDOW_SCHEMA, DeviceRecord, Stats
 
-# Arrow's default allocator (mimalloc) keeps freed pages for reuse; flows come and go by the
-# million under a flood, so the system allocator, which hands large blocks back, keeps the
-# peak memory flat.
-pa.set_memory_pool(pa.system_memory_pool())
-
 PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
                58: "IPv6-ICMP", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP", 136: "UDPLite"}
 _PROTO_NAMES = [PROTO_NAMES.get(i, str(i)) for i in range(256)]

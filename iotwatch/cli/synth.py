@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from ..errors import IotwatchError
-from ..synth import SCENARIOS, Options, generate, inject
+
+# the scenario names, without importing the generators (scapy) into every iotwatch command
+SCENARIOS = ("site", "hospital", "scan", "bruteforce", "flood", "exfil", "c2")
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 
@@ -33,6 +35,8 @@ def synth_command(scenario: Scenario, out: Out, seed: Seed = 1, duration: Durati
                   uplink_mbps: Uplink = 10.0, vector: Vector = "udp", quiet: Quiet = None,
                   inject_from: Inject = None, host: HostOpt = None) -> None:
     """Generate a labelled capture: a benign site, the hospital incident, or one Mirai behaviour."""
+    from ..synth import Options, generate, inject
+
     opts = Options(scenario, seed=seed, duration=duration, uplink_mbps=uplink_mbps, vector=vector, quiet=quiet)
     try:
         opts.check()
