@@ -176,7 +176,3 @@ def ip_str(v6: bool, hi: int, lo: int) -> str:
     if not v6:
         return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
     return str(ipaddress.IPv6Address((hi << 64) | lo))
-
-
-def is_unicast_mac(mac: int) -> bool:
-    return mac >> 48 == 0 and not (mac >> 40) & 1

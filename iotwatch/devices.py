@@ -170,9 +170,9 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
     for i in range(start, n):
         ts = ts_ns[i]
         if ts >= close_at:
-            return i, 1
+            return i, CLOSE_DUE
         if can_grow and st[4] * 2 + 2 >= skeys.shape[0]:
-            return i, 2
+            return i, SET_FULL
         win = ts // window_ns
         if win <= st[7]:
             win = st[7] + 1
@@ -180,7 +180,7 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
         slot = win % RING
         if slot_win[slot] != win:
             if slot_win[slot] >= 0:
-                return i, 1
+                return i, CLOSE_DUE
             slot_win[slot] = win
         ip = l3[i] == 4 or l3[i] == 6
         v6 = l3[i] == 6
@@ -262,7 +262,7 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
                     acc[dd, aw % RING, F_SYN_ANS] += 1
                 else:
                     acc[dd, aw % RING, F_SYN_REJ] += 1
-    return n, 0
+    return n, DONE
 
 
 @allocating

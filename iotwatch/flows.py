@@ -35,16 +35,14 @@ REASONS = np.array(["", "idle", "active", "end", "evicted"], dtype=object)
 S_SYN, S_SYNACK, S_EST, S_RST, S_FIN_C, S_FIN_S, S_REJECTED = 1, 2, 4, 8, 16, 32, 64
 # packet-loop exit status
 DONE, SWEEP_DUE, TABLE_FULL, EXPORT_FULL = 0, 1, 2, 3
-# flag order in the per-flow counters: index = direction * 6 + k (TCP_FLAGS order: syn ack fin rst psh urg)
-_FLAG_BITS = (2, 16, 1, 4, 8, 32)
-
 FLOW_DTYPE = np.dtype([
     ("ahi", np.uint64), ("alo", np.uint64), ("bhi", np.uint64), ("blo", np.uint64),  # endpoints, A < B
     ("hash", np.uint64), ("flow_id", np.uint64),
     ("first", np.int64), ("last", np.int64), ("syn_win", np.int64),
     ("mac_c", np.uint64), ("mac_s", np.uint64),
     ("by", np.uint64, (2,)), ("pl", np.uint64, (2,)),  # [0] toserver, [1] toclient
-    ("pk", np.uint32, (2,)), ("fl", np.uint32, (12,)),
+    ("pk", np.uint32, (2,)),
+    ("fl", np.uint32, (12,)),  # TCP flag counts: [direction * 6 + k], k in TCP_FLAGS order (syn ack fin rst psh urg)
     ("aport", np.uint16), ("bport", np.uint16), ("vlan", np.uint16), ("icmp_tc", np.uint16),
     ("proto", np.uint8), ("v6", np.uint8), ("client_a", np.uint8), ("state", np.uint8),
     ("answered", np.uint8), ("reason", np.uint8),
@@ -123,9 +121,9 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             continue
         ts = ts_ns[i]
         if ts >= next_sweep_ns:
-            return i, n_exp, 1
+            return i, n_exp, SWEEP_DUE
         if n_exp >= exp_cap:
-            return i, n_exp, 3
+            return i, n_exp, EXPORT_FULL
         pr = np.int64(proto[i])
         v6 = l3[i] == 6
         shi, slo, dhi, dlo = src_hi[i], src_lo[i], dst_hi[i], dst_lo[i]
@@ -193,9 +191,9 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             f = tbl[j]
             reason = 0
             if ts - f.last > idle_ns:
-                reason = 1
+                reason = R_IDLE
             elif ts - f.first > active_ns:
-                reason = 2
+                reason = R_ACTIVE
             if reason:
                 exp[n_exp] = tbl[j]
                 exp[n_exp].reason = reason
@@ -203,7 +201,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                 is_new = True
         else:
             if st[0] >= cap:
-                return i, n_exp, 2
+                return i, n_exp, TABLE_FULL
             j = st[0]
             st[0] += 1
             _insert(index, h, j)
@@ -270,24 +268,24 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             stt = np.int64(f.state)
             if d == 0:
                 if (flags & 0x12) == 0x02:
-                    stt |= 1
+                    stt |= S_SYN
                 elif (flags & 0x10) and (stt & 2):
-                    stt |= 4
+                    stt |= S_EST
                 if flags & 1:
-                    stt |= 16
+                    stt |= S_FIN_C
             else:
                 if (flags & 0x12) == 0x12:
-                    stt |= 2
+                    stt |= S_SYNACK
                     if f.answered == 0 and f.syn_win >= 0:
                         o_ans[i] = f.syn_win
                         o_kind[i] = 1
                         f.answered = 1
                 if flags & 1:
-                    stt |= 32
+                    stt |= S_FIN_S
             if flags & 4:
-                stt |= 8
+                stt |= S_RST
                 if d == 1 and (stt & 1) and not (stt & 2):
-                    stt |= 64
+                    stt |= S_REJECTED
                     if f.answered == 0 and f.syn_win >= 0:
                         o_ans[i] = f.syn_win
                         o_kind[i] = 2
@@ -296,7 +294,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         o_flow[i] = f.flow_id
         o_dir[i] = d
         o_new[i] = 1 if is_new else 0
-    return n, n_exp, 0
+    return n, n_exp, DONE
 
 
 @kernel
@@ -312,13 +310,13 @@ def sweep(tbl, st, start, now, idle_ns, active_ns, evict_before, flush_all, remo
         f = tbl[j]
         r = 0
         if flush_all:
-            r = 3
+            r = R_END
         elif now - f.last > idle_ns:
-            r = 1
+            r = R_IDLE
         elif now - f.first > active_ns:
-            r = 2
+            r = R_ACTIVE
         elif f.last <= evict_before:
-            r = 4
+            r = R_EVICTED
             st[2] += 1
         if r:
             exp[n_exp] = tbl[j]
