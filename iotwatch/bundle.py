@@ -1,0 +1,172 @@
+"""Model bundles: a folder with an estimator saved by skops and a manifest that describes it.
+
+    models/behaviour/
+    ├── estimator.skops     the fitted scikit-learn estimator (skops format: no pickle)
+    └── manifest.json       kind, sha256 of estimator.skops, feature schema (names, order, dtypes),
+                            classes, library versions, training data, metrics, decision thresholds
+
+Loading never executes code from the file: skops only rebuilds the types on an explicit trusted
+list (:data:`TRUSTED_TYPES`), and the estimator's sha256 must match the manifest before skops
+even opens it. A bundle made for other features (names, order or dtypes) is refused, so a model
+can never silently read columns it was not trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+ESTIMATOR_FILE = "estimator.skops"
+MANIFEST_FILE = "manifest.json"
+FORMAT = 1
+
+#: Every type a bundle may contain beyond what skops trusts by default (numpy and scikit-learn
+#: basics). Anything else in a file is refused, whoever wrote it.
+TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.ensemble._forest.ExtraTreesClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._classes.ExtraTreeClassifier",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.link.MultinomialLogit",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss._loss.CyMultinomialLoss",
+    "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
+    "collections.OrderedDict",
+    "numpy.dtype",
+    "builtins.slice",
+)
+
+
+@dataclass(slots=True)
+class Bundle:
+    path: Path
+    estimator: Any
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.path.name))
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return dict(self.manifest.get("thresholds", {}))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import skops
+    import sklearn
+
+    from . import __version__
+
+    return {"python": platform.python_version(), "iotwatch": __version__, "scikit-learn": sklearn.__version__,
+            "numpy": numpy.__version__, "skops": skops.__version__}
+
+
+def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[tuple[str, str]],
+                classes: list[str], training: list[str], metrics: dict[str, Any], thresholds: dict[str, float],
+                extra: dict[str, Any] | None = None) -> Path:
+    """Write ``estimator`` and its manifest into the folder ``path`` (created if needed)."""
+    import skops.io as sio
+
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    est = out / ESTIMATOR_FILE
+    sio.dump(estimator, est)
+    untrusted = [t for t in sio.get_untrusted_types(file=est) if t not in TRUSTED_TYPES]
+    if untrusted:
+        est.unlink()
+        raise ModelError(f"{out}: the estimator contains types outside the trusted list: {', '.join(untrusted)}")
+    manifest = {
+        "format": FORMAT,
+        "kind": kind,
+        "name": out.name,
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "estimator": {"file": ESTIMATOR_FILE, "sha256": _sha256(est), "type": type(estimator).__name__},
+        "features": [{"name": n, "dtype": d} for n, d in features],
+        "classes": list(classes),
+        "thresholds": thresholds,
+        "versions": versions(),
+        "training": training,
+        "metrics": metrics,
+        **(extra or {}),
+    }
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=False) + "\n")
+    return out
+
+
+def load_bundle(path: str | Path, *, kind: str, features: list[tuple[str, str]]) -> Bundle:
+    """Load a bundle, refusing a wrong kind, a hash mismatch, an untrusted type or other features."""
+    import skops.io as sio
+
+    folder = Path(path)
+    mpath = folder / MANIFEST_FILE
+    try:
+        manifest = json.loads(mpath.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{folder}: not a model bundle (no {MANIFEST_FILE})") from None
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{mpath}: unreadable manifest ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelError(f"{mpath}: unknown bundle format {manifest.get('format') if isinstance(manifest, dict) else '?'}")
+    if manifest.get("kind") != kind:
+        raise ModelError(f"{folder}: a {manifest.get('kind')!r} model, not a {kind!r} model")
+    have = [(f.get("name"), f.get("dtype")) for f in manifest.get("features", [])]
+    want = [(n, d) for n, d in features]
+    if have != want:
+        missing = [n for n, _ in want if n not in {h[0] for h in have}]
+        extra = [n for n, _ in have if n not in {w[0] for w in want}]
+        detail = (f"missing {', '.join(missing[:5])}" if missing else "") + \
+                 ("; " if missing and extra else "") + (f"unknown {', '.join(str(x) for x in extra[:5])}" if extra else "")
+        raise ModelError(f"{folder}: feature schema does not match this iotwatch "
+                         f"({detail or 'same names, other order or dtypes'}); retrain with `iotwatch train`")
+    est_path = folder / manifest.get("estimator", {}).get("file", ESTIMATOR_FILE)
+    if not est_path.is_file():
+        raise ModelError(f"{est_path}: estimator file missing")
+    digest = _sha256(est_path)
+    if digest != manifest["estimator"].get("sha256"):
+        raise ModelError(f"{est_path}: sha256 {digest[:12]}… does not match the manifest; the file was altered")
+    try:
+        untrusted = [t for t in sio.get_untrusted_types(file=est_path) if t not in TRUSTED_TYPES]
+    except Exception as e:  # skops raises many kinds on a damaged file
+        raise ModelError(f"{est_path}: not a skops file ({e})") from None
+    if untrusted:
+        raise ModelError(f"{est_path}: refuses to load untrusted types: {', '.join(untrusted)}")
+    try:
+        est = sio.load(est_path, trusted=list(TRUSTED_TYPES))
+    except Exception as e:
+        raise ModelError(f"{est_path}: cannot be loaded ({e})") from None
+    return Bundle(folder, est, manifest)
