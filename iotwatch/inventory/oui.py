@@ -1,0 +1,86 @@
+"""MAC address → vendor, offline, from the IEEE registry that ``netaddr`` ships.
+
+The registry (MA-L "OUI" and IAB assignments) is versioned with the package: :data:`REGISTRY`
+names the netaddr version, and the evidence string carries the organisation as registered
+("OUI: Hangzhou Hikvision Digital Technology Co.,Ltd."). A locally administered address (bit 1
+of the first octet) has no registered vendor: phones and PCs randomise theirs for privacy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import netaddr
+
+REGISTRY = f"IEEE OUI/IAB registry from netaddr {netaddr.__version__}"
+
+
+@dataclass(frozen=True, slots=True)
+class Vendor:
+    organisation: str | None  # as registered, None when not registered or not a MAC
+    short: str | None  # a short display name ("Hikvision", "D-Link"), None when unknown
+    local_admin: bool  # locally administered (randomised?) address
+
+
+# Registered organisation (regex, case-insensitive) → short name, for the vendors whose
+# devices the rules care about. Anything else is shown with its legal suffixes trimmed.
+_SHORT = (
+    (r"hikvision", "Hikvision"), (r"ezviz", "EZVIZ"), (r"dahua", "Dahua"), (r"axis communications", "Axis"),
+    (r"hanwha|samsung techwin", "Hanwha Vision"), (r"uniview|zhejiang uniview", "Uniview"),
+    (r"vivotek", "Vivotek"), (r"mobotix", "Mobotix"), (r"xiongmai", "Xiongmai"), (r"foscam", "Foscam"),
+    (r"amcrest", "Amcrest"), (r"reolink", "Reolink"), (r"imilab", "Imilab (Xiaomi)"), (r"tiandy", "Tiandy"),
+    (r"zowee", "Zowee (Yi)"), (r"wyze", "Wyze"), (r"arlo", "Arlo"), (r"ring llc", "Ring"),
+    (r"d-link", "D-Link"), (r"edimax", "Edimax"), (r"tp-link", "TP-Link"), (r"belkin", "Belkin"),
+    (r"philips|signify", "Philips"), (r"osram", "OSRAM"), (r"eq-3", "eQ-3"), (r"espressif", "Espressif"),
+    (r"fitbit", "Fitbit"), (r"withings|nokia", "Withings"), (r"nest labs", "Nest"), (r"google", "Google"),
+    (r"amazon", "Amazon"), (r"sonos", "Sonos"), (r"samsung", "Samsung"), (r"apple", "Apple"),
+    (r"lg electronics|lg innotek|lg mobile", "LG"), (r"huawei", "Huawei"), (r"xiaomi", "Xiaomi"),
+    (r"hewlett|^hp inc", "HP"), (r"canon", "Canon"), (r"brother", "Brother"), (r"seiko epson", "Epson"),
+    (r"lexmark", "Lexmark"), (r"xerox", "Xerox"), (r"kyocera", "Kyocera"), (r"ricoh", "Ricoh"),
+    (r"intel corp", "Intel"), (r"dell", "Dell"), (r"lenovo", "Lenovo"), (r"asustek", "ASUS"),
+    (r"micro-star|msi", "MSI"), (r"giga-byte|gigabyte", "Gigabyte"), (r"super micro", "Supermicro"),
+    (r"vmware", "VMware"), (r"pcs systemtechnik", "VirtualBox (PCS)"), (r"microsoft", "Microsoft"),
+    (r"realtek", "Realtek"), (r"cisco", "Cisco"), (r"ubiquiti", "Ubiquiti"), (r"mikrotik|routerboard", "MikroTik"),
+    (r"netgear", "NETGEAR"), (r"juniper", "Juniper"), (r"enterasys|extreme networks", "Enterasys"),
+    (r"aruba", "Aruba"), (r"avm", "AVM"), (r"sagemcom", "Sagemcom"), (r"zyxel", "Zyxel"),
+    (r"societe francaise du radiotelephone|sfr", "SFR"), (r"smartthings|physical graph", "SmartThings"),
+    (r"raspberry", "Raspberry Pi"), (r"murata", "Murata"), (r"azurewave", "AzureWave"),
+    (r"assmann", "ASSMANN (Ednet)"), (r"tuya", "Tuya"), (r"shenzhen", None), (r"hangzhou", None),
+)
+_SHORT_RE = [(re.compile(p, re.I), s) for p, s in _SHORT]
+_SUFFIX = re.compile(r"[,.]?\s+(co\.?,?\s*ltd\.?|corporation|corp\.?|inc\.?|gmbh|llc|ltd\.?|limited|s\.?a\.?|"
+                     r"ag|b\.?v\.?|technologies|technology|international|electronics|co\.)\s*$", re.I)
+
+
+def short_name(org: str) -> str:
+    for rx, short in _SHORT_RE:
+        if rx.search(org) and short is not None:
+            return short
+    s = org.strip()
+    for _ in range(3):
+        s = _SUFFIX.sub("", s).strip(" ,.")
+    return s or org
+
+
+@lru_cache(maxsize=8192)
+def lookup(mac: str) -> Vendor:
+    """Vendor of a MAC address ("aa:bb:cc:dd:ee:ff"); all None for an IP device key or junk."""
+    try:
+        first = int(mac.split(":")[0], 16)
+        eui = netaddr.EUI(mac)
+    except (ValueError, netaddr.AddrFormatError, IndexError):
+        return Vendor(None, None, False)
+    local_admin = bool(first & 0x02)
+    org: str | None = None
+    try:
+        if eui.is_iab():
+            org = eui.iab.registration().org
+        else:
+            org = eui.oui.registration().org
+    except (netaddr.NotRegisteredError, IndexError, ValueError):
+        org = None
+    if org:
+        org = " ".join(org.split())
+    return Vendor(org, short_name(org) if org else None, local_admin)
