@@ -1,0 +1,295 @@
+"""Labelled captures → the type model, and its honest evaluation (split by physical device).
+
+    labels file (LABELS.tsv columns) ─► per capture: devices + flows (iotwatch.analyze),
+        rare frames (dpkt, :mod:`.rare`) ─► per labelled host: features ─► RandomForest
+                                                                      └─► bundle (skops + manifest)
+
+Each capture is profiled once and cached under ``$IOTWATCH_CACHE`` (default
+``/tmp/iotwatch-inventory-cache``), keyed on the file, its size and time, and the source of the
+modules that make the profile, so a re-run only retrains.
+
+Evaluation never lets a physical device be in training and test at once: folds are grouped by
+MAC (by IP for hosts without one), since IoT Sentinel has 16 captures of each unit.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+import os
+import pickle
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..records import DeviceRecord
+from . import classify, evidence, parse, rare, traffic
+from .classify import FEATURES, MODEL_KIND, SCORED_TYPES, TypeModel, decide, features, hints
+from .evidence import Fingerprints
+from .oui import REGISTRY, Vendor, lookup
+from .traffic import DeviceTraffic, traffic_from_flows
+
+log = logging.getLogger(__name__)
+
+RANDOM_STATE = 0
+MODEL_NAME = "type-v1"
+
+
+@dataclass(slots=True)
+class Profile:
+    """What the inventory sees of one capture."""
+
+    devices: dict[str, DeviceRecord]
+    fingerprints: Fingerprints
+    traffic: dict[str, DeviceTraffic]
+
+
+@dataclass(slots=True)
+class Sample:
+    file: str
+    key: str  # device key in the capture
+    group: str  # physical device: MAC, else IP
+    label: str
+    record: DeviceRecord | None
+    sig: evidence.DeviceSignals
+    traffic: DeviceTraffic | None
+    x: np.ndarray
+
+
+@dataclass(slots=True)
+class Evaluation:
+    accuracy: float  # over labelled (capture, host) rows
+    device_accuracy: float  # over physical devices (a device counts as right when all its rows are)
+    n_rows: int
+    n_devices: int
+    labels: list[str]
+    confusion: list[list[int]]  # rows: true label, columns: predicted (labels order)
+    report: str  # sklearn classification_report text
+    cctv_missed: list[str]  # camera/recorder rows not typed camera/recorder
+    cctv_false: list[str]  # other rows typed camera/recorder
+    by_rule: int  # rows decided by a rule
+    excluded: list[str] = field(default_factory=list)  # labelled rows that are no device of their own
+    errors: list[str] = field(default_factory=list)  # "file key: true → predicted"
+
+    def table(self) -> str:
+        """Confusion matrix as text."""
+        w = max(len(x) for x in self.labels) + 1
+        head = " " * w + "".join(f"{x[:5]:>6}" for x in self.labels)
+        rows = [f"{t:<{w}}" + "".join(f"{n:>6}" for n in r) for t, r in zip(self.labels, self.confusion, strict=True)]
+        return "\n".join([head, *rows])
+
+    def summary(self) -> str:
+        return (f"type accuracy {self.accuracy:.3f} over {self.n_rows} labelled rows, "
+                f"{self.device_accuracy:.3f} over {self.n_devices} physical devices (grouped folds); "
+                f"{self.by_rule} rows decided by rule; camera/recorder missed {len(self.cctv_missed)}, "
+                f"false {len(self.cctv_false)}")
+
+
+# --------------------------------------------------------------------------- profiles
+
+def _code_version() -> str:
+    h = hashlib.sha256()
+    for mod in (parse, evidence, traffic, rare):
+        h.update(Path(mod.__file__ or "").read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("IOTWATCH_CACHE", "/tmp/iotwatch-inventory-cache"))
+
+
+def profile_capture(path: str | Path, *, cache: bool = True) -> Profile:
+    """Devices, rare-frame fingerprints and traffic of one capture (cached)."""
+    import iotwatch
+
+    p = Path(path)
+    st = p.stat()
+    tag = hashlib.sha256(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_version()}".encode()).hexdigest()[:24]
+    cfile = _cache_dir() / f"{tag}.pkl"
+    if cache and cfile.exists():
+        try:
+            with open(cfile, "rb") as f:
+                got = pickle.load(f)  # our own cache file, written below
+            if isinstance(got, Profile):
+                return got
+        except Exception:
+            pass
+    a = iotwatch.analyze(p)
+    fp = Fingerprints()
+    for fr in rare.rare_frames(p):
+        fp.add(fr)
+    prof = Profile(devices=a.devices, fingerprints=fp, traffic=traffic_from_flows(a.flows))
+    if cache:
+        cfile.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cfile.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump(prof, f)
+        tmp.replace(cfile)
+    return prof
+
+
+def read_labels(label_files: Sequence[str | Path]) -> list[tuple[Path, dict[str, str]]]:
+    """(capture path, row) for every row of the labels files; ``file`` is relative to its labels file."""
+    out: list[tuple[Path, dict[str, str]]] = []
+    for lf in label_files:
+        lp = Path(lf)
+        with open(lp, newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                out.append((lp.parent / row["file"], row))
+    return out
+
+
+def samples(label_files: Sequence[str | Path], *, include_unknown: bool = False) -> tuple[list[Sample], list[str]]:
+    """One sample per labelled (capture, host) row; and the rows that are no device of their own."""
+    rows = read_labels(label_files)
+    by_file: dict[Path, list[dict[str, str]]] = defaultdict(list)
+    for path, row in rows:
+        if row["device_type"] == "unknown" and not include_unknown:
+            continue
+        by_file[path].append(row)
+    out: list[Sample] = []
+    excluded: list[str] = []
+    seen: set[tuple[str, str]] = set()
+    for path, frows in sorted(by_file.items()):
+        if not path.exists():
+            excluded.extend(f"{r['file']} {r['host_mac'] or r['host_ip']}: capture missing" for r in frows)
+            continue
+        prof = profile_capture(path)
+        for r in frows:
+            key = next((k for k in (r["host_mac"], r["host_ip"]) if k and k in prof.devices), None)
+            if key is None:
+                excluded.append(f"{r['file']} {r['host_mac'] or r['host_ip']}: not a device of its own in the capture")
+                continue
+            if (r["file"], key) in seen:  # one row per behaviour: the device once
+                continue
+            seen.add((r["file"], key))
+            rec = prof.devices.get(key)
+            sig = prof.fingerprints.get(key)
+            tr = prof.traffic.get(key)
+            vendor = lookup(key) if ":" in key else Vendor(None, None, False)
+            x = features(rec, sig, tr, vendor, hints(vendor, sig, tr))
+            out.append(Sample(r["file"], key, r["host_mac"] or r["host_ip"], r["device_type"], rec, sig, tr, x))
+    return out, excluded
+
+
+# --------------------------------------------------------------------------- model
+
+def _estimator(n_jobs: int) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(n_estimators=300, min_samples_leaf=1, class_weight="balanced",
+                                  random_state=RANDOM_STATE, n_jobs=n_jobs)
+
+
+def _weights(groups: Sequence[str]) -> np.ndarray:
+    """Each physical device weighs the same in total, however many captures it has."""
+    n = Counter(groups)
+    return np.array([1.0 / n[g] for g in groups])
+
+
+def _fit(ss: Sequence[Sample], n_jobs: int) -> TypeModel:
+    est = _estimator(n_jobs)
+    x = np.vstack([s.x for s in ss])
+    y = np.array([s.label for s in ss])
+    est.fit(x, y, sample_weight=_weights([s.group for s in ss]))
+    return TypeModel(est, MODEL_NAME)
+
+
+def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = 5, n_jobs: int = 1,
+                     excluded: Sequence[str] = ()) -> Evaluation:
+    """Grouped k-fold (by physical device) of the whole decision: rules + classifier."""
+    from sklearn.metrics import classification_report, confusion_matrix
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.array([s.group for s in ss])
+    y = np.array([s.label for s in ss])
+    pred = np.empty(len(ss), dtype=object)
+    ruled = 0
+    folds = GroupKFold(n_splits=min(n_splits, len(set(groups))))
+    for tr, te in folds.split(np.zeros(len(ss)), y, groups):
+        model = _fit([ss[i] for i in tr], n_jobs)
+        for i in te:
+            s = ss[i]
+            ident = decide(s.key, s.record, s.sig, s.traffic, model, s.x)
+            pred[i] = ident.device_type
+            ruled += ident.model is None
+    labels = [t for t in SCORED_TYPES if t in set(y) or t in set(pred)] + (["unknown"] if "unknown" in set(pred) else [])
+    acc = float(np.mean(pred == y))
+    dev_ok: dict[str, bool] = {}
+    for g, t, p in zip(groups, y, pred, strict=True):
+        dev_ok[g] = dev_ok.get(g, True) and t == p
+    cm = confusion_matrix(y, pred.astype(str), labels=labels)
+    rep = classification_report(y, pred.astype(str), labels=labels, zero_division=0)
+    miss = [f"{s.file} {s.key}: {s.label} → {p}" for s, p in zip(ss, pred, strict=True)
+            if s.label in classify.CCTV and p not in classify.CCTV]
+    false = [f"{s.file} {s.key}: {s.label} → {p}" for s, p in zip(ss, pred, strict=True)
+             if s.label not in classify.CCTV and p in classify.CCTV]
+    errors = [f"{s.file} {s.key}: {s.label} → {p}" for s, p in zip(ss, pred, strict=True) if s.label != p]
+    return Evaluation(accuracy=acc, device_accuracy=float(np.mean(list(dev_ok.values()))), n_rows=len(ss),
+                      n_devices=len(dev_ok), labels=labels, confusion=cm.tolist(), report=rep,
+                      cctv_missed=miss, cctv_false=false, by_rule=ruled, excluded=list(excluded), errors=errors)
+
+
+def evaluate_type_model(label_files: Sequence[str | Path], *, n_splits: int = 5, n_jobs: int = 1) -> Evaluation:
+    """Accuracy, per-class report and confusion matrix with folds grouped by physical device."""
+    ss, excluded = samples(label_files)
+    return evaluate_samples(ss, n_splits=n_splits, n_jobs=n_jobs, excluded=excluded)
+
+
+def train_type_model(label_files: Sequence[str | Path], out_dir: str | Path, *, n_jobs: int = 1,
+                     n_splits: int = 5) -> tuple[Path, Evaluation]:
+    """Fit the type model on every labelled row, evaluate it by grouped folds, write the bundle."""
+    from ..bundle import save_bundle
+
+    ss, excluded = samples(label_files)
+    ev = evaluate_samples(ss, n_splits=n_splits, n_jobs=n_jobs, excluded=excluded)
+    model = _fit(ss, n_jobs)
+    import dpkt
+    import netaddr
+
+    path = save_bundle(
+        out_dir, model.estimator, kind=MODEL_KIND, features=FEATURES, classes=model.classes,
+        training=[str(Path(f)) for f in label_files],
+        metrics={"split": f"GroupKFold({n_splits}) by physical device (MAC)", "accuracy": round(ev.accuracy, 4),
+                 "device_accuracy": round(ev.device_accuracy, 4), "rows": ev.n_rows, "devices": ev.n_devices,
+                 "labels": ev.labels, "confusion": ev.confusion, "cctv_missed": len(ev.cctv_missed),
+                 "cctv_false": len(ev.cctv_false), "decided_by_rule": ev.by_rule, "excluded_rows": len(ev.excluded)},
+        thresholds={"rule_decides": classify.RULE_DECIDES},
+        extra={"model_name": MODEL_NAME, "oui_registry": REGISTRY, "dpkt": dpkt.__version__,
+               "netaddr": netaddr.__version__, "random_state": RANDOM_STATE},
+    )
+    return path, ev
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m iotwatch.inventory.train LABELS.tsv... --out DIR``: train, print the evaluation."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m iotwatch.inventory.train")
+    ap.add_argument("labels", nargs="+")
+    ap.add_argument("--out", default=None, help="bundle folder (evaluation only without it)")
+    ap.add_argument("--jobs", type=int, default=1)
+    a = ap.parse_args(argv)
+    if a.out:
+        path, ev = train_type_model(a.labels, a.out, n_jobs=a.jobs)
+    else:
+        path, ev = None, evaluate_type_model(a.labels, n_jobs=a.jobs)
+    w = sys.stdout.write
+    w(ev.summary() + "\n\n" + ev.report + "\n" + ev.table() + "\n")
+    for e in ev.errors:
+        w(f"error: {e}\n")
+    for e in ev.excluded:
+        w(f"excluded: {e}\n")
+    if path:
+        w(f"bundle: {path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
