@@ -41,6 +41,7 @@ PKT_DTYPE = np.dtype([
     ("payload", np.int32),  # transport payload bytes (from the IP lengths, not the captured bytes)
     ("vlan", np.uint16),  # outer VLAN id
     ("ip_id", np.uint16), ("tcp_win", np.uint16),
+    ("l3_off", np.uint16),  # offset of the (innermost) IP or ARP header from the packet's first byte
     ("l3", np.uint8),  # L3_*
     ("err", np.uint8),  # ERR_*: the layer that could not be decoded
     ("proto", np.uint8),  # IP protocol (ARP: 0)
@@ -285,6 +286,7 @@ def decode_batch(buf, off, caplen, linktype, out):  # type: ignore[no-untyped-de
         r.tcp_seq = 0
         r.tcp_win = 0
         r.info = 0
+        r.l3_off = 0
         etype = -1  # -1: version from the IP header itself
         # ---- link layer
         if lt == 1:
@@ -365,11 +367,13 @@ def decode_batch(buf, off, caplen, linktype, out):  # type: ignore[no-untyped-de
                 r.dst_hi = 0
                 r.frag = 0
                 r.frag_id = 0
+            r.l3_off = p - off[i]
             etype, p = _ip(buf, r, p, end, etype, end)
         if r.l3 == 4 or r.l3 == 6:
             continue
         if etype == 0x0806:
             r.l3 = 1
+            r.l3_off = p - off[i]
             # ARP for IPv4 over Ethernet: htype 1, ptype 0x0800, hlen 6, plen 4
             if end - p < 28:
                 r.err = 2

@@ -32,8 +32,8 @@ RING = 4
 NEVER = int(np.iinfo(np.int64).max)  # a close time no timestamp reaches
 # accumulator columns
 (F_PK_OUT, F_PK_IN, F_BY_OUT, F_BY_IN, F_UP, F_DOWN, F_DST_IPS, F_DST_PORTS, F_NEW, F_SYN, F_SYN_ANS,
- F_SYN_REJ, F_RST_IN, F_AUTH, F_DNS, F_SAT) = range(16)
-NF = 16
+ F_SYN_REJ, F_RST_IN, F_AUTH, F_DNS, F_SAT, F_MIRAI) = range(17)
+NF = 17
 # kernel exit status
 DONE, CLOSE_DUE, SET_FULL = 0, 1, 2
 
@@ -163,7 +163,7 @@ def _count_distinct(a, column, st, added):  # type: ignore[no-untyped-def]
 
 @kernel
 def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src_lo, dst_hi, dst_lo,  # type: ignore[no-untyped-def]
-                   proto, dport, tcp_flags, info, f_new, f_ans, f_kind,
+                   proto, dport, tcp_flags, tcp_seq, info, f_new, f_ans, f_kind,
                    devs, dindex, st, acc, slot_win, skeys, svals, sdevs, sslots, dips, dipindex,
                    net_hi, net_lo, mask_hi, mask_lo, window_ns, close_at, max_ext, can_grow):
     n = ts_ns.shape[0]
@@ -227,7 +227,7 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
                 elif scls == 0 and d.forwarder == 0:
                     d.forwarder = 1
             if ip and err[i] != 2:
-                if f_new[i]:
+                if f_new[i] & 1:
                     a[F_NEW] += 1
                     if proto[i] == 6:
                         if (tcp_flags[i] & 0x12) == 0x02:
@@ -237,6 +237,9 @@ def update_devices(start, ts_ns, wirelen, l3, err, src_mac, dst_mac, src_hi, src
                             a[F_AUTH] += 1
                 if info[i] & 1:
                     a[F_DNS] += 1
+                if (proto[i] == 6 and not v6 and (tcp_flags[i] & 0x12) == 0x02
+                        and np.uint64(tcp_seq[i]) == (dst_lo[i] & np.uint64(0xFFFFFFFF))):
+                    a[F_MIRAI] += 1
                 if dcls != 2:
                     _count_distinct(a, F_DST_IPS, st, _set_add(
                         skeys, svals, sdevs, sslots, st, slot, ds, _mix(_mix(np.uint64(1), dst_hi[i]), dst_lo[i]) & IP_VALUE_MASK))
@@ -370,7 +373,7 @@ class DeviceTable:
         while i < n:
             i, status = update_devices(
                 i, ts_ns, wirelen, pk.l3, pk.err, pk.src_mac, pk.dst_mac, pk.src_hi, pk.src_lo, pk.dst_hi,
-                pk.dst_lo, pk.proto, pk.dport, pk.tcp_flags, pk.info, fi.new, fi.answered_window,
+                pk.dst_lo, pk.proto, pk.dport, pk.tcp_flags, pk.tcp_seq, pk.info, fi.new, fi.answered_window,
                 fi.answer_kind, self.devs, self.dindex, self.st, self.acc, self.slot_win, self.skeys,
                 self.svals, self.sdevs, self.sslots, self.dips, self.dipindex, *self.nets.arrays(),
                 self.window_ns, self._close_at(), self.settings.max_external_ip_devices,
@@ -520,12 +523,13 @@ def window_rows(names: list[str], w: int, window_s: float, a: np.ndarray) -> pa.
         "rst_in": a[:, F_RST_IN], "auth_attempts": a[:, F_AUTH], "dns_queries": a[:, F_DNS],
         "upload_share": up / total_up if total_up > 0 else np.zeros(len(names)),
         "distinct_saturated": a[:, F_SAT] > 0,
+        "mirai_syns": a[:, F_MIRAI],
     }
     return pa.Table.from_pydict(cols, schema=WINDOW_SCHEMA)
 
 
 _ADDITIVE = ("packets_out", "packets_in", "bytes_out", "bytes_in", "upload_bytes", "download_bytes", "new_flows",
-             "syn_flows", "syn_answered", "syn_rejected", "rst_in", "auth_attempts", "dns_queries")
+             "syn_flows", "syn_answered", "syn_rejected", "rst_in", "auth_attempts", "dns_queries", "mirai_syns")
 
 
 def merge_windows(a: pa.Table, a_edges: dict[int, EdgeSets], b: pa.Table, b_edges: dict[int, EdgeSets],

@@ -46,6 +46,7 @@ FLOW_DTYPE = np.dtype([
     ("aport", np.uint16), ("bport", np.uint16), ("vlan", np.uint16), ("icmp_tc", np.uint16),
     ("proto", np.uint8), ("v6", np.uint8), ("client_a", np.uint8), ("state", np.uint8),
     ("answered", np.uint8), ("reason", np.uint8),
+    ("frame", np.int64),  # first packet: file index << 40 | 1-based frame number in that file
 ], align=True)
 
 # per-table counters in FlowTable.st
@@ -74,7 +75,7 @@ class PacketFlowInfo:
 
     flow_id: np.ndarray  # uint64, 0 = not part of a flow (non-IP)
     direction: np.ndarray  # uint8, 0 client→server, 1 server→client
-    new: np.ndarray  # uint8, 1 if this packet started its flow
+    new: np.ndarray  # uint8 bits: 1 this packet started its flow, 2 it carries the first payload of its direction
     answered_window: np.ndarray  # int64, window of a SYN this packet answers (SYN-ACK/RST), else -1
     answer_kind: np.ndarray  # uint8, 1 SYN-ACK, 2 RST
 
@@ -104,7 +105,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                     tcp_flags, frag, frag_id, payload, src_mac, dst_mac, vlan,
                     tbl, index, st, exp, n_exp, frag_keys, frag_ports, frag_pend,
                     idle_ns, active_ns, window_ns, next_sweep_ns,
-                    o_flow, o_dir, o_new, o_ans, o_kind):
+                    o_flow, o_dir, o_new, o_ans, o_kind, frame_base):
     """Account packets [start, n) to flows. Returns (next packet index, exported count, status)."""
     n = ts_ns.shape[0]
     cap = tbl.shape[0]
@@ -230,6 +231,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             f.answered = 0
             f.reason = 0
             f.syn_win = -1
+            f.frame = frame_base + i
             for q in range(2):
                 f.pk[q] = 0
                 f.by[q] = 0
@@ -242,6 +244,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         f.last = ts
         f.pk[d] += 1
         f.by[d] += wirelen[i]
+        first_payload = payload[i] > 0 and f.pl[d] == 0
         f.pl[d] += payload[i]
         if fs >= 0 and frag_pend[fs, 0] > 0:  # fragments that came before this first fragment
             f.pk[d] += frag_pend[fs, 0]
@@ -293,7 +296,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             f.state = stt
         o_flow[i] = f.flow_id
         o_dir[i] = d
-        o_new[i] = 1 if is_new else 0
+        o_new[i] = (1 if is_new else 0) | (2 if first_payload else 0)
     return n, n_exp, DONE
 
 
@@ -388,7 +391,8 @@ class FlowTable:
         return int(self.st[ST_USED])
 
     # feeding ------------------------------------------------------------------------------
-    def update(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray) -> Iterator[np.ndarray]:
+    def update(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray, frame_base: int = 1) -> Iterator[np.ndarray]:
+        """Account a batch; ``frame_base`` = file index << 40 | frame number of its first packet."""
         n = len(ts_ns)
         if self.info is None or len(self.info.flow_id) < n:
             self.info = PacketFlowInfo.allocate(max(n, 1 << 16))
@@ -402,7 +406,7 @@ class FlowTable:
                 pk.sport, pk.dport, pk.tcp_flags, pk.frag, pk.frag_id, pk.payload, pk.src_mac, pk.dst_mac,
                 pk.vlan, self.tbl, self.index, self.st, self.exp, self.n_exp, self.frag_keys, self.frag_ports, self.frag_pend,
                 self.idle_ns, self.active_ns, self.window_ns, self.next_sweep,
-                info.flow_id, info.direction, info.new, info.answered_window, info.answer_kind)
+                info.flow_id, info.direction, info.new, info.answered_window, info.answer_kind, frame_base)
             if status == SWEEP_DUE:
                 now = int(ts_ns[i])
                 yield from self._sweep(now, evict_before=-(1 << 62))

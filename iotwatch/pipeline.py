@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,11 @@ from .devices import DeviceSettings, DeviceTable, EdgeSets
 from .errors import InputError, OutputError
 from .flows import DEFAULT_MAX_FLOWS, FlowSettings, FlowTable, flows_to_table
 from .records import DeviceRecord, Stats
+from .sidecar import Sidecar
 from .sinks import MemorySink, Sink
+
+if TYPE_CHECKING:
+    from .detect import Alert, Detector
 
 
 @dataclass(slots=True)
@@ -107,7 +112,7 @@ def _load_kernels() -> None:
 
 class Pipeline:
     def __init__(self, settings: Settings | None = None, sinks: Iterable[Sink] = (), *, threaded: bool = True,
-                 _warm: bool = True) -> None:
+                 detector: Detector | None = None, _warm: bool = True) -> None:
         self.settings = s = settings or Settings()
         if s.window_s <= 0:
             raise ValueError("window length must be positive")
@@ -115,6 +120,10 @@ class Pipeline:
         self.flows = FlowTable(s.flow_settings(), window_s=s.window_s)
         self.devices = DeviceTable(s.device_settings(), LocalNets(list(s.local_nets)))
         self._pk = Packets.allocate(s.batch_size)
+        self.detector = detector
+        self.sidecar = Sidecar(window_s=s.window_s) if detector is not None else None
+        self.files: list[str] = []  # capture names, by file index (evidence cites them)
+        self.alerts: list[Alert] = []
         self.stats = Stats()
         self._writer = _Writer(self._emit) if threaded and self.sinks else None
         if _warm:
@@ -137,9 +146,13 @@ class Pipeline:
         st.undecodable["transport"] += int(counts[ERR_TRANSPORT])
         l3 = np.bincount(pk.l3, minlength=8)
         st.not_ip += int(l3[L3_ARP] + l3[L3_OTHER])
-        for rows in self.flows.update(pk, batch.ts_ns, batch.wirelen):
+        for rows in self.flows.update(pk, batch.ts_ns, batch.wirelen, (batch.file_index << 40) | batch.frame0):
             self._out("flows", rows)
         info = self.flows.packet_info(n)
+        if self.sidecar is not None and self.detector is not None:
+            frames = self.sidecar.pick(batch, pk, info)
+            if frames:
+                self.detector.on_rare(frames)
         for t in self.devices.update(pk, batch.ts_ns, batch.wirelen, info):
             self._out("windows", t)
 
@@ -149,9 +162,13 @@ class Pipeline:
         of the work then share the two cores."""
         if kind == "flows":
             self.stats.flows += len(payload)
+            if self.detector is not None:
+                self.detector.on_flow_records(payload)  # type: ignore[arg-type]
             pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)]
         else:
             self.stats.windows += payload.num_rows  # type: ignore[union-attr]
+            if self.detector is not None:
+                self.detector.on_windows(payload)  # type: ignore[arg-type]
             pieces = [payload]
         for piece in pieces:
             if self._writer is not None:
@@ -189,6 +206,13 @@ class Pipeline:
         st.devices_untracked = self.devices.untracked
         st.late_packets = self.devices.late_packets
         st.elapsed_s = time.perf_counter() - self._t0
+        if self.detector is not None:
+            self.alerts = self.detector.conclude(devices, self.files)
+            st.alerts = len(self.alerts)
+            for s in self.sinks:
+                on_alerts = getattr(s, "on_alerts", None)
+                if on_alerts is not None:
+                    on_alerts(self.alerts)
         for s in self.sinks:
             s.on_devices(devices)
         for s in self.sinks:
@@ -207,13 +231,14 @@ class Analysis:
     problems: list[InputError] = field(default_factory=list)
     edges: dict[int, EdgeSets] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
 
 
 ProgressFn = Callable[[int, int], None]
 
 
 def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: Iterable[Sink] = (),
-        progress: ProgressFn | None = None) -> tuple[Pipeline, CaptureSet]:
+        progress: ProgressFn | None = None, detector: Detector | None = None) -> tuple[Pipeline, CaptureSet]:
     """Read every capture in ``paths`` through a pipeline; return both for their results.
 
     Raises :class:`InputError` only when a path does not exist; damaged files are recorded in
@@ -222,7 +247,8 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
     """
     settings = settings or Settings()
     captures = CaptureSet(paths, batch_size=settings.batch_size)
-    pipe = Pipeline(settings, sinks)
+    pipe = Pipeline(settings, sinks, detector=detector)
+    pipe.files = [str(p) for p in captures.paths]
     try:
         for batch in captures.batches():
             pipe.feed(batch)
@@ -237,14 +263,27 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
 
 def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, local_nets: Sequence[str] = (),
             idle_timeout: float = 120.0, active_timeout: float = 1800.0, max_flows: int = DEFAULT_MAX_FLOWS,
-            keep_flows: bool = True) -> Analysis:
-    """Analyse captures in memory and return devices, flows, windows and statistics."""
+            keep_flows: bool = True, detect: bool | Detector = True) -> Analysis:
+    """Analyse captures in memory and return devices, flows, windows, alerts and statistics.
+
+    ``detect``: True runs the detector with its defaults (the rules and the default behaviour
+    model), a :class:`~iotwatch.detect.Detector` runs that one, False skips detection.
+    """
     if isinstance(paths, str | Path):
         paths = [paths]
     settings = Settings(window_s=window, local_nets=tuple(local_nets), idle_timeout=idle_timeout,
                         active_timeout=active_timeout, max_flows=max_flows)
+    detector: Detector | None = None
+    if detect is True:
+        from .detect import DetectSettings, Detector
+        from .detect.model import default_model
+
+        detector = Detector(DetectSettings(window_s=window, model=default_model()), LocalNets(list(local_nets)))
+    elif detect is not False:
+        detector = detect  # type: ignore[assignment]
     mem = MemorySink(keep_flows=keep_flows)
-    pipe, captures = run(paths, settings, [mem])
+    pipe, captures = run(paths, settings, [mem], detector=detector)
     devices, stats = pipe.finish()
     return Analysis(devices=devices, flows=mem.flows, windows=mem.windows, stats=stats,
-                    problems=list(captures.problems), edges=pipe.devices.edges, files=list(captures.paths))
+                    problems=list(captures.problems), edges=pipe.devices.edges, files=list(captures.paths),
+                    alerts=pipe.alerts)

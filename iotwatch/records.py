@@ -82,6 +82,8 @@ WINDOW_FIELDS: tuple[Field, ...] = (
     Field("dns_queries", _U64, "packets", "DNS queries the device sent (port 53, QR bit clear)"),
     Field("upload_share", _F64, "", "device's share of all LAN→WAN bytes in this window (0..1)"),
     Field("distinct_saturated", pa.bool_(), "", "true when the distinct-value table was full: dst_ips/dst_ports are lower bounds"),
+    Field("mirai_syns", _U64, "packets", "TCP SYNs the device sent whose sequence number equals the destination IPv4 "
+          "address (Mirai's scanner signature)"),
 )
 
 FLOW_SCHEMA = schema(FLOW_FIELDS)
@@ -101,6 +103,7 @@ class DeviceRecord:
     upload_bytes: int = 0
     first_seen: float = 0.0
     last_seen: float = 0.0
+    alerts: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -118,6 +121,7 @@ class DeviceRecord:
             upload_bytes=self.upload_bytes + other.upload_bytes,
             first_seen=min(self.first_seen, other.first_seen),
             last_seen=max(self.last_seen, other.last_seen),
+            alerts=[*self.alerts, *other.alerts],
         )
 
     def to_event(self) -> dict[str, object]:
@@ -144,6 +148,7 @@ class Stats:
     devices_untracked: int = 0
     windows: int = 0
     late_packets: int = 0
+    alerts: int = 0
     problems: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
@@ -170,6 +175,9 @@ DEVICE_FIELDS: tuple[Field, ...] = (
     Field("upload_bytes", _U64, "bytes", "frame bytes sent to external unicast addresses"),
     Field("first_seen", _F64, "epoch s", "first frame from or to the device"),
     Field("last_seen", _F64, "epoch s", "last frame from or to the device"),
+    Field("alerts", pa.list_(pa.struct([("category", _STR), ("signature", _STR), ("severity", _U8), ("score", _F64),
+                                        ("timestamp", _STR), ("first_ts", _F64), ("last_ts", _F64)])), "",
+          "the device's alerts (the full alert events, with evidence, are in the same stream), strongest first"),
 )
 
 

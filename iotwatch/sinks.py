@@ -41,7 +41,11 @@ class MemorySink:
         self._flows: list[pa.Table] = []
         self._windows: list[pa.Table] = []
         self.devices: dict[str, DeviceRecord] = {}
+        self.alerts: list = []  # type: ignore[type-arg]
         self.stats: Stats | None = None
+
+    def on_alerts(self, alerts: list) -> None:  # type: ignore[type-arg]
+        self.alerts = list(alerts)
 
     def on_flows(self, flows: pa.Table) -> None:
         if self.keep_flows:
@@ -157,7 +161,7 @@ def flow_event_lines(flows: pa.Table) -> memoryview:
 
 
 class EveSink:
-    """Writes ``events.jsonl``: flow events as flows end, then devices, then the stats object."""
+    """Writes ``events.jsonl``: flow events as flows end, then alerts, then devices, then the stats object."""
 
     def __init__(self, path: Path, flow_events: bool = False) -> None:
         self.path = path
@@ -176,6 +180,10 @@ class EveSink:
 
     def write_event(self, event: dict[str, object]) -> None:
         self._f.write(json.dumps(event, separators=(",", ":"), default=_json_number).encode() + b"\n")
+
+    def on_alerts(self, alerts: list) -> None:  # type: ignore[type-arg]
+        for a in alerts:
+            self.write_event(a.to_event())
 
     def on_devices(self, devices: dict[str, DeviceRecord]) -> None:
         for d in sorted(devices.values(), key=lambda d: (-d.upload_bytes, -d.bytes_out, d.key)):

@@ -1,0 +1,136 @@
+"""The detector: fed by the pipeline as the input streams, concluded at the end of input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..addrs import LocalNets, ip_str
+from ..errors import InputError
+from ..records import DeviceRecord
+from ..sidecar import RareFrame
+from . import rules
+from .alerts import Alert
+from .evidence import Evidence
+from .features import device_features, window_columns
+from .verdict import combine
+
+
+@dataclass(slots=True)
+class DetectSettings:
+    window_s: float = 60.0
+    thresholds: rules.Thresholds = field(default_factory=rules.Thresholds)
+    uplink_mbps: float | None = None
+    baselines: dict[str, float] = field(default_factory=dict)  # device → upload bytes per window
+    model: object | None = None  # a loaded behaviour Bundle (see .model)
+
+
+class Detector:
+    def __init__(self, settings: DetectSettings | None = None, local_nets: LocalNets | None = None) -> None:
+        self.settings = settings or DetectSettings()
+        self.evidence = Evidence(local_nets)
+        self._windows: list[pa.Table] = []
+
+    # streaming ------------------------------------------------------------------------------
+    def on_flow_records(self, rows: np.ndarray) -> None:
+        self.evidence.add_flows(rows)
+
+    def on_rare(self, frames: list[RareFrame]) -> None:
+        self.evidence.add_rare(frames)
+
+    def on_windows(self, table: pa.Table) -> None:
+        self._windows.append(table)
+
+    # conclusion -----------------------------------------------------------------------------
+    def features(self) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Per device: its window columns and feature matrix."""
+        s = self.settings
+        out = {}
+        for dev, cols in window_columns(self._windows).items():
+            X = device_features(cols, self.evidence.devices.get(dev), s.window_s, s.baselines.get(dev))
+            out[dev] = (cols, X)
+        return out
+
+    def conclude(self, devices: dict[str, DeviceRecord], files: list[str]) -> list[Alert]:
+        """Run the rules and the model over everything seen; return alerts, strongest first, and
+        attach each device's alerts to its record."""
+        s = self.settings
+        th = s.thresholds
+        uplink_bps = s.uplink_mbps * 1e6 if s.uplink_mbps else None
+        feats = self.features()
+        alerts: list[Alert] = []
+        for dev in sorted(set(self.evidence.devices) | set(feats)):
+            d = self.evidence.devices.get(dev)
+            cols, X = feats.get(dev, ({}, np.empty((0, 0))))
+            findings: list[rules.Finding] = []
+            if d is not None:
+                ev = _own(d.events(), devices.get(dev))
+                findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)})
+                findings += rules.bruteforce(ev, th, files)
+                findings += rules.flood(d, ev, th, files)
+                findings += rules.dns_tunnel(d, th, files)
+                findings += rules.c2(d, ev, th, files)
+            else:
+                ev = np.empty(0, dtype=rules.np.dtype([("ts", float)]))
+            if cols and d is not None:
+                wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
+                wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
+                findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, s.window_s)
+            rec = devices.get(dev)
+            alerts += combine(dev, rec, findings, cols, X, s.model, s.window_s, ev if d is not None else None, files)
+        alerts.sort(key=lambda a: (a.severity, -a.score, a.timestamp))
+        for a in alerts:
+            rec = devices.get(a.device)
+            if rec is not None:
+                rec.alerts.append(a.summary())
+        return alerts
+
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """Each device's normal upload (median per window over its windows without alerts), to
+        reuse with ``--baseline`` on a later capture."""
+        out = {}
+        for dev, cols in window_columns(self._windows).items():
+            up = cols["upload_bytes"]
+            out[dev] = {"upload_bytes_per_window": float(np.median(up)), "window_s": self.settings.window_s,
+                        "windows": int(len(up))}
+        return out
+
+
+def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
+    """The events a device sent from its own addresses: a router's MAC also carries the
+    internet's traffic into the site, which is not the router's doing."""
+    if rec is None or rec.mac is None or not len(ev):
+        return ev
+    own = set(rec.ips)
+    pairs, inv = np.unique(np.stack([ev["src_hi"], ev["src_lo"], ev["v6"].astype(np.uint64)], axis=1), axis=0,
+                           return_inverse=True)
+    ok = np.array([ip_str(bool(v6), int(hi), int(lo)) in own for hi, lo, v6 in pairs])
+    return ev[ok[inv.ravel()]]
+
+
+def load_baselines(path: str | Path, window_s: float) -> dict[str, float]:
+    """Per-device upload baselines from an earlier run: its ``baselines.json`` or its output folder."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "baselines.json"
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(p, "no such baseline file (give the baselines.json of an earlier `iotwatch analyze --out`)") from None
+    except (OSError, ValueError) as e:
+        raise InputError(p, f"not a baseline file ({e})") from None
+    devs = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(devs, dict):
+        raise InputError(p, "not a baseline file (no \"devices\" object)")
+    out = {}
+    for dev, v in devs.items():
+        try:
+            per = float(v["upload_bytes_per_window"]) * window_s / float(v.get("window_s", window_s))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(p, f"baseline of {dev} lacks upload_bytes_per_window") from None
+        out[dev] = per
+    return out

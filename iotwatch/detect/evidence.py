@@ -1,0 +1,322 @@
+"""Finished flows and rare frames → compact per-device evidence, as the input streams.
+
+Only flows that can become evidence are kept, in columns, per device and bounded
+(:data:`MAX_EVENTS` per device): probes (SYNs nobody completed, empty connections the client reset,
+NULL/FIN/Xmas packets, ICMP echo/timestamp requests), connections to authentication services,
+connections to external peers (beacons, uploads) and heavy one-way streams (flood candidates).
+ARP requests and DNS query names come from the sidecar's rare frames. Everything here is
+mergeable: two halves of an archive give two :class:`Evidence` objects that :meth:`merge` joins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._jit import kernel
+from ..addrs import LocalNets, addr_class, ip_str, mac_str
+from ..flows import S_EST, S_REJECTED, S_RST, S_SYN, S_SYNACK
+from ..sidecar import RareFrame
+
+# event kinds (bits)
+K_PROBE = 1  # TCP SYN without a completed, data-carrying connection (unanswered, rejected, reset empty)
+K_WEIRD = 2  # TCP without SYN nor ACK from the client: NULL, FIN, Xmas probes
+K_ECHO = 4  # ICMP echo / timestamp / address-mask request, ICMPv6 echo request
+K_AUTH = 8  # TCP connection to an authentication service (telnet, SSH, FTP, RDP, VNC...)
+K_EXT = 16  # to an external (internet) address
+K_EMPTY_RST = 32  # handshake completed, no payload either way, closed by the client with RST
+K_HEAVY = 64  # many packets one way (flood candidate)
+K_HALF_OPEN = 128  # SYN answered by SYN-ACK, then the client's RST without ACK (a raw-socket scanner)
+K_UDP_NOREPLY = 256  # UDP to a unicast address that never answered
+
+AUTH_PORTS = np.array([21, 22, 23, 2323, 3389, 5900, 110, 143, 1433, 3306, 8291], np.int64)
+#: a flow is a flood candidate above this many client packets
+HEAVY_PKTS = 200
+MAX_EVENTS = 50_000  # per device
+
+EVENT_DTYPE = np.dtype([
+    ("ts", np.float64), ("end", np.float64), ("dst_hi", np.uint64), ("dst_lo", np.uint64),
+    ("src_hi", np.uint64), ("src_lo", np.uint64), ("flow_id", np.uint64), ("frame", np.int64),
+    ("bytes_out", np.uint64), ("payload_out", np.uint64), ("payload_in", np.uint64),
+    ("pkts_out", np.uint32), ("pkts_in", np.uint32),
+    ("sport", np.uint16), ("dport", np.uint16), ("kind", np.uint16), ("proto", np.uint8), ("v6", np.uint8),
+    ("app", np.uint8),
+])
+
+APPS = ("", "ssh", "telnet", "ftp", "http", "tls", "rtsp", "mirai_c2")
+A_SSH, A_TELNET, A_FTP, A_HTTP, A_TLS, A_RTSP, A_MIRAI_C2 = range(1, 8)
+
+
+@kernel
+def _classes(hi, lo, net_hi, net_lo, mask_hi, mask_lo, out):  # type: ignore[no-untyped-def]
+    for i in range(hi.shape[0]):
+        out[i] = addr_class(hi[i], lo[i], net_hi, net_lo, mask_hi, mask_lo)
+
+
+def addr_classes(hi: np.ndarray, lo: np.ndarray, nets: LocalNets) -> np.ndarray:
+    """0 external unicast, 1 local, 2 multicast/broadcast, for many addresses at once."""
+    out = np.empty(len(hi), np.uint8)
+    _classes(np.ascontiguousarray(hi), np.ascontiguousarray(lo), *nets.arrays(), out)
+    return out
+
+
+def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
+    """The application a first payload reveals (banners and request lines), 0 when unsure."""
+    if l3 == 4:
+        if len(data) < 20:
+            return 0
+        ihl = (data[0] & 15) * 4
+        proto = data[9]
+    elif l3 == 6:
+        ihl, proto = 40, data[6]
+    else:
+        return 0
+    if proto != 6 or len(data) < ihl + 20:
+        return 0
+    doff = (data[ihl + 12] >> 4) * 4
+    p = data[ihl + doff: ihl + doff + 64]
+    if not p:
+        return 0
+    if p.startswith(b"SSH-"):
+        return A_SSH
+    if p[0] == 0xFF and len(p) >= 2 and p[1] in (0xFB, 0xFC, 0xFD, 0xFE):
+        return A_TELNET
+    if direction == 1 and (p.startswith(b"220 ") or p.startswith(b"220-")) and b"FTP" in p.upper():
+        return A_FTP
+    if p.startswith((b"GET ", b"POST ", b"HEAD ", b"PUT ", b"HTTP/1.")):
+        return A_HTTP
+    if p.startswith((b"OPTIONS rtsp", b"DESCRIBE rtsp", b"RTSP/1.0")):
+        return A_RTSP
+    if p[0] == 0x16 and len(p) >= 3 and p[1] == 3:
+        return A_TLS
+    # Mirai's bot greets its C2 first with a tiny binary hello (00 00 00 01 + id length + id)
+    if direction == 0 and dport in (23, 2323) and len(p) <= 40 and p[:3] == b"\x00\x00\x00":
+        return A_MIRAI_C2
+    return 0
+
+
+@dataclass(slots=True)
+class DnsQuery:
+    ts: float
+    qname: str
+    qtype: int
+    resolver: str
+    frame: int  # file index << 40 | frame number
+
+
+def parse_dns_query(data: bytes, l3: int) -> tuple[str, int] | None:
+    """(query name, type) of a DNS query over UDP, or None."""
+    if l3 == 4:
+        if len(data) < 28:
+            return None
+        p = (data[0] & 15) * 4 + 8
+    elif l3 == 6:
+        p = 48
+    else:
+        return None
+    p += 12
+    labels = []
+    n = len(data)
+    while p < n:
+        ln = data[p]
+        if ln == 0:
+            p += 1
+            break
+        if ln & 0xC0 or p + 1 + ln > n:
+            return None
+        labels.append(data[p + 1: p + 1 + ln].decode("ascii", "replace").lower())
+        p += 1 + ln
+    else:
+        return None
+    if p + 2 > n:
+        return None
+    return ".".join(labels), int.from_bytes(data[p:p + 2], "big")
+
+
+@dataclass(slots=True)
+class DeviceEvidence:
+    chunks: list[np.ndarray] = field(default_factory=list)
+    n: int = 0
+    dropped: int = 0
+    arp: list[tuple[float, int, int]] = field(default_factory=list)  # ts, target IPv4, frame
+    dns: list[DnsQuery] = field(default_factory=list)
+    c2_hellos: list[tuple[float, int, int]] = field(default_factory=list)  # ts, flow id, frame
+
+    def events(self) -> np.ndarray:
+        if not self.chunks:
+            return np.empty(0, EVENT_DTYPE)
+        ev = np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
+        ev = ev[np.argsort(ev["ts"], kind="stable")]
+        self.chunks = [ev]
+        return ev
+
+
+class Evidence:
+    """Per-device evidence gathered from flow records and rare frames."""
+
+    MAX_ARP = 20_000
+    MAX_DNS = 20_000
+
+    def __init__(self, local_nets: LocalNets | None = None) -> None:
+        self.nets = local_nets or LocalNets()
+        self.devices: dict[str, DeviceEvidence] = {}
+        self.apps: dict[int, int] = {}  # flow id → APPS code, from first payloads
+        self._names: dict[int, str] = {}
+
+    def _dev(self, key: str) -> DeviceEvidence:
+        d = self.devices.get(key)
+        if d is None:
+            d = self.devices[key] = DeviceEvidence()
+        return d
+
+    # rare frames ----------------------------------------------------------------------------
+    def add_rare(self, frames: list[RareFrame]) -> None:
+        for f in frames:
+            if f.src is None:
+                continue
+            if f.kind == "arp":
+                if len(f.data) >= 28 and f.data[2:4] == b"\x08\x00":
+                    spa = int.from_bytes(f.data[14:18], "big")
+                    tpa = int.from_bytes(f.data[24:28], "big")
+                    d = self._dev(f.src)
+                    if tpa != spa and spa != 0 and len(d.arp) < self.MAX_ARP:
+                        d.arp.append((f.ts, tpa, (f.file_index << 40) | f.frame))
+            elif f.kind == "dns":
+                q = parse_dns_query(f.data, f.l3)
+                d = self._dev(f.src)
+                if q is not None and len(d.dns) < self.MAX_DNS:
+                    resolver = _dst_ip_text(f.data, f.l3)
+                    d.dns.append(DnsQuery(f.ts, q[0], q[1], resolver, (f.file_index << 40) | f.frame))
+            elif f.kind == "first_payload" and f.flow_id:
+                dport = _dport(f.data, f.l3)
+                app = _app_of(f.data, f.l3, f.direction, dport)
+                if app:
+                    self.apps.setdefault(f.flow_id, app)
+                    if app == A_MIRAI_C2:
+                        self._dev(f.src).c2_hellos.append((f.ts, f.flow_id, (f.file_index << 40) | f.frame))
+        if len(self.apps) > 1_000_000:  # flows are long gone: keep the map bounded
+            self.apps = dict(list(self.apps.items())[-500_000:])
+
+    # flows ----------------------------------------------------------------------------------
+    def add_flows(self, rows: np.ndarray) -> None:
+        """Reduce exported flow records (flows.FLOW_DTYPE) to evidence events."""
+        if not len(rows):
+            return
+        ca = rows["client_a"].astype(bool)
+        c_hi = np.where(ca, rows["ahi"], rows["bhi"])
+        c_lo = np.where(ca, rows["alo"], rows["blo"])
+        s_hi = np.where(ca, rows["bhi"], rows["ahi"])
+        s_lo = np.where(ca, rows["blo"], rows["alo"])
+        proto = rows["proto"]
+        c_port = np.where(ca, rows["aport"], rows["bport"])
+        s_port = np.where(ca, rows["bport"], rows["aport"])
+        icmp = (proto == 1) | (proto == 58)
+        itype = rows["icmp_tc"] >> 8
+        pk = rows["pk"]
+        pl = rows["pl"]
+        fl = rows["fl"]
+        st = rows["state"].astype(np.int64)
+        tcp = proto == 6
+        syn_c, ack_c, rst_c = fl[:, 0], fl[:, 1], fl[:, 3]
+        empty = (pl[:, 0] == 0) & (pl[:, 1] == 0)
+        syn_open = tcp & (syn_c > 0)
+        established = (st & S_EST) != 0
+        probe = syn_open & empty & (((st & S_SYNACK) == 0) | ((st & S_REJECTED) != 0) | (((st & S_RST) != 0) & ~established))
+        empty_rst = syn_open & empty & established & (rst_c > 0)
+        half_open = syn_open & empty & ((st & S_SYNACK) != 0) & ~established & (rst_c > 0) & ((st & S_REJECTED) == 0)
+        weird = tcp & (syn_c == 0) & (ack_c == 0) & (rst_c == 0) & (pk[:, 0] > 0) & ((st & S_SYN) == 0)
+        echo = icmp & (((proto == 1) & ((itype == 8) | (itype == 13) | (itype == 17))) | ((proto == 58) & (itype == 128)))
+        auth = tcp & np.isin(s_port, AUTH_PORTS) & (syn_c > 0)
+        if self.apps:
+            fid = rows["flow_id"]
+            app = np.fromiter((self.apps.pop(int(x), 0) for x in fid), np.uint8, len(fid))
+            auth |= tcp & np.isin(app, (A_SSH, A_TELNET, A_FTP))
+        else:
+            app = np.zeros(len(rows), np.uint8)
+        scls = addr_classes(s_hi, s_lo, self.nets)
+        ext = scls == 0
+        heavy = pk[:, 0] >= HEAVY_PKTS
+        udp_noreply = (proto == 17) & (pk[:, 1] == 0) & (scls != 2)
+        kind = (probe * K_PROBE) | (weird * K_WEIRD) | (echo * K_ECHO) | (auth * K_AUTH) | (ext * K_EXT) \
+            | (empty_rst * K_EMPTY_RST) | (heavy * K_HEAVY) | (half_open * K_HALF_OPEN) | (udp_noreply * K_UDP_NOREPLY)
+        # client device: its MAC (unicast), else its address (captures without Ethernet)
+        mac = rows["mac_c"]
+        keep = (kind & ~K_EXT) != 0
+        keep |= ext & (tcp | (proto == 17)) & (scls != 2)
+        keep &= (mac >> np.uint64(40)) & np.uint64(1) == 0  # not from a multicast source
+        idx = np.flatnonzero(keep)
+        if not len(idx):
+            return
+        ev = np.empty(len(idx), EVENT_DTYPE)
+        ev["ts"] = rows["first"][idx] / 1e9
+        ev["end"] = rows["last"][idx] / 1e9
+        ev["dst_hi"], ev["dst_lo"] = s_hi[idx], s_lo[idx]
+        ev["src_hi"], ev["src_lo"] = c_hi[idx], c_lo[idx]
+        ev["flow_id"] = rows["flow_id"][idx]
+        ev["frame"] = rows["frame"][idx]
+        ev["bytes_out"] = rows["by"][idx, 0]
+        ev["payload_out"], ev["payload_in"] = pl[idx, 0], pl[idx, 1]
+        ev["pkts_out"], ev["pkts_in"] = pk[idx, 0], pk[idx, 1]
+        ev["sport"] = np.where(icmp[idx], itype[idx], c_port[idx])
+        ev["dport"] = np.where(icmp[idx], rows["icmp_tc"][idx] & 0xFF, s_port[idx])
+        ev["proto"] = proto[idx]
+        ev["kind"] = kind[idx]
+        ev["v6"] = rows["v6"][idx]
+        ev["app"] = app[idx]
+        keys = mac[idx]
+        no_mac = keys >= np.uint64(1 << 48)
+        order = np.argsort(keys, kind="stable")
+        keys_sorted = keys[order]
+        bounds = np.flatnonzero(np.diff(keys_sorted)) + 1
+        for part in np.split(order, bounds):
+            k = int(keys[part[0]])
+            if no_mac[part[0]]:
+                # one device per client address
+                sub = ev[part]
+                addrs = sub["src_lo"] ^ (sub["src_hi"] * np.uint64(0x9E3779B97F4A7C15))
+                for a in np.unique(addrs):
+                    s2 = sub[addrs == a]
+                    self._add(ip_str(bool(s2["v6"][0]), int(s2["src_hi"][0]), int(s2["src_lo"][0])), s2)
+            else:
+                name = self._names.get(k)
+                if name is None:
+                    name = self._names[k] = mac_str(k)
+                self._add(name, ev[part])
+
+    def _add(self, key: str, ev: np.ndarray) -> None:
+        d = self._dev(key)
+        room = MAX_EVENTS - d.n
+        if room <= 0:
+            d.dropped += len(ev)
+            return
+        if len(ev) > room:
+            d.dropped += len(ev) - room
+            ev = ev[:room]
+        d.chunks.append(ev.copy())
+        d.n += len(ev)
+
+    def merge(self, other: Evidence) -> Evidence:
+        for key, o in other.devices.items():
+            d = self._dev(key)
+            d.chunks += o.chunks
+            d.n += o.n
+            d.dropped += o.dropped
+            d.arp += o.arp
+            d.dns += o.dns
+            d.c2_hellos += o.c2_hellos
+        return self
+
+
+def _dport(data: bytes, l3: int) -> int:
+    p = (data[0] & 15) * 4 if l3 == 4 and data else 40
+    return int.from_bytes(data[p + 2:p + 4], "big") if len(data) >= p + 4 else 0
+
+
+def _dst_ip_text(data: bytes, l3: int) -> str:
+    if l3 == 4 and len(data) >= 20:
+        return ".".join(str(b) for b in data[16:20])
+    if l3 == 6 and len(data) >= 40:
+        v = int.from_bytes(data[24:40], "big")
+        return ip_str(True, v >> 64, v & ((1 << 64) - 1))
+    return ""

@@ -1,0 +1,24 @@
+"""The behaviour model: a scikit-learn classifier over device-window features, in a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..bundle import Bundle, load_bundle
+from .features import FEATURES
+
+KIND = "behaviour"
+CLASSES = ("normal", "scan", "bruteforce", "flood", "exfil", "c2")
+#: the bundle `analyze` uses unless told otherwise (rebuilt by `make model`)
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "models" / "behaviour"
+
+
+def load(path: str | Path) -> Bundle:
+    return load_bundle(path, kind=KIND, features=FEATURES)
+
+
+def default_model() -> Bundle | None:
+    """The default bundle when it is there (a source checkout or `make model`), else None."""
+    if not (DEFAULT_PATH / "manifest.json").is_file():
+        return None
+    return load(DEFAULT_PATH)

@@ -1,0 +1,114 @@
+"""Rules and model → one verdict per device and behaviour episode.
+
+* Rule findings of the same behaviour that overlap in time are one episode (the earliest firing
+  rule gives the alert time; the others join its evidence).
+* The behaviour model scores every window of the device; an episode's score is the larger of the
+  rule's and the model's probability for that behaviour over the episode's windows, and the model
+  is named among the sources when it agrees (probability at or above its threshold).
+* The model alone raises an alert only with a probability at or above its (high) threshold in
+  ``model_only_windows`` consecutive windows; such alerts have severity 3 and say so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..records import DeviceRecord
+from .alerts import Alert
+from .features import FEATURE_NAMES
+from .rules import CATEGORIES, Finding
+
+MERGE_GAP_S = 120.0
+MODEL_ONLY_WINDOWS = 2
+
+
+def _merge(findings: list[Finding]) -> list[list[Finding]]:
+    episodes: list[list[Finding]] = []
+    for cat in CATEGORIES:
+        fs = sorted((f for f in findings if f.category == cat), key=lambda f: f.first_ts)
+        cur: list[Finding] = []
+        end = -np.inf
+        for f in fs:
+            if cur and f.first_ts <= end + MERGE_GAP_S:
+                cur.append(f)
+                end = max(end, f.last_ts)
+            else:
+                if cur:
+                    episodes.append(cur)
+                cur, end = [f], f.last_ts
+        if cur:
+            episodes.append(cur)
+    return episodes
+
+
+def model_probabilities(model: Any, X: np.ndarray) -> dict[str, np.ndarray]:
+    if model is None or not len(X):
+        return {}
+    p = model.estimator.predict_proba(X)
+    return {str(c): p[:, k] for k, c in enumerate(model.classes)}
+
+
+def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: dict[str, np.ndarray], X: np.ndarray,
+            model: Any, window_s: float, ev: np.ndarray | None, files: list[str]) -> list[Alert]:
+    mac = rec.mac if rec is not None else None
+    ip = rec.ips[0] if rec is not None and rec.ips else (dev if rec is None or rec.mac is None else None)
+    if ip is None and ev is not None and len(ev):
+        from ..addrs import ip_str
+        ip = ip_str(bool(ev["v6"][0]), int(ev["src_hi"][0]), int(ev["src_lo"][0]))
+    probs = model_probabilities(model, X)
+    thresholds = model.thresholds if model is not None else {}
+    starts = cols.get("window_start", np.empty(0))
+    out: list[Alert] = []
+    covered: dict[str, list[tuple[float, float]]] = {}
+    for ep in _merge(findings):
+        first = min(ep, key=lambda f: f.fire_ts)
+        cat = first.category
+        lo, hi = min(f.first_ts for f in ep), max(f.last_ts for f in ep)
+        score = max(f.score for f in ep)
+        sources = [f"rule:{f.rule}" for f in sorted(ep, key=lambda f: f.fire_ts)]
+        sources = list(dict.fromkeys(sources))
+        evidence = dict(first.evidence)
+        if len(ep) > 1:
+            evidence["also"] = [f.signature for f in ep if f is not first and f.signature != first.signature][:5]
+        if cat in probs and len(starts):
+            m = (starts + window_s > lo) & (starts <= hi)
+            if m.any():
+                pm = float(probs[cat][m].max())
+                evidence["model_probability"] = round(pm, 4)
+                if pm >= thresholds.get(cat, 0.5):
+                    sources.append("model")
+                score = max(score, pm)
+        covered.setdefault(cat, []).append((lo - window_s, hi + window_s))
+        out.append(Alert(dev, mac, ip, cat, first.signature, min(f.severity for f in ep), score, first.fire_ts,
+                         lo, hi, evidence, sources))
+    # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour
+    for cat, p in probs.items():
+        if cat not in CATEGORIES:
+            continue
+        thr = thresholds.get(cat, 0.9)
+        hot = np.flatnonzero(p >= thr)
+        if len(hot) < MODEL_ONLY_WINDOWS:
+            continue
+        runs = np.split(hot, np.flatnonzero(np.diff(starts[hot]) > window_s * 1.5) + 1)
+        for r in runs:
+            if len(r) < MODEL_ONLY_WINDOWS:
+                continue
+            lo, hi = float(starts[r[0]]), float(starts[r[-1]] + window_s)
+            if any(a <= hi and lo <= b for a, b in covered.get(cat, [])):
+                continue
+            top = _top_features(X[r])
+            fire = float(starts[r[MODEL_ONLY_WINDOWS - 1]] + window_s)
+            out.append(Alert(dev, mac, ip, cat, f"behaviour model: windows resemble {cat} ({', '.join(top)})", 3,
+                             float(p[r].max()), fire, lo, hi,
+                             {"windows": len(r), "model_probability": round(float(p[r].max()), 4),
+                              "features": {n: float(X[r][:, FEATURE_NAMES.index(n)].max()) for n in top}},
+                             ["model"]))
+    return out
+
+
+def _top_features(X: np.ndarray, n: int = 3) -> list[str]:
+    """The features of these windows furthest from zero on a log scale (a readable hint, not SHAP)."""
+    v = np.log1p(np.abs(X).max(axis=0))
+    return [FEATURE_NAMES[i] for i in np.argsort(-v)[:n]]
