@@ -40,7 +40,7 @@ class Thresholds:
     nmap_window_s: float = 60.0
     arp_targets: int = 32  # distinct addresses ARP-requested within scan_window_s
     mirai_syns: int = 3  # SYNs with seq = destination address
-    brute_conns: int = 5  # connections to one authentication service within brute_window_s
+    brute_conns: int = 3  # connections to one authentication service (or to telnet on 2+ internet hosts) within brute_window_s
     brute_window_s: float = 60.0
     flood_flows: int = 100  # flows to one target within flood_window_s ...
     flood_pkts: int = 3000  # ... carrying at least this many packets (HTTP floods: any number)
@@ -273,6 +273,21 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding
                         "bytes_out": int(eb["bytes_out"].sum())})
             out.append(Finding("bruteforce", sig, 1 if len(eb) >= 20 else 2, min(0.99, 0.75 + len(eb) / 100),
                                float(eb["ts"][0]), float(eb["ts"][fi]), float(eb["end"].max()), evd, "auth_sessions"))
+    # telnet logins to several internet hosts at once: Mirai's loader-less spreading
+    tel = auth[((auth["kind"] & K_EXT) != 0) & (np.isin(auth["dport"], (23, 2323)) | (auth["app"] == 2))]
+    for b in _bursts(tel["ts"], th.episode_gap_s):
+        eb = tel[b]
+        hosts = _target_keys(eb, with_port=False)
+        fi = fire_index(eb["ts"], np.arange(len(eb)), th.brute_conns, th.brute_window_s)
+        if fi < 0 or len(np.unique(hosts[: fi + 1])) < 2:
+            continue
+        n = len(np.unique(hosts))
+        evd = _base(eb, files, fi)
+        evd.update({"hosts": n, "sessions": len(eb), "sample_targets": _samples(eb),
+                    "median_session_s": round(float(np.median(eb["end"] - eb["ts"])), 3)})
+        out.append(Finding("bruteforce", f"telnet brute force against {n} internet hosts: {len(eb)} short sessions",
+                           1, min(0.99, 0.8 + len(eb) / 100), float(eb["ts"][0]), float(eb["ts"][fi]),
+                           float(eb["end"].max()), evd, "telnet_sessions_internet"))
     return out
 
 
@@ -289,7 +304,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                 fi = fire_index(eb["ts"], np.arange(len(eb)), th.flood_flows, th.flood_window_s)
                 if fi < 0:
                     continue
-                http = (eb["app"] == 4).mean() > 0.5
+                http = ((eb["app"] == 4) | np.isin(eb["dport"], (80, 8080, 8000, 443))).mean() > 0.5 and (eb["proto"] == 6).all()
                 if not http:
                     # the packets: fire when the last flood_window_s hold flood_pkts of them
                     fi = fire_weighted(eb["ts"], eb["pkts_out"].astype(np.float64), th.flood_pkts, th.flood_window_s, start=fi)
@@ -323,8 +338,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                 sub = [qs[i] for i in b]
                 doms = Counter(_base_domain(x.qname) for x in sub)
                 dom, _ = doms.most_common(1)[0]
-                prefix = [len(x.qname) - len(dom) - 1 for x in sub if x.qname.endswith(dom)]
-                if np.mean(prefix) >= th.tunnel_label_len:
+                if np.mean([encoded_name(x.qname, th) for x in sub]) >= 0.5:
                     continue  # long encoded names: a tunnel, reported as exfiltration
                 out.append(Finding(
                     "flood", f"DNS water torture: {len(set(x.qname for x in sub))} random names under {dom} sent to {res}",
@@ -425,7 +439,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
     for i in range(len(up)):
         if baseline is not None:
             base = baseline
-        elif len(quiet) >= 2:
+        elif quiet:
             base = float(np.median(quiet))
         else:
             base = None
