@@ -130,7 +130,9 @@ VENDOR_TYPES: dict[str, tuple[str, float]] = {
     **dict.fromkeys(("Intel", "Dell", "Lenovo", "ASUS", "MSI", "Gigabyte", "Supermicro", "VMware", "VirtualBox (PCS)",
                      "Microsoft"), ("computer", 0.6)),
     **dict.fromkeys(("HP", "Canon", "Brother", "Epson", "Lexmark", "Xerox", "Kyocera", "Ricoh"), ("printer", 0.5)),
-    "Philips": ("hub", 0.5), "eQ-3": ("hub", 0.5), "OSRAM": ("hub", 0.6), "SmartThings": ("hub", 0.7),
+    # eQ-3's networked products are its radio gateways (CCU, MAX! Cube, HmIP access point); the
+    # Philips Lighting OUI is the Hue bridge's (the lamps speak ZigBee, not IP).
+    "Philips Lighting": ("hub", 0.8), "Philips": ("hub", 0.5), "eQ-3": ("hub", 0.8), "OSRAM": ("hub", 0.6), "SmartThings": ("hub", 0.7),
     "Nest": ("sensor", 0.5), "Fitbit": ("sensor", 0.6), "Withings": ("sensor", 0.6),
     "Sonos": ("speaker", 0.8), "Amazon": ("speaker", 0.4), "LG": ("phone", 0.3), "Apple": ("phone", 0.3),
 }

@@ -6,7 +6,9 @@ Two stages:
    human-readable line — a product name in a DHCP host name or SSDP header, an mDNS printer
    service, RTSP served, RTSP pulled from several cameras, a DHCP server, external addresses
    behind one MAC, a camera maker's OUI, a vendor cloud domain queried.
-2. **Decision** (:func:`identify`): a hint of confidence ≥ :data:`RULE_DECIDES` decides by rule.
+2. **Decision** (:func:`identify`): a hint of confidence ≥ :data:`RULE_DECIDES` decides by rule,
+   and so do weak hints of different sources that agree (their confidences combine by noisy-OR:
+   an Amazon OUI, 0.4, and Echo telemetry domains, 0.6 and 0.6, make a speaker at 0.94).
    Otherwise the type model (a scikit-learn classifier over :data:`FEATURES`, which include the
    hints' per-type confidences) decides; without a model the best weak hint does, else
    ``unknown``.
@@ -287,6 +289,32 @@ def _vendor_line(v: Vendor) -> str | None:
     return None
 
 
+def _source(h: Hint) -> str:
+    """Which kind of fact a hint is, so that one fact said twice does not count twice."""
+    e = h.evidence
+    if e.startswith("talks to"):
+        return "cloud:" + e.split(" (", 1)[0]
+    if " makes mostly " in e:
+        return "oui"
+    return e.split(":", 1)[0]
+
+
+def combined(hs: list[Hint]) -> dict[str, float]:
+    """Per type: the noisy-OR of its hints, the strongest hint per source only."""
+    per: dict[str, dict[str, float]] = {}
+    for h in hs:
+        d = per.setdefault(h.device_type, {})
+        src = _source(h)
+        d[src] = max(d.get(src, 0.0), h.confidence)
+    out: dict[str, float] = {}
+    for t, d in per.items():
+        miss = 1.0
+        for c in d.values():
+            miss *= 1.0 - c
+        out[t] = 1.0 - miss
+    return out
+
+
 def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTraffic | None,
            model: TypeModel | None = None, x: np.ndarray | None = None) -> Identity:
     """Identity of one device (see the module docstring)."""
@@ -297,14 +325,10 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     chosen: str
     conf: float
     decided_by: str | None = None
-    strong = [h for h in hs if h.confidence >= RULE_DECIDES]
-    if strong:
-        score: dict[str, float] = {}
-        for h in strong:
-            score[h.device_type] = max(score.get(h.device_type, 0.0), h.confidence)
-        chosen = max(score, key=lambda t: (score[t], sum(h.confidence for h in strong if h.device_type == t)))
-        agree = sum(1 for h in strong if h.device_type == chosen)
-        conf = min(0.99, score[chosen] + 0.02 * (agree - 1))
+    score = combined(hs)
+    best = max(score, key=lambda t: score[t], default=None)
+    if best is not None and score[best] >= RULE_DECIDES:
+        chosen, conf = best, min(0.99, score[best])
     elif model is not None:
         if x is None:
             x = features(record, sig, traffic, vendor, hs)

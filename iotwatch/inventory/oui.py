@@ -33,7 +33,7 @@ _SHORT = (
     (r"amcrest", "Amcrest"), (r"reolink", "Reolink"), (r"imilab", "Imilab (Xiaomi)"), (r"tiandy", "Tiandy"),
     (r"zowee", "Zowee (Yi)"), (r"wyze", "Wyze"), (r"arlo", "Arlo"), (r"ring llc", "Ring"),
     (r"d-link", "D-Link"), (r"edimax", "Edimax"), (r"tp-link", "TP-Link"), (r"belkin", "Belkin"),
-    (r"philips|signify", "Philips"), (r"osram", "OSRAM"), (r"eq-3", "eQ-3"), (r"espressif", "Espressif"),
+    (r"philips lighting|signify", "Philips Lighting"), (r"philips", "Philips"), (r"osram", "OSRAM"), (r"eq-3", "eQ-3"), (r"espressif", "Espressif"),
     (r"fitbit", "Fitbit"), (r"withings|nokia", "Withings"), (r"nest labs", "Nest"), (r"google", "Google"),
     (r"amazon", "Amazon"), (r"sonos", "Sonos"), (r"samsung", "Samsung"), (r"apple", "Apple"),
     (r"lg electronics|lg innotek|lg mobile", "LG"), (r"huawei", "Huawei"), (r"xiaomi", "Xiaomi"),

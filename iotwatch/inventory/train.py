@@ -182,21 +182,24 @@ def samples(label_files: Sequence[str | Path], *, include_unknown: bool = False)
 def _estimator(n_jobs: int) -> Any:
     from sklearn.ensemble import RandomForestClassifier
 
-    return RandomForestClassifier(n_estimators=300, min_samples_leaf=1, class_weight="balanced",
-                                  random_state=RANDOM_STATE, n_jobs=n_jobs)
+    return RandomForestClassifier(n_estimators=300, min_samples_leaf=1, random_state=RANDOM_STATE, n_jobs=n_jobs)
 
 
-def _weights(groups: Sequence[str]) -> np.ndarray:
-    """Each physical device weighs the same in total, however many captures it has."""
-    n = Counter(groups)
-    return np.array([1.0 / n[g] for g in groups])
+def _weights(groups: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Every type weighs the same, and within a type every physical device the same, however
+    many captures it has (IoT Sentinel has 16 captures per unit, most other sets one)."""
+    rows = Counter(groups)
+    devices_of: dict[str, set[str]] = defaultdict(set)
+    for g, t in zip(groups, labels, strict=True):
+        devices_of[t].add(g)
+    return np.array([1.0 / (rows[g] * len(devices_of[t])) for g, t in zip(groups, labels, strict=True)])
 
 
 def _fit(ss: Sequence[Sample], n_jobs: int) -> TypeModel:
     est = _estimator(n_jobs)
     x = np.vstack([s.x for s in ss])
     y = np.array([s.label for s in ss])
-    est.fit(x, y, sample_weight=_weights([s.group for s in ss]))
+    est.fit(x, y, sample_weight=_weights([s.group for s in ss], [s.label for s in ss]))
     return TypeModel(est, MODEL_NAME)
 
 
