@@ -5,5 +5,15 @@
     DeviceRecord (totals), MAC → OUI vendor ───────────────┘
 
 Strong signals decide by rule (a camera model name, RTSP served by a camera vendor, a printer
-service); a scikit-learn model over per-device features decides the rest.
+service); a scikit-learn model over per-device features decides the rest. See docs/inventory.md.
 """
+
+from .classify import FEATURES, MODEL_KIND, TYPES, Identity, TypeModel, decide, identify
+from .evidence import DeviceSignals, Fingerprints
+from .oui import REGISTRY, Vendor, lookup
+from .parse import Signal, signals
+from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows
+
+__all__ = ["FEATURES", "MODEL_KIND", "REGISTRY", "TYPES", "DeviceSignals", "DeviceTraffic", "Fingerprints", "Identity",
+           "Signal", "TypeModel", "Vendor", "decide", "identify", "lookup", "merge_traffic", "signals",
+           "traffic_from_flows"]

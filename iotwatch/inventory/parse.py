@@ -315,7 +315,7 @@ def http_like(payload: bytes) -> list[Signal]:
     out: list[Signal] = []
     m = _REQ.match(first)
     if m:
-        method, target, proto = m.groups()
+        _method, target, proto = m.groups()
         if proto == "RTSP":
             path = re.sub(r"^rtsp://[^/]*", "", target)
             out.append(Signal("dst", "rtsp_request", _text(path or "/")))

@@ -22,7 +22,6 @@ import dpkt
 from .parse import addresses, transport
 
 
-
 @dataclass(frozen=True, slots=True)
 class Frame:
     """Same fields as ``iotwatch.sidecar.RareFrame``."""

@@ -143,7 +143,7 @@ def traffic_from_flows(flows: pa.Table, local: Callable[[str], bool] | None = No
     proto = _np(flows, "proto").astype(np.int64)
     sport = _np(flows, "src_port").astype(np.int64)
     dport = _np(flows, "dest_port").astype(np.int64)
-    pk_s, pk_c = _np(flows, "pkts_toserver"), _np(flows, "pkts_toclient")
+    pk_c = _np(flows, "pkts_toclient")
     by_s = _np(flows, "bytes_toserver").astype(np.int64)
     by_c = _np(flows, "bytes_toclient").astype(np.int64)
     start, end = _np(flows, "start"), _np(flows, "end")
@@ -181,7 +181,7 @@ def traffic_from_flows(flows: pa.Table, local: Callable[[str], bool] | None = No
         else:
             answered = pk_c[i] > 0
         c_loc, s_loc = loc(c_ip), loc(s_ip)
-        multicast = s_ip is not None and _multicast_ip(s_ip) or (s_mac is not None and _mac_group(s_mac))
+        multicast = (s_ip is not None and _multicast_ip(s_ip)) or (s_mac is not None and _mac_group(s_mac))
         c_key = _key(c_mac, c_ip, c_loc)
         s_key = None if multicast else _key(s_mac, s_ip, s_loc)
         t0, t1 = float(start[i]), float(end[i])
