@@ -41,6 +41,7 @@ def default_local(ip: str) -> bool:
     return a.is_private and not a.is_multicast and not a.is_unspecified and a != ipaddress.ip_address("255.255.255.255")
 
 
+@lru_cache(maxsize=65536)
 def _multicast_ip(ip: str) -> bool:
     try:
         a = ipaddress.ip_address(ip)
@@ -243,6 +244,7 @@ def _key(mac: str | None, ip: str | None, ip_local: bool) -> str | None:
     return mac
 
 
+@lru_cache(maxsize=65536)
 def _mac_group(mac: str) -> bool:
     try:
         return bool(int(mac[:2], 16) & 1)
