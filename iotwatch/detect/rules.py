@@ -199,6 +199,8 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             sig = f"port scan of {_addr(e[0])}: {targets} ports probed ({', '.join(kinds)})"
             sev, score = (1 if targets >= 100 else 2), min(0.99, 0.7 + targets / 200)
         evd = _base(e, files, f)
+        if hosts == 1:
+            evd["target"] = _addr(e[0])
         evd.update({"targets": targets, "hosts": hosts, "ports": _ports(e), "sample_targets": _samples(e),
                     "unanswered": int(((e["kind"] & K_PROBE) != 0).sum()), "mirai_syns": mirai_total if mirai_like else 0})
         out.append(Finding("scan", sig, sev, score, float(e["ts"][0]), float(e["ts"][f]),

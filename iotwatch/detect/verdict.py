@@ -43,6 +43,30 @@ def _merge(findings: list[Finding]) -> list[list[Finding]]:
     return episodes
 
 
+def _overlap(a: Finding, b: Finding) -> bool:
+    return a.first_ts <= b.last_ts + MERGE_GAP_S and b.first_ts <= a.last_ts + MERGE_GAP_S
+
+
+def resolve(findings: list[Finding]) -> list[Finding]:
+    """One behaviour seen through two rules: a flood to an internet target is also an upload
+    surge, and a SYN flood on random ports of one host also looks like a port scan of it. The
+    flood explains both; the others join its evidence instead of becoming alerts."""
+    floods = [f for f in findings if f.category == "flood"]
+    if not floods:
+        return findings
+    out = []
+    for f in findings:
+        host = next((g for g in floods if _overlap(f, g)), None)
+        if host is not None and (
+                (f.category == "exfil" and f.rule == "upload_surge")
+                or (f.category == "scan" and f.evidence.get("target") == host.evidence.get("target")
+                    and f.rule == "probe_fanout")):
+            host.evidence.setdefault("also", []).append(f.signature)  # type: ignore[union-attr]
+            continue
+        out.append(f)
+    return out
+
+
 def model_probabilities(model: Any, X: np.ndarray) -> dict[str, np.ndarray]:
     if model is None or not len(X):
         return {}
@@ -62,7 +86,7 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
     starts = cols.get("window_start", np.empty(0))
     out: list[Alert] = []
     covered: dict[str, list[tuple[float, float]]] = {}
-    for ep in _merge(findings):
+    for ep in _merge(resolve(findings)):
         first = min(ep, key=lambda f: f.fire_ts)
         cat = first.category
         lo, hi = min(f.first_ts for f in ep), max(f.last_ts for f in ep)

@@ -1,0 +1,86 @@
+"""The fixed scenario sets `make model` trains on and `make eval` evaluates on.
+
+    python -m iotwatch.synth.sets train DIR [SHARED_PCAPS]
+    python -m iotwatch.synth.sets eval DIR [SHARED_PCAPS]
+
+Both sets hold every scenario (the benign site, the hospital, scan, brute force, exfiltration,
+C2, and a flood with each of the seven vectors) with their own seeds: training uses seeds 1-3,
+evaluation 1001-1002, so no evaluated capture was seen in training. When ../shared/pcaps is
+there, behaviours are also injected into real camera captures (different captures and seeds for
+each set). Captures that already exist are kept (the same seed writes the same bytes).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .labels import labels_path
+from .mirai import VECTORS
+from .scenario import Options, generate, inject
+
+TRAIN_SEEDS = (1, 2, 3)
+EVAL_SEEDS = (1001, 1002)
+# real captures to inject into: (path under shared/pcaps, device MAC)
+TRAIN_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_local.pcap", "78:df:72:24:69:4d"),
+                ("iot_sentinel/D-LinkCam/Setup-C-1-STA.pcap", "b0:c5:54:25:5b:0e"))
+EVAL_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_remote.pcap", "78:df:72:24:69:4d"),
+               ("iot_sentinel/EdimaxCam1/Setup-C-1-STA.pcap", "74:da:38:80:7a:08"),
+               ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"))
+INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
+#: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
+UPLINK_MBPS = 4.0
+
+
+def cases(which: str) -> list[Options]:
+    seeds = TRAIN_SEEDS if which == "train" else EVAL_SEEDS
+    out: list[Options] = []
+    for seed in seeds:
+        out.append(Options("site", seed=seed, duration=300, uplink_mbps=UPLINK_MBPS))
+        out.append(Options("hospital", seed=seed, duration=420, uplink_mbps=UPLINK_MBPS))
+        for sc in ("scan", "bruteforce", "exfil", "c2"):
+            out.append(Options(sc, seed=seed, duration=240, uplink_mbps=UPLINK_MBPS))
+        for k, v in enumerate(VECTORS):
+            out.append(Options("flood", seed=seed * 10 + k, duration=180, vector=v, uplink_mbps=UPLINK_MBPS))
+    return out
+
+
+def build(which: str, out_dir: Path, shared: Path | None) -> list[Path]:
+    """Write the set's captures and labels into ``out_dir``; return the label files."""
+    if which not in ("train", "eval"):
+        raise ValueError("the set is 'train' or 'eval'")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for o in cases(which):
+        pcap = out_dir / f"{o.scenario}{'-' + o.vector if o.scenario == 'flood' else ''}-{o.seed}.pcap"
+        if not pcap.exists() or not labels_path(pcap).exists():
+            generate(o, pcap)
+        written.append(labels_path(pcap))
+    if shared is not None and shared.is_dir():
+        base = 100 if which == "train" else 2000
+        for k, (rel, mac) in enumerate(TRAIN_INJECT if which == "train" else EVAL_INJECT):
+            real = shared / rel
+            if not real.exists():
+                continue
+            for j, beh in enumerate(INJECT_BEHAVIOURS):
+                seed = base + 10 * k + j
+                o = Options(beh, seed=seed, duration=90, uplink_mbps=UPLINK_MBPS, vector=VECTORS[seed % len(VECTORS)])
+                pcap = out_dir / f"inject-{real.stem}-{beh}-{seed}.pcap"
+                if not pcap.exists() or not labels_path(pcap).exists():
+                    inject(o, real, mac, pcap)
+                written.append(labels_path(pcap))
+    return written
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        sys.stderr.write("usage: python -m iotwatch.synth.sets train|eval DIR [SHARED_PCAPS]\n")
+        return 2
+    shared = Path(argv[2]) if len(argv) > 2 else None
+    for p in build(argv[0], Path(argv[1]), shared):
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
