@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import struct
 
 import numpy as np
@@ -330,3 +331,318 @@ def test_shared_yi_camera_streaming_is_a_camera_and_nothing_else_is() -> None:
 def test_shared_recorder_and_printer() -> None:
     assert _identify_capture("ndpi_protocols/netbios.pcap")["00:30:48:b0:b1:94"].device_type == "recorder"
     assert _identify_capture("sanders_packets/inconsistent_printer.pcapng")["00:23:7d:77:bd:ba"].device_type == "printer"
+
+
+# --------------------------------------------------------------------------- traffic from raw flow records
+
+from collections import Counter  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from iotwatch.addrs import MAPPED, LocalNets  # noqa: E402
+from iotwatch.flows import (  # noqa: E402
+    FLOW_DTYPE,
+    S_EST,
+    S_FIN_C,
+    S_FIN_S,
+    S_REJECTED,
+    S_RST,
+    S_SYN,
+    S_SYNACK,
+    FlowTable,
+    flows_to_table,
+)
+from iotwatch.inventory import traffic as tr  # noqa: E402
+from iotwatch.inventory.traffic import MAX_PORTS, MAX_SET, traffic_from_records  # noqa: E402
+
+NO_MAC = 1 << 63
+
+
+def reference_traffic(flows: pa.Table, local: Callable[[str], bool] | None = None) -> dict[str, DeviceTraffic]:
+    """The per-flow Python loop traffic_from_flows used to be (commit 0a4b9f5): the oracle both
+    vectorised versions must agree with, caps and their order included."""
+    is_local = local or tr.default_local
+    cols = {c: flows.column(c).to_pylist() for c in ("src_ip", "dest_ip", "src_mac", "dest_mac", "proto", "src_port",
+                                                     "dest_port", "pkts_toclient", "bytes_toserver",
+                                                     "bytes_toclient", "start", "end")}
+    state = flows.column("state").cast(pa.string()).to_pylist()
+    out: dict[str, DeviceTraffic] = {}
+
+    def key(mac: str | None, ip: str | None, ip_local: bool) -> str | None:
+        if mac is None:
+            return ip
+        return None if tr._mac_group(mac) or not ip_local else mac
+
+    def add(s: set[str], v: str) -> None:
+        if len(s) < MAX_SET:
+            s.add(v)
+
+    def shape(d: DeviceTraffic, sent: int, t0: float, t1: float) -> None:
+        d.first, d.last = min(d.first, t0), max(d.last, t1)
+        if t1 - t0 >= tr.STREAM_MIN_S:
+            d.max_upload_bps = max(d.max_upload_bps, sent / (t1 - t0))
+            d.stream_flows += sent >= tr.STREAM_MIN_BYTES
+
+    for i in range(flows.num_rows):
+        p, st, pk_c = cols["proto"][i], state[i], cols["pkts_toclient"][i]
+        c_ip, s_ip, c_mac, s_mac = cols["src_ip"][i], cols["dest_ip"][i], cols["src_mac"][i], cols["dest_mac"][i]
+        c_port, s_port = cols["src_port"][i], cols["dest_port"][i]
+        up_c, up_s = cols["bytes_toserver"][i], cols["bytes_toclient"][i]
+        if p == 6:
+            answered = st in ("established", "closed", "reset") or (st == "midstream" and pk_c > 0)
+            svc_c = c_port in tr._SERVICE or c_port < 1024
+            svc_s = s_port in tr._SERVICE or s_port < 1024
+            if st == "midstream" and svc_c and not svc_s:
+                c_ip, s_ip, c_mac, s_mac, c_port, s_port = s_ip, c_ip, s_mac, c_mac, s_port, c_port
+                up_c, up_s = up_s, up_c
+        else:
+            answered = pk_c > 0
+        c_loc, s_loc = bool(is_local(c_ip)), bool(is_local(s_ip))
+        multicast = tr._multicast_ip(s_ip) or (s_mac is not None and tr._mac_group(s_mac))
+        c_key = key(c_mac, c_ip, c_loc)
+        s_key = None if multicast else key(s_mac, s_ip, s_loc)
+        t0, t1 = cols["start"][i], cols["end"][i]
+        if c_key is not None:
+            d = out.setdefault(c_key, DeviceTraffic())
+            d.flows_client += 1
+            d.bytes_up += up_c
+            d.bytes_down += up_s
+            if p in (6, 17):
+                d.used[(p, s_port)] += 1
+                if p == 6 and s_port in (554, 8554) and answered and s_loc:
+                    add(d.rtsp_servers, s_ip)
+                d.flows_unanswered += not answered
+            if not multicast:
+                add(d.peers_local if s_loc else d.peers_external, s_ip)
+                if not s_loc:
+                    d.bytes_up_external += up_c
+            shape(d, up_c, t0, t1)
+        elif c_mac is not None and not c_loc and not tr._mac_group(c_mac):
+            add(out.setdefault(c_mac, DeviceTraffic()).forwarded, c_ip)
+        if s_key is not None:
+            d = out.setdefault(s_key, DeviceTraffic())
+            d.bytes_up += up_s
+            d.bytes_down += up_c
+            if answered:
+                d.flows_server += 1
+                if p in (6, 17):
+                    d.served[(p, s_port)] += 1
+                add(d.served_clients, c_ip)
+            add(d.peers_local if c_loc else d.peers_external, c_ip)
+            if not c_loc:
+                d.bytes_up_external += up_s
+            shape(d, up_s, t0, t1)
+        elif s_mac is not None and not s_loc and not multicast:
+            add(out.setdefault(s_mac, DeviceTraffic()).forwarded, s_ip)
+    for d in out.values():
+        d.served, d.used = tr._cap_counter(d.served), tr._cap_counter(d.used)
+    return out
+
+
+def nets_local(nets: LocalNets) -> Callable[[str], bool]:
+    """An ip → bool callable with the records version's idea of local (addr_class == 1)."""
+    def local(ip: str) -> bool:
+        _, hi, lo = tr._words(ip)
+        return bool(tr._local_classes(np.array([hi], np.uint64), np.array([lo], np.uint64), nets)[0])
+    return local
+
+
+def flow_records(path: object, max_flows: int = 1 << 17) -> list[np.ndarray]:
+    """Raw finished-flow batches of a capture, as the pipeline gets them from its flow table."""
+    from iotwatch.capture import CaptureSet
+    from iotwatch.decode import Packets, decode
+    from iotwatch.flows import FlowSettings
+
+    ft, pk, out = FlowTable(FlowSettings(max_flows=max_flows)), Packets.allocate(1 << 15), []
+    for b in CaptureSet([path]).batches():  # type: ignore[list-item]
+        if len(b) > len(pk):
+            pk = Packets.allocate(len(b))
+        p = decode(b, pk)
+        out += [r.copy() for r in ft.update(p, b.ts_ns, b.wirelen, (b.file_index << 40) | b.frame0)]
+    return out + [r.copy() for r in ft.flush()]
+
+
+def assert_same_three_ways(rows: np.ndarray, nets: LocalNets) -> dict[str, DeviceTraffic]:
+    table = flows_to_table(rows)
+    got = traffic_from_records(rows, nets)
+    assert got == traffic_from_flows(table, nets)
+    assert got == reference_traffic(table, nets_local(nets))
+    assert traffic_from_flows(table) == reference_traffic(table)  # the default idea of local
+    return got
+
+
+SHARED_TRAFFIC = [
+    "monitr_yi_camera/yi_camera_sample.pcap",  # a camera streaming upstream
+    "unsw_iot_via_networkml/Two-IOT161012-node5.pcap",  # a smart-home LAN, IPv6 included
+    "stopddos_floods/pkt.TCP.synflood.spoofed.pcap",  # spoofed SYN flood: the set caps fill
+    "stopddos_floods/amp.TCP.reflection.SYNACK.pcap",  # mid-stream SYN-ACKs turned round
+    "ndpi_protocols/rtsp.pcap",  # Linux cooked capture, RTSP
+    "ndpi_protocols/netbios.pcap",  # broadcasts
+    "wireshark_wiki_via_ivre/nb6-hotspot.pcap",  # a home router
+    "sanders_packets/tcp_ports.pcapng",
+]
+
+
+@needs_shared
+@pytest.mark.parametrize("rel", SHARED_TRAFFIC)
+def test_records_and_table_give_the_same_traffic_on_shared_captures(rel: str) -> None:
+    nets = LocalNets()
+    batches = flow_records(SHARED_PCAPS / rel)
+    assert batches
+    merged: dict[str, DeviceTraffic] = {}
+    for rows in batches:
+        merged = tr.merge_traffic(merged, assert_same_three_ways(rows, nets))
+    assert merged
+    if "spoofed" in rel:  # the order-dependent caps were reached, and agreed on
+        assert max(len(t.peers_external) for t in merged.values()) == MAX_SET
+
+
+def random_records(n: int, seed: int) -> np.ndarray:
+    """Flow records drawn to reach every branch: local/external/multicast/broadcast/IPv6
+    addresses, frames with and without Ethernet, group MACs, every TCP state, mid-stream flows
+    from service ports, and (one busy MAC) more peers and ports than the caps keep."""
+    rng = np.random.default_rng(seed)
+    local = [(0, 0, MAPPED | 0xC0A80100 | k) for k in range(1, 40)] + [(0, 0, MAPPED | 0xCB007105)]  # + 203.0.113.5
+    local += [(1, 0xFE80 << 48, 1), (1, 0xFE80 << 48, 2), (1, 0, MAPPED | 0x0A000001)]  # link-local, mapped v4
+    special = [(0, 0, MAPPED | a) for a in (0xC0A801FF, 0xE00000FB, 0xEFFFFFFA, 0xFFFFFFFF, 0, 0xC6336401)]
+    special += [(1, 0xFF02 << 48, 0xFB), (1, 0x2001_0DB8 << 32, 7), (1, 0, 0)]
+    external = [(0, 0, MAPPED | int(a)) for a in rng.integers(0x01000000, 0xDF000000, 600)]
+    external += [(1, 0x2A00_1450 << 32, int(k)) for k in range(20)]
+    pools = [local, special, external]
+
+    def draw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        which = rng.choice(3, n, p=[0.5, 0.15, 0.35])
+        picked = [pools[w][rng.integers(0, len(pools[w]))] for w in which]
+        return tuple(np.array([p[k] for p in picked], np.uint64) for k in range(3))  # type: ignore[return-value]
+
+    (a_v6, a_hi, a_lo), (b_v6, b_hi, b_lo) = draw(), draw()
+    r = np.zeros(n, FLOW_DTYPE)
+    same = a_v6 == b_v6  # both endpoints of a flow in one family
+    r["v6"] = np.where(same, a_v6, 0)
+    r["ahi"], r["alo"] = np.where(same, a_hi, 0), np.where(same, a_lo, MAPPED | 0xC0A80102)
+    r["bhi"], r["blo"] = np.where(same, b_hi, 0), np.where(same, b_lo, MAPPED | 0x08080808)
+    macs = np.array([0x0011_2233_4400 | k for k in range(12)] + [0x0100_5E00_00FB, 0xFFFF_FFFF_FFFF, 0x3333_0000_0001],
+                    np.uint64)
+    weights = np.full(len(macs), 0.6 / (len(macs) - 1))
+    weights[0] = 0.4  # the busy one
+    no_eth = rng.random(n) < 0.15
+    r["mac_c"] = np.where(no_eth, np.uint64(NO_MAC), macs[rng.choice(len(macs), n, p=weights)])
+    r["mac_s"] = np.where(no_eth, np.uint64(NO_MAC), macs[rng.choice(len(macs), n, p=weights)])
+    ports = np.array([22, 23, 53, 80, 123, 443, 554, 1900, 5353, 8554, 9100, 37777,
+                      *rng.integers(1024, 65536, 150).tolist()])
+    r["aport"], r["bport"] = ports[rng.integers(0, len(ports), n)], ports[rng.integers(0, len(ports), n)]
+    r["proto"] = rng.choice([6, 6, 6, 17, 17, 1, 58, 47], n)
+    r["icmp_tc"] = rng.integers(0, 1 << 16, n)
+    r["client_a"] = rng.integers(0, 2, n)
+    bits = [0, S_SYN, S_SYN | S_SYNACK, S_SYN | S_SYNACK | S_EST, S_SYN | S_RST | S_REJECTED,
+            S_SYN | S_SYNACK | S_EST | S_RST, S_SYN | S_SYNACK | S_EST | S_FIN_C | S_FIN_S, S_RST, S_FIN_C]
+    r["state"] = np.array(bits)[rng.integers(0, len(bits), n)]
+    r["pk"][:, 0] = rng.integers(1, 50, n)
+    r["pk"][:, 1] = rng.integers(0, 3, n) * rng.integers(0, 50, n)
+    r["by"][:, 0] = r["pk"][:, 0] * rng.integers(60, 1500, n)
+    r["by"][:, 1] = r["pk"][:, 1] * rng.integers(60, 1500, n)
+    r["by"][rng.random(n) < 0.05, 0] = 5_000_000  # some upload streams
+    first = 1_754_000_000_000_000_000 + rng.integers(0, 10**12, n)
+    r["first"] = first
+    r["last"] = first + rng.choice([0, 10**6, 4_999_999_999, 5 * 10**9, 60 * 10**9], n)
+    r["flow_id"] = np.arange(1, n + 1)
+    return r
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_records_and_table_agree_with_the_former_loop_on_drawn_flows(seed: int) -> None:
+    rows = random_records(6000, seed)
+    got = assert_same_three_ways(rows, LocalNets(["203.0.113.0/24"]))
+    assert any(len(t.used) == MAX_PORTS for t in got.values())  # the port cap was reached
+    assert any(len(t.peers_external) == MAX_SET for t in got.values())  # and the set cap
+    assert any(t.forwarded for t in got.values()) and any(t.served for t in got.values())
+    assert any(k.count(".") == 3 for k in got)  # IP devices (no Ethernet)
+    # and a batch cut in two merges like the whole (exact where no cap is reached)
+    half = len(rows) // 2
+    parts = tr.merge_traffic(traffic_from_records(rows[:half], LocalNets()), traffic_from_records(rows[half:], LocalNets()))
+    whole = traffic_from_records(rows, LocalNets())
+    assert parts.keys() == whole.keys()
+    assert all(parts[k].bytes_up == whole[k].bytes_up and parts[k].flows_client == whole[k].flows_client for k in whole)
+
+
+def test_records_midstream_reversal_multicast_and_no_ethernet() -> None:
+    r = np.zeros(4, FLOW_DTYPE)
+    cam, nvr, gw = 0xC0A80140, 0xC0A8010A, 0x0011_2233_4455
+    # 0: mid-stream RTSP seen from the camera's side first (server port 554 → turned round)
+    r[0] = r[0]
+    r["alo"][0], r["blo"][0], r["aport"][0], r["bport"][0] = MAPPED | nvr, MAPPED | cam, 40000, 554
+    r["client_a"][0] = 0  # the camera (B) sent first
+    r["mac_c"][0], r["mac_s"][0] = 0xC056E3112233, 0x2428FD000001
+    r["pk"][0] = (100, 3)
+    r["by"][0] = (2_000_000, 300)
+    # 1: mDNS multicast: nobody's service
+    r["alo"][1], r["blo"][1], r["aport"][1], r["bport"][1] = MAPPED | cam, MAPPED | 0xE00000FB, 5353, 5353
+    r["client_a"][1], r["proto"][1] = 1, 17
+    r["mac_c"][1], r["mac_s"][1] = 0xC056E3112233, 0x01005E0000FB
+    # 2: camera → cloud through the gateway
+    r["alo"][2], r["blo"][2], r["aport"][2], r["bport"][2] = MAPPED | 0x34010203, MAPPED | cam, 443, 40002
+    r["client_a"][2] = 0
+    r["mac_c"][2], r["mac_s"][2] = 0xC056E3112233, gw
+    r["state"][2] = S_SYN | S_SYNACK | S_EST
+    # 3: no Ethernet: the IP addresses are the devices
+    r["alo"][3], r["blo"][3], r["aport"][3], r["bport"][3] = MAPPED | 0x0A000001, MAPPED | 0x08080808, 5000, 53
+    r["client_a"][3], r["proto"][3], r["mac_c"][3], r["mac_s"][3] = 1, 17, NO_MAC, NO_MAC
+    r["pk"][3] = (1, 1)
+    r["proto"][[0, 2]] = 6
+    r["first"] = 10**18
+    r["last"] = 10**18 + 60 * 10**9
+    t = assert_same_three_ways(r, LocalNets())
+    assert t["c0:56:e3:11:22:33"].served == Counter({(6, 554): 1}) and t["c0:56:e3:11:22:33"].max_upload_bps > 30_000
+    assert t["24:28:fd:00:00:01"].rtsp_servers == {"192.168.1.64"}
+    assert t["00:11:22:33:44:55"].forwarded == {"52.1.2.3"} and not t["00:11:22:33:44:55"].served
+    assert "01:00:5e:00:00:fb" not in t and t["c0:56:e3:11:22:33"].used == Counter({(17, 5353): 1, (6, 443): 1})
+    assert t["10.0.0.1"].used == Counter({(17, 53): 1}) and t["8.8.8.8"].served == Counter({(17, 53): 1})
+    assert traffic_from_records(r[:0], LocalNets()) == {}
+
+
+def flood_records(n: int, spoofed: bool, seed: int = 7) -> np.ndarray:
+    """SYNs from one MAC: to random internet hosts and ports, or from spoofed random sources
+    to one local server."""
+    rng = np.random.default_rng(seed)
+    r = np.zeros(n, FLOW_DTYPE)
+    others = MAPPED | rng.integers(0x0B000000, 0x7E000000, n, dtype=np.uint64)  # 11.0.0.0-125.255.255.255: none local
+    fixed = np.full(n, MAPPED | (0xC0A80105 if spoofed else 0xC0A80140), np.uint64)
+    c_lo, s_lo = (others, fixed) if spoofed else (fixed, others)
+    r["alo"], r["blo"], r["client_a"] = c_lo, s_lo, 1
+    r["aport"], r["bport"] = rng.integers(1024, 65536, n), rng.integers(1, 65536, n)
+    r["proto"], r["state"] = 6, S_SYN
+    r["mac_c"], r["mac_s"] = 0xB0D59DB9F0B4, 0x001122334455
+    r["pk"][:, 0], r["by"][:, 0] = 1, 60
+    r["first"] = r["last"] = 10**18 + np.arange(n) * 1000
+    return r
+
+
+@pytest.mark.parametrize("spoofed", [False, True])
+def test_flood_batch_profile_is_bounded(spoofed: bool) -> None:
+    n = 1 << 14
+    t = traffic_from_records(flood_records(n, spoofed), LocalNets())
+    assert len(t) == 2
+    for d in t.values():
+        assert len(d.served) <= MAX_PORTS and len(d.used) <= MAX_PORTS
+        for s in (d.served_clients, d.rtsp_servers, d.peers_local, d.peers_external, d.forwarded):
+            assert len(s) <= MAX_SET
+    bot, gw = t["b0:d5:9d:b9:f0:b4"], t["00:11:22:33:44:55"]
+    if spoofed:  # the sources are external: seen behind the sender's MAC, aimed at a local server
+        assert len(bot.forwarded) == MAX_SET and bot.flows_client == 0
+        assert gw.flows_server == 0 and len(gw.peers_external) == MAX_SET and not gw.served
+    else:
+        assert bot.flows_client == n == bot.flows_unanswered and len(bot.used) == MAX_PORTS
+        assert len(bot.peers_external) == MAX_SET and len(gw.forwarded) == MAX_SET
+
+
+def test_external_ip_devices_off_restricts_to_macs_and_local_addresses() -> None:
+    nets = LocalNets(["203.0.113.0/24"])
+    for rows in (random_records(3000, 5), flood_records(4000, spoofed=True)):
+        if rows["mac_c"][0] != NO_MAC:
+            rows = rows.copy()
+            rows["mac_c"][::2] = rows["mac_s"][::2] = NO_MAC  # half the frames without Ethernet
+        full = traffic_from_records(rows, nets)
+        kept = traffic_from_records(rows, nets, external_ip_devices=False)
+        local = nets_local(nets)
+        assert kept == {k: t for k, t in full.items() if re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", k) or local(k)}
+        assert kept == traffic_from_flows(flows_to_table(rows), nets, external_ip_devices=False)
+        assert len(kept) < len(full)
