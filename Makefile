@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench sysdeps lint docs clean
+.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval
 
 all: test
 
@@ -58,6 +58,25 @@ bench/.venv/.stamp: pyproject.toml
 
 bench: $(STAMP) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/data/flood10m.pcap
 	BENCH_PYTHON=bench/.venv/bin/python $(BIN)/python bench/run.py --with-10m
+
+SHARED_PCAPS ?= ../shared/pcaps
+
+## make model: rebuild models/behaviour (generated scenarios, seeds 1-3, + the labelled shared captures)
+## and models/device_type (the labelled shared captures), reproducibly (fixed seeds)
+model: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python -m iotwatch.synth.sets train build/train $(SHARED_PCAPS) > build/train-labels.txt
+	$(BIN)/iotwatch train $$(cat build/train-labels.txt) $(wildcard $(SHARED_PCAPS)/LABELS.tsv) \
+		--out models/behaviour --n-jobs 2 --seed 0
+	@if [ -f $(SHARED_PCAPS)/LABELS.tsv ]; then \
+		$(BIN)/iotwatch train --kind device_type $(SHARED_PCAPS)/LABELS.tsv --out models/device_type --n-jobs 2; \
+	else echo "no $(SHARED_PCAPS)/LABELS.tsv: models/device_type kept as it is"; fi
+
+## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md
+eval: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python -m iotwatch.synth.sets eval build/eval $(SHARED_PCAPS) > build/eval-labels.txt
+	$(BIN)/python -m iotwatch.detect.report docs/evaluation.md build/eval-labels.txt $(SHARED_PCAPS)
 
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)

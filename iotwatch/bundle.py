@@ -21,9 +21,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ._jit import kernel
 from .errors import ModelError
 
 ESTIMATOR_FILE = "estimator.skops"
+FOREST_FILE = "forest.npz"
 MANIFEST_FILE = "manifest.json"
 FORMAT = 1
 
@@ -60,9 +64,34 @@ TRUSTED_TYPES: tuple[str, ...] = (
 
 @dataclass(slots=True)
 class Bundle:
+    """A checked bundle. The estimator itself is opened on first use (``lazy``): scikit-learn costs
+    about 100 MB of memory, which a long capture should not carry while it streams."""
+
     path: Path
-    estimator: Any
     manifest: dict[str, Any]
+    _estimator: Any = None
+
+    _forest: dict[str, np.ndarray] | None = None
+
+    @property
+    def estimator(self) -> Any:
+        if self._estimator is None:
+            self._estimator = _open_estimator(self.path, self.manifest)
+        return self._estimator
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities (columns in ``classes`` order), from the plain-array forest when the
+        bundle has one (no scikit-learn needed), else from the estimator."""
+        if "forest" in self.manifest:
+            if self._forest is None:
+                self._forest = _open_forest(self.path, self.manifest)
+            f = self._forest
+            out = np.zeros((len(X), f["value"].shape[1]), np.float64)
+            # scikit-learn compares float32 features with its thresholds: so do we
+            _forest_proba(np.ascontiguousarray(X, np.float32).astype(np.float64), f["roots"], f["left"], f["right"],
+                          f["feature"], f["threshold"], f["value"], out)
+            return out
+        return np.asarray(self.estimator.predict_proba(X))
 
     @property
     def name(self) -> str:
@@ -87,13 +116,76 @@ def _sha256(path: Path) -> str:
 
 def versions() -> dict[str, str]:
     import numpy
-    import skops
     import sklearn
+    import skops
 
     from . import __version__
 
     return {"python": platform.python_version(), "iotwatch": __version__, "scikit-learn": sklearn.__version__,
             "numpy": numpy.__version__, "skops": skops.__version__}
+
+
+def forest_arrays(estimator: Any) -> dict[str, np.ndarray] | None:
+    """The trees of a fitted forest classifier as flat arrays (None for other estimators)."""
+    trees = getattr(estimator, "estimators_", None)
+    if not trees or not all(hasattr(t, "tree_") for t in trees):
+        return None
+    roots, left, right, feature, threshold, value = [], [], [], [], [], []
+    base = 0
+    for t in trees:
+        tr = t.tree_
+        n = tr.node_count
+        roots.append(base)
+        leaf = tr.children_left < 0
+        left.append(np.where(leaf, -1, tr.children_left + base))
+        right.append(np.where(leaf, -1, tr.children_right + base))
+        feature.append(np.where(leaf, 0, tr.feature))
+        threshold.append(tr.threshold)
+        v = tr.value[:, 0, :].astype(np.float64)
+        value.append(v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300))
+        base += n
+    return {"roots": np.array(roots, np.int64), "left": np.concatenate(left).astype(np.int64),
+            "right": np.concatenate(right).astype(np.int64), "feature": np.concatenate(feature).astype(np.int64),
+            "threshold": np.concatenate(threshold).astype(np.float64), "value": np.vstack(value)}
+
+
+@kernel
+def _forest_proba(X, roots, left, right, feature, threshold, value, out):  # type: ignore[no-untyped-def]
+    n_trees = roots.shape[0]
+    for i in range(X.shape[0]):
+        for t in range(n_trees):
+            node = roots[t]
+            while left[node] >= 0:
+                if X[i, feature[node]] <= threshold[node]:
+                    node = left[node]
+                else:
+                    node = right[node]
+            for c in range(value.shape[1]):
+                out[i, c] += value[node, c]
+        for c in range(value.shape[1]):
+            out[i, c] /= n_trees
+
+
+def _open_forest(folder: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
+    path = folder / manifest["forest"]["file"]
+    if not path.is_file():
+        raise ModelError(f"{path}: forest file missing")
+    digest = _sha256(path)
+    if digest != manifest["forest"].get("sha256"):
+        raise ModelError(f"{path}: sha256 {digest[:12]}… does not match the manifest; the file was altered")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            f = {k: z[k] for k in ("roots", "left", "right", "feature", "threshold", "value")}
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"{path}: not a forest file ({e})") from None
+    n = len(f["left"])
+    nf = len(manifest.get("features", []))
+    if (len(f["right"]) != n or len(f["feature"]) != n or len(f["threshold"]) != n or len(f["value"]) != n
+            or f["value"].shape[1] != len(manifest.get("classes", [])) or not len(f["roots"])
+            or f["left"].max(initial=-1) >= n or f["right"].max(initial=-1) >= n or f["roots"].max() >= n
+            or f["feature"].min(initial=0) < 0 or f["feature"].max(initial=0) >= nf):
+        raise ModelError(f"{path}: inconsistent forest arrays")
+    return {k: np.ascontiguousarray(v) for k, v in f.items()}
 
 
 def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[tuple[str, str]],
@@ -110,12 +202,19 @@ def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[t
     if untrusted:
         est.unlink()
         raise ModelError(f"{out}: the estimator contains types outside the trusted list: {', '.join(untrusted)}")
+    forest = forest_arrays(estimator)
+    forest_meta: dict[str, Any] = {}
+    if forest is not None:
+        np.savez(out / FOREST_FILE, **forest)
+        forest_meta = {"forest": {"file": FOREST_FILE, "sha256": _sha256(out / FOREST_FILE),
+                                  "trees": len(forest["roots"]), "nodes": len(forest["left"])}}
     manifest = {
         "format": FORMAT,
         "kind": kind,
         "name": out.name,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "estimator": {"file": ESTIMATOR_FILE, "sha256": _sha256(est), "type": type(estimator).__name__},
+        **forest_meta,
         "features": [{"name": n, "dtype": d} for n, d in features],
         "classes": list(classes),
         "thresholds": thresholds,
@@ -128,10 +227,11 @@ def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[t
     return out
 
 
-def load_bundle(path: str | Path, *, kind: str, features: list[tuple[str, str]]) -> Bundle:
-    """Load a bundle, refusing a wrong kind, a hash mismatch, an untrusted type or other features."""
-    import skops.io as sio
+def load_bundle(path: str | Path, *, kind: str, features: list[tuple[str, str]], lazy: bool = False) -> Bundle:
+    """Load a bundle, refusing a wrong kind, a hash mismatch, an untrusted type or other features.
 
+    ``lazy``: check the manifest, the schema and the hash now, open the estimator (skops, trusted
+    types) on first use of ``Bundle.estimator``."""
     folder = Path(path)
     mpath = folder / MANIFEST_FILE
     try:
@@ -153,12 +253,29 @@ def load_bundle(path: str | Path, *, kind: str, features: list[tuple[str, str]])
                  ("; " if missing and extra else "") + (f"unknown {', '.join(str(x) for x in extra[:5])}" if extra else "")
         raise ModelError(f"{folder}: feature schema does not match this iotwatch "
                          f"({detail or 'same names, other order or dtypes'}); retrain with `iotwatch train`")
+    _check_hash(folder, manifest)
+    b = Bundle(folder, manifest)
+    if "forest" in manifest:
+        b._forest = _open_forest(folder, manifest)
+    if not lazy:
+        b._estimator = _open_estimator(folder, manifest)
+    return b
+
+
+def _check_hash(folder: Path, manifest: dict[str, Any]) -> Path:
     est_path = folder / manifest.get("estimator", {}).get("file", ESTIMATOR_FILE)
     if not est_path.is_file():
         raise ModelError(f"{est_path}: estimator file missing")
     digest = _sha256(est_path)
     if digest != manifest["estimator"].get("sha256"):
         raise ModelError(f"{est_path}: sha256 {digest[:12]}… does not match the manifest; the file was altered")
+    return est_path
+
+
+def _open_estimator(folder: Path, manifest: dict[str, Any]) -> Any:
+    import skops.io as sio
+
+    est_path = _check_hash(folder, manifest)  # again: the file is read now
     try:
         untrusted = [t for t in sio.get_untrusted_types(file=est_path) if t not in TRUSTED_TYPES]
     except Exception as e:  # skops raises many kinds on a damaged file
@@ -166,7 +283,6 @@ def load_bundle(path: str | Path, *, kind: str, features: list[tuple[str, str]])
     if untrusted:
         raise ModelError(f"{est_path}: refuses to load untrusted types: {', '.join(untrusted)}")
     try:
-        est = sio.load(est_path, trusted=list(TRUSTED_TYPES))
+        return sio.load(est_path, trusted=list(TRUSTED_TYPES))
     except Exception as e:
         raise ModelError(f"{est_path}: cannot be loaded ({e})") from None
-    return Bundle(folder, est, manifest)

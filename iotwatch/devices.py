@@ -464,6 +464,13 @@ class DeviceTable:
             out[rec.key] = rec
         return out
 
+    def release(self) -> None:
+        """Give the big tables' memory back (after :meth:`flush` and :meth:`totals`)."""
+        self.acc = np.zeros((0, RING, NF), np.uint64)
+        self._alloc_set(0)
+        self.dips = np.zeros(0, DIP_DTYPE)
+        self.dipindex = np.zeros(0, np.int32)
+
     @property
     def untracked(self) -> int:
         return int(self.st[ST_UNTRACKED])

@@ -379,6 +379,14 @@ class FlowTable:
     def evicted(self) -> int:
         return int(self.st[ST_EVICTED])
 
+    def release(self) -> None:
+        """Give the table's memory back (after :meth:`flush`; counters stay readable)."""
+        self.tbl = np.zeros(0, FLOW_DTYPE)
+        self.index = np.zeros(0, np.int32)
+        self.removed = np.zeros(0, np.uint8)
+        self.exp = np.zeros(0, FLOW_DTYPE)
+        self.info = None
+
     @property
     def fragments_without_first(self) -> int:
         return int(self.st[ST_FRAG_MISSING])

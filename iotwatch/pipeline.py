@@ -12,8 +12,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +30,7 @@ from .sinks import MemorySink, Sink
 
 if TYPE_CHECKING:
     from .detect import Alert, Detector
+    from .inventory.collect import Inventory
 
 
 @dataclass(slots=True)
@@ -106,13 +107,27 @@ def _load_kernels() -> None:
     ether = bytes(12) + b"\x08\x00" + bytes.fromhex("4500002800010000400600000a0000010a000002") + bytes(20)
     pipe = Pipeline(Settings(max_flows=1024, max_devices=64), [], threaded=False, _warm=False)
     pipe.feed(frames_to_batch([(1.0, ether)]))
-    flows_to_table(next(iter(pipe.flows.flush())))
+    rows = next(iter(pipe.flows.flush()))
+    flows_to_table(rows)
+    # the detector's and the inventory's kernels (rare-frame selection, address classes, traffic
+    # profiles, tree ensembles) load here too
+    from .bundle import _forest_proba
+    from .detect.evidence import addr_classes
+    from .inventory.traffic import traffic_from_records
+    from .sidecar import Sidecar
+
+    nets = LocalNets()
+    addr_classes(rows["ahi"], rows["alo"], nets)
+    traffic_from_records(rows, nets, external_ip_devices=False)
+    Sidecar().pick(frames_to_batch([(1.0, ether)]), pipe._pk.view(1), pipe.flows.packet_info(1))
+    z = np.zeros(1, np.int64)
+    _forest_proba(np.zeros((1, 1)), z, np.full(1, -1, np.int64), z, z, np.zeros(1), np.ones((1, 1)), np.zeros((1, 1)))
     _loaded = True
 
 
 class Pipeline:
     def __init__(self, settings: Settings | None = None, sinks: Iterable[Sink] = (), *, threaded: bool = True,
-                 detector: Detector | None = None, _warm: bool = True) -> None:
+                 detector: Detector | None = None, inventory: Inventory | None = None, _warm: bool = True) -> None:
         self.settings = s = settings or Settings()
         if s.window_s <= 0:
             raise ValueError("window length must be positive")
@@ -121,14 +136,15 @@ class Pipeline:
         self.devices = DeviceTable(s.device_settings(), LocalNets(list(s.local_nets)))
         self._pk = Packets.allocate(s.batch_size)
         self.detector = detector
-        self.sidecar = Sidecar(window_s=s.window_s) if detector is not None else None
+        self.inventory = inventory
+        self.sidecar = Sidecar(window_s=s.window_s) if detector is not None or inventory is not None else None
         self.files: list[str] = []  # capture names, by file index (evidence cites them)
         self.alerts: list[Alert] = []
         self.stats = Stats()
         self._writer = _Writer(self._emit) if threaded and self.sinks else None
         if _warm:
             _load_kernels()
-        self._t0 = time.perf_counter()  # elapsed_s: the work on packets, not start-up and code loading
+        self._t0 = time.perf_counter()  # elapsed_s: the work on packets and the verdicts, not start-up
 
     def feed(self, batch: PacketBatch) -> None:
         n = len(batch)
@@ -149,10 +165,13 @@ class Pipeline:
         for rows in self.flows.update(pk, batch.ts_ns, batch.wirelen, (batch.file_index << 40) | batch.frame0):
             self._out("flows", rows)
         info = self.flows.packet_info(n)
-        if self.sidecar is not None and self.detector is not None:
+        if self.sidecar is not None:
             frames = self.sidecar.pick(batch, pk, info)
             if frames:
-                self.detector.on_rare(frames)
+                if self.detector is not None:
+                    self.detector.on_rare(frames)
+                if self.inventory is not None:
+                    self.inventory.on_rare(frames)
         for t in self.devices.update(pk, batch.ts_ns, batch.wirelen, info):
             self._out("windows", t)
 
@@ -164,6 +183,8 @@ class Pipeline:
             self.stats.flows += len(payload)
             if self.detector is not None:
                 self.detector.on_flow_records(payload)  # type: ignore[arg-type]
+            if self.inventory is not None:
+                self.inventory.on_flow_records(payload)  # type: ignore[arg-type]
             pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)]
         else:
             self.stats.windows += payload.num_rows  # type: ignore[union-attr]
@@ -205,10 +226,20 @@ class Pipeline:
         st.devices = len(devices)
         st.devices_untracked = self.devices.untracked
         st.late_packets = self.devices.late_packets
-        st.elapsed_s = time.perf_counter() - self._t0
+        # the packet tables are done with: their memory goes back before the models are opened
+        self.flows.release()
+        self.devices.release()
+        self._pk = Packets.allocate(0)
+        loading = 0.0  # opening the models is start-up, like loading the kernels
+        if self.inventory is not None:
+            loading += self.inventory.prepare()
+            self.inventory.conclude(devices)
         if self.detector is not None:
+            loading += self.detector.prepare()
             self.alerts = self.detector.conclude(devices, self.files)
             st.alerts = len(self.alerts)
+        st.elapsed_s = time.perf_counter() - self._t0 - loading
+        if self.detector is not None:
             for s in self.sinks:
                 on_alerts = getattr(s, "on_alerts", None)
                 if on_alerts is not None:
@@ -238,7 +269,8 @@ ProgressFn = Callable[[int, int], None]
 
 
 def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: Iterable[Sink] = (),
-        progress: ProgressFn | None = None, detector: Detector | None = None) -> tuple[Pipeline, CaptureSet]:
+        progress: ProgressFn | None = None, detector: Detector | None = None,
+        inventory: Inventory | None = None) -> tuple[Pipeline, CaptureSet]:
     """Read every capture in ``paths`` through a pipeline; return both for their results.
 
     Raises :class:`InputError` only when a path does not exist; damaged files are recorded in
@@ -247,7 +279,7 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
     """
     settings = settings or Settings()
     captures = CaptureSet(paths, batch_size=settings.batch_size)
-    pipe = Pipeline(settings, sinks, detector=detector)
+    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory)
     pipe.files = [str(p) for p in captures.paths]
     try:
         for batch in captures.batches():
@@ -263,11 +295,12 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
 
 def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, local_nets: Sequence[str] = (),
             idle_timeout: float = 120.0, active_timeout: float = 1800.0, max_flows: int = DEFAULT_MAX_FLOWS,
-            keep_flows: bool = True, detect: bool | Detector = True) -> Analysis:
+            keep_flows: bool = True, detect: bool | Detector = True, identify: bool = True) -> Analysis:
     """Analyse captures in memory and return devices, flows, windows, alerts and statistics.
 
     ``detect``: True runs the detector with its defaults (the rules and the default behaviour
     model), a :class:`~iotwatch.detect.Detector` runs that one, False skips detection.
+    ``identify``: type every device (vendor, type, evidence) with the inventory and its default model.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -275,14 +308,19 @@ def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, l
                         active_timeout=active_timeout, max_flows=max_flows)
     detector: Detector | None = None
     if detect is True:
-        from .detect import DetectSettings, Detector
+        from .detect import Detector, DetectSettings
         from .detect.model import default_model
 
         detector = Detector(DetectSettings(window_s=window, model=default_model()), LocalNets(list(local_nets)))
     elif detect is not False:
         detector = detect  # type: ignore[assignment]
+    inventory: Inventory | None = None
+    if identify:
+        from .inventory.collect import Inventory, default_type_model
+
+        inventory = Inventory(LocalNets(list(local_nets)), default_type_model())
     mem = MemorySink(keep_flows=keep_flows)
-    pipe, captures = run(paths, settings, [mem], detector=detector)
+    pipe, captures = run(paths, settings, [mem], detector=detector, inventory=inventory)
     devices, stats = pipe.finish()
     return Analysis(devices=devices, flows=mem.flows, windows=mem.windows, stats=stats,
                     problems=list(captures.problems), edges=pipe.devices.edges, files=list(captures.paths),

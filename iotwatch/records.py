@@ -103,6 +103,12 @@ class DeviceRecord:
     upload_bytes: int = 0
     first_seen: float = 0.0
     last_seen: float = 0.0
+    vendor: str | None = None
+    device_type: str | None = None
+    type_confidence: float | None = None
+    evidence: list[str] = field(default_factory=list)
+    model: str | None = None
+    classified_by: str | None = None
     alerts: list[dict[str, object]] = field(default_factory=list)
 
     @property
@@ -121,11 +127,20 @@ class DeviceRecord:
             upload_bytes=self.upload_bytes + other.upload_bytes,
             first_seen=min(self.first_seen, other.first_seen),
             last_seen=max(self.last_seen, other.last_seen),
+            vendor=self.vendor or other.vendor,
+            device_type=self.device_type or other.device_type,
+            type_confidence=self.type_confidence if self.type_confidence is not None else other.type_confidence,
+            evidence=list(dict.fromkeys([*self.evidence, *other.evidence])),
+            model=self.model or other.model,
+            classified_by=self.classified_by or other.classified_by,
             alerts=[*self.alerts, *other.alerts],
         )
 
     def to_event(self) -> dict[str, object]:
         d = asdict(self)
+        if self.device_type is None:  # no inventory in this run: no identity fields
+            for k in ("vendor", "device_type", "type_confidence", "evidence", "model", "classified_by"):
+                del d[k]
         return {"event_type": "device", **d}
 
 
@@ -175,6 +190,14 @@ DEVICE_FIELDS: tuple[Field, ...] = (
     Field("upload_bytes", _U64, "bytes", "frame bytes sent to external unicast addresses"),
     Field("first_seen", _F64, "epoch s", "first frame from or to the device"),
     Field("last_seen", _F64, "epoch s", "last frame from or to the device"),
+    Field("vendor", _STR, "", "vendor, from the MAC's OUI (IEEE registry, offline) or a product name; null if unknown"),
+    Field("device_type", _STR, "", "camera, recorder, printer, computer, phone, hub, plug, sensor, speaker, router, "
+          "appliance or unknown (docs/inventory.md)"),
+    Field("type_confidence", _F64, "", "confidence of device_type, 0..1"),
+    Field("evidence", pa.list_(_STR), "", "why: human-readable facts, strongest first "
+          "(\"OUI: Hangzhou Hikvision\", \"serves RTSP on 554\", ...)"),
+    Field("model", _STR, "", "product model when the traffic names it (\"DCS-935L\"), else null"),
+    Field("classified_by", _STR, "", "\"rules\" when strong signals decided the type, else the type model's name"),
     Field("alerts", pa.list_(pa.struct([("category", _STR), ("signature", _STR), ("severity", _U8), ("score", _F64),
                                         ("timestamp", _STR), ("first_ts", _F64), ("last_ts", _F64)])), "",
           "the device's alerts (the full alert events, with evidence, are in the same stream), strongest first"),
@@ -201,6 +224,6 @@ def records_markdown() -> str:
             "`transport`), `not_ip` (ARP and other non-IP frames, counted per device), `fragments_without_first`, "
             "`flows`, `flows_evicted` (by the table cap), `devices`, `devices_untracked` (beyond the device cap), "
             "`windows` (rows), `late_packets` (older than every open window), `problems` (input problems), "
-            "`interrupted` (Ctrl-C stopped the reading), `elapsed_s` (processing, start-up excluded), "
+            "`interrupted` (Ctrl-C stopped the reading), `alerts`, `elapsed_s` (processing and verdicts; start-up and opening the models excluded), "
             "`packets_per_s`.", ""]
     return "\n".join(out)

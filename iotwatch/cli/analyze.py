@@ -18,6 +18,10 @@ from ..pipeline import Settings, run
 from ..records import DeviceRecord, Stats
 from ..sinks import EveSink, MemorySink, ParquetSink
 
+if TYPE_CHECKING:
+    from ..detect import Alert, Detector
+    from ..inventory.collect import Inventory
+
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 3, 130
 PROGRESS_MIN_BYTES = 64 << 20
 
@@ -26,7 +30,8 @@ PROGRESS_MIN_BYTES = 64 << 20
 def _print(*renderables: object) -> None:
     from rich.console import Console
 
-    console = Console(highlight=False)
+    # a pipe or a log file has no width: give the tables room instead of rich's 80 columns
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     for r in renderables:
         console.print(r)
 
@@ -44,22 +49,81 @@ def _human(n: float) -> str:
     return str(n)
 
 
+def _ips(d: DeviceRecord) -> str:
+    return ", ".join(d.ips[:2]) + (f" (+{len(d.ips) - 2})" if len(d.ips) > 2 else "")
+
+
+def _kind(d: DeviceRecord) -> str:
+    if d.device_type is None:
+        return "—"
+    what = d.device_type + (f" {d.model}" if d.model else "")
+    return f"{d.vendor + ' ' if d.vendor else ''}{what}"
+
+
 def device_table(devices: dict[str, DeviceRecord], top: int) -> Table:
     from rich.table import Table
 
     t = Table(title="Devices, by bytes uploaded to external addresses", title_justify="left")
     t.add_column("MAC", no_wrap=True, min_width=17)
-    t.add_column("IPs", overflow="fold", ratio=1)
-    for col in ("uploaded", "sent", "received", "packets"):
+    t.add_column("IP", no_wrap=True, min_width=15)
+    t.add_column("what", overflow="fold", ratio=1, min_width=12)
+    for col in ("uploaded", "sent", "received"):
         t.add_column(col, justify="right", no_wrap=True)
+    t.add_column("alerts", overflow="fold")
     rows = sorted(devices.values(), key=lambda d: (-d.upload_bytes, -d.bytes_out, d.key))
     for d in rows[:top] if top > 0 else rows:
-        ips = ", ".join(d.ips[:2]) + (f" (+{len(d.ips) - 2})" if len(d.ips) > 2 else "")
-        t.add_row(d.mac or "—", ips or "—", _human(d.upload_bytes), _human(d.bytes_out), _human(d.bytes_in),
-                  f"{d.packets_out + d.packets_in:,}")
+        cats = sorted({str(a["category"]) for a in d.alerts})
+        ip = (d.ips[0] + (f" +{len(d.ips) - 1}" if len(d.ips) > 1 else "")) if d.ips else "—"
+        t.add_row(d.mac or "—", ip, _kind(d), _human(d.upload_bytes), _human(d.bytes_out), _human(d.bytes_in),
+                  f"[bold red]{', '.join(cats)}[/]" if cats else "")
     if top > 0 and len(rows) > top:
         t.caption = f"{len(rows) - top} more devices in events.jsonl"
     return t
+
+
+def inventory_table(devices: dict[str, DeviceRecord]) -> Table:
+    from rich.table import Table
+
+    t = Table(title="Device inventory", title_justify="left")
+    t.add_column("MAC", no_wrap=True, min_width=17)
+    t.add_column("IPs", overflow="fold")
+    t.add_column("vendor", overflow="fold")
+    t.add_column("type", overflow="fold", max_width=24)
+    t.add_column("conf.", justify="right", no_wrap=True)
+    t.add_column("evidence", overflow="fold", ratio=2)
+    t.add_column("up", justify="right", no_wrap=True)
+    t.add_column("down", justify="right", no_wrap=True)
+    order = {"recorder": 0, "camera": 1}
+    for d in sorted(devices.values(), key=lambda d: (order.get(d.device_type or "", 2), d.device_type or "", d.key)):
+        kind = (d.device_type or "—") + (f" ({d.model})" if d.model else "")
+        conf = f"{d.type_confidence:.2f}" if d.type_confidence is not None else ""
+        t.add_row(d.mac or "—", _ips(d) or "—", d.vendor or "—", kind, conf, "; ".join(d.evidence[:3]) or "—",
+                  _human(d.bytes_out), _human(d.bytes_in))
+    return t
+
+
+def alerts_panel(alerts: list[Alert]) -> object:
+    """The alerts in plain words, strongest first: what an auditor reads before anything else."""
+    from rich.text import Text
+
+    out = Text()
+    out.append(f"{len(alerts)} alert(s)\n", style="bold red")
+    for a in alerts:
+        style = {1: "bold red", 2: "red", 3: "yellow"}.get(a.severity, "")
+        out.append(f"  [{a.severity}] ", style=style)
+        out.append(a.sentence() + "\n")
+        ev = a.evidence
+        facts = []
+        for k in ("x_baseline", "uplink_share", "targets", "sessions", "packets_per_s", "period_s"):
+            if k in ev:
+                v = ev[k]
+                facts.append(f"{k.replace('_', ' ')} {v:.0%}" if k == "uplink_share" else f"{k.replace('_', ' ')} {v}")
+        if isinstance(ev.get("first_packet"), dict):
+            fp = ev["first_packet"]
+            facts.append(f"first packet {Path(str(fp['file'])).name}#{fp['packet']}")
+        if facts:
+            out.append("      " + ", ".join(facts) + "\n", style="dim")
+    return out
 
 
 def _report_problems(problems: list[InputError]) -> None:
@@ -78,7 +142,7 @@ def _rate(pps: float) -> str:
 def _summary(stats: Stats, out: Path | None) -> str:
     where = f" → {out}" if out else ""
     return (f"{stats.packets:,} packets, {_human(stats.bytes)} in {stats.files} file(s), {stats.flows:,} flows, "
-            f"{stats.devices} devices, {stats.elapsed_s:.2f} s ({_rate(stats.packets_per_s)}){where}")
+            f"{stats.devices} devices, {stats.alerts} alerts, {stats.elapsed_s:.2f} s ({_rate(stats.packets_per_s)}){where}")
 
 
 def _settings(window: float, local_net: list[str], idle_timeout: float, active_timeout: float, max_flows: int) -> Settings:
@@ -114,17 +178,58 @@ FlowEvents = Annotated[bool, typer.Option("--flow-events/--no-flow-events",
                                           help="Also write every flow as an EVE 'flow' event in events.jsonl "
                                           "(all flows are always in flows.parquet; a flood makes this file large).")]
 Top = Annotated[int, typer.Option("--top", help="Devices to list in the terminal (0: all).")]
+ModelOpt = Annotated[Path | None, typer.Option("--model", help="Behaviour model bundle (default: models/behaviour, "
+                                               "the one `make model` builds).")]
+NoModel = Annotated[bool, typer.Option("--no-model", help="Rules only: no behaviour model.")]
+TypeModelOpt = Annotated[Path | None, typer.Option("--type-model", help="Device-type model bundle (default: "
+                                                   "models/device_type).")]
+Baseline = Annotated[Path | None, typer.Option("--baseline", help="baselines.json of an earlier run (or its output "
+                                               "folder): each device's normal upload, instead of learning it from "
+                                               "the quiet part of this capture.")]
+Uplink = Annotated[float | None, typer.Option("--uplink-mbps", help="The site's uplink, Mbit/s: upload surges are "
+                                              "also given as a share of it.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
 
 
 def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Window = 60.0,
                     local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
                     idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = DEFAULT_MAX_FLOWS,
-                    flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False) -> None:
-    """Analyse captures: devices, flows and per-device windows into OUT/events.jsonl and Parquet."""
+                    flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False,
+                    model: ModelOpt = None, no_model: NoModel = False, type_model: TypeModelOpt = None,
+                    baseline: Baseline = None, uplink_mbps: Uplink = None) -> None:
+    """Analyse captures: alerts, devices (what they are), flows and per-device windows into
+    OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows)
-    code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet)
+    if uplink_mbps is not None and uplink_mbps <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
+    try:
+        detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
+                                        baseline=baseline, uplink_mbps=uplink_mbps)
+    except IotwatchError as e:
+        _say(f"iotwatch: error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None
+    code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, detector=detector,
+                        inventory=inventory)
     raise typer.Exit(code)
+
+
+def analyzers(settings: Settings, *, model: Path | None = None, no_model: bool = False, type_model: Path | None = None,
+              baseline: Path | None = None, uplink_mbps: float | None = None) -> tuple[Detector, Inventory]:
+    """The detector and the inventory for a run, with their models (ModelError/InputError on bad files)."""
+    from ..addrs import LocalNets
+    from ..detect import Detector, DetectSettings
+    from ..detect import model as behaviour
+    from ..detect.detector import load_baselines
+    from ..inventory.classify import TypeModel
+    from ..inventory.collect import Inventory, default_type_model
+
+    bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
+    baselines = load_baselines(baseline, settings.window_s) if baseline is not None else {}
+    nets = LocalNets(list(settings.local_nets))
+    det = Detector(DetectSettings(window_s=settings.window_s, uplink_mbps=uplink_mbps, baselines=baselines,
+                                  model=bundle), nets)
+    tm = TypeModel.load(type_model) if type_model is not None else default_type_model()
+    return det, Inventory(nets, tm)
 
 
 def _progress(paths: list[Path], quiet: bool) -> Progress | None:
@@ -145,7 +250,7 @@ def _progress(paths: list[Path], quiet: bool) -> Progress | None:
 
 
 def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
-                 quiet: bool = False) -> int:
+                 quiet: bool = False, detector: Detector | None = None, inventory: Inventory | None = None) -> int:
     """The analyze command's body: returns the exit code. Whatever was read is written, even when
     the input is damaged or the run is interrupted (Ctrl-C)."""
     try:
@@ -160,13 +265,15 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
     bar = _progress(paths, quiet)
     try:
         if bar is None:
-            pipe, captures = run(paths, settings, sinks)
+            pipe, captures = run(paths, settings, sinks, detector=detector, inventory=inventory)
         else:
             with bar:
                 task = bar.add_task("read", total=None)
-                pipe, captures = run(paths, settings, sinks,
+                pipe, captures = run(paths, settings, sinks, detector=detector, inventory=inventory,
                                      progress=lambda done, whole: bar.update(task, completed=done, total=whole))
         devices, stats = pipe.finish()
+        if detector is not None:
+            _write_baselines(out / "baselines.json", detector, settings.window_s)
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
@@ -175,7 +282,8 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
             sink.close()
     _report_problems(captures.problems)
     if not quiet:
-        _print(device_table(devices, top), _summary(stats, out))
+        shown: list[object] = [alerts_panel(pipe.alerts)] if pipe.alerts else []
+        _print(*shown, device_table(devices, top), _summary(stats, out))
     if stats.interrupted:
         _say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
         return EXIT_INTERRUPTED
@@ -186,16 +294,32 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
     return EXIT_PARTIAL if captures.problems else EXIT_OK
 
 
+def _write_baselines(path: Path, detector: Detector, window_s: float) -> None:
+    import json
+
+    try:
+        path.write_text(json.dumps({"window_s": window_s, "devices": detector.baselines()}, indent=1) + "\n")
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
 def devices_command(paths: Paths, window: Window = 60.0,
-                    local_net: LocalNet = []) -> None:  # noqa: B006 - typer reads it, never mutated
-    """Print the device inventory of captures (no files written)."""
+                    local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
+                    type_model: TypeModelOpt = None) -> None:
+    """Print the device inventory of captures: vendor, type, confidence and evidence (no files written)."""
+    from ..addrs import LocalNets
+    from ..inventory.classify import TypeModel
+    from ..inventory.collect import Inventory, default_type_model
+
     settings = _settings(window, local_net, 120.0, 1800.0, DEFAULT_MAX_FLOWS)
     try:
-        pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)])
+        tm = TypeModel.load(type_model) if type_model is not None else default_type_model()
+        inventory = Inventory(LocalNets(list(settings.local_nets)), tm)
+        pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)], inventory=inventory)
         devices, stats = pipe.finish()
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     _report_problems(captures.problems)
-    _print(device_table(devices, 0), _summary(stats, None))
+    _print(inventory_table(devices), _summary(stats, None))
     raise typer.Exit(EXIT_PARTIAL if captures.problems else (EXIT_OK if stats.files else EXIT_ERROR))

@@ -7,6 +7,6 @@ runs the rules (:mod:`.rules`) and the behaviour model (:mod:`.model`) and combi
 """
 
 from .alerts import Alert
-from .detector import DetectSettings, Detector
+from .detector import Detector, DetectSettings
 
 __all__ = ["Alert", "DetectSettings", "Detector"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..addrs import LocalNets, ip_str
+from ..addrs import LocalNets
 from ..errors import InputError
 from ..records import DeviceRecord
 from ..sidecar import RareFrame
@@ -62,6 +63,7 @@ class Detector:
         th = s.thresholds
         uplink_bps = s.uplink_mbps * 1e6 if s.uplink_mbps else None
         feats = self.features()
+        probs = self._probabilities(feats)
         alerts: list[Alert] = []
         for dev in sorted(set(self.evidence.devices) | set(feats)):
             d = self.evidence.devices.get(dev)
@@ -81,13 +83,41 @@ class Detector:
                 wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
                 findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, s.window_s)
             rec = devices.get(dev)
-            alerts += combine(dev, rec, findings, cols, X, s.model, s.window_s, ev if d is not None else None, files)
+            alerts += combine(dev, rec, findings, cols, X, s.model, s.window_s, ev if d is not None else None, files,
+                              probs.get(dev, {}))
         alerts.sort(key=lambda a: (a.severity, -a.score, a.timestamp))
         for a in alerts:
             rec = devices.get(a.device)
             if rec is not None:
                 rec.alerts.append(a.summary())
         return alerts
+
+    def _probabilities(self, feats: dict[str, tuple[dict[str, np.ndarray], np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+        """The model's class probabilities for every window of every device, in one call."""
+        model = self.settings.model
+        devs = [d for d, (_c, X) in feats.items() if len(X)]
+        if model is None or not devs:
+            return {}
+        X = np.vstack([feats[d][1] for d in devs])
+        p = model.predict_proba(X)  # type: ignore[attr-defined]
+        classes = [str(c) for c in model.classes]  # type: ignore[attr-defined]
+        out: dict[str, dict[str, np.ndarray]] = {}
+        k = 0
+        for d in devs:
+            n = len(feats[d][1])
+            out[d] = {c: p[k:k + n, j] for j, c in enumerate(classes)}
+            k += n
+        return out
+
+    def prepare(self) -> float:
+        """Open the model now (imports scikit-learn); returns the seconds it took (start-up, not work)."""
+        import time
+
+        t = time.perf_counter()
+        model = self.settings.model
+        if model is not None and "forest" not in model.manifest:  # type: ignore[attr-defined]
+            _ = model.estimator  # type: ignore[attr-defined]
+        return time.perf_counter() - t
 
     def baselines(self) -> dict[str, dict[str, float]]:
         """Each device's normal upload (median per window over its windows without alerts), to
@@ -96,7 +126,7 @@ class Detector:
         for dev, cols in window_columns(self._windows).items():
             up = cols["upload_bytes"]
             out[dev] = {"upload_bytes_per_window": float(np.median(up)), "window_s": self.settings.window_s,
-                        "windows": int(len(up))}
+                        "windows": len(up)}
         return out
 
 
@@ -105,11 +135,19 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
     internet's traffic into the site, which is not the router's doing."""
     if rec is None or rec.mac is None or not len(ev):
         return ev
-    own = set(rec.ips)
-    pairs, inv = np.unique(np.stack([ev["src_hi"], ev["src_lo"], ev["v6"].astype(np.uint64)], axis=1), axis=0,
-                           return_inverse=True)
-    ok = np.array([ip_str(bool(v6), int(hi), int(lo)) in own for hi, lo, v6 in pairs])
-    return ev[ok[inv.ravel()]]
+    own_keys = []
+    for text in rec.ips:
+        a = ipaddress.ip_address(text)
+        v = int(a)
+        hi, lo = (0, 0xFFFF00000000 | v) if a.version == 4 else (v >> 64, v & ((1 << 64) - 1))
+        own_keys.append(_addr_key(np.uint64(hi), np.uint64(lo)))
+    keys = _addr_key(ev["src_hi"], ev["src_lo"])
+    return ev[np.isin(keys, np.array(own_keys, np.uint64))]
+
+
+def _addr_key(hi: np.ndarray | np.uint64, lo: np.ndarray | np.uint64) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.asarray(lo ^ (hi * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x632BE59BD9B4E019)), np.uint64)
 
 
 def load_baselines(path: str | Path, window_s: float) -> dict[str, float]:

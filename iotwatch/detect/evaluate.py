@@ -163,8 +163,8 @@ def evaluate(label_files: list[str | Path], model: Any, *, window_s: float = 60.
             rep.device_days += sum(max(r.last_seen - r.first_seen, 0.0) for r in recs) / 86400
         rep.hosts.append(HostResult(lab, cats, delay, sig))
     if model is not None and len(data):
-        p = model.estimator.predict_proba(data.X)
-        classes = [str(c) for c in model.estimator.classes_]
+        p = model.predict_proba(data.X)
+        classes = model.classes
         th = model.thresholds
         pred = np.full(len(data), "normal", dtype=object)
         best = np.zeros(len(data))
@@ -183,4 +183,4 @@ def counts_line(rep: Report) -> str:
     return ", ".join(f"{k} {v}" for k, v in c.most_common())
 
 
-__all__ = ["Report", "evaluate", "counts_line", "Path"]
+__all__ = ["Path", "Report", "counts_line", "evaluate"]

@@ -33,7 +33,10 @@ K_UDP_NOREPLY = 256  # UDP to a unicast address that never answered
 AUTH_PORTS = np.array([21, 22, 23, 2323, 3389, 5900, 110, 143, 1433, 3306, 8291], np.int64)
 #: a flow is a flood candidate above this many client packets
 HEAVY_PKTS = 200
-MAX_EVENTS = 50_000  # per device
+MAX_EVENTS = 20_000  # per device and class (the first ones: every rule fires long before); the two
+# classes are flows without payload (probes, floods of SYNs) and flows with payload (sessions,
+# uploads, beacons), so that a scanner's probes never crowd out its upload
+MAX_EVENTS_TOTAL = 500_000  # over all devices (about 50 MB)
 
 EVENT_DTYPE = np.dtype([
     ("ts", np.float64), ("end", np.float64), ("dst_hi", np.uint64), ("dst_lo", np.uint64),
@@ -138,7 +141,9 @@ def parse_dns_query(data: bytes, l3: int) -> tuple[str, int] | None:
 class DeviceEvidence:
     chunks: list[np.ndarray] = field(default_factory=list)
     n: int = 0
-    dropped: int = 0
+    n_class: list[int] = field(default_factory=lambda: [0, 0])  # events without / with payload
+    dropped: int = 0  # flows past the cap: counted, not kept
+    dropped_last: float = 0.0  # the last of them (epoch s)
     arp: list[tuple[float, int, int]] = field(default_factory=list)  # ts, target IPv4, frame
     dns: list[DnsQuery] = field(default_factory=list)
     c2_hellos: list[tuple[float, int, int]] = field(default_factory=list)  # ts, flow id, frame
@@ -163,6 +168,9 @@ class Evidence:
         self.devices: dict[str, DeviceEvidence] = {}
         self.apps: dict[int, int] = {}  # flow id → APPS code, from first payloads
         self._names: dict[int, str] = {}
+        self._mac_of: dict[str, int] = {}
+        self._full_macs = np.zeros(0, np.uint64)
+        self.total = 0
 
     def _dev(self, key: str) -> DeviceEvidence:
         d = self.devices.get(key)
@@ -203,6 +211,14 @@ class Evidence:
         """Reduce exported flow records (flows.FLOW_DTYPE) to evidence events."""
         if not len(rows):
             return
+        if len(self._full_macs):  # devices whose payload-less evidence is full: count those flows, no more
+            mac = rows["mac_c"]
+            full = np.isin(mac, self._full_macs) & (rows["pl"][:, 0] == 0) & (rows["pl"][:, 1] == 0)
+            if full.any():
+                self._count_dropped(mac[full], rows["last"][full])
+                rows = rows[~full]
+                if not len(rows):
+                    return
         ca = rows["client_a"].astype(bool)
         c_hi = np.where(ca, rows["ahi"], rows["bhi"])
         c_lo = np.where(ca, rows["alo"], rows["blo"])
@@ -282,26 +298,48 @@ class Evidence:
                 name = self._names.get(k)
                 if name is None:
                     name = self._names[k] = mac_str(k)
+                    self._mac_of[name] = k
                 self._add(name, ev[part])
 
     def _add(self, key: str, ev: np.ndarray) -> None:
         d = self._dev(key)
-        room = MAX_EVENTS - d.n
-        if room <= 0:
-            d.dropped += len(ev)
-            return
-        if len(ev) > room:
-            d.dropped += len(ev) - room
-            ev = ev[:room]
-        d.chunks.append(ev.copy())
-        d.n += len(ev)
+        empty = (ev["payload_out"] == 0) & (ev["payload_in"] == 0)
+        for cls, part in ((0, ev[empty]), (1, ev[~empty])):
+            if not len(part):
+                continue
+            room = min(MAX_EVENTS - d.n_class[cls], MAX_EVENTS_TOTAL - self.total)
+            if room <= 0:
+                d.dropped += len(part)
+                d.dropped_last = max(d.dropped_last, float(part["end"].max()))
+                continue
+            if len(part) > room:
+                d.dropped += len(part) - room
+                d.dropped_last = max(d.dropped_last, float(part["end"][room:].max()))
+                part = part[:room]
+            d.chunks.append(part.copy())
+            d.n += len(part)
+            d.n_class[cls] += len(part)
+            self.total += len(part)
+            if cls == 0 and d.n_class[0] >= MAX_EVENTS:
+                mac = self._mac_of.get(key)
+                if mac is not None and mac not in self._full_macs:
+                    self._full_macs = np.append(self._full_macs, np.uint64(mac))
+
+    def _count_dropped(self, macs: np.ndarray, last_ns: np.ndarray) -> None:
+        for m in np.unique(macs):
+            d = self._dev(self._names[int(m)])
+            sel = macs == m
+            d.dropped += int(sel.sum())
+            d.dropped_last = max(d.dropped_last, float(last_ns[sel].max()) / 1e9)
 
     def merge(self, other: Evidence) -> Evidence:
         for key, o in other.devices.items():
             d = self._dev(key)
             d.chunks += o.chunks
             d.n += o.n
+            d.n_class = [d.n_class[0] + o.n_class[0], d.n_class[1] + o.n_class[1]]
             d.dropped += o.dropped
+            d.dropped_last = max(d.dropped_last, o.dropped_last)
             d.arp += o.arp
             d.dns += o.dns
             d.c2_hellos += o.c2_hellos

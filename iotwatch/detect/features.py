@@ -61,9 +61,13 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
         return X
     ev = d.events()
     if len(ev):
-        w_of = np.searchsorted(starts, ev["ts"], side="right") - 1
+        # events are in time order: each window's events are one slice
+        edges = np.searchsorted(ev["ts"], np.concatenate((starts[1:], [np.inf])), side="left")
+        lo = 0
         for i in range(n):
-            e = ev[w_of == i]
+            hi = int(edges[i])
+            e = ev[lo:hi] if i else ev[:hi]
+            lo = hi
             if not len(e):
                 continue
             k = e["kind"]
@@ -112,7 +116,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
             names = {q.qname for q in qs}
             X[i, col["dns_names"]] = len(names)
             doms = Counter(".".join(q.split(".")[-2:]) for q in names)
-            dom, cnt = doms.most_common(1)[0]
+            _dom, cnt = doms.most_common(1)[0]
             X[i, col["dns_max_names_one_domain"]] = cnt
             X[i, col["dns_mean_name_len"]] = float(np.mean([len(q) for q in names]))
             X[i, col["dns_odd_types"]] = float(np.mean([q.qtype in (10, 16, 15, 5, 255) for q in qs]))

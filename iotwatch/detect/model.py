@@ -13,8 +13,9 @@ CLASSES = ("normal", "scan", "bruteforce", "flood", "exfil", "c2")
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "models" / "behaviour"
 
 
-def load(path: str | Path) -> Bundle:
-    return load_bundle(path, kind=KIND, features=FEATURES)
+def load(path: str | Path, lazy: bool = True) -> Bundle:
+    """Check a behaviour bundle now; open its estimator when first used (see Bundle)."""
+    return load_bundle(path, kind=KIND, features=FEATURES, lazy=lazy)
 
 
 def default_model() -> Bundle | None:

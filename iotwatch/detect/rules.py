@@ -46,7 +46,7 @@ class Thresholds:
     flood_pkts: int = 3000  # ... carrying at least this many packets (HTTP floods: any number)
     flood_window_s: float = 10.0
     flood_pps: float = 300.0  # one-way packets/s of a single stream (GRE and other tunnels)
-    dns_flood_names: int = 200  # distinct names to one resolver within flood_window_s
+    dns_flood_names: int = 50  # distinct names under one domain to one resolver within flood_window_s
     tunnel_names: int = 10  # distinct encoded names to one resolver within scan_window_s
     tunnel_label_len: int = 24  # a label this long (or a name twice as long) carries encoded data
     surge_x: float = 20.0  # upload at least this many times the baseline ...
@@ -104,6 +104,15 @@ def fire_index(ts: np.ndarray, targets: np.ndarray, k: int, window: float) -> in
     return -1
 
 
+def fire_count(ts: np.ndarray, k: int, window: float) -> int:
+    """First index at which (ts[i] - window, ts[i]] holds ``k`` events; -1 if never."""
+    if len(ts) < k:
+        return -1
+    lo = np.searchsorted(ts, ts - window, side="right")
+    ok = np.flatnonzero(np.arange(len(ts)) - lo + 1 >= k)
+    return int(ok[0]) if len(ok) else -1
+
+
 def fire_weighted(ts: np.ndarray, w: np.ndarray, total: float, window: float, start: int = 0) -> int:
     """First index >= start at which the weights of events in (ts[i] - window, ts[i]] sum to ``total``."""
     c = np.concatenate(([0.0], np.cumsum(w)))
@@ -111,6 +120,18 @@ def fire_weighted(ts: np.ndarray, w: np.ndarray, total: float, window: float, st
     ok = np.flatnonzero(c[1:] - c[lo] >= total)
     ok = ok[ok >= start]
     return int(ok[0]) if len(ok) else -1
+
+
+def _groups(keys: np.ndarray, min_size: int) -> list[np.ndarray]:
+    """Indices of the events of each key with at least ``min_size`` events, in time order."""
+    if len(keys) < min_size:
+        return []
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    cut = np.flatnonzero(ks[1:] != ks[:-1]) + 1
+    starts = np.concatenate(([0], cut))
+    ends = np.concatenate((cut, [len(ks)]))
+    return [order[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b - a >= min_size]
 
 
 def _target_keys(ev: np.ndarray, with_port: bool = True) -> np.ndarray:
@@ -146,7 +167,7 @@ def _ports(ev: np.ndarray, n: int = 5) -> list[int]:
 
 
 def _base(ev: np.ndarray, files: list[str], fire: int) -> dict[str, object]:
-    return {"flows": int(len(ev)), "packets_out": int(ev["pkts_out"].sum()), "packets_in": int(ev["pkts_in"].sum()),
+    return {"flows": len(ev), "packets_out": int(ev["pkts_out"].sum()), "packets_in": int(ev["pkts_in"].sum()),
             "first_packet": frame_ref(int(ev["frame"][0]), files),
             "alert_packet": frame_ref(int(ev["frame"][fire]), files),
             "flow_ids": [int(x) for x in ev["flow_id"][:5]]}
@@ -252,14 +273,11 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding
     auth = ev[((ev["kind"] & K_AUTH) != 0) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0)]
     if len(auth) < th.brute_conns:
         return out
-    svc = _target_keys(auth)
-    for s in np.unique(svc):
-        e = auth[svc == s]
-        if len(e) < th.brute_conns:
-            continue
+    for g in _groups(_target_keys(auth), th.brute_conns):
+        e = auth[g]
         for b in _bursts(e["ts"], th.episode_gap_s):
             eb = e[b]
-            fi = fire_index(eb["ts"], np.arange(len(eb)), th.brute_conns, th.brute_window_s)
+            fi = fire_count(eb["ts"], th.brute_conns, th.brute_window_s)
             if fi < 0:
                 continue
             dur = eb["end"] - eb["ts"]
@@ -280,7 +298,7 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding
     for b in _bursts(tel["ts"], th.episode_gap_s):
         eb = tel[b]
         hosts = _target_keys(eb, with_port=False)
-        fi = fire_index(eb["ts"], np.arange(len(eb)), th.brute_conns, th.brute_window_s)
+        fi = fire_count(eb["ts"], th.brute_conns, th.brute_window_s)
         if fi < 0 or len(np.unique(hosts[: fi + 1])) < 2:
             continue
         n = len(np.unique(hosts))
@@ -297,13 +315,11 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding
 def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     out: list[Finding] = []
     if len(ev):
-        hosts = _target_keys(ev, with_port=False)
-        uniq, counts = np.unique(hosts, return_counts=True)
-        for h in uniq[counts >= th.flood_flows]:
-            e = ev[hosts == h]
+        for g in _groups(_target_keys(ev, with_port=False), th.flood_flows):
+            e = ev[g]
             for b in _bursts(e["ts"], th.episode_gap_s):
                 eb = e[b]
-                fi = fire_index(eb["ts"], np.arange(len(eb)), th.flood_flows, th.flood_window_s)
+                fi = fire_count(eb["ts"], th.flood_flows, th.flood_window_s)
                 if fi < 0:
                     continue
                 http = ((eb["app"] == 4) | np.isin(eb["dport"], (80, 8080, 8000, 443))).mean() > 0.5 and (eb["proto"] == 6).all()
@@ -324,13 +340,14 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                 f = _flood_finding(heavy[heavy["flow_id"] == e["flow_id"]], 0, files, "heavy_stream")
                 f.fire_ts = float(e["ts"]) + min(span, 500 / rate)
                 out.append(f)
-    # DNS water torture: many distinct names to one resolver
+    # DNS water torture: many distinct names under one domain to one resolver (the names are a
+    # sample: the sidecar keeps at most 64 queries per device and minute)
     if len(d.dns) >= th.dns_flood_names:
         q = sorted(d.dns, key=lambda x: x.ts)
-        by_res: dict[str, list] = {}
+        by_res: dict[tuple[str, str], list] = {}
         for x in q:
-            by_res.setdefault(x.resolver, []).append(x)
-        for res, qs in by_res.items():
+            by_res.setdefault((x.resolver, _base_domain(x.qname)), []).append(x)
+        for (res, _dom), qs in by_res.items():
             ts = np.array([x.ts for x in qs])
             names = np.array([hash(x.qname) for x in qs], np.int64)
             for b in _bursts(ts, th.episode_gap_s):
@@ -343,7 +360,8 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                 if np.mean([encoded_name(x.qname, th) for x in sub]) >= 0.5:
                     continue  # long encoded names: a tunnel, reported as exfiltration
                 out.append(Finding(
-                    "flood", f"DNS water torture: {len(set(x.qname for x in sub))} random names under {dom} sent to {res}",
+                    "flood", f"DNS water torture: random names under {dom} sent to {res} "
+                             f"({len(set(x.qname for x in sub[: fi + 1]))} distinct in {sub[fi].ts - sub[0].ts:.1f} s)",
                     1, 0.95, sub[0].ts, sub[fi].ts, sub[-1].ts,
                     {"queries_sampled": len(sub), "domain": dom, "resolver": res,
                      "sample_names": [x.qname for x in sub[:5]],
@@ -528,10 +546,9 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
     conn = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0)]
     if len(conn) < th.beacon_conns:
         return out
-    key = _target_keys(conn)
-    for k in np.unique(key):
-        e = conn[key == k]
-        if len(e) < th.beacon_conns or (e["app"] == A_MIRAI_C2).any():
+    for g in _groups(_target_keys(conn), th.beacon_conns):
+        e = conn[g]
+        if (e["app"] == A_MIRAI_C2).any():
             continue
         for b in _bursts(e["ts"], th.beacon_max_period_s * 2):
             eb = e[b]

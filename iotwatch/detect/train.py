@@ -69,7 +69,7 @@ def capture_dataset(capture: Path, labels: list[HostLabel], window_s: float = 60
                     model: Any = None) -> tuple[Dataset, list[Any], dict[str, Any]]:
     """Analyse one capture; return its labelled windows, its alerts and its devices."""
     from ..pipeline import Settings, run
-    from .detector import DetectSettings, Detector
+    from .detector import Detector, DetectSettings
 
     det = Detector(DetectSettings(window_s=window_s, model=model))
     pipe, _captures = run([capture], Settings(window_s=window_s), [], detector=det)
@@ -114,7 +114,7 @@ def make_estimator(seed: int, n_jobs: int) -> Any:
 
     # A forest: robust to features on wildly different scales (packets vs ratios), no scaling to
     # ship, calibrated enough for thresholds, and every type it needs is on skops' trusted list.
-    return RandomForestClassifier(n_estimators=200, min_samples_leaf=2, class_weight="balanced_subsample",
+    return RandomForestClassifier(n_estimators=100, min_samples_leaf=2, class_weight="balanced_subsample",
                                   random_state=seed, n_jobs=n_jobs)
 
 
@@ -175,7 +175,7 @@ def train(label_files: list[str | Path], out: str | Path, *, window_s: float = 6
     oof, classes = cross_validate(data, seed, n_jobs)
     pred = np.array(classes, dtype=object)[oof.argmax(axis=1)] if len(classes) else data.y
     metrics = {"cross_validation": "GroupKFold by device, out-of-fold windows", **window_metrics(data.y, pred, classes),
-               "windows": int(len(data)), "devices": int(len(set(data.groups))), "class_windows": dict(counts)}
+               "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts)}
     thresholds = thresholds_from(oof, classes, data.y)
     est = make_estimator(seed, n_jobs).fit(data.X, data.y)
     est.n_jobs = 1  # predicting a few windows: no process pool

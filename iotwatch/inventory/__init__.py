@@ -12,8 +12,8 @@ from .classify import FEATURES, MODEL_KIND, TYPES, Identity, TypeModel, decide, 
 from .evidence import DeviceSignals, Fingerprints
 from .oui import REGISTRY, Vendor, lookup
 from .parse import Signal, signals
-from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows
+from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows, traffic_from_records
 
 __all__ = ["FEATURES", "MODEL_KIND", "REGISTRY", "TYPES", "DeviceSignals", "DeviceTraffic", "Fingerprints", "Identity",
            "Signal", "TypeModel", "Vendor", "decide", "identify", "lookup", "merge_traffic", "signals",
-           "traffic_from_flows"]
+           "traffic_from_flows", "traffic_from_records"]

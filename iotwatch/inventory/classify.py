@@ -256,27 +256,42 @@ def features(record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTra
 
 # --------------------------------------------------------------------------- the type model
 
-@dataclass(slots=True)
 class TypeModel:
-    """A fitted classifier over :data:`FEATURES` and the name it reports (``Identity.model``)."""
+    """A fitted classifier over :data:`FEATURES` and the name it reports (``Identity.model``).
 
-    estimator: Any
-    name: str = "type-v1"
+    Built from a bundle, the estimator is opened on first use (scikit-learn weighs ~100 MB of
+    memory that a streaming run should not carry before the end)."""
+
+    def __init__(self, estimator: Any = None, name: str = "type-v1", bundle: Any = None) -> None:
+        self._estimator = estimator
+        self.name = name
+        self._bundle = bundle
+
+    @property
+    def estimator(self) -> Any:
+        if self._estimator is None and self._bundle is not None:
+            self._estimator = self._bundle.estimator
+        return self._estimator
 
     @property
     def classes(self) -> list[str]:
+        if self._estimator is None and self._bundle is not None:
+            return self._bundle.classes  # type: ignore[no-any-return]
         return [str(c) for c in self.estimator.classes_]
 
     def proba(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.estimator.predict_proba(x.reshape(1, -1) if x.ndim == 1 else x))
+        x2 = x.reshape(1, -1) if x.ndim == 1 else x
+        if self._estimator is None and self._bundle is not None:
+            return self._bundle.predict_proba(x2)  # type: ignore[no-any-return]
+        return np.asarray(self.estimator.predict_proba(x2))
 
     @classmethod
-    def load(cls, path: str | Path) -> TypeModel:
+    def load(cls, path: str | Path, lazy: bool = True) -> TypeModel:
         """Load a bundle written by :func:`.train.train_type_model`; raises ``ModelError``."""
         from ..bundle import load_bundle
 
-        b = load_bundle(path, kind=MODEL_KIND, features=FEATURES)
-        return cls(b.estimator, str(b.manifest.get("model_name", b.name)))
+        b = load_bundle(path, kind=MODEL_KIND, features=FEATURES, lazy=lazy)
+        return cls(None, str(b.manifest.get("model_name", b.name)), bundle=b)
 
 
 # --------------------------------------------------------------------------- decision

@@ -182,7 +182,8 @@ def samples(label_files: Sequence[str | Path], *, include_unknown: bool = False)
 def _estimator(n_jobs: int) -> Any:
     from sklearn.ensemble import RandomForestClassifier
 
-    return RandomForestClassifier(n_estimators=300, min_samples_leaf=1, random_state=RANDOM_STATE, n_jobs=n_jobs)
+    # 100 trees: the same grouped-fold accuracy as 300 here, a third of the bundle
+    return RandomForestClassifier(n_estimators=100, min_samples_leaf=1, random_state=RANDOM_STATE, n_jobs=n_jobs)
 
 
 def _weights(groups: Sequence[str], labels: Sequence[str]) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""The inventory riding along the pipeline: rare frames and finished flows in, identities out."""
+
+from __future__ import annotations
+
+import ipaddress
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..addrs import LocalNets
+from ..records import DeviceRecord
+from ..sidecar import RareFrame
+from .classify import Identity, TypeModel, identify
+from .evidence import Fingerprints
+from .traffic import DeviceTraffic, traffic_from_records
+
+#: the type bundle `analyze` uses unless told otherwise (rebuilt by `make model`)
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "models" / "device_type"
+
+
+def default_type_model() -> TypeModel | None:
+    if not (DEFAULT_PATH / "manifest.json").is_file():
+        return None
+    return TypeModel.load(DEFAULT_PATH)
+
+
+class Inventory:
+    def __init__(self, local_nets: LocalNets | None = None, model: TypeModel | None = None) -> None:
+        self.nets = local_nets or LocalNets()
+        self.model = model
+        nets = self.nets.networks
+
+        @lru_cache(maxsize=1 << 16)
+        def local(ip: str) -> bool:
+            try:
+                a = ipaddress.ip_address(ip)
+            except ValueError:
+                return False
+            return any(a in n for n in nets if n.version == a.version)
+
+        self.fp = Fingerprints(local=local)
+        self._budget: dict[tuple[str | None, str], int] = {}
+        self._window = -1
+        self.traffic: dict[str, DeviceTraffic] = {}
+
+    #: frames dissected per device, kind and minute: a device's names, banners and announcements
+    #: repeat; the first few of each minute tell what it is (the rest only cost time)
+    PER_KIND = 8
+
+    def on_rare(self, frames: list[RareFrame]) -> None:
+        for f in frames:
+            w = int(f.ts // 60)
+            if w != self._window:
+                self._window = w
+                self._budget.clear()
+            k = (f.src, f.kind)
+            n = self._budget.get(k, 0)
+            if n >= self.PER_KIND and f.kind in ("dns", "first_payload", "arp", "ntp"):
+                continue
+            self._budget[k] = n + 1
+            self.fp.add(f)
+
+    def on_flow_records(self, rows: np.ndarray) -> None:
+        # devices are MACs or local addresses: a spoofed flood's sources are no devices of ours
+        for key, t in traffic_from_records(rows, self.nets, external_ip_devices=False).items():
+            have = self.traffic.get(key)
+            self.traffic[key] = t if have is None else have.merge(t)
+
+    def prepare(self) -> float:
+        """Open the type model now (imports scikit-learn); returns the seconds it took."""
+        import time
+
+        from .oui import lookup
+
+        t = time.perf_counter()
+        lookup("00:00:00:00:00:00")  # the IEEE registry's index
+        if self.model is not None and self.model._bundle is not None and "forest" not in self.model._bundle.manifest:
+            _ = self.model.estimator
+        return time.perf_counter() - t
+
+    def conclude(self, devices: dict[str, DeviceRecord]) -> dict[str, Identity]:
+        ids = identify(devices, self.fp, self.traffic, self.model)
+        for key, ident in ids.items():
+            rec = devices[key]
+            rec.vendor = ident.vendor
+            rec.device_type = ident.device_type
+            rec.type_confidence = round(ident.type_confidence, 3)
+            rec.evidence = list(ident.evidence)
+            rec.model = ident.product
+            rec.classified_by = ident.model or "rules"
+        return ids
