@@ -301,6 +301,76 @@ def test_type_model_bundle_round_trip(tmp_path) -> None:  # type: ignore[no-unty
         TypeModel.load(tmp_path / "other")
 
 
+def test_tftp_request_file_name() -> None:
+    rrq = IP(src="10.0.0.5", dst="192.168.1.13") / UDP(sport=40000, dport=69) / (b"\x00\x01/update.sh\x00octet\x00")
+    assert ("src", "tftp_request", "/update.sh") in sig(frame(rrq))
+    data = IP(src="10.0.0.5", dst="192.168.1.13") / UDP(sport=40000, dport=69) / (b"\x00\x03\x00\x01abc")
+    assert sig(frame(data)) == set()
+
+
+def test_phone_maker_registration_and_android_private_dns() -> None:
+    from iotwatch.inventory.catalog import org_hint
+
+    assert org_hint("LG Electronics (Mobile Communications)")[0] == "phone"  # type: ignore[index]
+    assert org_hint("LG Electronics") is None and org_hint(None) is None
+    fp = Fingerprints()
+    fp.add(frame(IP(src="10.0.0.9", dst="8.8.8.8") / TCP(sport=40000, dport=853) / client_hello(b"dns.google"),
+                 src="6a:0f:da:86:9b:90"))
+    tr = DeviceTraffic()
+    tr.used[(6, 853)] = 3
+    ident = decide("6a:0f:da:86:9b:90", None, fp.get("6a:0f:da:86:9b:90"), tr)
+    assert ident.device_type == "phone"
+    assert any("Android Private DNS" in e for e in ident.evidence)
+
+
+def test_busybox_dhcp_client_is_never_typed_computer_or_phone() -> None:
+    class AlwaysComputer:
+        classes_ = np.array(["computer", "phone", "plug"])
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            return np.array([[0.6, 0.3, 0.1]] * len(x))
+
+    dev = "3c:49:37:03:17:db"
+    fp = Fingerprints()
+    fp.add(frame(IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67)
+                 / BOOTP(chaddr=bytes.fromhex("3c49370317db")) / DHCP(options=[
+                     ("message-type", "request"), ("vendor_class_id", b"udhcp 1.12.1"), "end"]), src=dev, kind="dhcp"))
+    fp.add(frame(IP(src="10.0.0.5", dst="192.168.1.13") / UDP(sport=40000, dport=69)
+                 / b"\x00\x01/update.sh\x00octet\x00", src=dev))
+    ident = decide(dev, None, fp.get(dev), DeviceTraffic(), TypeModel(AlwaysComputer(), "type-test"))
+    assert ident.device_type == "plug"
+    assert "embedded Linux DHCP client (BusyBox udhcp 1.12.1)" in ident.evidence
+    assert "fetches /update.sh over TFTP" in ident.evidence
+    # without the BusyBox client the classifier's answer stands
+    assert decide(PC, None, Fingerprints().get(PC), DeviceTraffic(),
+                  TypeModel(AlwaysComputer(), "type-test")).device_type == "computer"
+
+
+@needs_shared
+def test_rare_frames_follow_the_pipelines_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Training reads captures with rare.py; it must give the inventory what the pipeline gives it."""
+    import iotwatch
+    from iotwatch.inventory import collect, rare
+
+    path = SHARED_PCAPS / "ndpi_protocols/alexa-app.pcapng"  # busy: the 128 first payloads per batch are reached
+    kept: list[tuple[int, str]] = []
+    on_rare = collect.Inventory.on_rare
+
+    def recording(self: collect.Inventory, frames: list[RareFrame]) -> None:
+        for f in frames:
+            before = self.fp.frames
+            on_rare(self, [f])
+            if self.fp.frames > before:
+                kept.append((f.frame, f.kind))
+
+    monkeypatch.setattr(collect.Inventory, "on_rare", recording)
+    iotwatch.analyze([path])
+    mine = [(f.frame, f.kind) for f in rare.rare_frames(path)]
+    assert sorted(mine) == sorted(kept)
+    per_minute = Counter((f.src, f.kind, int(f.ts // 60)) for f in rare.rare_frames(path))
+    assert max(n for (_, k, _), n in per_minute.items() if k in ("dns", "first_payload")) <= 8
+
+
 # --------------------------------------------------------------------------- shared captures
 
 def _identify_capture(rel: str) -> dict[str, Identity]:

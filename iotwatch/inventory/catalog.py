@@ -9,6 +9,8 @@ Three small tables of public product knowledge, used by the rules in :mod:`.clas
 - :data:`VENDOR_TYPES`: OUI short names of makers whose network devices are nearly all of one
   type (camera makers, router makers, computer makers).
 - :data:`DOMAINS`: cloud and relay domain suffixes queried by one kind of device.
+- :data:`ORG_TYPES`: full OUI registrations of phone makers' mobile divisions; :data:`DOT_RESOLVERS`
+  (Android Private DNS) and :data:`EMBEDDED_DHCP` (BusyBox's DHCP client).
 
 Every entry states a public fact about a product line; none names a capture or a unit.
 """
@@ -136,6 +138,39 @@ VENDOR_TYPES: dict[str, tuple[str, float]] = {
     "Nest": ("sensor", 0.5), "Fitbit": ("sensor", 0.6), "Withings": ("sensor", 0.6),
     "Sonos": ("speaker", 0.8), "Amazon": ("speaker", 0.4), "LG": ("phone", 0.3), "Apple": ("phone", 0.3),
 }
+
+#: OUI registrations (the full organisation name, see :mod:`.oui`) of makers' *mobile* divisions
+#: and phone-only makers: the IEEE registry names the division, so an LG TV and an LG phone
+#: differ here while their short name ("LG") does not. From the IEEE MA-L registry shipped by
+#: netaddr (every organisation matching "Mobile Communication(s)"/"Mobile Telecommunication(s)",
+#: Motorola Mobility, OnePlus, HTC, minus network-equipment makers such as Datang and sysmocom).
+ORG_TYPES: tuple[tuple[re.Pattern[str], str, float, str], ...] = (
+    (re.compile(r"^(?:LG Electronics \(Mobile Communications\)|GUANGDONG OPPO MOBILE|vivo Mobile Communication|"
+                r"Realme Chongqing Mobile|OnePlus|HTC Corporation|Motorola Mobility|Lenovo Mobile Communication|"
+                r"(?:Qingdao )?Hisense Mobile Communication|Wingtech Mobile Communications|Panasonic Mobile|"
+                r"NEC CASIO Mobile|Casio Hitachi Mobile|Sony Mobile Communications|Sony Ericsson Mobile)", re.I),
+     "phone", 0.6, "a phone maker's (mobile division's) registration"),
+)
+
+
+def org_hint(organisation: str | None) -> tuple[str, float, str] | None:
+    if not organisation:
+        return None
+    for rx, t, conf, what in ORG_TYPES:
+        if rx.search(organisation):
+            return t, conf, what
+    return None
+
+
+#: DNS-over-TLS resolvers (RFC 7858, TCP 853) that Android's Private DNS (on, "automatic", by
+#: default since Android 9) upgrades to when the network's resolver is theirs; desktop systems
+#: do not use DoT unless configured (Windows has DoH only, systemd-resolved's DoT is off).
+DOT_RESOLVERS = ("dns.google", "cloudflare-dns.com", "one.one.one.one", "1dot1dot1dot1.cloudflare-dns.com",
+                 "dns.quad9.net", "dns.adguard.com", "dns.adguard-dns.com")
+
+#: DHCP vendor classes (option 60) of embedded DHCP clients: BusyBox udhcpc sends "udhcp
+#: <version>" (its source, networking/udhcp); PCs send "MSFT 5.0", dhcpcd-…, or none (ISC dhclient, Apple).
+EMBEDDED_DHCP = re.compile(r"^udhcp[ c]", re.I)
 
 #: Vendors that make both cameras and recorders: a unit pulling RTSP from others is a recorder.
 CCTV_VENDORS = frozenset(("Hikvision", "Dahua", "Uniview", "Hanwha Vision", "Xiongmai", "Tiandy", "EZVIZ",

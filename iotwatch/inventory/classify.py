@@ -162,8 +162,15 @@ def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> 
         if t == "camera" and traffic is not None and len(traffic.rtsp_servers) >= 1 and vendor.short in catalog.CCTV_VENDORS:
             t = "recorder"
         out.append(Hint(t, c, f"{vendor.short} makes mostly {t}s"))
+    org = catalog.org_hint(vendor.organisation)
+    if org:  # same source as the short name's hint ("oui"): the stronger of the two counts
+        out.append(Hint(org[0], org[1], f"{vendor.organisation} makes mostly {org[0]}s ({org[2]})"))
     if vendor.local_admin:
         out.append(Hint("phone", 0.4, "locally administered MAC (randomised?)"))
+    if traffic is not None and traffic.used.get((6, 853), 0) > 0:
+        dot = [n for n in sig.values("tls_sni") if n in catalog.DOT_RESOLVERS]
+        if dot:
+            out.append(Hint("phone", 0.5, f"DNS over TLS to {dot[0]} (Android Private DNS)"))
     # clouds
     seen: set[str] = set()
     for kind in ("dns_query", "tls_sni", "http_host"):
@@ -173,6 +180,26 @@ def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> 
                 seen.add(h[2])
                 out.append(Hint(h[0], h[1], f"talks to {h[2]} ({name})"))
     out.sort(key=lambda h: -h.confidence)
+    return out
+
+
+def embedded(sig: DeviceSignals) -> str | None:
+    """Why the device is an embedded system (not a computer or phone), or None: a BusyBox
+    ``udhcp`` DHCP client (PCs and phones use MSFT, dhcpcd, dhclient or Apple's client)."""
+    for v in sig.values("dhcp_vendor")[:4]:
+        if catalog.EMBEDDED_DHCP.match(v):
+            return f"embedded Linux DHCP client (BusyBox {v})"
+    return None
+
+
+def facts(sig: DeviceSignals) -> list[str]:
+    """Evidence lines that point at no type on their own."""
+    out = []
+    e = embedded(sig)
+    if e:
+        out.append(e)
+    for v in sig.values("tftp_request")[:2]:
+        out.append(f"fetches {v} over TFTP")
     return out
 
 
@@ -351,9 +378,14 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
         classes = model.classes
         order = np.argsort(-p)
         cctv_support = any(h.device_type in CCTV for h in hs)
+        # a BusyBox DHCP client is no PC or phone unless a hint says so (an Android build can use it)
+        no_pc = embedded(sig) is not None and not any(h.device_type in ("computer", "phone") and h.confidence >= 0.5
+                                                      for h in hs)
         chosen, conf = "unknown", 0.0
         for i in order:
             if classes[i] in CCTV and not cctv_support:
+                continue
+            if no_pc and classes[i] in ("computer", "phone"):
                 continue
             chosen, conf = classes[i], float(p[i])
             break
@@ -374,6 +406,9 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     other = [f"{h.evidence} (suggests {h.device_type})" for h in hs if h.device_type != chosen and h.confidence >= 0.5]
     for e in support + other:
         if e not in evidence and not e.startswith("locally administered"):
+            evidence.append(e)
+    for e in facts(sig):
+        if e not in evidence:
             evidence.append(e)
     if decided_by:
         evidence.append(f"classifier {decided_by}: {chosen} ({conf:.2f})")

@@ -46,6 +46,7 @@ ntp_server           "" — the sender answered an NTP client
 telnet_banner        the first printable line a telnet server sent
 ssh_banner           the SSH identification string the sender sent
 sip_ua               User-Agent / Server of a SIP message the sender sent
+tftp_request         file a TFTP read/write request asked for ("/update.sh"; boot and firmware fetches)
 ===================  ========================================================================
 """
 
@@ -517,6 +518,8 @@ def _dispatch(proto: int, sport: int, dport: int, payload: bytes) -> list[Signal
             return ubnt(payload)
         if 5060 in ports:
             return _sip(payload)
+        if dport == 69:
+            return _tftp(payload)
         return []
     # TCP
     if not payload:
@@ -545,6 +548,17 @@ def _telnet(payload: bytes, sport: int) -> list[Signal]:
     lines = [_text(x) for x in payload[i:].replace(b"\r", b"\n").split(b"\n")]
     lines = [x for x in lines if len(x) >= 3]
     return [Signal("src", "telnet_banner", lines[0])] if lines else []
+
+
+def _tftp(payload: bytes) -> list[Signal]:
+    """RFC 1350 RRQ/WRQ: opcode 1/2, file name, NUL, mode, NUL."""
+    if len(payload) < 4 or payload[0] != 0 or payload[1] not in (1, 2):
+        return []
+    name, sep, rest = payload[2:].partition(b"\x00")
+    mode = rest.split(b"\x00", 1)[0].lower()
+    if not sep or not name or mode not in (b"octet", b"netascii", b"mail"):
+        return []
+    return [Signal("src", "tftp_request", _text(name))]
 
 
 def _sip(payload: bytes) -> list[Signal]:
