@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import inline_kernel, kernel
 from .addrs import ip_str, mac_str
 from .capture.batch import PacketBatch
 from .decode import NO_MAC, Packets
@@ -44,62 +44,112 @@ class RareFrame:
     direction: int = 0  # 0 client→server, 1 server→client
 
 
+#: frames kept per device, kind and window: enough for every rule (50 names under one domain in
+#: 10 s for water torture, 10 encoded names for a tunnel, 32 ARP targets for a sweep, banners of
+#: login services) and for the inventory (a few values per signal), few enough that a busy network
+#: or a flood costs little
+K_FIRST_LOGIN = 11  # a first payload on a login port (banners, Mirai's C2 hello): its own budget
+K_DNS_SEEN = 12  # (bookkeeping) DNS queries a device sent in the window, kept or not
+LOGIN_PORTS = (21, 22, 23, 2323)
+BUDGET = {K_ARP: 64, K_DNS: 24, K_DHCP: 16, K_MDNS: 16, K_LLMNR: 8, K_SSDP: 16, K_WSD: 8, K_NTP: 4,
+          K_DISCOVERY: 16, K_FIRST: 16, K_FIRST_LOGIN: 256}
+#: a device that sends this many DNS queries in a window (a burst, water torture) gets DNS_BURST_BUDGET
+DNS_BURST, DNS_BURST_BUDGET = 100, 64
+_BUDGET_ARRAY = np.array([BUDGET.get(k, 0) for k in range(13)], np.int64)
+
+
+@inline_kernel
+def _kind_of(l3, err, proto, sp, dp, info, f_new):  # type: ignore[no-untyped-def]
+    k = 0
+    if l3 == 1:
+        if info & 2:
+            k = 1
+    elif (l3 == 4 or l3 == 6) and err == 0:
+        if proto == 17:
+            if info & 1:
+                k = 2
+            elif dp == 67 or dp == 68 or sp == 67 or sp == 68 or dp == 546 or dp == 547:
+                k = 3
+            elif dp == 5353 or sp == 5353:
+                k = 4
+            elif dp == 5355:
+                k = 5
+            elif dp == 1900 or sp == 1900:
+                k = 6
+            elif dp == 3702 or sp == 3702:
+                k = 7
+            elif dp == 123 or sp == 123:
+                k = 8
+            elif (dp == 37020 or sp == 37020 or dp == 37810 or sp == 37810 or dp == 34569 or sp == 34569
+                  or dp == 10001 or dp == 137 or dp == 138):
+                k = 9
+        if k == 0 and (proto == 6 or proto == 17) and (f_new & 2):
+            k = 10
+            if dp == 21 or dp == 22 or dp == 23 or dp == 2323 or sp == 21 or sp == 22 or sp == 23 or sp == 2323:
+                k = 11
+    return k
+
+
+@inline_kernel
+def _slot(bkeys, bcount, state, who, kind):  # type: ignore[no-untyped-def]
+    """The (device, kind) counter of the window's table, created at 0; -1 when the table is full
+    (then nothing more is kept this window)."""
+    mask = bkeys.shape[0] - 1
+    key = (who * np.uint64(16) + np.uint64(kind)) ^ np.uint64(0x8000000000000001)
+    h = key * np.uint64(0x9E3779B97F4A7C15)
+    s = np.int64((h >> np.uint64(20)) & np.uint64(mask))
+    while bkeys[s] != 0:
+        if bkeys[s] == key:
+            return s
+        s = (s + 1) & mask
+    if state[1] * 2 >= bkeys.shape[0]:
+        return -1
+    bkeys[s] = key
+    bcount[s] = 0
+    state[1] += 1
+    return s
+
+
 @kernel
-def select_rare(l3, err, proto, sport, dport, info, f_new, out_idx, out_kind, counts, per_batch):  # type: ignore[no-untyped-def]
-    """Indices and kinds of the packets to set aside; returns how many. ``counts``: one per kind."""
+def select_rare(l3, err, proto, sport, dport, info, f_new, src_mac, src_hi, src_lo, ts_ns, window_ns,  # type: ignore[no-untyped-def]
+                out_idx, out_kind, counts, per_batch, bkeys, bcount, state, budget, dns_burst, dns_burst_budget):
+    """Indices and kinds of the packets to set aside, within the per-batch cap (``counts``, one
+    per kind) and the per-device budget of the window (``bkeys``/``bcount``, reset each window;
+    ``state`` = [window, used slots]). Returns how many."""
     n = l3.shape[0]
     for k in range(counts.shape[0]):
         counts[k] = 0
     m = 0
+    no_mac = np.uint64(1) << np.uint64(63)
     for i in range(n):
-        k = 0
-        if l3[i] == 1:
-            if info[i] & 2:
-                k = 1
-        elif (l3[i] == 4 or l3[i] == 6) and err[i] == 0:
-            if proto[i] == 17:
-                sp = sport[i]
-                dp = dport[i]
-                if info[i] & 1:
-                    k = 2
-                elif dp == 67 or dp == 68 or sp == 67 or sp == 68 or dp == 546 or dp == 547:
-                    k = 3
-                elif dp == 5353 or sp == 5353:
-                    k = 4
-                elif dp == 5355:
-                    k = 5
-                elif dp == 1900 or sp == 1900:
-                    k = 6
-                elif dp == 3702 or sp == 3702:
-                    k = 7
-                elif dp == 123 or sp == 123:
-                    k = 8
-                elif (dp == 37020 or sp == 37020 or dp == 37810 or sp == 37810 or dp == 34569 or sp == 34569
-                      or dp == 10001 or dp == 137 or dp == 138):
-                    k = 9
-            if k == 0 and (proto[i] == 6 or proto[i] == 17) and (f_new[i] & 2):
-                k = 10
+        k = _kind_of(l3[i], err[i], proto[i], sport[i], dport[i], info[i], f_new[i])
         if k == 0 or counts[k] >= per_batch:
             continue
+        w = ts_ns[i] // window_ns
+        if w != state[0]:
+            for q in range(bkeys.shape[0]):
+                bkeys[q] = 0
+            state[0] = w
+            state[1] = 0
+        sm = src_mac[i]
+        who = sm if sm < no_mac else (src_lo[i] ^ (src_hi[i] * np.uint64(0x9E3779B97F4A7C15))) | no_mac
+        limit = budget[k]
+        if k == 2:
+            seen = _slot(bkeys, bcount, state, who, 12)
+            if seen < 0:
+                continue
+            bcount[seen] += 1
+            if bcount[seen] > dns_burst:
+                limit = dns_burst_budget
+        slot = _slot(bkeys, bcount, state, who, k)
+        if slot < 0 or bcount[slot] >= limit:
+            continue
+        bcount[slot] += 1
         counts[k] += 1
         out_idx[m] = i
         out_kind[m] = k
         m += 1
     return m
-
-
-#: frames kept per device, kind and window: enough for every rule (50 names under one domain in
-#: 10 s for water torture, 10 encoded names for a tunnel, 32 ARP targets for a sweep, banners of
-#: login services) and for the inventory (a few values per signal), few enough that a busy network
-#: or a flood costs little
-BUDGET = {K_ARP: 64, K_DNS: 24, K_DHCP: 16, K_MDNS: 16, K_LLMNR: 8, K_SSDP: 16, K_WSD: 8, K_NTP: 4,
-          K_DISCOVERY: 16, K_FIRST: 16}
-#: a device that sends this many DNS queries in a window (a burst, water torture) gets DNS_BURST_BUDGET
-DNS_BURST, DNS_BURST_BUDGET = 100, 64
-#: first payloads on login ports (banners, Mirai's C2 hello) have their own, larger budget
-K_FIRST_LOGIN = 11
-BUDGET[K_FIRST_LOGIN] = 256
-LOGIN_PORTS = (21, 22, 23, 2323)
 
 
 class Sidecar:
@@ -110,65 +160,40 @@ class Sidecar:
         self.window_ns = int(window_s * 1e9)
         self._idx = np.empty(0, np.int64)
         self._kind = np.empty(0, np.int8)
-        self._counts = np.zeros(len(KINDS), np.int64)
-        self._budget: dict[tuple[int, int], int] = {}
-        self._seen: dict[int, int] = {}  # DNS candidates per device in the window
-        self._budget_window = -1
+        self._counts = np.zeros(16, np.int64)
+        self._bkeys = np.zeros(1 << 14, np.uint64)
+        self._bcount = np.zeros(1 << 14, np.int64)
+        self._state = np.array([-1, 0], np.int64)
         self._macs: dict[int, str | None] = {}
-        self.dropped = 0
 
     def pick(self, batch: PacketBatch, pk: Packets, fi: PacketFlowInfo) -> list[RareFrame]:
         n = len(batch)
         if len(self._idx) < n:
             self._idx = np.empty(n, np.int64)
             self._kind = np.empty(n, np.int8)
-        m = select_rare(pk.l3, pk.err, pk.proto, pk.sport, pk.dport, pk.info, fi.new, self._idx, self._kind,
-                        self._counts, self.per_batch)
+        m = select_rare(pk.l3, pk.err, pk.proto, pk.sport, pk.dport, pk.info, fi.new, pk.src_mac, pk.src_hi,
+                        pk.src_lo, batch.ts_ns, self.window_ns, self._idx, self._kind, self._counts, self.per_batch,
+                        self._bkeys, self._bcount, self._state, _BUDGET_ARRAY, DNS_BURST, DNS_BURST_BUDGET)
         if not m:
             return []
         idx = self._idx[:m]
         rec = pk.rec[idx]
-        kinds = self._kind[:m].astype(np.int64)
-        login = (kinds == K_FIRST) & (np.isin(rec["dport"], LOGIN_PORTS) | np.isin(rec["sport"], LOGIN_PORTS))
-        kinds[login] = K_FIRST_LOGIN
-        no_mac = rec["src_mac"] >= NO_MAC
-        who = np.where(no_mac, rec["src_lo"] ^ (rec["src_hi"] * np.uint64(0x9E3779B97F4A7C15)), rec["src_mac"])
-        ts_ns = batch.ts_ns[idx]
-        win = ts_ns // self.window_ns
-        keep: list[int] = []
-        budget = self._budget
-        for q, (w, k, kind) in enumerate(zip(win.tolist(), who.tolist(), kinds.tolist(), strict=True)):
-            if w > self._budget_window:
-                budget.clear()
-                self._seen.clear()
-                self._budget_window = w
-            used = budget.get((k, kind), 0)
-            limit = BUDGET[kind]
-            if kind == K_DNS:
-                seen = self._seen[k] = self._seen.get(k, 0) + 1
-                if seen > DNS_BURST:
-                    limit = DNS_BURST_BUDGET
-            if used >= limit:
-                continue
-            budget[(k, kind)] = used + 1
-            keep.append(q)
-        self.dropped += m - len(keep)
-        if not keep:
-            return []
+        kinds = self._kind[:m].tolist()
         offs = (batch.off[idx] + rec["l3_off"]).tolist()
         ends = (batch.off[idx] + batch.caplen[idx]).tolist()
         flow_id = fi.flow_id[idx].tolist()
         direction = fi.direction[idx].tolist()
-        ts = (ts_ns / 1e9).tolist()
-        kind_l = kinds.tolist()
+        ts = (batch.ts_ns[idx] / 1e9).tolist()
+        l3 = rec["l3"].tolist()
+        frame0 = batch.frame0
+        fidx = batch.file_index
         buf = batch.buf
         out: list[RareFrame] = []
-        for q in keep:
+        for q in range(m):
             src, dst = self._keys(rec[q])
-            kind = kind_l[q]
-            out.append(RareFrame(ts[q], batch.file_index, batch.frame0 + int(idx[q]), int(rec["l3"][q]),
-                                 buf[offs[q]:ends[q]].tobytes(), src, dst, KINDS[K_FIRST if kind == K_FIRST_LOGIN else kind],
-                                 int(flow_id[q]), int(direction[q])))
+            kind = kinds[q]
+            out.append(RareFrame(ts[q], fidx, frame0 + int(idx[q]), l3[q], buf[offs[q]:ends[q]].tobytes(), src, dst,
+                                 KINDS[K_FIRST if kind == K_FIRST_LOGIN else kind], flow_id[q], direction[q]))
         return out
 
     def _keys(self, r: np.void) -> tuple[str | None, str | None]:

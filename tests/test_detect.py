@@ -305,3 +305,33 @@ def test_shipped_models_load_and_agree() -> None:
     X = np.abs(np.random.default_rng(2).standard_cauchy((200, len(FEATURES))))
     assert np.abs(m.predict_proba(X) - m.estimator.predict_proba(X)).max() < 1e-12
     assert default_type_model() is not None, "models/device_type is missing: run `make model`"
+
+
+def test_sidecar_budgets_bound_rare_frames(made: dict[str, Path]) -> None:
+    """The compiled selection keeps few frames per device, kind and minute: a DNS flood gives its
+    burst budget, a normal device its small one; frame numbers and bytes point at the packet."""
+    from collections import Counter
+
+    from scapy.utils import rdpcap
+
+    from iotwatch.capture import CaptureSet
+    from iotwatch.pipeline import Pipeline, Settings
+    from iotwatch.sidecar import BUDGET, DNS_BURST_BUDGET, K_DNS, Sidecar
+
+    pcap = made["flood-dns"]
+    bot = next(r.host_mac for r in read_labels(labels_of(pcap)) if r.behaviour == "flood")
+    pipe = Pipeline(Settings(), [], threaded=False)
+    sc = Sidecar()
+    frames = []
+    for b in CaptureSet([pcap]).batches():
+        pipe.feed(b)
+        frames += sc.pick(b, pipe._pk.view(len(b)), pipe.flows.packet_info(len(b)))
+    per = Counter((f.src, f.kind, int(f.ts // 60)) for f in frames)
+    dns_bot = [n for (src, kind, _), n in per.items() if src == bot and kind == "dns"]
+    assert dns_bot and max(dns_bot) == DNS_BURST_BUDGET
+    others = [n for (src, kind, _), n in per.items() if src != bot and kind == "dns"]
+    assert all(n <= BUDGET[K_DNS] for n in others)
+    pkts = rdpcap(str(pcap))
+    for f in frames[:50]:
+        raw = bytes(pkts[f.frame - 1])
+        assert raw.endswith(f.data) and len(f.data) >= 20

@@ -41,6 +41,74 @@ def _key_host(ev: np.ndarray) -> np.ndarray:
     return ev["dst_lo"] ^ (ev["dst_hi"] * np.uint64(0x9E3779B97F4A7C15))
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _groups_in_windows(w: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (window, key) pairs: the window of each pair, the pair of each event, pair sizes."""
+    combined = key ^ ((w.astype(np.uint64) + np.uint64(1)) * _MIX)
+    _, first, inv, counts = np.unique(combined, return_index=True, return_inverse=True, return_counts=True)
+    return w[first], inv.ravel(), counts
+
+
+def _event_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray) -> None:
+    """Per-window evidence features, for all windows at once (events are in time order)."""
+    n = len(starts)
+    w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1)
+    k = ev["kind"]
+    host = _key_host(ev)
+    target = host ^ ev["dport"].astype(np.uint64)
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(w[mask], minlength=n)
+
+    def distinct(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
+        if not mask.any():
+            return np.zeros(n)
+        wu, _, _ = _groups_in_windows(w[mask], key[mask])
+        return np.bincount(wu, minlength=n)
+
+    def largest(mask: np.ndarray, key: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        out = np.zeros(n)
+        if not mask.any():
+            return out
+        wu, inv, counts = _groups_in_windows(w[mask], key[mask])
+        size = counts if weights is None else np.bincount(inv, weights=weights[mask])
+        np.maximum.at(out, wu, size)
+        return out
+
+    probes = (k & (K_PROBE | K_WEIRD | K_ECHO | K_EMPTY_RST | K_HALF_OPEN)) != 0
+    X[:, col["probes"]] = count(probes)
+    X[:, col["probe_targets"]] = distinct(probes, target)
+    X[:, col["probe_hosts"]] = distinct(probes, host)
+    for name, bit in (("weird_probes", K_WEIRD), ("half_open", K_HALF_OPEN), ("empty_rst", K_EMPTY_RST),
+                      ("echo_requests", K_ECHO), ("udp_noreply", K_UDP_NOREPLY), ("ext_flows", K_EXT)):
+        X[:, col[name]] = count((k & bit) != 0)
+    X[:, col["auth_max_service"]] = largest((k & K_AUTH) != 0, target)
+    every = np.ones(len(ev), bool)
+    X[:, col["max_flows_one_host"]] = largest(every, host)
+    X[:, col["max_pkts_one_host"]] = largest(every, host, ev["pkts_out"].astype(np.float64))
+    # the most regular series of connections to one external service in the window
+    ext = ((k & K_EXT) != 0) & (ev["proto"] == 6)
+    if ext.sum() >= 3:
+        wu, inv, counts = _groups_in_windows(w[ext], target[ext])
+        ts = ev["ts"][ext]
+        order = np.lexsort((ts, inv))
+        g, t = inv[order], ts[order]
+        same = g[1:] == g[:-1]
+        iv, gi = np.diff(t)[same], g[1:][same]
+        m = len(counts)
+        n_iv = np.bincount(gi, minlength=m)
+        s1 = np.bincount(gi, weights=iv, minlength=m)
+        s2 = np.bincount(gi, weights=iv * iv, minlength=m)
+        mean = s1 / np.maximum(n_iv, 1)
+        std = np.sqrt(np.maximum(s2 / np.maximum(n_iv, 1) - mean * mean, 0.0))
+        regular = (counts >= 3) & (mean > 0) & (std <= 0.25 * mean)
+        out = np.zeros(n)
+        np.maximum.at(out, wu[regular], counts[regular])
+        X[:, col["beacon_max_regular"]] = out
+
+
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
                     baseline: float | None) -> np.ndarray:
     """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns."""
@@ -61,45 +129,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
         return X
     ev = d.events()
     if len(ev):
-        # events are in time order: each window's events are one slice
-        edges = np.searchsorted(ev["ts"], np.concatenate((starts[1:], [np.inf])), side="left")
-        lo = 0
-        for i in range(n):
-            hi = int(edges[i])
-            e = ev[lo:hi] if i else ev[:hi]
-            lo = hi
-            if not len(e):
-                continue
-            k = e["kind"]
-            probes = e[(k & (K_PROBE | K_WEIRD | K_ECHO | K_EMPTY_RST | K_HALF_OPEN)) != 0]
-            X[i, col["probes"]] = len(probes)
-            if len(probes):
-                X[i, col["probe_targets"]] = len(np.unique(_key_host(probes) ^ probes["dport"].astype(np.uint64)))
-                X[i, col["probe_hosts"]] = len(np.unique(_key_host(probes)))
-            X[i, col["weird_probes"]] = int(((k & K_WEIRD) != 0).sum())
-            X[i, col["half_open"]] = int(((k & K_HALF_OPEN) != 0).sum())
-            X[i, col["empty_rst"]] = int(((k & K_EMPTY_RST) != 0).sum())
-            X[i, col["echo_requests"]] = int(((k & K_ECHO) != 0).sum())
-            X[i, col["udp_noreply"]] = int(((k & K_UDP_NOREPLY) != 0).sum())
-            auth = e[(k & K_AUTH) != 0]
-            if len(auth):
-                X[i, col["auth_max_service"]] = max(Counter((_key_host(auth) ^ auth["dport"].astype(np.uint64)).tolist()).values())
-            X[i, col["ext_flows"]] = int(((k & K_EXT) != 0).sum())
-            hosts = _key_host(e)
-            _, inv, counts = np.unique(hosts, return_inverse=True, return_counts=True)
-            X[i, col["max_flows_one_host"]] = counts.max()
-            X[i, col["max_pkts_one_host"]] = np.bincount(inv, weights=e["pkts_out"].astype(np.float64)).max()
-            ext = e[((k & K_EXT) != 0) & (e["proto"] == 6)]
-            if len(ext) >= 3:
-                best = 0
-                eh = _key_host(ext) ^ ext["dport"].astype(np.uint64)
-                for h in np.unique(eh):
-                    t = np.sort(ext["ts"][eh == h])
-                    if len(t) >= 3:
-                        iv = np.diff(t)
-                        if iv.mean() > 0 and iv.std() <= 0.25 * iv.mean():
-                            best = max(best, len(t))
-                X[i, col["beacon_max_regular"]] = best
+        _event_features(X, col, ev, starts)
     if d.arp:
         a = np.array([(t, x) for t, x, _ in d.arp])
         w_of = np.searchsorted(starts, a[:, 0], side="right") - 1
