@@ -61,7 +61,7 @@ class DeviceSettings:
     close_lag_s: float = 10.0
     max_devices: int = 1 << 14
     max_external_ip_devices: int = 4096
-    distinct_max: int = 1 << 22  # entries in the distinct-destination table before it saturates
+    distinct_max: int = 1 << 20  # entries in the distinct-destination table before it saturates (21 MB)
     device_ips_max: int = 1 << 16
 
 

@@ -75,6 +75,7 @@ class _Writer:
                 except BaseException as e:  # handed to the main thread
                     self.error = e
 
+
     def put(self, kind: str, payload: pa.Table) -> None:
         self._check()
         self._q.put((kind, payload))
@@ -216,9 +217,6 @@ class Pipeline:
             self._out("flows", rows)
         for t in self.devices.flush():
             self._out("windows", t)
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
         devices = self.devices.totals()
         st = self.stats
         st.flows_evicted = self.flows.evicted
@@ -238,6 +236,10 @@ class Pipeline:
             loading += self.detector.prepare()
             self.alerts = self.detector.conclude(devices, self.files)
             st.alerts = len(self.alerts)
+        # the verdicts above ran while the writer thread was still writing the last flows
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
         st.elapsed_s = time.perf_counter() - self._t0 - loading
         if self.detector is not None:
             for s in self.sinks:

@@ -317,6 +317,8 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
     if len(ev):
         for g in _groups(_target_keys(ev, with_port=False), th.flood_flows):
             e = ev[g]
+            if fire_count(e["ts"], th.flood_flows, th.flood_window_s) < 0:
+                continue  # never that many flows to this host in flood_window_s: no burst will be
             for b in _bursts(e["ts"], th.episode_gap_s):
                 eb = e[b]
                 fi = fire_count(eb["ts"], th.flood_flows, th.flood_window_s)
