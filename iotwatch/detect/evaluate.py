@@ -102,7 +102,7 @@ class Report:
                f"- Misbehaving hosts caught with the right category: **{len(self.detected)} / {n_bad}**",
                f"- Alerts on hosts labelled normal or victim: **{len(self.false_alarms)}** "
                f"({len(self.false_alarms) / self.device_days if self.device_days else 0:.3f} per device-day over "
-               f"{self.device_days:.2f} device-days)",
+               f"{self.device_days:.2f} device-days of traffic: the device windows these hosts were active in)",
                ]
         if len(d):
             out.append(f"- Time to first alert after the behaviour's first packet: median {np.median(d):.2f} s, "
@@ -146,7 +146,7 @@ def evaluate(label_files: list[str | Path], model: Any, *, window_s: float = 60.
     rep = Report(captures=len(per_capture), label_files=[str(p) for p in label_files],
                  model=model.name if model is not None else None)
     for lab in labels:
-        alerts, devices = per_capture[lab.capture]
+        alerts, devices, active = per_capture[lab.capture]
         recs = [r for r in devices.values() if lab.matches(r.mac, r.ips)]
         mine = [a for a in alerts if any(a.device == r.key for r in recs)]
         cats = sorted({a.category for a in mine}, key=CATEGORIES.index)
@@ -160,7 +160,7 @@ def evaluate(label_files: list[str | Path], model: Any, *, window_s: float = 60.
         else:
             for a in mine:
                 rep.false_alarms.append((lab, a.category, a.signature))
-            rep.device_days += sum(max(r.last_seen - r.first_seen, 0.0) for r in recs) / 86400
+            rep.device_days += sum(active.get(r.key, 0.0) for r in recs) / 86400
         rep.hosts.append(HostResult(lab, cats, delay, sig))
     if model is not None and len(data):
         p = model.predict_proba(data.X)

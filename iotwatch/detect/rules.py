@@ -210,8 +210,9 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             if c:
                 kinds.append(f"{c} {name}")
         if mirai_like:
-            sig = (f"Mirai-style telnet scanner: {len(e)} SYNs to {hosts} addresses on ports 23/2323 "
-                   f"with TCP seq = destination address")
+            more = "+" if d.dropped else ""
+            sig = (f"Mirai-style telnet scanner: {mirai_total:,} SYNs with TCP seq = destination address, to "
+                   f"{hosts:,}{more} addresses on ports 23/2323")
             sev, score = 1, 0.99
         elif hosts >= 2:
             sig = f"network scan: probes to {targets} targets on {hosts} hosts ({', '.join(kinds)})"
@@ -222,6 +223,8 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         evd = _base(e, files, f)
         if hosts == 1:
             evd["target"] = _addr(e[0])
+        if d.dropped:
+            evd["flows_not_kept"] = d.dropped  # past the evidence cap: counts above are lower bounds
         evd.update({"targets": targets, "hosts": hosts, "ports": _ports(e), "sample_targets": _samples(e),
                     "unanswered": int(((e["kind"] & K_PROBE) != 0).sum()), "mirai_syns": mirai_total if mirai_like else 0})
         out.append(Finding("scan", sig, sev, score, float(e["ts"][0]), float(e["ts"][f]),

@@ -66,8 +66,9 @@ def window_labels(starts: np.ndarray, window_s: float, labels: list[HostLabel]) 
 
 
 def capture_dataset(capture: Path, labels: list[HostLabel], window_s: float = 60.0,
-                    model: Any = None) -> tuple[Dataset, list[Any], dict[str, Any]]:
-    """Analyse one capture; return its labelled windows, its alerts and its devices."""
+                    model: Any = None) -> tuple[Dataset, list[Any], dict[str, Any], dict[str, float]]:
+    """Analyse one capture; return its labelled windows, its alerts, its devices and each
+    device's active time (seconds of the windows in which it sent or received)."""
     from ..pipeline import Settings, run
     from .detector import Detector, DetectSettings
 
@@ -75,7 +76,9 @@ def capture_dataset(capture: Path, labels: list[HostLabel], window_s: float = 60
     pipe, _captures = run([capture], Settings(window_s=window_s), [], detector=det)
     devices, _stats = pipe.finish()
     parts = []
-    for dev, (cols, X) in det.features().items():
+    feats = det.features()
+    active = {dev: len(cols["window_start"]) * window_s for dev, (cols, _X) in feats.items()}
+    for dev, (cols, X) in feats.items():
         rec = devices.get(dev)
         mac = rec.mac if rec is not None else None
         ips = rec.ips if rec is not None else [dev]
@@ -87,11 +90,11 @@ def capture_dataset(capture: Path, labels: list[HostLabel], window_s: float = 60
         group = mac if mac else f"{capture.name}:{dev}"
         parts.append(Dataset(X, y, np.full(len(y), group, dtype=object),
                              [(str(capture), dev, float(s)) for s in starts]))
-    return Dataset.concat(parts), pipe.alerts, devices
+    return Dataset.concat(parts), pipe.alerts, devices, active
 
 
-def build_dataset(label_files: list[str | Path], *, window_s: float = 60.0, n_jobs: int = 1,
-                  model: Any = None) -> tuple[Dataset, dict[Path, tuple[list[Any], dict[str, Any]]], list[HostLabel]]:
+def build_dataset(label_files: list[str | Path], *, window_s: float = 60.0, n_jobs: int = 1, model: Any = None
+                  ) -> tuple[Dataset, dict[Path, tuple[list[Any], dict[str, Any], dict[str, float]]], list[HostLabel]]:
     from joblib import Parallel, delayed
 
     labels = read_many(label_files)
@@ -105,7 +108,7 @@ def build_dataset(label_files: list[str | Path], *, window_s: float = 60.0, n_jo
     caps = sorted(groups)
     results = Parallel(n_jobs=n_jobs)(delayed(capture_dataset)(c, groups[c], window_s, model) for c in caps)
     data = Dataset.concat([r[0] for r in results])
-    per_capture = {c: (r[1], r[2]) for c, r in zip(caps, results, strict=True)}
+    per_capture = {c: (r[1], r[2], r[3]) for c, r in zip(caps, results, strict=True)}
     return data, per_capture, labels
 
 

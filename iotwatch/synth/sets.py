@@ -7,7 +7,8 @@ Both sets hold every scenario (the benign site, the hospital, scan, brute force,
 C2, and a flood with each of the seven vectors) with their own seeds: training uses seeds 1-3,
 evaluation 1001-1002, so no evaluated capture was seen in training. When ../shared/pcaps is
 there, behaviours are also injected into real camera captures (different captures and seeds for
-each set). Captures that already exist are kept (the same seed writes the same bytes).
+each set: the Yi camera is only in evaluation; the xiaobai and D-Link cameras are in both, through
+other captures of them). Captures that already exist are kept (the same seed writes the same bytes).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ EVAL_SEEDS = (1001, 1002)
 TRAIN_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_local.pcap", "78:df:72:24:69:4d"),
                 ("iot_sentinel/D-LinkCam/Setup-C-1-STA.pcap", "b0:c5:54:25:5b:0e"))
 EVAL_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_remote.pcap", "78:df:72:24:69:4d"),
-               ("iot_sentinel/EdimaxCam1/Setup-C-1-STA.pcap", "74:da:38:80:7a:08"),
+               ("iot_sentinel/D-LinkCam/Setup-A-1-STA.pcap", "b0:c5:54:25:5b:0e"),
                ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"))
 INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
 #: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
