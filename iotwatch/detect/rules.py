@@ -18,6 +18,7 @@ import numpy as np
 from ..addrs import ip_str
 from .evidence import (
     A_MIRAI_C2,
+    A_TLS,
     K_AUTH,
     K_ECHO,
     K_EMPTY_RST,
@@ -56,6 +57,9 @@ class Thresholds:
     beacon_min_span_s: float = 180.0  # ... over at least this long (a setup phase polls for a minute or two)
     beacon_cv: float = 0.25  # ... coefficient of variation of the intervals at most this
     beacon_max_period_s: float = 120.0
+    tls_beacon_conns: int = 5  # or: new TLS connections to one peer, each over before the next ...
+    tls_beacon_max_period_s: float = 10.0  # ... every few seconds ...
+    tls_beacon_cv: float = 0.15  # ... like clockwork (a script, not a person or a keep-alive)
     episode_gap_s: float = 120.0  # evidence this far apart is two episodes
 
 
@@ -549,19 +553,23 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
                            1, 0.99, float(sel["ts"][0]) if len(sel) else ts, ts, last, evd, "mirai_c2_hello"))
     # beacons: regular new connections to one external peer
     conn = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0)]
-    if len(conn) < th.beacon_conns:
+    least = min(th.beacon_conns, th.tls_beacon_conns)
+    if len(conn) < least:
         return out
-    for g in _groups(_target_keys(conn), th.beacon_conns):
+    for g in _groups(_target_keys(conn), least):
         e = conn[g]
         if (e["app"] == A_MIRAI_C2).any():
             continue
         for b in _bursts(e["ts"], th.beacon_max_period_s * 2):
             eb = e[b]
-            if len(eb) < th.beacon_conns:
+            if len(eb) < least:
                 continue
-            fi = _beacon_fire(eb["ts"], th)
-            if fi < 0:
+            slow = _beacon_fire(eb["ts"], th) if len(eb) >= th.beacon_conns else -1
+            fast = _tls_beacon_fire(eb, th)
+            fired = [x for x in (slow, fast) if x >= 0]
+            if not fired:
                 continue
+            fi = min(fired)
             iv = np.diff(eb["ts"])
             period = float(np.median(iv))
             sig = f"beaconing to {_addr(eb[0])}:{int(eb['dport'][0])}: {len(eb)} connections every {period:.1f} s"
@@ -569,8 +577,27 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
             evd.update({"peer": f"{_addr(eb[0])}:{int(eb['dport'][0])}", "connections": len(eb),
                         "period_s": round(period, 2), "interval_cv": round(float(iv.std() / max(iv.mean(), 1e-9)), 3)})
             out.append(Finding("c2", sig, 2, 0.85, float(eb["ts"][0]), float(eb["ts"][fi]), float(eb["end"].max()),
-                               evd, "beacon"))
+                               evd, "tls_beacon" if fi == fast else "beacon"))
     return out
+
+
+def _tls_beacon_fire(eb: np.ndarray, th: Thresholds) -> int:
+    """First index at which the last ``tls_beacon_conns`` connections were TLS (by handshake or
+    port 443/8443), each closed before the next began, at a short and steady period."""
+    k = th.tls_beacon_conns
+    tls = (eb["app"] == A_TLS) | np.isin(eb["dport"], (443, 8443))
+    ts, end = eb["ts"], eb["end"]
+    for i in range(k - 1, len(eb)):
+        j = i - k + 1
+        if not tls[j: i + 1].all():
+            continue
+        iv = np.diff(ts[j: i + 1])
+        m = iv.mean()
+        if not 0.5 <= m <= th.tls_beacon_max_period_s or iv.std() > th.tls_beacon_cv * m:
+            continue
+        if (end[j: i] <= ts[j + 1: i + 1]).all():  # one short session after the other
+            return i
+    return -1
 
 
 def _beacon_fire(ts: np.ndarray, th: Thresholds) -> int:
