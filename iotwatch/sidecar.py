@@ -51,8 +51,8 @@ class RareFrame:
 K_FIRST_LOGIN = 11  # a first payload on a login port (banners, Mirai's C2 hello): its own budget
 K_DNS_SEEN = 12  # (bookkeeping) DNS queries a device sent in the window, kept or not
 LOGIN_PORTS = (21, 22, 23, 2323)
-BUDGET = {K_ARP: 64, K_DNS: 24, K_DHCP: 16, K_MDNS: 16, K_LLMNR: 8, K_SSDP: 16, K_WSD: 8, K_NTP: 4,
-          K_DISCOVERY: 16, K_FIRST: 16, K_FIRST_LOGIN: 256}
+BUDGET = {K_ARP: 64, K_DNS: 12, K_DHCP: 16, K_MDNS: 16, K_LLMNR: 8, K_SSDP: 16, K_WSD: 8, K_NTP: 4,
+          K_DISCOVERY: 16, K_FIRST: 8, K_FIRST_LOGIN: 256}
 #: a device that sends this many DNS queries in a window (a burst, water torture) gets DNS_BURST_BUDGET
 DNS_BURST, DNS_BURST_BUDGET = 100, 64
 _BUDGET_ARRAY = np.array([BUDGET.get(k, 0) for k in range(13)], np.int64)
@@ -185,14 +185,22 @@ class Sidecar:
         direction = fi.direction[idx].tolist()
         ts = (batch.ts_ns[idx] / 1e9).tolist()
         l3 = rec["l3"].tolist()
-        frame0 = batch.frame0
+        smac = rec["src_mac"].tolist()
+        dmac = rec["dst_mac"].tolist()
+        frames = (idx + batch.frame0).tolist()
         fidx = batch.file_index
         buf = batch.buf
+        no_mac = int(NO_MAC)
+        mac = self._mac
         out: list[RareFrame] = []
         for q in range(m):
-            src, dst = self._keys(rec[q])
+            sm = smac[q]
+            if sm < no_mac:
+                src, dst = mac(sm), mac(dmac[q])
+            else:
+                src, dst = _keys(rec[q])
             kind = kinds[q]
-            out.append(RareFrame(ts[q], fidx, frame0 + int(idx[q]), l3[q], buf[offs[q]:ends[q]].tobytes(), src, dst,
+            out.append(RareFrame(ts[q], fidx, frames[q], l3[q], buf[offs[q]:ends[q]].tobytes(), src, dst,
                                  KINDS[K_FIRST if kind == K_FIRST_LOGIN else kind], flow_id[q], direction[q]))
         return out
 

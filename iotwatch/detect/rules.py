@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._jit import kernel
 from ..addrs import ip_str
 from .evidence import (
     A_MIRAI_C2,
@@ -31,6 +32,9 @@ from .evidence import (
 )
 
 CATEGORIES = ("scan", "bruteforce", "flood", "exfil", "c2")
+#: DNS record types a client has no use for, but a tunnel does (room for data in the answer):
+#: NULL, TXT, MX, CNAME, ANY
+ODD_QTYPES = frozenset((10, 16, 15, 5, 255))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,16 +130,60 @@ def fire_weighted(ts: np.ndarray, w: np.ndarray, total: float, window: float, st
     return int(ok[0]) if len(ok) else -1
 
 
-def _groups(keys: np.ndarray, min_size: int) -> list[np.ndarray]:
+@kernel
+def _screen(key, ts, w, k, total, window, out):  # type: ignore[no-untyped-def]
+    """Events sorted by (key, time): for each key group, 1 in ``out`` at its events when some
+    (ts - window, ts] holds ``k`` events whose weights ``w`` sum to ``total``, else 0."""
+    n = key.shape[0]
+    a = 0
+    while a < n:
+        b = a
+        while b < n and key[b] == key[a]:
+            b += 1
+        hit = 0
+        if b - a >= k:
+            lo = a
+            acc = 0.0
+            for i in range(a, b):
+                acc += w[i]
+                while ts[lo] <= ts[i] - window:
+                    acc -= w[lo]
+                    lo += 1
+                if i - lo + 1 >= k and acc >= total:
+                    hit = 1
+                    break
+        for i in range(a, b):
+            out[i] = hit
+        a = b
+
+
+def screened_groups(keys: np.ndarray, ts: np.ndarray, weights: np.ndarray, k: int, total: float,
+                    window: float) -> list[np.ndarray]:
+    """Indices (time order) of the key groups that pass :func:`_screen`: a compiled pass, so that
+    a busy device's hundreds of ordinary peers cost one loop, not one Python round each."""
+    if len(keys) < k:
+        return []
+    order = np.lexsort((ts, keys))
+    out = np.zeros(len(keys), np.uint8)
+    _screen(keys[order], ts[order], weights[order].astype(np.float64), k, float(total), float(window), out)
+    if not out.any():
+        return []
+    passed = order[out.astype(bool)]
+    return _groups(keys[passed], k, passed)
+
+
+def _groups(keys: np.ndarray, min_size: int, index: np.ndarray | None = None) -> list[np.ndarray]:
     """Indices of the events of each key with at least ``min_size`` events, in time order."""
     if len(keys) < min_size:
         return []
     order = np.argsort(keys, kind="stable")
     ks = keys[order]
+    if index is not None:
+        order = index[order]
     cut = np.flatnonzero(ks[1:] != ks[:-1]) + 1
     starts = np.concatenate(([0], cut))
     ends = np.concatenate((cut, [len(ks)]))
-    return [order[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b - a >= min_size]
+    return [np.sort(order[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b - a >= min_size]
 
 
 def _target_keys(ev: np.ndarray, with_port: bool = True) -> np.ndarray:
@@ -321,11 +369,17 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding
 # flood --------------------------------------------------------------------------------------
 def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     out: list[Finding] = []
-    if len(ev):
-        for g in _groups(_target_keys(ev, with_port=False), th.flood_flows):
-            e = ev[g]
-            if fire_count(e["ts"], th.flood_flows, th.flood_window_s) < 0:
-                continue  # never that many flows to this host in flood_window_s: no burst will be
+    if len(ev) >= th.flood_flows:
+        hosts = _target_keys(ev, with_port=False)
+        web_ev = (ev["proto"] == 6) & ((ev["app"] == 4) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
+        # hosts that got flood_flows flows carrying flood_pkts packets in flood_window_s, and web
+        # servers that got flood_flows connections (HTTP floods carry few packets each)
+        cands = screened_groups(hosts, ev["ts"], ev["pkts_out"], th.flood_flows, th.flood_pkts, th.flood_window_s)
+        web_idx = np.flatnonzero(web_ev)
+        cands += [web_idx[g] for g in screened_groups(hosts[web_idx], ev["ts"][web_idx], np.zeros(len(web_idx)),
+                                                      th.flood_flows, 0.0, th.flood_window_s)]
+        for h in dict.fromkeys(int(hosts[g[0]]) for g in cands):
+            e = ev[hosts == np.uint64(h)]
             for b in _bursts(e["ts"], th.episode_gap_s):
                 eb = e[b]
                 fi = fire_count(eb["ts"], th.flood_flows, th.flood_window_s)
@@ -340,15 +394,15 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                     if eb["pkts_in"].sum() > 0.5 * eb["pkts_out"].sum():
                         continue  # answered conversations (a busy client), not a flood
                 out.append(_flood_finding(eb, fi, files, "many_flows"))
-        # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
-        heavy = ev[(ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17))]
-        for e in heavy:
-            span = max(float(e["end"] - e["ts"]), 1e-3)
-            rate = float(e["pkts_out"]) / span
-            if rate >= th.flood_pps:
-                f = _flood_finding(heavy[heavy["flow_id"] == e["flow_id"]], 0, files, "heavy_stream")
-                f.fire_ts = float(e["ts"]) + min(span, 500 / rate)
-                out.append(f)
+    # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
+    heavy = ev[(ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17))]
+    for e in heavy:
+        span = max(float(e["end"] - e["ts"]), 1e-3)
+        rate = float(e["pkts_out"]) / span
+        if rate >= th.flood_pps:
+            f = _flood_finding(heavy[heavy["flow_id"] == e["flow_id"]], 0, files, "heavy_stream")
+            f.fire_ts = float(e["ts"]) + min(span, 500 / rate)
+            out.append(f)
     # DNS water torture: many distinct names under one domain to one resolver (the names are a
     # sample: the sidecar keeps at most 64 queries per device and minute)
     if len(d.dns) >= th.dns_flood_names:
@@ -357,6 +411,8 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
         for x in q:
             by_res.setdefault((x.resolver, _base_domain(x.qname)), []).append(x)
         for (res, _dom), qs in by_res.items():
+            if len(qs) < th.dns_flood_names:
+                continue
             ts = np.array([x.ts for x in qs])
             names = np.array([hash(x.qname) for x in qs], np.int64)
             for b in _bursts(ts, th.episode_gap_s):
@@ -366,8 +422,8 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                 sub = [qs[i] for i in b]
                 doms = Counter(_base_domain(x.qname) for x in sub)
                 dom, _ = doms.most_common(1)[0]
-                if np.mean([encoded_name(x.qname, th) for x in sub]) >= 0.5:
-                    continue  # long encoded names: a tunnel, reported as exfiltration
+                if np.mean([encoded_name(x.qname, th) or x.qtype in ODD_QTYPES for x in sub]) >= 0.5:
+                    continue  # encoded names or odd record types: a tunnel, reported as exfiltration
                 out.append(Finding(
                     "flood", f"DNS water torture: random names under {dom} sent to {res} "
                              f"({len(set(x.qname for x in sub[: fi + 1]))} distinct in {sub[fi].ts - sub[0].ts:.1f} s)",
@@ -405,7 +461,9 @@ def dns_tunnel(d: DeviceEvidence, th: Thresholds, files: list[str]) -> list[Find
     out: list[Finding] = []
     if len(d.dns) < th.tunnel_names:
         return out
-    q = sorted((x for x in d.dns if encoded_name(x.qname, th)), key=lambda x: x.ts)
+    # names that carry data, or queries for record types a client has no use for (iodine asks for
+    # NULL records, dnscat2 for TXT/MX/CNAME: room for the answer's payload)
+    q = sorted((x for x in d.dns if encoded_name(x.qname, th) or x.qtype in ODD_QTYPES), key=lambda x: x.ts)
     by_res: dict[str, list] = {}
     for x in q:
         by_res.setdefault(x.resolver, []).append(x)
@@ -553,31 +611,46 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
                            1, 0.99, float(sel["ts"][0]) if len(sel) else ts, ts, last, evd, "mirai_c2_hello"))
     # beacons: regular new connections to one external peer
     conn = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0)]
-    least = min(th.beacon_conns, th.tls_beacon_conns)
-    if len(conn) < least:
+    conn = conn[conn["app"] != A_MIRAI_C2]
+    if len(conn) < th.tls_beacon_conns:
         return out
-    for g in _groups(_target_keys(conn), least):
-        e = conn[g]
-        if (e["app"] == A_MIRAI_C2).any():
-            continue
-        for b in _bursts(e["ts"], th.beacon_max_period_s * 2):
-            eb = e[b]
-            if len(eb) < least:
-                continue
-            slow = _beacon_fire(eb["ts"], th) if len(eb) >= th.beacon_conns else -1
-            fast = _tls_beacon_fire(eb, th)
-            fired = [x for x in (slow, fast) if x >= 0]
-            if not fired:
-                continue
-            fi = min(fired)
-            iv = np.diff(eb["ts"])
-            period = float(np.median(iv))
-            sig = f"beaconing to {_addr(eb[0])}:{int(eb['dport'][0])}: {len(eb)} connections every {period:.1f} s"
-            evd = _base(eb, files, fi)
-            evd.update({"peer": f"{_addr(eb[0])}:{int(eb['dport'][0])}", "connections": len(eb),
-                        "period_s": round(period, 2), "interval_cv": round(float(iv.std() / max(iv.mean(), 1e-9)), 3)})
-            out.append(Finding("c2", sig, 2, 0.85, float(eb["ts"][0]), float(eb["ts"][fi]), float(eb["end"].max()),
-                               evd, "tls_beacon" if fi == fast else "beacon"))
+    keys = _target_keys(conn)
+    tls = (conn["app"] == A_TLS) | np.isin(conn["dport"], (443, 8443))
+    fired: dict[int, int] = {}  # group key → first firing index within the key's connections
+    ones = np.ones(len(conn))
+    for g in screened_groups(keys, conn["ts"], ones, th.beacon_conns, 0.0, th.beacon_conns * th.beacon_max_period_s):
+        fi = _beacon_fire(conn["ts"][g], th)
+        if fi >= 0:
+            fired[int(keys[g[0]])] = fi
+    fast_keys: set[int] = set()
+    tls_idx = np.flatnonzero(tls)
+    for g in screened_groups(keys[tls_idx], conn["ts"][tls_idx], ones[tls_idx], th.tls_beacon_conns, 0.0,
+                             th.tls_beacon_max_period_s * th.tls_beacon_conns):
+        sub = conn[tls_idx[g]]
+        fi = _tls_beacon_fire(sub, th)
+        if fi >= 0:
+            k = int(keys[tls_idx[g[0]]])
+            allk = np.flatnonzero(keys == k)
+            pos = int(np.searchsorted(conn["ts"][allk], sub["ts"][fi]))  # its place among all the key's connections
+            if k not in fired or pos < fired[k]:
+                fired[k] = pos
+                fast_keys.add(k)
+    for k, fi in fired.items():
+        fast = fi if k in fast_keys else -1
+        e = conn[keys == k]
+        # the episode: the run of connections (gaps under 2 periods at most) that holds the firing one
+        bursts = _bursts(e["ts"], th.beacon_max_period_s * 2)
+        b = next(b for b in bursts if b[0] <= fi <= b[-1])
+        eb, fi = e[b], fi - int(b[0])
+        iv = np.diff(eb["ts"])
+        period = float(np.median(iv)) if len(iv) else 0.0
+        sig = f"beaconing to {_addr(eb[0])}:{int(eb['dport'][0])}: {len(eb)} connections every {period:.1f} s"
+        evd = _base(eb, files, fi)
+        evd.update({"peer": f"{_addr(eb[0])}:{int(eb['dport'][0])}", "connections": len(eb),
+                    "period_s": round(period, 2),
+                    "interval_cv": round(float(iv.std() / max(iv.mean(), 1e-9)), 3) if len(iv) else 0.0})
+        out.append(Finding("c2", sig, 2, 0.85, float(eb["ts"][0]), float(eb["ts"][fi]), float(eb["end"].max()),
+                           evd, "tls_beacon" if fi + int(b[0]) == fast else "beacon"))
     return out
 
 
@@ -585,31 +658,44 @@ def _tls_beacon_fire(eb: np.ndarray, th: Thresholds) -> int:
     """First index at which the last ``tls_beacon_conns`` connections were TLS (by handshake or
     port 443/8443), each closed before the next began, at a short and steady period."""
     k = th.tls_beacon_conns
-    tls = (eb["app"] == A_TLS) | np.isin(eb["dport"], (443, 8443))
+    n = len(eb)
+    if n < k:
+        return -1
     ts, end = eb["ts"], eb["end"]
-    for i in range(k - 1, len(eb)):
-        j = i - k + 1
-        if not tls[j: i + 1].all():
-            continue
-        iv = np.diff(ts[j: i + 1])
-        m = iv.mean()
-        if not 0.5 <= m <= th.tls_beacon_max_period_s or iv.std() > th.tls_beacon_cv * m:
-            continue
-        if (end[j: i] <= ts[j + 1: i + 1]).all():  # one short session after the other
-            return i
-    return -1
+    tls = ((eb["app"] == A_TLS) | np.isin(eb["dport"], (443, 8443))).astype(np.int64)
+    iv = np.diff(ts)
+    seq = (end[:-1] <= ts[1:]).astype(np.int64)  # session i over before i + 1 began
+    i = np.arange(k - 1, n)
+    j = i - k + 1
+    ct = np.concatenate(([0], np.cumsum(tls)))
+    c1 = np.concatenate(([0.0], np.cumsum(iv)))
+    c2 = np.concatenate(([0.0], np.cumsum(iv * iv)))
+    cs = np.concatenate(([0], np.cumsum(seq)))
+    m = (c1[i] - c1[j]) / (k - 1)
+    var = np.maximum((c2[i] - c2[j]) / (k - 1) - m * m, 0.0)
+    ok = ((ct[i + 1] - ct[j]) == k) & (cs[i] - cs[j] == k - 1) & (m >= 0.5) & (m <= th.tls_beacon_max_period_s) \
+        & (np.sqrt(var) <= th.tls_beacon_cv * m)
+    hit = np.flatnonzero(ok)
+    return int(i[hit[0]]) if len(hit) else -1
 
 
 def _beacon_fire(ts: np.ndarray, th: Thresholds) -> int:
-    """First index at which the last ``beacon_conns`` connections came at regular intervals."""
+    """First index at which the connections of the last ``beacon_min_span_s`` (at least
+    ``beacon_conns`` of them) came at regular intervals."""
     k = th.beacon_conns
-    for i in range(k - 1, len(ts)):
-        if ts[i] - ts[0] < th.beacon_min_span_s:
-            continue
-        j = int(np.searchsorted(ts, ts[i] - th.beacon_min_span_s, side="right")) - 1
-        j = max(0, min(j, i - k + 1))
-        iv = np.diff(ts[j: i + 1])
-        m = iv.mean()
-        if 0.5 <= m <= th.beacon_max_period_s and iv.std() <= th.beacon_cv * m:
-            return i
-    return -1
+    n = len(ts)
+    if n < k:
+        return -1
+    i = np.arange(n)
+    j = np.searchsorted(ts, ts - th.beacon_min_span_s, side="right") - 1
+    j = np.maximum(0, np.minimum(j, i - k + 1))
+    iv = np.diff(ts)
+    c1 = np.concatenate(([0.0], np.cumsum(iv)))
+    c2 = np.concatenate(([0.0], np.cumsum(iv * iv)))
+    cnt = np.maximum(i - j, 1)
+    m = (c1[i] - c1[j]) / cnt
+    var = np.maximum((c2[i] - c2[j]) / cnt - m * m, 0.0)
+    ok = (i >= k - 1) & (ts - ts[0] >= th.beacon_min_span_s) & (m >= 0.5) & (m <= th.beacon_max_period_s) \
+        & (np.sqrt(var) <= th.beacon_cv * m)
+    hit = np.flatnonzero(ok)
+    return int(hit[0]) if len(hit) else -1
