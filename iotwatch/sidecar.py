@@ -54,7 +54,7 @@ LOGIN_PORTS = (21, 22, 23, 2323)
 BUDGET = {K_ARP: 64, K_DNS: 12, K_DHCP: 16, K_MDNS: 16, K_LLMNR: 8, K_SSDP: 16, K_WSD: 8, K_NTP: 4,
           K_DISCOVERY: 16, K_FIRST: 8, K_FIRST_LOGIN: 256}
 #: a device that sends this many DNS queries in a window (a burst, water torture) gets DNS_BURST_BUDGET
-DNS_BURST, DNS_BURST_BUDGET = 100, 64
+DNS_BURST, DNS_BURST_BUDGET = 1000, 64
 _BUDGET_ARRAY = np.array([BUDGET.get(k, 0) for k in range(13)], np.int64)
 
 
