@@ -46,7 +46,7 @@ class Inventory:
 
     #: frames dissected per device, kind and minute: a device's names, banners and announcements
     #: repeat; the first few of each minute tell what it is (the rest only cost time)
-    PER_KIND = 8
+    PER_KIND = 4
 
     def on_rare(self, frames: list[RareFrame]) -> None:
         for f in frames:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..records import DeviceRecord
-from . import classify, evidence, parse, rare, traffic
+from . import classify, collect, evidence, parse, rare, traffic
 from .classify import FEATURES, MODEL_KIND, SCORED_TYPES, TypeModel, decide, features, hints
 from .evidence import Fingerprints
 from .oui import REGISTRY, Vendor, lookup
@@ -94,7 +94,7 @@ class Evaluation:
 
 def _code_version() -> str:
     h = hashlib.sha256()
-    for mod in (parse, evidence, traffic, rare):
+    for mod in (parse, evidence, traffic, rare, collect):
         h.update(Path(mod.__file__ or "").read_bytes())
     return h.hexdigest()[:16]
 
