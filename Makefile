@@ -20,9 +20,12 @@ venv: $(STAMP)
 $(DEMO): | $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
-## make demo: create .venv, install, analyse the bundled demo capture, print the device table
+## make demo: create .venv, install, analyse the bundled demo capture (an office) and print the
+## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts
 demo: $(STAMP) $(DEMO)
 	$(BIN)/iotwatch analyze $(DEMO) --out out/demo
+	$(BIN)/iotwatch synth hospital --duration 150 --quiet 60 --uplink-mbps 2 --seed 7 --out out/demo-hospital.pcap
+	$(BIN)/iotwatch analyze out/demo-hospital.pcap --uplink-mbps 2 --out out/demo-hospital --top 8
 
 ## make test: the whole test suite (Wireshark oracle tests need tshark: `make sysdeps`)
 test: $(STAMP)

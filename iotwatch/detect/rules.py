@@ -325,7 +325,8 @@ def _signature_fire(ts: np.ndarray, tk: np.ndarray, strong: np.ndarray, th: Thre
 # brute force --------------------------------------------------------------------------------
 def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     out: list[Finding] = []
-    auth = ev[((ev["kind"] & K_AUTH) != 0) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0)]
+    # sessions to login services (a C2 that listens on a telnet port is not a login)
+    auth = ev[((ev["kind"] & K_AUTH) != 0) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0) & (ev["app"] != A_MIRAI_C2)]
     if len(auth) < th.brute_conns:
         return out
     for g in _groups(_target_keys(auth), th.brute_conns):
