@@ -229,17 +229,20 @@ class Pipeline:
         self.devices.release()
         self._pk = Packets.allocate(0)
         loading = 0.0  # opening the models is start-up, like loading the kernels
-        if self.inventory is not None:
-            loading += self.inventory.prepare()
-            self.inventory.conclude(devices)
-        if self.detector is not None:
-            loading += self.detector.prepare()
-            self.alerts = self.detector.conclude(devices, self.files)
-            st.alerts = len(self.alerts)
-        # the verdicts above ran while the writer thread was still writing the last flows
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        try:
+            if self.inventory is not None:
+                loading += self.inventory.prepare()
+                self.inventory.conclude(devices)
+            if self.detector is not None:
+                loading += self.detector.prepare()
+                self.alerts = self.detector.conclude(devices, self.files)
+                st.alerts = len(self.alerts)
+        finally:
+            # the verdicts above ran while the writer thread was still writing the last flows;
+            # whatever happened, it finishes before the sinks are closed
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         st.elapsed_s = time.perf_counter() - self._t0 - loading
         if self.detector is not None:
             for s in self.sinks:

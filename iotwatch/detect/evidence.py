@@ -160,8 +160,10 @@ class DeviceEvidence:
 class Evidence:
     """Per-device evidence gathered from flow records and rare frames."""
 
-    MAX_ARP = 20_000
-    MAX_DNS = 20_000
+    MAX_ARP = 4096  # ARP requests per device (a sweep fires after 32)
+    MAX_DNS = 4096  # DNS queries per device (the side channel keeps 12 a minute, 64 in a burst)
+    MAX_NAMES_TOTAL = 200_000  # ARP + DNS over all devices (about 40 MB at most)
+    MAX_APPS = 200_000  # flows whose application is known and whose record has not come yet
 
     def __init__(self, local_nets: LocalNets | None = None) -> None:
         self.nets = local_nets or LocalNets()
@@ -171,6 +173,7 @@ class Evidence:
         self._mac_of: dict[str, int] = {}
         self._full_macs = np.zeros(0, np.uint64)
         self.total = 0
+        self.names = 0
 
     def _dev(self, key: str) -> DeviceEvidence:
         d = self.devices.get(key)
@@ -188,14 +191,16 @@ class Evidence:
                     spa = int.from_bytes(f.data[14:18], "big")
                     tpa = int.from_bytes(f.data[24:28], "big")
                     d = self._dev(f.src)
-                    if tpa != spa and spa != 0 and len(d.arp) < self.MAX_ARP:
+                    if tpa != spa and spa != 0 and len(d.arp) < self.MAX_ARP and self.names < self.MAX_NAMES_TOTAL:
                         d.arp.append((f.ts, tpa, (f.file_index << 40) | f.frame))
+                        self.names += 1
             elif f.kind == "dns":
                 q = parse_dns_query(f.data, f.l3)
                 d = self._dev(f.src)
-                if q is not None and len(d.dns) < self.MAX_DNS:
+                if q is not None and len(d.dns) < self.MAX_DNS and self.names < self.MAX_NAMES_TOTAL:
                     resolver = _dst_ip_text(f.data, f.l3)
                     d.dns.append(DnsQuery(f.ts, q[0], q[1], resolver, (f.file_index << 40) | f.frame))
+                    self.names += 1
             elif f.kind == "first_payload" and f.flow_id:
                 dport = _dport(f.data, f.l3)
                 app = _app_of(f.data, f.l3, f.direction, dport)
@@ -203,8 +208,8 @@ class Evidence:
                     self.apps.setdefault(f.flow_id, app)
                     if app == A_MIRAI_C2:
                         self._dev(f.src).c2_hellos.append((f.ts, f.flow_id, (f.file_index << 40) | f.frame))
-        if len(self.apps) > 1_000_000:  # flows are long gone: keep the map bounded
-            self.apps = dict(list(self.apps.items())[-500_000:])
+        if len(self.apps) > self.MAX_APPS:  # a flow's record pops its entry; the oldest are long gone
+            self.apps = dict(list(self.apps.items())[-self.MAX_APPS // 2:])
 
     # flows ----------------------------------------------------------------------------------
     def add_flows(self, rows: np.ndarray) -> None:
@@ -333,6 +338,10 @@ class Evidence:
             d.dropped_last = max(d.dropped_last, float(last_ns[sel].max()) / 1e9)
 
     def merge(self, other: Evidence) -> Evidence:
+        self.total += other.total
+        self.names += other.names
+        for k, v in other.apps.items():
+            self.apps.setdefault(k, v)
         for key, o in other.devices.items():
             d = self._dev(key)
             d.chunks += o.chunks

@@ -77,8 +77,9 @@ def model_probabilities(model: Any, X: np.ndarray) -> dict[str, np.ndarray]:
 def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: dict[str, np.ndarray], X: np.ndarray,
             model: Any, window_s: float, ev: np.ndarray | None, files: list[str],
             probs: dict[str, np.ndarray] | None = None) -> list[Alert]:
-    mac = rec.mac if rec is not None else None
-    ip = rec.ips[0] if rec is not None and rec.ips else (dev if rec is None or rec.mac is None else None)
+    is_mac = len(dev) == 17 and dev.count(":") == 5
+    mac = rec.mac if rec is not None else (dev if is_mac else None)
+    ip = rec.ips[0] if rec is not None and rec.ips else (None if is_mac else dev)
     if ip is None and ev is not None and len(ev):
         from ..addrs import ip_str
         ip = ip_str(bool(ev["v6"][0]), int(ev["src_hi"][0]), int(ev["src_lo"][0]))
