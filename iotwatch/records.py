@@ -219,6 +219,20 @@ def records_markdown() -> str:
         out += [f"## {title}", "", "| field | type | unit | meaning |", "|---|---|---|---|"]
         out += [f"| `{f.name}` | {_type_name(f.type)} | {f.unit} | {f.doc} |" for f in fields_]
         out.append("")
+    out += ["## Alert events (`event_type: alert` in events.jsonl, before the devices)", "",
+            "| field | type | meaning |", "|---|---|---|",
+            "| `timestamp` | string | ISO-8601 (UTC): when the evidence crossed the rule's threshold, i.e. when a live "
+            "sensor raises the alert |",
+            "| `src_ip`, `src_mac` | string or null | the misbehaving device (its first local address, its MAC) |",
+            "| `alert.category` | string | scan, bruteforce, flood, exfil or c2 |",
+            "| `alert.signature` | string | what it does, in words, with the figures that matter |",
+            "| `alert.severity` | int | 1 high, 2 medium, 3 low (model-only alerts) |",
+            "| `score` | float | 0..1: the larger of the rule's confidence and the behaviour model's probability |",
+            "| `first_ts`, `last_ts` | float, epoch s | the episode's first and last packet |",
+            "| `evidence` | object | counts, ports, `sample_targets`, `flow_ids`, `first_packet`/`alert_packet` "
+            "(`file`, `packet`: Wireshark's frame number), `x_baseline`, `uplink_share`, `model_probability`, "
+            "`detected_by` (the rules and the model that agree), `also` (other rules of the same episode) |", "",
+            "One alert per device and behaviour episode; see docs/detection.md for each rule's evidence.", ""]
     out += ["## Stats event (`event_type: stats`, last line of events.jsonl)", "",
             "`packets`, `bytes` (frame bytes), `files` read, `undecodable` packets by layer (`link`, `network`, "
             "`transport`), `not_ip` (ARP and other non-IP frames, counted per device), `fragments_without_first`, "
