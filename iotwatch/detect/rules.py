@@ -565,10 +565,15 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
         else:
             first, fire, top, evd = w0, w0 + window_s, [], {}
         x_base = peak / base
-        share = None
-        if uplink_bps:
-            share = min(1.0, peak * 8 / window_s / uplink_bps)
-        rate_mbps = peak * 8 / window_s / 1e6
+        # the rate while it surges: the busiest window, or the surge's own flows over their life
+        # when the surge fills only part of a window
+        rate_bps = peak * 8 / window_s
+        if len(sel):
+            span = float(big["end"].max()) - first
+            if span >= 5.0:
+                rate_bps = max(rate_bps, float(big["bytes_out"].sum()) * 8 / span)
+        share = min(1.0, rate_bps / uplink_bps) if uplink_bps else None
+        rate_mbps = rate_bps / 1e6
         sig = f"upload surge: {rate_mbps:.1f} Mbit/s to {', '.join(top) or 'the internet'}, {x_base:,.0f}× its baseline"
         if share is not None:
             sig += f", {share:.0%} of the uplink"
