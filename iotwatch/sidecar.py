@@ -24,10 +24,9 @@ from .flows import PacketFlowInfo
 
 KINDS = ("", "arp", "dns", "dhcp", "mdns", "llmnr", "ssdp", "wsd", "ntp", "discovery", "first_payload")
 K_ARP, K_DNS, K_DHCP, K_MDNS, K_LLMNR, K_SSDP, K_WSD, K_NTP, K_DISCOVERY, K_FIRST = range(1, 11)
-#: UDP ports of vendor discovery: Hikvision SADP (37020), Dahua DHIP (37810), Xiongmai/NetSurveillance
-#: (34569), Ubiquiti (10001), NetBIOS name and datagram services (137, 138). UPnP and Bonjour are
-#: their own kinds (SSDP, mDNS).
-DISCOVERY_PORTS = (37020, 37810, 34569, 10001, 137, 138)
+# "discovery" is UDP to or from vendor discovery ports: Hikvision SADP (37020), Dahua DHIP (37810),
+# Xiongmai/NetSurveillance (34569), Ubiquiti (10001), NetBIOS (137, 138); UPnP and Bonjour are their
+# own kinds (SSDP, mDNS). Login ports (first payloads with their own budget): 21, 22, 23, 2323.
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +49,6 @@ class RareFrame:
 #: or a flood costs little
 K_FIRST_LOGIN = 11  # a first payload on a login port (banners, Mirai's C2 hello): its own budget
 K_DNS_SEEN = 12  # (bookkeeping) DNS queries a device sent in the window, kept or not
-LOGIN_PORTS = (21, 22, 23, 2323)
 BUDGET = {K_ARP: 64, K_DNS: 12, K_DHCP: 16, K_MDNS: 16, K_LLMNR: 8, K_SSDP: 16, K_WSD: 8, K_NTP: 4,
           K_DISCOVERY: 16, K_FIRST: 8, K_FIRST_LOGIN: 256}
 #: a device that sends this many DNS queries in a window (a burst, water torture) gets DNS_BURST_BUDGET

@@ -16,7 +16,7 @@ from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
 from .alerts import Alert
-from .evidence import Evidence
+from .evidence import Evidence, host_key
 from .features import device_features, window_columns
 from .verdict import combine
 
@@ -69,6 +69,7 @@ class Detector:
             d = self.evidence.devices.get(dev)
             cols, X = feats.get(dev, ({}, np.empty((0, 0))))
             findings: list[rules.Finding] = []
+            ev = None
             if d is not None:
                 ev = _own(d.events(), devices.get(dev))
                 findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)})
@@ -76,14 +77,11 @@ class Detector:
                 findings += rules.flood(d, ev, th, files)
                 findings += rules.dns_tunnel(d, th, files)
                 findings += rules.c2(d, ev, th, files)
-            else:
-                ev = np.empty(0, dtype=rules.np.dtype([("ts", float)]))
-            if cols and d is not None:
-                wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
-                wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
-                findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, s.window_s)
-            rec = devices.get(dev)
-            alerts += combine(dev, rec, findings, cols, X, s.model, s.window_s, ev if d is not None else None, files,
+                if cols:
+                    wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
+                    wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
+                    findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, s.window_s)
+            alerts += combine(dev, devices.get(dev), findings, cols, X, s.model, s.window_s, ev, files,
                               probs.get(dev, {}))
         alerts.sort(key=lambda a: (a.severity, -a.score, a.timestamp))
         for a in alerts:
@@ -140,14 +138,9 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
         a = ipaddress.ip_address(text)
         v = int(a)
         hi, lo = (0, 0xFFFF00000000 | v) if a.version == 4 else (v >> 64, v & ((1 << 64) - 1))
-        own_keys.append(_addr_key(np.uint64(hi), np.uint64(lo)))
-    keys = _addr_key(ev["src_hi"], ev["src_lo"])
+        own_keys.append(host_key(np.uint64(hi), np.uint64(lo)))
+    keys = host_key(ev["src_hi"], ev["src_lo"])
     return ev[np.isin(keys, np.array(own_keys, np.uint64))]
-
-
-def _addr_key(hi: np.ndarray | np.uint64, lo: np.ndarray | np.uint64) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        return np.asarray(lo ^ (hi * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x632BE59BD9B4E019)), np.uint64)
 
 
 def load_baselines(path: str | Path, window_s: float) -> dict[str, float]:

@@ -64,6 +64,15 @@ def addr_classes(hi: np.ndarray, lo: np.ndarray, nets: LocalNets) -> np.ndarray:
     return out
 
 
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def host_key(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """One 64-bit key per address (two-word layout), for grouping and distinct counts."""
+    with np.errstate(over="ignore"):
+        return np.asarray(lo ^ (hi * _MIX + np.uint64(0x632BE59BD9B4E019)), np.uint64)
+
+
 def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
     """The application a first payload reveals (banners and request lines), 0 when unsure."""
     if l3 == 4:
@@ -249,12 +258,13 @@ class Evidence:
         weird = tcp & (syn_c == 0) & (ack_c == 0) & (rst_c == 0) & (pk[:, 0] > 0) & ((st & S_SYN) == 0)
         echo = icmp & (((proto == 1) & ((itype == 8) | (itype == 13) | (itype == 17))) | ((proto == 58) & (itype == 128)))
         auth = tcp & np.isin(s_port, AUTH_PORTS) & (syn_c > 0)
-        if self.apps:
+        app = np.zeros(len(rows), np.uint8)
+        if self.apps:  # the few flows whose first payloads named their application
             fid = rows["flow_id"]
-            app = np.fromiter((self.apps.pop(int(x), 0) for x in fid), np.uint8, len(fid))
+            known = np.flatnonzero(np.isin(fid, np.fromiter(self.apps, np.uint64, len(self.apps))))
+            for q in known.tolist():
+                app[q] = self.apps.pop(int(fid[q]))
             auth |= tcp & np.isin(app, (A_SSH, A_TELNET, A_FTP))
-        else:
-            app = np.zeros(len(rows), np.uint8)
         scls = addr_classes(s_hi, s_lo, self.nets)
         ext = scls == 0
         heavy = pk[:, 0] >= HEAVY_PKTS

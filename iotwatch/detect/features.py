@@ -24,6 +24,7 @@ from .evidence import (
     K_UDP_NOREPLY,
     K_WEIRD,
     DeviceEvidence,
+    host_key,
 )
 
 WINDOW_COUNTERS = ("packets_out", "packets_in", "bytes_out", "bytes_in", "upload_bytes", "download_bytes", "dst_ips",
@@ -35,10 +36,6 @@ EVIDENCE_FEATURES = ("probes", "probe_targets", "probe_hosts", "weird_probes", "
                      "c2_hellos", "beacon_max_regular", "upload_x_baseline", "upload_mbps")
 FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
-
-
-def _key_host(ev: np.ndarray) -> np.ndarray:
-    return ev["dst_lo"] ^ (ev["dst_hi"] * np.uint64(0x9E3779B97F4A7C15))
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -56,7 +53,7 @@ def _event_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: 
     n = len(starts)
     w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1)
     k = ev["kind"]
-    host = _key_host(ev)
+    host = host_key(ev["dst_hi"], ev["dst_lo"])
     target = host ^ ev["dport"].astype(np.uint64)
 
     def count(mask: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from .._jit import kernel
 from ..addrs import ip_str
 from .evidence import (
+    A_HTTP,
     A_MIRAI_C2,
     A_TLS,
     K_AUTH,
@@ -29,6 +30,7 @@ from .evidence import (
     K_UDP_NOREPLY,
     K_WEIRD,
     DeviceEvidence,
+    host_key,
 )
 
 CATEGORIES = ("scan", "bruteforce", "flood", "exfil", "c2")
@@ -187,7 +189,7 @@ def _groups(keys: np.ndarray, min_size: int, index: np.ndarray | None = None) ->
 
 
 def _target_keys(ev: np.ndarray, with_port: bool = True) -> np.ndarray:
-    h = (ev["dst_lo"] ^ (ev["dst_hi"] * np.uint64(0x9E3779B97F4A7C15))) * np.uint64(0xBF58476D1CE4E5B9)
+    h = host_key(ev["dst_hi"], ev["dst_lo"])
     if with_port:
         h = h ^ (ev["dport"].astype(np.uint64) << np.uint64(1)) ^ ev["proto"].astype(np.uint64)
     return h
@@ -372,7 +374,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
     out: list[Finding] = []
     if len(ev) >= th.flood_flows:
         hosts = _target_keys(ev, with_port=False)
-        web_ev = (ev["proto"] == 6) & ((ev["app"] == 4) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
+        web_ev = _web(ev)
         # hosts that got flood_flows flows carrying flood_pkts packets in flood_window_s, and web
         # servers that got flood_flows connections (HTTP floods carry few packets each)
         cands = screened_groups(hosts, ev["ts"], ev["pkts_out"], th.flood_flows, th.flood_pkts, th.flood_window_s)
@@ -386,7 +388,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                 fi = fire_count(eb["ts"], th.flood_flows, th.flood_window_s)
                 if fi < 0:
                     continue
-                http = ((eb["app"] == 4) | np.isin(eb["dport"], (80, 8080, 8000, 443))).mean() > 0.5 and (eb["proto"] == 6).all()
+                http = _web(eb).mean() > 0.5 and (eb["proto"] == 6).all()
                 if not http:
                     # the packets: fire when the last flood_window_s hold flood_pkts of them
                     fi = fire_weighted(eb["ts"], eb["pkts_out"].astype(np.float64), th.flood_pkts, th.flood_window_s, start=fi)
@@ -434,6 +436,11 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                      "first_packet": frame_ref(sub[0].frame, files), "alert_packet": frame_ref(sub[fi].frame, files)},
                     "dns_water_torture"))
     return out
+
+
+def _web(ev: np.ndarray) -> np.ndarray:
+    """Connections to a web service (by its HTTP request or its port): an HTTP flood's flows."""
+    return (ev["proto"] == 6) & ((ev["app"] == A_HTTP) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
 
 
 def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str) -> Finding:

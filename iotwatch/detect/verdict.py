@@ -67,24 +67,16 @@ def resolve(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def model_probabilities(model: Any, X: np.ndarray) -> dict[str, np.ndarray]:
-    if model is None or not len(X):
-        return {}
-    p = model.predict_proba(X)
-    return {str(c): p[:, k] for k, c in enumerate(model.classes)}
-
-
 def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: dict[str, np.ndarray], X: np.ndarray,
             model: Any, window_s: float, ev: np.ndarray | None, files: list[str],
-            probs: dict[str, np.ndarray] | None = None) -> list[Alert]:
+            probs: dict[str, np.ndarray]) -> list[Alert]:
+    """``probs``: the model's class probabilities for the device's windows (Detector._probabilities)."""
     is_mac = len(dev) == 17 and dev.count(":") == 5
     mac = rec.mac if rec is not None else (dev if is_mac else None)
     ip = rec.ips[0] if rec is not None and rec.ips else (None if is_mac else dev)
     if ip is None and ev is not None and len(ev):
         from ..addrs import ip_str
         ip = ip_str(bool(ev["v6"][0]), int(ev["src_hi"][0]), int(ev["src_lo"][0]))
-    if probs is None:
-        probs = model_probabilities(model, X)
     thresholds = model.thresholds if model is not None else {}
     starts = cols.get("window_start", np.empty(0))
     out: list[Alert] = []
