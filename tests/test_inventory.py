@@ -323,6 +323,67 @@ def test_phone_maker_registration_and_android_private_dns() -> None:
     assert any("Android Private DNS" in e for e in ident.evidence)
 
 
+class ComputerModel:
+    """A type model that always says computer (what the classifier said for both phones)."""
+
+    classes_ = np.array(["computer", "phone", "plug"])
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.array([[0.6, 0.3, 0.1]] * len(x))
+
+
+def _private_dns(mac: str, *more: bytes) -> tuple[Fingerprints, DeviceTraffic]:
+    """A device resolving over TLS (TCP 853) at dns.google, plus ``more`` payloads it sent."""
+    fp = Fingerprints()
+    fp.add(frame(IP(src="10.0.0.9", dst="8.8.8.8") / TCP(sport=40000, dport=853) / client_hello(b"dns.google"),
+                 src=mac))
+    for payload in more:
+        fp.add(frame(IP(src="10.0.0.9", dst="93.184.216.34") / TCP(sport=40001, dport=80) / payload, src=mac))
+    tr = DeviceTraffic()
+    tr.used[(6, 853)] = 3
+    return fp, tr
+
+
+def test_mobile_division_registration_decides_phone_by_rule() -> None:
+    from iotwatch.inventory.catalog import org_hint
+
+    model = TypeModel(ComputerModel(), "type-test")
+    lg_mobile = "64:bc:0c:6a:81:f3"  # LG Electronics (Mobile Communications)
+    ident = decide(lg_mobile, None, Fingerprints().get(lg_mobile), DeviceTraffic(), model)
+    assert ident.device_type == "phone" and ident.model is None and ident.type_confidence >= 0.8
+    assert any("mobile communications division" in e for e in ident.evidence)
+    for org in ("GUANGDONG OPPO MOBILE TELECOMMUNICATIONS CORP.,LTD", "vivo Mobile Communication Co., Ltd.",
+                "Lenovo Mobile Communication Technology Ltd."):
+        assert org_hint(org) == ("phone", 0.85, "a mobile communications division's registration: handsets")
+    # phone makers registered under the company's name also make headsets and TVs: the classifier decides
+    htc = "00:09:2d:00:00:01"
+    assert lookup(htc).organisation == "HTC Corporation"
+    assert decide(htc, None, Fingerprints().get(htc), DeviceTraffic(), model).device_type == "computer"
+    lg_tv = "00:e0:91:00:00:01"  # LG Electronics (not its mobile division)
+    assert decide(lg_tv, None, Fingerprints().get(lg_tv), DeviceTraffic(), model).device_type == "computer"
+
+
+def test_randomised_mac_with_private_dns_is_an_android_handset() -> None:
+    model = TypeModel(ComputerModel(), "type-test")
+    rand = "6a:0f:da:86:9b:90"  # locally administered, randomised
+    fp, tr = _private_dns(rand)
+    ident = decide(rand, None, fp.get(rand), tr, model)
+    assert ident.device_type == "phone" and ident.model is None and ident.type_confidence >= 0.8
+    assert "Android Private DNS from a randomised MAC: DNS over TLS to dns.google" in ident.evidence
+    # DoT alone (a registered laptop MAC), or from a virtual machine's fixed prefix: not decided by rule
+    for mac in (PC, "52:54:00:12:34:56"):
+        fp, tr = _private_dns(mac)
+        ident = decide(mac, None, fp.get(mac), tr, model)
+        assert ident.device_type == "computer" and ident.model == "type-test", mac
+    assert lookup("52:54:00:12:34:56").virtual == "QEMU/KVM"
+    assert "locally administered MAC (QEMU/KVM default prefix)" in ident.evidence
+    # a randomised MAC with DoT on a machine that says it is a PC stays a PC
+    ua = b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)\r\n\r\n"
+    fp, tr = _private_dns(rand, ua)
+    ident = decide(rand, None, fp.get(rand), tr, model)
+    assert ident.device_type == "computer" and ident.model is None
+
+
 def test_busybox_dhcp_client_is_never_typed_computer_or_phone() -> None:
     class AlwaysComputer:
         classes_ = np.array(["computer", "phone", "plug"])
@@ -395,6 +456,22 @@ def test_shared_yi_camera_streaming_is_a_camera_and_nothing_else_is() -> None:
     assert any(e.startswith("steady upstream stream") for e in ids["b0:d5:9d:b9:f0:b4"].evidence)
     others = [k for k, i in ids.items() if k != "b0:d5:9d:b9:f0:b4" and i.device_type in ("camera", "recorder")]
     assert others == []
+
+
+@needs_shared
+def test_shared_phones_typed_phone_by_rule() -> None:
+    """The LG phone (mobile-division OUI, nothing else) and the Android 10 phone (randomised MAC,
+    Private DNS only), which the classifier types computer: the rules decide both."""
+    from iotwatch.inventory.train import profile_capture
+
+    model = TypeModel(ComputerModel(), "type-test")
+    for rel, mac in (("monitr_yi_camera/yi_camera_sample.pcap", "64:bc:0c:6a:81:f3"),
+                     ("ndpi_protocols/googledns_android10.pcap", "6a:0f:da:86:9b:90")):
+        prof = profile_capture(SHARED_PCAPS / rel, cache=False)
+        ids = identify(prof.devices, prof.fingerprints, prof.traffic, model)
+        assert ids[mac].device_type == "phone" and ids[mac].model is None, (rel, ids[mac].evidence)
+        # nothing else in these captures is typed phone by rule
+        assert [k for k, i in ids.items() if k != mac and i.device_type == "phone" and i.model is None] == []
 
 
 @needs_shared

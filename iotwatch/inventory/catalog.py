@@ -9,8 +9,9 @@ Three small tables of public product knowledge, used by the rules in :mod:`.clas
 - :data:`VENDOR_TYPES`: OUI short names of makers whose network devices are nearly all of one
   type (camera makers, router makers, computer makers).
 - :data:`DOMAINS`: cloud and relay domain suffixes queried by one kind of device.
-- :data:`ORG_TYPES`: full OUI registrations of phone makers' mobile divisions; :data:`DOT_RESOLVERS`
-  (Android Private DNS) and :data:`EMBEDDED_DHCP` (BusyBox's DHCP client).
+- :data:`ORG_TYPES`: full OUI registrations of makers' mobile communications divisions and of
+  phone makers; :data:`DOT_RESOLVERS` (Android Private DNS) and :data:`EMBEDDED_DHCP` (BusyBox's
+  DHCP client).
 
 Every entry states a public fact about a product line; none names a capture or a unit.
 """
@@ -144,12 +145,19 @@ VENDOR_TYPES: dict[str, tuple[str, float]] = {
 #: differ here while their short name ("LG") does not. From the IEEE MA-L registry shipped by
 #: netaddr (every organisation matching "Mobile Communication(s)"/"Mobile Telecommunication(s)",
 #: Motorola Mobility, OnePlus, HTC, minus network-equipment makers such as Datang and sysmocom).
+#: Two tiers: a block registered to a maker's *mobile communications* business (LG's Mobile
+#: Communications division, OPPO/vivo/Realme's mobile telecommunications companies…) goes into
+#: that business's products, handsets (phones, tablets): it decides alone. Phone makers registered
+#: under the company's own name (HTC, OnePlus, Motorola Mobility) also ship other networked lines
+#: (HTC's Vive headsets, OnePlus TVs, Motorola Mobility's set-top boxes before 2013): a weak hint.
 ORG_TYPES: tuple[tuple[re.Pattern[str], str, float, str], ...] = (
     (re.compile(r"^(?:LG Electronics \(Mobile Communications\)|GUANGDONG OPPO MOBILE|vivo Mobile Communication|"
-                r"Realme Chongqing Mobile|OnePlus|HTC Corporation|Motorola Mobility|Lenovo Mobile Communication|"
-                r"(?:Qingdao )?Hisense Mobile Communication|Wingtech Mobile Communications|Panasonic Mobile|"
-                r"NEC CASIO Mobile|Casio Hitachi Mobile|Sony Mobile Communications|Sony Ericsson Mobile)", re.I),
-     "phone", 0.6, "a phone maker's (mobile division's) registration"),
+                r"Realme Chongqing Mobile|Lenovo Mobile Communication|(?:Qingdao )?Hisense Mobile Communication|"
+                r"Wingtech Mobile Communications|Panasonic Mobile|NEC CASIO Mobile|Casio Hitachi Mobile|"
+                r"Sony Mobile Communications|Sony Ericsson Mobile)", re.I),
+     "phone", 0.85, "a mobile communications division's registration: handsets"),
+    (re.compile(r"^(?:OnePlus|HTC Corporation|Motorola Mobility)", re.I),
+     "phone", 0.6, "a phone maker's registration"),
 )
 
 

@@ -5,7 +5,8 @@ Two stages:
 1. **Hints** (:func:`hints`): every fact that points at a type, with a confidence and a
    human-readable line — a product name in a DHCP host name or SSDP header, an mDNS printer
    service, RTSP served, RTSP pulled from several cameras, a DHCP server, external addresses
-   behind one MAC, a camera maker's OUI, a vendor cloud domain queried.
+   behind one MAC, a camera maker's OUI, a handset division's OUI, Android Private DNS from a
+   randomised MAC, a vendor cloud domain queried.
 2. **Decision** (:func:`identify`): a hint of confidence ≥ :data:`RULE_DECIDES` decides by rule,
    and so do weak hints of different sources that agree (their confidences combine by noisy-OR:
    an Amazon OUI, 0.4, and Echo telemetry domains, 0.6 and 0.6, make a speaker at 0.94).
@@ -165,12 +166,6 @@ def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> 
     org = catalog.org_hint(vendor.organisation)
     if org:  # same source as the short name's hint ("oui"): the stronger of the two counts
         out.append(Hint(org[0], org[1], f"{vendor.organisation} makes mostly {org[0]}s ({org[2]})"))
-    if vendor.local_admin:
-        out.append(Hint("phone", 0.4, "locally administered MAC (randomised?)"))
-    if traffic is not None and traffic.used.get((6, 853), 0) > 0:
-        dot = [n for n in sig.values("tls_sni") if n in catalog.DOT_RESOLVERS]
-        if dot:
-            out.append(Hint("phone", 0.5, f"DNS over TLS to {dot[0]} (Android Private DNS)"))
     # clouds
     seen: set[str] = set()
     for kind in ("dns_query", "tls_sni", "http_host"):
@@ -179,6 +174,20 @@ def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> 
             if h and h[2] not in seen:
                 seen.add(h[2])
                 out.append(Hint(h[0], h[1], f"talks to {h[2]} ({name})"))
+    # a randomised MAC and Android Private DNS: each alone is weak (iPhones, some laptops
+    # randomise; a configured PC can use DoT), together an Android handset, unless a computer
+    # hint says otherwise. A virtual NIC's fixed default prefix is no randomised MAC.
+    randomised = vendor.local_admin and vendor.virtual is None
+    dot = None
+    if traffic is not None and traffic.used.get((6, 853), 0) > 0:
+        dot = next((n for n in sig.values("tls_sni") if n in catalog.DOT_RESOLVERS), None)
+    if dot and randomised and not any(h.device_type == "computer" and h.confidence >= 0.5 for h in out):
+        out.append(Hint("phone", 0.85, f"Android Private DNS from a randomised MAC: DNS over TLS to {dot}"))
+    else:
+        if randomised:
+            out.append(Hint("phone", 0.4, "locally administered MAC (randomised?)"))
+        if dot:
+            out.append(Hint("phone", 0.5, f"DNS over TLS to {dot} (Android Private DNS)"))
     out.sort(key=lambda h: -h.confidence)
     return out
 
@@ -326,6 +335,8 @@ class TypeModel:
 def _vendor_line(v: Vendor) -> str | None:
     if v.organisation:
         return f"OUI: {v.organisation}"
+    if v.virtual:
+        return f"locally administered MAC ({v.virtual} default prefix)"
     if v.local_admin:
         return "locally administered MAC (randomised?)"
     return None

@@ -3,7 +3,9 @@
 The registry (MA-L "OUI" and IAB assignments) is versioned with the package: :data:`REGISTRY`
 names the netaddr version, and the evidence string carries the organisation as registered
 ("OUI: Hangzhou Hikvision Digital Technology Co.,Ltd."). A locally administered address (bit 1
-of the first octet) has no registered vendor: phones and PCs randomise theirs for privacy.
+of the first octet) has no registered vendor: phones and PCs randomise theirs for privacy, and
+virtual machines and containers take one from their software's fixed default prefix
+(:data:`VIRTUAL_PREFIXES`), which is not randomised.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ class Vendor:
     organisation: str | None  # as registered, None when not registered or not a MAC
     short: str | None  # a short display name ("Hikvision", "D-Link"), None when unknown
     local_admin: bool  # locally administered (randomised?) address
+    virtual: str | None = None  # a locally administered virtual NIC's software ("QEMU/KVM"): not randomised
+
+
+#: Locally administered prefixes that virtualisation software assigns by default (not random):
+#: QEMU/libvirt guests 52:54:00, Docker containers 02:42, VirtualBox host-only adapters 0a:00:27.
+VIRTUAL_PREFIXES: tuple[tuple[str, str], ...] = (("52:54:00:", "QEMU/KVM"), ("02:42:", "Docker"),
+                                                 ("0a:00:27:", "VirtualBox host-only"))
 
 
 # Registered organisation (regex, case-insensitive) → short name, for the vendors whose
@@ -83,4 +92,6 @@ def lookup(mac: str) -> Vendor:
         org = None
     if org:
         org = " ".join(org.split())
-    return Vendor(org, short_name(org) if org else None, local_admin)
+    low = mac.lower()
+    virtual = next((name for prefix, name in VIRTUAL_PREFIXES if low.startswith(prefix)), None) if local_admin else None
+    return Vendor(org, short_name(org) if org else None, local_admin, virtual)
