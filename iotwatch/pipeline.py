@@ -97,32 +97,90 @@ CHUNK = 1 << 14  # finished flows are converted and written in pieces of at most
 _loaded = False
 
 
+def _warm_frames() -> list[tuple[float, bytes]]:
+    """A few minutes of a tiny site, in frames: TCP with a handshake and data both ways, an
+    unanswered SYN, DNS, ARP, to local and external peers, over three windows."""
+    import struct
+
+    def eth(src: int, dst: int, etype: int, body: bytes) -> bytes:
+        return dst.to_bytes(6, "big") + src.to_bytes(6, "big") + struct.pack("!H", etype) + body
+
+    def ip4(src: int, dst: int, proto: int, l4: bytes) -> bytes:
+        return struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0, src, dst) + l4
+
+    def tcp(sp: int, dp: int, seq: int, flags: int, data: bytes = b"") -> bytes:
+        return struct.pack("!HHIIBBHHH", sp, dp, seq, 0, 0x50, flags, 8192, 0, 0) + data
+
+    def udp(sp: int, dp: int, data: bytes) -> bytes:
+        return struct.pack("!HHHH", sp, dp, 8 + len(data), 0) + data
+
+    cam, rec, gw = 0x0012_3456_0001, 0x0012_3456_0002, 0x0012_3456_00FE
+    a, b, ext = 0xC0A8_0114, 0xC0A8_0115, 0x5DB8_D822
+    dns = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01"
+    arp = bytes.fromhex("0001080006040001") + cam.to_bytes(6, "big") + a.to_bytes(4, "big") + bytes(6) + b.to_bytes(4, "big")
+    out = []
+    for k, t0 in enumerate((1.0, 61.0, 150.0)):
+        sp = 40000 + k
+        out += [
+            (t0, eth(cam, rec, 0x0800, ip4(a, b, 6, tcp(sp, 554, 1, 0x02)))),
+            (t0 + 0.001, eth(rec, cam, 0x0800, ip4(b, a, 6, tcp(554, sp, 9, 0x12)))),
+            (t0 + 0.002, eth(cam, rec, 0x0800, ip4(a, b, 6, tcp(sp, 554, 2, 0x18, b"OPTIONS rtsp://x/ RTSP/1.0\r\n\r\n")))),
+            (t0 + 0.003, eth(rec, cam, 0x0800, ip4(b, a, 6, tcp(554, sp, 10, 0x18, b"RTSP/1.0 200 OK\r\n\r\n")))),
+            (t0 + 0.004, eth(cam, gw, 0x0800, ip4(a, ext, 6, tcp(sp, 443, ext, 0x02)))),
+            (t0 + 0.005, eth(cam, gw, 0x0800, ip4(a, 0x08080808, 17, udp(sp, 53, dns)))),
+            (t0 + 0.006, eth(gw, cam, 0x0800, ip4(0x08080808, a, 17, udp(53, sp, dns)))),
+            (t0 + 0.007, eth(cam, 0xFFFF_FFFF_FFFF, 0x0806, arp)),
+        ]
+    return out
+
+
+def _write_warm_captures(folder: Path, frames: list[tuple[float, bytes]]) -> list[Path]:
+    """The frames as a classic pcap and as a pcapng, so both readers' loops load."""
+    import struct
+
+    pcap = folder / "warm.pcap"
+    with open(pcap, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for ts, fr in frames:
+            f.write(struct.pack("<IIII", int(ts), int(ts % 1 * 1e6), len(fr), len(fr)) + fr)
+    ng = folder / "warm.pcapng"
+    with open(ng, "wb") as f:
+        f.write(struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28))
+        f.write(struct.pack("<IIHHII", 1, 20, 1, 0, 65535, 20))
+        for ts, fr in frames:
+            pad = fr + bytes(-len(fr) % 4)
+            us = round(ts * 1e6)
+            f.write(struct.pack("<IIIIIII", 6, 32 + len(pad), 0, us >> 32, us & 0xFFFFFFFF, len(fr), len(fr))
+                    + pad + struct.pack("<I", 32 + len(pad)))
+    return [pcap, ng]
+
+
 def _load_kernels() -> None:
     """Load the compiled kernels from numba's cache (or compile them) before the clock starts:
-    like imports, this is start-up, paid once per process."""
+    like imports, this is start-up, paid once per process.
+
+    numba keeps one machine-code version per argument layout, and a one-element array counts
+    as contiguous where a real batch's column is strided: so the warm-up reads a small capture
+    of several packets, both as pcap and pcapng, through the whole pipeline with the detector
+    and the inventory, and gives every other kernel arrays of the layouts a real run passes."""
     global _loaded
     if _loaded:
         return
-    from .capture.memory import frames_to_batch
+    import tempfile
 
-    ether = bytes(12) + b"\x08\x00" + bytes.fromhex("4500002800010000400600000a0000010a000002") + bytes(20)
-    pipe = Pipeline(Settings(max_flows=1024, max_devices=64), [], threaded=False, _warm=False)
-    pipe.feed(frames_to_batch([(1.0, ether)]))
-    rows = next(iter(pipe.flows.flush()))
-    flows_to_table(rows)
-    # the detector's and the inventory's kernels (rare-frame selection, address classes, traffic
-    # profiles, tree ensembles) load here too
     from .bundle import _forest_proba
-    from .detect.evidence import addr_classes
-    from .inventory.traffic import traffic_from_records
-    from .sidecar import Sidecar
+    from .detect import Detector
+    from .detect.rules import _screen
+    from .inventory.collect import Inventory
 
-    nets = LocalNets()
-    addr_classes(rows["ahi"], rows["alo"], nets)
-    traffic_from_records(rows, nets, external_ip_devices=False)
-    Sidecar().pick(frames_to_batch([(1.0, ether)]), pipe._pk.view(1), pipe.flows.packet_info(1))
-    z = np.zeros(1, np.int64)
-    _forest_proba(np.zeros((1, 1)), z, np.full(1, -1, np.int64), z, z, np.zeros(1), np.ones((1, 1)), np.zeros((1, 1)))
+    with tempfile.TemporaryDirectory(prefix="iotwatch-warm-") as tmp:
+        for path in _write_warm_captures(Path(tmp), _warm_frames()):
+            pipe, _captures = run([path], Settings(max_flows=1024, max_devices=64), [], detector=Detector(),
+                                  inventory=Inventory(), _warm=False)
+            pipe.finish()
+    z = np.zeros(2, np.int64)
+    _screen(np.zeros(2, np.uint64), np.zeros(2), np.zeros(2), 2, 0.0, 1.0, np.zeros(2, np.uint8))
+    _forest_proba(np.zeros((2, 1)), z, np.full(2, -1, np.int64), z, z, np.zeros(2), np.ones((2, 1)), np.zeros((2, 1)))
     _loaded = True
 
 
@@ -275,7 +333,7 @@ ProgressFn = Callable[[int, int], None]
 
 def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: Iterable[Sink] = (),
         progress: ProgressFn | None = None, detector: Detector | None = None,
-        inventory: Inventory | None = None) -> tuple[Pipeline, CaptureSet]:
+        inventory: Inventory | None = None, _warm: bool = True) -> tuple[Pipeline, CaptureSet]:
     """Read every capture in ``paths`` through a pipeline; return both for their results.
 
     Raises :class:`InputError` only when a path does not exist; damaged files are recorded in
@@ -284,7 +342,7 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
     """
     settings = settings or Settings()
     captures = CaptureSet(paths, batch_size=settings.batch_size)
-    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory)
+    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, _warm=_warm)
     pipe.files = [str(p) for p in captures.paths]
     try:
         for batch in captures.batches():

@@ -424,6 +424,7 @@ def test_rare_frames_follow_the_pipelines_budgets(monkeypatch: pytest.MonkeyPatc
             if self.fp.frames > before:
                 kept.append((f.frame, f.kind))
 
+    iotwatch.pipeline._load_kernels()  # its warm-up analyses a little capture of its own first
     monkeypatch.setattr(collect.Inventory, "on_rare", recording)
     iotwatch.analyze([path])
     mine = [(f.frame, f.kind) for f in rare.rare_frames(path)]

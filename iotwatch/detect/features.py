@@ -9,11 +9,13 @@ another.
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
 
 import numpy as np
 import pyarrow as pa
 
+from .._jit import allocating, inline_kernel
 from .evidence import (
     K_AUTH,
     K_ECHO,
@@ -40,70 +42,114 @@ FEATURE_NAMES = [n for n, _ in FEATURES]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
+# columns of the compiled event pass (_event_columns), in its output order
+_EVENT_COLUMNS = ("probes", "probe_targets", "probe_hosts", "weird_probes", "half_open", "empty_rst", "echo_requests",
+                  "udp_noreply", "ext_flows", "auth_max_service", "max_flows_one_host", "max_pkts_one_host",
+                  "beacon_max_regular")
+_PROBE_BITS = K_PROBE | K_WEIRD | K_ECHO | K_EMPTY_RST | K_HALF_OPEN
 
-def _groups_in_windows(w: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (window, key) pairs: the window of each pair, the pair of each event, pair sizes."""
-    combined = key ^ ((w.astype(np.uint64) + np.uint64(1)) * _MIX)
-    _, first, inv, counts = np.unique(combined, return_index=True, return_inverse=True, return_counts=True)
-    return w[first], inv.ravel(), counts
+
+@inline_kernel
+def _group(keys, ts_last, cnt, s1, s2, wsum, first_w, key, w, weight, ts):  # type: ignore[no-untyped-def]
+    """Find or add ``key`` in an open-addressing table; add one event (its weight and, for
+    interval statistics, the gap since the group's previous event). Returns the slot and
+    whether the group is new."""
+    mask = keys.shape[0] - 1
+    s = np.int64((key * _MIX) >> np.uint64(32)) & mask
+    while cnt[s] > 0 and keys[s] != key:
+        s = (s + 1) & mask
+    new = cnt[s] == 0
+    if new:
+        keys[s] = key
+        first_w[s] = w
+    else:
+        iv = ts - ts_last[s]
+        s1[s] += iv
+        s2[s] += iv * iv
+    cnt[s] += 1
+    wsum[s] += weight
+    ts_last[s] = ts
+    return s, new
+
+
+@allocating
+def _event_columns(w, kind, host, target, pkts_out, ts, proto, n, out):  # type: ignore[no-untyped-def]
+    """Every per-window evidence feature in one pass over a device's events (time order).
+
+    Events are grouped by a key mixed with their window, as ``(key ^ (window + 1) * MIX)``;
+    a group counts in the window of its first event. ``out`` is (n windows, len(_EVENT_COLUMNS))."""
+    m = w.shape[0]
+    size = 16
+    while size < 2 * m + 2:
+        size *= 2
+    # five tables: probe targets, probe hosts, auth targets, all hosts, external TCP targets
+    keys = np.zeros((5, size), np.uint64)
+    cnt = np.zeros((5, size), np.int64)
+    wsum = np.zeros((5, size), np.float64)
+    first_w = np.zeros((5, size), np.int64)
+    ts_last = np.zeros((5, size), np.float64)
+    s1 = np.zeros((5, size), np.float64)
+    s2 = np.zeros((5, size), np.float64)
+    for i in range(m):
+        k = kind[i]
+        wi = w[i]
+        salt = (np.uint64(wi) + np.uint64(1)) * _MIX
+        hk = host[i] ^ salt
+        tk = target[i] ^ salt
+        if k & _PROBE_BITS:
+            out[wi, 0] += 1
+            _s, new = _group(keys[0], ts_last[0], cnt[0], s1[0], s2[0], wsum[0], first_w[0], tk, wi, 1.0, ts[i])
+            if new:
+                out[wi, 1] += 1
+            _s, new = _group(keys[1], ts_last[1], cnt[1], s1[1], s2[1], wsum[1], first_w[1], hk, wi, 1.0, ts[i])
+            if new:
+                out[wi, 2] += 1
+        if k & K_WEIRD:
+            out[wi, 3] += 1
+        if k & K_HALF_OPEN:
+            out[wi, 4] += 1
+        if k & K_EMPTY_RST:
+            out[wi, 5] += 1
+        if k & K_ECHO:
+            out[wi, 6] += 1
+        if k & K_UDP_NOREPLY:
+            out[wi, 7] += 1
+        if k & K_EXT:
+            out[wi, 8] += 1
+            if proto[i] == 6:
+                _group(keys[4], ts_last[4], cnt[4], s1[4], s2[4], wsum[4], first_w[4], tk, wi, 1.0, ts[i])
+        if k & K_AUTH:
+            _group(keys[2], ts_last[2], cnt[2], s1[2], s2[2], wsum[2], first_w[2], tk, wi, 1.0, ts[i])
+        _group(keys[3], ts_last[3], cnt[3], s1[3], s2[3], wsum[3], first_w[3], hk, wi, np.float64(pkts_out[i]), ts[i])
+    for s in range(size):
+        if cnt[2, s] > 0 and cnt[2, s] > out[first_w[2, s], 9]:
+            out[first_w[2, s], 9] = cnt[2, s]
+        if cnt[3, s] > 0:
+            fw = first_w[3, s]
+            if cnt[3, s] > out[fw, 10]:
+                out[fw, 10] = cnt[3, s]
+            if wsum[3, s] > out[fw, 11]:
+                out[fw, 11] = wsum[3, s]
+        c = cnt[4, s]
+        if c >= 3:
+            niv = c - 1
+            mean = s1[4, s] / niv
+            std = np.sqrt(max(s2[4, s] / niv - mean * mean, 0.0))
+            if mean > 0 and std <= 0.25 * mean and c > out[first_w[4, s], 12]:
+                out[first_w[4, s], 12] = c
 
 
 def _event_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray) -> None:
     """Per-window evidence features, for all windows at once (events are in time order)."""
     n = len(starts)
-    w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1)
-    k = ev["kind"]
+    w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1).astype(np.int64)
     host = host_key(ev["dst_hi"], ev["dst_lo"])
     target = host ^ ev["dport"].astype(np.uint64)
-
-    def count(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(w[mask], minlength=n)
-
-    def distinct(mask: np.ndarray, key: np.ndarray) -> np.ndarray:
-        if not mask.any():
-            return np.zeros(n)
-        wu, _, _ = _groups_in_windows(w[mask], key[mask])
-        return np.bincount(wu, minlength=n)
-
-    def largest(mask: np.ndarray, key: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        out = np.zeros(n)
-        if not mask.any():
-            return out
-        wu, inv, counts = _groups_in_windows(w[mask], key[mask])
-        size = counts if weights is None else np.bincount(inv, weights=weights[mask])
-        np.maximum.at(out, wu, size)
-        return out
-
-    probes = (k & (K_PROBE | K_WEIRD | K_ECHO | K_EMPTY_RST | K_HALF_OPEN)) != 0
-    X[:, col["probes"]] = count(probes)
-    X[:, col["probe_targets"]] = distinct(probes, target)
-    X[:, col["probe_hosts"]] = distinct(probes, host)
-    for name, bit in (("weird_probes", K_WEIRD), ("half_open", K_HALF_OPEN), ("empty_rst", K_EMPTY_RST),
-                      ("echo_requests", K_ECHO), ("udp_noreply", K_UDP_NOREPLY), ("ext_flows", K_EXT)):
-        X[:, col[name]] = count((k & bit) != 0)
-    X[:, col["auth_max_service"]] = largest((k & K_AUTH) != 0, target)
-    every = np.ones(len(ev), bool)
-    X[:, col["max_flows_one_host"]] = largest(every, host)
-    X[:, col["max_pkts_one_host"]] = largest(every, host, ev["pkts_out"].astype(np.float64))
-    # the most regular series of connections to one external service in the window
-    ext = ((k & K_EXT) != 0) & (ev["proto"] == 6)
-    if ext.sum() >= 3:
-        wu, inv, counts = _groups_in_windows(w[ext], target[ext])
-        ts = ev["ts"][ext]
-        order = np.lexsort((ts, inv))
-        g, t = inv[order], ts[order]
-        same = g[1:] == g[:-1]
-        iv, gi = np.diff(t)[same], g[1:][same]
-        m = len(counts)
-        n_iv = np.bincount(gi, minlength=m)
-        s1 = np.bincount(gi, weights=iv, minlength=m)
-        s2 = np.bincount(gi, weights=iv * iv, minlength=m)
-        mean = s1 / np.maximum(n_iv, 1)
-        std = np.sqrt(np.maximum(s2 / np.maximum(n_iv, 1) - mean * mean, 0.0))
-        regular = (counts >= 3) & (mean > 0) & (std <= 0.25 * mean)
-        out = np.zeros(n)
-        np.maximum.at(out, wu[regular], counts[regular])
-        X[:, col["beacon_max_regular"]] = out
+    out = np.zeros((n, len(_EVENT_COLUMNS)), np.float64)
+    _event_columns(w, np.ascontiguousarray(ev["kind"]), host, target, np.ascontiguousarray(ev["pkts_out"]),
+                   np.ascontiguousarray(ev["ts"]), np.ascontiguousarray(ev["proto"]), n, out)
+    for j, name in enumerate(_EVENT_COLUMNS):
+        X[:, col[name]] = out[:, j]
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
@@ -118,9 +164,14 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     starts = windows["window_start"]
     up = windows["upload_bytes"].astype(np.float64)
     # upload against the device's own baseline: the median of the earlier windows
-    for i in range(n):
-        b = baseline if baseline is not None else (float(np.median(up[:i])) if i >= 2 else None)
-        X[i, col["upload_x_baseline"]] = up[i] / max(b, 1000.0) if b is not None else 0.0
+    earlier: list[float] = []  # kept sorted
+    for i, u in enumerate(up.tolist()):
+        b = baseline
+        if b is None and i >= 2:
+            h = i // 2
+            b = earlier[h] if i % 2 else (earlier[h - 1] + earlier[h]) / 2
+        X[i, col["upload_x_baseline"]] = u / max(b, 1000.0) if b is not None else 0.0
+        bisect.insort(earlier, u)
     X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
     if d is None:
         return X
@@ -145,8 +196,8 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
             doms = Counter(".".join(q.split(".")[-2:]) for q in names)
             _dom, cnt = doms.most_common(1)[0]
             X[i, col["dns_max_names_one_domain"]] = cnt
-            X[i, col["dns_mean_name_len"]] = float(np.mean([len(q) for q in names]))
-            X[i, col["dns_odd_types"]] = float(np.mean([q.qtype in (10, 16, 15, 5, 255) for q in qs]))
+            X[i, col["dns_mean_name_len"]] = sum(len(q) for q in names) / len(names)
+            X[i, col["dns_odd_types"]] = sum(q.qtype in (10, 16, 15, 5, 255) for q in qs) / len(qs)
     if d.c2_hellos:
         ts = np.array([t for t, _, _ in d.c2_hellos])
         w_of = np.searchsorted(starts, ts, side="right") - 1

@@ -13,8 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 
 import netaddr
+import netaddr.eui
+import numpy as np
 
 REGISTRY = f"IEEE OUI/IAB registry from netaddr {netaddr.__version__}"
 
@@ -73,23 +76,58 @@ def short_name(org: str) -> str:
     return s or org
 
 
+class _Registry:
+    """One of netaddr's IEEE registry files (``oui.txt``/``iab.txt``) with its offset index.
+
+    netaddr reads its whole index into a dict of lists of tuples on first use (0.18 s and
+    12 MB for 40,000 assignments); this keeps the same index as three sorted NumPy arrays
+    (1 MB, 5 ms) and reads one record from the text file when asked, as netaddr does.
+    """
+
+    def __init__(self, name: str) -> None:
+        base = resources.files("netaddr.eui")
+        self.text = base / f"{name}.txt"
+        raw = (base / f"{name}.idx").read_bytes()
+        text = raw.replace(b"\n", b",").decode("ascii")
+        vals = np.fromstring(text, dtype=np.int64, sep=",")  # lines of "key,offset,size"
+        vals = vals[: len(vals) // 3 * 3].reshape(-1, 3)
+        order = np.argsort(vals[:, 0], kind="stable")  # several records of one key: the first wins
+        self.keys, self.offsets, self.sizes = (np.ascontiguousarray(vals[order, i]) for i in range(3))
+
+    def org(self, key: int) -> str | None:
+        i = int(np.searchsorted(self.keys, key))
+        if i >= len(self.keys) or int(self.keys[i]) != key:
+            return None
+        with self.text.open("rb") as f:
+            f.seek(int(self.offsets[i]))
+            record = f.read(int(self.sizes[i])).decode("utf-8", "replace")
+        for line in record.splitlines():
+            if "(hex)" in line:
+                parts = line.strip().split(None, 2)
+                return parts[2] if len(parts) == 3 else None
+        return None
+
+
+@lru_cache(maxsize=2)
+def _registry(name: str) -> _Registry:
+    return _Registry(name)
+
+
 @lru_cache(maxsize=8192)
 def lookup(mac: str) -> Vendor:
     """Vendor of a MAC address ("aa:bb:cc:dd:ee:ff"); all None for an IP device key or junk."""
     try:
         first = int(mac.split(":")[0], 16)
-        eui = netaddr.EUI(mac)
-    except (ValueError, netaddr.AddrFormatError, IndexError):
+        value = int(netaddr.EUI(mac, dialect=netaddr.mac_unix_expanded))
+    except (ValueError, netaddr.AddrFormatError, IndexError, TypeError):
         return Vendor(None, None, False)
+    if value >> 48:
+        return Vendor(None, None, False)  # not an EUI-48
     local_admin = bool(first & 0x02)
-    org: str | None = None
-    try:
-        if eui.is_iab():
-            org = eui.iab.registration().org
-        else:
-            org = eui.oui.registration().org
-    except (netaddr.NotRegisteredError, IndexError, ValueError):
-        org = None
+    if (value >> 24) in netaddr.eui.IAB.IAB_EUI_VALUES:
+        org = _registry("iab").org(value >> 12)
+    else:
+        org = _registry("oui").org(value >> 24)
     if org:
         org = " ".join(org.split())
     low = mac.lower()
