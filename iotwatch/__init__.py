@@ -5,11 +5,18 @@
     a.devices, a.flows, a.windows, a.stats, a.problems
 """
 
-import pyarrow as _pa
+import os as _os
 
 # Arrow's default allocator (mimalloc) reserves and keeps pages for reuse; flows come and go by
-# the million under a flood, so iotwatch uses the system allocator, which hands large blocks
-# back and keeps the peak memory flat. Set before any Arrow array exists.
+# the million under a flood, so iotwatch uses the system allocator, which hands freed blocks
+# back: 10 MB less at the peak of a 10 M-flow flood, at the same speed (docs/benchmarks.md).
+# The C++ side (the Parquet writer) reads ARROW_DEFAULT_MEMORY_POOL once, when Arrow is first
+# imported, so it is set (unless the user chose a pool) before that; set_memory_pool covers
+# an Arrow that was imported earlier, for the buffers made from Python.
+_os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
+import pyarrow as _pa
+
 _pa.set_memory_pool(_pa.system_memory_pool())
 
 from .errors import CaptureError, InputError, IotwatchError, ModelError, OutputError  # noqa: E402

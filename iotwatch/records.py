@@ -213,8 +213,9 @@ def records_markdown() -> str:
     out = ["# Records iotwatch writes", "",
            "Generated from `iotwatch/records.py` by `make docs`; do not edit by hand.", ""]
     for title, fields_ in (("Device events (`event_type: device` in events.jsonl)", DEVICE_FIELDS),
-                           ("Flows (flows.parquet; `flow` events carry the same values, Suricata-style: "
-                            "counters under `flow`, flag counts under `tcp`)", FLOW_FIELDS),
+                           ("Flows (the `flows.parquet/` folder of Parquet parts, one per 1,048,576 flows; `flow` events "
+                            "carry the same values, Suricata-style: counters under `flow`, flag counts under `tcp`)",
+                            FLOW_FIELDS),
                            ("Device windows (windows.parquet)", WINDOW_FIELDS)):
         out += [f"## {title}", "", "| field | type | unit | meaning |", "|---|---|---|---|"]
         out += [f"| `{f.name}` | {_type_name(f.type)} | {f.unit} | {f.doc} |" for f in fields_]

@@ -75,26 +75,51 @@ class MemorySink:
         return t.sort_by([("window_start", "ascending"), ("device", "ascending")])
 
 
-class ParquetSink:
-    """Streams flows and windows into ``flows.parquet`` and ``windows.parquet``."""
+#: flows per file of ``flows.parquet/``: a Parquet writer keeps every row group's metadata
+#: (about 20 kB per 16,384-flow group) until its file is closed, so one file per million flows
+#: keeps memory flat however many flows a capture has
+FLOWS_PER_PART = 1 << 20
 
-    def __init__(self, out_dir: Path) -> None:
+
+class ParquetSink:
+    """Streams flows into ``flows.parquet/part-NNNNN.parquet`` (a dataset folder, as Spark and
+    Dask write them) and windows into ``windows.parquet``."""
+
+    def __init__(self, out_dir: Path, flows_per_part: int = FLOWS_PER_PART) -> None:
         self.flows_path = out_dir / "flows.parquet"
         self.windows_path = out_dir / "windows.parquet"
+        self.flows_per_part = flows_per_part
+        self._part = 0
+        self._part_rows = 0
         try:
-            # lz4 and dictionaries only where values repeat: twice as fast to write as zstd with
-            # dictionaries everywhere, for files 1.3x larger (docs/benchmarks.md)
-            self._flows = pq.ParquetWriter(self.flows_path, FLOW_SCHEMA, compression="lz4",
-                                           use_dictionary=["state", "reason", "src_mac", "dest_mac", "proto"],
-                                           write_statistics=["flow_id", "start", "end", "proto", "src_ip", "dest_ip",
-                                                             "src_port", "dest_port"])
+            _empty_dataset_folder(self.flows_path)
+            self._flows = self._open_part()
             self._windows = pq.ParquetWriter(self.windows_path, WINDOW_SCHEMA, compression="lz4",
                                              use_dictionary=["device"])
         except OSError as e:
             raise OutputError(f"{out_dir}: cannot write Parquet files: {e}") from None
 
+    def _open_part(self) -> pq.ParquetWriter:
+        # lz4 and dictionaries only where values repeat: twice as fast to write as zstd with
+        # dictionaries everywhere, for files 1.3x larger (docs/benchmarks.md)
+        return pq.ParquetWriter(self.flows_path / f"part-{self._part:05d}.parquet", FLOW_SCHEMA, compression="lz4",
+                                use_dictionary=["state", "reason", "src_mac", "dest_mac", "proto"],
+                                write_statistics=["flow_id", "start", "end", "proto", "src_ip", "dest_ip",
+                                                  "src_port", "dest_port"])
+
     def on_flows(self, flows: pa.Table) -> None:
-        self._flows.write_table(flows)
+        while flows.num_rows:
+            room = self.flows_per_part - self._part_rows
+            if room <= 0:
+                self._flows.close()
+                self._part += 1
+                self._part_rows = 0
+                self._flows = self._open_part()
+                continue
+            piece = flows.slice(0, room)
+            self._flows.write_table(piece)
+            self._part_rows += piece.num_rows
+            flows = flows.slice(piece.num_rows)
 
     def on_windows(self, windows: pa.Table) -> None:
         self._windows.write_table(windows)
@@ -108,6 +133,16 @@ class ParquetSink:
     def close(self) -> None:
         self._flows.close()
         self._windows.close()
+
+
+def _empty_dataset_folder(path: Path) -> None:
+    """Make ``path`` an empty folder for a new run's parts: the parts of an earlier run into the
+    same output folder (or the single file earlier versions wrote there) would read as this run's."""
+    if path.is_file() or path.is_symlink():
+        path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    for old in path.glob("part-*.parquet"):
+        old.unlink()
 
 
 def _json_number(x: float) -> float | int | None:

@@ -68,6 +68,46 @@ def test_table_cap_evicts_and_counts_under_a_flood() -> None:
     assert len(pipe.flows) <= 1024
 
 
+def test_flows_roll_into_parts_of_one_dataset_folder(tmp_path: Path) -> None:
+    """A Parquet writer holds every row group's metadata until its file closes: flows go to a
+    folder of bounded files, which Arrow reads back as one table; a second run into the same
+    folder leaves no part of the first behind."""
+    import pyarrow.parquet as pq
+
+    from iotwatch.sinks import ParquetSink
+
+    frames = [udp(T0 + k * 1e-3, sport=1024 + k) for k in range(3000)]
+    sink = ParquetSink(tmp_path, flows_per_part=1000)
+    pipe = Pipeline(Settings(), [sink])
+    for b in batches(frames, size=256):
+        pipe.feed(b)
+    pipe.finish()
+    sink.close()
+    parts = sorted(p.name for p in (tmp_path / "flows.parquet").iterdir())
+    assert len(parts) >= 3 and parts[0] == "part-00000.parquet"
+    assert all(pq.read_metadata(tmp_path / "flows.parquet" / p).num_rows <= 1000 for p in parts)
+    t = pq.read_table(tmp_path / "flows.parquet")
+    assert t.num_rows == pipe.stats.flows == 3000
+    assert sorted(t.column("src_port").to_pylist()) == list(range(1024, 4024))
+
+    sink = ParquetSink(tmp_path, flows_per_part=1000)
+    pipe = Pipeline(Settings(), [sink])
+    for b in batches(frames[:10], size=256):
+        pipe.feed(b)
+    pipe.finish()
+    sink.close()
+    assert [p.name for p in (tmp_path / "flows.parquet").iterdir()] == ["part-00000.parquet"]
+    assert pq.read_table(tmp_path / "flows.parquet").num_rows == 10
+
+
+def test_a_flows_file_of_an_earlier_version_is_replaced_by_the_folder(tmp_path: Path) -> None:
+    from iotwatch.sinks import ParquetSink
+
+    (tmp_path / "flows.parquet").write_bytes(b"PAR1 an old single-file output")
+    ParquetSink(tmp_path).close()
+    assert (tmp_path / "flows.parquet" / "part-00000.parquet").is_file()
+
+
 def tcp(t: float, src, dst, sport: int, dport: int, flags: str, payload: bytes = b""):  # type: ignore[no-untyped-def]
     (smac, sip), (dmac, dip) = src, dst
     return t, frame(smac, dmac, IP(src=sip, dst=dip) / TCP(sport=sport, dport=dport, flags=flags) / payload)

@@ -176,7 +176,7 @@ MaxFlows = Annotated[int, typer.Option("--max-flows", help="Flow table capacity;
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created if missing).")]
 FlowEvents = Annotated[bool, typer.Option("--flow-events/--no-flow-events",
                                           help="Also write every flow as an EVE 'flow' event in events.jsonl "
-                                          "(all flows are always in flows.parquet; a flood makes this file large).")]
+                                          "(all flows are always in the flows.parquet folder; a flood makes this file large).")]
 Top = Annotated[int, typer.Option("--top", help="Devices to list in the terminal (0: all).")]
 ModelOpt = Annotated[Path | None, typer.Option("--model", help="Behaviour model bundle (default: models/behaviour, "
                                                "the one `make model` builds).")]
