@@ -1,16 +1,43 @@
 """Community ID v1 (https://github.com/corelight/community-id-spec), computed in bulk.
 
 Flows leave the table by the hundred thousand under a flood, so the hash runs as a compiled
-loop over arrays (one SHA-1 block per flow) rather than one ``hashlib`` call per flow. The test
-suite checks it against the reference implementation (the ``communityid`` package).
+loop over arrays (one SHA-1 block per flow) rather than one ``hashlib`` call per flow. The block
+itself goes to OpenSSL's ``SHA1_Transform`` (the libcrypto that Python's ``hashlib`` is built on,
+which uses the CPU's SHA instructions: 30 ns a flow instead of 200 ns for the compiled SHA-1
+below, which stays as the fallback where no libcrypto can be loaded). The test suite checks both
+against the reference implementation (the ``communityid`` package).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+
 import numpy as np
 import pyarrow as pa
+from llvmlite import binding as llvm
+from numba import types
 
 from ._jit import inline_kernel, kernel
+
+
+def _openssl_sha1_transform() -> bool:
+    """Make libcrypto's ``SHA1_Transform`` callable from compiled code, by a name the cached
+    machine code refers to (the address changes from run to run; the name does not)."""
+    names = [ctypes.util.find_library("crypto"), "libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.dylib"]
+    for name in filter(None, names):
+        try:
+            fn = ctypes.CDLL(name).SHA1_Transform
+        except (OSError, AttributeError):
+            continue
+        llvm.add_symbol("iotwatch_sha1_transform", ctypes.cast(fn, ctypes.c_void_p).value)
+        return True
+    return False
+
+
+#: whether SHA-1 blocks go to OpenSSL (False: the compiled SHA-1 below)
+OPENSSL_SHA1 = _openssl_sha1_transform()
+_sha1_transform = types.ExternalFunction("iotwatch_sha1_transform", types.void(types.voidptr, types.voidptr))
 
 # ICMP / ICMPv6 message types that pair up as request/response (Zeek's mapping, as in the spec)
 _ICMP4 = np.full(256, -1, np.int64)
@@ -31,12 +58,7 @@ def _rotl(x, n):  # type: ignore[no-untyped-def]
 @inline_kernel
 def _sha1_block(msg, mlen, w, out):  # type: ignore[no-untyped-def]
     """SHA-1 of msg[:mlen] (mlen <= 55: one block). Writes 20 bytes into out."""
-    for k in range(mlen, 64):
-        msg[k] = 0
-    msg[mlen] = 0x80
-    bits = mlen * 8
-    msg[62] = (bits >> 8) & 0xFF
-    msg[63] = bits & 0xFF
+    _pad(msg, mlen)
     for t in range(16):
         w[t] = (np.uint32(msg[4 * t]) << np.uint32(24)) | (np.uint32(msg[4 * t + 1]) << np.uint32(16)) | (
             np.uint32(msg[4 * t + 2]) << np.uint32(8)) | np.uint32(msg[4 * t + 3])
@@ -83,69 +105,120 @@ def _put_addr(msg, p, v6, hi, lo):  # type: ignore[no-untyped-def]
     return p + 4
 
 
+@inline_kernel
+def _pad(msg, mlen):  # type: ignore[no-untyped-def]
+    """SHA-1 padding of msg[:mlen] (mlen <= 55) to one 64-byte block."""
+    for k in range(mlen, 64):
+        msg[k] = 0
+    msg[mlen] = 0x80
+    bits = mlen * 8
+    msg[62] = (bits >> 8) & 0xFF
+    msg[63] = bits & 0xFF
+
+
+@inline_kernel
+def _message(msg, i, v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6):  # type: ignore[no-untyped-def]
+    """The spec's hash input of flow i into msg; returns its length."""
+    pr = np.int64(proto[i])
+    sp = np.int64(sport[i])
+    dp = np.int64(dport[i])
+    ports = pr == 6 or pr == 17 or pr == 132 or pr == 1 or pr == 58
+    one_way = False
+    if pr == 1 or pr == 58:
+        table = icmp4 if pr == 1 else icmp6
+        m = table[sp & 0xFF]
+        if m >= 0:
+            dp = m
+        else:
+            one_way = True
+    sh, sl, dh, dl = shi[i], slo[i], dhi[i], dlo[i]
+    ordered = one_way or (sh < dh) or (sh == dh and sl < dl) or (sh == dh and sl == dl and sp <= dp)
+    if not ordered:
+        sh, sl, dh, dl = dh, dl, sh, sl
+        sp, dp = dp, sp
+    msg[0] = (seed >> 8) & 0xFF
+    msg[1] = seed & 0xFF
+    p = _put_addr(msg, 2, v6[i], sh, sl)
+    p = _put_addr(msg, p, v6[i], dh, dl)
+    msg[p] = pr
+    msg[p + 1] = 0
+    p += 2
+    if ports:
+        msg[p] = (sp >> 8) & 0xFF
+        msg[p + 1] = sp & 0xFF
+        msg[p + 2] = (dp >> 8) & 0xFF
+        msg[p + 3] = dp & 0xFF
+        p += 4
+    return p
+
+
+@inline_kernel
+def _base64_id(dig, o, b64):  # type: ignore[no-untyped-def]
+    """"1:" + base64 of the 20-byte digest (dig[20] must be 0) into o."""
+    dig[20] = 0
+    o[0] = 49  # "1"
+    o[1] = 58  # ":"
+    q = 2
+    for j in range(0, 21, 3):
+        v = (np.int64(dig[j]) << 16) | (np.int64(dig[j + 1]) << 8) | np.int64(dig[j + 2])
+        o[q] = b64[(v >> 18) & 63]
+        o[q + 1] = b64[(v >> 12) & 63]
+        if j < 18:
+            o[q + 2] = b64[(v >> 6) & 63]
+            o[q + 3] = b64[v & 63]
+        else:  # 20 bytes → 27 characters + one "=" of padding
+            o[q + 2] = b64[(v >> 6) & 63]
+            o[q + 3] = 61
+        q += 4
+
+
 @kernel
 def _community_ids(v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6, msg, w, dig, b64, out):  # type: ignore[no-untyped-def]
-    n = v6.shape[0]
-    for i in range(n):
-        pr = np.int64(proto[i])
-        sp = np.int64(sport[i])
-        dp = np.int64(dport[i])
-        ports = pr == 6 or pr == 17 or pr == 132 or pr == 1 or pr == 58
-        one_way = False
-        if pr == 1 or pr == 58:
-            table = icmp4 if pr == 1 else icmp6
-            m = table[sp & 0xFF]
-            if m >= 0:
-                dp = m
-            else:
-                one_way = True
-        sh, sl, dh, dl = shi[i], slo[i], dhi[i], dlo[i]
-        ordered = one_way or (sh < dh) or (sh == dh and sl < dl) or (sh == dh and sl == dl and sp <= dp)
-        if not ordered:
-            sh, sl, dh, dl = dh, dl, sh, sl
-            sp, dp = dp, sp
-        msg[0] = (seed >> 8) & 0xFF
-        msg[1] = seed & 0xFF
-        p = _put_addr(msg, 2, v6[i], sh, sl)
-        p = _put_addr(msg, p, v6[i], dh, dl)
-        msg[p] = pr
-        msg[p + 1] = 0
-        p += 2
-        if ports:
-            msg[p] = (sp >> 8) & 0xFF
-            msg[p + 1] = sp & 0xFF
-            msg[p + 2] = (dp >> 8) & 0xFF
-            msg[p + 3] = dp & 0xFF
-            p += 4
+    for i in range(v6.shape[0]):
+        p = _message(msg, i, v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6)
         _sha1_block(msg, p, w, dig)
-        dig[20] = 0
-        o = out[i]
-        o[0] = 49  # "1"
-        o[1] = 58  # ":"
-        q = 2
-        for j in range(0, 21, 3):
-            v = (np.int64(dig[j]) << 16) | (np.int64(dig[j + 1]) << 8) | np.int64(dig[j + 2])
-            o[q] = b64[(v >> 18) & 63]
-            o[q + 1] = b64[(v >> 12) & 63]
-            if j < 18:
-                o[q + 2] = b64[(v >> 6) & 63]
-                o[q + 3] = b64[v & 63]
-            else:  # 20 bytes → 27 characters + one "=" of padding
-                o[q + 2] = b64[(v >> 6) & 63]
-                o[q + 3] = 61
-            q += 4
+        _base64_id(dig, out[i], b64)
+
+
+@kernel
+def _community_ids_openssl(v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6, msg, ctx, dig, b64,  # type: ignore[no-untyped-def]
+                           out):
+    """As _community_ids, with OpenSSL's SHA1_Transform on the block (ctx: a SHA_CTX's room,
+    whose first five words are the hash state)."""
+    for i in range(v6.shape[0]):
+        p = _message(msg, i, v6, shi, slo, dhi, dlo, proto, sport, dport, seed, icmp4, icmp6)
+        _pad(msg, p)
+        ctx[0] = np.uint32(0x67452301)
+        ctx[1] = np.uint32(0xEFCDAB89)
+        ctx[2] = np.uint32(0x98BADCFE)
+        ctx[3] = np.uint32(0x10325476)
+        ctx[4] = np.uint32(0xC3D2E1F0)
+        _sha1_transform(ctx.ctypes.data, msg.ctypes.data)
+        for j in range(5):
+            v = ctx[j]
+            dig[4 * j] = (v >> np.uint32(24)) & np.uint32(0xFF)
+            dig[4 * j + 1] = (v >> np.uint32(16)) & np.uint32(0xFF)
+            dig[4 * j + 2] = (v >> np.uint32(8)) & np.uint32(0xFF)
+            dig[4 * j + 3] = v & np.uint32(0xFF)
+        _base64_id(dig, out[i], b64)
 
 
 def community_ids(v6: np.ndarray, src_hi: np.ndarray, src_lo: np.ndarray, dst_hi: np.ndarray, dst_lo: np.ndarray,
-                  proto: np.ndarray, sport: np.ndarray, dport: np.ndarray, seed: int = 0) -> pa.Array:
+                  proto: np.ndarray, sport: np.ndarray, dport: np.ndarray, seed: int = 0, *,
+                  openssl: bool = True) -> pa.Array:
     """Community IDs (v1, base64) of many flows at once, as a pyarrow string array.
 
     Addresses use iotwatch's two-word layout (IPv4 in the low 32 bits of ``lo``). For ICMP and
-    ICMPv6, ``sport``/``dport`` are the message type and code.
+    ICMPv6, ``sport``/``dport`` are the message type and code. ``openssl=False`` uses the
+    compiled SHA-1 even where OpenSSL's is available (the tests check both).
     """
     n = len(v6)
     out = np.empty((n, LINE), np.uint8)
-    _community_ids(np.asarray(v6, np.bool_), src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, seed, _ICMP4, _ICMP6,
-                   np.zeros(64, np.uint8), np.zeros(80, np.uint32), np.zeros(21, np.uint8), _B64, out)
+    args = (np.asarray(v6, np.bool_), src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport, seed, _ICMP4, _ICMP6,
+            np.zeros(64, np.uint8))
+    if OPENSSL_SHA1 and openssl:
+        _community_ids_openssl(*args, np.zeros(32, np.uint32), np.zeros(21, np.uint8), _B64, out)  # SHA_CTX: 96 bytes
+    else:
+        _community_ids(*args, np.zeros(80, np.uint32), np.zeros(21, np.uint8), _B64, out)
     offsets = np.arange(0, (n + 1) * LINE, LINE, dtype=np.int32)
     return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(out.reshape(-1))])

@@ -6,11 +6,12 @@ import ipaddress
 
 import communityid
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iotwatch.addrs import format_ips
-from iotwatch.communityid import community_ids
+from iotwatch.communityid import OPENSSL_SHA1, community_ids
 
 MAPPED = 0xFFFF00000000
 v4 = st.integers(0, 2**32 - 1).map(lambda x: ipaddress.IPv4Address(x))
@@ -44,22 +45,29 @@ flows = st.one_of(
 )
 
 
+# OpenSSL's SHA-1 (where libcrypto loads) and the compiled fallback
+SHA1 = [pytest.param(True, id="openssl", marks=pytest.mark.skipif(not OPENSSL_SHA1, reason="no libcrypto here")),
+        pytest.param(False, id="compiled")]
+
+
+@pytest.mark.parametrize("openssl", SHA1)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(flows, min_size=1, max_size=40))
-def test_matches_reference(batch: list[tuple]) -> None:  # type: ignore[type-arg]
+def test_matches_reference(openssl: bool, batch: list[tuple]) -> None:  # type: ignore[type-arg]
     cols = list(zip(*[(s.version == 6, *words(s), *words(d), p, sp, dp) for p, s, d, sp, dp in batch], strict=True))
     got = community_ids(np.array(cols[0]), np.array(cols[1], np.uint64), np.array(cols[2], np.uint64),
                         np.array(cols[3], np.uint64), np.array(cols[4], np.uint64), np.array(cols[5], np.uint8),
-                        np.array(cols[6], np.int64), np.array(cols[7], np.int64)).to_pylist()
+                        np.array(cols[6], np.int64), np.array(cols[7], np.int64), openssl=openssl).to_pylist()
     assert got == [reference(p, s, d, sp, dp) for p, s, d, sp, dp in batch]
 
 
-def test_known_value_from_the_spec() -> None:
+@pytest.mark.parametrize("openssl", SHA1)
+def test_known_value_from_the_spec(openssl: bool) -> None:
     # the spec's own example: TCP 128.232.110.120:34855 -> 66.35.250.204:80
     got = community_ids(np.array([False]), np.zeros(1, np.uint64),
                         np.array([MAPPED | int(ipaddress.IPv4Address("128.232.110.120"))], np.uint64),
                         np.zeros(1, np.uint64), np.array([MAPPED | int(ipaddress.IPv4Address("66.35.250.204"))], np.uint64),
-                        np.array([6], np.uint8), np.array([34855]), np.array([80])).to_pylist()
+                        np.array([6], np.uint8), np.array([34855]), np.array([80]), openssl=openssl).to_pylist()
     assert got == ["1:LQU9qZlK+B5F3KDmev6m5PMibrg="]
 
 
