@@ -157,12 +157,22 @@ class DeviceEvidence:
     dns: list[DnsQuery] = field(default_factory=list)
     c2_hellos: list[tuple[float, int, int]] = field(default_factory=list)  # ts, flow id, frame
 
+    sorted_n: int = 0  # chunks is one chunk of this many events, in time order
+
     def events(self) -> np.ndarray:
+        """Every event kept, in time order (merged and sorted once, until more come)."""
         if not self.chunks:
             return np.empty(0, EVENT_DTYPE)
-        ev = np.concatenate(self.chunks) if len(self.chunks) > 1 else self.chunks[0]
+        if len(self.chunks) == 1 and len(self.chunks[0]) == self.sorted_n:
+            return self.chunks[0]
+        ev = np.empty(sum(len(c) for c in self.chunks), EVENT_DTYPE)
+        p = 0
+        for c in self.chunks:  # (np.concatenate would re-derive the record type for every call)
+            ev[p : p + len(c)] = c
+            p += len(c)
         ev = ev[np.argsort(ev["ts"], kind="stable")]
         self.chunks = [ev]
+        self.sorted_n = len(ev)
         return ev
 
 
