@@ -10,7 +10,9 @@ mergeable: two halves of an archive give two :class:`Evidence` objects that :met
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -108,6 +110,88 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
     return 0
 
 
+_AUTH_APPS = (A_SSH, A_TELNET, A_FTP)
+
+
+@kernel
+def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx):  # type: ignore[no-untyped-def]
+    """Classify finished flows (flows.FLOW_DTYPE) into event kinds; the flows that are evidence
+    go to ``ev`` (EVENT_DTYPE) and their row numbers to ``idx``. Returns how many."""
+    m = 0
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r.client_a:
+            c_hi, c_lo, s_hi, s_lo, c_port, s_port = r.ahi, r.alo, r.bhi, r.blo, r.aport, r.bport
+        else:
+            c_hi, c_lo, s_hi, s_lo, c_port, s_port = r.bhi, r.blo, r.ahi, r.alo, r.bport, r.aport
+        proto = r.proto
+        tcp = proto == 6
+        icmp = proto == 1 or proto == 58
+        itype = r.icmp_tc >> 8
+        st = np.int64(r.state)
+        syn_c = r.fl[0]
+        ack_c = r.fl[1]
+        rst_c = r.fl[3]
+        empty = r.pl[0] == 0 and r.pl[1] == 0
+        syn_open = tcp and syn_c > 0
+        established = (st & S_EST) != 0
+        kind = 0
+        if syn_open and empty:
+            if (st & S_SYNACK) == 0 or (st & S_REJECTED) != 0 or ((st & S_RST) != 0 and not established):
+                kind |= K_PROBE
+            if established and rst_c > 0:
+                kind |= K_EMPTY_RST
+            if (st & S_SYNACK) != 0 and not established and rst_c > 0 and (st & S_REJECTED) == 0:
+                kind |= K_HALF_OPEN
+        if tcp and syn_c == 0 and ack_c == 0 and rst_c == 0 and r.pk[0] > 0 and (st & S_SYN) == 0:
+            kind |= K_WEIRD
+        if icmp and ((proto == 1 and (itype == 8 or itype == 13 or itype == 17)) or (proto == 58 and itype == 128)):
+            kind |= K_ECHO
+        if tcp:
+            a = app[i]
+            auth = a == _AUTH_APPS[0] or a == _AUTH_APPS[1] or a == _AUTH_APPS[2]
+            if syn_c > 0 and not auth:
+                for q in range(AUTH_PORTS.shape[0]):
+                    if s_port == AUTH_PORTS[q]:
+                        auth = True
+                        break
+            if auth:
+                kind |= K_AUTH
+        scls = addr_class(s_hi, s_lo, net_hi, net_lo, mask_hi, mask_lo)
+        if scls == 0:
+            kind |= K_EXT
+        if r.pk[0] >= HEAVY_PKTS:
+            kind |= K_HEAVY
+        if proto == 17 and r.pk[1] == 0 and scls != 2:
+            kind |= K_UDP_NOREPLY
+        keep = (kind & ~K_EXT) != 0 or (scls == 0 and (tcp or proto == 17))
+        if not keep or (r.mac_c >> np.uint64(40)) & np.uint64(1) != 0:  # nor from a multicast source
+            continue
+        e = ev[m]
+        e.ts = r.first / 1e9
+        e.end = r.last / 1e9
+        e.dst_hi = s_hi
+        e.dst_lo = s_lo
+        e.src_hi = c_hi
+        e.src_lo = c_lo
+        e.flow_id = r.flow_id
+        e.frame = r.frame
+        e.bytes_out = r.by[0]
+        e.payload_out = r.pl[0]
+        e.payload_in = r.pl[1]
+        e.pkts_out = r.pk[0]
+        e.pkts_in = r.pk[1]
+        e.sport = itype if icmp else c_port
+        e.dport = (r.icmp_tc & 0xFF) if icmp else s_port
+        e.proto = proto
+        e.kind = kind
+        e.v6 = r.v6
+        e.app = app[i]
+        idx[m] = i
+        m += 1
+    return m
+
+
 @dataclass(slots=True)
 class DnsQuery:
     ts: float
@@ -127,23 +211,29 @@ def parse_dns_query(data: bytes, l3: int) -> tuple[str, int] | None:
         p = 48
     else:
         return None
-    p += 12
+    return _question(data[p + 12:])
+
+
+@lru_cache(maxsize=8192)
+def _question(q: bytes) -> tuple[str, int] | None:
+    """Name and type of the first question (a device asks the same names again and again)."""
     labels = []
-    n = len(data)
+    p = 0
+    n = len(q)
     while p < n:
-        ln = data[p]
+        ln = q[p]
         if ln == 0:
             p += 1
             break
         if ln & 0xC0 or p + 1 + ln > n:
             return None
-        labels.append(data[p + 1: p + 1 + ln].decode("ascii", "replace").lower())
+        labels.append(q[p + 1: p + 1 + ln].decode("ascii", "replace").lower())
         p += 1 + ln
     else:
         return None
     if p + 2 > n:
         return None
-    return ".".join(labels), int.from_bytes(data[p:p + 2], "big")
+    return ".".join(labels), int.from_bytes(q[p:p + 2], "big")
 
 
 @dataclass(slots=True)
@@ -243,68 +333,19 @@ class Evidence:
                 rows = rows[~full]
                 if not len(rows):
                     return
-        ca = rows["client_a"].astype(bool)
-        c_hi = np.where(ca, rows["ahi"], rows["bhi"])
-        c_lo = np.where(ca, rows["alo"], rows["blo"])
-        s_hi = np.where(ca, rows["bhi"], rows["ahi"])
-        s_lo = np.where(ca, rows["blo"], rows["alo"])
-        proto = rows["proto"]
-        c_port = np.where(ca, rows["aport"], rows["bport"])
-        s_port = np.where(ca, rows["bport"], rows["aport"])
-        icmp = (proto == 1) | (proto == 58)
-        itype = rows["icmp_tc"] >> 8
-        pk = rows["pk"]
-        pl = rows["pl"]
-        fl = rows["fl"]
-        st = rows["state"].astype(np.int64)
-        tcp = proto == 6
-        syn_c, ack_c, rst_c = fl[:, 0], fl[:, 1], fl[:, 3]
-        empty = (pl[:, 0] == 0) & (pl[:, 1] == 0)
-        syn_open = tcp & (syn_c > 0)
-        established = (st & S_EST) != 0
-        probe = syn_open & empty & (((st & S_SYNACK) == 0) | ((st & S_REJECTED) != 0) | (((st & S_RST) != 0) & ~established))
-        empty_rst = syn_open & empty & established & (rst_c > 0)
-        half_open = syn_open & empty & ((st & S_SYNACK) != 0) & ~established & (rst_c > 0) & ((st & S_REJECTED) == 0)
-        weird = tcp & (syn_c == 0) & (ack_c == 0) & (rst_c == 0) & (pk[:, 0] > 0) & ((st & S_SYN) == 0)
-        echo = icmp & (((proto == 1) & ((itype == 8) | (itype == 13) | (itype == 17))) | ((proto == 58) & (itype == 128)))
-        auth = tcp & np.isin(s_port, AUTH_PORTS) & (syn_c > 0)
         app = np.zeros(len(rows), np.uint8)
         if self.apps:  # the few flows whose first payloads named their application
             fid = rows["flow_id"]
             known = np.flatnonzero(np.isin(fid, np.fromiter(self.apps, np.uint64, len(self.apps))))
             for q in known.tolist():
                 app[q] = self.apps.pop(int(fid[q]))
-            auth |= tcp & np.isin(app, (A_SSH, A_TELNET, A_FTP))
-        scls = addr_classes(s_hi, s_lo, self.nets)
-        ext = scls == 0
-        heavy = pk[:, 0] >= HEAVY_PKTS
-        udp_noreply = (proto == 17) & (pk[:, 1] == 0) & (scls != 2)
-        kind = (probe * K_PROBE) | (weird * K_WEIRD) | (echo * K_ECHO) | (auth * K_AUTH) | (ext * K_EXT) \
-            | (empty_rst * K_EMPTY_RST) | (heavy * K_HEAVY) | (half_open * K_HALF_OPEN) | (udp_noreply * K_UDP_NOREPLY)
-        # client device: its MAC (unicast), else its address (captures without Ethernet)
-        mac = rows["mac_c"]
-        keep = (kind & ~K_EXT) != 0
-        keep |= ext & (tcp | (proto == 17)) & (scls != 2)
-        keep &= (mac >> np.uint64(40)) & np.uint64(1) == 0  # not from a multicast source
-        idx = np.flatnonzero(keep)
-        if not len(idx):
+        ev = np.empty(len(rows), EVENT_DTYPE)
+        idx = np.empty(len(rows), np.int64)
+        m = _flow_events(np.ascontiguousarray(rows), app, *self.nets.arrays(), ev, idx)
+        if not m:
             return
-        ev = np.empty(len(idx), EVENT_DTYPE)
-        ev["ts"] = rows["first"][idx] / 1e9
-        ev["end"] = rows["last"][idx] / 1e9
-        ev["dst_hi"], ev["dst_lo"] = s_hi[idx], s_lo[idx]
-        ev["src_hi"], ev["src_lo"] = c_hi[idx], c_lo[idx]
-        ev["flow_id"] = rows["flow_id"][idx]
-        ev["frame"] = rows["frame"][idx]
-        ev["bytes_out"] = rows["by"][idx, 0]
-        ev["payload_out"], ev["payload_in"] = pl[idx, 0], pl[idx, 1]
-        ev["pkts_out"], ev["pkts_in"] = pk[idx, 0], pk[idx, 1]
-        ev["sport"] = np.where(icmp[idx], itype[idx], c_port[idx])
-        ev["dport"] = np.where(icmp[idx], rows["icmp_tc"][idx] & 0xFF, s_port[idx])
-        ev["proto"] = proto[idx]
-        ev["kind"] = kind[idx]
-        ev["v6"] = rows["v6"][idx]
-        ev["app"] = app[idx]
+        ev, idx = ev[:m], idx[:m]
+        mac = rows["mac_c"]
         keys = mac[idx]
         no_mac = keys >= np.uint64(1 << 48)
         order = np.argsort(keys, kind="stable")
@@ -382,8 +423,13 @@ def _dport(data: bytes, l3: int) -> int:
 
 def _dst_ip_text(data: bytes, l3: int) -> str:
     if l3 == 4 and len(data) >= 20:
-        return ".".join(str(b) for b in data[16:20])
+        return socket.inet_ntoa(data[16:20])
     if l3 == 6 and len(data) >= 40:
-        v = int.from_bytes(data[24:40], "big")
-        return ip_str(True, v >> 64, v & ((1 << 64) - 1))
+        return _ip6_text(data[24:40])
     return ""
+
+
+@lru_cache(maxsize=1024)
+def _ip6_text(raw: bytes) -> str:
+    v = int.from_bytes(raw, "big")
+    return ip_str(True, v >> 64, v & ((1 << 64) - 1))
