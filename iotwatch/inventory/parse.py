@@ -56,6 +56,7 @@ import re
 import socket
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import dpkt
@@ -189,10 +190,18 @@ def _service_type(name: str) -> str | None:
 
 
 def dns(payload: bytes, sport: int, dport: int) -> list[Signal]:
-    msg = dpkt.dns.DNS(payload)
+    # a device sends the same queries again and again; what they say does not depend on the
+    # transaction ID, so the rest of the message is dissected once
+    return list(_dns(payload[2:], MDNS_PORT in (sport, dport), LLMNR_PORT in (sport, dport)))
+
+
+@lru_cache(maxsize=4096)
+def _dns(rest: bytes, mdns: bool, llmnr: bool) -> tuple[Signal, ...]:
+    return tuple(_dns_signals(dpkt.dns.DNS(b"\0\0" + rest), mdns, llmnr))
+
+
+def _dns_signals(msg: dpkt.dns.DNS, mdns: bool, llmnr: bool) -> list[Signal]:
     out: list[Signal] = []
-    mdns = MDNS_PORT in (sport, dport)
-    llmnr = LLMNR_PORT in (sport, dport)
     if msg.qr == dpkt.dns.DNS_Q:
         for q in msg.qd[:16]:
             name = _name(q.name)
