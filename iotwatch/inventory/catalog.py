@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,7 @@ DOMAINS: tuple[tuple[str, str, float, str], ...] = (
 )
 
 
+@lru_cache(maxsize=16384)
 def domain_hint(name: str) -> tuple[str, float, str] | None:
     n = name.lower()
     for suffix, t, conf, what in DOMAINS:
