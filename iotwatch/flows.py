@@ -473,57 +473,97 @@ _STATE_DICT = pa.array(["midstream", "syn_unanswered", "established", "rejected"
 _REASON_DICT = pa.array(list(REASONS))
 
 
-def _state_codes(rows: np.ndarray) -> np.ndarray:
-    s = rows["state"].astype(np.int64)
-    code = np.zeros(len(rows), np.int64)  # midstream: no SYN seen
-    code[(s & S_SYN) != 0] = 2
-    code[((s & S_SYN) != 0) & ((s & S_SYNACK) == 0)] = 1
-    code[((s & S_RST) != 0) & (code != 1)] = 4
-    code[(s & (S_FIN_C | S_FIN_S)) == (S_FIN_C | S_FIN_S)] = 5
-    code[(s & S_REJECTED) != 0] = 3
-    code[rows["proto"] != 6] = 6
-    return code
+#: flows_to_table's numeric columns, in the order _public_columns fills its matrices
+_U64_COLS = ("flow_id", "c_hi", "c_lo", "s_hi", "s_lo", "bytes_toserver", "bytes_toclient", "payload_toserver",
+             "payload_toclient", "mac_c", "mac_s")
+_U32_COLS = ("pkts_toserver", "pkts_toclient", *(f"{f}_to{d}" for d in ("server", "client") for f in TCP_FLAGS))
+
+
+@kernel
+def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason):  # type: ignore[no-untyped-def]
+    """Exported flow records → contiguous public columns: client/server sides, ICMP type and
+    code as ports, counters, seconds, state code (see _STATE_DICT) and reason."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        if r.client_a:
+            c_hi, c_lo, s_hi, s_lo, cp, sp = r.ahi, r.alo, r.bhi, r.blo, r.aport, r.bport
+        else:
+            c_hi, c_lo, s_hi, s_lo, cp, sp = r.bhi, r.blo, r.ahi, r.alo, r.bport, r.aport
+        pr = r.proto
+        if pr == 1 or pr == 58:
+            cp = r.icmp_tc >> 8
+            sp = r.icmp_tc & 0xFF
+        u64[0, i] = r.flow_id
+        u64[1, i] = c_hi
+        u64[2, i] = c_lo
+        u64[3, i] = s_hi
+        u64[4, i] = s_lo
+        u64[5, i] = r.by[0]
+        u64[6, i] = r.by[1]
+        u64[7, i] = r.pl[0]
+        u64[8, i] = r.pl[1]
+        u64[9, i] = r.mac_c
+        u64[10, i] = r.mac_s
+        u32[0, i] = r.pk[0]
+        u32[1, i] = r.pk[1]
+        for k in range(12):
+            u32[2 + k, i] = r.fl[k]
+        ports[0, i] = cp
+        ports[1, i] = sp
+        proto[i] = pr
+        v6[i] = r.v6 != 0
+        ipver[i] = 6 if r.v6 else 4
+        vlan[i] = r.vlan
+        times[0, i] = r.first / 1e9
+        times[1, i] = r.last / 1e9
+        st = np.int64(r.state)
+        code = 0  # midstream: no SYN seen
+        if st & S_SYN:
+            code = 1 if (st & S_SYNACK) == 0 else 2
+        if (st & S_RST) and code != 1:
+            code = 4
+        if (st & (S_FIN_C | S_FIN_S)) == (S_FIN_C | S_FIN_S):
+            code = 5
+        if st & S_REJECTED:
+            code = 3
+        if pr != 6:
+            code = 6
+        state[i] = code
+        reason[i] = r.reason
 
 
 def flows_to_table(rows: np.ndarray) -> pa.Table:
     """Turn exported flow records into a pyarrow table with the public column names."""
-    ca = rows["client_a"].astype(bool)
-    v6 = rows["v6"].astype(bool)
-    c_hi = np.where(ca, rows["ahi"], rows["bhi"])
-    c_lo = np.where(ca, rows["alo"], rows["blo"])
-    s_hi = np.where(ca, rows["bhi"], rows["ahi"])
-    s_lo = np.where(ca, rows["blo"], rows["alo"])
-    c_port = np.where(ca, rows["aport"], rows["bport"]).astype(np.int64)
-    s_port = np.where(ca, rows["bport"], rows["aport"]).astype(np.int64)
-    proto = rows["proto"]
-    icmp = (proto == 1) | (proto == 58)
-    c_port = np.where(icmp, rows["icmp_tc"] >> 8, c_port)
-    s_port = np.where(icmp, rows["icmp_tc"] & 0xFF, s_port)
+    n = len(rows)
+    u64 = np.empty((len(_U64_COLS), n), np.uint64)
+    u32 = np.empty((len(_U32_COLS), n), np.uint32)
+    ports = np.empty((2, n), np.uint16)
+    proto = np.empty(n, np.uint8)
+    v6 = np.empty(n, np.bool_)
+    ipver = np.empty(n, np.uint8)
+    vlan = np.empty(n, np.uint16)
+    times = np.empty((2, n), np.float64)
+    state = np.empty(n, np.int8)
+    reason = np.empty(n, np.int8)
+    _public_columns(np.ascontiguousarray(rows), u64, u32, ports, proto, v6, ipver, vlan, times, state, reason)
+    c = dict(zip(_U64_COLS, u64, strict=True))
     cols: dict[str, pa.Array | np.ndarray] = {
-        "flow_id": rows["flow_id"],
-        "community_id": community_ids(v6, c_hi, c_lo, s_hi, s_lo, proto, c_port, s_port),
+        "flow_id": c["flow_id"],
+        "community_id": community_ids(v6, c["c_hi"], c["c_lo"], c["s_hi"], c["s_lo"], proto, ports[0], ports[1]),
         "proto": proto,
-        "ip_version": np.where(v6, 6, 4).astype(np.uint8),
-        "src_ip": format_ips(v6, c_hi, c_lo),
-        "src_port": c_port.astype(np.uint16),
-        "dest_ip": format_ips(v6, s_hi, s_lo),
-        "dest_port": s_port.astype(np.uint16),
-        "src_mac": format_macs(rows["mac_c"]),
-        "dest_mac": format_macs(rows["mac_s"]),
-        "vlan": rows["vlan"],
-        "pkts_toserver": rows["pk"][:, 0],
-        "pkts_toclient": rows["pk"][:, 1],
-        "bytes_toserver": rows["by"][:, 0],
-        "bytes_toclient": rows["by"][:, 1],
-        "payload_toserver": rows["pl"][:, 0],
-        "payload_toclient": rows["pl"][:, 1],
+        "ip_version": ipver,
+        "src_ip": format_ips(v6, c["c_hi"], c["c_lo"]),
+        "src_port": ports[0],
+        "dest_ip": format_ips(v6, c["s_hi"], c["s_lo"]),
+        "dest_port": ports[1],
+        "src_mac": format_macs(c["mac_c"]),
+        "dest_mac": format_macs(c["mac_s"]),
+        "vlan": vlan,
+        **{k: c[k] for k in _U64_COLS[5:9]},
+        **dict(zip(_U32_COLS, u32, strict=True)),
+        "start": times[0],
+        "end": times[1],
     }
-    fl = rows["fl"]
-    for k, flag in enumerate(TCP_FLAGS):
-        cols[f"{flag}_toserver"] = fl[:, k]
-        cols[f"{flag}_toclient"] = fl[:, 6 + k]
-    cols["start"] = rows["first"] / 1e9
-    cols["end"] = rows["last"] / 1e9
-    cols["state"] = pa.DictionaryArray.from_arrays(_state_codes(rows).astype(np.int8), _STATE_DICT)
-    cols["reason"] = pa.DictionaryArray.from_arrays(rows["reason"].astype(np.int8), _REASON_DICT)
+    cols["state"] = pa.DictionaryArray.from_arrays(state, _STATE_DICT)
+    cols["reason"] = pa.DictionaryArray.from_arrays(reason, _REASON_DICT)
     return pa.Table.from_pydict({k: cols[k] for k in FLOW_SCHEMA.names}, schema=FLOW_SCHEMA)

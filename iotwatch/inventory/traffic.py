@@ -196,7 +196,7 @@ def _intern(a, b, c, slots, u0, u1, u2, nu):  # type: ignore[no-untyped-def]
 def _records_pass(rows, service, addr_slots, u_v6, u_hi, u_lo, mac_slots, u_mac, u_z0, u_z1,  # type: ignore[no-untyped-def]
                   proto, s_port, answered, up_c, up_s, t0, t1, c_addr, s_addr, c_mac, s_mac, out):
     """Raw flow records → the oriented, id-coded columns of :class:`_Batch`, in one read of
-    each record: client/server sides (``client_a``), the public state (``flows._state_codes``),
+    each record: client/server sides (``client_a``), the public state (as ``flows._public_columns`` codes it),
     answered and turned round (:func:`_orient`), the float seconds of ``flows_to_table``.
     out = [distinct addresses, distinct MACs]."""
     na = 0
