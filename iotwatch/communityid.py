@@ -24,15 +24,21 @@ from ._jit import inline_kernel, kernel
 def _openssl_sha1_transform() -> bool:
     """Make libcrypto's ``SHA1_Transform`` callable from compiled code, by a name the cached
     machine code refers to (the address changes from run to run; the name does not)."""
+    global _libcrypto
     names = [ctypes.util.find_library("crypto"), "libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.dylib"]
     for name in filter(None, names):
         try:
-            fn = ctypes.CDLL(name).SHA1_Transform
+            lib = ctypes.CDLL(name)
+            fn = lib.SHA1_Transform
         except (OSError, AttributeError):
             continue
+        _libcrypto = lib  # kept loaded for the life of the process
         llvm.add_symbol("iotwatch_sha1_transform", ctypes.cast(fn, ctypes.c_void_p).value)
         return True
     return False
+
+
+_libcrypto: ctypes.CDLL | None = None
 
 
 #: whether SHA-1 blocks go to OpenSSL (False: the compiled SHA-1 below)
