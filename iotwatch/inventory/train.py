@@ -9,7 +9,14 @@ Each capture is profiled once and cached under ``$IOTWATCH_CACHE`` (default
 modules that make the profile, so a re-run only retrains.
 
 Evaluation never lets a physical device be in training and test at once: folds are grouped by
-MAC (by IP for hosts without one), since IoT Sentinel has 16 captures of each unit.
+MAC (by IP for hosts without one), since IoT Sentinel has 16 captures of each unit. It is scored
+two ways over the same folds:
+
+- per row: each labelled (capture, host) row typed from that capture alone;
+- per device: each held-out unit typed once from all its labelled captures together, its
+  fingerprints, traffic and totals merged as one ``iotwatch analyze cap1 cap2 ...`` run merges
+  them (:meth:`Fingerprints.merge`, :meth:`DeviceTraffic.merge`, :meth:`DeviceRecord.merge`, then
+  :func:`.classify.identify`, as :meth:`.collect.Inventory.conclude` does).
 """
 
 from __future__ import annotations
@@ -29,10 +36,20 @@ import numpy as np
 
 from ..records import DeviceRecord
 from . import classify, collect, evidence, parse, rare, traffic
-from .classify import FEATURES, MODEL_KIND, SCORED_TYPES, TypeModel, decide, features, hints
+from .classify import (
+    FEATURES,
+    MODEL_KIND,
+    SCORED_TYPES,
+    Identity,
+    TypeModel,
+    decide,
+    features,
+    hints,
+    identify,
+)
 from .evidence import Fingerprints
 from .oui import REGISTRY, Vendor, lookup
-from .traffic import DeviceTraffic, traffic_from_flows
+from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +79,37 @@ class Sample:
 
 
 @dataclass(slots=True)
+class UnitResult:
+    """One held-out physical device typed once from all its labelled captures together."""
+
+    group: str  # physical device: MAC, else IP
+    key: str  # its device key
+    label: str
+    identity: Identity
+    captures: int
+    rows_right: int  # of its captures, how many its per-capture rows got right
+    seen_s: float = 0.0  # seconds it is seen, summed over its captures
+    span_s: float = 0.0  # first to last packet over all its captures (what the merged totals say)
+
+    @property
+    def predicted(self) -> str:
+        return self.identity.device_type
+
+    def reason(self) -> str:
+        """One line: what typed it, on which evidence, and how its rows alone fared."""
+        i = self.identity
+        by = f"classifier {i.model} ({i.type_confidence:.2f})" if i.model else f"rule ({i.type_confidence:.2f})"
+        ev = [e for e in i.evidence if not e.startswith("classifier ")][:3]
+        return (f"{self.group} ({self.captures} captures, seen {_span(self.seen_s)} within {_span(self.span_s)}): "
+                f"{self.label} → {self.predicted} by {by}; {'; '.join(ev) or 'no evidence'}; "
+                f"its rows alone {self.rows_right}/{self.captures} right")
+
+
+def _span(s: float) -> str:
+    return f"{s / 86400:.0f} days" if s >= 2 * 86400 else f"{s / 3600:.1f} h" if s >= 7200 else f"{s:.0f} s"
+
+
+@dataclass(slots=True)
 class Evaluation:
     accuracy: float  # over labelled (capture, host) rows
     device_accuracy: float  # over physical devices (a device counts as right when all its rows are)
@@ -75,19 +123,38 @@ class Evaluation:
     by_rule: int  # rows decided by a rule
     excluded: list[str] = field(default_factory=list)  # labelled rows that are no device of their own
     errors: list[str] = field(default_factory=list)  # "file key: true → predicted"
+    # per device, all its captures merged (same folds): one answer per physical device
+    unit_accuracy: float = 0.0
+    unit_labels: list[str] = field(default_factory=list)
+    unit_confusion: list[list[int]] = field(default_factory=list)
+    units: list[UnitResult] = field(default_factory=list)
+
+    @property
+    def unit_errors(self) -> list[UnitResult]:
+        return [u for u in self.units if u.predicted != u.label]
+
+    @staticmethod
+    def _table(labels: list[str], confusion: list[list[int]]) -> str:
+        w = max((len(x) for x in labels), default=0) + 1
+        head = " " * w + "".join(f"{x[:5]:>6}" for x in labels)
+        rows = [f"{t:<{w}}" + "".join(f"{n:>6}" for n in r) for t, r in zip(labels, confusion, strict=True)]
+        return "\n".join([head, *rows])
 
     def table(self) -> str:
-        """Confusion matrix as text."""
-        w = max(len(x) for x in self.labels) + 1
-        head = " " * w + "".join(f"{x[:5]:>6}" for x in self.labels)
-        rows = [f"{t:<{w}}" + "".join(f"{n:>6}" for n in r) for t, r in zip(self.labels, self.confusion, strict=True)]
-        return "\n".join([head, *rows])
+        """Confusion matrix of the rows as text."""
+        return self._table(self.labels, self.confusion)
+
+    def unit_table(self) -> str:
+        """Confusion matrix of the devices (captures merged) as text."""
+        return self._table(self.unit_labels, self.unit_confusion)
 
     def summary(self) -> str:
         return (f"type accuracy {self.accuracy:.3f} over {self.n_rows} labelled rows, "
                 f"{self.device_accuracy:.3f} over {self.n_devices} physical devices (grouped folds); "
                 f"{self.by_rule} rows decided by rule; camera/recorder missed {len(self.cctv_missed)}, "
-                f"false {len(self.cctv_false)}")
+                f"false {len(self.cctv_false)}; per device from all its captures merged "
+                f"{self.unit_accuracy:.3f} over {len(self.units)} devices "
+                f"({len(self.units) - len(self.unit_errors)} right)")
 
 
 # --------------------------------------------------------------------------- profiles
@@ -204,6 +271,33 @@ def _fit(ss: Sequence[Sample], n_jobs: int) -> TypeModel:
     return TypeModel(est, MODEL_NAME)
 
 
+def merge_unit(ss: Sequence[Sample]) -> tuple[str, DeviceRecord | None, Fingerprints, dict[str, DeviceTraffic]]:
+    """One physical device's labelled captures as one run of ``iotwatch analyze`` over all of them
+    sees it: its key, and its totals, fingerprints and traffic merged across the captures (in
+    file order) with the merges the pipeline and :class:`.collect.Inventory` use. A host that is a
+    device by its MAC in one capture and only by its address in another is merged under its MAC
+    (none of the labelled units is)."""
+    key = ss[0].group if any(s.key == ss[0].group for s in ss) else ss[0].key
+    rec: DeviceRecord | None = None
+    fp = Fingerprints()
+    tr: dict[str, DeviceTraffic] = {}
+    for s in sorted(ss, key=lambda s: s.file):
+        if s.record is not None:
+            rec = s.record if rec is None else rec.merge(s.record)
+        fp = fp.merge(Fingerprints(devices={key: s.sig}, frames=s.sig.frames))
+        if s.traffic is not None:
+            tr = merge_traffic(tr, {key: s.traffic})
+    return key, rec, fp, tr
+
+
+def type_unit(ss: Sequence[Sample], model: TypeModel | None) -> Identity:
+    """The identity of one physical device from all its captures together (see :func:`merge_unit`)."""
+    key, rec, fp, tr = merge_unit(ss)
+    if rec is None:
+        return decide(key, None, fp.get(key), tr.get(key), model)
+    return identify({key: rec}, fp, tr, model)[key]
+
+
 def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = 5, n_jobs: int = 1,
                      excluded: Sequence[str] = ()) -> Evaluation:
     """Grouped k-fold (by physical device) of the whole decision: rules + classifier."""
@@ -214,14 +308,20 @@ def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = 5, n_jobs: int = 1
     y = np.array([s.label for s in ss])
     pred = np.empty(len(ss), dtype=object)
     ruled = 0
+    unit_ident: dict[str, Identity] = {}
     folds = GroupKFold(n_splits=min(n_splits, len(set(groups))))
     for tr, te in folds.split(np.zeros(len(ss)), y, groups):
         model = _fit([ss[i] for i in tr], n_jobs)
+        held: dict[str, list[Sample]] = defaultdict(list)
         for i in te:
             s = ss[i]
             ident = decide(s.key, s.record, s.sig, s.traffic, model, s.x)
             pred[i] = ident.device_type
             ruled += ident.model is None
+            held[s.group].append(s)
+        # the same model, which never saw these units, types each once from all its captures
+        for g, gs in held.items():
+            unit_ident[g] = type_unit(gs, model)
     labels = [t for t in SCORED_TYPES if t in set(y) or t in set(pred)] + (["unknown"] if "unknown" in set(pred) else [])
     acc = float(np.mean(pred == y))
     dev_ok: dict[str, bool] = {}
@@ -234,9 +334,26 @@ def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = 5, n_jobs: int = 1
     false = [f"{s.file} {s.key}: {s.label} → {p}" for s, p in zip(ss, pred, strict=True)
              if s.label not in classify.CCTV and p in classify.CCTV]
     errors = [f"{s.file} {s.key}: {s.label} → {p}" for s, p in zip(ss, pred, strict=True) if s.label != p]
+    units: list[UnitResult] = []
+    by_group: dict[str, list[int]] = defaultdict(list)
+    for i, g in enumerate(groups):
+        by_group[str(g)].append(i)
+    for g, idx in by_group.items():
+        key, rec, _, _ = merge_unit([ss[i] for i in idx])
+        recs = [ss[i].record for i in idx]
+        units.append(UnitResult(group=g, key=key, label=str(y[idx[0]]), identity=unit_ident[g], captures=len(idx),
+                                rows_right=int(sum(pred[i] == y[i] for i in idx)),
+                                seen_s=sum(r.last_seen - r.first_seen for r in recs if r is not None),
+                                span_s=rec.last_seen - rec.first_seen if rec is not None else 0.0))
+    uy = [u.label for u in units]
+    up = [u.predicted for u in units]
+    ulabels = [t for t in SCORED_TYPES if t in set(uy) or t in set(up)] + (["unknown"] if "unknown" in set(up) else [])
+    ucm = confusion_matrix(uy, up, labels=ulabels) if units else np.zeros((0, 0), int)
     return Evaluation(accuracy=acc, device_accuracy=float(np.mean(list(dev_ok.values()))), n_rows=len(ss),
                       n_devices=len(dev_ok), labels=labels, confusion=cm.tolist(), report=rep,
-                      cctv_missed=miss, cctv_false=false, by_rule=ruled, excluded=list(excluded), errors=errors)
+                      cctv_missed=miss, cctv_false=false, by_rule=ruled, excluded=list(excluded), errors=errors,
+                      unit_accuracy=float(np.mean([a == b for a, b in zip(uy, up, strict=True)])) if units else 0.0,
+                      unit_labels=ulabels, unit_confusion=ucm.tolist(), units=units)
 
 
 def evaluate_type_model(label_files: Sequence[str | Path], *, n_splits: int = 5, n_jobs: int = 1) -> Evaluation:
@@ -262,7 +379,16 @@ def train_type_model(label_files: Sequence[str | Path], out_dir: str | Path, *, 
         metrics={"split": f"GroupKFold({n_splits}) by physical device (MAC)", "accuracy": round(ev.accuracy, 4),
                  "device_accuracy": round(ev.device_accuracy, 4), "rows": ev.n_rows, "devices": ev.n_devices,
                  "labels": ev.labels, "confusion": ev.confusion, "cctv_missed": len(ev.cctv_missed),
-                 "cctv_false": len(ev.cctv_false), "decided_by_rule": ev.by_rule, "excluded_rows": len(ev.excluded)},
+                 "cctv_false": len(ev.cctv_false), "decided_by_rule": ev.by_rule, "excluded_rows": len(ev.excluded),
+                 "per_device": {
+                     "protocol": "each held-out physical device typed once from all its labelled captures merged "
+                                 "(Fingerprints/DeviceTraffic/DeviceRecord.merge, as one `iotwatch analyze` run of "
+                                 "them); same folds",
+                     "accuracy": round(ev.unit_accuracy, 4), "devices": len(ev.units),
+                     "right": len(ev.units) - len(ev.unit_errors), "decided_by_rule":
+                         sum(u.identity.model is None for u in ev.units),
+                     "labels": ev.unit_labels, "confusion": ev.unit_confusion,
+                     "wrong": [f"{u.group}: {u.label} → {u.predicted}" for u in ev.unit_errors]}},
         thresholds={"rule_decides": classify.RULE_DECIDES},
         extra={"model_name": MODEL_NAME, "oui_registry": REGISTRY, "dpkt": dpkt.__version__,
                "netaddr": netaddr.__version__, "random_state": RANDOM_STATE},
@@ -285,9 +411,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         path, ev = None, evaluate_type_model(a.labels, n_jobs=a.jobs)
     w = sys.stdout.write
-    w(ev.summary() + "\n\n" + ev.report + "\n" + ev.table() + "\n")
+    w(ev.summary() + "\n\nPer row (each labelled row typed from its capture alone):\n\n" + ev.report + "\n"
+      + ev.table() + "\n")
     for e in ev.errors:
         w(f"error: {e}\n")
+    right = len(ev.units) - len(ev.unit_errors)
+    w(f"\nPer device (each held-out unit typed once from all its labelled captures merged): "
+      f"{ev.unit_accuracy:.3f} over {len(ev.units)} devices ({right} right)\n\n" + ev.unit_table() + "\n")
+    for u in ev.unit_errors:
+        w(f"wrong device: {u.reason()}\n")
     for e in ev.excluded:
         w(f"excluded: {e}\n")
     if path:
