@@ -107,6 +107,11 @@ def _type_report(ev: Any) -> str:
         lines += ["", "Cameras/recorders not typed as such:", ""] + [f"- {x}" for x in ev.cctv_missed[:20]]
     if ev.cctv_false:
         lines += ["", "Typed camera/recorder wrongly:", ""] + [f"- {x}" for x in ev.cctv_false[:20]]
+    if ev.units:
+        lines += ["", "Per physical device, each held-out unit typed once from all its captures together "
+                  "(as one `iotwatch analyze` run over them):", "", "```", ev.unit_table(), "```"]
+        if ev.unit_errors:
+            lines += ["", "Wrong devices:", ""] + [f"- {u.reason()}" for u in ev.unit_errors]
     return "\n".join(lines) + "\n"
 
 
