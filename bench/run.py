@@ -431,7 +431,7 @@ class Target:
     verdict: str  # "pass", "FAIL", "not run"
 
 
-def targets(res: dict[str, dict[str, Result]], packets: dict[str, int]) -> list[Target]:
+def targets(res: dict[str, dict[str, Result]], packets: dict[str, int], pairs: list[float] | None = None) -> list[Target]:
     def get(cap: str, who: str) -> Result | None:
         r = res.get(cap, {}).get(who)
         return r if r and not r.skipped and r.ok_runs() else None
@@ -463,13 +463,24 @@ def targets(res: dict[str, dict[str, Result]], packets: dict[str, int]) -> list[
         out.append(Target("analyze ~15× nfstream (mix; pass at ≥ 15×)", "–", "not run"))
     if mix_pps is not None and iw_flood:
         fl = iw_flood.pps(packets["synflood"]) or 0
-        out.append(
-            Target(
-                "SYN flood at ≥ 70 % of the mix rate",
-                f"{fl / mix_pps:.0%} ({fmt_rate(fl)})",
-                verdict(fl >= 0.7 * mix_pps),
+        if pairs:
+            ratio = statistics.median(pairs)
+            out.append(
+                Target(
+                    "SYN flood at ≥ 70 % of the mix rate (median of back-to-back pairs)",
+                    f"{ratio:.0%} over {len(pairs)} pairs ({min(pairs):.0%}–{max(pairs):.0%}); "
+                    f"{fl / mix_pps:.0%} from the two medians below, minutes apart",
+                    verdict(ratio >= 0.7),
+                )
             )
-        )
+        else:
+            out.append(
+                Target(
+                    "SYN flood at ≥ 70 % of the mix rate",
+                    f"{fl / mix_pps:.0%} ({fmt_rate(fl)})",
+                    verdict(fl >= 0.7 * mix_pps),
+                )
+            )
         out.append(
             Target("SYN flood at ≥ 70 % of the 1 M packets/s mix target (≥ 700 k)", fmt_rate(fl), verdict(fl >= 700_000))
         )
@@ -486,6 +497,26 @@ def targets(res: dict[str, dict[str, Result]], packets: dict[str, int]) -> list[
         out.append(Target(flat, f"{rss - rss_1m:+.0f} MB ({rss_1m:.0f} → {rss:.0f} MB)", verdict(rss <= rss_1m + 10)))
     else:
         out.append(Target(flat, "–", "not run (needs --with-10m)"))
+    return out
+
+
+def paired_runs(contenders: list[Any], caps: dict[str, dict[str, Any]], n: int, timeout_s: float) -> list[float]:
+    """flood rate / mix rate of iotwatch over ``n`` back-to-back pairs of runs (alternating which
+    goes first). This machine's speed drifts by ±25 % over minutes; the per-capture medians above
+    are minutes apart, so their ratio carries that drift, while a pair's two runs share it."""
+    iw = next((c for c in contenders if c.name == "iotwatch" and c.available), None)
+    if iw is None or n <= 0 or "mix" not in caps or "synflood" not in caps:
+        return []
+    out = []
+    for k in range(n):
+        pps = {}
+        for cap in (("mix", "synflood") if k % 2 == 0 else ("synflood", "mix")):
+            r = Result("iotwatch", cap)
+            r.runs.append(iw.run(Path(caps[cap]["path"]), timeout_s))
+            pps[cap] = r.pps(caps[cap]["packets"])
+        if pps["mix"] and pps["synflood"]:
+            out.append(pps["synflood"] / pps["mix"])
+            print(f"  pair {k + 1}: flood/mix {out[-1]:.0%}", file=sys.stderr, flush=True)
     return out
 
 
@@ -616,6 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--with-10m", action="store_true", help="also run iotwatch on flood10m (peak-RSS target)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=5,
+                    help="back-to-back iotwatch runs on the mix and the SYN flood for the flood/mix ratio")
     ap.add_argument(
         "--budget-s",
         type=float,
@@ -695,9 +728,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if r.failure():
                     print(f"    {r.failure()}", file=sys.stderr)
+    pairs = paired_runs(contenders, caps, a.pairs, a.timeout_s)
     elapsed = time.perf_counter() - t_start
 
-    tg = targets(res, {k: v["packets"] for k, v in caps.items()})
+    tg = targets(res, {k: v["packets"] for k, v in caps.items()}, pairs)
     cmd_argv = [
         os.path.relpath(PY, ROOT) if PY.startswith(str(ROOT)) else PY,
         os.path.relpath(__file__, ROOT),
