@@ -173,11 +173,18 @@ def _load_kernels() -> None:
     from .detect.rules import _screen
     from .inventory.collect import Inventory
 
-    with tempfile.TemporaryDirectory(prefix="iotwatch-warm-") as tmp:
-        for path in _write_warm_captures(Path(tmp), _warm_frames()):
-            pipe, _captures = run([path], Settings(max_flows=1024, max_devices=64), [], detector=Detector(),
-                                  inventory=Inventory(), _warm=False)
-            pipe.finish()
+    small = Settings(max_flows=1024, max_devices=64)
+    try:
+        with tempfile.TemporaryDirectory(prefix="iotwatch-warm-") as tmp:
+            for path in _write_warm_captures(Path(tmp), _warm_frames()):
+                pipe, _captures = run([path], small, [], detector=Detector(), inventory=Inventory(), _warm=False)
+                pipe.finish()
+    except OSError:  # no writable temporary folder: warm up from memory (the readers load when first used)
+        from .capture.memory import frames_to_batch
+
+        pipe = Pipeline(small, [], detector=Detector(), inventory=Inventory(), _warm=False)
+        pipe.feed(frames_to_batch(_warm_frames()))
+        pipe.finish()
     z = np.zeros(2, np.int64)
     _screen(np.zeros(2, np.uint64), np.zeros(2), np.zeros(2), 2, 0.0, 1.0, np.zeros(2, np.uint8))
     _forest_proba(np.zeros((2, 1)), z, np.full(2, -1, np.int64), z, z, np.zeros(2), np.ones((2, 1)), np.zeros((2, 1)))

@@ -264,3 +264,21 @@ def test_drain_hands_over_finished_flows_before_the_end() -> None:
     assert (f["src_port"], f["pkts_toserver"], f["reason"]) == (5000, 2, "idle")
     pipe.finish()
     assert mem.flows.num_rows == 2
+
+
+def test_warm_up_without_a_writable_temporary_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start-up warms the kernels from a small capture it writes to the temporary folder; without
+    one it warms up from memory instead of failing."""
+    import tempfile
+
+    import iotwatch.pipeline as pipeline
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", refuse)
+    monkeypatch.setattr(pipeline, "_loaded", False)
+    pipeline._load_kernels()
+    assert pipeline._loaded
+    _, mem = run([udp(T0), udp(T0 + 1)])
+    assert mem.flows.num_rows == 1
