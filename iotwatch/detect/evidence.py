@@ -53,19 +53,6 @@ APPS = ("", "ssh", "telnet", "ftp", "http", "tls", "rtsp", "mirai_c2")
 A_SSH, A_TELNET, A_FTP, A_HTTP, A_TLS, A_RTSP, A_MIRAI_C2 = range(1, 8)
 
 
-@kernel
-def _classes(hi, lo, net_hi, net_lo, mask_hi, mask_lo, out):  # type: ignore[no-untyped-def]
-    for i in range(hi.shape[0]):
-        out[i] = addr_class(hi[i], lo[i], net_hi, net_lo, mask_hi, mask_lo)
-
-
-def addr_classes(hi: np.ndarray, lo: np.ndarray, nets: LocalNets) -> np.ndarray:
-    """0 external unicast, 1 local, 2 multicast/broadcast, for many addresses at once."""
-    out = np.empty(len(hi), np.uint8)
-    _classes(np.ascontiguousarray(hi), np.ascontiguousarray(lo), *nets.arrays(), out)
-    return out
-
-
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 

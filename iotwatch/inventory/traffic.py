@@ -574,7 +574,7 @@ def _local_flags(hi, lo, net_hi, net_lo, mask_hi, mask_lo, out):  # type: ignore
 
 
 def _local_classes(hi: np.ndarray, lo: np.ndarray, nets: LocalNets) -> np.ndarray:
-    """1 where ``addr_class`` says local (as ``detect.evidence.addr_classes(...) == 1``)."""
+    """1 where ``addr_class`` says local (class 1)."""
     out = np.empty(len(hi), np.uint8)
     _local_flags(np.ascontiguousarray(hi), np.ascontiguousarray(lo), *nets.arrays(), out)
     return out
