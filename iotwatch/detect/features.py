@@ -62,6 +62,9 @@ def _group(keys, ts_last, cnt, s1, s2, wsum, first_w, key, w, weight, ts):  # ty
     if new:
         keys[s] = key
         first_w[s] = w
+        wsum[s] = 0.0
+        s1[s] = 0.0
+        s2[s] = 0.0
     else:
         iv = ts - ts_last[s]
         s1[s] += iv
@@ -83,13 +86,13 @@ def _event_columns(w, kind, host, target, pkts_out, ts, proto, n, out):  # type:
     while size < 2 * m + 2:
         size *= 2
     # five tables: probe targets, probe hosts, auth targets, all hosts, external TCP targets
-    keys = np.zeros((5, size), np.uint64)
-    cnt = np.zeros((5, size), np.int64)
-    wsum = np.zeros((5, size), np.float64)
-    first_w = np.zeros((5, size), np.int64)
-    ts_last = np.zeros((5, size), np.float64)
-    s1 = np.zeros((5, size), np.float64)
-    s2 = np.zeros((5, size), np.float64)
+    cnt = np.zeros((5, size), np.int64)  # 0: an empty slot; the other fields are set when a group starts
+    keys = np.empty((5, size), np.uint64)
+    wsum = np.empty((5, size), np.float64)
+    first_w = np.empty((5, size), np.int64)
+    ts_last = np.empty((5, size), np.float64)
+    s1 = np.empty((5, size), np.float64)
+    s2 = np.empty((5, size), np.float64)
     for i in range(m):
         k = kind[i]
         wi = w[i]
