@@ -92,11 +92,16 @@ def _sha1_block(msg, mlen, w, out):  # type: ignore[no-untyped-def]
     hs = ((h0 + a) & np.uint32(0xFFFFFFFF), (h1 + b) & np.uint32(0xFFFFFFFF), (h2 + c) & np.uint32(0xFFFFFFFF),
           (h3 + d) & np.uint32(0xFFFFFFFF), (h4 + e) & np.uint32(0xFFFFFFFF))
     for j in range(5):
-        v = hs[j]
-        out[4 * j] = (v >> np.uint32(24)) & np.uint32(0xFF)
-        out[4 * j + 1] = (v >> np.uint32(16)) & np.uint32(0xFF)
-        out[4 * j + 2] = (v >> np.uint32(8)) & np.uint32(0xFF)
-        out[4 * j + 3] = v & np.uint32(0xFF)
+        _word_bytes(out, j, hs[j])
+
+
+@inline_kernel
+def _word_bytes(out, j, v):  # type: ignore[no-untyped-def]
+    """Word j of a digest, big-endian, into out[4j:4j+4]."""
+    out[4 * j] = (v >> np.uint32(24)) & np.uint32(0xFF)
+    out[4 * j + 1] = (v >> np.uint32(16)) & np.uint32(0xFF)
+    out[4 * j + 2] = (v >> np.uint32(8)) & np.uint32(0xFF)
+    out[4 * j + 3] = v & np.uint32(0xFF)
 
 
 @inline_kernel
@@ -201,11 +206,7 @@ def _community_ids_openssl(v6, shi, slo, dhi, dlo, proto, sport, dport, seed, ic
         ctx[4] = np.uint32(0xC3D2E1F0)
         _sha1_transform(ctx.ctypes.data, msg.ctypes.data)
         for j in range(5):
-            v = ctx[j]
-            dig[4 * j] = (v >> np.uint32(24)) & np.uint32(0xFF)
-            dig[4 * j + 1] = (v >> np.uint32(16)) & np.uint32(0xFF)
-            dig[4 * j + 2] = (v >> np.uint32(8)) & np.uint32(0xFF)
-            dig[4 * j + 3] = v & np.uint32(0xFF)
+            _word_bytes(dig, j, ctx[j])
         _base64_id(dig, out[i], b64)
 
 

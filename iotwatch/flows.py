@@ -479,16 +479,21 @@ _U64_COLS = ("flow_id", "c_hi", "c_lo", "s_hi", "s_lo", "bytes_toserver", "bytes
 _U32_COLS = ("pkts_toserver", "pkts_toclient", *(f"{f}_to{d}" for d in ("server", "client") for f in TCP_FLAGS))
 
 
+@inline_kernel
+def flow_sides(r):  # type: ignore[no-untyped-def]
+    """(client hi, client lo, server hi, server lo, client port, server port) of a flow record."""
+    if r.client_a:
+        return r.ahi, r.alo, r.bhi, r.blo, r.aport, r.bport
+    return r.bhi, r.blo, r.ahi, r.alo, r.bport, r.aport
+
+
 @kernel
 def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason):  # type: ignore[no-untyped-def]
     """Exported flow records → contiguous public columns: client/server sides, ICMP type and
     code as ports, counters, seconds, state code (see _STATE_DICT) and reason."""
     for i in range(rows.shape[0]):
         r = rows[i]
-        if r.client_a:
-            c_hi, c_lo, s_hi, s_lo, cp, sp = r.ahi, r.alo, r.bhi, r.blo, r.aport, r.bport
-        else:
-            c_hi, c_lo, s_hi, s_lo, cp, sp = r.bhi, r.blo, r.ahi, r.alo, r.bport, r.aport
+        c_hi, c_lo, s_hi, s_lo, cp, sp = flow_sides(r)
         pr = r.proto
         if pr == 1 or pr == 58:
             cp = r.icmp_tc >> 8

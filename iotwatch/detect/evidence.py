@@ -18,7 +18,7 @@ import numpy as np
 
 from .._jit import kernel
 from ..addrs import LocalNets, addr_class, ip_str, mac_str
-from ..flows import S_EST, S_REJECTED, S_RST, S_SYN, S_SYNACK
+from ..flows import S_EST, S_REJECTED, S_RST, S_SYN, S_SYNACK, flow_sides
 from ..sidecar import RareFrame
 
 # event kinds (bits)
@@ -97,9 +97,6 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
     return 0
 
 
-_AUTH_APPS = (A_SSH, A_TELNET, A_FTP)
-
-
 @kernel
 def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx):  # type: ignore[no-untyped-def]
     """Classify finished flows (flows.FLOW_DTYPE) into event kinds; the flows that are evidence
@@ -107,10 +104,7 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx):  # type:
     m = 0
     for i in range(rows.shape[0]):
         r = rows[i]
-        if r.client_a:
-            c_hi, c_lo, s_hi, s_lo, c_port, s_port = r.ahi, r.alo, r.bhi, r.blo, r.aport, r.bport
-        else:
-            c_hi, c_lo, s_hi, s_lo, c_port, s_port = r.bhi, r.blo, r.ahi, r.alo, r.bport, r.aport
+        c_hi, c_lo, s_hi, s_lo, c_port, s_port = flow_sides(r)
         proto = r.proto
         tcp = proto == 6
         icmp = proto == 1 or proto == 58
@@ -136,7 +130,7 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx):  # type:
             kind |= K_ECHO
         if tcp:
             a = app[i]
-            auth = a == _AUTH_APPS[0] or a == _AUTH_APPS[1] or a == _AUTH_APPS[2]
+            auth = a == A_SSH or a == A_TELNET or a == A_FTP  # a login banner on any port
             if syn_c > 0 and not auth:
                 for q in range(AUTH_PORTS.shape[0]):
                     if s_port == AUTH_PORTS[q]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -47,13 +48,28 @@ _EVENT_COLUMNS = ("probes", "probe_targets", "probe_hosts", "weird_probes", "hal
                   "udp_noreply", "ext_flows", "auth_max_service", "max_flows_one_host", "max_pkts_one_host",
                   "beacon_max_regular")
 _PROBE_BITS = K_PROBE | K_WEIRD | K_ECHO | K_EMPTY_RST | K_HALF_OPEN
+# the event kinds counted per window, in _EVENT_COLUMNS order from "weird_probes" to "ext_flows"
+_COUNTED = (K_WEIRD, K_HALF_OPEN, K_EMPTY_RST, K_ECHO, K_UDP_NOREPLY, K_EXT)
+
+
+class _Tables(NamedTuple):
+    """Five open-addressing tables of event groups, one row each (T_*)."""
+
+    cnt: np.ndarray
+    keys: np.ndarray
+    wsum: np.ndarray
+    first_w: np.ndarray
+    ts_last: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
 
 
 @inline_kernel
-def _group(keys, ts_last, cnt, s1, s2, wsum, first_w, key, w, weight, ts):  # type: ignore[no-untyped-def]
-    """Find or add ``key`` in an open-addressing table; add one event (its weight and, for
-    interval statistics, the gap since the group's previous event). Returns the slot and
-    whether the group is new."""
+def _group(g, t, key, w, weight, ts):  # type: ignore[no-untyped-def]
+    """Find or add ``key`` in open-addressing table ``t`` of ``g`` (see _Tables); add one event
+    (its weight and, for interval statistics, the gap since the group's previous event).
+    Returns whether the group is new."""
+    keys, cnt = g.keys[t], g.cnt[t]
     mask = keys.shape[0] - 1
     s = np.int64((key * _MIX) >> np.uint64(32)) & mask
     while cnt[s] > 0 and keys[s] != key:
@@ -61,18 +77,22 @@ def _group(keys, ts_last, cnt, s1, s2, wsum, first_w, key, w, weight, ts):  # ty
     new = cnt[s] == 0
     if new:
         keys[s] = key
-        first_w[s] = w
-        wsum[s] = 0.0
-        s1[s] = 0.0
-        s2[s] = 0.0
+        g.first_w[t, s] = w
+        g.wsum[t, s] = 0.0
+        g.s1[t, s] = 0.0
+        g.s2[t, s] = 0.0
     else:
-        iv = ts - ts_last[s]
-        s1[s] += iv
-        s2[s] += iv * iv
+        iv = ts - g.ts_last[t, s]
+        g.s1[t, s] += iv
+        g.s2[t, s] += iv * iv
     cnt[s] += 1
-    wsum[s] += weight
-    ts_last[s] = ts
-    return s, new
+    g.wsum[t, s] += weight
+    g.ts_last[t, s] = ts
+    return new
+
+
+# the tables of _event_columns: probe targets, probe hosts, auth targets, all hosts, external TCP targets
+T_PROBE_TARGET, T_PROBE_HOST, T_AUTH, T_HOST, T_EXT_TCP = range(5)
 
 
 @allocating
@@ -85,14 +105,9 @@ def _event_columns(w, kind, host, target, pkts_out, ts, proto, n, out):  # type:
     size = 16
     while size < 2 * m + 2:
         size *= 2
-    # five tables: probe targets, probe hosts, auth targets, all hosts, external TCP targets
-    cnt = np.zeros((5, size), np.int64)  # 0: an empty slot; the other fields are set when a group starts
-    keys = np.empty((5, size), np.uint64)
-    wsum = np.empty((5, size), np.float64)
-    first_w = np.empty((5, size), np.int64)
-    ts_last = np.empty((5, size), np.float64)
-    s1 = np.empty((5, size), np.float64)
-    s2 = np.empty((5, size), np.float64)
+    g = _Tables(np.zeros((5, size), np.int64),  # 0: an empty slot; the rest is set when a group starts
+                np.empty((5, size), np.uint64), np.empty((5, size), np.float64), np.empty((5, size), np.int64),
+                np.empty((5, size), np.float64), np.empty((5, size), np.float64), np.empty((5, size), np.float64))
     for i in range(m):
         k = kind[i]
         wi = w[i]
@@ -101,45 +116,35 @@ def _event_columns(w, kind, host, target, pkts_out, ts, proto, n, out):  # type:
         tk = target[i] ^ salt
         if k & _PROBE_BITS:
             out[wi, 0] += 1
-            _s, new = _group(keys[0], ts_last[0], cnt[0], s1[0], s2[0], wsum[0], first_w[0], tk, wi, 1.0, ts[i])
-            if new:
+            if _group(g, T_PROBE_TARGET, tk, wi, 1.0, ts[i]):
                 out[wi, 1] += 1
-            _s, new = _group(keys[1], ts_last[1], cnt[1], s1[1], s2[1], wsum[1], first_w[1], hk, wi, 1.0, ts[i])
-            if new:
+            if _group(g, T_PROBE_HOST, hk, wi, 1.0, ts[i]):
                 out[wi, 2] += 1
-        if k & K_WEIRD:
-            out[wi, 3] += 1
-        if k & K_HALF_OPEN:
-            out[wi, 4] += 1
-        if k & K_EMPTY_RST:
-            out[wi, 5] += 1
-        if k & K_ECHO:
-            out[wi, 6] += 1
-        if k & K_UDP_NOREPLY:
-            out[wi, 7] += 1
-        if k & K_EXT:
-            out[wi, 8] += 1
-            if proto[i] == 6:
-                _group(keys[4], ts_last[4], cnt[4], s1[4], s2[4], wsum[4], first_w[4], tk, wi, 1.0, ts[i])
+        for j in range(len(_COUNTED)):
+            if k & _COUNTED[j]:
+                out[wi, 3 + j] += 1
+        if (k & K_EXT) and proto[i] == 6:
+            _group(g, T_EXT_TCP, tk, wi, 1.0, ts[i])
         if k & K_AUTH:
-            _group(keys[2], ts_last[2], cnt[2], s1[2], s2[2], wsum[2], first_w[2], tk, wi, 1.0, ts[i])
-        _group(keys[3], ts_last[3], cnt[3], s1[3], s2[3], wsum[3], first_w[3], hk, wi, np.float64(pkts_out[i]), ts[i])
+            _group(g, T_AUTH, tk, wi, 1.0, ts[i])
+        _group(g, T_HOST, hk, wi, np.float64(pkts_out[i]), ts[i])
+    cnt, first_w = g.cnt, g.first_w
     for s in range(size):
-        if cnt[2, s] > 0 and cnt[2, s] > out[first_w[2, s], 9]:
-            out[first_w[2, s], 9] = cnt[2, s]
-        if cnt[3, s] > 0:
-            fw = first_w[3, s]
-            if cnt[3, s] > out[fw, 10]:
-                out[fw, 10] = cnt[3, s]
-            if wsum[3, s] > out[fw, 11]:
-                out[fw, 11] = wsum[3, s]
-        c = cnt[4, s]
+        if cnt[T_AUTH, s] > 0 and cnt[T_AUTH, s] > out[first_w[T_AUTH, s], 9]:
+            out[first_w[T_AUTH, s], 9] = cnt[T_AUTH, s]
+        if cnt[T_HOST, s] > 0:
+            fw = first_w[T_HOST, s]
+            if cnt[T_HOST, s] > out[fw, 10]:
+                out[fw, 10] = cnt[T_HOST, s]
+            if g.wsum[T_HOST, s] > out[fw, 11]:
+                out[fw, 11] = g.wsum[T_HOST, s]
+        c = cnt[T_EXT_TCP, s]
         if c >= 3:
             niv = c - 1
-            mean = s1[4, s] / niv
-            std = np.sqrt(max(s2[4, s] / niv - mean * mean, 0.0))
-            if mean > 0 and std <= 0.25 * mean and c > out[first_w[4, s], 12]:
-                out[first_w[4, s], 12] = c
+            mean = g.s1[T_EXT_TCP, s] / niv
+            std = np.sqrt(max(g.s2[T_EXT_TCP, s] / niv - mean * mean, 0.0))
+            if mean > 0 and std <= 0.25 * mean and c > out[first_w[T_EXT_TCP, s], 12]:
+                out[first_w[T_EXT_TCP, s], 12] = c
 
 
 def _event_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray) -> None:

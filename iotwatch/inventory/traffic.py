@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from .._jit import inline_kernel, kernel
 from ..addrs import MAPPED, LocalNets, addr_class, format_ips, format_macs
-from ..flows import S_FIN_C, S_FIN_S, S_REJECTED, S_RST, S_SYN, S_SYNACK
+from ..flows import S_FIN_C, S_FIN_S, S_REJECTED, S_RST, S_SYN, S_SYNACK, flow_sides
 
 MAX_SET = 256  # distinct peers / forwarded addresses kept per device
 MAX_PORTS = 96  # distinct (proto, port) kept per device and role
@@ -204,10 +204,8 @@ def _records_pass(rows, service, addr_slots, u_v6, u_hi, u_lo, mac_slots, u_mac,
     for i in range(rows.shape[0]):
         r = rows[i]
         p = np.int64(r.proto)
-        if r.client_a != 0:
-            chi, clo, shi, slo, cp, sp = r.ahi, r.alo, r.bhi, r.blo, np.int64(r.aport), np.int64(r.bport)
-        else:
-            chi, clo, shi, slo, cp, sp = r.bhi, r.blo, r.ahi, r.alo, np.int64(r.bport), np.int64(r.aport)
+        chi, clo, shi, slo, cp, sp = flow_sides(r)
+        cp, sp = np.int64(cp), np.int64(sp)
         cm = r.mac_c
         sm = r.mac_s
         uc = np.int64(r.by[0])
