@@ -65,7 +65,8 @@ bench: $(STAMP) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/da
 SHARED_PCAPS ?= ../shared/pcaps
 
 ## make model: rebuild models/behaviour (generated scenarios, seeds 1-3, + the labelled shared captures)
-## and models/device_type (the labelled shared captures), reproducibly (fixed seeds)
+## and models/device_type (the labelled shared captures) through iotwatch/learn (features from the same
+## analyze run as detection), reproducibly (fixed seeds)
 model: $(STAMP)
 	@mkdir -p build
 	$(BIN)/python -m iotwatch.synth.sets train build/train $(SHARED_PCAPS) > build/train-labels.txt
@@ -79,7 +80,7 @@ model: $(STAMP)
 eval: $(STAMP)
 	@mkdir -p build
 	$(BIN)/python -m iotwatch.synth.sets eval build/eval $(SHARED_PCAPS) > build/eval-labels.txt
-	$(BIN)/python -m iotwatch.detect.report docs/evaluation.md build/eval-labels.txt $(SHARED_PCAPS)
+	$(BIN)/python -m iotwatch.learn.report docs/evaluation.md build/eval-labels.txt $(SHARED_PCAPS)
 
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)

@@ -44,6 +44,17 @@ class LocalNets:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.hi, self.lo, self.mask_hi, self.mask_lo
 
+    def contains(self, ip: str) -> bool:
+        """Is the address text ``ip`` local (:func:`addr_class` 1)? Multicast, broadcast,
+        unspecified and text that is no address are not."""
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if a.is_multicast or a.is_unspecified or ip == "255.255.255.255":
+            return False
+        return any(a in n for n in self.networks if n.version == a.version)
+
 
 @inline_kernel
 def addr_class(hi, lo, net_hi, net_lo, mask_hi, mask_lo):  # type: ignore[no-untyped-def]

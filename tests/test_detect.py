@@ -16,11 +16,11 @@ from conftest import CHECK_EVENTS, SHARED_PCAPS, needs_shared
 import iotwatch
 from iotwatch.bundle import load_bundle, save_bundle
 from iotwatch.detect import Detector, DetectSettings
-from iotwatch.detect.evaluate import evaluate
 from iotwatch.detect.features import FEATURES
 from iotwatch.detect.rules import Thresholds, encoded_name, fire_index
 from iotwatch.errors import InputError, ModelError
-from iotwatch.labels import read_labels
+from iotwatch.learn.evaluate import evaluate
+from iotwatch.learn.labels import read_labels
 from iotwatch.synth import Options, generate, inject
 from iotwatch.synth.mirai import VECTORS
 

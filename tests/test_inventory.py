@@ -407,39 +407,13 @@ def test_busybox_dhcp_client_is_never_typed_computer_or_phone() -> None:
                   TypeModel(AlwaysComputer(), "type-test")).device_type == "computer"
 
 
-@needs_shared
-def test_rare_frames_follow_the_pipelines_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Training reads captures with rare.py; it must give the inventory what the pipeline gives it."""
-    import iotwatch
-    from iotwatch.inventory import collect, rare
-
-    path = SHARED_PCAPS / "ndpi_protocols/alexa-app.pcapng"  # busy: the 128 first payloads per batch are reached
-    kept: list[tuple[int, str]] = []
-    on_rare = collect.Inventory.on_rare
-
-    def recording(self: collect.Inventory, frames: list[RareFrame]) -> None:
-        for f in frames:
-            before = self.fp.frames
-            on_rare(self, [f])
-            if self.fp.frames > before:
-                kept.append((f.frame, f.kind))
-
-    iotwatch.pipeline._load_kernels()  # its warm-up analyses a little capture of its own first
-    monkeypatch.setattr(collect.Inventory, "on_rare", recording)
-    iotwatch.analyze([path])
-    mine = [(f.frame, f.kind) for f in rare.rare_frames(path)]
-    assert sorted(mine) == sorted(kept)
-    per_minute = Counter((f.src, f.kind, int(f.ts // 60)) for f in rare.rare_frames(path))
-    assert max(n for (_, k, _), n in per_minute.items() if k in ("dns", "first_payload")) <= 8
-
-
 # --------------------------------------------------------------------------- shared captures
 
 def _identify_capture(rel: str) -> dict[str, Identity]:
-    from iotwatch.inventory.train import profile_capture
+    from iotwatch.learn.observe import observe
 
-    prof = profile_capture(SHARED_PCAPS / rel, cache=False)
-    return identify(prof.devices, prof.fingerprints, prof.traffic)
+    obs = observe(SHARED_PCAPS / rel)
+    return identify(obs.devices, obs.fingerprints, obs.traffic)
 
 
 @needs_shared
@@ -463,13 +437,13 @@ def test_shared_yi_camera_streaming_is_a_camera_and_nothing_else_is() -> None:
 def test_shared_phones_typed_phone_by_rule() -> None:
     """The LG phone (mobile-division OUI, nothing else) and the Android 10 phone (randomised MAC,
     Private DNS only), which the classifier types computer: the rules decide both."""
-    from iotwatch.inventory.train import profile_capture
+    from iotwatch.learn.observe import observe
 
     model = TypeModel(ComputerModel(), "type-test")
     for rel, mac in (("monitr_yi_camera/yi_camera_sample.pcap", "64:bc:0c:6a:81:f3"),
                      ("ndpi_protocols/googledns_android10.pcap", "6a:0f:da:86:9b:90")):
-        prof = profile_capture(SHARED_PCAPS / rel, cache=False)
-        ids = identify(prof.devices, prof.fingerprints, prof.traffic, model)
+        obs = observe(SHARED_PCAPS / rel)
+        ids = identify(obs.devices, obs.fingerprints, obs.traffic, model)
         assert ids[mac].device_type == "phone" and ids[mac].model is None, (rel, ids[mac].evidence)
         # nothing else in these captures is typed phone by rule
         assert [k for k, i in ids.items() if k != mac and i.device_type == "phone" and i.model is None] == []
@@ -479,119 +453,6 @@ def test_shared_phones_typed_phone_by_rule() -> None:
 def test_shared_recorder_and_printer() -> None:
     assert _identify_capture("ndpi_protocols/netbios.pcap")["00:30:48:b0:b1:94"].device_type == "recorder"
     assert _identify_capture("sanders_packets/inconsistent_printer.pcapng")["00:23:7d:77:bd:ba"].device_type == "printer"
-
-
-# --------------------------------------------------------------------------- one unit, several captures
-
-HUB = "1c:5f:2b:aa:fd:4e"  # the D-Link home hub of the IoT Sentinel captures (D-Link OUI)
-
-
-def _hub_captures() -> list[tuple[RareFrame, DeviceTraffic]]:
-    """Two captures of one hub: in the first it only opens TLS to its cloud (as in the
-    D-LinkDoorSensor captures), in the second it asks DHCP for a lease under its model name."""
-    tls = frame(IP(src="10.10.10.87", dst="52.28.1.2") / TCP(sport=40000, dport=443)
-                / client_hello(b"api.dch.dlink.com"), src=HUB)
-    dhcp = frame(IP(src="0.0.0.0", dst="255.255.255.255") / UDP(sport=68, dport=67) / BOOTP()
-                 / DHCP(options=[("message-type", "request"), ("hostname", b"DCH-G020"), "end"]), src=HUB, kind="dhcp")
-    t1, t2 = DeviceTraffic(first=100.0, last=160.0), DeviceTraffic(first=5000.0, last=5030.0)
-    t1.used[(6, 443)] = 5
-    t2.used[(6, 443)] = 2
-    t2.used[(17, 67)] = 1
-    return [(tls, t1), (dhcp, t2)]
-
-
-def _unit_samples(label: str = "hub") -> list:  # type: ignore[type-arg]
-    from iotwatch.inventory.classify import features, hints
-    from iotwatch.inventory.train import Sample
-
-    out = []
-    for n, (fr, t) in enumerate(_hub_captures()):
-        fp = Fingerprints()
-        fp.add(fr)
-        rec = DeviceRecord(mac=HUB, ips=["10.10.10.87"], packets_out=10 * (n + 1), packets_in=8,
-                           first_seen=t.first, last_seen=t.last)
-        v = lookup(HUB)
-        x = features(rec, fp.get(HUB), t, v, hints(v, fp.get(HUB), t))
-        out.append(Sample(f"cap{n}.pcap", HUB, HUB, label, rec, fp.get(HUB), t, x))
-    return out
-
-
-def test_unit_from_two_captures_is_typed_as_one_run_types_it() -> None:
-    from iotwatch.inventory.train import merge_unit, type_unit
-
-    model = TypeModel(ComputerModel(), "type-test")
-    tls_only, named = _unit_samples()
-    # each capture alone: the TLS-only one is left to the classifier (computer), the other is a hub by rule
-    assert decide(HUB, tls_only.record, tls_only.sig, tls_only.traffic, model).device_type == "computer"
-    assert decide(HUB, named.record, named.sig, named.traffic, model).device_type == "hub"
-    # merged as one run over both captures: one collector fed every frame, traffic and totals added
-    key, rec, fp, tr = merge_unit([named, tls_only])
-    run_fp = Fingerprints()
-    for fr, _ in _hub_captures():
-        run_fp.add(fr)
-    assert key == HUB and fp.get(HUB).kinds == run_fp.get(HUB).kinds
-    assert tr[HUB].used[(6, 443)] == 7 and tr[HUB].first == 100.0 and tr[HUB].last == 5030.0
-    assert rec is not None and rec.packets_out == 30 and (rec.first_seen, rec.last_seen) == (100.0, 5030.0)
-    ident = type_unit([tls_only, named], model)
-    assert ident.device_type == "hub" and ident.model is None and ident.product == "DCH-G020"
-    assert ident == identify({HUB: rec}, fp, tr, model)[HUB]
-
-
-def test_evaluation_scores_rows_and_whole_devices() -> None:
-    """Per row the TLS-only capture of the hub is wrong; per device (its captures merged) the hub is right."""
-    from iotwatch.inventory.classify import features, hints
-    from iotwatch.inventory.train import Sample, evaluate_samples
-
-    ss = _unit_samples()
-    for i in range(5):  # five printers, one capture each, typed by rule
-        mac = f"00:23:7d:77:bd:{i:02x}"
-        t = DeviceTraffic()
-        t.served[(6, 9100)] = 2
-        rec = DeviceRecord(mac=mac, ips=[f"10.0.0.{i + 10}"], first_seen=0.0, last_seen=10.0)
-        v = lookup(mac)
-        sg = Fingerprints().get(mac)
-        ss.append(Sample(f"p{i}.pcap", mac, mac, "printer", rec, sg, t, features(rec, sg, t, v, hints(v, sg, t))))
-    ev = evaluate_samples(ss, n_splits=5)
-    assert ev.n_rows == 7 and ev.accuracy == pytest.approx(6 / 7)  # the TLS-only row: no hub in its training folds
-    assert ev.device_accuracy == pytest.approx(5 / 6)  # "all its rows right"
-    assert ev.unit_accuracy == 1.0 and len(ev.units) == 6 and ev.unit_errors == []
-    hub = next(u for u in ev.units if u.group == HUB)
-    assert (hub.predicted, hub.captures, hub.rows_right) == ("hub", 2, 1)
-    assert hub.seen_s == 90.0 and hub.span_s == 4930.0
-    assert ev.unit_labels == ["printer", "hub"] and ev.unit_confusion == [[5, 0], [0, 1]]
-    assert "per device from all its captures merged 1.000 over 6 devices" in ev.summary()
-
-
-@needs_shared
-def test_shared_dlink_hub_typed_hub_from_its_captures_together(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    """The D-Link hub says nothing of its type in the D-LinkDoorSensor captures (TLS to its cloud);
-    typed once from all its labelled captures it is a hub (DCH-G020 in its D-LinkHomeHub captures),
-    as `iotwatch analyze` over the same captures types it."""
-    import csv
-
-    import iotwatch
-    from iotwatch.inventory.train import samples, type_unit
-
-    monkeypatch.setenv("IOTWATCH_CACHE", str(tmp_path / "cache"))
-    with open(SHARED_PCAPS / "LABELS.tsv", newline="") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["host_mac"] == HUB]
-    assert {r["device_type"] for r in rows} == {"hub"}
-    assert any("D-LinkDoorSensor" in r["file"] for r in rows) and any("D-LinkHomeHub" in r["file"] for r in rows)
-    labels = tmp_path / "LABELS.tsv"
-    with open(labels, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
-        w.writeheader()
-        for r in rows:
-            w.writerow({**r, "file": str(SHARED_PCAPS / r["file"])})
-    ss, excluded = samples([labels])
-    assert excluded == [] and len(ss) == len(rows) and {s.key for s in ss} == {HUB}
-    model = TypeModel(ComputerModel(), "type-test")  # a classifier that never saw a hub
-    door = [s for s in ss if "D-LinkDoorSensor" in s.file]
-    assert [decide(s.key, s.record, s.sig, s.traffic, model).device_type for s in door] == ["computer"] * len(door)
-    ident = type_unit(ss, model)
-    assert ident.device_type == "hub" and ident.model is None and ident.product == "DCH-G020"
-    run = iotwatch.analyze([SHARED_PCAPS / r["file"] for r in rows], detect=False).devices[HUB]
-    assert run.device_type == "hub" and run.model == "DCH-G020"
 
 
 # --------------------------------------------------------------------------- traffic from raw flow records

@@ -14,8 +14,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.utils import RawPcapReader
 
 import iotwatch
+from iotwatch.learn.labels import COLUMNS, read_rows
 from iotwatch.synth import Options, generate, inject
-from iotwatch.synth.labels import COLUMNS, read_labels
 from iotwatch.synth.mirai import VECTORS
 
 YI = SHARED_PCAPS / "monitr_yi_camera" / "yi_camera_sample.pcap"
@@ -41,7 +41,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def labels(pcap: Path) -> list[dict[str, str]]:
-    return read_labels(pcap.with_name(pcap.stem + ".labels.tsv"))
+    return read_rows(pcap.with_name(pcap.stem + ".labels.tsv"))
 
 
 def windows(pcap: Path) -> dict[str, list[dict[str, float]]]:

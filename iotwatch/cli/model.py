@@ -1,4 +1,4 @@
-"""``iotwatch train`` and ``iotwatch evaluate``: the behaviour model for analysts."""
+"""``iotwatch train`` and ``iotwatch evaluate``: the models for analysts (over :mod:`iotwatch.learn`)."""
 
 from __future__ import annotations
 
@@ -32,22 +32,29 @@ def _say(line: str) -> None:
     sys.stderr.write(line.rstrip("\n") + "\n")
 
 
+def _warn(line: str) -> None:
+    _say(f"iotwatch: warning: {line}")
+
+
 def train_command(labels: Labels, out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write "
                                                                     "(e.g. models/mysite).")],
                   n_jobs: NJobs = 1, seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-                  window: WindowOpt = 60.0, kind: Kind = "behaviour") -> None:
+                  window: WindowOpt = 60.0, kind: Kind = "behaviour",
+                  force: Annotated[bool, typer.Option("--force", help="Write a model that cannot tell anything "
+                                                      "apart (only normal windows, or one type).")] = False) -> None:
     """Train a behaviour (or device-type) model from labelled captures into a bundle (skops + manifest)."""
     try:
         if _kind(kind) == "device_type":
-            from ..inventory.train import train_type_model
+            from ..learn.device_type import train_type_model
 
-            path, ev = train_type_model(labels, out, n_jobs=n_jobs)
+            path, ev = train_type_model(labels, out, n_jobs=n_jobs, force=force, warn=_warn)
             _say(f"iotwatch: {ev.summary()}")
             _say(f"iotwatch: model written to {path}")
             return
-        from ..detect.train import train
+        from ..learn.behaviour import train
 
-        train(labels, out, window_s=window, n_jobs=n_jobs, seed=seed, log=lambda s: _say(f"iotwatch: {s}"))
+        train(labels, out, window_s=window, n_jobs=n_jobs, seed=seed, force=force,
+              log=lambda s: _say(f"iotwatch: {s}"), warn=_warn)
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
@@ -55,7 +62,9 @@ def train_command(labels: Labels, out: Annotated[Path, typer.Option("--out", "-o
 
 def evaluate_command(labels: Labels,
                      model: Annotated[Path | None, typer.Option("--model", "-m", help="Bundle folder (default: "
-                                                                "the bundled models/behaviour).")] = None,
+                                                                "the bundled models/behaviour; with --kind "
+                                                                "device_type: score this bundle instead of "
+                                                                "grouped folds).")] = None,
                      no_model: Annotated[bool, typer.Option("--no-model", help="Rules only.")] = False,
                      report: Annotated[Path | None, typer.Option("--report", help="Also write the report (Markdown) "
                                                                  "to this file.")] = None,
@@ -64,21 +73,23 @@ def evaluate_command(labels: Labels,
     device-day, a confusion matrix and time to first alert (--kind device_type: type accuracy by
     grouped folds, per-class report and confusion matrix)."""
     from ..detect import model as behaviour
-    from ..detect.evaluate import evaluate
+    from ..learn.evaluate import evaluate
 
     if _kind(kind) == "device_type":
-        from ..detect.report import _type_report
-        from ..inventory.train import evaluate_type_model
+        from ..inventory.classify import TypeModel
+        from ..learn.device_type import evaluate_type_model
+        from ..learn.report import type_report
 
         try:
-            typer.echo(_type_report(evaluate_type_model(labels, n_jobs=n_jobs)))
+            given = None if no_model or model is None else TypeModel.load(model)
+            typer.echo(type_report(evaluate_type_model(labels, n_jobs=n_jobs, model=given, warn=_warn)))
         except IotwatchError as e:
             _say(f"iotwatch: error: {e}")
             raise typer.Exit(EXIT_ERROR) from None
         return
     try:
         bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
-        rep = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs)
+        rep = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs, warn=_warn)
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None

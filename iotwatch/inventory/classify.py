@@ -323,7 +323,7 @@ class TypeModel:
 
     @classmethod
     def load(cls, path: str | Path, lazy: bool = True) -> TypeModel:
-        """Load a bundle written by :func:`.train.train_type_model`; raises ``ModelError``."""
+        """Load a bundle written by :func:`iotwatch.learn.device_type.train_type_model`; raises ``ModelError``."""
         from ..bundle import load_bundle
 
         b = load_bundle(path, kind=MODEL_KIND, features=FEATURES, lazy=lazy)

@@ -49,14 +49,14 @@ STREAM_MIN_BYTES = 200_000  # ... and the device sent this much in it
 _ANSWERED_TCP = ("established", "closed", "reset")
 
 
+_DEFAULT_NETS = LocalNets()
+
+
 @lru_cache(maxsize=65536)
 def default_local(ip: str) -> bool:
-    """RFC 1918, loopback, link-local or unique-local (the pipeline's default local nets)."""
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return a.is_private and not a.is_multicast and not a.is_unspecified and a != ipaddress.ip_address("255.255.255.255")
+    """RFC 1918, loopback, link-local or unique-local: the pipeline's default local nets
+    (:meth:`~iotwatch.addrs.LocalNets.contains`; documentation and benchmark ranges are external)."""
+    return _DEFAULT_NETS.contains(ip)
 
 
 @lru_cache(maxsize=65536)

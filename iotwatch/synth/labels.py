@@ -1,4 +1,5 @@
-"""Ground-truth labels of generated captures, in the columns of ``../shared/pcaps/LABELS.tsv``.
+"""Ground-truth labels of generated captures, in the columns of ``../shared/pcaps/LABELS.tsv``
+(:data:`iotwatch.learn.labels.COLUMNS`; :mod:`iotwatch.learn.labels` reads them back).
 
 One row per (host, behaviour): ``file, split, host_ip, host_mac, device_type, behaviour,
 first_bad_ts, evidence, confidence`` plus ``end_ts`` at the end. ``first_bad_ts`` and ``end_ts``
@@ -15,12 +16,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..learn.labels import COLUMNS
 from .sessions import Host
 from .wire import mac_text
-
-COLUMNS = ("file", "split", "host_ip", "host_mac", "device_type", "behaviour", "first_bad_ts", "evidence",
-           "confidence", "end_ts")
-BEHAVIOURS = ("normal", "scan", "bruteforce", "flood", "exfil", "c2", "victim")
 
 
 @dataclass(slots=True)
@@ -61,8 +59,3 @@ def write_labels(path: Path, file: str, labels: list[Label]) -> None:
         w.writeheader()
         for label in labels:
             w.writerow(label.row(file))
-
-
-def read_labels(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))

@@ -1,6 +1,6 @@
 """``make eval``: the numbers of docs/evaluation.md, measured, with the commands that reproduce them.
 
-    python -m iotwatch.detect.report OUT.md EVAL_LABELS_LIST [SHARED_PCAPS]
+    python -m iotwatch.learn.report OUT.md EVAL_LABELS_LIST [SHARED_PCAPS]
 
 EVAL_LABELS_LIST is a file with one label file per line (what ``python -m iotwatch.synth.sets
 eval`` prints): scenarios with seeds never used in training, and behaviours injected into real
@@ -16,8 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import model as behaviour
+from ..detect import model as behaviour
+from ..detect.detector import Detector, DetectSettings
+from ..pipeline import analyze
+from .device_type import Evaluation, evaluate_type_model
 from .evaluate import evaluate
+from .labels import read_labels
 
 
 def _section(title: str, body: str) -> str:
@@ -53,12 +57,12 @@ def build(out: Path, eval_list: Path, shared: Path | None, n_jobs: int = 2) -> s
             "Rules only:\n\n```sh\niotwatch evaluate --no-model ../shared/pcaps/LABELS.tsv\n```\n\n"
             + rep_rules.markdown() + "\nRules + model:\n\n```sh\niotwatch evaluate ../shared/pcaps/LABELS.tsv\n```\n\n"
             + rep_model.markdown()))
-        from ..inventory.train import evaluate_type_model
-
         ev = evaluate_type_model([labels], n_jobs=n_jobs)
         parts.append(_section(
             "Device types (issue 4), split by physical device",
-            "```sh\npython -m iotwatch.inventory.train ../shared/pcaps/LABELS.tsv\n```\n\n" + _type_report(ev)))
+            "Features from the same `analyze` run as detection (the pipeline's inventory: the sidecar's rare frames, "
+            "the raw flow records).\n\n"
+            "```sh\niotwatch evaluate --kind device_type ../shared/pcaps/LABELS.tsv\n```\n\n" + type_report(ev)))
     if bundle is not None:
         m = bundle.manifest["metrics"]
         rows = ["| class | precision | recall | F1 | windows |", "|---|---|---|---|---|"]
@@ -76,10 +80,6 @@ def build(out: Path, eval_list: Path, shared: Path | None, n_jobs: int = 2) -> s
 
 def _hospital(label_files: list[Path], bundle: Any) -> str:
     """The recorder of each held-out hospital capture: what was said, how soon, × baseline, uplink share."""
-    from ..labels import read_labels
-    from ..pipeline import analyze
-    from .detector import Detector, DetectSettings
-
     out = ["```sh", "iotwatch analyze build/eval/hospital-1001.pcap --uplink-mbps 4 --out out/", "```", "",
            "| capture | recorder | behaviour | first bad packet → alert | evidence |", "|---|---|---|---|---|"]
     for lf in label_files:
@@ -100,7 +100,8 @@ def _hospital(label_files: list[Path], bundle: Any) -> str:
     return "\n".join(out) + "\n"
 
 
-def _type_report(ev: Any) -> str:
+def type_report(ev: Evaluation) -> str:
+    """The type evaluation as Markdown (docs/evaluation.md, ``evaluate --kind device_type``)."""
     lines = [ev.summary().capitalize() + ".", "", "Confusion matrix (rows: labelled type; columns: typed as):", "",
              "```", ev.table(), "```", "", "Per class:", "", "```", ev.report.rstrip(), "```"]
     if ev.cctv_missed:
@@ -117,7 +118,7 @@ def _type_report(ev: Any) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
-        sys.stderr.write("usage: python -m iotwatch.detect.report OUT.md EVAL_LABELS_LIST [SHARED_PCAPS]\n")
+        sys.stderr.write("usage: python -m iotwatch.learn.report OUT.md EVAL_LABELS_LIST [SHARED_PCAPS]\n")
         return 2
     build(Path(argv[0]), Path(argv[1]), Path(argv[2]) if len(argv) > 2 else None)
     print(f"wrote {argv[0]}")

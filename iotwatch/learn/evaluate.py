@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..labels import BAD, HostLabel
-from .rules import CATEGORIES
-from .train import build_dataset, window_metrics
+from ..detect.rules import CATEGORIES
+from .behaviour import Warn, build_dataset, window_metrics
+from .labels import BAD, HostLabel
 
 ALERT_WITHIN_S = 10.0
 
@@ -141,14 +141,17 @@ class Report:
         return "\n".join(out) + "\n"
 
 
-def evaluate(label_files: list[str | Path], model: Any, *, window_s: float = 60.0, n_jobs: int = 1) -> Report:
-    data, per_capture, labels = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, model=model)
-    rep = Report(captures=len(per_capture), label_files=[str(p) for p in label_files],
+def evaluate(label_files: list[str | Path], model: Any, *, window_s: float = 60.0, n_jobs: int = 1,
+             warn: Warn | None = None) -> Report:
+    """Detection (rules + ``model``, a behaviour bundle or None) against the label files; rows
+    naming no device of their capture are left out, one line each to ``warn``."""
+    data, observed, labels = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, model=model, warn=warn)
+    rep = Report(captures=len(observed), label_files=[str(p) for p in label_files],
                  model=model.name if model is not None else None)
     for lab in labels:
-        alerts, devices, active = per_capture[lab.capture]
-        recs = [r for r in devices.values() if lab.matches(r.mac, r.ips)]
-        mine = [a for a in alerts if any(a.device == r.key for r in recs)]
+        obs = observed[lab.capture]
+        recs = [obs.devices[k] for k in lab.device_keys(obs.devices)]
+        mine = [a for a in obs.alerts if any(a.device == r.key for r in recs)]
         cats = sorted({a.category for a in mine}, key=CATEGORIES.index)
         delay = None
         sig = ""
@@ -160,7 +163,7 @@ def evaluate(label_files: list[str | Path], model: Any, *, window_s: float = 60.
         else:
             for a in mine:
                 rep.false_alarms.append((lab, a.category, a.signature))
-            rep.device_days += sum(active.get(r.key, 0.0) for r in recs) / 86400
+            rep.device_days += sum(obs.active_s(r.key) for r in recs) / 86400
         rep.hosts.append(HostResult(lab, cats, delay, sig))
     if model is not None and len(data):
         p = model.predict_proba(data.X)

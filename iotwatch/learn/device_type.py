@@ -1,12 +1,10 @@
-"""Labelled captures → the type model, and its honest evaluation (split by physical device).
+"""Labelled captures → the type model (what a device is), and its honest evaluation.
 
-    labels file (LABELS.tsv columns) ─► per capture: devices + flows (iotwatch.analyze),
-        rare frames (dpkt, :mod:`.rare`) ─► per labelled host: features ─► RandomForest
-                                                                      └─► bundle (skops + manifest)
+    label files ─► per capture: one ``analyze`` run (:mod:`.observe`): devices, the inventory's
+        fingerprints and traffic ─► per labelled host: features ─► RandomForest ─► bundle
 
-Each capture is profiled once and cached under ``$IOTWATCH_CACHE`` (default
-``/tmp/iotwatch-inventory-cache``), keyed on the file, its size and time, and the source of the
-modules that make the profile, so a re-run only retrains.
+The inventory's :class:`~iotwatch.inventory.collect.Inventory` is fed by the pipeline's sidecar
+with its own budgets, so the type model learns from exactly what ``analyze`` gives it.
 
 Evaluation never lets a physical device be in training and test at once: folds are grouped by
 MAC (by IP for hosts without one), since IoT Sentinel has 16 captures of each unit. It is scored
@@ -16,30 +14,33 @@ two ways over the same folds:
 - per device: each held-out unit typed once from all its labelled captures together, its
   fingerprints, traffic and totals merged as one ``iotwatch analyze cap1 cap2 ...`` run merges
   them (:meth:`Fingerprints.merge`, :meth:`DeviceTraffic.merge`, :meth:`DeviceRecord.merge`, then
-  :func:`.classify.identify`, as :meth:`.collect.Inventory.conclude` does).
+  :func:`~iotwatch.inventory.classify.identify`, as ``Inventory.conclude`` does).
+
+Given a bundle (``evaluate --kind device_type --model DIR``), every row and unit is typed by that
+bundle instead (no folds): a score on held-out labels.
+
+Rows whose type is not one of :data:`~iotwatch.inventory.classify.TYPES` (a typo), whose host is
+no device of its capture, and types with fewer than :data:`MIN_DEVICES` devices are each said in
+one line; ``unknown`` rows are left out.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import logging
-import os
-import pickle
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..records import DeviceRecord
-from . import classify, collect, evidence, parse, rare, traffic
-from .classify import (
+from ..bundle import save_bundle
+from ..errors import InputError
+from ..inventory import classify
+from ..inventory.classify import (
     FEATURES,
     MODEL_KIND,
     SCORED_TYPES,
+    TYPES,
     Identity,
     TypeModel,
     decide,
@@ -47,23 +48,21 @@ from .classify import (
     hints,
     identify,
 )
-from .evidence import Fingerprints
-from .oui import REGISTRY, Vendor, lookup
-from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows
-
-log = logging.getLogger(__name__)
+from ..inventory.evidence import DeviceSignals, Fingerprints
+from ..inventory.oui import REGISTRY, Vendor, lookup
+from ..inventory.traffic import DeviceTraffic, merge_traffic
+from ..records import DeviceRecord
+from .behaviour import check_out, sha256_of
+from .forest import FOLDS, forest, grouped_folds, quiet
+from .labels import HostLabel
+from .observe import label_devices, observe_labelled
 
 RANDOM_STATE = 0
 MODEL_NAME = "type-v1"
+#: a type learned from fewer physical devices than this cannot be scored by device-grouped folds
+MIN_DEVICES = 2
 
-
-@dataclass(slots=True)
-class Profile:
-    """What the inventory sees of one capture."""
-
-    devices: dict[str, DeviceRecord]
-    fingerprints: Fingerprints
-    traffic: dict[str, DeviceTraffic]
+Warn = Callable[[str], None]
 
 
 @dataclass(slots=True)
@@ -73,9 +72,10 @@ class Sample:
     group: str  # physical device: MAC, else IP
     label: str
     record: DeviceRecord | None
-    sig: evidence.DeviceSignals
+    sig: DeviceSignals
     traffic: DeviceTraffic | None
     x: np.ndarray
+    capture: str = ""  # its path (``file`` is as the label file names it)
 
 
 @dataclass(slots=True)
@@ -128,6 +128,7 @@ class Evaluation:
     unit_labels: list[str] = field(default_factory=list)
     unit_confusion: list[list[int]] = field(default_factory=list)
     units: list[UnitResult] = field(default_factory=list)
+    scored_by: str = "grouped folds"  # or "model NAME": a given bundle typed every row and unit
 
     @property
     def unit_errors(self) -> list[UnitResult]:
@@ -150,107 +151,73 @@ class Evaluation:
 
     def summary(self) -> str:
         return (f"type accuracy {self.accuracy:.3f} over {self.n_rows} labelled rows, "
-                f"{self.device_accuracy:.3f} over {self.n_devices} physical devices (grouped folds); "
+                f"{self.device_accuracy:.3f} over {self.n_devices} physical devices ({self.scored_by}); "
                 f"{self.by_rule} rows decided by rule; camera/recorder missed {len(self.cctv_missed)}, "
                 f"false {len(self.cctv_false)}; per device from all its captures merged "
                 f"{self.unit_accuracy:.3f} over {len(self.units)} devices "
                 f"({len(self.units) - len(self.unit_errors)} right)")
 
 
-# --------------------------------------------------------------------------- profiles
+# --------------------------------------------------------------------------- samples
 
-def _code_version() -> str:
-    h = hashlib.sha256()
-    for mod in (parse, evidence, traffic, rare, collect):
-        h.update(Path(mod.__file__ or "").read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("IOTWATCH_CACHE", "/tmp/iotwatch-inventory-cache"))
+def _shown(lab: HostLabel) -> str:
+    """The capture as its label file names it."""
+    try:
+        return str(lab.capture.relative_to(lab.source.parent))
+    except ValueError:
+        return str(lab.capture)
 
 
-def profile_capture(path: str | Path, *, cache: bool = True) -> Profile:
-    """Devices, rare-frame fingerprints and traffic of one capture (cached)."""
-    import iotwatch
-
-    p = Path(path)
-    st = p.stat()
-    tag = hashlib.sha256(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{_code_version()}".encode()).hexdigest()[:24]
-    cfile = _cache_dir() / f"{tag}.pkl"
-    if cache and cfile.exists():
-        try:
-            with open(cfile, "rb") as f:
-                got = pickle.load(f)  # our own cache file, written below
-            if isinstance(got, Profile):
-                return got
-        except Exception:
-            pass
-    a = iotwatch.analyze(p)
-    fp = Fingerprints()
-    for fr in rare.rare_frames(p):
-        fp.add(fr)
-    prof = Profile(devices=a.devices, fingerprints=fp, traffic=traffic_from_flows(a.flows))
-    if cache:
-        cfile.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cfile.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(prof, f)
-        tmp.replace(cfile)
-    return prof
-
-
-def read_labels(label_files: Sequence[str | Path]) -> list[tuple[Path, dict[str, str]]]:
-    """(capture path, row) for every row of the labels files; ``file`` is relative to its labels file."""
-    out: list[tuple[Path, dict[str, str]]] = []
-    for lf in label_files:
-        lp = Path(lf)
-        with open(lp, newline="") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                out.append((lp.parent / row["file"], row))
-    return out
-
-
-def samples(label_files: Sequence[str | Path], *, include_unknown: bool = False) -> tuple[list[Sample], list[str]]:
-    """One sample per labelled (capture, host) row; and the rows that are no device of their own."""
-    rows = read_labels(label_files)
-    by_file: dict[Path, list[dict[str, str]]] = defaultdict(list)
-    for path, row in rows:
-        if row["device_type"] == "unknown" and not include_unknown:
-            continue
-        by_file[path].append(row)
-    out: list[Sample] = []
+def samples(label_files: Sequence[str | Path], *, n_jobs: int = 1, include_unknown: bool = False,
+            warn: Warn | None = None) -> tuple[list[Sample], list[str]]:
+    """One sample per labelled (capture, device); and the rows left out, with why (each also one
+    line to ``warn``, except ``unknown`` rows and rows without a device_type)."""
+    labels, observed = observe_labelled(label_files, n_jobs=n_jobs)
     excluded: list[str] = []
-    seen: set[tuple[str, str]] = set()
-    for path, frows in sorted(by_file.items()):
-        if not path.exists():
-            excluded.extend(f"{r['file']} {r['host_mac'] or r['host_ip']}: capture missing" for r in frows)
-            continue
-        prof = profile_capture(path)
-        for r in frows:
-            key = next((k for k in (r["host_mac"], r["host_ip"]) if k and k in prof.devices), None)
-            if key is None:
-                excluded.append(f"{r['file']} {r['host_mac'] or r['host_ip']}: not a device of its own in the capture")
+    typed: list[HostLabel] = []
+    untyped = 0
+    for lab in labels:
+        if not lab.device_type:
+            untyped += 1
+        elif lab.device_type not in TYPES:
+            line = f"device_type {lab.device_type!r} is not one of {', '.join(TYPES)}: row left out"
+            excluded.append(f"{_shown(lab)} {lab.host}: {line}")
+            if warn:
+                warn(f"{lab.where}: {line}")
+        elif lab.device_type != "unknown" or include_unknown:
+            typed.append(lab)
+    if untyped and warn:
+        warn(f"{untyped} label row{'s' * (untyped != 1)} without a device_type: left out of the type model")
+    named = label_devices(typed, observed, warn)
+    excluded += [f"{_shown(lab)} {lab.host}: not a device of its own in the capture"
+                 for lab in typed if not named.get(lab)]
+    out: list[Sample] = []
+    seen: set[tuple[Path, str]] = set()
+    for lab in sorted(named, key=lambda x: (str(x.capture), x.line)):
+        obs = observed[lab.capture]
+        for key in named[lab]:
+            if (lab.capture, key) in seen:  # one row per behaviour: the device once
                 continue
-            if (r["file"], key) in seen:  # one row per behaviour: the device once
-                continue
-            seen.add((r["file"], key))
-            rec = prof.devices.get(key)
-            sig = prof.fingerprints.get(key)
-            tr = prof.traffic.get(key)
+            seen.add((lab.capture, key))
+            rec = obs.devices.get(key)
+            sig = obs.fingerprints.get(key)
+            tr = obs.traffic.get(key)
             vendor = lookup(key) if ":" in key else Vendor(None, None, False)
             x = features(rec, sig, tr, vendor, hints(vendor, sig, tr))
-            out.append(Sample(r["file"], key, r["host_mac"] or r["host_ip"], r["device_type"], rec, sig, tr, x))
+            out.append(Sample(_shown(lab), key, lab.host, lab.device_type, rec, sig, tr, x, str(lab.capture)))
     return out, excluded
 
 
+def type_problems(ss: Sequence[Sample]) -> list[str]:
+    """One line per type with too few physical devices to learn from or to score."""
+    devices: dict[str, set[str]] = defaultdict(set)
+    for s in ss:
+        devices[s.label].add(s.group)
+    return [f"type {t}: {len(d)} device{'s' * (len(d) != 1)}, fewer than {MIN_DEVICES}: learned from one unit, "
+            "scored by no held-out device" for t, d in sorted(devices.items()) if len(d) < MIN_DEVICES]
+
+
 # --------------------------------------------------------------------------- model
-
-def _estimator(n_jobs: int) -> Any:
-    from sklearn.ensemble import RandomForestClassifier
-
-    # 100 trees: the same grouped-fold accuracy as 300 here, a third of the bundle
-    return RandomForestClassifier(n_estimators=100, min_samples_leaf=1, random_state=RANDOM_STATE, n_jobs=n_jobs)
 
 
 def _weights(groups: Sequence[str], labels: Sequence[str]) -> np.ndarray:
@@ -264,10 +231,12 @@ def _weights(groups: Sequence[str], labels: Sequence[str]) -> np.ndarray:
 
 
 def _fit(ss: Sequence[Sample], n_jobs: int) -> TypeModel:
-    est = _estimator(n_jobs)
+    # 100 trees: the same grouped-fold accuracy as 300 here, a third of the bundle
+    est = forest(RANDOM_STATE, n_jobs)
     x = np.vstack([s.x for s in ss])
     y = np.array([s.label for s in ss])
-    est.fit(x, y, sample_weight=_weights([s.group for s in ss], [s.label for s in ss]))
+    with quiet():
+        est.fit(x, y, sample_weight=_weights([s.group for s in ss], [s.label for s in ss]))
     return TypeModel(est, MODEL_NAME)
 
 
@@ -298,37 +267,44 @@ def type_unit(ss: Sequence[Sample], model: TypeModel | None) -> Identity:
     return identify({key: rec}, fp, tr, model)[key]
 
 
-def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = 5, n_jobs: int = 1,
-                     excluded: Sequence[str] = ()) -> Evaluation:
-    """Grouped k-fold (by physical device) of the whole decision: rules + classifier."""
+def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = FOLDS, n_jobs: int = 1,
+                     excluded: Sequence[str] = (), model: TypeModel | None = None) -> Evaluation:
+    """Grouped k-fold (by physical device) of the whole decision: rules + classifier; or, given
+    ``model``, the whole decision with that model on every row and unit (no folds)."""
     from sklearn.metrics import classification_report, confusion_matrix
-    from sklearn.model_selection import GroupKFold
 
     groups = np.array([s.group for s in ss])
     y = np.array([s.label for s in ss])
     pred = np.empty(len(ss), dtype=object)
     ruled = 0
     unit_ident: dict[str, Identity] = {}
-    folds = GroupKFold(n_splits=min(n_splits, len(set(groups))))
-    for tr, te in folds.split(np.zeros(len(ss)), y, groups):
-        model = _fit([ss[i] for i in tr], n_jobs)
+    if model is not None:
+        splits: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.arange(len(ss)))]
+    else:
+        splits = list(grouped_folds(groups, n_splits))
+        if not splits:
+            raise InputError("labels", f"{len(set(groups.tolist()))} labelled device(s): device-grouped folds need "
+                                       "at least 2 (or score a trained bundle with --model)")
+    for tr, te in splits:
+        fold_model = model if model is not None else _fit([ss[i] for i in tr], n_jobs)
         held: dict[str, list[Sample]] = defaultdict(list)
         for i in te:
             s = ss[i]
-            ident = decide(s.key, s.record, s.sig, s.traffic, model, s.x)
+            ident = decide(s.key, s.record, s.sig, s.traffic, fold_model, s.x)
             pred[i] = ident.device_type
             ruled += ident.model is None
             held[s.group].append(s)
         # the same model, which never saw these units, types each once from all its captures
         for g, gs in held.items():
-            unit_ident[g] = type_unit(gs, model)
+            unit_ident[g] = type_unit(gs, fold_model)
     labels = [t for t in SCORED_TYPES if t in set(y) or t in set(pred)] + (["unknown"] if "unknown" in set(pred) else [])
     acc = float(np.mean(pred == y))
     dev_ok: dict[str, bool] = {}
     for g, t, p in zip(groups, y, pred, strict=True):
         dev_ok[g] = dev_ok.get(g, True) and t == p
-    cm = confusion_matrix(y, pred.astype(str), labels=labels)
-    rep = classification_report(y, pred.astype(str), labels=labels, zero_division=0)
+    with quiet():
+        cm = confusion_matrix(y, pred.astype(str), labels=labels)
+        rep = classification_report(y, pred.astype(str), labels=labels, zero_division=0)
     miss = [f"{s.file} {s.key}: {s.label} → {p}" for s, p in zip(ss, pred, strict=True)
             if s.label in classify.CCTV and p not in classify.CCTV]
     false = [f"{s.file} {s.key}: {s.label} → {p}" for s, p in zip(ss, pred, strict=True)
@@ -348,34 +324,54 @@ def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = 5, n_jobs: int = 1
     uy = [u.label for u in units]
     up = [u.predicted for u in units]
     ulabels = [t for t in SCORED_TYPES if t in set(uy) or t in set(up)] + (["unknown"] if "unknown" in set(up) else [])
-    ucm = confusion_matrix(uy, up, labels=ulabels) if units else np.zeros((0, 0), int)
+    with quiet():
+        ucm = confusion_matrix(uy, up, labels=ulabels) if units else np.zeros((0, 0), int)
     return Evaluation(accuracy=acc, device_accuracy=float(np.mean(list(dev_ok.values()))), n_rows=len(ss),
                       n_devices=len(dev_ok), labels=labels, confusion=cm.tolist(), report=rep,
                       cctv_missed=miss, cctv_false=false, by_rule=ruled, excluded=list(excluded), errors=errors,
                       unit_accuracy=float(np.mean([a == b for a, b in zip(uy, up, strict=True)])) if units else 0.0,
-                      unit_labels=ulabels, unit_confusion=ucm.tolist(), units=units)
+                      unit_labels=ulabels, unit_confusion=ucm.tolist(), units=units,
+                      scored_by="grouped folds" if model is None else f"model {model.name}")
 
 
-def evaluate_type_model(label_files: Sequence[str | Path], *, n_splits: int = 5, n_jobs: int = 1) -> Evaluation:
-    """Accuracy, per-class report and confusion matrix with folds grouped by physical device."""
-    ss, excluded = samples(label_files)
-    return evaluate_samples(ss, n_splits=n_splits, n_jobs=n_jobs, excluded=excluded)
+def evaluate_type_model(label_files: Sequence[str | Path], *, n_splits: int = FOLDS, n_jobs: int = 1,
+                        model: TypeModel | None = None, warn: Warn | None = None) -> Evaluation:
+    """Accuracy, per-class report and confusion matrix: by folds grouped by physical device, or
+    of the given ``model`` on these (held-out) labels."""
+    ss, excluded = samples(label_files, n_jobs=n_jobs, warn=warn)
+    if not ss:
+        raise InputError(label_files[0], "no labelled device found (do the hosts match the captures?)")
+    return evaluate_samples(ss, n_splits=n_splits, n_jobs=n_jobs, excluded=excluded, model=model)
 
 
 def train_type_model(label_files: Sequence[str | Path], out_dir: str | Path, *, n_jobs: int = 1,
-                     n_splits: int = 5) -> tuple[Path, Evaluation]:
-    """Fit the type model on every labelled row, evaluate it by grouped folds, write the bundle."""
-    from ..bundle import save_bundle
+                     n_splits: int = FOLDS, force: bool = False, warn: Warn | None = None
+                     ) -> tuple[Path, Evaluation]:
+    """Fit the type model on every labelled row, evaluate it by grouped folds, write the bundle.
 
-    ss, excluded = samples(label_files)
-    ev = evaluate_samples(ss, n_splits=n_splits, n_jobs=n_jobs, excluded=excluded)
-    model = _fit(ss, n_jobs)
+    Raises :class:`InputError` for an unusable ``out_dir`` (before any analysis), no labelled
+    device, or fewer than two types (unless ``force``)."""
     import dpkt
     import netaddr
 
+    check_out(out_dir)
+    ss, excluded = samples(label_files, n_jobs=n_jobs, warn=warn)
+    if not ss:
+        raise InputError(label_files[0], "no labelled device found (do the hosts match the captures?)")
+    kinds = sorted({s.label for s in ss})
+    if len(kinds) < 2 and not force:
+        raise InputError(label_files[0], f"only the type {kinds[0]} is labelled: such a model tells nothing apart "
+                                         "(label more types, or --force to write it anyway)")
+    for line in type_problems(ss):
+        if warn:
+            warn(line)
+    ev = evaluate_samples(ss, n_splits=n_splits, n_jobs=n_jobs, excluded=excluded)
+    model = _fit(ss, n_jobs)
+    model.estimator.n_jobs = 1  # typing a few devices: no thread pool
+    captures = sorted({s.capture or s.file for s in ss})
     path = save_bundle(
         out_dir, model.estimator, kind=MODEL_KIND, features=FEATURES, classes=model.classes,
-        training=[str(Path(f)) for f in label_files],
+        training=captures,
         metrics={"split": f"GroupKFold({n_splits}) by physical device (MAC)", "accuracy": round(ev.accuracy, 4),
                  "device_accuracy": round(ev.device_accuracy, 4), "rows": ev.n_rows, "devices": ev.n_devices,
                  "labels": ev.labels, "confusion": ev.confusion, "cctv_missed": len(ev.cctv_missed),
@@ -391,25 +387,38 @@ def train_type_model(label_files: Sequence[str | Path], out_dir: str | Path, *, 
                      "wrong": [f"{u.group}: {u.label} → {u.predicted}" for u in ev.unit_errors]}},
         thresholds={"rule_decides": classify.RULE_DECIDES},
         extra={"model_name": MODEL_NAME, "oui_registry": REGISTRY, "dpkt": dpkt.__version__,
-               "netaddr": netaddr.__version__, "random_state": RANDOM_STATE},
+               "netaddr": netaddr.__version__, "random_state": RANDOM_STATE,
+               "features_from": "the pipeline's Inventory (sidecar rare frames, raw flow records), as `analyze`",
+               "label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in label_files]},
     )
     return path, ev
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m iotwatch.inventory.train LABELS.tsv... --out DIR``: train, print the evaluation."""
+    """``python -m iotwatch.learn.device_type LABELS.tsv... [--out DIR]``: train (or only
+    evaluate), print the evaluation."""
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m iotwatch.inventory.train")
+    from ..errors import IotwatchError
+
+    ap = argparse.ArgumentParser(prog="python -m iotwatch.learn.device_type")
     ap.add_argument("labels", nargs="+")
     ap.add_argument("--out", default=None, help="bundle folder (evaluation only without it)")
     ap.add_argument("--jobs", type=int, default=1)
     a = ap.parse_args(argv)
-    if a.out:
-        path, ev = train_type_model(a.labels, a.out, n_jobs=a.jobs)
-    else:
-        path, ev = None, evaluate_type_model(a.labels, n_jobs=a.jobs)
+
+    def warn(line: str) -> None:
+        sys.stderr.write(f"warning: {line}\n")
+
+    try:
+        if a.out:
+            path, ev = train_type_model(a.labels, a.out, n_jobs=a.jobs, warn=warn)
+        else:
+            path, ev = None, evaluate_type_model(a.labels, n_jobs=a.jobs, warn=warn)
+    except IotwatchError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 1
     w = sys.stdout.write
     w(ev.summary() + "\n\nPer row (each labelled row typed from its capture alone):\n\n" + ev.report + "\n"
       + ev.table() + "\n")

@@ -1,0 +1,222 @@
+"""Labelled captures → the behaviour model (what a device does, per window).
+
+Each capture is observed once (:mod:`.observe`: the pipeline's own detector windows and
+features); windows of a host labelled with a behaviour, from its first bad packet to its last,
+take that behaviour's class, all other windows of labelled hosts are ``normal`` (victims too:
+being attacked is not misbehaving), and windows of unlabelled hosts are left out.
+Cross-validation splits by device (:func:`.forest.grouped_folds`: all windows of one MAC, across
+captures, fall in the same fold), never at random over the windows of one episode. The decision
+thresholds come from the out-of-fold probabilities: a class's threshold is set above every
+normal window's probability for it, so the model alone does not accuse a healthy device of the
+training set.
+
+Training says in one line each what would make a poor model: a row whose host is no device of
+its capture, a class with fewer than :data:`MIN_DEVICES` devices or :data:`MIN_WINDOWS`
+windows; it refuses a model that knows no misbehaviour (only ``normal``) unless forced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..bundle import save_bundle
+from ..detect.features import FEATURE_NAMES, FEATURES
+from ..detect.model import CLASSES, KIND
+from ..errors import InputError
+from .forest import forest, grouped_folds, quiet
+from .labels import HostLabel
+from .observe import Observation, label_devices, observe_labelled
+
+#: when several behaviours overlap in one window (the hospital), the window takes the first of
+#: these: the one its traffic shows most
+PRIORITY = ("flood", "exfil", "scan", "bruteforce", "c2")
+#: a class learned from fewer devices than this cannot be scored by device-grouped folds
+MIN_DEVICES = 2
+MIN_WINDOWS = 5
+
+Warn = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class Dataset:
+    X: np.ndarray
+    y: np.ndarray  # class names
+    groups: np.ndarray  # device identity
+    meta: list[tuple[str, str, float]] = field(default_factory=list)  # capture, device, window start
+
+    @classmethod
+    def empty(cls) -> Dataset:
+        return cls(np.zeros((0, len(FEATURES))), np.array([], dtype=object), np.array([], dtype=object), [])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @staticmethod
+    def concat(parts: list[Dataset]) -> Dataset:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return Dataset.empty()
+        return Dataset(np.vstack([p.X for p in parts]), np.concatenate([p.y for p in parts]),
+                       np.concatenate([p.groups for p in parts]), [m for p in parts for m in p.meta])
+
+
+def window_labels(starts: np.ndarray, window_s: float, labels: list[HostLabel]) -> np.ndarray:
+    y = np.full(len(starts), "normal", dtype=object)
+    for beh in reversed(PRIORITY):
+        for lab in labels:
+            if lab.behaviour != beh or lab.first_ts is None:
+                continue
+            end = lab.end_ts if lab.end_ts is not None else np.inf
+            on = (starts + window_s > lab.first_ts) & (starts <= end)
+            y[on] = beh
+    return y
+
+
+def capture_dataset(obs: Observation, named: dict[HostLabel, list[str]]) -> Dataset:
+    """The labelled windows of one observed capture (``named``: its rows → their devices)."""
+    mine: dict[str, list[HostLabel]] = {}
+    for lab, keys in named.items():
+        for k in keys:
+            mine.setdefault(k, []).append(lab)
+    parts = []
+    for dev, (cols, X) in obs.windows.items():
+        labs = mine.get(dev)
+        if not labs or not len(X):
+            continue
+        starts = cols["window_start"]
+        y = window_labels(starts, obs.window_s, labs)
+        rec = obs.devices.get(dev)
+        group = rec.mac if rec is not None and rec.mac else f"{obs.capture.name}:{dev}"
+        parts.append(Dataset(X, y, np.full(len(y), group, dtype=object),
+                             [(str(obs.capture), dev, float(s)) for s in starts]))
+    return Dataset.concat(parts)
+
+
+def build_dataset(label_files: Sequence[str | Path], *, window_s: float = 60.0, n_jobs: int = 1, model: Any = None,
+                  warn: Warn | None = None) -> tuple[Dataset, dict[Path, Observation], list[HostLabel]]:
+    """Observe every capture of the label files; return the labelled windows, the observations
+    and the label rows kept (those naming no device of their capture are left out, one line each
+    to ``warn``)."""
+    labels, observed = observe_labelled(label_files, window_s=window_s, n_jobs=n_jobs, model=model)
+    named = label_devices(labels, observed, warn)
+    parts = []
+    for cap, obs in observed.items():
+        parts.append(capture_dataset(obs, {lab: k for lab, k in named.items() if lab.capture == cap}))
+    return Dataset.concat(parts), observed, [lab for lab in labels if lab in named]
+
+
+def window_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    with quiet():
+        p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
+        cm = confusion_matrix(y_true, y_pred, labels=classes)
+    return {"per_class": {c: {"precision": round(float(p[k]), 4), "recall": round(float(r[k]), 4),
+                              "f1": round(float(f[k]), 4), "support": int(s[k])} for k, c in enumerate(classes)},
+            "confusion": {"labels": classes, "matrix": cm.tolist()}}
+
+
+def cross_validate(data: Dataset, seed: int, n_jobs: int) -> tuple[np.ndarray, list[str]]:
+    """Out-of-fold class probabilities, folds grouped by device."""
+    classes = sorted(set(data.y))
+    oof = np.zeros((len(data), len(classes)))
+    with quiet():
+        for tr, te in grouped_folds(data.groups):
+            est = _forest(seed, n_jobs).fit(data.X[tr], data.y[tr])
+            p = est.predict_proba(data.X[te])
+            for j, c in enumerate(est.classes_):
+                oof[te, classes.index(c)] = p[:, j]
+    return oof, classes
+
+
+def _forest(seed: int, n_jobs: int) -> Any:
+    return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
+
+
+def thresholds_from(oof: np.ndarray, classes: list[str], y: np.ndarray) -> dict[str, float]:
+    out = {}
+    normal = y == "normal"
+    for j, c in enumerate(classes):
+        if c == "normal":
+            continue
+        worst = float(oof[normal, j].max()) if normal.any() else 0.0
+        out[c] = round(min(0.99, max(0.9, worst + 0.02)), 4)
+    return out
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def check_out(out: str | Path) -> Path:
+    """A bundle folder can be written there (before any analysis): not an existing file, nor a
+    folder holding something other than a bundle."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise InputError(p, "exists and is not a folder: give a new or a bundle folder to --out")
+    if p.is_dir() and any(p.iterdir()) and not (p / "manifest.json").is_file():
+        raise InputError(p, "is a folder that holds no model bundle: give a new or a bundle folder to --out")
+    return p
+
+
+def class_problems(data: Dataset) -> list[str]:
+    """One line per class too thin to learn or to score."""
+    out = []
+    for c, n in sorted(Counter(data.y.tolist()).items()):
+        devs = len(set(data.groups[data.y == c].tolist()))
+        if devs < MIN_DEVICES or n < MIN_WINDOWS:
+            out.append(f"class {c}: {n} window{'s' * (n != 1)} of {devs} device{'s' * (devs != 1)}, fewer than "
+                       f"{MIN_WINDOWS} windows of {MIN_DEVICES} devices: learned from too little, scored by no "
+                       "held-out device")
+    return out
+
+
+def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float = 60.0, n_jobs: int = 1,
+          seed: int = 0, force: bool = False, log: Warn | None = None, warn: Warn | None = None) -> Path:
+    """Train the behaviour model on the labelled captures; write its bundle to ``out``.
+
+    ``log`` gets progress lines, ``warn`` the problems of the labels (one line each).
+    Raises :class:`InputError` for an unusable ``out`` (before any analysis), no labelled
+    window, or a model without any misbehaviour class (unless ``force``)."""
+    say = log or (lambda _s: None)
+    check_out(out)
+    say(f"analysing the captures of {len(label_files)} label file(s) (n_jobs={n_jobs})")
+    data, _observed, labels = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, warn=warn)
+    if not len(data):
+        raise InputError(label_files[0], "no labelled device windows found (do the hosts match the captures?)")
+    counts = Counter(data.y.tolist())
+    say(f"{len(data)} windows of {len(set(data.groups))} devices: "
+        + ", ".join(f"{c} {n}" for c, n in counts.most_common()))
+    if set(counts) == {"normal"} and not force:
+        raise InputError(label_files[0], "every labelled window is normal: such a model detects nothing "
+                                         "(label misbehaving hosts, or --force to write it anyway)")
+    for line in class_problems(data):
+        (warn or say)(line)
+    oof, classes = cross_validate(data, seed, n_jobs)
+    pred = np.array(classes, dtype=object)[oof.argmax(axis=1)] if len(classes) else data.y
+    metrics = {"cross_validation": "GroupKFold by device, out-of-fold windows", **window_metrics(data.y, pred, classes),
+               "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts)}
+    thresholds = thresholds_from(oof, classes, data.y)
+    with quiet():
+        est = _forest(seed, n_jobs).fit(data.X, data.y)
+    est.n_jobs = 1  # predicting a few windows: no process pool
+    unknown = [c for c in est.classes_ if c not in CLASSES]
+    if unknown:
+        raise InputError(label_files[0], f"unexpected classes {unknown}")
+    captures = sorted({str(lab.capture) for lab in labels})
+    path = save_bundle(out, est, kind=KIND, features=FEATURES, classes=[str(c) for c in est.classes_],
+                       training=captures, metrics=metrics, thresholds=thresholds,
+                       extra={"window_s": window_s, "seed": seed,
+                              "label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in label_files],
+                              "estimator_params": {k: v for k, v in est.get_params().items()
+                                                   if isinstance(v, int | float | str | type(None))},
+                              "feature_names": FEATURE_NAMES})
+    say(f"model written to {path} (thresholds {thresholds})")
+    return path
