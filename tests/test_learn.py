@@ -58,6 +58,28 @@ def only_our_lines(stderr: str) -> None:
     assert "Warning" not in stderr and "sklearn" not in stderr and "Traceback" not in stderr
 
 
+# --------------------------------------------------------------------------- label rows → devices
+
+def test_a_row_names_its_device_by_mac_then_by_address() -> None:
+    from iotwatch.addrs import LocalNets
+    from iotwatch.learn.labels import HostLabel
+
+    gw, cam = "00:11:22:33:44:55", "c0:56:e3:11:22:33"
+    devices = {cam: DeviceRecord(mac=cam, ips=["192.168.1.64"]),
+               gw: DeviceRecord(mac=gw, ips=["192.168.1.1", "40.77.167.36"]),  # a server seen behind the gateway
+               "10.0.0.9": DeviceRecord(mac=None, ips=["10.0.0.9"])}  # no Ethernet
+
+    def row(ip: str, mac: str = "", behaviour: str = "normal") -> HostLabel:
+        return HostLabel(Path("c.pcap"), ip, mac, behaviour, None, None, "", Path("l.tsv"), 2)
+
+    local = LocalNets().contains
+    assert row("192.168.1.99", cam).device_keys(devices, local) == [cam]  # the MAC decides
+    assert row("192.168.1.64").device_keys(devices, local) == [cam]  # a local address: who used it
+    assert row("10.0.0.9", "02:00:00:00:00:09").device_keys(devices, local) == ["10.0.0.9"]  # keyed on its address
+    assert row("40.77.167.36").device_keys(devices, local) == []  # external: never the gateway
+    assert row("192.168.1.200", "02:00:00:00:00:01").device_keys(devices, local) == []
+
+
 # --------------------------------------------------------------------------- behaviour: commands
 
 def test_train_and_evaluate_commands(made: dict[str, Path], tmp_path: Path) -> None:

@@ -100,16 +100,16 @@ def capture_dataset(obs: Observation, named: dict[HostLabel, list[str]]) -> Data
 
 
 def build_dataset(label_files: Sequence[str | Path], *, window_s: float = 60.0, n_jobs: int = 1, model: Any = None,
-                  warn: Warn | None = None) -> tuple[Dataset, dict[Path, Observation], list[HostLabel]]:
+                  warn: Warn | None = None) -> tuple[Dataset, dict[Path, Observation], dict[HostLabel, list[str]]]:
     """Observe every capture of the label files; return the labelled windows, the observations
-    and the label rows kept (those naming no device of their capture are left out, one line each
-    to ``warn``)."""
+    and the label rows kept with the devices they name (rows naming no device of their capture
+    are left out, one line each to ``warn``)."""
     labels, observed = observe_labelled(label_files, window_s=window_s, n_jobs=n_jobs, model=model)
     named = label_devices(labels, observed, warn)
     parts = []
     for cap, obs in observed.items():
         parts.append(capture_dataset(obs, {lab: k for lab, k in named.items() if lab.capture == cap}))
-    return Dataset.concat(parts), observed, [lab for lab in labels if lab in named]
+    return Dataset.concat(parts), observed, named
 
 
 def window_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
     say = log or (lambda _s: None)
     check_out(out)
     say(f"analysing the captures of {len(label_files)} label file(s) (n_jobs={n_jobs})")
-    data, _observed, labels = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, warn=warn)
+    data, observed, _named = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, warn=warn)
     if not len(data):
         raise InputError(label_files[0], "no labelled device windows found (do the hosts match the captures?)")
     counts = Counter(data.y.tolist())
@@ -210,7 +210,7 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
     unknown = [c for c in est.classes_ if c not in CLASSES]
     if unknown:
         raise InputError(label_files[0], f"unexpected classes {unknown}")
-    captures = sorted({str(lab.capture) for lab in labels})
+    captures = sorted(str(c) for c in observed)
     path = save_bundle(out, est, kind=KIND, features=FEATURES, classes=[str(c) for c in est.classes_],
                        training=captures, metrics=metrics, thresholds=thresholds,
                        extra={"window_s": window_s, "seed": seed,

@@ -148,9 +148,9 @@ def evaluate(label_files: list[str | Path], model: Any, *, window_s: float = 60.
     data, observed, labels = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, model=model, warn=warn)
     rep = Report(captures=len(observed), label_files=[str(p) for p in label_files],
                  model=model.name if model is not None else None)
-    for lab in labels:
+    for lab, keys in labels.items():
         obs = observed[lab.capture]
-        recs = [obs.devices[k] for k in lab.device_keys(obs.devices)]
+        recs = [obs.devices[k] for k in keys]
         mine = [a for a in obs.alerts if any(a.device == r.key for r in recs)]
         cats = sorted({a.category for a in mine}, key=CATEGORIES.index)
         delay = None

@@ -16,13 +16,15 @@ behaviour; a host with several behaviours has several rows.
 
 A row names a device of its capture (:meth:`HostLabel.device_keys`) by its MAC when the capture
 has a device with that MAC, else by its address: the device keyed on it (a capture without
-Ethernet); a row without a MAC names every device that used the address.
+Ethernet); a row without a MAC and a local address names the devices that used the address. An
+external address behind a MAC (a server on the internet, seen through the gateway) is no
+device of the site: such a row names nothing.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,14 +65,18 @@ class HostLabel:
         """``LABELS.tsv line 12``: where the row is, for a message."""
         return f"{self.source} line {self.line}"
 
-    def device_keys(self, devices: Mapping[str, DeviceRecord]) -> list[str]:
-        """The devices of a capture this row names (see the module docstring); [] when none."""
+    def device_keys(self, devices: Mapping[str, DeviceRecord], local: Callable[[str], bool]) -> list[str]:
+        """The devices of a capture this row names (see the module docstring); [] when none.
+        ``local``: is an address local (:meth:`iotwatch.addrs.LocalNets.contains`)."""
         if self.host_mac:
             by_mac = [k for k, r in devices.items() if r.mac == self.host_mac]
             if by_mac:
                 return by_mac
-            return [self.host_ip] if self.host_ip in devices else []
-        return [k for k, r in devices.items() if k == self.host_ip or self.host_ip in r.ips]
+        if self.host_ip in devices:
+            return [self.host_ip]
+        if not self.host_mac and local(self.host_ip):
+            return [k for k, r in devices.items() if self.host_ip in r.ips]
+        return []
 
 
 def _ts(v: str, path: Path, line: int, column: str) -> float | None:

@@ -80,16 +80,16 @@ def observe_labelled(label_files: Iterable[str | Path], *, window_s: float = 60.
 def label_devices(labels: Iterable[HostLabel], observed: dict[Path, Observation],
                   warn: Any = None) -> dict[HostLabel, list[str]]:
     """The devices each row names in its capture (:meth:`HostLabel.device_keys`), for the rows
-    kept. A row that names none is left out with one line to ``warn``, except a victim outside
-    the site (an internet server flooded or brute-forced is a peer in its capture, never a device
-    of its own: kept, naming no device)."""
+    kept. A row that names none is left out with one line to ``warn``, except a victim known by
+    its address only: a server on the internet, or a target that never sent a packet, is no
+    device of its own (kept, naming no device; it can carry no alert)."""
     from ..addrs import LocalNets
 
     nets = LocalNets()
     out: dict[HostLabel, list[str]] = {}
     for lab in labels:
-        keys = lab.device_keys(observed[lab.capture].devices)
-        if keys or (lab.behaviour == "victim" and not lab.host_mac and not nets.contains(lab.host_ip)):
+        keys = lab.device_keys(observed[lab.capture].devices, nets.contains)
+        if keys or (lab.behaviour == "victim" and not lab.host_mac):
             out[lab] = keys
         elif warn:
             warn(f"{lab.where}: host {lab.host} is not a device in {lab.capture.name}: row left out")
