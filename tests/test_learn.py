@@ -227,9 +227,17 @@ def test_type_training_warns_typos_and_thin_types_and_scores_a_given_bundle(made
     assert [x for x in r.stderr.splitlines() if "warning" in x] == [
         "iotwatch: warning: type printer: 1 device, fewer than 2: learned from one unit, scored by no held-out device"]
     # the given bundle scores held-out labels: its name in the summary, no grouped folds
-    r = iotwatch_cli("evaluate", "--kind", "device_type", "--model", str(out), str(labels_of(made["site-b"])))
+    r = iotwatch_cli("evaluate", "--kind", "device_type", "--model", str(out), str(labels_of(made["site-b"])),
+                     "--report", str(tmp_path / "types.md"))
     assert r.returncode == 0, r.stderr
     assert "physical devices (model type-v1)" in r.stdout and "grouped folds" not in r.stdout
+    assert (tmp_path / "types.md").read_text() == r.stdout.rstrip("\n") + "\n"
+    # one device cannot be held out from itself: one line
+    single = tmp_path / "single.labels.tsv"
+    single.write_text(head + "\n" + str(made["site"]) + printer[printer.index("\t"):] + "\n")
+    r = iotwatch_cli("evaluate", "--kind", "device_type", str(single))
+    assert r.returncode == 1 and r.stderr == (f"iotwatch: error: {single}: 1 labelled device: device-grouped folds "
+                                              "need at least 2 (or score a trained bundle with evaluate --model)\n")
     r = iotwatch_cli("evaluate", "--kind", "device_type", "--model", str(tmp_path / "one"), str(site))
     assert r.returncode == 1 or "(model type-v1)" in r.stdout
 

@@ -71,29 +71,24 @@ def evaluate_command(labels: Labels,
                      n_jobs: NJobs = 1, window: WindowOpt = 60.0, kind: Kind = "behaviour") -> None:
     """Evaluate detection on labelled captures: per-class precision/recall/F1, false alarms per
     device-day, a confusion matrix and time to first alert (--kind device_type: type accuracy by
-    grouped folds, per-class report and confusion matrix)."""
-    from ..detect import model as behaviour
-    from ..learn.evaluate import evaluate
-
-    if _kind(kind) == "device_type":
-        from ..inventory.classify import TypeModel
-        from ..learn.device_type import evaluate_type_model
-        from ..learn.report import type_report
-
-        try:
-            given = None if no_model or model is None else TypeModel.load(model)
-            typer.echo(type_report(evaluate_type_model(labels, n_jobs=n_jobs, model=given, warn=_warn)))
-        except IotwatchError as e:
-            _say(f"iotwatch: error: {e}")
-            raise typer.Exit(EXIT_ERROR) from None
-        return
+    grouped folds, or of the --model bundle on these labels; per-class report and confusion matrix)."""
     try:
-        bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
-        rep = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs, warn=_warn)
+        if _kind(kind) == "device_type":
+            from ..inventory.classify import TypeModel
+            from ..learn.device_type import evaluate_type_model
+            from ..learn.report import type_report
+
+            given = None if no_model or model is None else TypeModel.load(model)
+            text = type_report(evaluate_type_model(labels, n_jobs=n_jobs, model=given, warn=_warn))
+        else:
+            from ..detect import model as behaviour
+            from ..learn.evaluate import evaluate
+
+            bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
+            text = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs, warn=_warn).markdown()
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
-    text = rep.markdown()
     typer.echo(text)
     if report is not None:
         try:

@@ -283,8 +283,7 @@ def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = FOLDS, n_jobs: int
     else:
         splits = list(grouped_folds(groups, n_splits))
         if not splits:
-            raise InputError("labels", f"{len(set(groups.tolist()))} labelled device(s): device-grouped folds need "
-                                       "at least 2 (or score a trained bundle with --model)")
+            raise ValueError("device-grouped folds need samples of at least 2 devices")
     for tr, te in splits:
         fold_model = model if model is not None else _fit([ss[i] for i in tr], n_jobs)
         held: dict[str, list[Sample]] = defaultdict(list)
@@ -334,13 +333,22 @@ def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = FOLDS, n_jobs: int
                       scored_by="grouped folds" if model is None else f"model {model.name}")
 
 
+def _enough(label_files: Sequence[str | Path], ss: Sequence[Sample], *, folds: bool) -> None:
+    """Refuse, in one line, samples that cannot be learned from or scored."""
+    if not ss:
+        raise InputError(label_files[0], "no labelled device found (do the hosts match the captures?)")
+    n = len({s.group for s in ss})
+    if folds and n < 2:
+        raise InputError(label_files[0], f"{n} labelled device: device-grouped folds need at least 2 "
+                                         "(or score a trained bundle with evaluate --model)")
+
+
 def evaluate_type_model(label_files: Sequence[str | Path], *, n_splits: int = FOLDS, n_jobs: int = 1,
                         model: TypeModel | None = None, warn: Warn | None = None) -> Evaluation:
     """Accuracy, per-class report and confusion matrix: by folds grouped by physical device, or
     of the given ``model`` on these (held-out) labels."""
     ss, excluded = samples(label_files, n_jobs=n_jobs, warn=warn)
-    if not ss:
-        raise InputError(label_files[0], "no labelled device found (do the hosts match the captures?)")
+    _enough(label_files, ss, folds=model is None)
     return evaluate_samples(ss, n_splits=n_splits, n_jobs=n_jobs, excluded=excluded, model=model)
 
 
@@ -356,8 +364,7 @@ def train_type_model(label_files: Sequence[str | Path], out_dir: str | Path, *, 
 
     check_out(out_dir)
     ss, excluded = samples(label_files, n_jobs=n_jobs, warn=warn)
-    if not ss:
-        raise InputError(label_files[0], "no labelled device found (do the hosts match the captures?)")
+    _enough(label_files, ss, folds=True)
     kinds = sorted({s.label for s in ss})
     if len(kinds) < 2 and not force:
         raise InputError(label_files[0], f"only the type {kinds[0]} is labelled: such a model tells nothing apart "
