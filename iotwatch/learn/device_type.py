@@ -172,7 +172,7 @@ def samples(label_files: Sequence[str | Path], *, n_jobs: int = 1, include_unkno
             warn: Warn | None = None) -> tuple[list[Sample], list[str]]:
     """One sample per labelled (capture, device); and the rows left out, with why (each also one
     line to ``warn``, except ``unknown`` rows and rows without a device_type)."""
-    labels, observed = observe_labelled(label_files, n_jobs=n_jobs)
+    labels, observed = observe_labelled(label_files, n_jobs=n_jobs, detect=False)
     excluded: list[str] = []
     typed: list[HostLabel] = []
     untyped = 0

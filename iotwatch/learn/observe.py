@@ -48,19 +48,25 @@ class Observation:
         return len(cols.get("window_start", ())) * self.window_s
 
 
-def observe(capture: str | Path, *, window_s: float = 60.0, model: Any = None) -> Observation:
-    """Analyse one capture as ``analyze`` does (``model``: the behaviour bundle its detector uses)."""
-    det = Detector(DetectSettings(window_s=window_s, model=model))
-    inv = Inventory()  # the identities it concludes are not used: the type model is what is learned
+def observe(capture: str | Path, *, window_s: float = 60.0, model: Any = None, detect: bool = True,
+            identify: bool = True) -> Observation:
+    """Analyse one capture as ``analyze`` does (``model``: the behaviour bundle its detector uses).
+
+    ``detect`` / ``identify``: attach the detector / the inventory (each sees the same packets,
+    flows and rare frames with or without the other; leaving one out only saves its work)."""
+    det = Detector(DetectSettings(window_s=window_s, model=model)) if detect else None
+    inv = Inventory() if identify else None  # its identities are not used: the type model is what is learned
     pipe, _captures = run([capture], Settings(window_s=window_s), [], detector=det, inventory=inv)
     devices, _stats = pipe.finish()
-    fp = inv.fp
+    fp = inv.fp if inv is not None else Fingerprints()
     fp.local = None  # its address test (a cached closure) stays here; the signals are kept
-    return Observation(Path(capture), window_s, devices, pipe.alerts, det.features(), fp, inv.traffic)
+    return Observation(Path(capture), window_s, devices, pipe.alerts, det.features() if det is not None else {}, fp,
+                       inv.traffic if inv is not None else {})
 
 
 def observe_labelled(label_files: Iterable[str | Path], *, window_s: float = 60.0, n_jobs: int = 1,
-                     model: Any = None) -> tuple[list[HostLabel], dict[Path, Observation]]:
+                     model: Any = None, detect: bool = True, identify: bool = True
+                     ) -> tuple[list[HostLabel], dict[Path, Observation]]:
     """Read the label files and observe every capture they name once (a missing capture is an
     error, before any analysis)."""
     from joblib import Parallel, delayed
@@ -73,7 +79,8 @@ def observe_labelled(label_files: Iterable[str | Path], *, window_s: float = 60.
         raise InputError(missing[0], f"capture named in {groups[missing[0]][0].where} does not exist"
                                      + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     caps = sorted(groups)
-    got = Parallel(n_jobs=n_jobs)(delayed(observe)(c, window_s=window_s, model=model) for c in caps)
+    got = Parallel(n_jobs=n_jobs)(delayed(observe)(c, window_s=window_s, model=model, detect=detect, identify=identify)
+                                  for c in caps)
     return labels, dict(zip(caps, got, strict=True))
 
 
