@@ -593,7 +593,7 @@ def assert_same_three_ways(rows: np.ndarray, nets: LocalNets) -> dict[str, Devic
 
 
 def test_default_local_is_the_pipelines_rule() -> None:
-    """traffic_from_flows' and Fingerprints' default idea of local is LocalNets' (addrs.py):
+    """traffic_from_flows' and Fingerprints' default idea of local is LocalNets.is_local (addrs.py):
     documentation and benchmark ranges are external, as the pipeline counts them."""
     nets = LocalNets()
     for ip, local in (("192.168.1.5", True), ("10.1.2.3", True), ("172.31.0.1", True), ("169.254.9.9", True),
@@ -601,7 +601,7 @@ def test_default_local_is_the_pipelines_rule() -> None:
                       ("198.51.100.3", False), ("203.0.113.9", False), ("100.64.0.1", False), ("2001:db8::1", False),
                       ("224.0.0.251", False), ("255.255.255.255", False), ("0.0.0.0", False), ("8.8.8.8", False),
                       ("not an address", False)):
-        assert tr.default_local(ip) is local and nets.contains(ip) is local, ip
+        assert tr.default_local(ip) is local and nets.is_local(ip) is local, ip
     # a camera at a TEST-NET address talking to a local one: an external peer either way
     rows = [dict(proto=6, src_ip="192.168.1.64", src_port=40002, dest_ip="203.0.113.9", dest_port=443, src_mac=CAM,
                  dest_mac="00:11:22:33:44:55", state="closed", pkts_toserver=5, pkts_toclient=5, bytes_toserver=700,

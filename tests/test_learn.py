@@ -72,7 +72,7 @@ def test_a_row_names_its_device_by_mac_then_by_address() -> None:
     def row(ip: str, mac: str = "", behaviour: str = "normal") -> HostLabel:
         return HostLabel(Path("c.pcap"), ip, mac, behaviour, None, None, "", Path("l.tsv"), 2)
 
-    local = LocalNets().contains
+    local = LocalNets().is_local
     assert row("192.168.1.99", cam).device_keys(devices, local) == [cam]  # the MAC decides
     assert row("192.168.1.64").device_keys(devices, local) == [cam]  # a local address: who used it
     assert row("10.0.0.9", "02:00:00:00:00:09").device_keys(devices, local) == ["10.0.0.9"]  # keyed on its address
@@ -264,7 +264,7 @@ def test_evaluate_type_model_uses_the_given_model(made: dict[str, Path]) -> None
 def test_type_training_sees_what_analyze_computes() -> None:
     """The fingerprints and traffic training uses are the inventory's own: typed with the shipped
     model they give exactly the identities ``analyze`` writes on the device records."""
-    from iotwatch.inventory.collect import default_type_model
+    from iotwatch.inventory.analyser import default_type_model
     from iotwatch.learn.observe import observe
 
     model = default_type_model()
@@ -281,7 +281,7 @@ def test_type_training_sees_what_analyze_computes() -> None:
 
 def test_nothing_the_pipeline_uses_imports_learn() -> None:
     """The learning code sits above the pipeline: importing the analysis loads none of it."""
-    code = ("import sys, iotwatch, iotwatch.pipeline, iotwatch.detect, iotwatch.inventory, iotwatch.inventory.collect, "
+    code = ("import sys, iotwatch, iotwatch.pipeline, iotwatch.detect, iotwatch.inventory, iotwatch.inventory.analyser, "
             "iotwatch.sinks, iotwatch.bundle; print(sorted(m for m in sys.modules if m.startswith('iotwatch.learn')))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import IotwatchError
-
-EXIT_OK, EXIT_ERROR = 0, 1
+from .common import EXIT_ERROR, say, user_errors
 
 Labels = Annotated[list[Path], typer.Argument(help="Label files (TSV: file, host_ip, host_mac, behaviour, "
                                               "first_bad_ts[, end_ts]; see docs/detection.md).", show_default=False)]
@@ -28,12 +25,8 @@ def _kind(kind: str) -> str:
     return kind
 
 
-def _say(line: str) -> None:
-    sys.stderr.write(line.rstrip("\n") + "\n")
-
-
 def _warn(line: str) -> None:
-    _say(f"iotwatch: warning: {line}")
+    say(f"iotwatch: warning: {line}")
 
 
 def train_command(labels: Labels, out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write "
@@ -43,21 +36,18 @@ def train_command(labels: Labels, out: Annotated[Path, typer.Option("--out", "-o
                   force: Annotated[bool, typer.Option("--force", help="Write a model that cannot tell anything "
                                                       "apart (only normal windows, or one type).")] = False) -> None:
     """Train a behaviour (or device-type) model from labelled captures into a bundle (skops + manifest)."""
-    try:
+    with user_errors():
         if _kind(kind) == "device_type":
             from ..learn.device_type import train_type_model
 
             path, ev = train_type_model(labels, out, n_jobs=n_jobs, force=force, warn=_warn)
-            _say(f"iotwatch: {ev.summary()}")
-            _say(f"iotwatch: model written to {path}")
+            say(f"iotwatch: {ev.summary()}")
+            say(f"iotwatch: model written to {path}")
             return
         from ..learn.behaviour import train
 
         train(labels, out, window_s=window, n_jobs=n_jobs, seed=seed, force=force,
-              log=lambda s: _say(f"iotwatch: {s}"), warn=_warn)
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
+              log=lambda s: say(f"iotwatch: {s}"), warn=_warn)
 
 
 def evaluate_command(labels: Labels,
@@ -72,7 +62,7 @@ def evaluate_command(labels: Labels,
     """Evaluate detection on labelled captures: per-class precision/recall/F1, false alarms per
     device-day, a confusion matrix and time to first alert (--kind device_type: type accuracy by
     grouped folds, or of the --model bundle on these labels; per-class report and confusion matrix)."""
-    try:
+    with user_errors():
         if _kind(kind) == "device_type":
             from ..inventory.classify import TypeModel
             from ..learn.device_type import evaluate_type_model
@@ -86,13 +76,10 @@ def evaluate_command(labels: Labels,
 
             bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
             text = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs, warn=_warn).markdown()
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
     typer.echo(text)
     if report is not None:
         try:
             report.write_text(text)
         except OSError as e:
-            _say(f"iotwatch: error: {report}: cannot write: {e.strerror or e}")
+            say(f"iotwatch: error: {report}: cannot write: {e.strerror or e}")
             raise typer.Exit(EXIT_ERROR) from None

@@ -104,7 +104,7 @@ def build_dataset(label_files: Sequence[str | Path], *, window_s: float = 60.0, 
     """Observe every capture of the label files; return the labelled windows, the observations
     and the label rows kept with the devices they name (rows naming no device of their capture
     are left out, one line each to ``warn``)."""
-    labels, observed = observe_labelled(label_files, window_s=window_s, n_jobs=n_jobs, model=model, identify=False)
+    labels, observed = observe_labelled(label_files, window_s=window_s, n_jobs=n_jobs, model=model)
     named = label_devices(labels, observed, warn)
     parts = []
     for cap, obs in observed.items():

@@ -3,7 +3,7 @@
     label files ─► per capture: one ``analyze`` run (:mod:`.observe`): devices, the inventory's
         fingerprints and traffic ─► per labelled host: features ─► RandomForest ─► bundle
 
-The inventory's :class:`~iotwatch.inventory.collect.Inventory` is fed by the pipeline's sidecar
+The inventory's :class:`~iotwatch.inventory.analyser.Inventory` is fed by the pipeline's sidecar
 with its own budgets, so the type model learns from exactly what ``analyze`` gives it.
 
 Evaluation never lets a physical device be in training and test at once: folds are grouped by
@@ -14,7 +14,7 @@ two ways over the same folds:
 - per device: each held-out unit typed once from all its labelled captures together, its
   fingerprints, traffic and totals merged as one ``iotwatch analyze cap1 cap2 ...`` run merges
   them (:meth:`Fingerprints.merge`, :meth:`DeviceTraffic.merge`, :meth:`DeviceRecord.merge`, then
-  :func:`~iotwatch.inventory.classify.identify`, as ``Inventory.conclude`` does).
+  :func:`~iotwatch.inventory.classify.identify`, as :meth:`iotwatch.inventory.analyser.Inventory.conclude` does).
 
 Given a bundle (``evaluate --kind device_type --model DIR``), every row and unit is typed by that
 bundle instead (no folds): a score on held-out labels.
@@ -48,7 +48,7 @@ from ..inventory.classify import (
     hints,
     identify,
 )
-from ..inventory.evidence import DeviceSignals, Fingerprints
+from ..inventory.fingerprints import DeviceSignals, Fingerprints
 from ..inventory.oui import REGISTRY, Vendor, lookup
 from ..inventory.traffic import DeviceTraffic, merge_traffic
 from ..records import DeviceRecord
@@ -243,7 +243,7 @@ def _fit(ss: Sequence[Sample], n_jobs: int) -> TypeModel:
 def merge_unit(ss: Sequence[Sample]) -> tuple[str, DeviceRecord | None, Fingerprints, dict[str, DeviceTraffic]]:
     """One physical device's labelled captures as one run of ``iotwatch analyze`` over all of them
     sees it: its key, and its totals, fingerprints and traffic merged across the captures (in
-    file order) with the merges the pipeline and :class:`.collect.Inventory` use. A host that is a
+    file order) with the merges the pipeline and :class:`~iotwatch.inventory.analyser.Inventory` use. A host that is a
     device by its MAC in one capture and only by its address in another is merged under its MAC
     (none of the labelled units is)."""
     key = ss[0].group if any(s.key == ss[0].group for s in ss) else ss[0].key

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..detect.rules import CATEGORIES
+from ..vocab import CATEGORIES
 from .behaviour import Warn, build_dataset, window_metrics
 from .labels import BAD, HostLabel
 

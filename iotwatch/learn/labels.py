@@ -30,10 +30,11 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..records import DeviceRecord
+from ..vocab import CATEGORIES, LABELS
 
-#: what a host did; normal and victim hosts are not misbehaving
-BEHAVIOURS = ("normal", "victim", "scan", "bruteforce", "flood", "exfil", "c2")
-BAD = ("scan", "bruteforce", "flood", "exfil", "c2")
+#: what a host did (:mod:`iotwatch.vocab`); normal and victim hosts are not misbehaving
+BEHAVIOURS = LABELS
+BAD = CATEGORIES
 REQUIRED = ("file", "host_ip", "host_mac", "behaviour")
 #: the columns ``iotwatch synth`` writes: LABELS.tsv's, then end_ts
 COLUMNS = ("file", "split", "host_ip", "host_mac", "device_type", "behaviour", "first_bad_ts", "evidence",
@@ -67,7 +68,7 @@ class HostLabel:
 
     def device_keys(self, devices: Mapping[str, DeviceRecord], local: Callable[[str], bool]) -> list[str]:
         """The devices of a capture this row names (see the module docstring); [] when none.
-        ``local``: is an address local (:meth:`iotwatch.addrs.LocalNets.contains`)."""
+        ``local``: is an address local (:meth:`iotwatch.addrs.LocalNets.is_local`)."""
         if self.host_mac:
             by_mac = [k for k, r in devices.items() if r.mac == self.host_mac]
             if by_mac:

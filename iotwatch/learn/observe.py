@@ -1,10 +1,12 @@
 """A labelled capture → what ``analyze`` computes of it, for training and evaluation.
 
-One run of the pipeline per capture, with the same analysers ``analyze`` attaches: a
-:class:`~iotwatch.detect.Detector` (its device-window features and alerts) and an
-:class:`~iotwatch.inventory.collect.Inventory` (its rare-frame fingerprints and traffic
-profiles, fed by the sidecar with the pipeline's own budgets). The models are trained and scored
-on exactly these objects, so what a model learned from is what ``analyze`` feeds it.
+One run of the pipeline per capture, with the analysers ``analyze`` attaches, made where it
+makes them (:func:`iotwatch.pipeline.build_analysers`): the
+:class:`~iotwatch.inventory.analyser.Inventory` (its rare-frame fingerprints and traffic
+profiles, fed by the sidecar with the pipeline's own budgets) and the
+:class:`~iotwatch.detect.Detector` (its device-window features and alerts, concluded after the
+inventory as in ``analyze``). The models are trained and scored on exactly these objects, so what
+a model learned from is what ``analyze`` feeds it.
 
 Captures are observed in parallel with joblib (the same calls run on a Dask cluster under
 ``joblib.parallel_config(backend="dask")``).
@@ -19,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from ..detect import Detector, DetectSettings
+from ..detect import Detector
 from ..detect.alerts import Alert
 from ..errors import InputError
-from ..inventory.collect import Inventory
-from ..inventory.evidence import Fingerprints
+from ..inventory.analyser import Inventory
+from ..inventory.fingerprints import Fingerprints
 from ..inventory.traffic import DeviceTraffic
-from ..pipeline import Settings, run
+from ..pipeline import build_analysers, run
 from ..records import DeviceRecord
+from ..settings import Settings
 from .labels import HostLabel, by_capture, read_many
 
 
@@ -48,25 +51,25 @@ class Observation:
         return len(cols.get("window_start", ())) * self.window_s
 
 
-def observe(capture: str | Path, *, window_s: float = 60.0, model: Any = None, detect: bool = True,
-            identify: bool = True) -> Observation:
-    """Analyse one capture as ``analyze`` does (``model``: the behaviour bundle its detector uses).
-
-    ``detect`` / ``identify``: attach the detector / the inventory (each sees the same packets,
-    flows and rare frames with or without the other; leaving one out only saves its work)."""
-    det = Detector(DetectSettings(window_s=window_s, model=model)) if detect else None
-    inv = Inventory() if identify else None  # its identities are not used: the type model is what is learned
-    pipe, _captures = run([capture], Settings(window_s=window_s), [], detector=det, inventory=inv)
+def observe(capture: str | Path, *, window_s: float = 60.0, model: Any = None, detect: bool = True) -> Observation:
+    """Analyse one capture as ``analyze`` does, with the shipped type model and ``model`` (a
+    behaviour bundle, or None: rules only). ``detect=False``: the inventory alone (it concludes
+    first and never reads the detector's results: the same fingerprints and traffic)."""
+    settings = Settings(window_s=window_s, detect=detect, identify=True,
+                        model=Path(model.path) if model is not None else None, no_model=model is None)
+    analysers = build_analysers(settings)
+    pipe, _captures = run([capture], settings, [], analysers=analysers)
     devices, _stats = pipe.finish()
-    fp = inv.fp if inv is not None else Fingerprints()
+    inv = next(a for a in analysers if isinstance(a, Inventory))
+    det = next((a for a in analysers if isinstance(a, Detector)), None)
+    fp = inv.fp
     fp.local = None  # its address test (a cached closure) stays here; the signals are kept
     return Observation(Path(capture), window_s, devices, pipe.alerts, det.features() if det is not None else {}, fp,
-                       inv.traffic if inv is not None else {})
+                       inv.traffic)
 
 
 def observe_labelled(label_files: Iterable[str | Path], *, window_s: float = 60.0, n_jobs: int = 1,
-                     model: Any = None, detect: bool = True, identify: bool = True
-                     ) -> tuple[list[HostLabel], dict[Path, Observation]]:
+                     model: Any = None, detect: bool = True) -> tuple[list[HostLabel], dict[Path, Observation]]:
     """Read the label files and observe every capture they name once (a missing capture is an
     error, before any analysis)."""
     from joblib import Parallel, delayed
@@ -79,7 +82,7 @@ def observe_labelled(label_files: Iterable[str | Path], *, window_s: float = 60.
         raise InputError(missing[0], f"capture named in {groups[missing[0]][0].where} does not exist"
                                      + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     caps = sorted(groups)
-    got = Parallel(n_jobs=n_jobs)(delayed(observe)(c, window_s=window_s, model=model, detect=detect, identify=identify)
+    got = Parallel(n_jobs=n_jobs)(delayed(observe)(c, window_s=window_s, model=model, detect=detect)
                                   for c in caps)
     return labels, dict(zip(caps, got, strict=True))
 
@@ -95,7 +98,7 @@ def label_devices(labels: Iterable[HostLabel], observed: dict[Path, Observation]
     nets = LocalNets()
     out: dict[HostLabel, list[str]] = {}
     for lab in labels:
-        keys = lab.device_keys(observed[lab.capture].devices, nets.contains)
+        keys = lab.device_keys(observed[lab.capture].devices, nets.is_local)
         if keys or (lab.behaviour == "victim" and not lab.host_mac):
             out[lab] = keys
         elif warn:
