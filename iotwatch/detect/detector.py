@@ -72,10 +72,11 @@ class Detector:
             ev = None
             if d is not None:
                 ev = _own(d.events(), devices.get(dev))
-                findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)})
-                findings += rules.bruteforce(ev, th, files)
-                findings += rules.flood(d, ev, th, files)
-                findings += rules.dns_tunnel(d, th, files)
+                ovf = _own(d.ovf, devices.get(dev))  # the counts past the evidence cap, same rule
+                findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)}, ovf, s.window_s)
+                findings += rules.bruteforce(ev, th, files, ovf, d.ovf_full)
+                findings += rules.flood(d, ev, th, files, ovf, cols, s.window_s)
+                findings += rules.dns_tunnel(d, th, files, cols, s.window_s)
                 findings += rules.c2(d, ev, th, files)
                 if cols:
                     wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
