@@ -6,6 +6,15 @@
 """
 
 import os as _os
+import sys as _sys
+
+# Run as the `iotwatch` command (or `python -m iotwatch`)? Then Ctrl-C during the imports below
+# (a second or so) is held until the command's main() can say "interrupted" in one line.
+if _sys.argv and (_os.path.basename(_sys.argv[0]) == "iotwatch" or _sys.argv[0] == "-m"):
+    from . import interrupt as _interrupt
+
+    _interrupt.defer_until_resumed()
+    _interrupt.checkpoint("import")
 
 # Arrow's default allocator (mimalloc) reserves and keeps pages for reuse; flows come and go by
 # the million under a flood, so iotwatch uses the system allocator, which hands freed blocks

@@ -7,6 +7,7 @@ port), hands finished flows and closed windows to its sinks as capture time adva
 
 from __future__ import annotations
 
+import ipaddress
 import queue
 import threading
 import time
@@ -18,11 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from . import interrupt
 from .addrs import LocalNets
 from .capture import CaptureSet, PacketBatch
 from .decode import ERR_LINK, ERR_NETWORK, ERR_TRANSPORT, L3_ARP, L3_OTHER, Packets, decode
 from .devices import DeviceSettings, DeviceTable, EdgeSets
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, SettingsError, check_number
 from .flows import DEFAULT_MAX_FLOWS, FlowSettings, FlowTable, flows_to_table
 from .records import DeviceRecord, Stats
 from .sidecar import Sidecar
@@ -44,6 +46,27 @@ class Settings:
     max_flows: int = DEFAULT_MAX_FLOWS
     max_devices: int = 1 << 14
     batch_size: int = 1 << 15
+
+    #: the largest values accepted: a week-long window, a day-long idle timeout, and a flow table
+    #: of 16 M flows (about 3 GB); beyond them a value is a typo, not a setting
+    MAX_WINDOW_S = 7 * 86400.0
+    MAX_TIMEOUT_S = 7 * 86400.0
+    MAX_FLOWS = 1 << 24
+
+    def validate(self) -> Settings:
+        """Raise :class:`~iotwatch.errors.SettingsError` for a value out of range; return self."""
+        check_number("window_s", self.window_s, low=0, high=self.MAX_WINDOW_S)
+        check_number("idle_timeout", self.idle_timeout, low=0, high=self.MAX_TIMEOUT_S)
+        check_number("active_timeout", self.active_timeout, low=0, high=self.MAX_TIMEOUT_S)
+        check_number("max_flows", self.max_flows, low=1024, high=self.MAX_FLOWS, integer=True, low_inclusive=True)
+        check_number("max_devices", self.max_devices, low=1, high=1 << 24, integer=True, low_inclusive=True)
+        check_number("batch_size", self.batch_size, low=1, high=1 << 24, integer=True, low_inclusive=True)
+        for net in self.local_nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise SettingsError("local_nets", f"{net!r} is not a network in CIDR form (like 10.20.0.0/16)") from None
+        return self
 
     def flow_settings(self) -> FlowSettings:
         return FlowSettings(idle_timeout=self.idle_timeout, active_timeout=self.active_timeout, max_flows=self.max_flows)
@@ -169,7 +192,7 @@ def _load_kernels() -> None:
     import tempfile
 
     from .bundle import _forest_proba
-    from .detect import Detector
+    from .detect import Detector, DetectSettings
     from .detect.rules import _screen
     from .inventory.collect import Inventory
 
@@ -177,12 +200,13 @@ def _load_kernels() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="iotwatch-warm-") as tmp:
             for path in _write_warm_captures(Path(tmp), _warm_frames()):
-                pipe, _captures = run([path], small, [], detector=Detector(), inventory=Inventory(), _warm=False)
+                pipe, _captures = run([path], small, [], detector=Detector(DetectSettings(model=None)), inventory=Inventory(),
+                                      _warm=False)
                 pipe.finish()
     except OSError:  # no writable temporary folder: warm up from memory (the readers load when first used)
         from .capture.memory import frames_to_batch
 
-        pipe = Pipeline(small, [], detector=Detector(), inventory=Inventory(), _warm=False)
+        pipe = Pipeline(small, [], detector=Detector(DetectSettings(model=None)), inventory=Inventory(), _warm=False)
         pipe.feed(frames_to_batch(_warm_frames()))
         pipe.finish()
     z = np.zeros(2, np.int64)
@@ -194,13 +218,14 @@ def _load_kernels() -> None:
 class Pipeline:
     def __init__(self, settings: Settings | None = None, sinks: Iterable[Sink] = (), *, threaded: bool = True,
                  detector: Detector | None = None, inventory: Inventory | None = None, _warm: bool = True) -> None:
-        self.settings = s = settings or Settings()
-        if s.window_s <= 0:
-            raise ValueError("window length must be positive")
+        self.settings = s = (settings or Settings()).validate()
         self.sinks = list(sinks)
         self.flows = FlowTable(s.flow_settings(), window_s=s.window_s)
-        self.devices = DeviceTable(s.device_settings(), LocalNets(list(s.local_nets)))
+        nets = LocalNets(list(s.local_nets))
+        self.devices = DeviceTable(s.device_settings(), nets)
         self._pk = Packets.allocate(s.batch_size)
+        if detector is not None:
+            detector.bind(s.window_s, nets)  # the run's window and networks, or SettingsError
         self.detector = detector
         self.inventory = inventory
         self.sidecar = Sidecar(window_s=s.window_s) if detector is not None or inventory is not None else None
@@ -333,6 +358,7 @@ class Analysis:
     edges: dict[int, EdgeSets] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (a file given again, the path read)
 
 
 ProgressFn = Callable[[int, int], None]
@@ -345,13 +371,19 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
 
     Raises :class:`InputError` only when a path does not exist; damaged files are recorded in
     ``CaptureSet.problems`` and the rest is analysed. Ctrl-C stops the reading and sets
-    ``stats.interrupted``; :meth:`Pipeline.finish` then still flushes what was read.
+    ``stats.interrupted``; :meth:`Pipeline.finish` then still flushes what was read. A Ctrl-C
+    during the start-up (before the first packet) is held and stops the run before reading.
     """
     settings = settings or Settings()
-    captures = CaptureSet(paths, batch_size=settings.batch_size)
-    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, _warm=_warm)
-    pipe.files = [str(p) for p in captures.paths]
+    with interrupt.deferred():  # start-up (file headers, compiled kernels): Ctrl-C stops before reading
+        captures = CaptureSet(paths, batch_size=settings.batch_size)
+        pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, _warm=_warm)
+        pipe.files = [str(p) for p in captures.paths]
+        if _warm:  # (not the warm-up's own small run, inside the start-up)
+            interrupt.checkpoint("startup")
     try:
+        if _warm and interrupt.take():
+            raise KeyboardInterrupt
         for batch in captures.batches():
             pipe.feed(batch)
             if progress is not None:
@@ -371,6 +403,12 @@ def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, l
     ``detect``: True runs the detector with its defaults (the rules and the default behaviour
     model), a :class:`~iotwatch.detect.Detector` runs that one, False skips detection.
     ``identify``: type every device (vendor, type, evidence) with the inventory and its default model.
+
+    Problems with the input: when nothing at all could be read (no file opened, or no packet and
+    a problem), the first problem is raised (an :class:`~iotwatch.errors.InputError` naming the
+    file); otherwise every problem (a damaged file, a cut-off packet) is in ``Analysis.problems``
+    and the results cover what was read. Out-of-range arguments raise
+    :class:`~iotwatch.errors.SettingsError` (also a ``ValueError``) before any work.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -392,6 +430,9 @@ def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, l
     mem = MemorySink(keep_flows=keep_flows)
     pipe, captures = run(paths, settings, [mem], detector=detector, inventory=inventory)
     devices, stats = pipe.finish()
+    if captures.files_read == 0 or (stats.packets == 0 and captures.problems):
+        # nothing at all could be read: that is an error, not an empty result
+        raise captures.problems[0] if captures.problems else InputError(", ".join(map(str, paths)), "no capture could be read")
     return Analysis(devices=devices, flows=mem.flows, windows=mem.windows, stats=stats,
                     problems=list(captures.problems), edges=pipe.devices.edges, files=list(captures.paths),
-                    alerts=pipe.alerts)
+                    alerts=pipe.alerts, duplicates=list(captures.duplicates))

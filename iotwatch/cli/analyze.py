@@ -12,7 +12,8 @@ if TYPE_CHECKING:  # rich is imported when there is something to show: it costs 
     from rich.progress import Progress
     from rich.table import Table
 
-from ..errors import CaptureError, InputError, IotwatchError, OutputError
+from .. import interrupt
+from ..errors import CaptureError, InputError, IotwatchError, OutputError, SettingsError, check_number
 from ..flows import DEFAULT_MAX_FLOWS
 from ..pipeline import Settings, run
 from ..records import DeviceRecord, Stats
@@ -126,6 +127,13 @@ def alerts_panel(alerts: list[Alert]) -> object:
     return out
 
 
+def report_duplicates(duplicates: list[tuple[Path, Path]]) -> None:
+    """One line per file given more than once (read once)."""
+    for again, kept in duplicates:
+        same = "the same path" if again == kept else f"the same file as {kept}"
+        _say(f"iotwatch: note: {again} is {same}: read once")
+
+
 def _report_problems(problems: list[InputError]) -> None:
     for p in problems:
         if isinstance(p, CaptureError):
@@ -145,23 +153,33 @@ def _summary(stats: Stats, out: Path | None) -> str:
             f"{stats.devices} devices, {stats.alerts} alerts, {stats.elapsed_s:.2f} s ({_rate(stats.packets_per_s)}){where}")
 
 
-def _settings(window: float, local_net: list[str], idle_timeout: float, active_timeout: float, max_flows: int) -> Settings:
-    import ipaddress
+#: library setting → the CLI option that sets it (for one-line usage errors)
+OPTION_OF = {"window_s": "--window", "idle_timeout": "--idle-timeout", "active_timeout": "--active-timeout",
+             "max_flows": "--max-flows", "local_nets": "--local-net", "uplink_mbps": "--uplink-mbps", "top": "--top"}
+EXIT_USAGE = 2
 
-    for net in local_net:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise typer.BadParameter(f"{net!r} is not a network in CIDR form (like 10.20.0.0/16)",
-                                     param_hint="--local-net") from None
-    if window <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--window")
-    if idle_timeout <= 0 or active_timeout <= 0:
-        raise typer.BadParameter("timeouts must be positive", param_hint="--idle-timeout/--active-timeout")
-    if max_flows < 1024:
-        raise typer.BadParameter("must be at least 1024", param_hint="--max-flows")
-    return Settings(window_s=window, local_nets=tuple(local_net), idle_timeout=idle_timeout,
-                    active_timeout=active_timeout, max_flows=max_flows)
+
+def usage_error(e: SettingsError) -> typer.Exit:
+    """One line on stderr naming the option, and the usage exit code (to raise)."""
+    opt = OPTION_OF.get(e.field, e.field)
+    _say(f"iotwatch: usage error: {opt}: {e.message}")
+    return typer.Exit(EXIT_USAGE)
+
+
+def _settings(window: float, local_net: list[str], idle_timeout: float, active_timeout: float, max_flows: int) -> Settings:
+    """The run's settings, checked by the library (SettingsError → one usage line, exit 2)."""
+    try:
+        return Settings(window_s=window, local_nets=tuple(local_net), idle_timeout=idle_timeout,
+                        active_timeout=active_timeout, max_flows=max_flows).validate()
+    except SettingsError as e:
+        raise usage_error(e) from None
+
+
+def _check_out(out: Path) -> None:
+    """The output folder: refused before any work when it is an existing file."""
+    if out.exists() and not out.is_dir():
+        _say(f"iotwatch: usage error: --out: {out} is an existing file, not a folder")
+        raise typer.Exit(EXIT_USAGE)
 
 
 Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them.",
@@ -200,11 +218,21 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
     """Analyse captures: alerts, devices (what they are), flows and per-device windows into
     OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows)
-    if uplink_mbps is not None and uplink_mbps <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
     try:
-        detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
-                                        baseline=baseline, uplink_mbps=uplink_mbps)
+        from ..detect import DetectSettings
+
+        DetectSettings(uplink_mbps=uplink_mbps).validate()
+        check_number("top", top, low=0, high=1 << 31, integer=True, low_inclusive=True)
+    except SettingsError as e:
+        raise usage_error(e) from None
+    _check_out(out)
+    try:
+        with interrupt.deferred():  # opening the models: a Ctrl-C now stops the run before reading
+            interrupt.checkpoint("models")
+            detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
+                                            baseline=baseline, uplink_mbps=uplink_mbps)
+    except SettingsError as e:
+        raise usage_error(e) from None
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
@@ -271,21 +299,34 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
                 task = bar.add_task("read", total=None)
                 pipe, captures = run(paths, settings, sinks, detector=detector, inventory=inventory,
                                      progress=lambda done, whole: bar.update(task, completed=done, total=whole))
-        devices, stats = pipe.finish()
-        if detector is not None:
-            _write_baselines(out / "baselines.json", detector, settings.window_s)
+        # verdicts and writers: a Ctrl-C now is held until every output is complete
+        with interrupt.deferred():
+            interrupt.checkpoint("verdicts")
+            devices, stats = pipe.finish()
+            interrupt.checkpoint("writers")
+            if detector is not None:
+                _write_baselines(out / "baselines.json", detector, settings.window_s)
+            for sink in sinks:
+                sink.close()
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
     finally:
-        for sink in sinks:
-            sink.close()
+        with interrupt.deferred():
+            for sink in sinks:
+                sink.close()
+    report_duplicates(captures.duplicates)
     _report_problems(captures.problems)
-    if not quiet:
+    late = interrupt.take()  # Ctrl-C after the reading: the results are complete, and the run stops here
+    if not quiet and not late:
         shown: list[object] = [alerts_panel(pipe.alerts)] if pipe.alerts else []
         _print(*shown, device_table(devices, top), _summary(stats, out))
     if stats.interrupted:
-        _say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
+        _say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read → {out}")
+        return EXIT_INTERRUPTED
+    if late:
+        _say(f"iotwatch: interrupted after the reading: results are complete for the {stats.packets:,} packets read "
+             f"→ {out}")
         return EXIT_INTERRUPTED
     if stats.files == 0:
         if not captures.problems:
@@ -320,6 +361,7 @@ def devices_command(paths: Paths, window: Window = 60.0,
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
+    report_duplicates(captures.duplicates)
     _report_problems(captures.problems)
     _print(inventory_table(devices), _summary(stats, None))
     raise typer.Exit(EXIT_PARTIAL if captures.problems else (EXIT_OK if stats.files else EXIT_ERROR))
