@@ -114,7 +114,7 @@ class Detector:
                 ev = _own(d.events(), devices.get(dev))
                 ovf = _own(d.ovf, devices.get(dev))  # the counts past the evidence cap, same rule
                 findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)}, ovf, self.window_s)
-                findings += rules.bruteforce(ev, th, files, ovf, d.ovf_full)
+                findings += rules.bruteforce(ev, th, files, ovf, d.dropped_last if d.ovf_full else -np.inf)
                 findings += rules.flood(d, ev, th, files, ovf, cols, self.window_s)
                 findings += rules.dns_tunnel(d, th, files, cols, self.window_s)
                 findings += rules.c2(d, ev, th, files)

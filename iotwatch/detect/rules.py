@@ -223,6 +223,12 @@ def past_cap(ovf: np.ndarray, role: int, lo: float, hi: float, gap: float,
     return rows[take]
 
 
+def lost_since(d: DeviceEvidence, lo: float) -> bool:
+    """Whether events past the cap that fit no aggregate row may belong to an episode that
+    began at ``lo`` (then its totals are lower bounds)."""
+    return d.ovf_full and d.dropped_last >= lo
+
+
 def at_least(n: int, bound: bool) -> str:
     """A count in words: "at least N" when it is a lower bound."""
     return f"at least {n:,}" if bound else f"{n:,}"
@@ -314,14 +320,15 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         rule, more = fired[0][1], tuple(name for _, name in fired[1:])
         tkeys, hkeys = np.unique(tk), np.unique(_target_keys(e, with_port=False))
         bounds: list[str] = []
+        lost = lost_since(d, float(e["ts"][0]))
         if len(extra):
             if shared or d.ovf_distinct_full:
                 bounds += ["targets", "hosts"]
             else:
                 t2, h2 = d.distinct_past_cap()
                 tkeys, hkeys = np.union1d(tkeys, t2), np.union1d(hkeys, h2)
-            if d.ovf_full:
-                bounds += ["flows", "packets_out", "packets_in", "unanswered"]
+        if lost:
+            bounds += ["flows", "packets_out", "packets_in", "unanswered", "targets", "hosts", "last_ts"]
         targets, hosts = len(tkeys), len(hkeys)
         kinds = []
         kind_counts = {}
@@ -333,7 +340,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             c = int(((e["kind"] & bit) != 0).sum()) + int(extra[field_].sum())
             kind_counts[field_] = c
             if c:
-                kinds.append(f"{at_least(c, d.ovf_full and len(extra) > 0)} {name}")
+                kinds.append(f"{at_least(c, lost)} {name}")
         tb, hb = "targets" in bounds, "hosts" in bounds
         if mirai_like:
             sig = (f"Mirai-style telnet scanner: {mirai_total:,} SYNs with TCP seq = destination address, to "
@@ -366,7 +373,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         # UDP probes past the evidence cap are counted per host, not per sweep: a lower bound then
         bound = d.dropped > 0 and d.dropped_last >= float(e["ts"][0])
         if bound:
-            _mark_bounds(evd, ["flows", "packets_out", "packets_in", "targets"])
+            _mark_bounds(evd, ["flows", "packets_out", "packets_in", "targets", "last_ts"])
         out.append(Finding("scan", f"UDP sweep: {at_least(targets, bound)} local targets never answered", 2, 0.8, float(e["ts"][0]),
                            float(e["ts"][fi]), float(e["end"].max()), evd, "udp_sweep"))
     # ARP sweep
@@ -409,9 +416,10 @@ def _signature_fire(ts: np.ndarray, tk: np.ndarray, strong: np.ndarray, th: Thre
 
 # brute force --------------------------------------------------------------------------------
 def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray | None = None,
-               ovf_full: bool = False) -> list[Finding]:
-    """``ovf``: aggregate rows past the evidence cap; ``ovf_full``: some events past the cap fit
-    no row (per-target totals are then lower bounds)."""
+               lost_until: float = -np.inf) -> list[Finding]:
+    """``ovf``: aggregate rows past the evidence cap; ``lost_until``: the last event past the cap
+    when some fit no aggregate row (an episode that began before it may miss some: its totals
+    are then lower bounds), else -inf."""
     out: list[Finding] = []
     ovf = np.zeros(0, ev.dtype) if ovf is None else ovf
     auth = ev[login_sessions(ev)]
@@ -427,7 +435,7 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray
             extra = past_cap(ovf, R_AUTH, float(eb["ts"][0]), float(eb["end"].max()), th.episode_gap_s,
                              keep=ovf["key"] == _target_keys(eb[:1])[0] if len(ovf) else None)
             n = len(eb) + int(extra["flows"].sum())
-            bound = ovf_full and len(extra) > 0
+            bound = lost_until >= float(eb["ts"][0])
             dur = eb["end"] - eb["ts"]
             port = int(eb["dport"][0])
             app = {22: "SSH", 23: "telnet", 2323: "telnet", 21: "FTP", 3389: "RDP", 5900: "VNC"}.get(port)
@@ -441,7 +449,7 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray
                         "median_session_s": round(float(np.median(dur)), 3),
                         "bytes_out": int(eb["bytes_out"].sum()) + int(extra["bytes_out"].sum())})
             if bound:
-                _mark_bounds(evd, ["flows", "sessions", "packets_out", "packets_in", "bytes_out"])
+                _mark_bounds(evd, ["flows", "sessions", "packets_out", "packets_in", "bytes_out", "last_ts"])
             last = float(max(eb["end"].max(), extra["last"].max() if len(extra) else -np.inf))
             out.append(Finding("bruteforce", sig, 1 if n >= 20 else 2, min(0.99, 0.75 + n / 100),
                                float(eb["ts"][0]), float(eb["ts"][fi]), last, evd, "auth_sessions"))
@@ -457,13 +465,13 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray
                          keep=(ovf["ext"] == 1) & np.isin(ovf["dport"], (23, 2323)) if len(ovf) else None)
         n = len(np.union1d(np.unique(hosts), host_key(extra["dst_hi"], extra["dst_lo"])))
         sessions = len(eb) + int(extra["flows"].sum())
-        bound = ovf_full and len(extra) > 0
+        bound = lost_until >= float(eb["ts"][0])
         evd = _base(eb, files, fi)
         _add_past_cap(evd, extra)
         evd.update({"hosts": n, "sessions": sessions, "sample_targets": _samples(eb),
                     "median_session_s": round(float(np.median(eb["end"] - eb["ts"])), 3)})
         if bound:
-            _mark_bounds(evd, ["flows", "sessions", "hosts", "packets_out", "packets_in"])
+            _mark_bounds(evd, ["flows", "sessions", "hosts", "packets_out", "packets_in", "last_ts"])
         last = float(max(eb["end"].max(), extra["last"].max() if len(extra) else -np.inf))
         out.append(Finding("bruteforce", f"telnet brute force against {at_least(n, bound)} internet hosts: "
                                          f"{at_least(sessions, bound)} short sessions",
@@ -505,7 +513,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
                         continue  # answered conversations (a busy client), not a flood
                 extra = past_cap(ovf, R_HOST, float(eb["ts"][0]), float(eb["end"].max()), th.episode_gap_s,
                                  keep=ovf["key"] == np.uint64(h) if len(ovf) else None)
-                out.append(_flood_finding(eb, fi, files, "many_flows", extra, d.ovf_full and len(extra) > 0))
+                out.append(_flood_finding(eb, fi, files, "many_flows", extra, lost_since(d, float(eb["ts"][0]))))
     # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
     heavy = ev[(ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17))]
     for e in heavy:
@@ -579,7 +587,7 @@ def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str, extra: 
                 "bytes_out": int(eb["bytes_out"].sum()) + (int(extra["bytes_out"].sum()) if len(extra) else 0),
                 "ports": ports, "proto": pname})
     if bound:
-        _mark_bounds(evd, ["flows", "packets_out", "packets_in", "bytes_out", "packets_per_s"])
+        _mark_bounds(evd, ["flows", "packets_out", "packets_in", "bytes_out", "packets_per_s", "last_ts"])
     return Finding("flood", sig, 1, 0.97, float(eb["ts"][0]), float(eb["ts"][fi]), last, evd, rule)
 
 
