@@ -197,7 +197,7 @@ def test_evidence_past_the_aggregate_table_is_a_marked_lower_bound(made: dict[st
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """With no room for the flood target's aggregate row, the counts say they are lower bounds."""
     monkeypatch.setattr(evidence_mod, "MAX_EVENTS", 5000)  # the flood fires within them
-    monkeypatch.setattr(evidence_mod, "MAX_OVF_ROWS", 1)  # the probes take it: no row for the host
+    monkeypatch.setattr(evidence_mod, "MAX_OVF_ROWS", 0)  # no row at all: every count past the cap is lost
     a = iotwatch.analyze(made["syn"], detect=Detector(DetectSettings(model=None)), identify=False)
     (flood,) = [x for x in a.alerts if x.category == "flood"]
     assert "packets_out" in flood.evidence["lower_bounds"]

@@ -92,8 +92,10 @@ def inventory_table(devices: dict[str, DeviceRecord]) -> Table:
     t.add_column("type", overflow="fold", max_width=24)
     t.add_column("conf.", justify="right", no_wrap=True)
     t.add_column("evidence", overflow="fold", ratio=2)
-    t.add_column("up", justify="right", no_wrap=True)
-    t.add_column("down", justify="right", no_wrap=True)
+    # the same words as analyze's table: "sent"/"received" are all frame bytes, "uploaded" only
+    # those to external addresses (one name, one meaning)
+    t.add_column("sent", justify="right", no_wrap=True)
+    t.add_column("received", justify="right", no_wrap=True)
     order = {"recorder": 0, "camera": 1}
     for d in sorted(devices.values(), key=lambda d: (order.get(d.device_type or "", 2), d.device_type or "", d.key)):
         kind = (d.device_type or "—") + (f" ({d.model})" if d.model else "")

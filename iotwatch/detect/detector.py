@@ -16,7 +16,7 @@ from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
 from .alerts import Alert
-from .evidence import Evidence, host_key
+from .evidence import R_AUTH, Evidence, host_key
 from .features import device_features, window_columns
 from .verdict import combine
 
@@ -114,7 +114,7 @@ class Detector:
                 ev = _own(d.events(), devices.get(dev))
                 ovf = _own(d.ovf, devices.get(dev))  # the counts past the evidence cap, same rule
                 findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)}, ovf, self.window_s)
-                findings += rules.bruteforce(ev, th, files, ovf, d.dropped_last if d.ovf_full else -np.inf)
+                findings += rules.bruteforce(ev, th, files, ovf, d.dropped_last if R_AUTH in d.ovf_full_roles else -np.inf)
                 findings += rules.flood(d, ev, th, files, ovf, cols, self.window_s)
                 findings += rules.dns_tunnel(d, th, files, cols, self.window_s)
                 findings += rules.c2(d, ev, th, files)

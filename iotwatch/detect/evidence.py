@@ -48,7 +48,7 @@ MAX_EVENTS = 20_000  # per device and class (the first ones: every rule fires lo
 MAX_EVENTS_TOTAL = 500_000  # over all devices (about 50 MB)
 
 MAX_DNS = 4096  # DNS queries kept per device (the side channel keeps 12 a minute, 64 in a burst)
-#: aggregates of the events past the cap (per device): rows per device, and over all devices
+#: aggregates of the events past the cap: rows per device and role, and over all devices
 MAX_OVF_ROWS = 16_384
 MAX_OVF_ROWS_TOTAL = 262_144  # about 30 MB
 #: distinct (address, port) targets and hosts of the probes past the cap, over all devices (16 MB)
@@ -292,7 +292,7 @@ class DeviceEvidence:
     dropped: int = 0  # events past the cap: not kept one by one, counted in ``ovf``
     dropped_last: float = 0.0  # the last of them (epoch s)
     ovf: np.ndarray = field(default_factory=lambda: np.zeros(0, OVF_DTYPE))  # sorted by id
-    ovf_full: bool = False  # some events past the cap fit no aggregate row: per-target totals are lower bounds
+    ovf_full_roles: set[int] = field(default_factory=set)  # roles some of whose events past the cap fit no row
     ovf_targets: list[np.ndarray] = field(default_factory=list)  # distinct probe targets past the cap (keys)
     ovf_hosts: list[np.ndarray] = field(default_factory=list)
     ovf_distinct_full: bool = False  # the distinct sets above stopped growing: distinct counts are lower bounds
@@ -497,11 +497,13 @@ class Evidence:
             if not len(sub):
                 continue
             rows = _ovf_rows(sub, role, key)
-            room = min(MAX_OVF_ROWS - len(d.ovf), MAX_OVF_ROWS_TOTAL - self.ovf_rows)
+            # rows per role: a scanner's millions of one-flow targets never crowd out its probes' counts
+            room = min(MAX_OVF_ROWS - int(np.count_nonzero(d.ovf["role"] == role)), MAX_OVF_ROWS_TOTAL - self.ovf_rows)
             before = len(d.ovf)
             d.ovf, full = _merge_rows(d.ovf, rows, room)
             self.ovf_rows += len(d.ovf) - before
-            d.ovf_full |= full
+            if full:
+                d.ovf_full_roles.add(role)
         if len(probes) and not d.ovf_distinct_full:
             room = MAX_OVF_DISTINCT_TOTAL - self.ovf_distinct
             t, h = np.unique(target_keys(probes)), np.unique(target_keys(probes, with_port=False))
@@ -530,8 +532,8 @@ class Evidence:
             d.n_class = [d.n_class[0] + o.n_class[0], d.n_class[1] + o.n_class[1]]
             d.dropped += o.dropped
             d.dropped_last = max(d.dropped_last, o.dropped_last)
-            d.ovf, full = _merge_rows(d.ovf, o.ovf, len(o.ovf))
-            d.ovf_full |= full or o.ovf_full
+            d.ovf, _ = _merge_rows(d.ovf, o.ovf, len(o.ovf))  # (room for all of them)
+            d.ovf_full_roles |= o.ovf_full_roles
             d.ovf_targets += o.ovf_targets
             d.ovf_hosts += o.ovf_hosts
             d.ovf_distinct_full |= o.ovf_distinct_full

@@ -223,10 +223,10 @@ def past_cap(ovf: np.ndarray, role: int, lo: float, hi: float, gap: float,
     return rows[take]
 
 
-def lost_since(d: DeviceEvidence, lo: float) -> bool:
-    """Whether events past the cap that fit no aggregate row may belong to an episode that
-    began at ``lo`` (then its totals are lower bounds)."""
-    return d.ovf_full and d.dropped_last >= lo
+def lost_since(d: DeviceEvidence, role: int, lo: float) -> bool:
+    """Whether events of ``role`` past the cap that fit no aggregate row may belong to an
+    episode that began at ``lo`` (then its totals are lower bounds)."""
+    return role in d.ovf_full_roles and d.dropped_last >= lo
 
 
 def at_least(n: int, bound: bool) -> str:
@@ -320,7 +320,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         rule, more = fired[0][1], tuple(name for _, name in fired[1:])
         tkeys, hkeys = np.unique(tk), np.unique(_target_keys(e, with_port=False))
         bounds: list[str] = []
-        lost = lost_since(d, float(e["ts"][0]))
+        lost = lost_since(d, R_PROBE, float(e["ts"][0]))
         if len(extra):
             if shared or d.ovf_distinct_full:
                 bounds += ["targets", "hosts"]
@@ -513,7 +513,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
                         continue  # answered conversations (a busy client), not a flood
                 extra = past_cap(ovf, R_HOST, float(eb["ts"][0]), float(eb["end"].max()), th.episode_gap_s,
                                  keep=ovf["key"] == np.uint64(h) if len(ovf) else None)
-                out.append(_flood_finding(eb, fi, files, "many_flows", extra, lost_since(d, float(eb["ts"][0]))))
+                out.append(_flood_finding(eb, fi, files, "many_flows", extra, lost_since(d, R_HOST, float(eb["ts"][0]))))
     # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
     heavy = ev[(ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17))]
     for e in heavy:

@@ -87,6 +87,6 @@ class Inventory:
             rec.device_type = ident.device_type
             rec.type_confidence = round(ident.type_confidence, 3)
             rec.evidence = list(ident.evidence)
-            rec.model = ident.product
-            rec.classified_by = ident.model or "rules"
+            rec.model = ident.model
+            rec.classified_by = ident.classified_by or "rules"
         return ids
