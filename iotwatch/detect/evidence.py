@@ -326,41 +326,89 @@ class DeviceEvidence:
         return t, h
 
 
-def _ovf_rows(ev: np.ndarray, role: int, key: np.ndarray) -> np.ndarray:
-    """One aggregate row per (role, source, key, minute) of these events."""
+def _ovf_ids(ev: np.ndarray, role: int, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The aggregate row id of each event: (role, source, key, minute); and the minutes."""
     minute = (ev["ts"] // 60).astype(np.int64)
     src = host_key(ev["src_hi"], ev["src_lo"])
     with np.errstate(over="ignore"):
         ids = (key * np.uint64(0x9E3779B97F4A7C15)) ^ (src * np.uint64(0xC2B2AE3D27D4EB4F)) \
             ^ (minute.astype(np.uint64) * np.uint64(0x165667B19E3779F9)) ^ np.uint64(role)
-    u, first_idx, inv = np.unique(ids, return_index=True, return_inverse=True)
-    rows = np.zeros(len(u), OVF_DTYPE)
-    rows["id"] = u
+    return ids, minute
+
+
+def _ovf_rows(ev: np.ndarray, role: int, key: np.ndarray, ids: np.ndarray, minute: np.ndarray) -> np.ndarray:
+    """One aggregate row per id of these events."""
+    order = np.argsort(ids, kind="stable")
+    ids_s = ids[order]
+    starts = np.concatenate(([0], np.flatnonzero(ids_s[1:] != ids_s[:-1]) + 1))
+    first_idx = order[starts]
+    rows = np.zeros(len(starts), OVF_DTYPE)
+    rows["id"] = ids_s[starts]
     rows["role"] = role
     rows["key"] = key[first_idx]
     rows["minute"] = minute[first_idx]
     for f in ("src_hi", "src_lo", "dst_hi", "dst_lo", "dport", "proto", "v6"):
         rows[f] = ev[f][first_idx]
     rows["ext"] = (ev["kind"][first_idx] & K_EXT) != 0
-    rows["first"] = np.inf
-    np.minimum.at(rows["first"], inv, ev["ts"])
-    rows["last"] = -np.inf
-    np.maximum.at(rows["last"], inv, np.maximum(ev["end"], ev["ts"]))
-    rows["flows"] = np.bincount(inv, minlength=len(u))
-    for f, src_f in (("pkts_out", "pkts_out"), ("pkts_in", "pkts_in"), ("bytes_out", "bytes_out")):
-        rows[f] = np.bincount(inv, ev[src_f].astype(np.float64), minlength=len(u)).astype(np.int64)
+    ts = ev["ts"][order]
+    rows["first"] = np.minimum.reduceat(ts, starts)
+    rows["last"] = np.maximum.reduceat(np.maximum(ev["end"][order], ts), starts)
+    rows["flows"] = np.diff(np.append(starts, len(ids_s)))
+    for f in ("pkts_out", "pkts_in", "bytes_out"):
+        rows[f] = np.add.reduceat(ev[f][order].astype(np.int64), starts)
     if role == R_PROBE:
+        kind = ev["kind"][order]
         for f, bit in OVF_KIND_FIELDS:
-            rows[f] = np.bincount(inv, ((ev["kind"] & bit) != 0).astype(np.float64), minlength=len(u)).astype(np.int64)
+            rows[f] = np.add.reduceat(((kind & bit) != 0).astype(np.int64), starts)
     return rows
+
+
+def _add_rows(table: np.ndarray, ev: np.ndarray, role: int, key: np.ndarray, room: int) -> tuple[np.ndarray, bool]:
+    """Count events into ``table`` (sorted by id): into their rows, or into new rows while
+    ``room`` lasts. Returns the table and whether some events found no row. Only the events
+    that will count are aggregated: once the table is full, a flood of new ids costs a sort."""
+    ids, minute = _ovf_ids(ev, role, key)
+    tid = np.ascontiguousarray(table["id"])  # (searching a strided field is several times slower)
+    if room <= 0:  # full: only the events of existing rows count (no sort of a flood's new ids)
+        pos = np.searchsorted(tid, ids)
+        hit = pos < len(tid)
+        hit[hit] = tid[pos[hit]] == ids[hit]
+        if not hit.any():
+            return table, True
+        table, _ = _merge_rows(table, _ovf_rows(ev[hit], role, key[hit], ids[hit], minute[hit]), 0)
+        return table, not hit.all()
+    u = np.unique(ids)
+    pos = np.searchsorted(tid, u)
+    hit = pos < len(tid)
+    hit[hit] = tid[pos[hit]] == u[hit]
+    new = np.flatnonzero(~hit)
+    full = len(new) > max(room, 0)
+    take = hit.copy()
+    take[new[:max(room, 0)]] = True
+    if not take.all():
+        m = np.isin(ids, u[take])
+        ev, key, ids, minute = ev[m], key[m], ids[m], minute[m]
+    if not len(ev):
+        return table, full
+    table, _ = _merge_rows(table, _ovf_rows(ev, role, key, ids, minute), max(room, 0))
+    return table, full
+
+
+def _new_keys(keys: np.ndarray, known: list[np.ndarray]) -> np.ndarray:
+    """The distinct keys not in the first (compacted) array of ``known``: a flood's one target
+    costs a comparison per event, not a sort."""
+    if known and len(known[0]) <= 64:
+        keys = keys[~np.isin(keys, known[0])]
+    return np.unique(keys)
 
 
 def _merge_rows(table: np.ndarray, rows: np.ndarray, room: int) -> tuple[np.ndarray, bool]:
     """Add aggregate ``rows`` (unique ids) into ``table`` (sorted by id); new ids take at most
     ``room`` new rows. Returns the table and whether some rows found no room."""
-    pos = np.searchsorted(table["id"], rows["id"])
-    hit = pos < len(table)
-    hit[hit] = table["id"][pos[hit]] == rows["id"][hit]
+    tid = np.ascontiguousarray(table["id"])
+    pos = np.searchsorted(tid, rows["id"])
+    hit = pos < len(tid)
+    hit[hit] = tid[pos[hit]] == rows["id"][hit]
     if hit.any():
         p, r = pos[hit], rows[hit]
         table["first"][p] = np.minimum(table["first"][p], r["first"])
@@ -369,8 +417,8 @@ def _merge_rows(table: np.ndarray, rows: np.ndarray, room: int) -> tuple[np.ndar
             table[f][p] += r[f]
     new = rows[~hit]
     full = len(new) > room
+    new = new[:max(room, 0)]
     if len(new):
-        new = new[:max(room, 0)]
         table = np.concatenate([table, new])
         table = table[np.argsort(table["id"], kind="stable")]
     return table, full
@@ -496,17 +544,16 @@ class Evidence:
                                (R_AUTH, logins, target_keys(logins))):
             if not len(sub):
                 continue
-            rows = _ovf_rows(sub, role, key)
             # rows per role: a scanner's millions of one-flow targets never crowd out its probes' counts
             room = min(MAX_OVF_ROWS - int(np.count_nonzero(d.ovf["role"] == role)), MAX_OVF_ROWS_TOTAL - self.ovf_rows)
             before = len(d.ovf)
-            d.ovf, full = _merge_rows(d.ovf, rows, room)
+            d.ovf, full = _add_rows(d.ovf, sub, role, key, room)
             self.ovf_rows += len(d.ovf) - before
             if full:
                 d.ovf_full_roles.add(role)
         if len(probes) and not d.ovf_distinct_full:
             room = MAX_OVF_DISTINCT_TOTAL - self.ovf_distinct
-            t, h = np.unique(target_keys(probes)), np.unique(target_keys(probes, with_port=False))
+            t, h = _new_keys(target_keys(probes), d.ovf_targets), _new_keys(target_keys(probes, with_port=False), d.ovf_hosts)
             if len(t) + len(h) > room:
                 d.ovf_distinct_full = True
             else:
