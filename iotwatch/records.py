@@ -281,8 +281,15 @@ def records_markdown() -> str:
             "| `score` | float | 0..1: the larger of the rule's confidence and the behaviour model's probability |",
             "| `first_ts`, `last_ts` | float, epoch s | the episode's first and last packet |",
             "| `evidence` | object | counts, ports, `sample_targets`, `flow_ids`, `first_packet`/`alert_packet` "
-            "(`file`, `packet`: Wireshark's frame number), `x_baseline`, `uplink_share`, `model_probability`, "
-            "`detected_by` (the rules and the model that agree), `also` (other rules of the same episode) |", "",
+            "(`file`, `packet`: Wireshark's frame number; every alert has both, null only for a model-only alert "
+            "without evidence events), `x_baseline`, `uplink_share`, `model_probability`, "
+            "`detected_by` (the rules that fired, first to fire first, and the model when it agrees), `also` (other "
+            "rules of the same episode), `flows_not_kept` (flows counted in the totals but not kept one by one), "
+            "`lower_bounds` (the fields that are lower bounds, when any; the signature then says \"at least\"), "
+            "`sampled` (why: a side-channel budget), `dns_queries_sent` (DNS queries the device sent in the "
+            "episode's windows, exact) |", "",
+            "Counts and `last_ts` are the episode's totals (docs/detection.md, \"Counts are totals\"), unless "
+            "`lower_bounds` names them.", "",
             "One alert per device and behaviour episode; see docs/detection.md for each rule's evidence.", ""]
     out += ["## Stats event (`event_type: stats`, last line of events.jsonl)", "",
             "`packets`, `bytes` (frame bytes), `files` read, `undecodable` packets by layer (`link`, `network`, "
