@@ -363,35 +363,70 @@ def _ovf_rows(ev: np.ndarray, role: int, key: np.ndarray, ids: np.ndarray, minut
     return rows
 
 
+@kernel
+def _accumulate(tid, first, last, flows, pkts_out, pkts_in, bytes_out, k0, k1, k2, k3, k4,  # type: ignore[no-untyped-def]
+                ids, ts, end, po, pi, bo, kind, with_kinds, miss):
+    """Add each event to its aggregate row (``ids[i]`` searched in the sorted ``tid``; the other
+    arrays are the table's columns and the events' fields); the events without a row go to
+    ``miss``. Returns how many missed."""
+    n = tid.shape[0]
+    nm = 0
+    for i in range(ids.shape[0]):
+        lo, hi = 0, n
+        x = ids[i]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if tid[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == n or tid[lo] != x:
+            miss[nm] = i
+            nm += 1
+            continue
+        t = ts[i]
+        e = end[i] if end[i] > t else t
+        if t < first[lo]:
+            first[lo] = t
+        if e > last[lo]:
+            last[lo] = e
+        flows[lo] += 1
+        pkts_out[lo] += po[i]
+        pkts_in[lo] += pi[i]
+        bytes_out[lo] += bo[i]
+        if with_kinds:
+            k = kind[i]
+            k0[lo] += (k & 1) != 0
+            k1[lo] += (k & 128) != 0
+            k2[lo] += (k & 32) != 0
+            k3[lo] += (k & 2) != 0
+            k4[lo] += (k & 4) != 0
+    return nm
+
+
 def _add_rows(table: np.ndarray, ev: np.ndarray, role: int, key: np.ndarray, room: int) -> tuple[np.ndarray, bool]:
-    """Count events into ``table`` (sorted by id): into their rows, or into new rows while
-    ``room`` lasts. Returns the table and whether some events found no row. Only the events
-    that will count are aggregated: once the table is full, a flood of new ids costs a sort."""
+    """Count events into ``table`` (sorted by id): into their rows (a compiled loop), or into
+    new rows while ``room`` lasts. Returns the table and whether some events found no row."""
     ids, minute = _ovf_ids(ev, role, key)
-    tid = np.ascontiguousarray(table["id"])  # (searching a strided field is several times slower)
-    if room <= 0:  # full: only the events of existing rows count (no sort of a flood's new ids)
-        pos = np.searchsorted(tid, ids)
-        hit = pos < len(tid)
-        hit[hit] = tid[pos[hit]] == ids[hit]
-        if not hit.any():
-            return table, True
-        table, _ = _merge_rows(table, _ovf_rows(ev[hit], role, key[hit], ids[hit], minute[hit]), 0)
-        return table, not hit.all()
-    u = np.unique(ids)
-    pos = np.searchsorted(tid, u)
-    hit = pos < len(tid)
-    hit[hit] = tid[pos[hit]] == u[hit]
-    new = np.flatnonzero(~hit)
-    full = len(new) > max(room, 0)
-    take = hit.copy()
-    take[new[:max(room, 0)]] = True
-    if not take.all():
-        m = np.isin(ids, u[take])
-        ev, key, ids, minute = ev[m], key[m], ids[m], minute[m]
-    if not len(ev):
-        return table, full
-    table, _ = _merge_rows(table, _ovf_rows(ev, role, key, ids, minute), max(room, 0))
-    return table, full
+    miss = np.empty(len(ids), np.int64)
+    t = table
+    nm = _accumulate(np.ascontiguousarray(t["id"]), t["first"], t["last"], t["flows"], t["pkts_out"], t["pkts_in"],
+                     t["bytes_out"], *(t[f] for f, _ in OVF_KIND_FIELDS), ids, ev["ts"], ev["end"], ev["pkts_out"],
+                     ev["pkts_in"], ev["bytes_out"], ev["kind"], role == R_PROBE, miss)
+    if nm == 0:
+        return table, False
+    if room <= 0:
+        return table, True
+    m = miss[:nm]
+    ids_m = ids[m]
+    u = np.unique(ids_m)
+    full = len(u) > room
+    if full:
+        sel = np.isin(ids_m, u[:room])
+        m, ids_m = m[sel], ids_m[sel]
+    rows = _ovf_rows(ev[m], role, key[m], ids_m, minute[m])
+    table = np.concatenate([table, rows])
+    return table[np.argsort(table["id"], kind="stable")], full
 
 
 def _new_keys(keys: np.ndarray, known: list[np.ndarray]) -> np.ndarray:
