@@ -440,3 +440,22 @@ def test_flow_events_match_the_declaration(made: dict[str, Path], tmp_path: Path
     text = records_markdown()
     for f in FLOW_EVENT_FIELDS:
         assert f"| `{f.path}` | {f.json} |" in text
+
+
+@needs_shared
+def test_dns_tunnel_names_are_a_marked_sample_with_the_exact_query_count() -> None:
+    """iodine: 222 queries; the side channel read a sample of the names, and the alert says so."""
+    a = iotwatch.analyze(SHARED_PCAPS / "ndpi_protocols" / "dns-tunnel-iodine.pcap",
+                         detect=Detector(DetectSettings(model=None)), identify=False)
+    (t,) = [x for x in a.alerts if x.category == "exfil"]
+    assert t.evidence["dns_queries_sent"] == 222 and "unique_names" in t.evidence["lower_bounds"]
+    assert t.signature.startswith("DNS tunnel: at least ") and "222 DNS queries" in t.signature
+
+
+def test_devices_table_uses_the_analyze_words(made: dict[str, Path]) -> None:
+    """`devices` and `analyze` say "sent"/"received" for all bytes; "uploaded" is only analyze's
+    bytes to external addresses: one name, one meaning."""
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "devices", str(made["c2"])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    header = next(x for x in r.stdout.splitlines() if "MAC" in x)
+    assert "sent" in header and "received" in header and " up " not in header and "down" not in header
