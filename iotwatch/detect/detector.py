@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from ..addrs import LocalNets
-from ..errors import InputError, SettingsError, check_number
+from ..errors import SettingsError, check_number
 from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
@@ -41,18 +39,23 @@ class DetectSettings:
 
     def validate(self) -> DetectSettings:
         """Raise :class:`~iotwatch.errors.SettingsError` for a value out of range; return self."""
-        from ..pipeline import Settings
+        from ..settings import Settings
 
         if self.window_s is not None:
             check_number("window_s", self.window_s, low=0, high=Settings.MAX_WINDOW_S)
         if self.uplink_mbps is not None:
-            check_number("uplink_mbps", self.uplink_mbps, low=0, high=1e7)
+            check_number("uplink_mbps", self.uplink_mbps, low=0, high=Settings.MAX_UPLINK_MBPS)
         for dev, b in self.baselines.items():
             check_number(f"baselines[{dev}]", b, low=0, high=1e18, low_inclusive=True)
         return self
 
 
 class Detector:
+    """An analyser (:class:`~iotwatch.analyser.Analyser`): evidence while the input streams,
+    rules, the behaviour model and verdicts at the end."""
+
+    wants_rare = True
+
     def __init__(self, settings: DetectSettings | None = None, local_nets: LocalNets | None = None) -> None:
         s = (settings or DetectSettings()).validate()
         if isinstance(s.model, str) and s.model == DEFAULT_MODEL:
@@ -182,27 +185,3 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
         own_keys.append(host_key(np.uint64(hi), np.uint64(lo)))
     keys = host_key(ev["src_hi"], ev["src_lo"])
     return ev[np.isin(keys, np.array(own_keys, np.uint64))]
-
-
-def load_baselines(path: str | Path, window_s: float) -> dict[str, float]:
-    """Per-device upload baselines from an earlier run: its ``baselines.json`` or its output folder."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "baselines.json"
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(p, "no such baseline file (give the baselines.json of an earlier `iotwatch analyze --out`)") from None
-    except (OSError, ValueError) as e:
-        raise InputError(p, f"not a baseline file ({e})") from None
-    devs = data.get("devices") if isinstance(data, dict) else None
-    if not isinstance(devs, dict):
-        raise InputError(p, "not a baseline file (no \"devices\" object)")
-    out = {}
-    for dev, v in devs.items():
-        try:
-            per = float(v["upload_bytes_per_window"]) * window_s / float(v.get("window_s", window_s))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(p, f"baseline of {dev} lacks upload_bytes_per_window") from None
-        out[dev] = per
-    return out

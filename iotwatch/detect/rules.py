@@ -41,7 +41,6 @@ from .evidence import (
 )
 
 ARP_BUDGET = BUDGET[K_ARP]
-CATEGORIES = ("scan", "bruteforce", "flood", "exfil", "c2")
 #: DNS record types a client has no use for, but a tunnel does (room for data in the answer):
 #: NULL, TXT, MX, CNAME, ANY
 ODD_QTYPES = frozenset((10, 16, 15, 5, 255))

@@ -17,9 +17,10 @@ import numpy as np
 
 from ..addrs import ip_str
 from ..records import DeviceRecord
+from ..vocab import CATEGORIES
 from .alerts import Alert
 from .features import FEATURE_NAMES
-from .rules import CATEGORIES, Finding, frame_ref
+from .rules import Finding, frame_ref
 
 MERGE_GAP_S = 120.0
 MODEL_ONLY_WINDOWS = 2
