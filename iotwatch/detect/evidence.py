@@ -326,14 +326,11 @@ class DeviceEvidence:
         return t, h
 
 
-def _ovf_ids(ev: np.ndarray, role: int, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The aggregate row id of each event: (role, source, key, minute); and the minutes."""
-    minute = (ev["ts"] // 60).astype(np.int64)
-    src = host_key(ev["src_hi"], ev["src_lo"])
+def _ovf_ids(role: int, key: np.ndarray, src: np.ndarray, minute: np.ndarray) -> np.ndarray:
+    """The aggregate row id of each event: (role, source, key, minute)."""
     with np.errstate(over="ignore"):
-        ids = (key * np.uint64(0x9E3779B97F4A7C15)) ^ (src * np.uint64(0xC2B2AE3D27D4EB4F)) \
+        return (key * np.uint64(0x9E3779B97F4A7C15)) ^ (src * np.uint64(0xC2B2AE3D27D4EB4F)) \
             ^ (minute.astype(np.uint64) * np.uint64(0x165667B19E3779F9)) ^ np.uint64(role)
-    return ids, minute
 
 
 def _ovf_rows(ev: np.ndarray, role: int, key: np.ndarray, ids: np.ndarray, minute: np.ndarray) -> np.ndarray:
@@ -365,15 +362,16 @@ def _ovf_rows(ev: np.ndarray, role: int, key: np.ndarray, ids: np.ndarray, minut
 
 @kernel
 def _accumulate(tid, first, last, flows, pkts_out, pkts_in, bytes_out, k0, k1, k2, k3, k4,  # type: ignore[no-untyped-def]
-                ids, ts, end, po, pi, bo, kind, with_kinds, miss):
-    """Add each event to its aggregate row (``ids[i]`` searched in the sorted ``tid``; the other
-    arrays are the table's columns and the events' fields); the events without a row go to
+                ids, idx, ts, end, po, pi, bo, kind, with_kinds, miss):
+    """Add event ``idx[j]`` to its aggregate row (``ids[j]`` searched in the sorted ``tid``; the
+    other arrays are the table's columns and the events' fields); the ``j`` without a row go to
     ``miss``. Returns how many missed."""
     n = tid.shape[0]
     nm = 0
-    for i in range(ids.shape[0]):
+    for j in range(ids.shape[0]):
+        i = idx[j]
         lo, hi = 0, n
-        x = ids[i]
+        x = ids[j]
         while lo < hi:
             mid = (lo + hi) >> 1
             if tid[mid] < x:
@@ -381,7 +379,7 @@ def _accumulate(tid, first, last, flows, pkts_out, pkts_in, bytes_out, k0, k1, k
             else:
                 hi = mid
         if lo == n or tid[lo] != x:
-            miss[nm] = i
+            miss[nm] = j
             nm += 1
             continue
         t = ts[i]
@@ -404,15 +402,39 @@ def _accumulate(tid, first, last, flows, pkts_out, pkts_in, bytes_out, k0, k1, k
     return nm
 
 
-def _add_rows(table: np.ndarray, ev: np.ndarray, role: int, key: np.ndarray, room: int) -> tuple[np.ndarray, bool]:
-    """Count events into ``table`` (sorted by id): into their rows (a compiled loop), or into
-    new rows while ``room`` lasts. Returns the table and whether some events found no row."""
-    ids, minute = _ovf_ids(ev, role, key)
+@dataclass(slots=True)
+class _PastCap:
+    """The columns of a batch of events past the cap, computed once for every role."""
+
+    ev: np.ndarray
+    ts: np.ndarray
+    end: np.ndarray
+    po: np.ndarray
+    pi: np.ndarray
+    bo: np.ndarray
+    kind: np.ndarray
+    src: np.ndarray  # host_key of the source
+    minute: np.ndarray
+
+    @classmethod
+    def of(cls, ev: np.ndarray) -> _PastCap:
+        c = np.ascontiguousarray
+        return cls(ev, c(ev["ts"]), c(ev["end"]), c(ev["pkts_out"]), c(ev["pkts_in"]), c(ev["bytes_out"]),
+                   c(ev["kind"]), host_key(ev["src_hi"], ev["src_lo"]), (ev["ts"] // 60).astype(np.int64))
+
+
+def _add_rows(table: np.ndarray, pc: _PastCap, idx: np.ndarray, role: int, key: np.ndarray,
+              room: int) -> tuple[np.ndarray, bool]:
+    """Count the events ``idx`` of ``pc`` (with their ``key``) into ``table`` (sorted by id):
+    into their rows (a compiled loop), or into new rows while ``room`` lasts. Returns the table
+    and whether some events found no row."""
+    minute = pc.minute[idx]
+    ids = _ovf_ids(role, key, pc.src[idx], minute)
     miss = np.empty(len(ids), np.int64)
     t = table
     nm = _accumulate(np.ascontiguousarray(t["id"]), t["first"], t["last"], t["flows"], t["pkts_out"], t["pkts_in"],
-                     t["bytes_out"], *(t[f] for f, _ in OVF_KIND_FIELDS), ids, ev["ts"], ev["end"], ev["pkts_out"],
-                     ev["pkts_in"], ev["bytes_out"], ev["kind"], role == R_PROBE, miss)
+                     t["bytes_out"], *(t[f] for f, _ in OVF_KIND_FIELDS), ids, idx, pc.ts, pc.end, pc.po, pc.pi,
+                     pc.bo, pc.kind, role == R_PROBE, miss)
     if nm == 0:
         return table, False
     if room <= 0:
@@ -424,7 +446,7 @@ def _add_rows(table: np.ndarray, ev: np.ndarray, role: int, key: np.ndarray, roo
     if full:
         sel = np.isin(ids_m, u[:room])
         m, ids_m = m[sel], ids_m[sel]
-    rows = _ovf_rows(ev[m], role, key[m], ids_m, minute[m])
+    rows = _ovf_rows(pc.ev[idx[m]], role, key[m], ids_m, minute[m])
     table = np.concatenate([table, rows])
     return table[np.argsort(table["id"], kind="stable")], full
 
@@ -570,25 +592,28 @@ class Evidence:
 
     def _past_cap(self, d: DeviceEvidence, ev: np.ndarray) -> None:
         """Events past the cap: counted into the device's aggregate rows, not kept."""
+        pc = _PastCap.of(ev)
         d.dropped += len(ev)
-        d.dropped_last = max(d.dropped_last, float(np.maximum(ev["end"], ev["ts"]).max()))
-        probes = ev[scan_probes(ev)]
-        logins = ev[login_sessions(ev)]
-        for role, sub, key in ((R_PROBE, probes, np.zeros(len(probes), np.uint64)),
-                               (R_HOST, ev, target_keys(ev, with_port=False)),
-                               (R_AUTH, logins, target_keys(logins))):
-            if not len(sub):
+        d.dropped_last = max(d.dropped_last, float(np.maximum(pc.end, pc.ts).max()))
+        hk = host_key(ev["dst_hi"], ev["dst_lo"])
+        tk = hk ^ (ev["dport"].astype(np.uint64) << np.uint64(1)) ^ ev["proto"].astype(np.uint64)  # = target_keys(ev)
+        probes = np.flatnonzero(scan_probes(ev))
+        logins = np.flatnonzero(login_sessions(ev))
+        for role, idx, key in ((R_PROBE, probes, np.zeros(len(probes), np.uint64)),
+                               (R_HOST, np.arange(len(ev)), hk),
+                               (R_AUTH, logins, tk[logins])):
+            if not len(idx):
                 continue
             # rows per role: a scanner's millions of one-flow targets never crowd out its probes' counts
             room = min(MAX_OVF_ROWS - int(np.count_nonzero(d.ovf["role"] == role)), MAX_OVF_ROWS_TOTAL - self.ovf_rows)
             before = len(d.ovf)
-            d.ovf, full = _add_rows(d.ovf, sub, role, key, room)
+            d.ovf, full = _add_rows(d.ovf, pc, idx, role, key, room)
             self.ovf_rows += len(d.ovf) - before
             if full:
                 d.ovf_full_roles.add(role)
         if len(probes) and not d.ovf_distinct_full:
             room = MAX_OVF_DISTINCT_TOTAL - self.ovf_distinct
-            t, h = _new_keys(target_keys(probes), d.ovf_targets), _new_keys(target_keys(probes, with_port=False), d.ovf_hosts)
+            t, h = _new_keys(tk[probes], d.ovf_targets), _new_keys(hk[probes], d.ovf_hosts)
             if len(t) + len(h) > room:
                 d.ovf_distinct_full = True
             else:
