@@ -394,6 +394,11 @@ def test_detector_follows_the_run(made: dict[str, Path]) -> None:
     assert (det.settings.model is None) == (default_model() is None)
     with pytest.raises(SettingsError):
         iotwatch.analyze(made["exfil"], window=30, detect=Detector(DetectSettings(window_s=60)), identify=False)
+    # the caller's detector and the default one (what the command line runs) judge alike
+    mine = iotwatch.analyze(made["exfil"], window=30, detect=Detector(DetectSettings(uplink_mbps=4)), identify=False)
+    default = iotwatch.analyze(made["exfil"], window=30, uplink_mbps=4, identify=False)
+    assert [(x.signature, x.score) for x in mine.alerts] == [(x.signature, x.score) for x in default.alerts]
+    assert mine.alerts
 
 
 # flow events match docs/records.md field by field -------------------------------------------------
