@@ -68,10 +68,11 @@ def check_number(field: str, value: object, *, low: float, high: float, integer:
     """Raise :class:`SettingsError` unless ``value`` is a finite number in (low, high] (or
     [low, high] with ``low_inclusive``), and an integer when ``integer``."""
     import math
+    from numbers import Integral, Real
 
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, Real):  # (NumPy's numbers are Real too)
         raise SettingsError(field, f"must be a number, not {value!r}")
-    if integer and not isinstance(value, int):
+    if integer and not isinstance(value, Integral):
         raise SettingsError(field, f"must be a whole number, not {value!r}")
     if not math.isfinite(value):
         raise SettingsError(field, f"must be a finite number, not {value}")
