@@ -67,6 +67,7 @@ class Detector:
         self._nets_given = local_nets is not None
         self.evidence = Evidence(local_nets)
         self._windows: list[pa.Table] = []
+        self._alerted: dict[str, list[tuple[float, float]]] = {}  # device → its alert episodes (conclude)
 
     def bind(self, window_s: float, local_nets: LocalNets) -> None:
         """Join a run (the pipeline calls this): take its window and local networks unless given;
@@ -107,6 +108,7 @@ class Detector:
         uplink_bps = s.uplink_mbps * 1e6 if s.uplink_mbps else None
         feats = self.features()
         probs = self._probabilities(feats)
+        peers = _peer_uploads(feats, devices)
         alerts: list[Alert] = []
         for dev in sorted(set(self.evidence.devices) | set(feats)):
             d = self.evidence.devices.get(dev)
@@ -124,10 +126,15 @@ class Detector:
                 if cols:
                     wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
                     wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
-                    findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, self.window_s)
+                    rec = devices.get(dev)
+                    findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, self.window_s,
+                                                   peers.get(dev), (rec.first_seen, rec.last_seen) if rec else None)
             alerts += combine(dev, devices.get(dev), findings, cols, X, s.model, self.window_s, ev, files,
                               probs.get(dev, {}))
         alerts.sort(key=lambda a: (a.severity, -a.score, a.timestamp))
+        self._alerted = {}
+        for a in alerts:
+            self._alerted.setdefault(a.device, []).append((a.first_ts, a.last_ts))
         for a in alerts:
             rec = devices.get(a.device)
             if rec is not None:
@@ -162,14 +169,36 @@ class Detector:
         return time.perf_counter() - t
 
     def baselines(self) -> dict[str, dict[str, float]]:
-        """Each device's normal upload (median per window over its windows without alerts), to
-        reuse with ``--baseline`` on a later capture."""
+        """Each device's normal upload, to reuse with ``--baseline`` on a later capture: the median
+        per window over the windows judged normal (none of the device's alert episodes, whatever
+        their behaviour, touches them). A device with no such window gets no baseline: a surge
+        is never stored as anybody's normal. Call after :meth:`conclude`."""
         out = {}
+        w = self.window_s
         for dev, cols in window_columns(self._windows).items():
-            up = cols["upload_bytes"]
-            out[dev] = {"upload_bytes_per_window": float(np.median(up)), "window_s": self.window_s,
-                        "windows": len(up)}
+            up, starts = cols["upload_bytes"], cols["window_start"]
+            normal = np.ones(len(up), bool)
+            for lo, hi in self._alerted.get(dev, []):
+                normal &= ~((starts + w > lo) & (starts <= hi))
+            if not normal.any():
+                continue
+            out[dev] = {"upload_bytes_per_window": float(np.median(up[normal])), "window_s": w,
+                        "windows": int(normal.sum()), "windows_left_out": int((~normal).sum())}
         return out
+
+
+def _peer_uploads(feats: dict[str, tuple[dict[str, np.ndarray], np.ndarray]],
+                  devices: dict[str, DeviceRecord]) -> dict[str, float]:
+    """Per device, what the site's other devices upload to external addresses in a window: the
+    upper quartile of their medians (the reference for a device seen only while it surges)."""
+    med = {d: float(np.median(c["upload_bytes"])) for d, (c, _X) in feats.items()
+           if c and len(c["upload_bytes"]) and d in devices}
+    out = {}
+    for d in med:
+        others = [v for k, v in med.items() if k != d]
+        if others:
+            out[d] = float(np.percentile(others, 75))
+    return out
 
 
 def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:

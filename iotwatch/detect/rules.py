@@ -64,7 +64,12 @@ class Thresholds:
     tunnel_names: int = 10  # distinct encoded names to one resolver within scan_window_s
     tunnel_label_len: int = 24  # a label this long (or a name twice as long) carries encoded data
     surge_x: float = 20.0  # upload at least this many times the baseline ...
-    surge_min_bytes: int = 5_000_000  # ... and at least this much in a window
+    surge_min_bytes: int = 5_000_000  # ... and at least this much a minute (a fast surge: alert at once)
+    surge_slow_x: float = 100.0  # below that rate: this many times the device's own normal ...
+    surge_sustain: int = 3  # ... for this many windows in a row (a slow surge)
+    surge_history: int = 3  # quiet windows of its own before a slow surge can be judged
+    surge_base_floor: float = 1000.0  # bytes a minute: a reference is never taken lower than this
+    surge_peer_share: float = 0.5  # judged against the site's other devices: this share of the uplink
     surge_min_bytes_10s: int = 1_000_000  # bytes sent after the surge started before the alert
     beacon_conns: int = 30  # connections to one peer at regular intervals ...
     beacon_min_span_s: float = 180.0  # ... over at least this long (a setup phase polls for a minute or two)
@@ -679,34 +684,99 @@ def _tunnel_domain(name: str) -> str:
     return labels[0] + "."
 
 
+#: where an upload surge's reference came from (the alert's ``evidence.reference``)
+REF_FILE, REF_OWN, REF_PEERS = "baseline file", "own quiet windows", "site peers"
+
+
+def active_upload(windows: np.ndarray, window_s: float, first_seen: float | None, last_seen: float | None) -> np.ndarray:
+    """Upload per window at the rate the device kept while it was seen: a device's first and last
+    windows are partial (it appeared, or the capture began or ended, inside them), so their
+    bytes are scaled to a whole window (the part seen is taken as at least 10 s)."""
+    up = windows["upload_bytes"].astype(np.float64)
+    starts = windows["window_start"].astype(np.float64)
+    lo = np.maximum(starts, first_seen if first_seen is not None else -np.inf)
+    hi = np.minimum(starts + window_s, last_seen if last_seen is not None else np.inf)
+    seen = np.clip(hi - lo, min(10.0, window_s), window_s)
+    return up * (window_s / seen)
+
+
+def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: float | None,
+                  peer_base: float | None, uplink_bps: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Which windows of a device surge, against which reference (bytes per window), and where the
+    reference came from, per window. Causal: a window is judged only by the windows before it.
+
+    The device's own reference is the baseline of an earlier run when given, else the median of
+    its quiet windows so far. A window surges when its upload is ``surge_x`` times that and at
+    least ``surge_min_bytes`` a minute; or, below that rate, ``surge_slow_x`` times it for
+    ``surge_sustain`` windows in a row once the reference rests on an earlier run or on
+    ``surge_history`` quiet windows (a slow, sustained surge: a camera that sends a few bytes a
+    second pushing tens of kbit/s for minutes). A device with less history than that (a capture
+    started mid-incident) is also judged against what the site's other devices upload
+    (``peer_base``): ``surge_x`` times that and ``surge_peer_share`` of the uplink, whatever its
+    size (a camera that always streams to its cloud has no quiet window either, but does not take
+    most of the site's uplink). Only windows under ``surge_x`` times the reference become the
+    reference."""
+    n = len(up)
+    fast = np.zeros(n, bool)
+    slow = np.zeros(n, bool)
+    base_used = np.zeros(n)
+    source = [""] * n
+    floor = th.surge_base_floor * window_s / 60.0
+    min_bytes = th.surge_min_bytes * window_s / 60.0
+    quiet: list[float] = []
+    for i in range(n):
+        own = baseline if baseline is not None else (float(np.median(quiet)) if quiet else None)
+        src = REF_FILE if baseline is not None else REF_OWN
+        history = baseline is not None or len(quiet) >= th.surge_history
+        peer = peer_base if (not history and peer_base is not None and uplink_bps) else None
+        if own is None and peer is None:
+            quiet.append(up[i])
+            continue
+        if own is not None:
+            own = max(own, floor)
+            base_used[i], source[i] = own, src
+            if up[i] >= th.surge_x * own and up[i] >= min_bytes:
+                fast[i] = True
+                continue
+            if history and up[i] >= th.surge_slow_x * own:
+                slow[i] = True  # judged below, once it is known how long it lasts
+                continue
+        if peer is not None:
+            peer = max(peer, floor)
+            if up[i] >= th.surge_x * peer and up[i] * 8 / window_s >= th.surge_peer_share * uplink_bps:  # type: ignore[operator]
+                fast[i] = True
+                base_used[i], source[i] = peer, REF_PEERS
+                continue
+        if up[i] < th.surge_x * (own if own is not None else peer):  # type: ignore[operator]
+            quiet.append(up[i])
+        # else: far above the reference without (yet) the rate or the share of a surge: not normal
+        # either, so never a reference (a surge that starts late in a window makes such a window)
+    # slow windows count only in runs of surge_sustain (fast windows continue a run)
+    surge = fast.copy()
+    run = 0
+    for i in range(n + 1):
+        if i < n and (slow[i] or fast[i]):
+            run += 1
+            continue
+        if run >= th.surge_sustain:
+            surge[i - run:i] |= slow[i - run:i]
+        run = 0
+    return surge, base_used, source
+
+
 def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: list[str], baseline: float | None,
-                 uplink_bps: float | None, window_s: float) -> list[Finding]:
-    """Windows whose upload is ``surge_x`` times the device's baseline (its own quiet windows, or
-    ``baseline`` bytes per window from an earlier capture)."""
+                 uplink_bps: float | None, window_s: float, peer_base: float | None = None,
+                 seen: tuple[float, float] | None = None) -> list[Finding]:
+    """Episodes of windows whose upload to external addresses is far beyond the device's normal
+    (see :func:`surge_windows`; ``seen``: the device's first and last packet, for the rate in its
+    partial windows): with × reference, the reference used, the rate and its share of the uplink."""
     out: list[Finding] = []
     if not len(windows):
         return out
-    up = windows["upload_bytes"].astype(np.float64)
+    up = active_upload(windows, window_s, *(seen or (None, None)))
+    raw = windows["upload_bytes"].astype(np.float64)
     starts = windows["window_start"]
-    surge = np.zeros(len(up), bool)
-    base_used = np.zeros(len(up))
-    quiet: list[float] = []
-    for i in range(len(up)):
-        if baseline is not None:
-            base = baseline
-        elif quiet:
-            base = float(np.median(quiet))
-        else:
-            base = None
-        if base is not None:
-            limit = max(th.surge_x * max(base, 1000.0), th.surge_min_bytes * window_s / 60.0)
-        else:
-            limit = float("inf")
-        if up[i] >= limit:
-            surge[i] = True
-            base_used[i] = max(base or 0.0, 1000.0)
-        else:
-            quiet.append(up[i])
+    surge, base_used, source = surge_windows(up, th, window_s, baseline, peer_base, uplink_bps)
     if not surge.any():
         return out
     ext = ev[((ev["kind"] & K_EXT) != 0) & (ev["bytes_out"] > 0)]
@@ -716,13 +786,18 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
     for g in groups:
         w0, w1 = float(starts[g[0]]), float(starts[g[-1]]) + window_s
         base = float(np.median(base_used[g]))
+        ref = source[g[0]]
+        # a slow surge is known once it has lasted surge_sustain windows
+        slow_fire = float(starts[g[min(len(g), th.surge_sustain) - 1]]) + window_s
         sel = ext[(ext["end"] >= w0 - window_s) & (ext["ts"] < w1)]
-        total = float(up[g].sum())
-        peak = float(up[g].max())
+        total = float(raw[g].sum())
+        peak = float(up[g].max())  # the busiest window's bytes at the rate it kept while seen
         if len(sel):
             big = sel[sel["bytes_out"] >= 0.05 * sel["bytes_out"].max()]
             first = float(max(big["ts"].min(), w0 - window_s))
             fire = _surge_fire(big, first, base / window_s, th)
+            if float(up[g].max()) < th.surge_min_bytes * window_s / 60.0:
+                fire = max(fire, slow_fire)
             peers = Counter()
             for e in big:
                 peers[_addr(e)] += int(e["bytes_out"])
@@ -746,11 +821,14 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
                 rate_bps = max(rate_bps, float(big["bytes_out"].sum()) * 8 / span)
         share = min(1.0, rate_bps / uplink_bps) if uplink_bps else None
         rate_mbps = rate_bps / 1e6
-        sig = f"upload surge: {rate_mbps:.1f} Mbit/s to {', '.join(top) or 'the internet'}, {x_base:,.0f}× its baseline"
+        rate = f"{rate_mbps:.1f} Mbit/s" if rate_mbps >= 0.1 else f"{rate_bps / 1e3:.0f} kbit/s"
+        what = "its baseline" if ref != REF_PEERS else "what the site's other devices upload"
+        sig = f"upload surge: {rate} to {', '.join(top) or 'the internet'}, {x_base:,.0f}× {what}"
         if share is not None:
             sig += f", {share:.0%} of the uplink"
-        evd.update({"upload_bytes": int(total), "peak_window_bytes": int(peak), "baseline_bytes_per_window": round(base, 1),
-                    "x_baseline": round(x_base, 1), "upload_mbps": round(rate_mbps, 3), "windows": len(g)})
+        evd.update({"upload_bytes": int(total), "peak_window_bytes": int(raw[g].max()), "baseline_bytes_per_window": round(base, 1),
+                    "x_baseline": round(x_base, 1), "upload_mbps": round(rate_mbps, 3), "windows": len(g),
+                    "reference": ref})
         if share is not None:
             evd["uplink_share"] = round(share, 3)
         sev = 1 if (share or 0) >= 0.5 or x_base >= 1000 else 2
