@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..errors import InputError, OutputError
 
-
 #: what baselines.json holds, said in the file itself
 WHAT = ("each device's median upload to external addresses per window, over the windows judged normal: "
         "no alert episode of the device touches them (windows_left_out counts the others); a device "
