@@ -123,6 +123,8 @@ class Detector:
                 findings += rules.flood(d, ev, th, files, ovf, cols, self.window_s)
                 findings += rules.dns_tunnel(d, th, files, cols, self.window_s)
                 findings += rules.c2(d, ev, th, files)
+                findings += rules.credential_upload(d, ev, th, files)
+                findings += rules.dynamic_dns_session(d, ev, th, files)
                 if cols:
                     wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
                     wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]

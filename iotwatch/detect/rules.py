@@ -79,6 +79,8 @@ class Thresholds:
     tls_beacon_max_period_s: float = 10.0  # ... every few seconds ...
     tls_beacon_cv: float = 0.15  # ... like clockwork (a script, not a person or a keep-alive)
     episode_gap_s: float = 120.0  # evidence this far apart is two episodes
+    credential_window_s: float = 600.0  # a public-address lookup, then a mail/FTP upload within this
+    lookup_to_connect_s: float = 10.0  # a name looked up, then a connection to what it names within this
 
 
 @dataclass(slots=True)
@@ -791,7 +793,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
         slow_fire = float(starts[g[min(len(g), th.surge_sustain) - 1]]) + window_s
         sel = ext[(ext["end"] >= w0 - window_s) & (ext["ts"] < w1)]
         total = float(raw[g].sum())
-        peak = float(up[g].max())  # the busiest window's bytes at the rate it kept while seen
+        peak = float(raw[g].max())
         if len(sel):
             big = sel[sel["bytes_out"] >= 0.05 * sel["bytes_out"].max()]
             first = float(max(big["ts"].min(), w0 - window_s))
@@ -826,7 +828,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
         sig = f"upload surge: {rate} to {', '.join(top) or 'the internet'}, {x_base:,.0f}× {what}"
         if share is not None:
             sig += f", {share:.0%} of the uplink"
-        evd.update({"upload_bytes": int(total), "peak_window_bytes": int(raw[g].max()), "baseline_bytes_per_window": round(base, 1),
+        evd.update({"upload_bytes": int(total), "peak_window_bytes": int(peak), "baseline_bytes_per_window": round(base, 1),
                     "x_baseline": round(x_base, 1), "upload_mbps": round(rate_mbps, 3), "windows": len(g),
                     "reference": ref})
         if share is not None:
@@ -850,6 +852,106 @@ def _surge_fire(big: np.ndarray, first: float, base_rate: float, th: Thresholds)
     need = np.maximum(th.surge_min_bytes_10s, th.surge_x * base_rate * (grid - first))
     hit = np.flatnonzero(sent >= need)
     return float(grid[hit[0]]) if len(hit) else end
+
+
+#: services that tell a host its public address: credential stealers ask one before they send
+#: what they took (MITRE ATT&CK T1016, "System Network Configuration Discovery"; Suricata's ET
+#: POLICY "External IP Lookup" rules name the same services)
+IP_ECHO_DOMAINS = frozenset((
+    "ipify.org", "ip-api.com", "icanhazip.com", "ifconfig.me", "ifconfig.co", "ipinfo.io", "ipecho.net",
+    "myexternalip.com", "wtfismyip.com", "ident.me", "myip.com", "ipwho.is", "ipapi.co", "freegeoip.app",
+    "checkip.amazonaws.com", "checkip.dyndns.org", "dyndns.org", "whatismyipaddress.com", "myip.dnsomatic.com",
+    "ip.sb", "seeip.org", "db-ip.com", "geoplugin.net",
+))
+#: where stolen credentials go: mail submission and FTP uploads to the internet
+CREDENTIAL_PORTS = {25: "SMTP", 465: "SMTPS", 587: "SMTP submission", 2525: "SMTP", 21: "FTP"}
+
+
+def _ip_echo(name: str) -> bool:
+    name = name.rstrip(".").lower()
+    return any(name == d or name.endswith("." + d) for d in IP_ECHO_DOMAINS)
+
+
+def credential_upload(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A device that asks a what-is-my-IP service for its public address and then, within
+    ``credential_window_s``, logs in to a mail or FTP server on the internet and sends data: the
+    way credential stealers (AgentTesla and its kin) report what they took. Either alone is
+    ordinary; together they are the stealer's routine."""
+    asks = sorted((q for q in d.dns if _ip_echo(q.qname)), key=lambda q: q.ts)
+    if not asks or not len(ev):
+        return []
+    ports = np.array(sorted(CREDENTIAL_PORTS), np.int64)
+    sent = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & np.isin(ev["dport"].astype(np.int64), ports)
+              & (ev["payload_out"] > 0) & (ev["pkts_in"] > 0)]
+    out: list[Finding] = []
+    for q in asks:
+        after = sent[(sent["ts"] >= q.ts) & (sent["ts"] <= q.ts + th.credential_window_s)]
+        if not len(after):
+            continue
+        first = after[0]
+        servers = sorted({f"{_addr(e)}:{int(e['dport'])}" for e in after})
+        proto = CREDENTIAL_PORTS[int(first["dport"])]
+        sig = (f"credential upload: asked {q.qname.rstrip('.')} for its public address, then sent "
+               f"{int(after['payload_out'].sum()):,} bytes over {proto} to {', '.join(servers[:3])}")
+        evd: dict[str, object] = {
+            "first_packet": frame_ref(q.frame, files), "alert_packet": frame_ref(int(first["frame"]), files),
+            "ip_lookup": q.qname.rstrip("."), "servers": servers[:5], "sessions": len(after),
+            "bytes_sent": int(after["payload_out"].sum()), "flow_ids": [int(x) for x in after["flow_id"][:5]],
+        }
+        out.append(Finding("exfil", sig, 1, 0.95, q.ts, float(first["ts"]), float(after["end"].max()), evd,
+                           "credential_upload"))
+        break  # one episode: the first lookup that was followed by an upload
+    return out
+
+
+#: free dynamic-DNS zones: anyone can point a name under them at any address within minutes,
+#: which is why remote-access trojans and botnets find their controllers through them (Suricata's
+#: ET POLICY "DNS Query to DynDNS Domain" rules watch the same zones)
+DYNAMIC_DNS_DOMAINS = frozenset((
+    "duckdns.org", "no-ip.com", "no-ip.org", "no-ip.biz", "no-ip.info", "noip.me", "ddns.net", "hopto.org",
+    "zapto.org", "sytes.net", "serveftp.com", "myftp.biz", "myftp.org", "servebeer.com", "redirectme.net",
+    "servehttp.com", "serveblog.net", "bounceme.net", "ddnsking.com", "dynu.net", "dynu.com", "mooo.com",
+    "chickenkiller.com", "afraid.org", "ydns.eu", "dynv6.net", "linkpc.net", "publicvm.com", "3utilities.com",
+    "gotdns.ch", "dyndns.org", "dyndns.biz", "dynalias.com", "dnsalias.net", "myddns.me", "webredirect.org",
+    "portmap.io", "ngrok.io", "ddns.me", "freeddns.org", "kozow.com", "loseyourip.com", "ooguy.com",
+))
+#: ports whose sessions are the everyday web, mail, name and time services
+EVERYDAY_PORTS = np.array([53, 80, 123, 443, 853, 8080, 8443, 25, 465, 587, 993, 995, 143, 110], np.int64)
+
+
+def _dynamic_dns(name: str) -> bool:
+    name = name.rstrip(".").lower()
+    return any(name.endswith("." + d) for d in DYNAMIC_DNS_DOMAINS)
+
+
+def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A device that looks up a name in a free dynamic-DNS zone and, within seconds, holds a
+    session with data both ways to an internet host on a port no everyday service uses: how a
+    remote-access trojan reaches its controller. (A recorder that keeps its own dynamic-DNS name
+    up to date talks to the provider's web API, not to a host under such a name on an odd port.)"""
+    asks = sorted((q for q in d.dns if _dynamic_dns(q.qname)), key=lambda q: q.ts)
+    if not asks or not len(ev):
+        return []
+    sess = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & ~np.isin(ev["dport"].astype(np.int64), EVERYDAY_PORTS)
+              & (ev["payload_out"] > 0) & (ev["payload_in"] > 0)]
+    for q in asks:
+        after = sess[(sess["ts"] >= q.ts) & (sess["ts"] <= q.ts + th.lookup_to_connect_s)]
+        if not len(after):
+            continue
+        first = after[0]
+        peer = f"{_addr(first)}:{int(first['dport'])}"
+        more = sess[(sess["dst_hi"] == first["dst_hi"]) & (sess["dst_lo"] == first["dst_lo"]) & (sess["dport"] == first["dport"])
+                    & (sess["ts"] >= q.ts)]
+        up, down = int(more["payload_out"].sum()), int(more["payload_in"].sum())
+        sig = (f"controller via dynamic DNS: {q.qname.rstrip('.')} then {len(more)} session(s) to {peer}, "
+               f"{up:,} bytes sent, {down:,} received")
+        evd: dict[str, object] = {
+            "first_packet": frame_ref(q.frame, files), "alert_packet": frame_ref(int(first["frame"]), files),
+            "name": q.qname.rstrip("."), "peer": peer, "sessions": len(more), "bytes_sent": up, "bytes_received": down,
+            "flow_ids": [int(x) for x in more["flow_id"][:5]],
+        }
+        return [Finding("c2", sig, 2, 0.9, q.ts, float(first["ts"]), float(more["end"].max()), evd, "dynamic_dns_c2")]
+    return []
 
 
 # command and control ------------------------------------------------------------------------
