@@ -11,7 +11,7 @@ import typer
 from ..errors import IotwatchError
 
 # the scenario names, without importing the generators (scapy) into every iotwatch command
-SCENARIOS = ("site", "hospital", "scan", "bruteforce", "flood", "exfil", "c2")
+SCENARIOS = ("site", "hospital", "scan", "bruteforce", "flood", "exfil", "c2", "after")
 
 EXIT_ERROR, EXIT_USAGE = 1, 2
 

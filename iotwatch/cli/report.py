@@ -1,0 +1,119 @@
+"""``iotwatch evidence``, ``iotwatch report`` and ``iotwatch compare``: what an auditor hands over.
+
+Each reads the output folder(s) of ``iotwatch analyze``; the libraries they call
+(:mod:`iotwatch.evidence`, :mod:`iotwatch.report`, :mod:`iotwatch.compare`) are imported only
+when the command runs, so ``analyze`` never pays for matplotlib or Babel.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from ..errors import IotwatchError
+
+if TYPE_CHECKING:
+    from ..evidence import Pack
+
+EXIT_OK, EXIT_ERROR = 0, 1
+LANGS = ("en", "ja")
+
+OutDir = Annotated[Path, typer.Argument(help="An output folder of `iotwatch analyze`.", show_default=False)]
+Captures = Annotated[list[Path], typer.Option("--capture", help="A source capture, when it is no longer where "
+                                              "the analysis read it (matched by file name). Repeat for several.")]
+Context = Annotated[float, typer.Option("--context", help="Seconds of the device's traffic before its first "
+                                        "alert to include.")]
+Lang = Annotated[str, typer.Option("--lang", help="Report language: ja or en.")]
+
+
+def _say(line: str) -> None:
+    sys.stderr.write(line.rstrip("\n") + "\n")
+
+
+def _lang(lang: str) -> str:
+    if lang not in LANGS:
+        raise typer.BadParameter(f"{lang!r} is not one of {', '.join(LANGS)}", param_hint="--lang")
+    return lang
+
+
+def evidence_command(folder: OutDir, out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Evidence folder (default: OUT_DIR/evidence).")] = None,
+        capture: Captures = [],  # noqa: B006 - typer reads it, never mutated
+        context: Context = 5.0) -> None:
+    """Write the evidence pack: per alerted device its offending packets (pcapng), the flows
+    involved (CSV), and a manifest with the sha256 of every file and of the source captures."""
+    if context < 0:
+        raise typer.BadParameter("must not be negative", param_hint="--context")
+    try:
+        typer.echo(describe_pack(make_evidence(folder, out, capture, context)))
+    except IotwatchError as e:
+        _say(f"iotwatch: error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None
+
+
+def make_evidence(folder: Path, out: Path | None, captures: list[Path], context: float) -> Pack:
+    from ..evidence import write_pack
+
+    return write_pack(folder, out, captures=captures, context_s=context)
+
+
+def describe_pack(pack: Pack) -> str:
+    if not pack.devices:
+        return f"no alert: nothing to pack → {pack.folder}"
+    lines = [f"evidence pack → {pack.folder} (manifest.json, SHA256SUMS)"]
+    for d in pack.manifest["devices"]:
+        lines.append(f"  {d['device']}: {d['packets']:,} packets ({d['context_packets']:,} of context), "
+                     f"{d['flows']:,} flows → {d['folder']}/")
+    return "\n".join(lines)
+
+
+def report_command(folder: OutDir, lang: Lang = "ja",
+                   out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: "
+                                                             "OUT_DIR/report.LANG.html).")] = None,
+                   after: Annotated[Path | None, typer.Option("--after", help="Output folder of a later run "
+                                                              "(after the fix): adds the before/after section.")] = None,
+                   ) -> None:
+    """Write the audit report: one self-contained HTML file (no network needed to open it)."""
+    _lang(lang)
+    try:
+        path = make_report(folder, lang, out, after)
+    except IotwatchError as e:
+        _say(f"iotwatch: error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None
+    typer.echo(f"report ({lang}) → {path}")
+
+
+def make_report(folder: Path, lang: str, out: Path | None, after: Path | None = None) -> Path:
+    from ..report import write_report
+
+    return write_report(folder, lang=lang, out=out, after=after)
+
+
+def compare_command(before: Annotated[Path, typer.Argument(help="Output folder or capture(s) folder/file before "
+                                                           "the fix.", show_default=False)],
+                    after: Annotated[Path, typer.Argument(help="The same after the fix.", show_default=False)],
+                    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the analyses "
+                                                             "of captures given (default: beside them) and "
+                                                             "compare.json.")] = None,
+                    lang: Lang = "en",
+                    uplink_mbps: Annotated[float | None, typer.Option("--uplink-mbps", help="The site's uplink, "
+                                                                      "Mbit/s (when captures are analysed).")] = None,
+                    ) -> None:
+    """Before and after the fix: did each alerted behaviour stop, how did the upload change, and
+    what still arrives from outside."""
+    _lang(lang)
+    from ..compare import compare, describe, ensure_analysed
+
+    try:
+        b = ensure_analysed(before, out / "before" if out else None, uplink_mbps)
+        a = ensure_analysed(after, out / "after" if out else None, uplink_mbps)
+        result = compare(b, a)
+        if out is not None:
+            result.write(out / "compare.json")
+    except IotwatchError as e:
+        _say(f"iotwatch: error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None
+    typer.echo(describe(result, lang))
