@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval
+.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval messages
 
 all: test
 
@@ -35,7 +35,8 @@ test: $(STAMP)
 pcaps: $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
-## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root)
+## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root);
+## chromium (the report's browser test) and fonts-noto-cjk (Japanese in the report's charts)
 sysdeps:
 	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
 	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ]; then \
@@ -43,6 +44,12 @@ sysdeps:
 	else \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			tshark tcpdump libpcap-dev gcc libc6-dev time >/dev/null; \
+	fi
+	@if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -q "Noto Sans CJK JP"; then \
+		echo "report packages present"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+			chromium fonts-noto-cjk fontconfig >/dev/null; \
 	fi
 
 BENCH_DATA := bench/data/mix.pcap bench/data/synflood.pcap
@@ -84,6 +91,14 @@ eval: $(STAMP)
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)
 	$(BIN)/python -c 'from iotwatch.records import records_markdown as m; print(m(), end="")' > docs/records.md
+
+## make messages: re-extract the report's English messages and merge them into the Japanese catalog
+messages: $(STAMP)
+	@mkdir -p build
+	$(BIN)/pybabel extract --no-default-keywords -k _ -k n_:1,2 --no-location --omit-header --sort-output \
+		-o build/iotwatch.pot iotwatch/report
+	$(BIN)/pybabel update --no-location --omit-header --no-fuzzy-matching -w 110 -D iotwatch \
+		-i build/iotwatch.pot -d iotwatch/report/locale -l ja
 
 lint: $(STAMP)
 	$(BIN)/ruff check iotwatch tests bench

@@ -41,10 +41,11 @@ h3{font-size:16px;margin:20px 0 6px}
 table{border-collapse:collapse;width:100%;font-size:13.5px;margin:8px 0}
 th,td{border-bottom:1px solid var(--line);padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f2f4f4;font-weight:600}td.num,th.num{text-align:right;white-space:nowrap}
-.tag{display:inline-block;border-radius:3px;padding:0 6px;margin:1px 2px;font-size:12px;color:#fff;background:var(--bad)}
+.tag{white-space:nowrap;display:inline-block;border-radius:3px;padding:0 6px;margin:1px 2px;font-size:12px;color:#fff;background:var(--bad)}
 .facts{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}
 .fact{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:150px;background:#fff}
 .fact b{display:block;font-size:22px}.fact span{color:var(--mute);font-size:12.5px}
+table.inventory td:nth-child(4),table.evidence td:first-child{white-space:nowrap}
 figure.chart{margin:10px 0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:6px}
 figure.chart svg{width:100%;height:auto;display:block}
 figcaption{color:var(--mute);font-size:12.5px;padding:2px 6px}
@@ -52,7 +53,8 @@ ol.actions li{margin:4px 0}
 .mono{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12.5px}
 .status-still{color:var(--bad);font-weight:700}.status-silent,.status-stopped{color:var(--ok);font-weight:700}
 footer{color:var(--mute);font-size:12px;margin-top:40px}
-@media print{main{max-width:none}figure.chart{break-inside:avoid}}
+@media print{main{max-width:none}table.inventory td:nth-child(4),table.evidence td:first-child{white-space:nowrap}
+figure.chart{break-inside:avoid}}
 """
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -148,12 +150,12 @@ def _evidence_rows(t: L10n, alerts: list[dict[str, Any]]) -> str:
         rows.append(
             f"<tr><td><span class='tag' style='background:{charts.CATEGORY_COLORS.get(a['alert']['category'], '#c0392b')}'>"
             f"{_h(words.category_short(t, a['alert']['category']))}</span></td>"
-            f"<td class='num'>{_h(t.when(float(a['first_ts'])))}</td><td class='num'>{_h(t.time(float(a['last_ts'])))}</td>"
+            f"<td class='num'>" + _h(t.when(float(a['first_ts']))) + "</td><td class='num'>" + _h(t.time(float(a['last_ts']))) + f"</td>"
             f"<td>{_h(words.alert_summary(t, a))}<div class='mono'>{_h(a['alert']['signature'])}</div></td>"
             f"<td class='mono'>{_h(where)}</td><td class='mono'>{_h(', '.join(ev.get('detected_by', [])))}</td></tr>")
-    head = (f"<tr><th>{_h(t._('behaviour'))}</th><th class='num'>{_h(t._('since'))}</th>"
-            f"<th class='num'>{_h(t._('until'))}</th><th>{_h(t._('what was seen (and the detector’s own words)'))}</th>"
-            f"<th>{_h(t._('first packet (capture #frame)'))}</th><th>{_h(t._('detected by'))}</th></tr>")
+    head = ("<tr><th>" + _h(t._('behaviour')) + "</th><th class='num'>" + _h(t._('since')) + "</th>"
+            "<th class='num'>" + _h(t._('until')) + "</th><th>" + _h(t._('what was seen (and the detector’s own words)')) + "</th>"
+            "<th>" + _h(t._('first packet (capture #frame)')) + "</th><th>" + _h(t._('detected by')) + "</th></tr>")
     return f"<table class='evidence'>{head}{''.join(rows)}</table>"
 
 
@@ -171,22 +173,22 @@ def _device_section(t: L10n, run: Run, dev: dict[str, Any]) -> str:
                                              for v, lbl in facts) + "</div>"]
     if run.windows is not None and run.windows.num_rows:
         svg = charts.device_chart(t, run.windows, key, alerts, baseline_bps)
-        parts.append(f"<figure class='chart timeline'>{svg}<figcaption>{_h(t._('Each bar is one window of the analysis; coloured bands at the top mark when each behaviour was seen.'))}</figcaption></figure>")
+        parts.append(f"<figure class='chart timeline'>{svg}<figcaption>" + _h(t._('Each bar is one window of the analysis; coloured bands at the top mark when each behaviour was seen.')) + "</figcaption></figure>")
     targets, total = _top_targets(run, dev, alerts)
     if targets:
-        parts.append(f"<h3>{_h(t._('Top targets on the internet'))}</h3>")
+        parts.append("<h3>" + _h(t._('Top targets on the internet')) + "</h3>")
         parts.append("<p>" + _h(t._("During its alerts it sent to {n} internet addresses; the most:").format(
             n=t.num(total))) + "</p>")
-        rows = "".join(f"<tr><td class='mono'>{_h(r['ip'])}</td><td class='num'>{_h(t.size(r['bytes']))}</td>"
-                       f"<td class='num'>{_h(t.num(r['packets']))}</td><td class='num'>{_h(t.num(r['flows']))}</td>"
+        rows = "".join(f"<tr><td class='mono'>{_h(r['ip'])}</td><td class='num'>" + _h(t.size(r['bytes'])) + "</td>"
+                       "<td class='num'>" + _h(t.num(r['packets'])) + "</td><td class='num'>" + _h(t.num(r['flows'])) + f"</td>"
                        f"<td class='mono'>{_h(', '.join(str(p) for p in r['ports']))}</td></tr>" for r in targets)
-        parts.append(f"<table class='targets'><tr><th>{_h(t._('address'))}</th><th class='num'>{_h(t._('sent'))}</th>"
-                     f"<th class='num'>{_h(t._('packets'))}</th><th class='num'>{_h(t._('connections'))}</th>"
-                     f"<th>{_h(t._('ports'))}</th></tr>{rows}</table>")
-    parts.append(f"<h3>{_h(t._('Evidence'))}</h3>")
+        parts.append("<table class='targets'><tr><th>" + _h(t._('address')) + "</th><th class='num'>" + _h(t._('sent')) + "</th>"
+                     "<th class='num'>" + _h(t._('packets')) + "</th><th class='num'>" + _h(t._('connections')) + "</th>"
+                     "<th>" + _h(t._('ports')) + f"</th></tr>{rows}</table>")
+    parts.append("<h3>" + _h(t._('Evidence')) + "</h3>")
     parts.append(_evidence_rows(t, alerts))
     peers = sorted({p for a in alerts for p in (a.get("evidence") or {}).get("peers", [])})
-    parts.append(f"<h3>{_h(t._('What to do'))}</h3><ol class='actions'>"
+    parts.append("<h3>" + _h(t._('What to do')) + "</h3><ol class='actions'>"
                  + "".join(f"<li>{_h(x)}</li>" for x in words.actions(t, set(cats), dev, peers)) + "</ol>")
     parts.append("</section>")
     return "\n".join(parts)
@@ -197,10 +199,10 @@ def _verdict(t: L10n, run: Run) -> str:
     span = run.span
     dur = t.duration(span[1] - span[0]) if span else "—"
     if not alerted:
-        return (f"<section id='verdict' class='verdict ok'><p class='big'>"
-                f"{_h(t._('No device behaved like an infected one in the {duration} captured.').format(duration=dur))}"
-                f"</p></section>")
-    ps = [f"<p class='big'>{_h(t.n_('{n} device on this network behaves like an infected device.', '{n} devices on this network behave like infected devices.', len(alerted)).format(n=t.num(len(alerted))))}</p>"]
+        return ("<section id='verdict' class='verdict ok'><p class='big'>"
+                "" + _h(t._('No device behaved like an infected one in the {duration} captured.').format(duration=dur)) + ""
+                "</p></section>")
+    ps = ["<p class='big'>" + _h(t.n_('{n} device on this network behaves like an infected device.', '{n} devices on this network behave like infected devices.', len(alerted)).format(n=t.num(len(alerted)))) + "</p>"]
     for dev in alerted:
         alerts = run.alerts_of(dev)
         cats = list(dict.fromkeys(a["alert"]["category"] for a in alerts))
@@ -214,9 +216,9 @@ def _verdict(t: L10n, run: Run) -> str:
                 x=t.times(float(e["x_baseline"])), share=t.pct(float(e.get("uplink_share", 0.0)))) \
                 if "uplink_share" in e else " " + t._("Its upload reached {x} its own normal.").format(
                 x=t.times(float(e["x_baseline"])))
-        ps.append(f"<p>{_h(line)} <a href='#{_anchor(device_key(dev))}'>{_h(t._('Details'))}</a></p>")
-    ps.append(f"<p><b>{_h(t._('First thing to do: isolate it from the network (unplug it or disable its switch port).'))}</b></p>")
-    ps.append(f"<p>{_h(t._('The other {n} devices seen did nothing suspicious in the {duration} captured.').format(n=t.num(len(run.devices) - len(alerted)), duration=dur))}</p>")
+        ps.append(f"<p>{_h(line)} <a href='#{_anchor(device_key(dev))}'>" + _h(t._('Details')) + "</a></p>")
+    ps.append("<p><b>" + _h(t._('First thing to do: isolate it from the network (unplug it or disable its switch port).')) + "</b></p>")
+    ps.append("<p>" + _h(t._('The other {n} devices seen did nothing suspicious in the {duration} captured.').format(n=t.num(len(run.devices) - len(alerted)), duration=dur)) + "</p>")
     return "<section id='verdict' class='verdict'>" + "".join(ps) + "</section>"
 
 
@@ -232,8 +234,8 @@ def _uplink(t: L10n, run: Run) -> str:
         line = t._("{who} sent {share} of everything uploaded to the internet ({size} of {total}).").format(
             who=_name(t, top), share=t.pct(float(top["upload_bytes"]) / total), size=t.size(float(top["upload_bytes"])),
             total=t.size(total))
-    return (f"<section id='uplink'><h2>{_h(t._('Who uses the uplink'))}</h2><p>{_h(line)}</p>"
-            f"<figure class='chart uplink'>{svg}<figcaption>{_h(t._('Upload to internet addresses per analysis window, stacked by device.'))}</figcaption></figure></section>")
+    return ("<section id='uplink'><h2>" + _h(t._('Who uses the uplink')) + f"</h2><p>{_h(line)}</p>"
+            f"<figure class='chart uplink'>{svg}<figcaption>" + _h(t._('Upload to internet addresses per analysis window, stacked by device.')) + "</figcaption></figure></section>")
 
 
 def _inventory(t: L10n, run: Run) -> str:
@@ -248,37 +250,37 @@ def _inventory(t: L10n, run: Run) -> str:
         rows.append(f"<tr><td class='mono'>{_h(', '.join(d.get('ips', [])[:2]) or '—')}</td><td class='mono'>{_h(d.get('mac') or '—')}</td>"
                     f"<td>{_h(d.get('vendor') or '—')}</td><td>{_h(words.device_type(t, d.get('device_type')))}</td>"
                     f"<td class='num'>{_h(conf)}</td><td>{_h('; '.join(d.get('evidence', [])[:3]) or '—')}</td>"
-                    f"<td class='num'>{_h(t.size(float(d.get('upload_bytes', 0))))}</td><td>{tags}</td></tr>")
+                    f"<td class='num'>" + _h(t.size(float(d.get('upload_bytes', 0)))) + f"</td><td>{tags}</td></tr>")
         del key
-    head = (f"<tr><th>{_h(t._('IP'))}</th><th>{_h(t._('MAC'))}</th><th>{_h(t._('vendor'))}</th><th>{_h(t._('type'))}</th>"
-            f"<th class='num'>{_h(t._('confidence'))}</th><th>{_h(t._('why we think so'))}</th>"
-            f"<th class='num'>{_h(t._('uploaded'))}</th><th>{_h(t._('alerts'))}</th></tr>")
-    return (f"<section id='inventory'><h2>{_h(t._('Devices on the network'))}</h2>"
-            f"<p>{_h(t.n_('{n} device seen.', '{n} devices seen.', len(run.devices)).format(n=t.num(len(run.devices))))}</p>"
+    head = ("<tr><th>" + _h(t._('IP')) + "</th><th>" + _h(t._('MAC')) + "</th><th>" + _h(t._('vendor')) + "</th><th>" + _h(t._('type')) + "</th>"
+            "<th class='num'>" + _h(t._('confidence')) + "</th><th>" + _h(t._('why we think so')) + "</th>"
+            "<th class='num'>" + _h(t._('uploaded')) + "</th><th>" + _h(t._('alerts')) + "</th></tr>")
+    return ("<section id='inventory'><h2>" + _h(t._('Devices on the network')) + "</h2>"
+            "<p>" + _h(t.n_('{n} device seen.', '{n} devices seen.', len(run.devices)).format(n=t.num(len(run.devices)))) + f"</p>"
             f"<table class='inventory'>{head}{''.join(rows)}</table></section>")
 
 
 def compare_section(t: L10n, c: Comparison) -> str:
-    parts = [f"<section id='compare'><h2>{_h(t._('After the fix'))}</h2>"]
+    parts = ["<section id='compare'><h2>" + _h(t._('After the fix')) + "</h2>"]
     if c.after_span:
         parts.append("<p>" + _h(t._("Compared with a capture from {t0} to {t1}.").format(
             t0=t.when(c.after_span[0]), t1=t.when(c.after_span[1]))) + "</p>")
     if not c.devices:
-        parts.append(f"<p>{_h(t._('No device was alerted before or after.'))}</p>")
+        parts.append("<p>" + _h(t._('No device was alerted before or after.')) + "</p>")
     for d in c.devices:
         head = words.who(t, {"ips": [d.ip] if d.ip else [], "mac": d.key, "vendor": d.vendor, "device_type": d.device_type})
         parts.append(f"<div class='change' id='compare-{_anchor(d.key)}'><h3>{_h(head)} <span class='mono'>{_h(d.key)}</span></h3>")
         parts.append(f"<p class='status-{d.verdict}'>{_h(words.verdict(t, d))}</p><ul>")
         parts += [f"<li>{_h(words.behaviour_line(t, b.category, b.stopped))}</li>" for b in d.behaviours]
-        parts += [f"<li class='status-still'>{_h(t._('New after the fix: {what}').format(what=words.category_short(t, c_)))}</li>"
+        parts += ["<li class='status-still'>" + _h(t._('New after the fix: {what}').format(what=words.category_short(t, c_))) + "</li>"
                   for c_, _ in d.new_alerts]
         parts.append(f"<li>{_h(words.upload_line(t, d))}</li>")
         parts.append(f"<li class='inbound'>{_h(words.inbound_line(t, d.inbound_after, silent=d.silent))}</li></ul>")
         if d.inbound_after.top_sources:
-            rows = "".join(f"<tr><td class='mono'>{_h(ip)}</td><td class='num'>{_h(t.num(n))}</td></tr>"
+            rows = "".join(f"<tr><td class='mono'>{_h(ip)}</td><td class='num'>" + _h(t.num(n)) + "</td></tr>"
                            for ip, n in d.inbound_after.top_sources)
-            parts.append(f"<table class='inbound'><tr><th>{_h(t._('from (internet address)'))}</th>"
-                         f"<th class='num'>{_h(t._('attempts'))}</th></tr>{rows}</table>")
+            parts.append("<table class='inbound'><tr><th>" + _h(t._('from (internet address)')) + "</th>"
+                         "<th class='num'>" + _h(t._('attempts')) + f"</th></tr>{rows}</table>")
         parts.append("</div>")
     parts.append("</section>")
     return "".join(parts)
@@ -293,7 +295,7 @@ def _method(t: L10n, run: Run) -> str:
                  "in Wireshark and go to that packet (Go → Go to Packet)."),
              t._("`iotwatch evidence` writes the offending packets of each device as a pcapng with the SHA-256 of every "
                  "file, so anyone can check them independently.")]
-    return (f"<section id='method'><h2>{_h(t._('How to check this report'))}</h2><ul>"
+    return ("<section id='method'><h2>" + _h(t._('How to check this report')) + "</h2><ul>"
             + "".join(f"<li>{_h(x)}</li>" for x in items) + "</ul></section>")
 
 
@@ -301,20 +303,20 @@ def render(run: Run, t: L10n, after: Run | None = None) -> str:
     """The report as one HTML document."""
     span = run.span
     when = (t._("Traffic from {t0} to {t1}").format(t0=t.when(span[0]), t1=t.when(span[1])) if span else "")
-    body = [f"<h1>{_h(t._('Network audit report'))}</h1>",
+    body = ["<h1>" + _h(t._('Network audit report')) + "</h1>",
             f"<p class='sub'>{_h(when)} · {_h(run.folder.name)}</p>",
             _verdict(t, run), _uplink(t, run), _inventory(t, run)]
     body += [_device_section(t, run, d) for d in run.alerted]
     if after is not None:
         body.append(compare_section(t, compare(run, after)))
     body.append(_method(t, run))
-    body.append(f"<footer>{_h(t._('Written by iotwatch {version}. Times are in {zone}.').format(version=__version__, zone=t.zone_name(span[0] if span else 0.0)))}</footer>")
+    body.append("<footer>" + _h(t._('Written by iotwatch {version}. Times are in {zone}.').format(version=__version__, zone=t.zone_name(span[0] if span else 0.0))) + "</footer>")
     return ("<!DOCTYPE html>\n"
             f"<html lang='{t.lang}'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<meta name='generator' content='iotwatch {__version__}'>"
-            f"<title>{_h(t._('Network audit report'))} — {_h(run.folder.name)}</title>"
+            f"<title>" + _h(t._('Network audit report')) + f" — {_h(run.folder.name)}</title>"
             f"<style>{CSS}</style></head><body><main>\n" + "\n".join(x for x in body if x) + "\n</main></body></html>\n")
 
 

@@ -71,7 +71,7 @@ class L10n:
 
     def times(self, x: float) -> str:
         """A ratio such as "× 4,979" ("4,979倍" in Japanese)."""
-        digits = 0 if x >= 10 else 1 if x >= 0.1 else 3
+        digits = 0 if x >= 10 or x == 0 else 1 if x >= 0.1 else 3
         return self._("{x}×").format(x=self.num(x, digits))
 
     def size(self, n: float) -> str:
