@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from .addrs import LocalNets
 from .errors import OutputError
-from .outdir import FLOWS, Run, alert_device, device_key
+from .outdir import FLOWS, Run, device_key
 
 #: a device that sent at most this many packets in the ``after`` run is called silent
 SILENT_PACKETS = 0
@@ -177,7 +177,3 @@ def compare(before: Run, after: Run) -> Comparison:
             inbound_before=inbound(before, b, nets) if b else Inbound(),
             inbound_after=inbound(after, a, nets) if a else Inbound()))
     return Comparison(str(before.folder), str(after.folder), before.span, after.span, out)
-
-
-def alerted_in(run: Run) -> set[str]:
-    return {alert_device(a) for a in run.alerts}

@@ -70,6 +70,25 @@ def describe_pack(pack: Pack) -> str:
     return "\n".join(lines)
 
 
+def after_analysis(out: Path, *, report: bool, evidence: bool, quiet: bool) -> int:
+    """``analyze --report/--evidence``: the report in both languages and the evidence pack of the
+    run just written. Returns EXIT_ERROR on failure, 0 otherwise."""
+    try:
+        if evidence:
+            pack = make_evidence(out, None, [], 5.0)
+            if not quiet:
+                typer.echo(describe_pack(pack))
+        if report:
+            for lang in LANGS:
+                path = make_report(out, lang, None)
+                if not quiet:
+                    typer.echo(f"report ({lang}) → {path}")
+    except IotwatchError as e:
+        _say(f"iotwatch: error: {e}")
+        return EXIT_ERROR
+    return 0
+
+
 def report_command(folder: OutDir, lang: Lang = "ja",
                    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: "
                                                              "OUT_DIR/report.LANG.html).")] = None,
@@ -92,12 +111,30 @@ def make_report(folder: Path, lang: str, out: Path | None, after: Path | None = 
     return write_report(folder, lang=lang, out=out, after=after)
 
 
-def compare_command(before: Annotated[Path, typer.Argument(help="Output folder or capture(s) folder/file before "
-                                                           "the fix.", show_default=False)],
+def ensure_analysed(path: Path, out: Path | None, uplink_mbps: float | None) -> Path:
+    """``path`` itself when it is an output folder of ``analyze``; otherwise analyse the captures
+    at ``path`` into ``out`` (default: beside them, ``NAME.iotwatch/``) and return that folder."""
+    from ..errors import InputError
+    from .analyze import EXIT_ERROR as ANALYZE_ERROR
+    from .analyze import _settings, analyzers, run_analysis
+
+    if path.is_dir() and (path / "events.jsonl").is_file():
+        return path
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    dest = out if out is not None else path.with_name(path.name.split(".")[0] + ".iotwatch")
+    settings = _settings(60.0, [], 120.0, 1800.0, 131_072)
+    det, inv = analyzers(settings, uplink_mbps=uplink_mbps)
+    if run_analysis([path], dest, settings, quiet=True, detector=det, inventory=inv) == ANALYZE_ERROR:
+        raise InputError(path, "could not be analysed")
+    return dest
+
+
+def compare_command(before: Annotated[Path, typer.Argument(help="Output folder of `iotwatch analyze`, or "
+                                                           "capture(s), before the fix.", show_default=False)],
                     after: Annotated[Path, typer.Argument(help="The same after the fix.", show_default=False)],
-                    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the analyses "
-                                                             "of captures given (default: beside them) and "
-                                                             "compare.json.")] = None,
+                    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for the analyses of "
+                                                             "captures given (before/, after/) and compare.json.")] = None,
                     lang: Lang = "en",
                     uplink_mbps: Annotated[float | None, typer.Option("--uplink-mbps", help="The site's uplink, "
                                                                       "Mbit/s (when captures are analysed).")] = None,
@@ -105,15 +142,18 @@ def compare_command(before: Annotated[Path, typer.Argument(help="Output folder o
     """Before and after the fix: did each alerted behaviour stop, how did the upload change, and
     what still arrives from outside."""
     _lang(lang)
-    from ..compare import compare, describe, ensure_analysed
+    from ..compare import compare
+    from ..outdir import load
+    from ..report.i18n import l10n
+    from ..report.words import describe
 
     try:
-        b = ensure_analysed(before, out / "before" if out else None, uplink_mbps)
-        a = ensure_analysed(after, out / "after" if out else None, uplink_mbps)
+        b = load(ensure_analysed(before, out / "before" if out else None, uplink_mbps))
+        a = load(ensure_analysed(after, out / "after" if out else None, uplink_mbps))
         result = compare(b, a)
         if out is not None:
             result.write(out / "compare.json")
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
-    typer.echo(describe(result, lang))
+    typer.echo(describe(result, l10n(lang)))

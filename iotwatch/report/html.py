@@ -212,10 +212,12 @@ def _verdict(t: L10n, run: Run) -> str:
         ex = [a for a in alerts if "x_baseline" in (a.get("evidence") or {})]
         if ex:
             e = ex[0]["evidence"]
-            line += " " + t._("Its upload reached {x} its own normal, {share} of the uplink.").format(
-                x=t.times(float(e["x_baseline"])), share=t.pct(float(e.get("uplink_share", 0.0)))) \
-                if "uplink_share" in e else " " + t._("Its upload reached {x} its own normal.").format(
-                x=t.times(float(e["x_baseline"])))
+            if "uplink_share" in e:
+                more = t._("Its upload reached {x} its own normal, {share} of the uplink.").format(
+                    x=t.times(float(e["x_baseline"])), share=t.pct(float(e["uplink_share"])))
+            else:
+                more = t._("Its upload reached {x} its own normal.").format(x=t.times(float(e["x_baseline"])))
+            line = t.sentences(line, more)
         ps.append(f"<p>{_h(line)} <a href='#{_anchor(device_key(dev))}'>" + _h(t._('Details')) + "</a></p>")
     ps.append("<p><b>" + _h(t._('First thing to do: isolate it from the network (unplug it or disable its switch port).')) + "</b></p>")
     ps.append("<p>" + _h(t._('The other {n} devices seen did nothing suspicious in the {duration} captured.').format(n=t.num(len(run.devices) - len(alerted)), duration=dur)) + "</p>")

@@ -58,6 +58,10 @@ class L10n:
     def n_(self, singular: str, plural: str, n: int) -> str:
         return translations(self.lang).ngettext(singular, plural, n)
 
+    def sentences(self, *parts: str) -> str:
+        """Sentences one after the other: a space between them in English, none in Japanese."""
+        return ("" if self.lang == "ja" else " ").join(p for p in parts if p)
+
     def num(self, x: float, digits: int = 0) -> str:
         from babel.numbers import format_decimal
 

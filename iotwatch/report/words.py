@@ -143,13 +143,14 @@ def inbound_line(t: L10n, i: Inbound, *, silent: bool) -> str:
     line = t._("Still arriving from outside: {n} inbound connection attempts from {s} internet addresses "
                "(ports {ports}), between {t0} and {t1}.").format(
         n=t.num(i.attempts), s=t.num(i.sources), ports=ports, t0=t.time(i.first_ts or 0.0), t1=t.time(i.last_ts or 0.0))
-    if silent:
-        line += " " + t._("The device answered none of them: these are attempts against it, not its own behaviour.") \
-            if not i.answered else " " + t._("The device answered {n} of them.").format(n=t.num(i.answered))
+    if silent and not i.answered:
+        more = t._("The device answered none of them: these are attempts against it, not its own behaviour.")
+    elif silent:
+        more = t._("The device answered {n} of them.").format(n=t.num(i.answered))
     else:
-        line += " " + t._("These are attempts against the device, not its own behaviour; it answered {n} of them.").format(
+        more = t._("These are attempts against the device, not its own behaviour; it answered {n} of them.").format(
             n=t.num(i.answered))
-    return line
+    return t.sentences(line, more)
 
 
 def describe(c: Comparison, t: L10n) -> str:
