@@ -21,11 +21,19 @@ $(DEMO): | $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
 ## make demo: create .venv, install, analyse the bundled demo capture (an office) and print the
-## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts
+## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts; then the
+## same site after the recorder was isolated (60 s), the before/after comparison, the evidence
+## pack and the audit report in Japanese and English
 demo: $(STAMP) $(DEMO)
 	$(BIN)/iotwatch analyze $(DEMO) --out out/demo
 	$(BIN)/iotwatch synth hospital --duration 150 --quiet 60 --uplink-mbps 2 --seed 7 --out out/demo-hospital.pcap
 	$(BIN)/iotwatch analyze out/demo-hospital.pcap --uplink-mbps 2 --out out/demo-hospital --top 8
+	$(BIN)/iotwatch synth after --duration 60 --uplink-mbps 2 --seed 7 --out out/demo-after.pcap
+	$(BIN)/iotwatch analyze out/demo-after.pcap --uplink-mbps 2 --out out/demo-after --quiet
+	$(BIN)/iotwatch compare out/demo-hospital out/demo-after
+	$(BIN)/iotwatch evidence out/demo-hospital
+	$(BIN)/iotwatch report out/demo-hospital --lang ja --after out/demo-after
+	$(BIN)/iotwatch report out/demo-hospital --lang en --after out/demo-after
 
 ## make test: the whole test suite (Wireshark oracle tests need tshark: `make sysdeps`)
 test: $(STAMP)

@@ -100,6 +100,23 @@ def test_report_sections_charts_and_no_network(runs: dict[str, Path]) -> None:
     assert "Network audit report" in en and "Isolate it now" in en
 
 
+def test_japanese_charts_without_a_cjk_font_leave_text_to_the_browser(runs: dict[str, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from iotwatch.report import charts
+
+    before = load(runs["before"])
+    if charts.text_as_paths("ja"):  # Noto Sans CJK JP installed (make sysdeps): the text is drawn as paths
+        assert "<text" not in render(before, l10n("ja"))
+    monkeypatch.setattr(charts, "CJK_FONTS", ("No Such Font",))
+    charts.font_family.cache_clear()
+    try:
+        html = render(before, l10n("ja"))
+    finally:
+        charts.font_family.cache_clear()
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", html)
+    assert any(KANA.search(x) for x in texts)
+
+
 def test_compare_silent_recorder_with_inbound_attempts(runs: dict[str, Path]) -> None:
     before, after = load(runs["before"]), load(runs["after"])
     assert after.alerts == []  # knocking on a silent device is nobody's misbehaviour on this network

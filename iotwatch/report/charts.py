@@ -2,7 +2,8 @@
 
 Text is drawn as paths (matplotlib's default ``svg.fonttype``), so the SVG needs no font where it
 is opened; Japanese needs a font with its glyphs where it is drawn: Noto Sans CJK JP
-(Debian ``fonts-noto-cjk``, installed by ``make sysdeps``). :func:`font_family` says which is used.
+(Debian ``fonts-noto-cjk``, installed by ``make sysdeps``). Without one, Japanese charts keep
+their text as SVG text, which the browser draws with the reader's fonts (:func:`text_as_paths`).
 """
 
 from __future__ import annotations
@@ -15,17 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import IotwatchError
 from .i18n import L10n
 
 CJK_FONTS = ("Noto Sans CJK JP", "Noto Sans JP", "IPAexGothic", "IPAGothic", "TakaoGothic")
 COLORS = ("#c0392b", "#2874a6", "#239b56", "#b9770e", "#7d3c98", "#148f77", "#5d6d7e", "#a04000")
 OTHERS = "#bfc9ca"
 CATEGORY_COLORS = {"scan": "#e67e22", "bruteforce": "#8e44ad", "flood": "#c0392b", "exfil": "#cb4335", "c2": "#2e4053"}
-
-
-class FontError(IotwatchError):
-    """No font with Japanese glyphs is installed."""
 
 
 @functools.cache
@@ -49,17 +45,35 @@ def font_family(lang: str) -> list[str]:
     names = {f.name for f in font_manager.fontManager.ttflist}
     if lang == "ja":
         cjk = [f for f in CJK_FONTS if f in names]
-        if not cjk:
-            raise FontError("no font with Japanese glyphs is installed (Debian: apt-get install fonts-noto-cjk, "
-                            "or `make sysdeps`)")
+        if not cjk:  # matplotlib's font list may predate the font's installation: scan once more
+            font_manager.fontManager = font_manager._load_fontmanager(try_read_cache=False)
+            names = {f.name for f in font_manager.fontManager.ttflist}
+            cjk = [f for f in CJK_FONTS if f in names]
         return [*cjk, "DejaVu Sans"]
     return ["DejaVu Sans"]
 
 
+def text_as_paths(lang: str) -> bool:
+    """True when the chart text can be drawn here as paths: always in English, in Japanese when a
+    CJK font is installed."""
+    return lang != "ja" or font_family(lang)[0] in CJK_FONTS
+
+
+def _setup(lang: str) -> Any:
+    plt = _pyplot()
+    plt.rcParams["font.family"] = font_family(lang)
+    plt.rcParams["svg.fonttype"] = "path" if text_as_paths(lang) else "none"
+    return plt
+
+
 def _svg(fig: Any, title: str) -> str:
+    import warnings
+
     plt = _pyplot()
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "iotwatch"})
+    with warnings.catch_warnings():  # "Glyph missing" when Japanese is left to the browser's fonts
+        warnings.simplefilter("ignore", UserWarning)
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": "iotwatch"})
     plt.close(fig)
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]
@@ -90,8 +104,7 @@ def _time_axis(ax: Any, t: L10n, starts: np.ndarray) -> None:
 
 def uplink_chart(t: L10n, windows: Any, names: dict[str, str], top: int = 6) -> str:
     """Upload to the internet over time, stacked by device (Mbit/s per window)."""
-    plt = _pyplot()
-    plt.rcParams["font.family"] = font_family(t.lang)
+    plt = _setup(t.lang)
     title = t._("Upload to the internet over time, by device")
     dev = np.array(windows.column("device").to_pylist(), dtype=object)
     start = windows.column("window_start").to_numpy()
@@ -137,8 +150,7 @@ def uplink_chart(t: L10n, windows: Any, names: dict[str, str], top: int = 6) -> 
 
 def device_chart(t: L10n, windows: Any, key: str, alerts: list[dict[str, Any]], baseline_bps: float | None) -> str:
     """One device: its upload per window, the alerts' spans, and its normal upload."""
-    plt = _pyplot()
-    plt.rcParams["font.family"] = font_family(t.lang)
+    plt = _setup(t.lang)
     title = t._("Timeline of {device}").format(device=key)
     sel = np.array(windows.column("device").to_pylist(), dtype=object) == key
     start = windows.column("window_start").to_numpy()[sel]
