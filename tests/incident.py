@@ -16,12 +16,18 @@ BEFORE = Options("hospital", seed=11, duration=100, quiet=40, uplink_mbps=UPLINK
 AFTER = Options("after", seed=11, duration=100, uplink_mbps=UPLINK_MBPS)
 
 
-def analyse(pcap: Path, out: Path) -> Path:
+def analyse(pcap: Path, out: Path, uplink_mbps: float | None = UPLINK_MBPS) -> Path:
+    """``iotwatch analyze PCAP --out OUT [--uplink-mbps M]``, in this process."""
     settings = Settings()
-    det, inv = analyzers(settings, uplink_mbps=UPLINK_MBPS)
+    det, inv = analyzers(settings, uplink_mbps=uplink_mbps)
     code = run_analysis([pcap], out, settings, quiet=True, detector=det, inventory=inv)
     assert code == 0, code
     return out
+
+
+def analyse_plain(pcap: Path, out: Path) -> Path:
+    """The same with the defaults (no uplink given)."""
+    return analyse(pcap, out, None)
 
 
 @functools.cache

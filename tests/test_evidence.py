@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import TSHARK, needs_tshark
+from conftest import SHARED_PCAPS, TSHARK, needs_shared, needs_tshark
 from incident import incident
 
 from iotwatch.evidence import write_pack
@@ -155,3 +155,41 @@ def test_cli_evidence_and_errors(tmp_path: Path, packed: tuple[Path, Path, Path]
     assert r.returncode == 0, r.stderr
     m = json.loads((moved / "evidence" / "manifest.json").read_text())
     assert m["sources"][0]["file"] == str(pcap)
+
+
+@needs_shared
+@needs_tshark
+def test_packs_of_the_shared_attackers(tmp_path: Path) -> None:
+    """Every labelled attacker of ../shared/pcaps that raises an alert: its pack holds each alert's
+    first packet and the packet that raised it (checked against the source in tshark), and at
+    least as many flows as the alert counted."""
+    from incident import analyse_plain
+
+    with open(SHARED_PCAPS / "LABELS.tsv", newline="") as f:
+        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["behaviour"] not in ("normal", "victim")]
+    packs = 0
+    for i, r in enumerate(rows):
+        pcap = SHARED_PCAPS / r["file"]
+        out = analyse_plain(pcap, tmp_path / f"o{i}")
+        manifest = write_pack(out).manifest
+        if not manifest["devices"]:
+            continue
+        packs += 1
+        src = {int(x["frame.number"]): x for x in tshark_rows(pcap)}
+        for dev in manifest["devices"]:
+            rows_ = tshark_rows(out / "evidence" / dev["folder"] / "packets.pcapng")
+            assert len(rows_) == dev["packets"], pcap
+            with open(out / "evidence" / dev["folder"] / "flows.csv", newline="") as f:
+                why = Counter(c for x in csv.DictReader(f) for c in x["why"].split(",") if c)
+            for a in dev["alerts"]:
+                for what in ("first_packet", "alert_packet"):
+                    if what in a:
+                        ref = a[what]
+                        assert ref["pack_packet"] is not None, (pcap, a["category"], what)
+                        assert ident(rows_[ref["pack_packet"] - 1]) == ident(src[ref["packet"]]), (pcap, what)
+            alerts = [x for x in load(out, windows=False).alerts if x["src_mac"] == dev["mac"]]
+            for x in alerts:
+                ev = x["evidence"]
+                if x["alert"]["category"] in ("scan", "bruteforce") and "flows" in ev:
+                    assert why[x["alert"]["category"]] >= ev["flows"], (pcap, x["alert"]["signature"])
+    assert packs >= 10

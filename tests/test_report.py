@@ -181,3 +181,30 @@ def test_analyze_report_and_evidence_options(runs: dict[str, Path], tmp_path: Pa
     assert r.returncode == 0, r.stderr
     assert (out / "report.ja.html").exists() and (out / "report.en.html").exists()
     assert (out / "evidence" / "manifest.json").exists() and "evidence pack" in r.stdout
+
+
+def test_after_scenario_is_deterministic_and_the_same_site(runs: dict[str, Path], tmp_path: Path) -> None:
+    from incident import AFTER
+
+    from iotwatch.synth import generate
+
+    again = generate(AFTER, tmp_path / "after.pcap")
+    assert again.pcap.read_bytes() == runs["after_pcap"].read_bytes()
+
+    def hosts(labels: Path) -> dict[str, str]:
+        with open(labels, newline="") as f:
+            return {r["host_mac"]: r["host_ip"] for r in csv.DictReader(f, delimiter="\t") if r["host_mac"]}
+
+    # the same devices at the same addresses as the incident of the same seed
+    assert hosts(runs["after_pcap"].with_name("after.labels.tsv")) == \
+        hosts(runs["before_pcap"].with_name("before.labels.tsv"))
+
+
+def test_incident_runs_follow_the_event_interface(runs: dict[str, Path]) -> None:
+    from conftest import CHECK_EVENTS
+
+    if not CHECK_EVENTS.exists():
+        pytest.skip("../shared/tools/check_events.py is absent")
+    for which in ("before", "after"):
+        r = subprocess.run([sys.executable, str(CHECK_EVENTS), str(runs[which])], capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr

@@ -7,11 +7,12 @@ alert involves
 * the flows it cites (``evidence.flow_ids``);
 * for ``scan`` and ``bruteforce``: every flow of the device during the alert (``first_ts`` ..
   ``last_ts``) to one of the cited (protocol, server port) pairs or the ports in
-  ``evidence.ports``: the scanner's SYNs and the login sessions, not the device's ordinary
-  traffic;
+  ``evidence.ports``, or to the scanned host ``evidence.target``: the scanner's probes and the
+  login sessions, not the device's ordinary traffic;
 * for the other categories (``exfil``, ``c2``, ``flood``): every flow of the device during the
   alert with one of the cited flows' server addresses or the addresses in ``evidence.peers``,
-  ``peer``, ``resolver``.
+  ``peer``, ``resolver``;
+* for an ARP sweep (``evidence.arp_requests``): the device's ARP packets during the alert.
 
 Packets are matched to flows by their unordered 5-tuple (both directions) and the flow's time
 span. ``context_s`` seconds of all the device's packets before its first alert come along, so
@@ -38,7 +39,7 @@ import pyarrow.compute as pc
 
 from .. import __version__
 from ..capture import CaptureSet
-from ..decode import NO_MAC, Packets, decode
+from ..decode import L3_ARP, NO_MAC, Packets, decode
 from ..errors import InputError, OutputError
 from ..outdir import Run, device_key, load
 from .pcapng_out import PcapngWriter
@@ -65,6 +66,7 @@ class DevicePack:
     key_end: np.ndarray
     t_first_ns: int
     context_ns: int
+    arp_spans: list[tuple[int, int]] = field(default_factory=list)  # ns spans of ARP sweeps
     refs: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # (file index, frame) → comments
     found: dict[tuple[int, int], int] = field(default_factory=dict)  # (file index, frame) → pack frame
     writer: PcapngWriter | None = None
@@ -168,6 +170,9 @@ def involved(flows: pa.Table, alert: dict[str, Any]) -> np.ndarray:
         same = np.zeros(len(ids), dtype=bool)
         for p, d in pairs:
             same |= (proto == p) & (dport == d)
+        # a scan of one host (evidence.target): every port it probed there
+        target = pa.array(sorted(_peer_addrs({"target": ev.get("target")})), pa.string())
+        same |= pc.is_in(flows.column("dest_ip"), target).to_numpy(zero_copy_only=False)
     else:
         addrs = _peer_addrs(ev) | set(flows.column("dest_ip").filter(pa.array(cited)).to_pylist())
         arr = pa.array(sorted(addrs), pa.string())
@@ -280,6 +285,8 @@ def _prepare(run: Run, out: Path, sources: list[Path], context_s: float) -> list
                        [_addr_words(ip) for ip in dev.get("ips") or []], alerts, flows, uk, ks, ke,
                        int(min(float(a["first_ts"]) for a in alerts) * 1e9), int(context_s * 1e9))
         for a in alerts:
+            if "arp_requests" in (a.get("evidence") or {}):  # an ARP sweep: no flow, its ARP packets
+                p.arp_spans.append((int(float(a["first_ts"]) * 1e9) - SLACK_NS, int(float(a["last_ts"]) * 1e9) + SLACK_NS))
             for what, ref in _refs(a):
                 fi = index.get(str(ref.get("file")), by_name.get(Path(str(ref.get("file"))).name))
                 if fi is not None:
@@ -304,6 +311,8 @@ def _select(p: DevicePack, pk: Packets, ts: np.ndarray, keys: np.ndarray) -> tup
     if len(p.keys):
         i = np.minimum(np.searchsorted(p.keys, keys), len(p.keys) - 1)
         in_flow = (p.keys[i] == keys) & (ts >= p.key_start[i]) & (ts <= p.key_end[i])
+    for t0, t1 in p.arp_spans:
+        in_flow |= (pk.l3 == L3_ARP) & (ts >= t0) & (ts <= t1)
     context = mine & ~in_flow & (ts >= p.t_first_ns - p.context_ns) & (ts < p.t_first_ns)
     return mine & (in_flow | context), context
 
