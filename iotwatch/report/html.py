@@ -46,6 +46,7 @@ th{background:#f2f4f4;font-weight:600}td.num,th.num{text-align:right;white-space
 .fact{border:1px solid var(--line);border-radius:6px;padding:8px 14px;min-width:150px;background:#fff}
 .fact b{display:block;font-size:22px}.fact span{color:var(--mute);font-size:12.5px}
 table.inventory td:nth-child(4),table.evidence td:first-child{white-space:nowrap}
+table.evidence td:nth-child(4){width:42%}table.evidence td:nth-child(2),table.evidence td:nth-child(3){white-space:normal}
 figure.chart{margin:10px 0;background:#fff;border:1px solid var(--line);border-radius:6px;padding:6px}
 figure.chart svg{width:100%;height:auto;display:block}
 figcaption{color:var(--mute);font-size:12.5px;padding:2px 6px}
@@ -54,6 +55,7 @@ ol.actions li{margin:4px 0}
 .status-still{color:var(--bad);font-weight:700}.status-silent,.status-stopped{color:var(--ok);font-weight:700}
 footer{color:var(--mute);font-size:12px;margin-top:40px}
 @media print{main{max-width:none}table.inventory td:nth-child(4),table.evidence td:first-child{white-space:nowrap}
+table.evidence td:nth-child(4){width:42%}table.evidence td:nth-child(2),table.evidence td:nth-child(3){white-space:normal}
 figure.chart{break-inside:avoid}}
 """
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -165,7 +167,7 @@ def _device_section(t: L10n, run: Run, dev: dict[str, Any]) -> str:
     cats = [a["alert"]["category"] for a in alerts]
     facts, baseline_bps = _facts(t, run, dev, alerts)
     parts = [f"<section class='device' id='{_anchor(key)}'>",
-             f"<h2>{_h(words.who(t, dev))} <span class='mono'>{_h(key)}</span></h2>",
+             f"<h2>{_h(words.upper_first(words.who(t, dev)))} <span class='mono'>{_h(key)}</span></h2>",
              "<p>" + _h(t._("Since {time} this device has been {what}.").format(
                  time=t.when(min(float(a["first_ts"]) for a in alerts)),
                  what=words.join(t, [words.category(t, c) for c in dict.fromkeys(cats)]))) + "</p>",
@@ -206,9 +208,9 @@ def _verdict(t: L10n, run: Run) -> str:
     for dev in alerted:
         alerts = run.alerts_of(dev)
         cats = list(dict.fromkeys(a["alert"]["category"] for a in alerts))
-        line = t._("{who} has been {what} since {time}.").format(
+        line = words.upper_first(t._("{who} has been {what} since {time}.").format(
             who=words.who(t, dev), what=words.join(t, [words.category(t, c) for c in cats]),
-            time=t.when(min(float(a["first_ts"]) for a in alerts)))
+            time=t.when(min(float(a["first_ts"]) for a in alerts))))
         ex = [a for a in alerts if "x_baseline" in (a.get("evidence") or {})]
         if ex:
             e = ex[0]["evidence"]
@@ -270,7 +272,7 @@ def compare_section(t: L10n, c: Comparison) -> str:
     if not c.devices:
         parts.append("<p>" + _h(t._('No device was alerted before or after.')) + "</p>")
     for d in c.devices:
-        head = words.who(t, {"ips": [d.ip] if d.ip else [], "mac": d.key, "vendor": d.vendor, "device_type": d.device_type})
+        head = words.upper_first(words.who(t, {"ips": [d.ip] if d.ip else [], "mac": d.key, "vendor": d.vendor, "device_type": d.device_type}))
         parts.append(f"<div class='change' id='compare-{_anchor(d.key)}'><h3>{_h(head)} <span class='mono'>{_h(d.key)}</span></h3>")
         parts.append(f"<p class='status-{d.verdict}'>{_h(words.verdict(t, d))}</p><ul>")
         parts += [f"<li>{_h(words.behaviour_line(t, b.category, b.stopped))}</li>" for b in d.behaviours]

@@ -50,6 +50,11 @@ def who(t: L10n, dev: dict[str, Any]) -> str:
     return t._("the {kind} at {ip}").format(kind=kind, ip=ip)
 
 
+def upper_first(text: str) -> str:
+    """A sentence's first letter in capitals (no effect on Japanese)."""
+    return text[:1].upper() + text[1:]
+
+
 def join(t: L10n, items: list[str]) -> str:
     from babel.lists import format_list
 
@@ -161,7 +166,7 @@ def describe(c: Comparison, t: L10n) -> str:
         lines.append(t._("No device was alerted before or after."))
     for d in c.devices:
         head = who(t, {"ips": [d.ip] if d.ip else [], "mac": d.key, "vendor": d.vendor, "device_type": d.device_type})
-        lines += ["", f"{head} ({d.key})", "  " + verdict(t, d)]
+        lines += ["", f"{upper_first(head)} ({d.key})", "  " + verdict(t, d)]
         lines += ["  - " + behaviour_line(t, b.category, b.stopped) for b in d.behaviours]
         lines += ["  - " + t._("New after the fix: {what}").format(what=category_short(t, c_)) for c_, _ in d.new_alerts]
         lines += ["  " + upload_line(t, d), "  " + inbound_line(t, d.inbound_after, silent=d.silent)]
