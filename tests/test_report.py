@@ -162,6 +162,12 @@ def test_compare_and_report_cli(runs: dict[str, Path], tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "iotwatch", "report", str(runs["before"]), "--lang", "fr"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--lang" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "report", str(runs["before"]), "--tz", "Mars/Olympus"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--tz" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "report", str(runs["before"]), "--lang", "en", "--tz",
+                        "Asia/Tokyo", "--out", str(html)], capture_output=True, text=True)
+    assert r.returncode == 0 and "JST" in html.read_text() and "UTC" not in html.read_text()
     r = subprocess.run([sys.executable, "-m", "iotwatch", "report", str(tmp_path / "none")], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 

@@ -94,21 +94,31 @@ def report_command(folder: OutDir, lang: Lang = "ja",
                                                              "OUT_DIR/report.LANG.html).")] = None,
                    after: Annotated[Path | None, typer.Option("--after", help="Output folder of a later run "
                                                               "(after the fix): adds the before/after section.")] = None,
+                   tz: Annotated[str, typer.Option("--tz", help="Time zone of the report's times, e.g. Asia/Tokyo "
+                                                   "(default: Asia/Tokyo in Japanese, UTC in English).")] = "",
                    ) -> None:
     """Write the audit report: one self-contained HTML file (no network needed to open it)."""
     _lang(lang)
+    if tz:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise typer.BadParameter(f"{tz!r} is not a time zone name (like Asia/Tokyo or UTC)",
+                                     param_hint="--tz") from None
     try:
-        path = make_report(folder, lang, out, after)
+        path = make_report(folder, lang, out, after, tz)
     except IotwatchError as e:
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     typer.echo(f"report ({lang}) → {path}")
 
 
-def make_report(folder: Path, lang: str, out: Path | None, after: Path | None = None) -> Path:
+def make_report(folder: Path, lang: str, out: Path | None, after: Path | None = None, tz: str = "") -> Path:
     from ..report import write_report
 
-    return write_report(folder, lang=lang, out=out, after=after)
+    return write_report(folder, lang=lang, out=out, after=after, tz=tz)
 
 
 def ensure_analysed(path: Path, out: Path | None, uplink_mbps: float | None) -> Path:
