@@ -105,7 +105,7 @@ messages: $(STAMP)
 	@mkdir -p build
 	$(BIN)/pybabel extract --no-default-keywords -k _ -k n_:1,2 --no-location --omit-header --sort-output \
 		-o build/iotwatch.pot iotwatch/report
-	$(BIN)/pybabel update --no-location --omit-header --no-fuzzy-matching -w 110 -D iotwatch \
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date -w 110 -D iotwatch \
 		-i build/iotwatch.pot -d iotwatch/report/locale -l ja
 
 lint: $(STAMP)

@@ -201,10 +201,13 @@ def _verdict(t: L10n, run: Run) -> str:
     span = run.span
     dur = t.duration(span[1] - span[0]) if span else "—"
     if not alerted:
-        return ("<section id='verdict' class='verdict ok'><p class='big'>"
-                "" + _h(t._('No device behaved like an infected one in the {duration} captured.').format(duration=dur)) + ""
-                "</p></section>")
-    ps = ["<p class='big'>" + _h(t.n_('{n} device on this network behaves like an infected device.', '{n} devices on this network behave like infected devices.', len(alerted)).format(n=t.num(len(alerted)))) + "</p>"]
+        ok = t._("No device behaved like an infected one in the {duration} captured.").format(duration=dur)
+        return f"<section id='verdict' class='verdict ok'><p class='big'>{_h(ok)}</p></section>"
+    n = len(alerted)
+    head = t.n_("{n} device on this network behaves like an infected device.",
+                "{n} devices on this network behave like infected devices.", n).format(n=t.num(n))
+    ps = [f"<p class='big'>{_h(head)}</p>"]
+    details = t._("Details")
     for dev in alerted:
         alerts = run.alerts_of(dev)
         cats = list(dict.fromkeys(a["alert"]["category"] for a in alerts))
@@ -220,9 +223,14 @@ def _verdict(t: L10n, run: Run) -> str:
             else:
                 more = t._("Its upload reached {x} its own normal.").format(x=t.times(float(e["x_baseline"])))
             line = t.sentences(line, more)
-        ps.append(f"<p>{_h(line)} <a href='#{_anchor(device_key(dev))}'>" + _h(t._('Details')) + "</a></p>")
-    ps.append("<p><b>" + _h(t._('First thing to do: isolate it from the network (unplug it or disable its switch port).')) + "</b></p>")
-    ps.append("<p>" + _h(t._('The other {n} devices seen did nothing suspicious in the {duration} captured.').format(n=t.num(len(run.devices) - len(alerted)), duration=dur)) + "</p>")
+        ps.append(f"<p>{_h(line)} <a href='#{_anchor(device_key(dev))}'>{_h(details)}</a></p>")
+    first = t._("First thing to do: isolate it from the network (unplug it or disable its switch port).")
+    ps.append(f"<p><b>{_h(first)}</b></p>")
+    others = len(run.devices) - n
+    rest = t.n_("The other device seen did nothing suspicious in the {duration} captured.",
+                "The other {n} devices seen did nothing suspicious in the {duration} captured.",
+                others).format(n=t.num(others), duration=dur)
+    ps.append(f"<p>{_h(rest)}</p>")
     return "<section id='verdict' class='verdict'>" + "".join(ps) + "</section>"
 
 
