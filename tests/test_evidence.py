@@ -193,3 +193,46 @@ def test_packs_of_the_shared_attackers(tmp_path: Path) -> None:
                 if x["alert"]["category"] in ("scan", "bruteforce") and "flows" in ev:
                     assert why[x["alert"]["category"]] >= ev["flows"], (pcap, x["alert"]["signature"])
     assert packs >= 10
+
+
+@needs_tshark
+def test_pack_of_a_capture_without_ethernet(tmp_path: Path) -> None:
+    """Raw IP with nanosecond timestamps: devices are IP addresses, and the pack follows them."""
+    import struct
+
+    from captures import pcap_header, pcap_record
+    from incident import analyse_plain
+
+    from iotwatch.synth import Options, generate
+
+    eth = generate(Options("scan", seed=508, duration=60, quiet=25), tmp_path / "eth.pcap").pcap
+    data = eth.read_bytes()
+    out = bytearray(pcap_header(linktype=101, nanosecond=True))
+    pos = 24
+    while pos < len(data):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", data, pos)
+        frame = data[pos + 16:pos + 16 + incl]
+        pos += 16 + incl
+        if frame[12:14] == b"\x08\x00":  # IPv4 only: ARP has no raw-IP form
+            out += pcap_record(sec * 10**9 + usec * 1000, incl - 14, orig - 14, frame[14:], nanosecond=True)
+    raw = tmp_path / "raw.pcap"
+    raw.write_bytes(bytes(out))
+    run_dir = analyse_plain(raw, tmp_path / "o")
+    run = load(run_dir, windows=False)
+    [alert] = [a for a in run.alerts if a["alert"]["category"] == "scan"]
+    assert alert["src_mac"] is None
+    manifest = write_pack(run_dir).manifest
+    [dev] = manifest["devices"]
+    ip = alert["src_ip"]
+    assert dev["device"] == ip and dev["folder"] == ip
+    rows = tshark_rows(run_dir / "evidence" / ip / "packets.pcapng")
+    src = tshark_rows(raw)
+    assert len(rows) == dev["packets"] and all(ip in (r["ip.src"], r["ip.dst"]) for r in rows)
+    ref = dev["alerts"][0]["first_packet"]
+    assert ident(rows[ref["pack_packet"] - 1]) == ident(src[ref["packet"] - 1])
+    first, last = float(alert["first_ts"]), float(alert["last_ts"])
+
+    def syn(r: dict[str, str]) -> bool:
+        return r["ip.src"] == ip and r["tcp.flags"] == "0x0002" and first - 1e-6 <= float(r["frame.time_epoch"]) <= last + 1e-6
+
+    assert sum(map(syn, src)) == sum(map(syn, rows)) >= alert["evidence"]["flows"]
