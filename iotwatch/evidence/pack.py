@@ -361,14 +361,19 @@ def _read(sources: list[Path], packs: list[DevicePack]) -> None:
                 continue
             p.context_packets += int(ctx.sum())
             assert p.writer is not None
-            for i in idx.tolist():
+            marked = [fr - b.frame0 for fi, fr in p.refs if fi == b.file_index and b.frame0 <= fr < b.frame0 + len(b)]
+            cuts = idx[np.isin(idx, np.array(marked, dtype=np.int64))].tolist() if marked else []
+            start = 0
+            for i in cuts:  # the alerts' packets carry a comment: written one by one, the rest in bulk
+                k = int(np.searchsorted(idx, i))
+                p.writer.many(b.buf, b.off, b.caplen, b.wirelen, ts, b.linktype, idx[start:k])
                 frame = b.frame0 + i
-                notes = p.refs.get((b.file_index, frame))
                 o, n = int(b.off[i]), int(b.caplen[i])
-                no = p.writer.packet(int(ts[i]), int(b.linktype[i]), b.buf[o:o + n].tobytes(), int(b.wirelen[i]),
-                                     "; ".join(notes) if notes else None)
-                if notes:
-                    p.found[(b.file_index, frame)] = no
+                p.found[(b.file_index, frame)] = p.writer.packet(
+                    int(ts[i]), int(b.linktype[i]), b.buf[o:o + n].tobytes(), int(b.wirelen[i]),
+                    "; ".join(p.refs[(b.file_index, frame)]))
+                start = k + 1
+            p.writer.many(b.buf, b.off, b.caplen, b.wirelen, ts, b.linktype, idx[start:])
     if cs.problems and cs.files_read == 0:
         raise cs.problems[0]
 
