@@ -26,7 +26,7 @@ Captures = Annotated[list[Path], typer.Option("--capture", help="A source captur
                                               "the analysis read it (matched by file name). Repeat for several.")]
 Context = Annotated[float, typer.Option("--context", help="Seconds of the device's traffic before its first "
                                         "alert to include.")]
-Lang = Annotated[str, typer.Option("--lang", help="Report language: ja or en.")]
+Lang = Annotated[str, typer.Option("--lang", help="Language of the words written: ja or en.")]
 
 
 def _say(line: str) -> None:
