@@ -7,8 +7,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from iotwatch.cli.analyze import analyzers, run_analysis
-from iotwatch.pipeline import Settings
+from iotwatch.outputs import analyze_to_folder
+from iotwatch.settings import Settings
 from iotwatch.synth import Options, generate
 
 UPLINK_MBPS = 2.0
@@ -18,10 +18,8 @@ AFTER = Options("after", seed=11, duration=100, uplink_mbps=UPLINK_MBPS)
 
 def analyse(pcap: Path, out: Path, uplink_mbps: float | None = UPLINK_MBPS) -> Path:
     """``iotwatch analyze PCAP --out OUT [--uplink-mbps M]``, in this process."""
-    settings = Settings()
-    det, inv = analyzers(settings, uplink_mbps=uplink_mbps)
-    code = run_analysis([pcap], out, settings, quiet=True, detector=det, inventory=inv)
-    assert code == 0, code
+    res = analyze_to_folder([pcap], out, Settings(uplink_mbps=uplink_mbps))
+    assert res.problems == [] and res.stats.files == 1
     return out
 
 

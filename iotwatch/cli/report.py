@@ -7,18 +7,17 @@ when the command runs, so ``analyze`` never pays for matplotlib or Babel.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import IotwatchError
+from .common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, say, user_errors
 
 if TYPE_CHECKING:
     from ..evidence import Pack
 
-EXIT_OK, EXIT_ERROR = 0, 1
 LANGS = ("en", "ja")
 
 OutDir = Annotated[Path, typer.Argument(help="An output folder of `iotwatch analyze`.", show_default=False)]
@@ -27,10 +26,6 @@ Captures = Annotated[list[Path], typer.Option("--capture", help="A source captur
 Context = Annotated[float, typer.Option("--context", help="Seconds of the device's traffic before its first "
                                         "alert to include.")]
 Lang = Annotated[str, typer.Option("--lang", help="Language of the words written: ja or en.")]
-
-
-def _say(line: str) -> None:
-    sys.stderr.write(line.rstrip("\n") + "\n")
 
 
 def _lang(lang: str) -> str:
@@ -47,11 +42,8 @@ def evidence_command(folder: OutDir, out: Annotated[Path | None, typer.Option(
     involved (CSV), and a manifest with the sha256 of every file and of the source captures."""
     if context < 0:
         raise typer.BadParameter("must not be negative", param_hint="--context")
-    try:
+    with user_errors():
         typer.echo(describe_pack(make_evidence(folder, out, capture, context)))
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
 
 
 def make_evidence(folder: Path, out: Path | None, captures: list[Path], context: float) -> Pack:
@@ -84,7 +76,7 @@ def after_analysis(out: Path, *, report: bool, evidence: bool, quiet: bool) -> i
                 if not quiet:
                     typer.echo(f"report ({lang}) → {path}")
     except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
+        say(f"iotwatch: error: {e}")
         return EXIT_ERROR
     return 0
 
@@ -107,11 +99,8 @@ def report_command(folder: OutDir, lang: Lang = "ja",
         except (ZoneInfoNotFoundError, ValueError):
             raise typer.BadParameter(f"{tz!r} is not a time zone name (like Asia/Tokyo or UTC)",
                                      param_hint="--tz") from None
-    try:
+    with user_errors():
         path = make_report(folder, lang, out, after, tz)
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
     typer.echo(f"report ({lang}) → {path}")
 
 
@@ -125,18 +114,17 @@ def ensure_analysed(path: Path, out: Path | None, uplink_mbps: float | None) -> 
     """``path`` itself when it is an output folder of ``analyze``; otherwise analyse the captures
     at ``path`` into ``out`` (default: beside them, ``NAME.iotwatch/``) and return that folder."""
     from ..errors import InputError
-    from .analyze import EXIT_ERROR as ANALYZE_ERROR
-    from .analyze import _settings, analyzers, run_analysis
+    from ..settings import Settings
+    from .analyze import run_analysis
 
     if path.is_dir() and (path / "events.jsonl").is_file():
         return path
     if not path.exists():
         raise InputError(path, "no such file or folder")
     dest = out if out is not None else path.with_name(path.name.split(".")[0] + ".iotwatch")
-    settings = _settings(60.0, [], 120.0, 1800.0, 131_072)
-    det, inv = analyzers(settings, uplink_mbps=uplink_mbps)
-    if run_analysis([path], dest, settings, quiet=True, detector=det, inventory=inv) == ANALYZE_ERROR:
-        raise InputError(path, "could not be analysed")
+    code = run_analysis([path], dest, Settings(uplink_mbps=uplink_mbps), quiet=True)
+    if code not in (EXIT_OK, EXIT_PARTIAL):
+        raise typer.Exit(code)
     return dest
 
 
@@ -157,13 +145,12 @@ def compare_command(before: Annotated[Path, typer.Argument(help="Output folder o
     from ..report.i18n import l10n
     from ..report.words import describe
 
-    try:
+    if uplink_mbps is not None and uplink_mbps <= 0:
+        raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
+    with user_errors():
         b = load(ensure_analysed(before, out / "before" if out else None, uplink_mbps))
         a = load(ensure_analysed(after, out / "after" if out else None, uplink_mbps))
         result = compare(b, a)
         if out is not None:
             result.write(out / "compare.json")
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
     typer.echo(describe(result, l10n(lang)))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..vocab import CATEGORIES
 from . import mirai, site
 from .labels import Label, labels_path, write_labels
 from .mirai import VECTORS, Env
@@ -42,7 +43,7 @@ DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0}
 # `after` starts at 13:12 JST, when the incident's recorder was switched off and the firewall
 # then blocked 1,733 login attempts against it in a burst
 AFTER_OFFSET_S = 22 * 60.0
-BEHAVIOURS = ("scan", "bruteforce", "flood", "exfil", "c2", "hospital")
+BEHAVIOURS = (*CATEGORIES, "hospital")
 
 
 @dataclass(frozen=True, slots=True)
