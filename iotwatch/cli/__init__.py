@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from .. import __version__
+from .. import __version__, interrupt
 from .analyze import analyze_command, devices_command
 from .model import evaluate_command, train_command
 from .report import compare_command, evidence_command, report_command
@@ -52,6 +52,7 @@ app.command("compare")(compare_command)
 
 def main() -> None:
     try:
+        interrupt.resume()  # a Ctrl-C during the imports raises here, inside the handler below
         app()
     except KeyboardInterrupt:
         sys.stderr.write("iotwatch: interrupted\n")
