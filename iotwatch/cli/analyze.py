@@ -191,6 +191,10 @@ Baseline = Annotated[Path | None, typer.Option("--baseline", help="baselines.jso
 Uplink = Annotated[float | None, typer.Option("--uplink-mbps", help="The site's uplink, Mbit/s: upload surges are "
                                               "also given as a share of it.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
+ReportOpt = Annotated[bool, typer.Option("--report", help="Also write the audit report, OUT/report.ja.html and "
+                                         "OUT/report.en.html (as `iotwatch report`).")]
+EvidenceOpt = Annotated[bool, typer.Option("--evidence", help="Also write the evidence pack into OUT/evidence/ "
+                                           "(as `iotwatch evidence`).")]
 
 
 def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Window = 60.0,
@@ -198,13 +202,19 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
                     idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = DEFAULT_MAX_FLOWS,
                     flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False,
                     model: ModelOpt = None, no_model: NoModel = False, type_model: TypeModelOpt = None,
-                    baseline: Baseline = None, uplink_mbps: Uplink = None) -> None:
+                    baseline: Baseline = None, uplink_mbps: Uplink = None, report: ReportOpt = False,
+                    evidence: EvidenceOpt = False) -> None:
     """Analyse captures: alerts, devices (what they are), flows and per-device windows into
     OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows, model=model,
                          no_model=no_model, type_model=type_model, baseline=baseline, uplink_mbps=uplink_mbps)
     _check_out(out, top)
-    raise typer.Exit(run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet))
+    code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet)
+    if code in (EXIT_OK, EXIT_PARTIAL) and (report or evidence):
+        from .report import after_analysis  # the report's libraries only when asked for
+
+        code = after_analysis(out, report=report, evidence=evidence, quiet=quiet) or code
+    raise typer.Exit(code)
 
 
 def _progress(paths: list[Path], quiet: bool) -> Progress | None:
