@@ -252,7 +252,7 @@ def test_evaluate_type_model_uses_the_given_model(made: dict[str, Path]) -> None
             return np.array([[0.1, 0.9]] * len(x))
 
     ev = evaluate_type_model([labels_of(made["site"])], model=TypeModel(AlwaysPlug(), "always-plug"))
-    by_model = [u for u in ev.units if u.identity.model == "always-plug"]
+    by_model = [u for u in ev.units if u.identity.classified_by == "always-plug"]
     assert by_model and all(u.predicted == "plug" for u in by_model)
     assert ev.scored_by == "model always-plug" and ev.n_rows == len(ev.units)
     assert ev.by_rule == len(ev.units) - len(by_model)
@@ -349,7 +349,7 @@ def test_unit_from_two_captures_is_typed_as_one_run_types_it() -> None:
     assert tr[HUB].used[(6, 443)] == 7 and tr[HUB].first == 100.0 and tr[HUB].last == 5030.0
     assert rec is not None and rec.packets_out == 30 and (rec.first_seen, rec.last_seen) == (100.0, 5030.0)
     ident = type_unit([tls_only, named], model)
-    assert ident.device_type == "hub" and ident.model is None and ident.product == "DCH-G020"
+    assert ident.device_type == "hub" and ident.classified_by is None and ident.model == ident.product == "DCH-G020"
     assert ident == identify({HUB: rec}, fp, tr, model)[HUB]
 
 
@@ -404,6 +404,6 @@ def test_shared_dlink_hub_typed_hub_from_its_captures_together(tmp_path: Path) -
     door = [s for s in ss if "D-LinkDoorSensor" in s.file]
     assert [decide(s.key, s.record, s.sig, s.traffic, model).device_type for s in door] == ["computer"] * len(door)
     ident = type_unit(ss, model)
-    assert ident.device_type == "hub" and ident.model is None and ident.product == "DCH-G020"
+    assert ident.device_type == "hub" and ident.classified_by is None and ident.model == ident.product == "DCH-G020"
     run = iotwatch.analyze([SHARED_PCAPS / r["file"] for r in rows], detect=False).devices[HUB]
     assert run.device_type == "hub" and run.model == "DCH-G020"
