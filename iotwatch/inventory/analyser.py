@@ -11,6 +11,7 @@ from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from .classify import Identity, TypeModel, identify
 from .fingerprints import Fingerprints
+from .products import Catalogue, Sequences
 from .traffic import DeviceTraffic, traffic_from_records
 
 #: the type bundle `analyze` uses unless told otherwise (rebuilt by `make model`)
@@ -29,10 +30,13 @@ class Inventory:
 
     wants_rare = True
 
-    def __init__(self, local_nets: LocalNets | None = None, model: TypeModel | None = None) -> None:
+    def __init__(self, local_nets: LocalNets | None = None, model: TypeModel | None = None,
+                 catalogue: Catalogue | None = None) -> None:
         self.nets = local_nets or LocalNets()
         self.model = model
+        self.catalogue = catalogue  # product catalogue (products.py); None: no product matching
         self.fp = Fingerprints(local=self.nets.is_local)
+        self.sequences = Sequences()  # each device's first rare frames, for the product match
         self._budget: dict[tuple[str | None, str], int] = {}
         self._window = -1
         self.traffic: dict[str, DeviceTraffic] = {}
@@ -54,6 +58,7 @@ class Inventory:
                 continue
             self._budget[k] = n + 1
             self.fp.add(f)
+            self.sequences.add(f)
 
     def on_flow_records(self, rows: np.ndarray) -> None:
         # devices are MACs or local addresses: a spoofed flood's sources are no devices of ours
@@ -77,9 +82,10 @@ class Inventory:
         return time.perf_counter() - t
 
     def conclude(self, devices: dict[str, DeviceRecord], files: list[str] | None = None) -> list:  # type: ignore[type-arg]
-        """Type every device: its record gains vendor, type, confidence, evidence and product;
+        """Type every device: its record gains vendor, type, confidence, evidence and product
+        (a name it gave, else the catalogue's confident match);
         the identities stay in ``self.identities``. The inventory raises no alerts."""
-        ids = identify(devices, self.fp, self.traffic, self.model)
+        ids = identify(devices, self.fp, self.traffic, self.model, self.catalogue, self.sequences.symbols)
         for key, ident in ids.items():
             rec = devices[key]
             rec.vendor = ident.vendor

@@ -14,6 +14,10 @@ Two stages:
    hints' per-type confidences) decides; without a model the best weak hint does, else
    ``unknown``.
 
+0. **Product** (with a catalogue, :mod:`.products`): when the device's fingerprint matches a
+   catalogued product confidently, the type is the product's (unless a rule of 0.9 or more says
+   otherwise; camera/recorder only with a camera hint or a match of confidence 0.8 or more).
+
 Camera and recorder are the types an auditor acts on, so they are never guessed: the
 classifier may only answer camera or recorder when at least one camera/recorder hint exists
 (otherwise its next most likely type is taken).
@@ -25,7 +29,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +38,9 @@ from . import catalog
 from .fingerprints import DeviceSignals, Fingerprints
 from .oui import Vendor, lookup
 from .traffic import DeviceTraffic
+
+if TYPE_CHECKING:
+    from .products import Catalogue, Match
 
 TYPES = ("camera", "recorder", "printer", "computer", "phone", "hub", "plug", "sensor", "speaker", "router",
          "appliance", "unknown")
@@ -52,6 +59,7 @@ class Identity:
     model: str | None = None  # name of the type model when the classifier decided, else None
     product: str | None = None  # product model when a name revealed it ("DCS-935L")
     vendor_org: str | None = None  # the OUI registration, in full
+    match: Match | None = None  # the product catalogue's answer (None without a catalogue)
 
     def to_dict(self) -> dict[str, Any]:
         return {"vendor": self.vendor, "device_type": self.device_type,
@@ -368,8 +376,31 @@ def combined(hs: list[Hint]) -> dict[str, float]:
     return out
 
 
+def _follows_product(match: Match | None, hs: list[Hint]) -> bool:
+    """A confident product match decides the type, unless a strong rule (0.9+) says another type,
+    and never camera/recorder without a camera hint unless the match is very close."""
+    if match is None or not match.confident or match.device_type is None:
+        return False
+    if any(h.confidence >= 0.9 and h.device_type != match.device_type for h in hs):
+        return False
+    if match.device_type in CCTV and not any(h.device_type in CCTV for h in hs) and match.confidence < 0.8:
+        return False
+    return True
+
+
+def _follows_near_type(match: Match | None, hs: list[Hint]) -> bool:
+    """The nearest products agree on a type (no single product is sure): that type, with the
+    same limits as :func:`_follows_product`."""
+    if match is None or not match.type_confident or match.near_type is None:
+        return False
+    if any(h.confidence >= 0.9 and h.device_type != match.near_type for h in hs):
+        return False
+    return not (match.near_type in CCTV and not any(h.device_type in CCTV for h in hs))
+
+
 def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTraffic | None,
-           model: TypeModel | None = None, x: np.ndarray | None = None) -> Identity:
+           model: TypeModel | None = None, x: np.ndarray | None = None, *,
+           catalogue: Catalogue | None = None, sequence: list[int] | None = None) -> Identity:
     """Identity of one device (see the module docstring)."""
     vendor = lookup(key) if ":" in key else Vendor(None, None, False)
     hs = hints(vendor, sig, traffic)
@@ -378,10 +409,23 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     chosen: str
     conf: float
     decided_by: str | None = None
+    match: Match | None = None
+    if catalogue is not None:
+        from .products import device_tokens
+
+        match = catalogue.match(device_tokens(sig, traffic, vendor.organisation), sequence or [])
     score = combined(hs)
     best = max(score, key=lambda t: score[t], default=None)
-    if best is not None and score[best] >= RULE_DECIDES:
+    if _follows_product(match, hs):
+        assert match is not None and match.device_type is not None and catalogue is not None
+        chosen, conf = match.device_type, max(match.confidence, score.get(match.device_type, 0.0))
+        decided_by = catalogue.name
+    elif best is not None and score[best] >= RULE_DECIDES:
         chosen, conf = best, min(0.99, score[best])
+    elif _follows_near_type(match, hs):
+        assert match is not None and match.near_type is not None and catalogue is not None
+        chosen, conf = match.near_type, match.near_type_confidence
+        decided_by = catalogue.name
     elif model is not None:
         if x is None:
             x = features(record, sig, traffic, vendor, hs)
@@ -421,13 +465,25 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     for e in facts(sig):
         if e not in evidence:
             evidence.append(e)
-    if decided_by:
+    if match is not None and catalogue is not None:
+        line = match.evidence(catalogue.name)
+        if decided_by == catalogue.name:
+            evidence.insert(0, line)
+        else:
+            evidence.append(line)
+    if decided_by and (catalogue is None or decided_by != catalogue.name):
         evidence.append(f"classifier {decided_by}: {chosen} ({conf:.2f})")
+    if product is None and match is not None and match.confident and match.device_type == chosen:
+        product = match.product
     return Identity(vendor=vendor_name, device_type=chosen, type_confidence=round(conf, 3), evidence=evidence[:12],
-                    model=decided_by, product=product, vendor_org=vendor.organisation)
+                    model=decided_by, product=product, vendor_org=vendor.organisation, match=match)
 
 
 def identify(devices: dict[str, DeviceRecord], fp: Fingerprints, traffic: dict[str, DeviceTraffic],
-             model: TypeModel | None = None) -> dict[str, Identity]:
-    """Identity of every device in ``devices`` (keyed like it)."""
-    return {key: decide(key, rec, fp.get(key), traffic.get(key), model) for key, rec in devices.items()}
+             model: TypeModel | None = None, catalogue: Catalogue | None = None,
+             sequences: dict[str, list[int]] | None = None) -> dict[str, Identity]:
+    """Identity of every device in ``devices`` (keyed like it); with a product ``catalogue``, each
+    device's tokens and its first rare frames (``sequences``) are matched against it."""
+    seqs = sequences or {}
+    return {key: decide(key, rec, fp.get(key), traffic.get(key), model, catalogue=catalogue, sequence=seqs.get(key))
+            for key, rec in devices.items()}
