@@ -235,7 +235,7 @@ def build_analysers(settings: Settings) -> list[Analyser]:
         from .inventory.products import default_catalogue
 
         tm = TypeModel.load(settings.type_model) if settings.type_model is not None else default_type_model()
-        out.append(Inventory(nets, tm, default_catalogue()))
+        out.append(Inventory(nets, tm, default_catalogue(), window_s=settings.window_s))
     if settings.detect:
         from .detect import Detector, DetectSettings
         from .detect import model as behaviour

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..addrs import LocalNets
 from ..records import DeviceRecord
@@ -31,12 +34,14 @@ class Inventory:
     wants_rare = True
 
     def __init__(self, local_nets: LocalNets | None = None, model: TypeModel | None = None,
-                 catalogue: Catalogue | None = None) -> None:
+                 catalogue: Catalogue | None = None, window_s: float = 60.0) -> None:
         self.nets = local_nets or LocalNets()
         self.model = model
         self.catalogue = catalogue  # product catalogue (products.py); None: no product matching
         self.fp = Fingerprints(local=self.nets.is_local)
         self.sequences = Sequences()  # each device's first rare frames, for the product match
+        self.window_s = window_s
+        self.windows: Counter[str] = Counter()  # device → windows it was active in (time seen)
         self._budget: dict[tuple[str | None, str], int] = {}
         self._window = -1
         self.traffic: dict[str, DeviceTraffic] = {}
@@ -66,8 +71,14 @@ class Inventory:
             have = self.traffic.get(key)
             self.traffic[key] = t if have is None else have.merge(t)
 
-    def on_windows(self, table: object) -> None:
-        """Windows are not needed: the profile comes from the flows."""
+    def on_windows(self, table: pa.Table) -> None:
+        """Count each device's active windows: the time it was seen, which a run over captures
+        far apart must use instead of its first-to-last span (``classify.features``)."""
+        if table.num_rows:
+            vc = pc.value_counts(table.column("device"))
+            for k, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True):
+                if k is not None:
+                    self.windows[k] += n
 
     def prepare(self) -> float:
         """Open the type model now (imports scikit-learn); returns the seconds it took."""
@@ -85,7 +96,8 @@ class Inventory:
         """Type every device: its record gains vendor, type, confidence, evidence and product
         (a name it gave, else the catalogue's confident match);
         the identities stay in ``self.identities``. The inventory raises no alerts."""
-        ids = identify(devices, self.fp, self.traffic, self.model, self.catalogue, self.sequences.symbols)
+        seen = {k: n * self.window_s for k, n in self.windows.items()}
+        ids = identify(devices, self.fp, self.traffic, self.model, self.catalogue, self.sequences.symbols, seen)
         for key, ident in ids.items():
             rec = devices[key]
             rec.vendor = ident.vendor

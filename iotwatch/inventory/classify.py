@@ -46,6 +46,7 @@ TYPES = ("camera", "recorder", "printer", "computer", "phone", "hub", "plug", "s
          "appliance", "unknown")
 SCORED_TYPES = TYPES[:-1]
 CCTV = ("camera", "recorder")
+GAP_S = 86400.0  # a first-to-last span this much longer than the time seen spans several captures
 RULE_DECIDES = 0.8  # a hint at least this confident decides without the classifier
 MODEL_KIND = "device_type"
 
@@ -261,14 +262,19 @@ def _log(x: float) -> float:
 
 
 def features(record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTraffic | None, vendor: Vendor,
-             hint_list: list[Hint]) -> np.ndarray:
-    """The classifier's input for one device, in :data:`FEATURE_NAMES` order."""
+             hint_list: list[Hint], *, seen_s: float | None = None) -> np.ndarray:
+    """The classifier's input for one device, in :data:`FEATURE_NAMES` order. ``seen_s``: the
+    seconds the device was seen (its active windows); used for duration and rate instead of the
+    first-to-last span when the span is longer by more than :data:`GAP_S` (captures far apart)."""
     t = traffic or DeviceTraffic()
     v: list[float] = [_log(t.served.get(k, 0)) for k in _SERVED]
     v += [_log(t.used.get(k, 0)) for k in _USED]
     up, down = t.bytes_up, t.bytes_down
     flows_c = t.flows_client
     dur = (record.last_seen - record.first_seen) if record else t.duration
+    if seen_s is not None and dur - seen_s > GAP_S:
+        # captures far apart in one run: the time the device was seen, not the days between them
+        dur = seen_s
     pk_out = record.packets_out if record else 0
     v += [len(t.served), len(t.used), sum(1 for (p, port) in t.served if p == 6 and port >= 1024),
           _log(len(t.peers_local)), _log(len(t.peers_external)), _log(len(t.served_clients)),
@@ -400,7 +406,8 @@ def _follows_near_type(match: Match | None, hs: list[Hint]) -> bool:
 
 def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTraffic | None,
            model: TypeModel | None = None, x: np.ndarray | None = None, *,
-           catalogue: Catalogue | None = None, sequence: list[int] | None = None) -> Identity:
+           catalogue: Catalogue | None = None, sequence: list[int] | None = None,
+           seen_s: float | None = None) -> Identity:
     """Identity of one device (see the module docstring)."""
     vendor = lookup(key) if ":" in key else Vendor(None, None, False)
     hs = hints(vendor, sig, traffic)
@@ -410,7 +417,7 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     conf: float
     decided_by: str | None = None
     match: Match | None = None
-    if catalogue is not None:
+    if catalogue is not None and sequence:  # a device that sent no rare frame is not matched (floods)
         from .products import device_tokens
 
         match = catalogue.match(device_tokens(sig, traffic, vendor.organisation), sequence or [])
@@ -428,7 +435,7 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
         decided_by = catalogue.name
     elif model is not None:
         if x is None:
-            x = features(record, sig, traffic, vendor, hs)
+            x = features(record, sig, traffic, vendor, hs, seen_s=seen_s)
         p = model.proba(x)[0]
         classes = model.classes
         order = np.argsort(-p)
@@ -481,9 +488,10 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
 
 def identify(devices: dict[str, DeviceRecord], fp: Fingerprints, traffic: dict[str, DeviceTraffic],
              model: TypeModel | None = None, catalogue: Catalogue | None = None,
-             sequences: dict[str, list[int]] | None = None) -> dict[str, Identity]:
+             sequences: dict[str, list[int]] | None = None, seen: dict[str, float] | None = None) -> dict[str, Identity]:
     """Identity of every device in ``devices`` (keyed like it); with a product ``catalogue``, each
-    device's tokens and its first rare frames (``sequences``) are matched against it."""
-    seqs = sequences or {}
-    return {key: decide(key, rec, fp.get(key), traffic.get(key), model, catalogue=catalogue, sequence=seqs.get(key))
-            for key, rec in devices.items()}
+    device's tokens and its first rare frames (``sequences``) are matched against it; ``seen``:
+    seconds each device was seen (see :func:`features`)."""
+    seqs, seen = sequences or {}, seen or {}
+    return {key: decide(key, rec, fp.get(key), traffic.get(key), model, catalogue=catalogue, sequence=seqs.get(key),
+                        seen_s=seen.get(key)) for key, rec in devices.items()}

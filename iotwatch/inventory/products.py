@@ -675,10 +675,80 @@ def report(results: Sequence[FoldResult]) -> str:
     return "\n".join(lines)
 
 
+@dataclass(slots=True)
+class HostResult:
+    file: str
+    key: str
+    unit: str
+    label: str
+    without: str  # type by rules + classifier (no catalogue)
+    with_catalogue: str  # type with the catalogue as well
+    evidence: list[str]
+
+
+def evaluate_hosts(root: str | Path, *, n_splits: int = 5, jobs: int = 1) -> list[HostResult]:
+    """Every labelled host of ``root/LABELS.tsv`` typed with and without the catalogue, 5 folds
+    grouped by physical device (the type model's own folds): each fold's type model and
+    catalogue are built without the fold's units (IoT Sentinel captures of a held-out unit are
+    left out of the catalogue, so its product is unknown to it: only its kind can be recognised)."""
+    from sklearn.model_selection import GroupKFold
+
+    from . import train
+    from .classify import decide
+
+    root = Path(root)
+    ss, _ = train.samples([root / "LABELS.tsv"])
+    items = iot_sentinel(root)
+    paths = list(dict.fromkeys([*(root / s.file for s in ss), *(x.path for x in items)]))
+    profiles = _profiles([Labelled(p, "", "", "", "", "") for p in paths], jobs)
+    iot = [(x, ps) for x in items if (ps := sample_of(x, profiles[x.path])) is not None]
+    groups = np.array([s.group for s in ss])
+    out: list[HostResult] = []
+    for tr, te in GroupKFold(n_splits=n_splits).split(np.zeros(len(ss)), groups=groups):
+        model = train._fit([ss[i] for i in tr], jobs)
+        held = {str(g) for g in groups[te]}
+        cat = build_catalogue([ps for x, ps in iot if x.unit not in held])
+        for i in te:
+            sm = ss[i]
+            seq = profiles[root / sm.file].seq.get(sm.key, [])
+            a = decide(sm.key, sm.record, sm.sig, sm.traffic, model, sm.x)
+            b = decide(sm.key, sm.record, sm.sig, sm.traffic, model, sm.x, catalogue=cat, sequence=seq)
+            out.append(HostResult(sm.file, sm.key, sm.group, sm.label, a.device_type, b.device_type, b.evidence))
+    return out
+
+
+def host_report(res: Sequence[HostResult]) -> str:
+    n = len(res)
+    units: dict[str, list[HostResult]] = defaultdict(list)
+    for r in res:
+        units[r.unit].append(r)
+    lines = [f"labelled hosts: {n} rows, {len(units)} physical devices (5 folds grouped by device)"]
+    for name, attr in (("rules + classifier", "without"), ("with the catalogue", "with_catalogue")):
+        ok = sum(getattr(r, attr) == r.label for r in res)
+        uok = sum(all(getattr(r, attr) == r.label for r in rs) for rs in units.values())
+        cctv = sum(getattr(r, attr) in ("camera", "recorder") and r.label not in ("camera", "recorder") for r in res)
+        lines.append(f"{name}: rows {ok}/{n} = {ok / max(n, 1):.3f}; devices with every row right {uok}/{len(units)} "
+                     f"= {uok / max(len(units), 1):.3f}; false camera/recorder rows {cctv}")
+    lines.append("wrong with the catalogue (unit: rows wrong/rows, label → answers; first evidence):")
+    for u, rs in sorted(units.items()):
+        bad = [r for r in rs if r.with_catalogue != r.label]
+        if bad:
+            got = Counter(r.with_catalogue for r in bad)
+            lines.append(f"  {u} {len(bad)}/{len(rs)} {rs[0].label} → {dict(got)}; {bad[0].file}: "
+                         f"{' | '.join(bad[0].evidence[:4])}")
+    changed = [r for r in res if r.with_catalogue != r.without]
+    lines.append(f"rows changed by the catalogue: {len(changed)} "
+                 f"({sum(r.with_catalogue == r.label for r in changed)} to right, "
+                 f"{sum(r.without == r.label for r in changed)} to wrong)")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m iotwatch.inventory.products",
                                  description="Build or evaluate the product catalogue from ../shared/pcaps.")
-    ap.add_argument("command", choices=("build", "evaluate"))
+    ap.add_argument("command", choices=("build", "evaluate", "evaluate-hosts"),
+                    help="build the catalogue; evaluate it on IoT Sentinel's 27 models (leave one capture set "
+                         "out); evaluate-hosts: coarse type of every labelled host, folds by physical device")
     ap.add_argument("root", type=Path, help="the shared captures folder (with MANIFEST.tsv and iot_sentinel/)")
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH, help="catalogue folder to write (build)")
     ap.add_argument("--type-model", type=Path, default=None,
@@ -690,6 +760,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, KeyError) as e:
         print(f"{a.root}: cannot read the labelled captures ({e})", file=sys.stderr)
         return 2
+    if a.command == "evaluate-hosts":
+        print(host_report(evaluate_hosts(a.root, jobs=a.jobs)))
+        return 0
     profiles = _profiles(items, a.jobs)
     if a.command == "evaluate":
         tm = None
