@@ -236,3 +236,30 @@ def test_mac_seen_in_captures_years_apart_keeps_a_computer_duration():
     sig, tr, v = inv.fp.get(k), inv.traffic.get(k), lookup(k)
     x = features(rec, sig, tr, v, hints(v, sig, tr), seen_s=seen)
     assert x[FEATURE_NAMES.index("log_duration")] < 9  # minutes, within what single captures train on
+
+
+def test_cloud_camera_by_sustained_upload_and_its_cloud_not_a_bursty_phone():
+    from iotwatch.inventory.classify import hints
+    from iotwatch.inventory.oui import lookup
+    from iotwatch.inventory.traffic import DeviceTraffic
+
+    def up(total: int) -> DeviceTraffic:
+        return DeviceTraffic(stream_flows=4, bytes_up=total, bytes_up_external=total, bytes_down=total // 50,
+                             max_upload_bps=120_000.0, flows_client=20)
+
+    key = "00:11:22:33:44:55"
+    cloud = _sig(dns_query=["api.hik-connect.com"])
+    # 40 MB over the hour seen: 89 kbit/s on average, all the time
+    cam = decide(key, None, cloud, up(40_000_000), None, seen_s=3600.0)
+    assert cam.device_type == "camera" and any("sustained" in e for e in cam.evidence)
+    assert cam.type_confidence == pytest.approx(1 - 0.4 * 0.4)  # the cloud 0.6 and the sustained upload 0.6
+    # the same bytes over ten hours seen (bursts): only the weak stream hint (0.5)
+    hs = hints(lookup(key), cloud, up(40_000_000), seen_s=36000.0)
+    assert not any("sustained" in h.evidence for h in hs)
+    assert max(h.confidence for h in hs if h.evidence.startswith("steady upstream")) == 0.5
+    # a phone's name: never the sustained camera hint
+    phone = _sig(dns_query=["api.hik-connect.com"], dhcp_hostname=["android-1b2c3d4e5f6a7b8c"])
+    assert not any("sustained" in h.evidence for h in hints(lookup(key), phone, up(40_000_000), seen_s=3600.0))
+    # the shape alone (no camera cloud) is a hint below the rules' 0.8 (the classifier weighs it)
+    hs = hints(lookup(key), _sig(dns_query=["example.org"]), up(40_000_000), seen_s=3600.0)
+    assert [h.confidence for h in hs if h.device_type == "camera"] == [0.6]

@@ -47,6 +47,8 @@ TYPES = ("camera", "recorder", "printer", "computer", "phone", "hub", "plug", "s
 SCORED_TYPES = TYPES[:-1]
 CCTV = ("camera", "recorder")
 GAP_S = 86400.0  # a first-to-last span this much longer than the time seen spans several captures
+#: a cloud camera's upload: at least this average rate over at least this much time seen
+SUSTAINED_BPS, SUSTAINED_MIN_S = 64_000, 600.0
 RULE_DECIDES = 0.8  # a hint at least this confident decides without the classifier
 MODEL_KIND = "device_type"
 
@@ -98,8 +100,10 @@ _PORT_HINTS: tuple[tuple[int, int, str, float, str], ...] = (
 )
 
 
-def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> list[Hint]:
-    """Every fact pointing at a type, strongest first."""
+def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None, *,
+          seen_s: float | None = None) -> list[Hint]:
+    """Every fact pointing at a type, strongest first (``seen_s``: seconds the device was seen,
+    for the sustained-upload test)."""
     out: list[Hint] = []
     # names the device gives itself
     for kind, label in catalog.NAMING_KINDS.items():
@@ -165,7 +169,16 @@ def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> 
             out.append(Hint("router", 0.6, f"forwards traffic: {fw} external addresses behind this MAC"))
         up, down = traffic.bytes_up, traffic.bytes_down
         if traffic.stream_flows and up > 3 * max(down, 1) and traffic.max_upload_bps > 12_000:
-            out.append(Hint("camera", 0.5, f"steady upstream stream ({traffic.max_upload_bps * 8 / 1000:.0f} kbit/s)"))
+            text = f"steady upstream stream ({traffic.max_upload_bps * 8 / 1000:.0f} kbit/s)"
+            avg = traffic.bytes_up_external * 8 / seen_s if seen_s else 0.0
+            if (seen_s is not None and seen_s >= SUSTAINED_MIN_S and avg >= SUSTAINED_BPS
+                    and not any(h.device_type in ("computer", "phone") and h.confidence >= 0.5 for h in out)):
+                # a cloud camera uploads all the time it is seen; a phone or a PC in bursts, so its
+                # average over the time seen stays low
+                out.append(Hint("camera", 0.6, f"{text}, sustained: {avg / 1000:.0f} kbit/s to the internet on "
+                                               f"average over {seen_s / 60:.0f} min seen"))
+            else:
+                out.append(Hint("camera", 0.5, text))
     # the maker
     if vendor.short in catalog.VENDOR_TYPES:
         t, c = catalog.VENDOR_TYPES[vendor.short]
@@ -410,7 +423,7 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
            seen_s: float | None = None) -> Identity:
     """Identity of one device (see the module docstring)."""
     vendor = lookup(key) if ":" in key else Vendor(None, None, False)
-    hs = hints(vendor, sig, traffic)
+    hs = hints(vendor, sig, traffic, seen_s=seen_s)
     product = next((h.product for h in hs if h.product and h.confidence >= 0.8), None)
     vendor_name = vendor.short
     chosen: str

@@ -551,6 +551,7 @@ class Profiled:
     sig: dict[str, DeviceSignals]
     traffic: dict[str, DeviceTraffic]
     seq: dict[str, list[int]]
+    seen: dict[str, float] = field(default_factory=dict)  # seconds seen (active windows)
 
 
 def _cache_file(path: Path) -> Path:
@@ -588,7 +589,8 @@ def profile_capture(path: str | Path, *, cache: bool = True) -> Profiled:
     inv = Inventory(model=None, catalogue=None)
     pipe, _ = run([p], Settings(detect=False, identify=False), analysers=[inv])
     devices, _ = pipe.finish()
-    prof = Profiled(devices, dict(inv.fp.devices), inv.traffic, inv.sequences.symbols)
+    prof = Profiled(devices, dict(inv.fp.devices), inv.traffic, inv.sequences.symbols,
+                    {k: n * inv.window_s for k, n in inv.windows.items()})
     if cache:
         cfile.parent.mkdir(parents=True, exist_ok=True)
         tmp = cfile.with_suffix(f".{id(prof)}.tmp")
@@ -643,7 +645,8 @@ def evaluate(items: Sequence[Labelled], profiles: dict[Path, Profiled], *, type_
             prof = profiles[x.path]
             m = cat.match(s.tokens, s.seq)
             ident = decide(x.mac, prof.devices.get(x.mac), prof.sig.get(x.mac) or DeviceSignals(),
-                           prof.traffic.get(x.mac), type_model, catalogue=cat, sequence=s.seq)
+                           prof.traffic.get(x.mac), type_model, catalogue=cat, sequence=s.seq,
+                           seen_s=prof.seen.get(x.mac))
             out.append(FoldResult(s, m, ident.device_type, ident.model or "rules"))
     return out
 
@@ -710,9 +713,10 @@ def evaluate_hosts(root: str | Path, *, n_splits: int = 5, jobs: int = 1) -> lis
         cat = build_catalogue([ps for x, ps in iot if x.unit not in held])
         for i in te:
             sm = ss[i]
-            seq = profiles[root / sm.file].seq.get(sm.key, [])
-            a = decide(sm.key, sm.record, sm.sig, sm.traffic, model, sm.x)
-            b = decide(sm.key, sm.record, sm.sig, sm.traffic, model, sm.x, catalogue=cat, sequence=seq)
+            prof = profiles[root / sm.file]
+            seq, seen = prof.seq.get(sm.key, []), prof.seen.get(sm.key)
+            a = decide(sm.key, sm.record, sm.sig, sm.traffic, model, None, seen_s=seen)
+            b = decide(sm.key, sm.record, sm.sig, sm.traffic, model, None, catalogue=cat, sequence=seq, seen_s=seen)
             out.append(HostResult(sm.file, sm.key, sm.group, sm.label, a.device_type, b.device_type, b.evidence))
     return out
 
