@@ -67,7 +67,7 @@ SEQ_LEN = 24
 W_SEQ = 0.2  # weight of the sequence distance (the rest: token distance); 0.3+ loses product accuracy
 D_UNKNOWN = 0.5  # nearest exemplar farther than this: no product
 MARGIN = 0.1  # distance to the runner-up that counts as a clear win
-CONFIDENT = 0.5  # product confidence from which the coarse type follows the product
+CONFIDENT = 0.25  # product confidence from which the coarse type follows the product (ties score 0)
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "models" / "product_catalogue"
 
 # --------------------------------------------------------------------------- per-frame symbols
@@ -328,9 +328,9 @@ class Match:
 
 
 def _confidence(d1: float, d2: float) -> float:
-    """Half the headroom of the best distance under :data:`D_UNKNOWN`, half its margin to the
-    runner-up (a margin of :data:`MARGIN` or more counts in full)."""
-    return round(0.5 * max(0.0, 1.0 - d1 / D_UNKNOWN) + 0.5 * min(1.0, (d2 - d1) / MARGIN), 3)
+    """The headroom of the best distance under :data:`D_UNKNOWN` times its margin to the
+    runner-up (a margin of :data:`MARGIN` or more counts in full): a tie is never confident."""
+    return round(max(0.0, 1.0 - d1 / D_UNKNOWN) * min(1.0, (d2 - d1) / MARGIN), 3)
 
 
 class Catalogue:
@@ -405,7 +405,8 @@ class Catalogue:
         t1 = self.products[p1]["device_type"]
         other_type = next((dd for p, (dd, _) in order if self.products[p]["device_type"] != t1), 1.0)
         ex = self.exemplars[i1]
-        common = sorted((t for t in ex["tokens"] if t in set(tokens)), key=lambda t: -self.idf.get(t, 0.0))
+        cw = self._centroids[p1][0]  # shared facts, those the product always shows first
+        common = sorted((t for t in set(tokens) if t in cw), key=lambda t: (-cw[t], t))
         return Match(p1, t1, round(d1, 3), _confidence(d1, d2), p2, round(d2, 3), ex.get("source", ""), common[:5],
                      t1, _confidence(d1, other_type))
 
@@ -757,6 +758,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_PATH, help="catalogue folder to write (build)")
     ap.add_argument("--type-model", type=Path, default=None,
                     help="type bundle for devices without a confident product (evaluate; default: rules only)")
+    ap.add_argument("--by", choices=("setup", "capture"), default="setup",
+                    help="evaluate: hold out a capture set (product + setup letter, default) or one capture at a "
+                         "time (IoT Sentinel's own protocol: other captures of the same unit and setup in training)")
     ap.add_argument("--jobs", type=int, default=1, help="processes profiling captures (first run only: cached)")
     a = ap.parse_args(argv)
     try:
@@ -768,6 +772,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(host_report(evaluate_hosts(a.root, jobs=a.jobs)))
         return 0
     profiles = _profiles(items, a.jobs)
+    if a.command == "evaluate" and a.by == "capture":
+        for x in items:
+            x.group = str(x.path)
     if a.command == "evaluate":
         tm = None
         if a.type_model is not None:
@@ -784,7 +791,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = {"protocol": "leave one capture set out (product + setup letter)", "captures": n,
                "product_accuracy": round(sum(r.match.product == r.sample.product for r in res) / max(n, 1), 4),
                "type_accuracy": round(sum(r.device_type == r.sample.device_type for r in res) / max(n, 1), 4)}
-    cat.save(a.out, training={"set": "iot_sentinel", "captures": len(samples), "root": str(a.root)}, metrics=metrics)
+    cat.save(a.out, training={"set": "iot_sentinel", "captures": len(samples), "labels": ["MANIFEST.tsv", "LABELS.tsv",
+                                                                                   "iot_sentinel/MODELS.tsv"]},
+             metrics=metrics)
     print(f"wrote {a.out}: {len(cat.products)} products, {len(cat.exemplars)} exemplars; {metrics}")
     return 0
 
