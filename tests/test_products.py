@@ -263,3 +263,38 @@ def test_cloud_camera_by_sustained_upload_and_its_cloud_not_a_bursty_phone():
     # the shape alone (no camera cloud) is a hint below the rules' 0.8 (the classifier weighs it)
     hs = hints(lookup(key), _sig(dns_query=["example.org"]), up(40_000_000), seen_s=3600.0)
     assert [h.confidence for h in hs if h.device_type == "camera"] == [0.6]
+
+
+@needs_shared
+def test_cli_devices_catalogue_and_events_carry_the_product(tmp_path: Path):
+    """`iotwatch devices --catalogue` prints the match; `analyze` writes the product in the
+    device event's `model` with the match in its evidence (checked against the public interface)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import CHECK_EVENTS
+
+    cap = SHARED_PCAPS / "iot_sentinel" / "TP-LinkPlugHS110" / "Setup-A-1-STA.pcap"
+    env = {k: v for k, v in os.environ.items() if k != "IOTWATCH_DEBUG"}
+
+    def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "iotwatch", *map(str, args)], capture_output=True, text=True,
+                              env={**env, "COLUMNS": "200"}, check=False, timeout=300)
+
+    r = cli("devices", "--catalogue", cap)
+    assert r.returncode == 0, r.stderr
+    assert "Product catalogue matches" in r.stdout
+    line = next(ln for ln in r.stdout.splitlines() if "50:c7:bf:00:c7:03" in ln and "TP-LinkPlugHS110" in ln)
+    assert "plug" in line and "TP-LinkPlugHS100" in line  # the next product, farther
+    out = tmp_path / "out"
+    r = cli("analyze", cap, "--out", out)
+    assert r.returncode == 0, r.stderr
+    dev = next(e for e in map(json.loads, (out / "events.jsonl").read_text().splitlines())
+               if e["event_type"] == "device" and e["mac"] == "50:c7:bf:00:c7:03")
+    assert "HS110" in dev["model"] and dev["device_type"] == "plug"  # its DHCP name, HS110(EU), comes first
+    assert dev["classified_by"] == "products-v1"
+    assert any(e.startswith("catalogue products-v1: product TP-LinkPlugHS110") for e in dev["evidence"])
+    if CHECK_EVENTS.exists():
+        c = subprocess.run([sys.executable, str(CHECK_EVENTS), str(out)], capture_output=True, text=True, check=False)
+        assert c.returncode == 0, c.stdout

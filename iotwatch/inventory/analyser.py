@@ -81,13 +81,17 @@ class Inventory:
                     self.windows[k] += n
 
     def prepare(self) -> float:
-        """Open the type model now (imports scikit-learn); returns the seconds it took."""
+        """Open the type model now (imports scikit-learn) and load the catalogue's kernel; returns
+        the seconds it took."""
         import time
 
         from .oui import lookup
 
         t = time.perf_counter()
         lookup("00:00:00:00:00:00")  # the IEEE registry's index
+        if self.catalogue is not None and self.catalogue.exemplars:  # the sequence kernel, from numba's cache
+            e = self.catalogue.exemplars[0]
+            self.catalogue.match(e["tokens"], e["seq"])
         if self.model is not None and self.model._bundle is not None and "forest" not in self.model._bundle.manifest:
             _ = self.model.estimator
         return time.perf_counter() - t
