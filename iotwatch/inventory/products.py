@@ -748,6 +748,25 @@ def host_report(res: Sequence[HostResult]) -> str:
     return "\n".join(lines)
 
 
+def rebuild(root: str | Path, out: str | Path, *, jobs: int = 1, items: Sequence[Labelled] | None = None,
+            profiles: dict[Path, Profiled] | None = None) -> Catalogue:
+    """Build the catalogue from the labelled captures under ``root`` (``../shared/pcaps``), measure
+    it (leave one capture set out) and save it to ``out``: what ``make model`` and training call.
+    Raises ``OSError``/``KeyError`` when the label files are missing or lack their columns."""
+    items = list(items) if items is not None else iot_sentinel(root)
+    profiles = profiles if profiles is not None else _profiles(items, jobs)
+    samples = [s for x in items if (s := sample_of(x, profiles[x.path])) is not None]
+    cat = build_catalogue(samples)
+    res = evaluate(items, profiles)
+    n = len(res)
+    metrics = {"protocol": "leave one capture set out (product + setup letter)", "captures": n,
+               "product_accuracy": round(sum(r.match.product == r.sample.product for r in res) / max(n, 1), 4),
+               "type_accuracy": round(sum(r.device_type == r.sample.device_type for r in res) / max(n, 1), 4)}
+    cat.save(out, training={"set": "iot_sentinel", "captures": len(samples),
+                            "labels": ["MANIFEST.tsv", "LABELS.tsv", "iot_sentinel/MODELS.tsv"]}, metrics=metrics)
+    return Catalogue.load(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m iotwatch.inventory.products",
                                  description="Build or evaluate the product catalogue from ../shared/pcaps.")
@@ -784,16 +803,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         res = evaluate(items, profiles, type_model=tm)
         print(report(res))
         return 0
-    samples = [s for x in items if (s := sample_of(x, profiles[x.path])) is not None]
-    cat = build_catalogue(samples)
-    res = evaluate(items, profiles)
-    n = len(res)
-    metrics = {"protocol": "leave one capture set out (product + setup letter)", "captures": n,
-               "product_accuracy": round(sum(r.match.product == r.sample.product for r in res) / max(n, 1), 4),
-               "type_accuracy": round(sum(r.device_type == r.sample.device_type for r in res) / max(n, 1), 4)}
-    cat.save(a.out, training={"set": "iot_sentinel", "captures": len(samples), "labels": ["MANIFEST.tsv", "LABELS.tsv",
-                                                                                   "iot_sentinel/MODELS.tsv"]},
-             metrics=metrics)
+    cat = rebuild(a.root, a.out, jobs=a.jobs, items=items, profiles=profiles)
+    metrics = cat.manifest["metrics"]
     print(f"wrote {a.out}: {len(cat.products)} products, {len(cat.exemplars)} exemplars; {metrics}")
     return 0
 
