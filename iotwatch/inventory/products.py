@@ -686,8 +686,9 @@ class HostResult:
     unit: str
     label: str
     without: str  # type by rules + classifier (no catalogue)
-    with_catalogue: str  # type with the catalogue as well
+    with_catalogue: str  # type with the catalogue as well (and, merged, the time seen)
     evidence: list[str]
+    merged: bool = False  # one answer for the unit from all its captures
 
 
 def evaluate_hosts(root: str | Path, *, n_splits: int = 5, jobs: int = 1) -> list[HostResult]:
@@ -719,10 +720,26 @@ def evaluate_hosts(root: str | Path, *, n_splits: int = 5, jobs: int = 1) -> lis
             a = decide(sm.key, sm.record, sm.sig, sm.traffic, model, None, seen_s=seen)
             b = decide(sm.key, sm.record, sm.sig, sm.traffic, model, None, catalogue=cat, sequence=seq, seen_s=seen)
             out.append(HostResult(sm.file, sm.key, sm.group, sm.label, a.device_type, b.device_type, b.evidence))
+        # each held-out unit once from all its captures, as one run over them types it: merged
+        # (train.merge_unit), first with the first-to-last span, then with the time seen and the catalogue
+        held_units: dict[str, list[Any]] = defaultdict(list)
+        for i in te:
+            held_units[ss[i].group].append(ss[i])
+        for g, gs in held_units.items():
+            key, rec, fp, trf = train.merge_unit(gs)
+            order = sorted(gs, key=lambda x: x.file)
+            seen = sum(profiles[root / x.file].seen.get(x.key, 0.0) for x in order)
+            seq = next((q for x in order if (q := profiles[root / x.file].seq.get(x.key))), [])
+            a = decide(key, rec, fp.get(key), trf.get(key), model)
+            b = decide(key, rec, fp.get(key), trf.get(key), model, catalogue=cat, sequence=seq, seen_s=seen)
+            out.append(HostResult(f"{len(gs)} captures", key, g, gs[0].label, a.device_type, b.device_type,
+                                  b.evidence, merged=True))
     return out
 
 
-def host_report(res: Sequence[HostResult]) -> str:
+def host_report(all_res: Sequence[HostResult]) -> str:
+    merged = [r for r in all_res if r.merged]
+    res = [r for r in all_res if not r.merged]
     n = len(res)
     units: dict[str, list[HostResult]] = defaultdict(list)
     for r in res:
@@ -741,6 +758,16 @@ def host_report(res: Sequence[HostResult]) -> str:
             got = Counter(r.with_catalogue for r in bad)
             lines.append(f"  {u} {len(bad)}/{len(rs)} {rs[0].label} → {dict(got)}; {bad[0].file}: "
                          f"{' | '.join(bad[0].evidence[:4])}")
+    m = len(merged)
+    for name, attr in (("merged per device, first-to-last span, no catalogue", "without"),
+                       ("merged per device, time seen, with the catalogue", "with_catalogue")):
+        ok = sum(getattr(r, attr) == r.label for r in merged)
+        lines.append(f"{name}: {ok}/{m} = {ok / max(m, 1):.3f}; false camera/recorder "
+                     f"{sum(getattr(r, attr) in ('camera', 'recorder') and r.label not in ('camera', 'recorder') for r in merged)}")
+    for r in merged:
+        if r.with_catalogue != r.label or r.without != r.label:
+            lines.append(f"  merged {r.unit} ({r.file}) {r.label}: span → {r.without}, seen+catalogue → "
+                         f"{r.with_catalogue}; {' | '.join(r.evidence[:3])}")
     changed = [r for r in res if r.with_catalogue != r.without]
     lines.append(f"rows changed by the catalogue: {len(changed)} "
                  f"({sum(r.with_catalogue == r.label for r in changed)} to right, "
