@@ -298,3 +298,24 @@ def test_cli_devices_catalogue_and_events_carry_the_product(tmp_path: Path):
     if CHECK_EVENTS.exists():
         c = subprocess.run([sys.executable, str(CHECK_EVENTS), str(out)], capture_output=True, text=True, check=False)
         assert c.returncode == 0, c.stdout
+
+
+def test_inventory_matches_local_devices_only():
+    """Without Ethernet every address is a device: external (spoofed) sources are not matched."""
+    from iotwatch.inventory.analyser import Inventory
+    from iotwatch.records import DeviceRecord
+    from iotwatch.sidecar import RareFrame
+
+    cat = P.build_catalogue(_samples())
+    inv = Inventory(catalogue=cat)
+    frames = []
+    for i, src in enumerate(("192.168.1.20", "203.0.113.9", "aa:bb:cc:00:00:09")):
+        data = bytes(IP(src="192.168.1.20", dst="8.8.8.8") / UDP(sport=40000 + i, dport=53) / b"\x00\x01\x01\x00")
+        frames.append(RareFrame(ts=1000.0 + i, file_index=0, frame=i + 1, l3=4, data=data, src=src, dst=None, kind="dns"))
+    inv.on_rare(frames)
+    assert set(inv.sequences.symbols) == {"192.168.1.20", "203.0.113.9", "aa:bb:cc:00:00:09"}
+    devices = {k: DeviceRecord(mac=k if ":" in k else None, ips=[] if ":" in k else [k])
+               for k in inv.sequences.symbols}
+    inv.conclude(devices)
+    assert inv.identities["203.0.113.9"].match is None
+    assert inv.identities["192.168.1.20"].match is not None and inv.identities["aa:bb:cc:00:00:09"].match is not None

@@ -21,6 +21,10 @@ from .traffic import DeviceTraffic, traffic_from_records
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "models" / "device_type"
 
 
+def _is_mac(key: str) -> bool:
+    return len(key) == 17 and key.count(":") == 5
+
+
 def default_type_model() -> TypeModel | None:
     if not (DEFAULT_PATH / "manifest.json").is_file():
         return None
@@ -101,7 +105,10 @@ class Inventory:
         (a name it gave, else the catalogue's confident match);
         the identities stay in ``self.identities``. The inventory raises no alerts."""
         seen = {k: n * self.window_s for k, n in self.windows.items()}
-        ids = identify(devices, self.fp, self.traffic, self.model, self.catalogue, self.sequences.symbols, seen)
+        # products are matched for devices of this network: MACs, and local addresses when there
+        # is no Ethernet (a spoofed flood's external sources would each cost a match)
+        seqs = {k: q for k, q in self.sequences.symbols.items() if _is_mac(k) or self.nets.is_local(k)}
+        ids = identify(devices, self.fp, self.traffic, self.model, self.catalogue, seqs, seen)
         for key, ident in ids.items():
             rec = devices[key]
             rec.vendor = ident.vendor
