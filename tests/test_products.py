@@ -140,7 +140,7 @@ def test_type_follows_a_confident_product_but_camera_needs_a_camera_hint():
     assert decide("02:00:00:00:00:01", None, sig, None, None).device_type == "unknown"
     ident = decide("02:00:00:00:00:01", None, sig, None, None, catalogue=cat, sequence=[7, 7, 8, 9])
     assert ident.match is not None and ident.match.product == "Hue" and ident.match.confident
-    assert ident.device_type == "hub" and ident.model == cat.name and ident.product == "Hue"
+    assert ident.device_type == "hub" and ident.classified_by == cat.name and ident.model == "Hue"
     assert ident.evidence[0].startswith(f"catalogue {cat.name}: product Hue")
     # a camera product: a very close match types camera; a looser one, without any camera hint, does not
     sig = _sig(dhcp_hostname=["cubecam"], dns_query=["cloud.cube.example", "ntp.cube.example"])

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from .. import __version__
+from .. import __version__, interrupt
 from .analyze import analyze_command, devices_command
 from .model import evaluate_command, train_command
 from .synth import synth_command
@@ -48,6 +48,7 @@ app.command("evaluate")(evaluate_command)
 
 def main() -> None:
     try:
+        interrupt.resume()  # a Ctrl-C during the imports raises here, inside the handler below
         app()
     except KeyboardInterrupt:
         sys.stderr.write("iotwatch: interrupted\n")

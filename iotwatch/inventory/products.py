@@ -648,7 +648,7 @@ def evaluate(items: Sequence[Labelled], profiles: dict[Path, Profiled], *, type_
             ident = decide(x.mac, prof.devices.get(x.mac), prof.sig.get(x.mac) or DeviceSignals(),
                            prof.traffic.get(x.mac), type_model, catalogue=cat, sequence=s.seq,
                            seen_s=prof.seen.get(x.mac))
-            out.append(FoldResult(s, m, ident.device_type, ident.model or "rules"))
+            out.append(FoldResult(s, m, ident.device_type, ident.classified_by or "rules"))
     return out
 
 
