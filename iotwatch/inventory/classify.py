@@ -490,7 +490,7 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     for e in facts(sig):
         if e not in evidence:
             evidence.append(e)
-    if match is not None and catalogue is not None:
+    if match is not None and catalogue is not None and match.product is not None:  # "nothing close" is no evidence
         line = match.evidence(catalogue.name)
         if decided_by == catalogue.name:
             evidence.insert(0, line)
