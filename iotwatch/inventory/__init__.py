@@ -5,18 +5,19 @@
     DeviceRecord (totals), MAC → OUI vendor ───────────────┤
     first rare frames + facts ──Catalogue.match──► product ─┘
 
-A confident product match (products.py: a catalogue learned from labelled captures) gives the
-type; otherwise strong signals decide by rule (a camera model name, RTSP served by a camera vendor, a printer
-service); a scikit-learn model over per-device features decides the rest. See docs/inventory.md.
+A confident product match (``iotwatch.inventory.products``: a catalogue learned from labelled
+captures; not imported here, so that ``python -m iotwatch.inventory.products`` runs it once)
+gives the type; otherwise strong signals decide by rule (a camera model name, RTSP served by a
+camera vendor, a printer service); a scikit-learn model over per-device features decides the
+rest. See docs/inventory.md.
 """
 
 from .classify import FEATURES, MODEL_KIND, TYPES, Identity, TypeModel, decide, identify
 from .fingerprints import DeviceSignals, Fingerprints
 from .oui import REGISTRY, Vendor, lookup
 from .parse import Signal, signals
-from .products import Catalogue, Match, build_catalogue
 from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows, traffic_from_records
 
-__all__ = ["FEATURES", "MODEL_KIND", "REGISTRY", "TYPES", "Catalogue", "DeviceSignals", "DeviceTraffic", "Fingerprints", "Identity",
-           "Match", "Signal", "TypeModel", "Vendor", "build_catalogue", "decide", "identify", "lookup", "merge_traffic", "signals",
+__all__ = ["FEATURES", "MODEL_KIND", "REGISTRY", "TYPES", "DeviceSignals", "DeviceTraffic", "Fingerprints", "Identity",
+           "Signal", "TypeModel", "Vendor", "decide", "identify", "lookup", "merge_traffic", "signals",
            "traffic_from_flows", "traffic_from_records"]
