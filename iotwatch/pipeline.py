@@ -235,9 +235,10 @@ def build_analysers(settings: Settings) -> list[Analyser]:
     if settings.identify:
         from .inventory.analyser import Inventory, default_type_model
         from .inventory.classify import TypeModel
+        from .inventory.products import default_catalogue
 
         tm = TypeModel.load(settings.type_model) if settings.type_model is not None else default_type_model()
-        out.append(Inventory(nets, tm))
+        out.append(Inventory(nets, tm, default_catalogue()))
     if settings.detect:
         from .detect import Detector, DetectSettings
         from .detect import model as behaviour

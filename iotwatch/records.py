@@ -238,7 +238,8 @@ DEVICE_FIELDS: tuple[Field, ...] = (
     Field("type_confidence", _F64, "", "confidence of device_type, 0..1"),
     Field("evidence", pa.list_(_STR), "", "why: human-readable facts, strongest first "
           "(\"OUI: Hangzhou Hikvision\", \"serves RTSP on 554\", ...)"),
-    Field("model", _STR, "", "product model when the traffic names it (\"DCS-935L\"), else null"),
+    Field("model", _STR, "", "product model when the traffic names it (\"DCS-935L\") or the product catalogue matches "
+          "it confidently (\"TP-LinkPlugHS110\"; the match, its distance and confidence are in evidence), else null"),
     Field("classified_by", _STR, "", "\"rules\" when strong signals decided the type, else the type model's name"),
     Field("alerts", pa.list_(pa.struct([("category", _STR), ("signature", _STR), ("severity", _U8), ("score", _F64),
                                         ("timestamp", _STR), ("first_ts", _F64), ("last_ts", _F64)])), "",
