@@ -436,6 +436,15 @@ class FlowTable:
         if self.n_exp:
             yield self._drain()
 
+    def expire(self, now_ns: int) -> Iterator[np.ndarray]:
+        """Sweep at ``now_ns`` with no packet (live capture: the wall clock): flows idle or active
+        for longer than their timeouts by then end, exactly as the next packet-driven sweep would
+        end them."""
+        if self.next_sweep < 0:
+            return
+        yield from self._sweep(now_ns, evict_before=-(1 << 62))
+        yield from self.drain()
+
     def packet_info(self, n: int) -> PacketFlowInfo:
         info = self.info
         assert info is not None

@@ -44,12 +44,13 @@ class Settings:
     max_flows: int = DEFAULT_MAX_FLOWS
     max_devices: int = 1 << 14
     batch_size: int = 1 << 15
+    close_lag_s: float = 10.0  # a window closes this long after its end (live capture: 1 s)
 
     def flow_settings(self) -> FlowSettings:
         return FlowSettings(idle_timeout=self.idle_timeout, active_timeout=self.active_timeout, max_flows=self.max_flows)
 
     def device_settings(self) -> DeviceSettings:
-        return DeviceSettings(window_s=self.window_s, max_devices=self.max_devices)
+        return DeviceSettings(window_s=self.window_s, max_devices=self.max_devices, close_lag_s=self.close_lag_s)
 
 
 class _Writer:
@@ -263,9 +264,21 @@ class Pipeline:
             else:
                 self._emit(kind, piece)
 
+    def close_parts(self) -> None:
+        """Have the sinks close their current output parts (readable from now), in order with
+        the results already handed over."""
+        if self._writer is not None:
+            self._writer.put("parts", pa.table({}))
+        else:
+            self._emit("parts", pa.table({}))
+
     def _emit(self, kind: str, table: pa.Table) -> None:
         for s in self.sinks:
-            if kind == "flows":
+            if kind == "parts":
+                close_part = getattr(s, "close_part", None)
+                if close_part is not None:
+                    close_part()
+            elif kind == "flows":
                 s.on_flows(table)
             else:
                 s.on_windows(table)
@@ -276,6 +289,15 @@ class Pipeline:
             self._out("flows", rows)
         for t in self.devices.drain():
             self._out("windows", t)
+
+    def advance(self, now_ns: int) -> None:
+        """Move the capture clock to ``now_ns`` without a packet: flows idle since before it end
+        and windows due by then close, then both are handed over (a live capture calls this on a
+        timer, with the wall clock, so a quiet network still gets its windows and alerts)."""
+        for rows in self.flows.expire(now_ns):
+            self._out("flows", rows)
+        self.devices.close_before(now_ns)
+        self.drain()
 
     def finish(self) -> tuple[dict[str, DeviceRecord], Stats]:
         for rows in self.flows.flush():

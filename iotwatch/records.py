@@ -167,6 +167,12 @@ class Stats:
     problems: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
+    # live capture only (null for files): what the capture tool and the interface lost
+    interface: str | None = None
+    capture_received: int | None = None
+    capture_drops: int | None = None
+    if_drops: int | None = None
+    ring_files: int | None = None
 
     @property
     def packets_per_s(self) -> float:
@@ -232,7 +238,8 @@ def records_markdown() -> str:
             "| `first_ts`, `last_ts` | float, epoch s | the episode's first and last packet |",
             "| `evidence` | object | counts, ports, `sample_targets`, `flow_ids`, `first_packet`/`alert_packet` "
             "(`file`, `packet`: Wireshark's frame number), `x_baseline`, `uplink_share`, `model_probability`, "
-            "`detected_by` (the rules and the model that agree), `also` (other rules of the same episode) |", "",
+            "`detected_by` (the rules and the model that agree), `also` (other rules of the same episode) |",
+            "| `raised_ts` | float, epoch s | live capture only: the wall-clock time the alert was written |", "",
             "One alert per device and behaviour episode; see docs/detection.md for each rule's evidence.", ""]
     out += ["## Stats event (`event_type: stats`, last line of events.jsonl)", "",
             "`packets`, `bytes` (frame bytes), `files` read, `undecodable` packets by layer (`link`, `network`, "
@@ -240,5 +247,12 @@ def records_markdown() -> str:
             "`flows`, `flows_evicted` (by the table cap), `devices`, `devices_untracked` (beyond the device cap), "
             "`windows` (rows), `late_packets` (older than every open window), `problems` (input problems), "
             "`interrupted` (Ctrl-C stopped the reading), `alerts`, `elapsed_s` (processing and verdicts; start-up and opening the models excluded), "
-            "`packets_per_s`.", ""]
+            "`packets_per_s`.", "",
+            "A live capture (`iotwatch capture`) adds, null for files: `interface`; `capture_received` (packets the "
+            "capture tool received from the kernel); `capture_drops` (packets lost between the interface and "
+            "iotwatch: the kernel's capture buffer and dumpcap's, as dumpcap reports them when it stops; null until "
+            "then); `if_drops` (packets the interface itself dropped during the run, from "
+            "/sys/class/net/IF/statistics: `rx_dropped` + `rx_missed_errors` + `rx_fifo_errors`); `ring_files` "
+            "(pcapng files written to the evidence ring). A live run also writes a stats event every few seconds "
+            "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)

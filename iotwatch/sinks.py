@@ -124,6 +124,15 @@ class ParquetSink:
     def on_windows(self, windows: pa.Table) -> None:
         self._windows.write_table(windows)
 
+    def close_part(self) -> None:
+        """Close the current flows part, so that it can be read now, if it holds flows; the next
+        flows go to a new part (a live capture calls this on a timer)."""
+        if self._part_rows:
+            self._flows.close()
+            self._part += 1
+            self._part_rows = 0
+            self._flows = self._open_part()
+
     def on_devices(self, devices: dict[str, DeviceRecord]) -> None:
         pass
 
