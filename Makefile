@@ -35,14 +35,17 @@ test: $(STAMP)
 pcaps: $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
-## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root)
+## make sysdeps: system packages for the oracle tests, the live capture and its tests (dumpcap
+## from wireshark-common, tcpreplay, iproute2) and the benchmark (Debian/Ubuntu, as root)
 sysdeps:
 	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
+	    && command -v dumpcap >/dev/null && command -v tcpreplay >/dev/null && command -v ip >/dev/null \
 	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ]; then \
 		echo "system packages present"; \
 	else \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			tshark tcpdump libpcap-dev gcc libc6-dev time >/dev/null; \
+		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+			tshark wireshark-common tcpdump tcpreplay iproute2 libpcap-dev gcc libc6-dev time >/dev/null; \
 	fi
 
 BENCH_DATA := bench/data/mix.pcap bench/data/synflood.pcap

@@ -295,3 +295,32 @@ def test_hospital_live_raises_the_alerts_of_analyze(pair: Pair, tmp_path: Path) 
     diff = [c for c in a.column_names if a.column(c).to_pylist() != b.column(c).to_pylist()]
     assert not diff, diff
     assert alerts(events_of(ring_out)) == want
+
+
+def test_full_disk_stops_the_ring_not_the_analysis(pair: Pair, tmp_path: Path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True, text=True,
+                       check=False)
+    if r.returncode:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {r.stderr.strip()}")
+    try:
+        out = tmp_path / "out"
+        cap = Capture(pair, out, "--ring", disk, "--ring-files", "100", "--ring-size", "0.1")
+        sent = replay(pair, DEMO, "--pps", "5000")  # 1.3 MB: the disk fills after about a fifth
+        time.sleep(2)
+        code, err = cap.stop()
+        kept = 0
+        for path in sorted(disk.glob("*.pcapng")):
+            rd = open_capture(path)
+            kept += sum(len(b) for b in rd.batches())
+            assert not rd.problems, rd.problems
+            rd.chunks.close()
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "ring stopped" in line]
+    assert len(warnings) == 1 and "No space left" in warnings[0] and "analysis goes on" in warnings[0]
+    stats = final_stats(cap.events())
+    assert stats["packets"] == sent > kept > 0  # every packet analysed, the first ones kept
+    check_events(out)
