@@ -32,6 +32,7 @@ import numpy as np
 from .capture import interfaces
 from .capture.dumpcap import DumpcapSource
 from .capture.ring import Ring
+from .detect.evidence import Evidence
 from .errors import OutputError
 from .pipeline import Pipeline
 from .records import DeviceRecord, Stats
@@ -55,6 +56,7 @@ class LiveOptions:
     margin_s: float = 1.0  # packets this recent may still be in dumpcap's buffer or the pipe
     stats_every_s: float = 5.0  # a non-final stats event (and a drop report) this often
     part_every_s: float = 300.0  # a flows.parquet part is closed (readable) this often
+    settle_s: float = 5.0  # an open flow quiet this long counts as evidence for the verdicts during the run
     dumpcap: str | None = None
 
 
@@ -187,6 +189,7 @@ class LiveCapture:
         self.source: DumpcapSource | None = None
         self._stop = False
         self._signalled = False
+        self._clock_ns = 0  # the capture clock: the latest packet's time, or the wall clock when quiet
         self._file_index: dict[Path, int] = {}
         self.index = RingIndex()
         self._unrecorded: int | None = None  # pipe.files index for packets in no ring file
@@ -256,6 +259,7 @@ class LiveCapture:
                 for batch in self.source.batches():
                     self._place(batch)
                     pipe.feed(batch)
+                    self._clock_ns = max(self._clock_ns, int(batch.ts_ns[-1]))
                     if time.monotonic() - self._last_tick >= o.tick_s:
                         self._tick()
             finally:
@@ -352,7 +356,8 @@ class LiveCapture:
             return
         pipe = self.pipe
         if idle and pipe.stats.packets:
-            pipe.advance(time.time_ns() - int(o.margin_s * 1e9))
+            self._clock_ns = max(self._clock_ns, time.time_ns() - int(o.margin_s * 1e9))
+            pipe.advance(self._clock_ns)
         else:
             pipe.drain()
         if pipe.stats.windows > self._windows_seen:
@@ -383,12 +388,33 @@ class LiveCapture:
         if pipe.inventory is not None:
             pipe.inventory.conclude(devices)
         if pipe.detector is not None:
-            for a in pipe.detector.conclude(devices, pipe.files):
+            det = pipe.detector
+            final = det.evidence
+            det.evidence = self._provisional_evidence()
+            try:
+                found = det.conclude(devices, pipe.files)
+            finally:
+                det.evidence = final
+            for a in found:
                 if self.eve.raise_alert(a):
                     self._new_alerts.append(a)
             if self.baselines_path is not None:
                 write_baselines(self.baselines_path, pipe.detector.baselines(), pipe.settings.window_s)
         self._devices = devices
+
+    def _provisional_evidence(self) -> Evidence:
+        """The detector's evidence plus the flows still open that have been quiet for
+        ``settle_s``: a scan's unanswered SYNs and a finished brute-force session count now, not
+        after the flow table's idle timeout (120 s). A copy: the evidence the final verdicts use,
+        from ended flows only as offline, is not touched."""
+        pipe = self.pipe
+        real = pipe.detector.evidence  # type: ignore[union-attr]
+        tmp = Evidence(real.nets)
+        tmp.merge(real)
+        tmp.apps = dict(real.apps)
+        if self._clock_ns:
+            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9)))
+        return tmp
 
     def _status(self, mono: float) -> LiveStatus:
         st = self.pipe.stats

@@ -14,6 +14,7 @@ raw socket.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import select
@@ -21,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +38,11 @@ from .pcapng import SHB, PcapngReader
 
 BUFFER_MIB = 64  # kernel capture buffer: PERF_NOTES.md, no drop at 256 k packets/s with 64 MiB
 SNAPLEN = 262_144
-STOP_GRACE_S = 5.0  # after SIGINT, dumpcap flushes and exits within this; else it is killed
+STOP_GRACE_S = 5.0
+GATHER_S = 0.02  # once bytes arrive, wait up to this long for more before analysing them
+GATHER_BYTES = 4 << 20  # ... or until this much is there
+PIPE_BYTES = 16 << 20  # the pipe from dumpcap (root may exceed /proc/sys/fs/pipe-max-size)
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), spelled out for Pythons that lack the name  # after SIGINT, dumpcap flushes and exits within this; else it is killed
 
 
 @dataclass(slots=True)
@@ -111,16 +117,46 @@ class PipeChunks(Chunks):
             if not ready:
                 self.on_idle()
                 continue
-            view = memoryview(self.buf)[self.end :]  # type: ignore[arg-type]
+            if not self._read():
+                return self.left > 0
+            # gather for a moment: a batch of a few packets costs nearly what a full one costs
+            deadline = time.monotonic() + GATHER_S
+            while self.left < GATHER_BYTES and self.end < self.buf.shape[0]:
+                wait = deadline - time.monotonic()
+                if wait <= 0 or not select.select([self.fd], [], [], wait)[0]:
+                    break
+                if not self._read():
+                    break
+            return True
+
+    def _read(self) -> bool:
+        """One read of what the pipe holds; False at its end (dumpcap exited)."""
+        view = memoryview(self.buf)[self.end :]  # type: ignore[arg-type]
+        while True:
             try:
                 n = os.readv(self.fd, [view])
+                break
             except InterruptedError:
                 continue
-            if n == 0:
-                self.eof = True
-                return self.left > 0
-            self.end += n
-            return True
+        if n == 0:
+            self.eof = True
+            return False
+        self.end += n
+        return True
+
+
+def _grow_pipe(fd: int) -> None:
+    """Make the pipe from dumpcap as large as allowed (64 KiB by default: a few dozen packets)."""
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    for size in (max(limit, PIPE_BYTES) if os.geteuid() == 0 else limit, limit):
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, min(size, PIPE_BYTES))
+            return
+        except OSError:
+            continue
 
 
 class DumpcapSource:
@@ -149,6 +185,7 @@ class DumpcapSource:
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._err_thread = threading.Thread(target=self._read_stderr, name="dumpcap-stderr", daemon=True)
         self._err_thread.start()
+        _grow_pipe(self.proc.stdout.fileno())
         self.chunks = PipeChunks(self.proc.stdout, self.path, on_idle, idle_s)  # type: ignore[arg-type]
         self._stopping = False
 
