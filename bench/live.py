@@ -100,6 +100,7 @@ def one_rate(pair: Pair, pcap: Path, rate: str, seconds: int, work: Path) -> dic
     proc.wait(timeout=600)
     evs = events(out)
     st = [e for e in evs if e["event_type"] == "stats"][-1]
+    lags = sorted({e["verdict_lag_s"] for e in evs if e["event_type"] == "stats" and e.get("verdict_lag_s") is not None})
     delays = []
     for e in evs:
         if e["event_type"] == "alert" and "raised_ts" in e:
@@ -112,16 +113,19 @@ def one_rate(pair: Pair, pcap: Path, rate: str, seconds: int, work: Path) -> dic
     pps = float(m.group(1)) if m else sent / seconds
     return {"rate": rate, "sent": sent, "sent_pps": pps, "analysed": st["packets"], "capture_drops": st["capture_drops"],
             "if_drops": st["if_drops"], "lost": sent - st["packets"], "alerts": len(delays),
-            "delay_median": statistics.median(delays) if delays else None, "delay_max": max(delays) if delays else None}
+            "delay_median": statistics.median(delays) if delays else None, "delay_max": max(delays) if delays else None,
+            "verdict_lag_median": statistics.median(lags) if lags else None, "verdict_lag_max": st["verdict_lag_max_s"]}
 
 
 def table(rows: list[dict[str, object]], seconds: int) -> str:
     out = [f"| replay rate | sent in {seconds} s | sent, packets/s | analysed | lost | dumpcap drops | interface drops "
-           "| alerts raised | window end → alert, median / max |", "|---|---|---|---|---|---|---|---|---|"]
+           "| window end → verdicts written, median / max | alerts raised | window end → alert, median / max |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         d = "—" if r["delay_median"] is None else f"{r['delay_median']:.2f} s / {r['delay_max']:.2f} s"
+        v = "—" if r["verdict_lag_median"] is None else f"{r['verdict_lag_median']:.2f} s / {r['verdict_lag_max']:.2f} s"
         out.append(f"| {r['rate']} | {r['sent']:,} | {r['sent_pps']:,.0f} | {r['analysed']:,} | {r['lost']:,} | "
-                   f"{r['capture_drops']} | {r['if_drops']} | {r['alerts']} | {d} |")
+                   f"{r['capture_drops']} | {r['if_drops']} | {v} | {r['alerts']} | {d} |")
     return "\n".join(out) + "\n"
 
 

@@ -33,6 +33,7 @@ from .capture import interfaces
 from .capture.dumpcap import DumpcapSource
 from .capture.ring import Ring
 from .detect.evidence import Evidence
+from .devices import ST_CLOSED_UPTO
 from .errors import OutputError
 from .pipeline import Pipeline
 from .records import DeviceRecord, Stats
@@ -363,6 +364,11 @@ class LiveCapture:
         if pipe.stats.windows > self._windows_seen:
             self._windows_seen = pipe.stats.windows
             self._conclude()
+            # how long after the end of the newest closed window its verdicts were written
+            w = int(pipe.devices.st[ST_CLOSED_UPTO])
+            lag = round(time.time() - (w + 1) * pipe.settings.window_s, 3)
+            pipe.stats.verdict_lag_s = lag
+            pipe.stats.verdict_lag_max_s = max(pipe.stats.verdict_lag_max_s or 0.0, lag)
         if mono - self._last_stats >= o.stats_every_s:
             self._last_stats = mono
             pipe.stats.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)

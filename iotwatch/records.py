@@ -173,6 +173,8 @@ class Stats:
     capture_drops: int | None = None
     if_drops: int | None = None
     ring_files: int | None = None
+    verdict_lag_s: float | None = None
+    verdict_lag_max_s: float | None = None
 
     @property
     def packets_per_s(self) -> float:
@@ -253,6 +255,7 @@ def records_markdown() -> str:
             "iotwatch: the kernel's capture buffer and dumpcap's, as dumpcap reports them when it stops; null until "
             "then); `if_drops` (packets the interface itself dropped during the run, from "
             "/sys/class/net/IF/statistics: `rx_dropped` + `rx_missed_errors` + `rx_fifo_errors`); `ring_files` "
-            "(pcapng files written to the evidence ring). A live run also writes a stats event every few seconds "
+            "(pcapng files written to the evidence ring); `verdict_lag_s` and `verdict_lag_max_s` (seconds from the end "
+            "of the newest closed window to its verdicts being written: the last one and the largest of the run). A live run also writes a stats event every few seconds "
             "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)
