@@ -198,7 +198,6 @@ class LiveCapture:
         self._windows_seen = 0
         self._devices: dict[str, DeviceRecord] = {}
         self._new_alerts: list[Alert] = []
-        self._ring_warned = False
         self._last_tick = self._last_stats = self._last_part = 0.0
         self._last_up: dict[str, int] = {}
         self._last_counts = (0.0, 0, 0)
@@ -351,8 +350,8 @@ class LiveCapture:
         o = self.opts
         mono = time.monotonic()
         self._last_tick = mono
-        if o.duration_s is not None and time.time() - self.started >= o.duration_s:
-            self.stop()
+        if self._stop or (o.duration_s is not None and time.time() - self.started >= o.duration_s):
+            self.stop()  # (again, if a signal came before dumpcap was running)
         if self.source is None or self.source.reader is None or self.pipe is None:
             return
         pipe = self.pipe

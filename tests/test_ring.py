@@ -164,3 +164,32 @@ def test_a_clock_moved_without_packets_gives_offline_results() -> None:
     for col in a.column_names:
         if col not in ("flow_id", "reason"):
             assert a.column(col).to_pylist() == b.column(col).to_pylist(), col
+
+
+def test_live_view_shows_rates_drops_uploaders_devices_and_alerts() -> None:
+    from rich.console import Console
+
+    from iotwatch.cli.capture import LiveView
+    from iotwatch.detect.alerts import Alert
+    from iotwatch.live import LiveStatus
+    from iotwatch.records import DeviceRecord
+
+    nvr = DeviceRecord(mac="28:57:be:c6:93:56", ips=["192.168.100.63"], vendor="Hikvision", device_type="recorder")
+    pc = DeviceRecord(mac="a4:8c:db:81:2a:13", ips=["192.168.100.123"])
+    alert = Alert(device=nvr.key, src_mac=nvr.mac, src_ip="192.168.100.63", category="exfil",
+                  signature="upload surge: 1.6 Mbit/s to 18.184.97.32", severity=1, score=0.99,
+                  timestamp=1754279749.0, first_ts=1754279749.0, last_ts=1754279819.0)
+    status = LiveStatus(started=100.0, now=160.0, packets=123_456, bytes=10**8, packets_per_s=2_000.0,
+                        bits_per_s=4e6, capture_drops=None, if_drops=3, interface_rx=123_460,
+                        devices={nvr.key: nvr, pc.key: pc}, upload_bps={nvr.key: 1.6e6, pc.key: 0.1e6},
+                        new_alerts=[alert], ring="/tmp/ring/iotwatch-eth1-00001.pcapng")
+    view = LiveView("eth1", uplink_mbps=2.0)
+    view._enabled = False  # no terminal here: render by hand
+    view.update(status)
+    console = Console(record=True, width=200)
+    console.print(view._render(status))
+    text = console.export_text()
+    assert "2,000 packets/s" in text and "drops 3" in text and "4 not yet read" in text
+    assert "28:57:be:c6:93:56" in text and "Hikvision recorder" in text and "80%" in text  # 1.6 of 2 Mbit/s
+    assert "EXFIL" in text and "upload surge" in text
+    assert "a4:8c:db:81:2a:13 192.168.100.123" in text  # a new device, not yet typed
