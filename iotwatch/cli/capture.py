@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from ..live import LiveStatus
     from ..records import DeviceRecord
 
+#: window rows the detector keeps in a live run (its baselines and model features look this far
+#: back): a capture of days keeps a flat memory (docs/capture.md, "Long runs")
+HISTORY_S = 24 * 3600.0
+
 Interface = Annotated[str, typer.Option("--interface", "-i", help="Interface on the switch's mirror (SPAN) port "
                                         "(`iotwatch interfaces` lists them).", show_default=False)]
 Bpf = Annotated[str | None, typer.Option("--bpf", help="Capture filter, libpcap syntax (\"not port 22\").")]
@@ -107,6 +111,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
     try:
         detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
                                         baseline=baseline, uplink_mbps=uplink_mbps)
+        detector.settings.history_s = HISTORY_S
         out.mkdir(parents=True, exist_ok=True)
         eve = LiveEveSink(out / "events.jsonl", window_s=window)
         sinks.append(eve)

@@ -193,3 +193,23 @@ def test_live_view_shows_rates_drops_uploaders_devices_and_alerts() -> None:
     assert "28:57:be:c6:93:56" in text and "Hikvision recorder" in text and "80%" in text  # 1.6 of 2 Mbit/s
     assert "EXFIL" in text and "upload surge" in text
     assert "a4:8c:db:81:2a:13 192.168.100.123" in text  # a new device, not yet typed
+
+
+def test_a_long_live_run_keeps_a_bounded_window_history() -> None:
+    """A capture of days: the detector keeps `history_s` of window rows, not all of them."""
+    from iotwatch.detect import Detector, DetectSettings
+    from iotwatch.devices import NF, window_rows
+
+    det = Detector(DetectSettings(window_s=60.0, history_s=600.0))
+    rows_kept = []
+    for w in range(1000):  # 1,000 one-minute windows of two devices
+        t = window_rows(["28:57:be:00:00:01", "28:57:be:00:00:02"], w, 60.0, np.ones((2, NF), np.uint64))
+        det.on_windows(t)
+        rows_kept.append(sum(x.num_rows for x in det._windows))
+    assert max(rows_kept[20:]) == 2 * 11 and rows_kept[-1] == 2 * 11  # ten minutes back + the newest
+    starts = np.concatenate([x["window_start"].to_numpy() for x in det._windows])
+    assert starts.min() == 989 * 60.0 and starts.max() == 999 * 60.0
+    unbounded = Detector(DetectSettings(window_s=60.0))
+    for w in range(50):
+        unbounded.on_windows(window_rows(["28:57:be:00:00:01"], w, 60.0, np.ones((1, NF), np.uint64)))
+    assert sum(x.num_rows for x in unbounded._windows) == 50  # offline keeps every window
