@@ -210,21 +210,64 @@ def test_missing_interface_and_missing_permission_say_what_to_do(pair: Pair, tmp
                        capture_output=True, text=True, check=False)
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "no interface named 'nosuch0'" in r.stderr and "iotwatch interfaces" in r.stderr
-    setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("setpriv or root missing: cannot run the capture as an unprivileged user")
-    out = Path(tempfile.mkdtemp(prefix="iotwatch-nobody-"))  # pytest's folders are private to root
-    os.chmod(out, 0o777)
-    r = subprocess.run(["ip", "netns", "exec", pair.cap_ns, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
-                        "--inh-caps=-all", *iotwatch_args("capture", "-i", pair.cap_if, "--out", out, "--no-ring",
-                                                          "--no-model", "--quiet")],
-                       capture_output=True, text=True, check=False, env={**os.environ, "HOME": str(out), "NUMBA_CACHE_DIR": str(out)}, timeout=300)
-    shutil.rmtree(out, ignore_errors=True)
-    if getattr(os, "getxattr", None) and _dumpcap_has_caps():
+    assert not (tmp_path / "events.jsonl").exists()  # nothing written before the capture could start
+    r = run_as_nobody(pair, tmp_path, TOOLS["dumpcap"] or "dumpcap")
+    if _dumpcap_has_caps():
         pytest.skip("dumpcap has file capabilities here: an unprivileged user may capture")
     assert r.returncode == 1, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no permission to capture" in lines[0] and "setcap" in lines[0], r.stderr
+
+
+def run_as_nobody(pair: Pair, tmp_path: Path, dumpcap: str, *extra: str,
+                  replay_demo: bool = False) -> subprocess.CompletedProcess[str]:
+    """``iotwatch capture`` as user nobody (no capability inherited), with the given dumpcap."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("setpriv or root missing: cannot run the capture as an unprivileged user")
+    home = Path(tempfile.mkdtemp(prefix="iotwatch-nobody-"))  # pytest's folders are private to root
+    os.chmod(home, 0o777)
+    out = home / "out"
+    env = {**os.environ, "HOME": str(home), "NUMBA_CACHE_DIR": str(home / "numba"), "IOTWATCH_DUMPCAP": dumpcap}
+    cmd = ["ip", "netns", "exec", pair.cap_ns, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+           "--inh-caps=-all", *iotwatch_args("capture", "-i", pair.cap_if, "--out", out, "--quiet", *extra)]
+    try:
+        if not replay_demo:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=600)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 600  # the unprivileged user compiles the kernels into its own cache
+        while not (out / "events.jsonl").exists() or not (out / "events.jsonl").read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.5)
+        sent = replay(pair, DEMO, "--pps", "5000")
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=300)
+        stats = final_stats(events_of(out))
+        assert stats["packets"] == sent, err
+        assert all(p.stat().st_uid == 65534 for p in [out / "events.jsonl", *(out / "ring").glob("*")])
+        return subprocess.CompletedProcess(cmd, proc.returncode, "", err)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_a_normal_user_captures_when_dumpcap_has_capabilities(pair: Pair, tmp_path: Path) -> None:
+    """Least privilege: iotwatch itself needs nothing; a dumpcap with capture capabilities suffices."""
+    if not shutil.which("setcap") or os.geteuid() != 0:
+        pytest.skip("setcap or root missing")
+    tools = Path(tempfile.mkdtemp(prefix="iotwatch-dumpcap-"))
+    try:
+        os.chmod(tools, 0o755)
+        copy = tools / "dumpcap"
+        shutil.copy2(TOOLS["dumpcap"] or "dumpcap", copy)
+        r = subprocess.run(["setcap", "cap_net_raw,cap_net_admin=eip", str(copy)], capture_output=True, text=True,
+                           check=False)
+        if r.returncode:
+            pytest.skip(f"cannot give a dumpcap copy file capabilities here: {r.stderr.strip()}")
+        r = run_as_nobody(pair, tmp_path, str(copy), "--no-model", replay_demo=True)
+        assert r.returncode == 0, r.stderr
+    finally:
+        shutil.rmtree(tools, ignore_errors=True)
 
 
 def _dumpcap_has_caps() -> bool:

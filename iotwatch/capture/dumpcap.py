@@ -165,7 +165,7 @@ class DumpcapSource:
     def __init__(self, interface: str, *, bpf: str | None = None, buffer_mib: int = BUFFER_MIB,
                  batch_size: int = 1 << 15, on_idle: Callable[[], None] = lambda: None, idle_s: float = 0.2,
                  dumpcap: str | None = None) -> None:
-        exe = dumpcap or shutil.which("dumpcap")
+        exe = dumpcap or os.environ.get("IOTWATCH_DUMPCAP") or shutil.which("dumpcap")
         if exe is None:
             raise InterfaceError("dumpcap (Wireshark's capture tool) is not installed: `sudo apt-get install "
                                  "wireshark-common` (Debian/Ubuntu) or `sudo dnf install wireshark-cli` (Fedora)")
