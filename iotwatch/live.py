@@ -202,6 +202,7 @@ class LiveCapture:
         self._last_up: dict[str, int] = {}
         self._last_counts = (0.0, 0, 0)
         self._drops_reported = 0
+        self._ring_warned = False
 
     # the run --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -276,6 +277,7 @@ class LiveCapture:
                     self.on_warning(f"iotwatch: warning: {p}")
             if self.ring is not None:
                 self.ring.close()
+                self._warn_ring()
                 st.ring_files = self.ring.written
             # a second Ctrl-C while the results are written changes nothing: the handler stays
             devices, stats = pipe.finish()
@@ -330,14 +332,19 @@ class LiveCapture:
                 batch.file_index, batch.frame0 = idx, first
                 self.index.add(idx, first, batch.ts_ns)
                 return
-            self.on_warning(f"iotwatch: warning: the evidence ring stopped ({self.ring.stopped}); "
-                            "the analysis goes on, packets from here are not kept")
+            self._warn_ring()
         if self._unrecorded is None:
             why = "ring stopped" if self.ring is not None else "no ring"
             self._unrecorded = len(self.pipe.files)
             self.pipe.files.append(f"{self.opts.interface} (live, not recorded: {why})")
         batch.file_index, batch.frame0 = self._unrecorded, self._unrecorded_frames + 1
         self._unrecorded_frames += n
+
+    def _warn_ring(self) -> None:
+        if self.ring is not None and self.ring.stopped is not None and not self._ring_warned:
+            self._ring_warned = True
+            self.on_warning(f"iotwatch: warning: the evidence ring stopped ({self.ring.stopped}); "
+                            "the analysis goes on, packets from here are not kept")
 
     # every tick -----------------------------------------------------------------------------
     def _idle(self) -> None:

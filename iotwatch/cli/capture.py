@@ -34,7 +34,7 @@ from .analyze import (
 
 if TYPE_CHECKING:
     from ..live import LiveStatus
-    from ..records import DeviceRecord
+    from ..records import DeviceRecord, Stats
 
 #: window rows the detector keeps in a live run (its baselines and model features look this far
 #: back): a capture of days keeps a flat memory (docs/capture.md, "Long runs")
@@ -139,9 +139,6 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
     finally:
         for s in sinks:
             s.close()
-    if view is not None:
-        for line in view.warnings:
-            _say(line)
     failed = live.source.failed if live.source is not None else None
     if not quiet:
         shown: list[object] = [alerts_panel(pipe.alerts)] if pipe.alerts else []
@@ -156,11 +153,9 @@ def _drops(capture: int | None, iface: int | None) -> str:
     return f"{c} packets dropped by the capture, {iface or 0:,} by the interface"
 
 
-def _live_summary(stats: object, out: Path) -> str:
-    s = stats  # Stats
-    return (f"{s.interface}: {s.packets:,} packets, {_human(s.bytes)}, {s.flows:,} flows, {s.devices} devices, "  # type: ignore[attr-defined]
-            f"{s.alerts} alerts; {_drops(s.capture_drops, s.if_drops)}; "  # type: ignore[attr-defined]
-            f"{s.ring_files or 0} ring file(s) → {out}")  # type: ignore[attr-defined]
+def _live_summary(s: Stats, out: Path) -> str:
+    return (f"{s.interface}: {s.packets:,} packets, {_human(s.bytes)}, {s.flows:,} flows, {s.devices} devices, "
+            f"{s.alerts} alerts; {_drops(s.capture_drops, s.if_drops)}; {s.ring_files or 0} ring file(s) → {out}")
 
 
 class LiveView:
