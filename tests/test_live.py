@@ -367,3 +367,12 @@ def test_full_disk_stops_the_ring_not_the_analysis(pair: Pair, tmp_path: Path) -
     stats = final_stats(cap.events())
     assert stats["packets"] == sent > kept > 0  # every packet analysed, the first ones kept
     check_events(out)
+
+
+def test_a_filter_dumpcap_refuses_says_so(pair: Pair, tmp_path: Path) -> None:
+    r = subprocess.run(["ip", "netns", "exec", pair.cap_ns,
+                        *iotwatch_args("capture", "-i", pair.cap_if, "--bpf", "port x", "--out", tmp_path / "o")],
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "capture filter (--bpf) is not valid" in r.stderr and "port x" in r.stderr
+    assert not (tmp_path / "o").exists()
