@@ -18,8 +18,6 @@ next packets would have.
 from __future__ import annotations
 
 import bisect
-import json
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -32,9 +30,10 @@ import numpy as np
 from .capture import interfaces
 from .capture.dumpcap import DumpcapSource
 from .capture.ring import Ring
+from .detect import Detector
+from .detect.baselines import write_baselines
 from .detect.evidence import Evidence
 from .devices import ST_CLOSED_UPTO
-from .errors import OutputError
 from .pipeline import Pipeline
 from .records import DeviceRecord, Stats
 from .sinks import EveSink
@@ -164,16 +163,6 @@ class LiveEveSink(EveSink):
         self._f.flush()
 
 
-def write_baselines(path: Path, baselines: dict[str, dict[str, float]], window_s: float) -> None:
-    """baselines.json, replaced atomically (a reader never sees half a file)."""
-    tmp = path.with_suffix(".json.tmp")
-    try:
-        tmp.write_text(json.dumps({"window_s": window_s, "devices": baselines}, indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
-
-
 class LiveCapture:
     def __init__(self, opts: LiveOptions, *,
                  baselines_path: Path | None = None, on_status: Callable[[LiveStatus], None] | None = None,
@@ -281,8 +270,9 @@ class LiveCapture:
                 st.ring_files = self.ring.written
             # a second Ctrl-C while the results are written changes nothing: the handler stays
             devices, stats = pipe.finish()
-            if self.baselines_path is not None and pipe.detector is not None:
-                write_baselines(self.baselines_path, pipe.detector.baselines(), pipe.settings.window_s)
+            det = self._detector()
+            if self.baselines_path is not None and det is not None:
+                write_baselines(self.baselines_path, det.baselines(), pipe.settings.window_s)
         finally:
             self._restore()
             if self.ring is not None:
@@ -307,10 +297,8 @@ class LiveCapture:
 
     def _prepare_models(self) -> None:
         """Open the models now: the first verdict comes a window after start, not at the end."""
-        if self.pipe.inventory is not None:
-            self.pipe.inventory.prepare()
-        if self.pipe.detector is not None:
-            self.pipe.detector.prepare()
+        for a in self.pipe.analysers:
+            a.prepare()
 
     # every batch ----------------------------------------------------------------------------
     def _place(self, batch: PacketBatch) -> None:
@@ -397,30 +385,34 @@ class LiveCapture:
         """Verdicts over everything seen so far; alerts not raised before are written now."""
         pipe = self.pipe
         devices = pipe.devices.totals()
-        if pipe.inventory is not None:
-            pipe.inventory.conclude(devices)
-        if pipe.detector is not None:
-            det = pipe.detector
-            final = det.evidence
-            det.evidence = self._provisional_evidence()
-            try:
-                found = det.conclude(devices, pipe.files)
-            finally:
-                det.evidence = final
-            for a in found:
-                if self.eve.raise_alert(a):
-                    self._new_alerts.append(a)
-            if self.baselines_path is not None:
-                write_baselines(self.baselines_path, pipe.detector.baselines(), pipe.settings.window_s)
+        found: list[Alert] = []
+        for an in pipe.analysers:  # in the pipeline's order: the inventory before the detector
+            if isinstance(an, Detector):
+                final = an.evidence
+                an.evidence = self._provisional_evidence(an)
+                try:
+                    found += an.conclude(devices, pipe.files)
+                finally:
+                    an.evidence = final
+                if self.baselines_path is not None:
+                    write_baselines(self.baselines_path, an.baselines(), pipe.settings.window_s)
+            else:
+                found += an.conclude(devices, pipe.files)
+        for a in found:
+            if self.eve.raise_alert(a):
+                self._new_alerts.append(a)
         self._devices = devices
 
-    def _provisional_evidence(self) -> Evidence:
+    def _detector(self) -> Detector | None:
+        return next((a for a in self.pipe.analysers if isinstance(a, Detector)), None)
+
+    def _provisional_evidence(self, det: Detector) -> Evidence:
         """The detector's evidence plus the flows still open that have been quiet for
         ``settle_s``: a scan's unanswered SYNs and a finished brute-force session count now, not
         after the flow table's idle timeout (120 s). A copy: the evidence the final verdicts use,
         from ended flows only as offline, is not touched."""
         pipe = self.pipe
-        real = pipe.detector.evidence  # type: ignore[union-attr]
+        real = det.evidence
         tmp = Evidence(real.nets)
         tmp.merge(real)
         tmp.apps = dict(real.apps)

@@ -20,8 +20,10 @@ from iotwatch.capture.memory import frames_to_batch
 from iotwatch.capture.ring import Ring
 from iotwatch.capture.source import open_capture
 from iotwatch.live import RingIndex
-from iotwatch.pipeline import Pipeline, Settings, _warm_frames
+from iotwatch.pipeline import Pipeline
+from iotwatch.settings import Settings
 from iotwatch.sinks import MemorySink
+from iotwatch.warmup import warm_frames
 
 SHB = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
 IDB = struct.pack("<IIHHII", 1, 20, 1, 0, 65535, 20)
@@ -145,7 +147,7 @@ def test_interfaces_come_from_sysfs() -> None:
 def test_a_clock_moved_without_packets_gives_offline_results() -> None:
     """Pipeline.advance (a live run's quiet-network tick) ends flows and closes windows as the next
     packets would have: the same flows and windows as reading the frames in one go."""
-    frames = _warm_frames()
+    frames = warm_frames()
     settings = Settings(window_s=60.0, close_lag_s=1.0, max_flows=1024, max_devices=64)
     offline, live = MemorySink(), MemorySink()
     p = Pipeline(settings, [offline], threaded=False)
@@ -222,7 +224,7 @@ def test_flow_parts_close_during_a_run_and_read_while_the_next_is_written(tmp_pa
 
     sink = ParquetSink(tmp_path)
     pipe = Pipeline(Settings(window_s=60.0, max_flows=1024, max_devices=64), [sink])
-    frames = _warm_frames()
+    frames = warm_frames()
     pipe.feed(frames_to_batch(frames[:8]))
     pipe.advance(int((frames[7][0] + 200) * 1e9))  # the first flows end (idle)
     pipe.close_parts()

@@ -10,10 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..errors import IotwatchError
-from ..flows import DEFAULT_MAX_FLOWS
+from ..settings import DEFAULT_MAX_FLOWS
 from .analyze import (
-    EXIT_ERROR,
-    EXIT_OK,
     Baseline,
     LocalNet,
     ModelOpt,
@@ -25,12 +23,11 @@ from .analyze import (
     Window,
     _human,
     _print,
-    _say,
     _settings,
     alerts_panel,
-    analyzers,
     device_table,
 )
+from .common import EXIT_ERROR, EXIT_OK, say
 
 if TYPE_CHECKING:
     from ..live import LiveStatus
@@ -82,11 +79,13 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
     """Capture a mirror port live (passively, through dumpcap) and analyse it as `analyze` does:
     events.jsonl, Parquet and baselines.json written as the run goes, the packets kept in a
     rotating pcapng ring. Stops cleanly on Ctrl-C, SIGTERM or --duration."""
+    from ..detect import Detector
     from ..live import LiveCapture, LiveEveSink, LiveOptions
-    from ..pipeline import Pipeline
+    from ..pipeline import Pipeline, build_analysers
     from ..sinks import ParquetSink
 
-    settings = _settings(window, local_net, 120.0, 1800.0, DEFAULT_MAX_FLOWS)
+    settings = _settings(window, local_net, 120.0, 1800.0, DEFAULT_MAX_FLOWS, model=model, no_model=no_model,
+                         type_model=type_model, baseline=baseline, uplink_mbps=uplink_mbps)
     settings.close_lag_s = 1.0  # live: one file, in order; a window's alerts come a second after it ends
     if uplink_mbps is not None and uplink_mbps <= 0:
         raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
@@ -105,28 +104,29 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         # and frames are captured (held in the kernel buffer) while the models and kernels load
         live.start()
     except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
+        say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     sinks: list[LiveEveSink | ParquetSink] = []
     try:
-        detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
-                                        baseline=baseline, uplink_mbps=uplink_mbps)
-        detector.settings.history_s = HISTORY_S
+        analysers = build_analysers(settings)
+        for a in analysers:
+            if isinstance(a, Detector):
+                a.settings.history_s = HISTORY_S
         out.mkdir(parents=True, exist_ok=True)
         eve = LiveEveSink(out / "events.jsonl", window_s=window)
         sinks.append(eve)
         sinks.append(ParquetSink(out))
-        pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory)
+        pipe = Pipeline(settings, sinks, analysers=analysers)
     except (OSError, IotwatchError) as e:
         live.abort()
         for s in sinks:
             s.close()
-        _say(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}" if isinstance(e, OSError)
+        say(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}" if isinstance(e, OSError)
              else f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     view = None if quiet else LiveView(interface, uplink_mbps)
     live.on_status = view.update if view else None
-    live.on_warning = view.warn if view else _say
+    live.on_warning = view.warn if view else say
     try:
         if view is not None:
             with view:
@@ -134,7 +134,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         else:
             devices, stats = live.run(pipe, eve)
     except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
+        say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     finally:
         for s in sinks:
@@ -144,7 +144,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         shown: list[object] = [alerts_panel(pipe.alerts)] if pipe.alerts else []
         _print(*shown, device_table(devices, 30), _live_summary(stats, out))
     elif stats.capture_drops or stats.if_drops:
-        _say(f"iotwatch: warning: {_drops(stats.capture_drops, stats.if_drops)}")
+        say(f"iotwatch: warning: {_drops(stats.capture_drops, stats.if_drops)}")
     raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
 
 
@@ -192,13 +192,13 @@ class LiveView:
         if self._enabled:
             self.console.print(line, style="yellow", markup=False)
         else:
-            _say(line)
+            say(line)
 
     def update(self, s: LiveStatus) -> None:
         for a in s.new_alerts:
             self.alerts.append(a.sentence())
             if not self._enabled:
-                _say(f"iotwatch: alert: {a.sentence()}")
+                say(f"iotwatch: alert: {a.sentence()}")
         for key, rec in s.devices.items():
             what = _what(rec)
             if key not in self.known or (what != "—" and self.known[key] == "—"):
