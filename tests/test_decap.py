@@ -45,12 +45,12 @@ def outer(inner: Packet, kind: str, seq: int) -> Packet | bytes:
     if kind == "erspan1":
         return o4 / GRE(proto=0x88BE) / inner
     if kind == "erspan2":
-        return o4 / GRE(proto=0x88BE, seqnum_present=1, seqence_number=seq) / ERSPAN_II(session_id=7) / inner
+        return o4 / GRE(proto=0x88BE, seqnum_present=1, sequence_number=seq) / ERSPAN_II(session_id=7) / inner
     if kind == "erspan3":
-        return o4 / GRE(proto=0x22EB, seqnum_present=1, seqence_number=seq) / ERSPAN_III(session_id=7) / inner
+        return o4 / GRE(proto=0x22EB, seqnum_present=1, sequence_number=seq) / ERSPAN_III(session_id=7) / inner
     if kind == "erspan3_v6":
         return (Ether(src=SWITCH_A, dst=SWITCH_B) / IPv6(src="fd00::1", dst="fd00::2")
-                / GRE(proto=0x22EB, seqnum_present=1, seqence_number=seq) / ERSPAN_III(session_id=7) / inner)
+                / GRE(proto=0x22EB, seqnum_present=1, sequence_number=seq) / ERSPAN_III(session_id=7) / inner)
     if kind == "gre_teb":
         return o4 / GRE(proto=0x6558, key_present=1, key=5) / inner
     if kind == "vxlan":
