@@ -185,6 +185,7 @@ class LiveCapture:
         self._unrecorded: int | None = None  # pipe.files index for packets in no ring file
         self._unrecorded_frames = 0
         self._windows_seen = 0
+        self._reconclude_at: float | None = None
         self._devices: dict[str, DeviceRecord] = {}
         self._new_alerts: list[Alert] = []
         self._last_tick = self._last_stats = self._last_part = 0.0
@@ -355,14 +356,20 @@ class LiveCapture:
             pipe.advance(self._clock_ns)
         else:
             pipe.drain()
-        if pipe.stats.windows > self._windows_seen:
+        again = self._reconclude_at is not None and mono >= self._reconclude_at
+        if pipe.stats.windows > self._windows_seen or again:
+            # once when windows close, and once more when the flows of their last seconds have
+            # settled (quiet for settle_s): an episode that crossed its threshold near the end of
+            # a window is raised then, not a whole window later
+            self._reconclude_at = None if again else mono + o.settle_s + o.tick_s
+            closed = pipe.stats.windows > self._windows_seen
             self._windows_seen = pipe.stats.windows
             self._conclude()
-            # how long after the end of the newest closed window its verdicts were written
-            w = int(pipe.devices.st[ST_CLOSED_UPTO])
-            lag = round(time.time() - (w + 1) * pipe.settings.window_s, 3)
-            pipe.stats.verdict_lag_s = lag
-            pipe.stats.verdict_lag_max_s = max(pipe.stats.verdict_lag_max_s or 0.0, lag)
+            if closed:  # how long after the end of the newest closed window its verdicts were written
+                w = int(pipe.devices.st[ST_CLOSED_UPTO])
+                lag = round(time.time() - (w + 1) * pipe.settings.window_s, 3)
+                pipe.stats.verdict_lag_s = lag
+                pipe.stats.verdict_lag_max_s = max(pipe.stats.verdict_lag_max_s or 0.0, lag)
         if mono - self._last_stats >= o.stats_every_s:
             self._last_stats = mono
             pipe.stats.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
