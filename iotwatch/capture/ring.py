@@ -116,6 +116,10 @@ class Ring:
                 if fd >= 0:
                     try:  # no half-written block at the end: the file stays readable to its last whole batch
                         os.ftruncate(fd, good)
+                        if good == 0 and path is not None:  # not even its header: no file at all
+                            os.close(fd)
+                            fd = -1
+                            path.unlink()
                     except OSError:
                         pass
                 self._error = f"{path or self.folder}: {e.strerror or e}"
