@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench bench-live sysdeps lint docs clean model eval lock
+.PHONY: all venv demo test pcaps bench bench-live sysdeps lint docs clean model eval lock messages
 
 all: test
 
@@ -34,11 +34,19 @@ $(DEMO): | $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
 ## make demo: create .venv, install, analyse the bundled demo capture (an office) and print the
-## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts
+## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts; then the
+## same site after the recorder was isolated (60 s), the before/after comparison, the evidence
+## pack and the audit report in Japanese and English
 demo: $(STAMP) $(DEMO)
 	$(BIN)/iotwatch analyze $(DEMO) --out out/demo
 	$(BIN)/iotwatch synth hospital --duration 150 --quiet 60 --uplink-mbps 2 --seed 7 --out out/demo-hospital.pcap
 	$(BIN)/iotwatch analyze out/demo-hospital.pcap --uplink-mbps 2 --out out/demo-hospital --top 8
+	$(BIN)/iotwatch synth after --duration 60 --uplink-mbps 2 --seed 7 --out out/demo-after.pcap
+	$(BIN)/iotwatch analyze out/demo-after.pcap --uplink-mbps 2 --out out/demo-after --quiet
+	$(BIN)/iotwatch compare out/demo-hospital out/demo-after
+	$(BIN)/iotwatch evidence out/demo-hospital
+	$(BIN)/iotwatch report out/demo-hospital --lang ja --after out/demo-after
+	$(BIN)/iotwatch report out/demo-hospital --lang en --after out/demo-after
 
 ## make test: the whole test suite (Wireshark oracle tests need tshark: `make sysdeps`)
 test: $(STAMP)
@@ -49,7 +57,8 @@ pcaps: $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
 ## make sysdeps: system packages for the oracle tests, the live capture and its tests (dumpcap
-## from wireshark-common, tcpreplay, iproute2) and the benchmark (Debian/Ubuntu, as root)
+## from wireshark-common, tcpreplay, iproute2) and the benchmark (Debian/Ubuntu, as root);
+## chromium (the report's browser test) and fonts-noto-cjk (Japanese in the report's charts)
 sysdeps:
 	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
 	    && command -v dumpcap >/dev/null && command -v tcpreplay >/dev/null && command -v ip >/dev/null \
@@ -59,6 +68,12 @@ sysdeps:
 		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
 			tshark wireshark-common tcpdump tcpreplay iproute2 libpcap-dev gcc libc6-dev time >/dev/null; \
+	fi
+	@if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -q "Noto Sans CJK JP"; then \
+		echo "report packages present"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+			chromium fonts-noto-cjk fontconfig >/dev/null; \
 	fi
 
 BENCH_DATA := bench/data/mix.pcap bench/data/synflood.pcap
@@ -95,6 +110,9 @@ model: $(STAMP)
 	@if [ -f $(SHARED_PCAPS)/LABELS.tsv ]; then \
 		$(BIN)/iotwatch train --kind device_type $(SHARED_PCAPS)/LABELS.tsv --out models/device_type --n-jobs 2; \
 	else echo "no $(SHARED_PCAPS)/LABELS.tsv: models/device_type kept as it is"; fi
+	@if [ -d $(SHARED_PCAPS)/iot_sentinel ]; then \
+		$(BIN)/python -m iotwatch.inventory.products build $(SHARED_PCAPS) --out models/product_catalogue --jobs 2; \
+	else echo "no $(SHARED_PCAPS)/iot_sentinel: models/product_catalogue kept as it is"; fi
 
 ## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md
 eval: $(STAMP)
@@ -105,6 +123,14 @@ eval: $(STAMP)
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)
 	$(BIN)/python -c 'from iotwatch.records import records_markdown as m; print(m(), end="")' > docs/records.md
+
+## make messages: re-extract the report's English messages and merge them into the Japanese catalog
+messages: $(STAMP)
+	@mkdir -p build
+	$(BIN)/pybabel extract --no-default-keywords -k _ -k n_:1,2 --no-location --omit-header --sort-output \
+		-o build/iotwatch.pot iotwatch/report
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date -w 110 -D iotwatch \
+		-i build/iotwatch.pot -d iotwatch/report/locale -l ja
 
 lint: $(STAMP)
 	$(BIN)/ruff check iotwatch tests bench

@@ -13,13 +13,18 @@ from pathlib import Path
 
 from ..errors import InputError, OutputError
 
+#: what baselines.json holds, said in the file itself
+WHAT = ("each device's median upload to external addresses per window, over the windows judged normal: "
+        "no alert episode of the device touches them (windows_left_out counts the others); a device "
+        "with no normal window has no baseline")
+
 
 def write_baselines(path: Path, baselines: dict[str, dict[str, float]], window_s: float) -> None:
     """Write a run's per-device baselines (``Detector.baselines()``) as ``baselines.json``, replaced
     atomically (a live capture rewrites it while others may read it)."""
     tmp = path.with_suffix(".json.tmp")
     try:
-        tmp.write_text(json.dumps({"window_s": window_s, "devices": baselines}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"window_s": window_s, "what": WHAT, "devices": baselines}, indent=1) + "\n")
         os.replace(tmp, path)
     except OSError as e:
         raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
