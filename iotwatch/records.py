@@ -209,6 +209,14 @@ class Stats:
     problems: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
+    # live capture only (null for files): what the capture tool and the interface lost
+    interface: str | None = None
+    capture_received: int | None = None
+    capture_drops: int | None = None
+    if_drops: int | None = None
+    ring_files: int | None = None
+    verdict_lag_s: float | None = None
+    verdict_lag_max_s: float | None = None
 
     @property
     def packets_per_s(self) -> float:
@@ -288,7 +296,8 @@ def records_markdown() -> str:
             "rules of the same episode), `flows_not_kept` (flows counted in the totals but not kept one by one), "
             "`lower_bounds` (the fields that are lower bounds, when any; the signature then says \"at least\"), "
             "`sampled` (why: a side-channel budget), `dns_queries_sent` (DNS queries the device sent in the "
-            "episode's windows, exact) |", "",
+            "episode's windows, exact) |",
+            "| `raised_ts` | float, epoch s | live capture only: the wall-clock time the alert was written |", "",
             "Counts and `last_ts` are the episode's totals (docs/detection.md, \"Counts are totals\"), unless "
             "`lower_bounds` names them.", "",
             "One alert per device and behaviour episode; see docs/detection.md for each rule's evidence.", ""]
@@ -298,5 +307,13 @@ def records_markdown() -> str:
             "`flows`, `flows_evicted` (by the table cap), `devices`, `devices_untracked` (beyond the device cap), "
             "`windows` (rows), `late_packets` (older than every open window), `problems` (input problems), "
             "`interrupted` (Ctrl-C stopped the reading), `alerts`, `elapsed_s` (processing and verdicts; start-up and opening the models excluded), "
-            "`packets_per_s`.", ""]
+            "`packets_per_s`.", "",
+            "A live capture (`iotwatch capture`) adds, null for files: `interface`; `capture_received` (packets the "
+            "capture tool received from the kernel); `capture_drops` (packets lost between the interface and "
+            "iotwatch: the kernel's capture buffer and dumpcap's, as dumpcap reports them when it stops; null until "
+            "then); `if_drops` (packets the interface itself dropped during the run, from "
+            "/sys/class/net/IF/statistics: `rx_dropped` + `rx_missed_errors` + `rx_fifo_errors`); `ring_files` "
+            "(pcapng files written to the evidence ring); `verdict_lag_s` and `verdict_lag_max_s` (seconds from the end "
+            "of the newest closed window to its verdicts being written: the last one and the largest of the run). A live run also writes a stats event every few seconds "
+            "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)
