@@ -188,6 +188,9 @@ Baseline = Annotated[Path | None, typer.Option("--baseline", help="baselines.jso
                                                "the quiet part of this capture.")]
 Uplink = Annotated[float | None, typer.Option("--uplink-mbps", help="The site's uplink, Mbit/s: upload surges are "
                                               "also given as a share of it.")]
+ZeekOpt = Annotated[str | None, typer.Option("--zeek", metavar="tsv|json",
+                                             help="Also write OUT/conn.log, Zeek's connection log: 'tsv' (Zeek's "
+                                             "default format, with its header) or 'json' (JSON lines).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
 
 
@@ -196,12 +199,14 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
                     idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = DEFAULT_MAX_FLOWS,
                     flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False,
                     model: ModelOpt = None, no_model: NoModel = False, type_model: TypeModelOpt = None,
-                    baseline: Baseline = None, uplink_mbps: Uplink = None) -> None:
+                    baseline: Baseline = None, uplink_mbps: Uplink = None, zeek: ZeekOpt = None) -> None:
     """Analyse captures: alerts, devices (what they are), flows and per-device windows into
     OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows)
     if uplink_mbps is not None and uplink_mbps <= 0:
         raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
+    if zeek is not None and zeek not in ("tsv", "json"):
+        raise typer.BadParameter("must be tsv or json", param_hint="--zeek")
     try:
         detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
                                         baseline=baseline, uplink_mbps=uplink_mbps)
@@ -209,7 +214,7 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, detector=detector,
-                        inventory=inventory)
+                        inventory=inventory, zeek=zeek)
     raise typer.Exit(code)
 
 
@@ -250,12 +255,18 @@ def _progress(paths: list[Path], quiet: bool) -> Progress | None:
 
 
 def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
-                 quiet: bool = False, detector: Detector | None = None, inventory: Inventory | None = None) -> int:
+                 quiet: bool = False, detector: Detector | None = None, inventory: Inventory | None = None,
+                 zeek: str | None = None) -> int:
     """The analyze command's body: returns the exit code. Whatever was read is written, even when
     the input is damaged or the run is interrupted (Ctrl-C)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         sinks = [EveSink(out / "events.jsonl", flow_events=flow_events), ParquetSink(out)]
+        if zeek is not None:
+            from ..addrs import LocalNets
+            from ..zeek.connlog import ZeekSink
+
+            sinks.append(ZeekSink(out / "conn.log", LocalNets(list(settings.local_nets)), zeek))
     except OSError as e:
         _say(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}")
         return EXIT_ERROR
