@@ -206,6 +206,8 @@ class Pipeline:
         self.sidecar = Sidecar(window_s=s.window_s) if detector is not None or inventory is not None else None
         self.files: list[str] = []  # capture names, by file index (evidence cites them)
         self.alerts: list[Alert] = []
+        #: rewrites alert evidence before the sinks see it (conn.log input cites log lines, not packets)
+        self.cite_evidence: Callable[[list[Alert]], None] | None = None
         self.stats = Stats()
         self._writer = _Writer(self._emit) if threaded and self.sinks else None
         if _warm:
@@ -219,26 +221,33 @@ class Pipeline:
         if n and batch.ts_ns.min() < 0:  # the window and flow clocks start at the epoch
             np.maximum(batch.ts_ns, 0, out=batch.ts_ns)
         pk = decode(batch, self._pk)
+        self.feed_decoded(pk, batch.ts_ns, batch.wirelen, (batch.file_index << 40) | batch.frame0, batch)
+
+    def feed_decoded(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray, frame_base: int,
+                     batch: PacketBatch | None = None) -> None:
+        """Account packets already decoded (``batch``: their raw bytes, for the rare-frame side
+        channel; None for packets rebuilt from flow logs, which have no bytes)."""
+        n = len(ts_ns)
         st = self.stats
         st.packets += n
-        st.bytes += int(batch.wirelen.sum())
+        st.bytes += int(wirelen.sum())
         counts = np.bincount(pk.err, minlength=4)
         st.undecodable["link"] += int(counts[ERR_LINK])
         st.undecodable["network"] += int(counts[ERR_NETWORK])
         st.undecodable["transport"] += int(counts[ERR_TRANSPORT])
         l3 = np.bincount(pk.l3, minlength=8)
         st.not_ip += int(l3[L3_ARP] + l3[L3_OTHER])
-        for rows in self.flows.update(pk, batch.ts_ns, batch.wirelen, (batch.file_index << 40) | batch.frame0):
+        for rows in self.flows.update(pk, ts_ns, wirelen, frame_base):
             self._out("flows", rows)
         info = self.flows.packet_info(n)
-        if self.sidecar is not None:
+        if self.sidecar is not None and batch is not None:
             frames = self.sidecar.pick(batch, pk, info)
             if frames:
                 if self.detector is not None:
                     self.detector.on_rare(frames)
                 if self.inventory is not None:
                     self.inventory.on_rare(frames)
-        for t in self.devices.update(pk, batch.ts_ns, batch.wirelen, info):
+        for t in self.devices.update(pk, ts_ns, wirelen, info):
             self._out("windows", t)
 
     def _out(self, kind: str, payload: np.ndarray | pa.Table) -> None:
@@ -301,6 +310,8 @@ class Pipeline:
             if self.detector is not None:
                 loading += self.detector.prepare()
                 self.alerts = self.detector.conclude(devices, self.files)
+                if self.cite_evidence is not None:
+                    self.cite_evidence(self.alerts)
                 st.alerts = len(self.alerts)
         finally:
             # the verdicts above ran while the writer thread was still writing the last flows;

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..detect import Alert, Detector
     from ..inventory.collect import Inventory
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROGRESS_MIN_BYTES = 64 << 20
 
 
@@ -120,7 +120,8 @@ def alerts_panel(alerts: list[Alert]) -> object:
                 facts.append(f"{k.replace('_', ' ')} {v:.0%}" if k == "uplink_share" else f"{k.replace('_', ' ')} {v}")
         if isinstance(ev.get("first_packet"), dict):
             fp = ev["first_packet"]
-            facts.append(f"first packet {Path(str(fp['file'])).name}#{fp['packet']}")
+            where = f"#{fp['packet']}" if "packet" in fp else f" line {fp.get('line')}"  # conn.log input cites lines
+            facts.append(f"first packet {Path(str(fp['file'])).name}{where}")
         if facts:
             out.append("      " + ", ".join(facts) + "\n", style="dim")
     return out
@@ -164,7 +165,8 @@ def _settings(window: float, local_net: list[str], idle_timeout: float, active_t
                     active_timeout=active_timeout, max_flows=max_flows)
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them.",
+Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them; or "
+                                             "Zeek conn.log files (TSV or JSON, .gz too; docs/zeek.md).",
                                              show_default=False)]
 Window = Annotated[float, typer.Option("--window", "-w", help="Device window length in seconds.")]
 LocalNet = Annotated[list[str], typer.Option("--local-net", help="A network (CIDR) to count as local besides "
@@ -273,9 +275,21 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
     except OutputError as e:
         _say(f"iotwatch: error: {e}")
         return EXIT_ERROR
+    from ..zeek.read import is_conn_log
+
+    logs = [p for p in paths if is_conn_log(p)]
+    if logs and len(logs) != len(paths):
+        for sink in sinks:
+            sink.close()
+        _say("iotwatch: error: give either captures or Zeek conn.log files, not both")
+        return EXIT_USAGE
     bar = _progress(paths, quiet)
     try:
-        if bar is None:
+        if logs:
+            from ..zeek.source import run_conn_logs
+
+            pipe, captures = run_conn_logs(logs, settings, sinks, detector=detector, inventory=inventory)  # type: ignore[assignment]
+        elif bar is None:
             pipe, captures = run(paths, settings, sinks, detector=detector, inventory=inventory)
         else:
             with bar:
