@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
+from ..addrs import parse_ips
 from ..errors import InputError
 
 #: what a conn.log must have, and what is used when present
@@ -285,7 +286,7 @@ def _normalise(path: Path, t: pa.Table, lines: np.ndarray, dropped: int = 0) -> 
     for name in ("id.orig_h", "id.resp_h"):
         col = _str(t, name)
         cols[name.split(".")[1]] = col
-        bad |= col.is_null().to_numpy(zero_copy_only=False)
+        bad |= ~parse_ips(col)[0]
     proto = pc.utf8_lower(_str(t, "proto"))
     bad |= ~pc.is_in(proto, pa.array(["tcp", "udp", "icmp"])).fill_null(False).to_numpy(zero_copy_only=False)
     cols["proto"] = proto

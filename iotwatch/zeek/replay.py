@@ -3,9 +3,14 @@
 A conn.log has no packets, but each row says how many each side sent, how many IP and payload
 bytes, over which time span, and in which order the handshake, data and teardown happened (the
 ``history`` letters). The replay rebuilds, per row, a packet sequence consistent with all of
-that (compiled, no Python per row or per packet): the history's opening letters (S, h, A, a, Q)
-first, 1 ms apart, its closing letters (F, f, R, r, I) last, and the remaining packets of each
-side spread evenly over the connection's duration, carrying its payload. The decoded packets
+that (compiled, no Python per row or per packet): the history's opening letters (S, h, A, a, Q,
+and each side's first data packet D/d) first, in their order, at most 1 ms apart; its closing
+letters (F, f, R, r, I) last; the remaining packets of each side spread evenly over the
+connection's duration, sharing its payload and IP bytes. The first packet is at the row's
+``ts``, the last near ``ts + duration``; no two packets of a connection are more than 100 s
+apart (under the flow table's idle timeout), so a sparse long connection is compressed in time
+rather than split. Rows without packet counts (Zeek's ``use_conn_size_analyzer`` off) get one
+packet per history letter or per 1,460 payload bytes, with 40-byte headers. The decoded packets
 then go through the same flow table, device windows, detector and inventory as a capture's, so
 ``analyze`` on a conn.log gives the same kinds of results with the same code.
 
@@ -198,7 +203,12 @@ def _expand(start, span, proto, v6, o_hi, o_lo, r_hi, r_lo, o_p, r_p, pk, ipb, p
                 else:
                     d = part - 1
                     fl = ff0 if d == 0 else ff1
-                    t = a + (j + 1) * (b - a) // (cnt + 1)
+                    # from the first to the last instant left between the opening and closing
+                    # packets: a lone packet of the originator at the start, of the responder at the end
+                    if cnt > 1:
+                        t = a + j * (b - a) // (cnt - 1)
+                    else:
+                        t = a if d == 0 else b
                     filler = True
                 nf = fill0 if d == 0 else fill1
                 nl = letters0 if d == 0 else letters1

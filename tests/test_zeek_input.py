@@ -1,0 +1,160 @@
+"""Zeek conn.log as input: a conn.log written by iotwatch, read back by `analyze`, rebuilds the
+same flows (counts, bytes, history, conn_state) and device totals, and raises the hospital
+recorder's scan, brute force and exfil alerts; IoT-23's labeled format, gzip, folders and
+damaged lines."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from conftest import CHECK_EVENTS
+
+from iotwatch.zeek.read import read_conn_log
+
+
+def iotwatch(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "iotwatch", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, check=False)
+
+
+def alerts(out: Path) -> list[dict[str, object]]:
+    with open(out / "events.jsonl") as f:
+        return [e for e in map(json.loads, f) if e["event_type"] == "alert"]
+
+
+@pytest.fixture(scope="module")
+def hospital(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A generated hospital incident, analysed from packets with --zeek tsv and --zeek json."""
+    tmp = tmp_path_factory.mktemp("hospital")
+    cap = tmp / "hospital.pcap"
+    r = iotwatch("synth", "hospital", "--duration", "150", "--quiet", "60", "--seed", "23", "--uplink-mbps", "2",
+                 "--out", cap)
+    assert r.returncode == 0, r.stderr
+    paths = {"pcap": cap, "labels": tmp / "hospital.labels.tsv"}
+    for fmt in ("tsv", "json"):
+        out = tmp / f"from-pcap-{fmt}"
+        r = iotwatch("analyze", cap, "--out", out, "--zeek", fmt, "--uplink-mbps", "2", "--quiet")
+        assert r.returncode == 0, r.stderr
+        paths[fmt] = out
+    return paths
+
+
+def recorder_ip(labels: Path) -> str:
+    with open(labels, newline="") as f:
+        bad = {r["host_ip"] for r in csv.DictReader(f, delimiter="\t") if r["behaviour"] not in ("normal", "victim")}
+    assert len(bad) == 1
+    return bad.pop()
+
+
+def match_flows(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Flows of two runs paired by Community ID and first-packet time (to the microsecond)."""
+    a = a.assign(us=np.round(a["start"].to_numpy() * 1e6).astype(np.int64)).sort_values("us")
+    b = b.assign(us=np.round(b["start"].to_numpy() * 1e6).astype(np.int64)).sort_values("us")
+    return pd.merge_asof(a, b, on="us", by="community_id", tolerance=2, direction="nearest", suffixes=("_p", "_z"))
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "json"])
+def test_conn_log_of_hospital_raises_the_recorders_alerts(hospital: dict[str, Path], tmp_path: Path, fmt: str) -> None:
+    log = hospital[fmt] / "conn.log"
+    if fmt == "json":  # and gzipped
+        with open(log, "rb") as src, gzip.open(tmp_path / "conn.log.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        log = tmp_path / "conn.log.gz"
+    out = tmp_path / "out"
+    r = iotwatch("analyze", log, "--out", out, "--uplink-mbps", "2")
+    assert r.returncode == 0, r.stderr
+    if CHECK_EVENTS.exists():
+        chk = subprocess.run([sys.executable, str(CHECK_EVENTS), str(out)], capture_output=True, text=True, check=False)
+        assert chk.returncode == 0, chk.stdout
+    rec = recorder_ip(hospital["labels"])
+    got = alerts(out)
+    assert {a["alert"]["category"] for a in got if a["src_ip"] == rec} >= {"scan", "bruteforce", "exfil"}  # type: ignore[index]
+    assert all(a["src_ip"] == rec for a in got), "an alert on a healthy device"
+    first = got[0]["evidence"]["first_packet"]  # type: ignore[index]
+    assert first["file"] == str(log) and first["line"] > 8 and first["uid"].startswith("C")  # type: ignore[index]
+    # devices are the site's addresses, with no MAC
+    devices = [json.loads(x) for x in open(out / "events.jsonl") if '"event_type":"device"' in x]
+    assert rec in {ip for d in devices for ip in d["ips"]}
+    assert all(d["mac"] is None for d in devices)
+
+
+def test_conn_log_rebuilds_the_same_flows_and_device_totals(hospital: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = iotwatch("analyze", hospital["tsv"] / "conn.log", "--out", out, "--uplink-mbps", "2", "--quiet")
+    assert r.returncode == 0, r.stderr
+    a = pq.read_table(hospital["tsv"] / "flows.parquet").to_pandas()
+    b = pq.read_table(out / "flows.parquet").to_pandas()
+    assert len(a) == len(b)
+    m = match_flows(a, b)
+    assert m["src_ip_z"].notna().all()
+    for col in ("src_ip", "dest_ip", "src_port", "dest_port", "proto", "pkts_toserver", "pkts_toclient",
+                "ip_bytes_toserver", "ip_bytes_toclient", "payload_toserver", "payload_toclient", "history", "conn_state",
+                "state"):
+        assert (m[f"{col}_p"].astype(str) == m[f"{col}_z"].astype(str)).all(), col
+    # a device's traffic from the conn.log is its flows' IP bytes
+    rec = recorder_ip(hospital["labels"])
+    sent = int(a.loc[a.src_ip == rec, "ip_bytes_toserver"].sum() + a.loc[a.dest_ip == rec, "ip_bytes_toclient"].sum())
+    dev = next(json.loads(x) for x in open(out / "events.jsonl") if '"event_type":"device"' in x and f'"{rec}"' in x)
+    assert dev["bytes_out"] == sent
+    w = pq.read_table(out / "windows.parquet").to_pandas()
+    assert int(w.loc[w.device == rec, "bytes_out"].sum()) == sent
+
+
+IOT23 = """#separator \\x09
+#set_separator\t,
+#empty_field\t(empty)
+#unset_field\t-
+#path\tconn
+#open\t2018-05-09-15-30-31
+#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\tlocal_orig\tlocal_resp\tmissed_bytes\thistory\torig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\ttunnel_parents   label   detailed-label
+#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tbool\tbool\tcount\tstring\tcount\tcount\tcount\tcount\tset[string]   string   string
+1525879831.015811\tCUmrqr4svHuSXJy5z7\t192.168.100.103\t51524\t65.127.233.163\t23\ttcp\t-\t2.999051\t0\t0\tS0\t-\t-\t0\tS\t3\t180\t0\t0\t-   Malicious   PartOfAHorizontalPortScan
+1525879831.025055\tCH98aB3s1kJeq6SFOc\t192.168.100.103\t56305\t63.150.16.171\t23\ttcp\t-\t-\t-\t-\tS0\t-\t-\t0\tS\t1\t60\t0\t0\t-   Malicious   PartOfAHorizontalPortScan
+1525879832.000000\tC3c2Bf1w1Hzz3Pd0Ti\t192.168.100.103\t41000\t8.8.8.8\t53\tudp\tdns\t0.020000\t40\t120\tSF\t-\t-\t0\tDd\t1\t68\t1\t148\t-   Benign   -
+bad line
+1525879833.000000\tC9x\tnot-an-address\t1\t8.8.8.8\t53\tudp\t-\t-\t-\t-\tS0\t-\t-\t0\tD\t1\t60\t0\t0\t-   Benign   -
+#close\t2018-05-10-15-30-31
+"""
+
+
+def test_iot23_labeled_conn_log_is_read_with_its_labels(tmp_path: Path) -> None:
+    path = tmp_path / "conn.log.labeled"
+    path.write_text(IOT23)
+    log = read_conn_log(path)
+    t = log.table.to_pylist()
+    assert [r["detailed_label"] for r in t] == ["PartOfAHorizontalPortScan", "PartOfAHorizontalPortScan", None]
+    assert [r["label"] for r in t] == ["Malicious", "Malicious", "Benign"]
+    assert [r["line"] for r in t] == [9, 10, 11]
+    assert t[0]["orig_pkts"] == 3 and t[1]["duration"] is None and t[2]["resp_ip_bytes"] == 148
+    assert log.skipped == 2 and len(log.problems) == 2
+    assert any("line 13" in str(p) for p in log.problems)
+    # analyze reports the skipped lines in one line each, keeps the rest, exits 3
+    out = tmp_path / "out"
+    r = iotwatch("analyze", tmp_path, "--out", out, "--quiet", "--no-model")
+    assert r.returncode == 3, r.stderr
+    assert all(line.startswith("iotwatch: ") and str(path) in line for line in r.stderr.strip().splitlines())
+    flows = pq.read_table(out / "flows.parquet").to_pandas()
+    assert len(flows) == 3 and flows["pkts_toserver"].tolist() == [3, 1, 1]
+    assert flows["history"].tolist() == ["S", "S", "Dd"]
+
+
+def test_inputs_that_are_not_conn_logs(tmp_path: Path) -> None:
+    dns = tmp_path / "dns.log"
+    dns.write_text(IOT23.replace("#path\tconn", "#path\tdns"))
+    r = iotwatch("analyze", dns, "--out", tmp_path / "o1", "--quiet")
+    assert r.returncode == 1 and "not a conn.log" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    conn = tmp_path / "conn.log"
+    conn.write_text(IOT23)
+    demo = Path(__file__).resolve().parents[1] / "pcaps" / "demo-office.pcap"
+    r = iotwatch("analyze", conn, demo, "--out", tmp_path / "o2", "--quiet")
+    assert r.returncode == 2 and "not both" in r.stderr
