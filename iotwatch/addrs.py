@@ -295,9 +295,11 @@ def _parse_ips(data, offsets, valid, ok, v6, hi, lo):  # type: ignore[no-untyped
         ok[i], v6[i], hi[i], lo[i] = _parse_ip(data, offsets[i], offsets[i + 1], groups)
 
 
-def parse_ips(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def parse_ips(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Text addresses (an Arrow string array) → (ok, v6, hi, lo) in the flow table's two-word
     layout, parsed in one compiled pass. ``ok`` is False for nulls and text that is no address."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
     arr = arr.cast(pa.string()) if not pa.types.is_string(arr.type) else arr
     n = len(arr)
     bufs = arr.buffers()

@@ -66,8 +66,14 @@ def _ts(v: str, path: Path, line: int, column: str) -> float | None:
 
 
 def read_labels(path: str | Path) -> list[HostLabel]:
-    """Read and check one label file."""
+    """Read and check one label file (or an IoT-23 ``conn.log.labeled``: iotwatch.zeek.labels)."""
     p = Path(path)
+    from .zeek.read import sniff
+
+    if p.is_file() and sniff(p) is not None:
+        from .zeek.labels import host_labels
+
+        return host_labels(p)
     try:
         f = open(p, newline="")
     except OSError as e:

@@ -359,6 +359,12 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
     ``stats.interrupted``; :meth:`Pipeline.finish` then still flushes what was read.
     """
     settings = settings or Settings()
+    from .zeek.read import is_conn_log
+
+    if paths and all(is_conn_log(Path(p)) for p in paths):  # Zeek conn.log files: iotwatch.zeek.source
+        from .zeek.source import run_conn_logs
+
+        return run_conn_logs(paths, settings, sinks, detector=detector, inventory=inventory)  # type: ignore[return-value]
     captures = CaptureSet(paths, batch_size=settings.batch_size)
     pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, _warm=_warm)
     pipe.files = [str(p) for p in captures.paths]

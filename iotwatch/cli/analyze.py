@@ -285,11 +285,7 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
         return EXIT_USAGE
     bar = _progress(paths, quiet)
     try:
-        if logs:
-            from ..zeek.source import run_conn_logs
-
-            pipe, captures = run_conn_logs(logs, settings, sinks, detector=detector, inventory=inventory)  # type: ignore[assignment]
-        elif bar is None:
+        if bar is None or logs:  # conn.log files are read whole: no progress bar
             pipe, captures = run(paths, settings, sinks, detector=detector, inventory=inventory)
         else:
             with bar:
