@@ -193,6 +193,9 @@ Uplink = Annotated[float | None, typer.Option("--uplink-mbps", help="The site's 
 ZeekOpt = Annotated[str | None, typer.Option("--zeek", metavar="tsv|json",
                                              help="Also write OUT/conn.log, Zeek's connection log: 'tsv' (Zeek's "
                                              "default format, with its header) or 'json' (JSON lines).")]
+SyslogOpt = Annotated[str | None, typer.Option("--syslog", metavar="udp|tcp://HOST:PORT",
+                                               help="Also send each alert as a CEF line in an RFC 5424 syslog "
+                                               "message to this collector (TCP: octet-counting framing).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
 
 
@@ -201,7 +204,8 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
                     idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = DEFAULT_MAX_FLOWS,
                     flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False,
                     model: ModelOpt = None, no_model: NoModel = False, type_model: TypeModelOpt = None,
-                    baseline: Baseline = None, uplink_mbps: Uplink = None, zeek: ZeekOpt = None) -> None:
+                    baseline: Baseline = None, uplink_mbps: Uplink = None, zeek: ZeekOpt = None,
+                    syslog: SyslogOpt = None) -> None:
     """Analyse captures: alerts, devices (what they are), flows and per-device windows into
     OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows)
@@ -209,6 +213,13 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
         raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
     if zeek is not None and zeek not in ("tsv", "json"):
         raise typer.BadParameter("must be tsv or json", param_hint="--zeek")
+    if syslog is not None:
+        from ..syslog import parse_target
+
+        try:
+            parse_target(syslog)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--syslog") from None
     try:
         detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
                                         baseline=baseline, uplink_mbps=uplink_mbps)
@@ -216,7 +227,7 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
         _say(f"iotwatch: error: {e}")
         raise typer.Exit(EXIT_ERROR) from None
     code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, detector=detector,
-                        inventory=inventory, zeek=zeek)
+                        inventory=inventory, zeek=zeek, syslog=syslog)
     raise typer.Exit(code)
 
 
@@ -258,7 +269,7 @@ def _progress(paths: list[Path], quiet: bool) -> Progress | None:
 
 def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
                  quiet: bool = False, detector: Detector | None = None, inventory: Inventory | None = None,
-                 zeek: str | None = None) -> int:
+                 zeek: str | None = None, syslog: str | None = None) -> int:
     """The analyze command's body: returns the exit code. Whatever was read is written, even when
     the input is damaged or the run is interrupted (Ctrl-C)."""
     try:
@@ -269,6 +280,10 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
             from ..zeek.connlog import ZeekSink
 
             sinks.append(ZeekSink(out / "conn.log", LocalNets(list(settings.local_nets)), zeek))
+        if syslog is not None:
+            from ..syslog import SyslogSink
+
+            sinks.append(SyslogSink(syslog))
     except OSError as e:
         _say(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}")
         return EXIT_ERROR
@@ -305,6 +320,10 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
     if not quiet:
         shown: list[object] = [alerts_panel(pipe.alerts)] if pipe.alerts else []
         _print(*shown, device_table(devices, top), _summary(stats, out))
+    for sink in sinks:
+        if getattr(sink, "problem", None) is not None:  # alerts that could not be sent to the syslog collector
+            _say(f"iotwatch: error: {sink.problem}")  # type: ignore[attr-defined]
+            return EXIT_ERROR
     if stats.interrupted:
         _say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
         return EXIT_INTERRUPTED
