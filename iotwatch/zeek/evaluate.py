@@ -42,7 +42,7 @@ def _write_labels(path: Path, rows: list[tuple[Path, HostLabel]], with_mac: bool
         w = csv.writer(f, delimiter="\t", lineterminator="\n")
         w.writerow(["file", "host_ip", "host_mac", "behaviour", "first_bad_ts", "end_ts", "device_type"])
         for cap, lab in rows:
-            w.writerow([str(cap), lab.host_ip, lab.host_mac if with_mac else "", lab.behaviour,
+            w.writerow([str(cap.resolve()), lab.host_ip, lab.host_mac if with_mac else "", lab.behaviour,
                         "" if lab.first_ts is None else repr(lab.first_ts), "" if lab.end_ts is None else repr(lab.end_ts),
                         lab.device_type])
 
@@ -65,7 +65,7 @@ def compare(name: str, label_files: list[Path], work: Path, model: Any, n_jobs: 
     for k, cap in enumerate(sorted({lab.capture for lab in keep})):
         conn[cap] = write_conn_log(cap, work / "conn" / f"{k:04d}-{cap.stem}" / "conn.log")
     work.mkdir(parents=True, exist_ok=True)
-    by_packets, by_log = work / f"{name}-packets.labels.tsv", work / f"{name}-conn.labels.tsv"
+    by_packets, by_log = work / "packets.labels.tsv", work / "conn.labels.tsv"
     _write_labels(by_packets, [(lab.capture, lab) for lab in keep], with_mac=True)
     _write_labels(by_log, [(conn[lab.capture], lab) for lab in keep], with_mac=False)
     return Comparison(name, len(keep), len(labels) - len(keep), evaluate([by_packets], model, n_jobs=n_jobs),
