@@ -82,7 +82,7 @@ def test_conn_log_of_hospital_raises_the_recorders_alerts(hospital: dict[str, Pa
     assert all(a["src_ip"] == rec for a in got), "an alert on a healthy device"
     first = got[0]["evidence"]["first_packet"]  # type: ignore[index]
     assert first["file"] == str(log) and first["line"] > 8 and first["uid"].startswith("C")  # type: ignore[index]
-    # devices are the site's addresses, with no MAC
+    # devices are IP addresses, with no MAC
     devices = [json.loads(x) for x in open(out / "events.jsonl") if '"event_type":"device"' in x]
     assert rec in {ip for d in devices for ip in d["ips"]}
     assert all(d["mac"] is None for d in devices)

@@ -1,6 +1,7 @@
 """Flows → Zeek conn.log (TSV with Zeek's header, or JSON lines), in bulk.
 
-Every field is Zeek's (base/protocols/conn/main.zeek, plus ``community_id`` as the community-id
+Every field is Zeek's (base/protocols/conn/main.zeek as of Zeek 6.1, which added ``ip_proto``
+and logs other IP protocols as ``unknown_transport``; plus ``community_id`` as the community-id
 package adds it), and so are the rules for unset values: ``duration``, ``orig_bytes`` and
 ``resp_bytes`` are unset ("-" in TSV, absent in JSON) when the flow lasted no time, ``service`` is
 always unset (no protocol detection here), ``history`` is unset when empty. ``history`` and
@@ -31,7 +32,7 @@ CONN_FIELDS: tuple[tuple[str, str], ...] = (
     ("orig_bytes", "count"), ("resp_bytes", "count"), ("conn_state", "string"), ("local_orig", "bool"),
     ("local_resp", "bool"), ("missed_bytes", "count"), ("history", "string"), ("orig_pkts", "count"),
     ("orig_ip_bytes", "count"), ("resp_pkts", "count"), ("resp_ip_bytes", "count"),
-    ("tunnel_parents", "set[string]"), ("community_id", "string"),
+    ("tunnel_parents", "set[string]"), ("ip_proto", "count"), ("community_id", "string"),
 )
 FORMATS = ("tsv", "json")
 
@@ -89,6 +90,7 @@ def conn_log_columns(flows: pa.Table, nets: LocalNets) -> dict[str, np.ndarray |
         "local_orig": _local(src, nets),
         "local_resp": _local(dst, nets),
         "missed_bytes": np.zeros(flows.num_rows, np.int64),
+        "ip_proto": proto.astype(np.int64),
         "history": hist,
         "has_history": (pc.utf8_length(hist).to_numpy(zero_copy_only=False) > 0).astype(np.int64),
         "no_history": (pc.utf8_length(hist).to_numpy(zero_copy_only=False) == 0).astype(np.int64),
@@ -116,7 +118,7 @@ def _tsv_template() -> Template:
                    If("local_resp", ["T"]), If("remote_resp", ["F"]), "\t",
                    Col(INT, "missed_bytes"), "\t", If("has_history", [Col(STR, "history")]), If("no_history", ["-"]), "\t",
                    Col(INT, "orig_pkts"), "\t", Col(INT, "orig_ip_bytes"), "\t", Col(INT, "resp_pkts"), "\t",
-                   Col(INT, "resp_ip_bytes"), "\t-\t", Col(STR, "community_id"), "\n"]
+                   Col(INT, "resp_ip_bytes"), "\t-\t", Col(INT, "ip_proto"), "\t", Col(STR, "community_id"), "\n"]
     return t
 
 
@@ -133,7 +135,7 @@ def _json_template() -> Template:
                    If("has_history", [',"history":"', Col(STR, "history"), '"']),
                    ',"orig_pkts":', Col(INT, "orig_pkts"), ',"orig_ip_bytes":', Col(INT, "orig_ip_bytes"),
                    ',"resp_pkts":', Col(INT, "resp_pkts"), ',"resp_ip_bytes":', Col(INT, "resp_ip_bytes"),
-                   ',"community_id":"', Col(STR, "community_id"), '"}\n']
+                   ',"ip_proto":', Col(INT, "ip_proto"), ',"community_id":"', Col(STR, "community_id"), '"}\n']
     return t
 
 

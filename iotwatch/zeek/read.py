@@ -31,7 +31,8 @@ from ..errors import InputError
 
 #: what a conn.log must have, and what is used when present
 REQUIRED = ("ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto")
-OPTIONAL_NUM = ("duration", "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes")
+OPTIONAL_NUM = ("duration", "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+                "ip_proto")
 OPTIONAL_STR = ("uid", "conn_state", "history", "label", "detailed-label")
 
 #: the columns of :func:`read_conn_log`'s table
@@ -40,7 +41,7 @@ CONN_SCHEMA = pa.schema([
     ("resp_h", pa.string()), ("resp_p", pa.int64()), ("proto", pa.string()), ("duration", pa.float64()),
     ("orig_bytes", pa.int64()), ("resp_bytes", pa.int64()), ("conn_state", pa.string()), ("history", pa.string()),
     ("orig_pkts", pa.int64()), ("orig_ip_bytes", pa.int64()), ("resp_pkts", pa.int64()), ("resp_ip_bytes", pa.int64()),
-    ("label", pa.string()), ("detailed_label", pa.string()), ("line", pa.int64()),
+    ("ip_proto", pa.int64()), ("label", pa.string()), ("detailed_label", pa.string()), ("line", pa.int64()),
 ])
 
 
@@ -288,7 +289,11 @@ def _normalise(path: Path, t: pa.Table, lines: np.ndarray, dropped: int = 0) -> 
         cols[name.split(".")[1]] = col
         bad |= ~parse_ips(col)[0]
     proto = pc.utf8_lower(_str(t, "proto"))
-    bad |= ~pc.is_in(proto, pa.array(["tcp", "udp", "icmp"])).fill_null(False).to_numpy(zero_copy_only=False)
+    known = pc.is_in(proto, pa.array(["tcp", "udp", "icmp"])).fill_null(False).to_numpy(zero_copy_only=False)
+    # Zeek 6.1+ logs other IP protocols as unknown_transport with their number in ip_proto
+    other = (pc.equal(proto, "unknown_transport").fill_null(False).to_numpy(zero_copy_only=False)
+             & cols["ip_proto"].is_valid().to_numpy(zero_copy_only=False))
+    bad |= ~(known | other)
     cols["proto"] = proto
     for name in OPTIONAL_STR:
         cols[name.replace("-", "_")] = _str(t, name)

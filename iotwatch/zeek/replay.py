@@ -163,8 +163,10 @@ def _expand(start, span, proto, v6, o_hi, o_lo, r_hi, r_lo, o_p, r_p, pk, ipb, p
             b = a + MAX_GAP_NS * (most + 1)
         if tcp:
             hdr = 60 if v6[i] else 40
-        else:
+        elif pr == 17 or pr == 1 or pr == 58:
             hdr = 48 if v6[i] else 28
+        else:
+            hdr = 40 if v6[i] else 20
         # filler flags
         ff0 = 0
         ff1 = 0
@@ -311,7 +313,10 @@ def connections(table: pa.Table) -> tuple[Connections, np.ndarray]:
     ok_r, v6_r, r_hi, r_lo = parse_ips(table["resp_h"].combine_chunks())
     keep = ok_o & ok_r & (v6_o == v6_r)
     name = table["proto"].combine_chunks().to_numpy(zero_copy_only=False)
-    proto = np.where(name == "tcp", 6, np.where(name == "udp", 17, np.where(v6_o, 58, 1))).astype(np.uint8)
+    ip_proto = np.asarray(pc.fill_null(table["ip_proto"], 0).to_numpy(zero_copy_only=False), np.int64) \
+        if "ip_proto" in table.column_names else np.zeros(len(name), np.int64)
+    proto = np.where(name == "tcp", 6, np.where(name == "udp", 17, np.where(name == "icmp", np.where(v6_o, 58, 1),
+                                                                         ip_proto & 0xFF))).astype(np.uint8)
     hist = pc.fill_null(table["history"].combine_chunks(), "")
     # packets and IP bytes where the log has none (use_conn_size_analyzer off): one packet per
     # history letter of the side, or per 1,460 payload bytes, and headers of 40 bytes

@@ -8,15 +8,12 @@ evidence that cites a packet of a capture cites the conn.log line (and Zeek uid)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from ..addrs import LocalNets
-from ..devices import DeviceTable
 from ..errors import InputError
 from ..pipeline import Pipeline, Settings
 from ..sinks import Sink
@@ -67,10 +64,6 @@ def run_conn_logs(paths: Sequence[str | Path], settings: Settings | None = None,
     logs = ConnLogSet(paths)
     table = logs.read()
     pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory)
-    # devices are the site's addresses only: a conn.log's internet peers (a scan's thousands of
-    # targets) are no devices of the site (name public site networks with --local-net)
-    pipe.devices = DeviceTable(replace(settings.device_settings(), max_external_ip_devices=0),
-                               LocalNets(list(settings.local_nets)))
     pipe.files = [str(p) for p in logs.paths]
     pipe.stats.files = logs.files_read
     pipe.stats.problems = len(logs.problems)
