@@ -219,3 +219,22 @@ def test_train_and_evaluate_read_iot23_labels(hospital: dict[str, Path], tmp_pat
     r = iotwatch("train", labeled, "--out", tmp_path / "model")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "model" / "manifest.json").exists()
+
+
+def test_json_conn_log_with_a_damaged_line(tmp_path: Path) -> None:
+    rows = [{"ts": 1700000000.5 + k, "uid": f"C{k}", "id.orig_h": "10.0.0.5", "id.orig_p": 40000 + k,
+             "id.resp_h": "10.0.0.9", "id.resp_p": 23, "proto": "tcp", "duration": 0.5, "orig_bytes": 10,
+             "resp_bytes": 20, "conn_state": "SF", "history": "ShADadFf", "orig_pkts": 6, "orig_ip_bytes": 250,
+             "resp_pkts": 5, "resp_ip_bytes": 260} for k in range(4)]
+    lines = [json.dumps(r) for r in rows]
+    lines.insert(2, '{"ts": 1700000002.0, "id.orig_h": "10.0.0.5", "id.orig_p"')  # cut off
+    path = tmp_path / "conn.json.log"
+    path.write_text("\n".join(lines) + "\n")
+    log = read_conn_log(path)
+    assert log.table["line"].to_pylist() == [1, 2, 4, 5] and log.skipped == 1
+    out = tmp_path / "out"
+    r = iotwatch("analyze", path, "--out", out, "--quiet", "--no-model")
+    assert r.returncode == 3 and str(path) in r.stderr
+    flows = pq.read_table(out / "flows.parquet").to_pandas()
+    assert len(flows) == 4 and set(flows["history"]) == {"ShADadFf"} and set(flows["conn_state"]) == {"SF"}
+    assert flows["ip_bytes_toserver"].tolist() == [250] * 4 and flows["payload_toclient"].tolist() == [20] * 4

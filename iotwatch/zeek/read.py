@@ -205,13 +205,20 @@ def _kept_lines(body: bytes, lines: np.ndarray, sep: bytes, n_fields: int) -> np
 
 
 def _read_json(path: Path, data: bytes) -> tuple[pa.Table, np.ndarray, int]:
-    raw = data.split(b"\n")
-    good = [k for k, ln in enumerate(raw) if ln.strip()]
+    data = data.replace(b"\r\n", b"\n")
+    tidy = b"\n\n" not in data and not data.startswith(b"\n")
+    raw: list[bytes] = [] if tidy else data.split(b"\n")
+    good = [] if tidy else [k for k, ln in enumerate(raw) if ln.strip()]
     try:
-        t = pajson.read_json(io.BytesIO(b"\n".join(raw[k] for k in good)),
-                             parse_options=pajson.ParseOptions(newlines_in_values=False))
-        lines = np.array(good, np.int64) + 1
+        body = data if tidy else b"\n".join(raw[k] for k in good)
+        t = pajson.read_json(io.BytesIO(body), parse_options=pajson.ParseOptions(newlines_in_values=False),
+                             read_options=pajson.ReadOptions(block_size=1 << 24))
+        lines = np.arange(1, t.num_rows + 1, dtype=np.int64) if tidy else np.array(good, np.int64) + 1
+        return t, lines, 0
     except pa.ArrowInvalid:
+        if tidy:
+            raw = data.split(b"\n")
+            good = [k for k, ln in enumerate(raw) if ln.strip()]
         # a damaged line: parse line by line (the rare path) and keep the good ones
         import json
 
