@@ -114,6 +114,10 @@ def section(comps: list[Comparison], seconds: float) -> str:
     ]
     if missed:
         body += ["Missed from the conn.log:", "", *missed, ""]
+    false = [f"- {c.name}: {lab.host_ip} ({lab.behaviour}, {lab.capture.parent.name}) alerted as {cat}: {sig}"
+             for c in comps for lab, cat, sig in c.conn_log.false_alarms]
+    if false:
+        body += ["Alerts on hosts labelled normal or victim, from the conn.log:", "", *false, ""]
     body.append(f"Time: {seconds:.0f} s on this machine (2 cores).")
     return f"## {TITLE}\n\n" + "\n".join(body) + "\n"
 

@@ -387,7 +387,7 @@ def packets(c: Connections, rows_per_step: int = ROWS_PER_STEP) -> Iterator[Pack
         seq = np.empty(bound, np.int64)
         m = _expand(c.start[sl], c.span[sl], c.proto[sl], c.v6[sl], c.o_hi[sl], c.o_lo[sl], c.r_hi[sl], c.r_lo[sl],
                     c.o_p[sl], c.r_p[sl], np.ascontiguousarray(c.pk[:, sl]), np.ascontiguousarray(c.ipb[:, sl]),
-                    np.ascontiguousarray(c.pl[:, sl]), data, offs - offs[0], out, ts, wl, row, seq)
+                    np.ascontiguousarray(c.pl[:, sl]), data, offs, out, ts, wl, row, seq)
         chunk = PacketChunk(Packets(out[:m]), ts[:m], wl[:m], c.file_index[s:e][row[:m]], row[:m] + s)
         if held is not None:
             chunk = _concat(held, chunk)
