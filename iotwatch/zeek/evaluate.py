@@ -14,6 +14,7 @@ import csv
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,11 @@ def section(comps: list[Comparison], seconds: float) -> str:
         "",
         table(comps),
         "",
+        "What only packets carry, and so what a conn.log cannot show (docs/zeek.md): payloads (the Mirai C2 hello and "
+        "the controller's DNS name, DNS tunnel names, the SSH banner that makes a login on an unusual port a "
+        "brute-force attempt), ARP (an ARP sweep), TCP sequence numbers (Mirai's seq = address signature: its scan "
+        "is still caught as a scan). Counts, bytes, timing between connections and handshake outcomes survive.",
+        "",
     ]
     if missed:
         body += ["Missed from the conn.log:", "", *missed, ""]
@@ -119,7 +125,8 @@ def section(comps: list[Comparison], seconds: float) -> str:
     if false:
         body += ["Alerts on hosts labelled normal or victim, from the conn.log:", "", *false, ""]
     body.append(f"Time: {seconds:.0f} s on this machine (2 cores).")
-    return f"## {TITLE}\n\n" + "\n".join(body) + "\n"
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"## {TITLE}\n\nMeasured on {when}.\n\n" + "\n".join(body) + "\n"
 
 
 def replace_section(doc: Path, text: str) -> None:
