@@ -132,13 +132,13 @@ def section(comps: list[Comparison], seconds: float) -> str:
 def replace_section(doc: Path, text: str) -> None:
     old = doc.read_text() if doc.exists() else "# Evaluation\n"
     head = f"## {TITLE}\n"
-    if head in old:
-        start = old.index(head)
-        nxt = old.find("\n## ", start + len(head))
-        old = old[:start] + (old[nxt + 1:] if nxt >= 0 else "")
     marker = "\nEvaluation time:"
+    if head in old:  # drop the old section: up to the next section or make eval's closing line
+        start = old.index(head)
+        ends = [k for k in (old.find("\n## ", start + len(head)), old.find(marker, start)) if k >= 0]
+        old = old[:start] + (old[min(ends) + 1:] if ends else "")
     at = old.rfind(marker)
-    new = (old[:at + 1] + text + "\n" + old[at + 1:]) if at >= 0 else (old.rstrip("\n") + "\n\n" + text)
+    new = (old[:at].rstrip("\n") + "\n\n" + text + "\n" + old[at + 1:]) if at >= 0 else (old.rstrip("\n") + "\n\n" + text)
     doc.write_text(new)
 
 
