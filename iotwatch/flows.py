@@ -407,10 +407,14 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                         o_kind[i] = 2
                         f.answered = 1
             f.state = stt
+            # Zeek's history letter (once per letter and side) and endpoint states; most packets
+            # are a side's further data or ACKs, which change neither
             code = _zeek_letter(flags, payload[i])
-            if code >= 0:
+            if code >= 0 and (np.int64(f.zseen) >> (code + 8 * d)) & 1 == 0:
                 f.zseen, f.zhist = _zeek_add_letter(np.int64(f.zseen), f.zhist, code, d)
-            f.zst = _zeek_step(np.int64(f.zst), d, flags, payload[i])
+            zst = np.int64(f.zst)
+            if (flags & 7) != 0 or ((zst >> (d * 6)) & 7) == Z_INACTIVE:
+                f.zst = _zeek_step(zst, d, flags, payload[i])
         o_flow[i] = f.flow_id
         o_dir[i] = d
         o_new[i] = (1 if is_new else 0) | (2 if first_payload else 0)
@@ -586,14 +590,6 @@ class FlowTable:
         return rows
 
 
-def _strings(chars: np.ndarray, lengths: np.ndarray) -> pa.Array:
-    """Rows of a character matrix, each cut to its length, as one Arrow string array (no Python loop)."""
-    offsets = np.zeros(len(lengths) + 1, np.int32)
-    np.cumsum(lengths, out=offsets[1:])
-    data = chars[np.arange(chars.shape[1]) < lengths[:, None]]
-    return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(np.ascontiguousarray(data)))
-
-
 _STATE_DICT = pa.array(["midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none"])
 _REASON_DICT = pa.array(list(REASONS))
 
@@ -667,10 +663,12 @@ def _conn_state(r, nhist):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason, hist, hlen, cstate, hchars):  # type: ignore[no-untyped-def]
+def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason, hdata, hoff, cstate, hchars):  # type: ignore[no-untyped-def]
     """Exported flow records → contiguous public columns: client/server sides, ICMP type and
     code as ports, counters, seconds, state code (see _STATE_DICT) and reason; Zeek's history
-    (characters in ``hist`` rows, lengths in ``hlen``) and conn_state code."""
+    (an Arrow string column: characters in ``hdata``, offsets in ``hoff``) and conn_state code."""
+    q = 0
+    hoff[0] = 0
     for i in range(rows.shape[0]):
         r = rows[i]
         c_hi, c_lo, s_hi, s_lo, cp, sp = flow_sides(r)
@@ -725,15 +723,16 @@ def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state,
                 n += 1
             for k in range(n):
                 c = np.int64((r.zhist >> np.uint64(4 * k)) & np.uint64(15))
-                hist[i, k] = hchars[c]
+                hdata[q + k] = hchars[c]
         elif pr == 17 or pr == 136:  # Zeek's UDP analyzer: D for the originator's packets, d for the responder's
             if r.pk[0] > 0:
-                hist[i, n] = 68
+                hdata[q + n] = 68
                 n += 1
             if r.pk[1] > 0:
-                hist[i, n] = 100
+                hdata[q + n] = 100
                 n += 1
-        hlen[i] = n
+        q += n
+        hoff[i + 1] = q
         cstate[i] = _conn_state(r, n)
 
 
@@ -750,11 +749,11 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
     times = np.empty((2, n), np.float64)
     state = np.empty(n, np.int8)
     reason = np.empty(n, np.int8)
-    hist = np.zeros((n, 16), np.uint8)
-    hlen = np.empty(n, np.int32)
+    hdata = np.empty(16 * n + 1, np.uint8)
+    hoff = np.empty(n + 1, np.int32)
     cstate = np.empty(n, np.int8)
     _public_columns(np.ascontiguousarray(rows), u64, u32, ports, proto, v6, ipver, vlan, times, state, reason,
-                    hist, hlen, cstate, _HIST_CHARS)
+                    hdata, hoff, cstate, _HIST_CHARS)
     c = dict(zip(_U64_COLS, u64, strict=True))
     cols: dict[str, pa.Array | np.ndarray] = {
         "flow_id": c["flow_id"],
@@ -776,6 +775,6 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
     }
     cols["state"] = pa.DictionaryArray.from_arrays(state, _STATE_DICT)
     cols["reason"] = pa.DictionaryArray.from_arrays(reason, _REASON_DICT)
-    cols["history"] = _strings(hist, hlen)
+    cols["history"] = pa.StringArray.from_buffers(n, pa.py_buffer(hoff), pa.py_buffer(hdata[: hoff[-1]]))
     cols["conn_state"] = pa.DictionaryArray.from_arrays(cstate, _CONN_STATE_DICT)
     return pa.Table.from_pydict({k: cols[k] for k in FLOW_SCHEMA.names}, schema=FLOW_SCHEMA)
