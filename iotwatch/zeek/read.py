@@ -34,6 +34,7 @@ REQUIRED = ("ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto")
 OPTIONAL_NUM = ("duration", "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
                 "ip_proto")
 OPTIONAL_STR = ("uid", "conn_state", "history", "label", "detailed-label")
+USED = frozenset(REQUIRED + OPTIONAL_NUM + OPTIONAL_STR)
 
 #: the columns of :func:`read_conn_log`'s table
 CONN_SCHEMA = pa.schema([
@@ -182,7 +183,8 @@ def _read_tsv(path: Path, data: bytes) -> tuple[pa.Table, np.ndarray, int]:
                                               newlines_in_values=False, invalid_row_handler=_skip_row),
             convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                                  null_values=[unset], strings_can_be_null=True,
-                                                 quoted_strings_can_be_null=False),
+                                                 quoted_strings_can_be_null=False,
+                                                 include_columns=[n for n in names if n in USED]),
         )
     except pa.ArrowInvalid as e:
         raise InputError(path, f"cannot parse: {e}") from None
@@ -190,7 +192,8 @@ def _read_tsv(path: Path, data: bytes) -> tuple[pa.Table, np.ndarray, int]:
     if dropped:  # rows with a wrong field count were dropped: find which
         lines = _kept_lines(body, lines, sep.encode(), len(names))
     if empty != unset:
-        t = pa.table({n: pc.if_else(pc.equal(t[n], empty), "", t[n]) for n in t.column_names})
+        t = pa.table({n: pc.if_else(pc.equal(t[n], empty), "", t[n]) if n in OPTIONAL_STR else t[n]
+                      for n in t.column_names})
     return t, lines, dropped
 
 
