@@ -35,6 +35,7 @@ OPTIONAL_NUM = ("duration", "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_by
                 "ip_proto")
 OPTIONAL_STR = ("uid", "conn_state", "history", "label", "detailed-label")
 USED = frozenset(REQUIRED + OPTIONAL_NUM + OPTIONAL_STR)
+NUMERIC = frozenset(("id.orig_p", "id.resp_p", *OPTIONAL_NUM)) - {"duration"}
 
 #: the columns of :func:`read_conn_log`'s table
 CONN_SCHEMA = pa.schema([
@@ -124,11 +125,12 @@ def read_conn_log(path: str | Path) -> ConnLog:
     return _normalise(path, raw, lines, dropped)
 
 
-def _header_blocks(data: bytes) -> tuple[dict[str, str], bytes, np.ndarray]:
-    """The header fields of the first block, the data lines without any '#' line, and each kept
-    line's 1-based line number in the file."""
+def _header_blocks(data: bytes) -> tuple[dict[str, str], bytes | memoryview, np.ndarray]:
+    """The header fields of the first block, the data lines without any '#' line (a view into
+    ``data`` when they are one stretch, as in a file with one header), and each kept line's
+    1-based line number in the file."""
     header: dict[str, str] = {}
-    keep: list[bytes] = []
+    keep: list[tuple[int, int]] = []
     numbers: list[np.ndarray] = []
     pos, line_no = 0, 1
     n = len(data)
@@ -146,12 +148,15 @@ def _header_blocks(data: bytes) -> tuple[dict[str, str], bytes, np.ndarray]:
             continue
         nxt = data.find(b"\n#", pos)
         end = n if nxt < 0 else nxt + 1
-        block = data[pos:end]
-        count = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        keep.append(block if block.endswith(b"\n") else block + b"\n")
+        count = data.count(b"\n", pos, end) + (0 if data[end - 1] == 10 else 1)
+        keep.append((pos, end))
         numbers.append(np.arange(line_no, line_no + count, dtype=np.int64))
         pos, line_no = end, line_no + count
-    return header, b"".join(keep), (np.concatenate(numbers) if numbers else np.zeros(0, np.int64))
+    lines = np.concatenate(numbers) if numbers else np.zeros(0, np.int64)
+    view = memoryview(data)
+    if len(keep) == 1 and data[keep[0][1] - 1] == 10:
+        return header, view[keep[0][0]:keep[0][1]], lines
+    return header, b"".join(bytes(view[a:b]) + (b"" if data[b - 1] == 10 else b"\n") for a, b in keep), lines
 
 
 def _read_tsv(path: Path, data: bytes) -> tuple[pa.Table, np.ndarray, int]:
@@ -168,26 +173,31 @@ def _read_tsv(path: Path, data: bytes) -> tuple[pa.Table, np.ndarray, int]:
     names = fields_line.split(sep)
     if any("   " in n for n in names):  # IoT-23's labeled files: the last names (and values) are space-separated
         names = [m for n in names for m in n.split()]
-        body = body.replace(b"   ", sep.encode())
+        body = bytes(body).replace(b"   ", sep.encode())
     if "path" in header and header["path"] not in ("conn", ""):
         raise InputError(path, f"a Zeek {header['path']}.log, not a conn.log")
     unset = header.get("unset_field", "-")
     empty = header.get("empty_field", "(empty)")
     if not body:
         return pa.table({n: pa.array([], pa.string()) for n in names}), lines, 0
-    try:
-        t = pacsv.read_csv(
-            io.BytesIO(body),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
-            parse_options=pacsv.ParseOptions(delimiter=sep, quote_char=False, escape_char=False,
-                                              newlines_in_values=False, invalid_row_handler=_skip_row),
-            convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
-                                                 null_values=[unset], strings_can_be_null=True,
-                                                 quoted_strings_can_be_null=False,
-                                                 include_columns=[n for n in names if n in USED]),
-        )
-    except pa.ArrowInvalid as e:
-        raise InputError(path, f"cannot parse: {e}") from None
+    used = [n for n in names if n in USED]
+    typed = {n: (pa.float64() if n in ("ts", "duration") else pa.int64() if n in NUMERIC else pa.string()) for n in used}
+    t = None
+    for types in (typed, {n: pa.string() for n in used}):  # numbers parsed as numbers; a bad one: all as text
+        try:
+            t = pacsv.read_csv(
+                pa.BufferReader(pa.py_buffer(body)),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=1 << 24),
+                parse_options=pacsv.ParseOptions(delimiter=sep, quote_char=False, escape_char=False,
+                                                  newlines_in_values=False, invalid_row_handler=_skip_row),
+                convert_options=pacsv.ConvertOptions(column_types=types, null_values=[unset], strings_can_be_null=True,
+                                                     quoted_strings_can_be_null=False, include_columns=used),
+            )
+            break
+        except pa.ArrowInvalid as e:
+            error = e
+    if t is None:
+        raise InputError(path, f"cannot parse: {error}") from None
     dropped = len(lines) - t.num_rows
     if dropped:  # rows with a wrong field count were dropped: find which
         lines = _kept_lines(body, lines, sep.encode(), len(names))
@@ -201,9 +211,9 @@ def _skip_row(row: object) -> str:
     return "skip"
 
 
-def _kept_lines(body: bytes, lines: np.ndarray, sep: bytes, n_fields: int) -> np.ndarray:
+def _kept_lines(body: bytes | memoryview, lines: np.ndarray, sep: bytes, n_fields: int) -> np.ndarray:
     """Line numbers of the rows with the right field count (rare path: a damaged file)."""
-    counts = np.array([ln.count(sep) + 1 for ln in body.split(b"\n") if ln], np.int64)
+    counts = np.array([ln.count(sep) + 1 for ln in bytes(body).split(b"\n") if ln], np.int64)
     return lines[: len(counts)][counts == n_fields]
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from ..errors import InputError
 from ..pipeline import Pipeline, Settings
 from ..sinks import Sink
-from .read import ConnLog, expand_conn_logs, read_conn_log
+from .read import expand_conn_logs, read_conn_log
 from .replay import connections, packets
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ class ConnLogSet:
     def __init__(self, paths: Iterable[str | Path]) -> None:
         self.paths = expand_conn_logs(paths)
         self.problems: list[InputError] = []
-        self.logs: list[ConnLog] = []
         self.files_read = 0
         self.rows = 0
         self.skipped = 0
@@ -48,7 +47,6 @@ class ConnLogSet:
             self.problems += log.problems
             self.skipped += log.skipped
             self.rows += log.table.num_rows
-            self.logs.append(log)
             tables.append(log.table.append_column("file_index", pa.array(np.full(log.table.num_rows, k, np.int64))))
         if not tables:
             return pa.table({})
@@ -78,8 +76,9 @@ def run_conn_logs(paths: Sequence[str | Path], settings: Settings | None = None,
     # rows in replay order (by start time), so a rebuilt packet's connection names its log line
     order = np.argsort(np.round(table["ts"].to_numpy() * 1e9).astype(np.int64), kind="stable")
     lines = table["line"].to_numpy()[order]
-    uids = table["uid"].take(pa.array(order)).to_pylist()
+    uids = table["uid"].take(pa.array(order)).combine_chunks()
     fidx = table["file_index"].to_numpy()[order]
+    del table  # the replay needs only the arrays taken from it
     starts: list[np.ndarray] = []
     conn_of: list[np.ndarray] = []
     done = 0
@@ -106,7 +105,7 @@ def run_conn_logs(paths: Sequence[str | Path], settings: Settings | None = None,
     return pipe, logs
 
 
-def cite_lines(alerts: list[Alert], frames: np.ndarray, rows: np.ndarray, lines: np.ndarray, uids: list[str | None],
+def cite_lines(alerts: list[Alert], frames: np.ndarray, rows: np.ndarray, lines: np.ndarray, uids: pa.Array,
                fidx: np.ndarray, files: list[str]) -> None:
     """Alert evidence from a conn.log run: each cited packet (the first of a rebuilt flow, by its
     number in the rebuilt stream: ``frames``, whose connections are ``rows``) becomes the conn.log
@@ -121,7 +120,7 @@ def cite_lines(alerts: list[Alert], frames: np.ndarray, rows: np.ndarray, lines:
         if k < 0:
             return v
         r = int(rows[k])
-        return {"file": files[int(fidx[r])], "line": int(lines[r]), "uid": uids[r]}
+        return {"file": files[int(fidx[r])], "line": int(lines[r]), "uid": uids[r].as_py()}
 
     for a in alerts:
         for key in ("first_packet", "alert_packet"):
