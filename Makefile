@@ -5,15 +5,28 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval
+.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval lock
 
 all: test
 
-$(STAMP): pyproject.toml
+# Installs are reproducible: every package comes at the version constraints.txt names (the set
+# the tests and docs/benchmarks.md were run with). `make lock` upgrades it on purpose.
+$(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+## make lock: re-resolve every dependency to its newest release into constraints.txt (then re-run
+## `make test` and `make bench`, and say what moved in docs/benchmarks.md)
+lock:
+	rm -rf build/lock-venv
+	$(PY) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install -q --upgrade pip
+	build/lock-venv/bin/python -m pip install -q -e '.[test]'
+	{ echo "# pip constraints for iotwatch and its test extra: \`make lock\` regenerates this file"; \
+	  build/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^iotwatch'; } > constraints.txt
+	rm -rf build/lock-venv
 
 venv: $(STAMP)
 

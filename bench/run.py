@@ -61,6 +61,10 @@ LABEL = {
 }
 CAPTURES = {"mix": "mix", "synflood": "synflood", "flood10m": "flood10m"}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+SBEGIN, SEND = "<!-- bench-startup:begin -->", "<!-- bench-startup:end -->"
+#: iotwatch's own interpreter (its libraries' versions go beside the figures)
+IOTWATCH_PY = str(ROOT / ".venv" / "bin" / "python")
+IOTWATCH_LIBS = ("numpy", "numba", "llvmlite", "pyarrow", "scikit-learn", "typer", "rich")
 
 
 # ----------------------------------------------------------------------------------------
@@ -565,15 +569,75 @@ def tool_versions() -> dict[str, str]:
         td = re.search(r"tcpdump version (\S+)", text)
         lp = re.search(r"libpcap version (\S+)", text)
         v["tcpdump"] = (td.group(1) if td else "?") + (f" (libpcap {lp.group(1)})" if lp else "")
-    for mod in ("nfstream", "dpkt", "numpy", "numba"):
-        p = subprocess.run(
-            [PY, "-c", f"import importlib.metadata as m; print(m.version('{mod}'))"],
-            capture_output=True,
-            text=True,
-        )
-        if p.returncode == 0:
-            v[mod] = p.stdout.strip()
+    for py, mods in ((PY, ("nfstream", "dpkt")), (IOTWATCH_PY, IOTWATCH_LIBS)):
+        for mod in mods:
+            p = subprocess.run(
+                [py, "-c", f"import importlib.metadata as m; print(m.version('{mod}'))"],
+                capture_output=True,
+                text=True,
+            )
+            if p.returncode == 0:
+                v[mod] = p.stdout.strip()
     return v
+
+
+# ----------------------------------------------------------------------------------------
+# Start-up: what every run pays before its first packet
+
+
+def startup(exe: str, repeats: int, timeout_s: float) -> dict[str, Any]:
+    """Median wall time and peak RSS of `iotwatch --version`, `--help` and `analyze` of a tiny
+    capture (24 packets), and where the tiny run's time and memory go (bench/startup.py)."""
+    path = shutil.which(exe) or exe
+    with tempfile.TemporaryDirectory(prefix="iotwatch-startup-") as tmp:
+        tiny = Path(tmp) / "tiny.pcap"
+        subprocess.run([IOTWATCH_PY, "-c", "import sys; from iotwatch.warmup import warm_frames; "
+                        "from iotwatch.capture.write import write_pcap; write_pcap(sys.argv[1], warm_frames())",
+                        str(tiny)], check=True)
+        cmds = {
+            "iotwatch --version": [path, "--version"],
+            "iotwatch --help": [path, "--help"],
+            "iotwatch analyze tiny.pcap (24 packets)": [path, "analyze", str(tiny), "--out", str(Path(tmp) / "o"), "-q"],
+        }
+        rows = {}
+        for name, cmd in cmds.items():
+            runs = [measure(cmd, timeout_s) for _ in range(repeats)]
+            ok = [r for r in runs if r.exit_code == 0]
+            rows[name] = {"wall_s": statistics.median(r.wall_s for r in ok) if ok else None,
+                          "rss_mb": max(r.rss_mb for r in ok) if ok else None, "runs": len(ok)}
+            print(f"  {name}: {rows[name]}", file=sys.stderr, flush=True)
+        ph = subprocess.run([IOTWATCH_PY, str(BENCH / "startup.py"), str(tiny), str(Path(tmp) / "p")],
+                            capture_output=True, text=True, timeout=timeout_s)
+        phases = json.loads(ph.stdout.strip().splitlines()[-1]) if ph.returncode == 0 else []
+    return {"commands": rows, "phases": phases}
+
+
+def startup_markdown(st: dict[str, Any], cmd: str, mach: dict[str, str]) -> str:
+    rows = st["commands"]
+    helps = rows["iotwatch --help"]["wall_s"]
+    tiny = rows["iotwatch analyze tiny.pcap (24 packets)"]["wall_s"]
+    out = [
+        SBEGIN,
+        "## Start-up (`make bench`)",
+        "",
+        f"Reproduce with: `make bench` (or `{cmd} --only-startup`). {mach['date']}, 1-min load average at "
+        f"start {mach['load']}" + (" (machine busy: numbers are noisy)" if busy(mach) else "") + ".",
+        "",
+        "| target | measured | verdict |",
+        "|---|---|---|",
+        f"| `iotwatch --help` under 0.3 s | {helps:.2f} s | {'pass' if helps is not None and helps < 0.3 else 'FAIL'} |",
+        f"| `analyze` of a tiny capture under 0.5 s | {tiny:.2f} s | {'pass' if tiny is not None and tiny < 0.5 else 'FAIL'} |",
+        "",
+        "| command | median wall time | peak RSS |",
+        "|---|---|---|",
+    ]
+    out += [f"| `{k}` | {v['wall_s']:.2f} s | {v['rss_mb']:.0f} MB |" for k, v in rows.items() if v["wall_s"] is not None]
+    if st["phases"]:
+        out += ["", "Where the tiny run's time and memory go (bench/startup.py, the same steps one by one):", "",
+                "| phase | seconds | peak RSS after it |", "|---|---|---|"]
+        out += [f"| {p['phase']} | {p['s']:.3f} | {p['peak_rss_mb']:.0f} MB |" for p in st["phases"]]
+    out += ["", SEND]
+    return "\n".join(out) + "\n"
 
 
 def render_markdown(
@@ -623,11 +687,11 @@ def render_markdown(
     return "\n".join(out) + "\n"
 
 
-def write_doc(path: Path, section: str) -> None:
+def write_doc(path: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
     if path.exists():
         text = path.read_text()
-        if BEGIN in text and END in text:
-            a, b = text.index(BEGIN), text.index(END) + len(END)
+        if begin in text and end in text:
+            a, b = text.index(begin), text.index(end) + len(end)
             text = text[:a] + section.rstrip("\n") + text[b:]
         else:
             text = text.rstrip("\n") + "\n\n" + section
@@ -662,7 +726,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "benchmarks.md")
     ap.add_argument("--no-doc", action="store_true", help="do not write the docs section")
     ap.add_argument("--json", type=Path, default=BENCH / "out" / "results.json")
+    ap.add_argument("--only-startup", action="store_true", help="only the start-up section")
     a = ap.parse_args(argv)
+    cmd_argv = [
+        os.path.relpath(PY, ROOT) if PY.startswith(str(ROOT)) else PY,
+        os.path.relpath(__file__, ROOT),
+        *(argv if argv is not None else sys.argv[1:]),
+    ]
+    cmd = " ".join(shlex.quote(x) for x in cmd_argv if x != "--only-startup")
+    print("start-up:", file=sys.stderr)
+    st = startup(a.iotwatch, 5, a.timeout_s)
+    smd = startup_markdown(st, cmd, machine())
+    print(smd)
+    if not a.no_doc:
+        write_doc(a.doc, smd, SBEGIN, SEND)
+    if a.only_startup:
+        return 0
 
     wanted = [c.strip() for c in a.contenders.split(",") if c.strip()]
     unknown = set(wanted) - set(ALL_CONTENDERS)
@@ -732,12 +811,6 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t_start
 
     tg = targets(res, {k: v["packets"] for k, v in caps.items()}, pairs)
-    cmd_argv = [
-        os.path.relpath(PY, ROOT) if PY.startswith(str(ROOT)) else PY,
-        os.path.relpath(__file__, ROOT),
-        *(argv if argv is not None else sys.argv[1:]),
-    ]
-    cmd = " ".join(shlex.quote(x) for x in cmd_argv)
     md = render_markdown(cmd, mach, caps, res, tg)
     print(md)
     print(f"(harness time {elapsed:.0f} s)", file=sys.stderr)
@@ -748,6 +821,7 @@ def main(argv: list[str] | None = None) -> int:
     dump = {
         "command": cmd,
         "machine": mach,
+        "startup": st,
         "captures": caps,
         "targets": [t.__dict__ for t in tg],
         "results": {

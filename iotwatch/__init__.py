@@ -15,14 +15,28 @@ import os as _os
 # an Arrow that was imported earlier, for the buffers made from Python.
 _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-import pyarrow as _pa
+import sys as _sys
 
-_pa.set_memory_pool(_pa.system_memory_pool())
+if "pyarrow" in _sys.modules:  # imported before us: its Python-made buffers follow set_memory_pool
+    _pa = _sys.modules["pyarrow"]
+    _pa.set_memory_pool(_pa.system_memory_pool())
 
-from .errors import CaptureError, InputError, IotwatchError, ModelError, OutputError  # noqa: E402
-from .pipeline import Analysis, Pipeline, Settings, analyze  # noqa: E402
+from .errors import CaptureError, InputError, IotwatchError, ModelError, OutputError
+from .settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = ["Analysis", "CaptureError", "InputError", "IotwatchError", "ModelError", "OutputError", "Pipeline",
            "Settings", "__version__", "analyze"]
+
+#: loaded on first use: ``import iotwatch`` (and ``iotwatch --help``) stays free of NumPy, Arrow
+#: and the compiled kernels until something needs them
+_LAZY = {"Analysis": "pipeline", "Pipeline": "pipeline", "analyze": "pipeline"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'iotwatch' has no attribute {name!r}")

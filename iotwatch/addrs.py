@@ -8,6 +8,7 @@ nor external peers.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -41,13 +42,47 @@ class LocalNets:
         self.mask_hi = np.array([r[2] for r in rows], np.uint64)
         self.mask_lo = np.array([r[3] for r in rows], np.uint64)
 
+        self.kind = lru_cache(maxsize=1 << 16)(self._kind)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         return self.hi, self.lo, self.mask_hi, self.mask_lo
+
+    def _kind(self, ip: str) -> int:
+        """:func:`addr_class` of an address in text: ADDR_EXTERNAL, ADDR_LOCAL or ADDR_UNROUTED
+        (multicast, broadcast, unspecified; and text that is no address)."""
+        if is_unrouted(ip):
+            return ADDR_UNROUTED
+        a = ipaddress.ip_address(ip)
+        if a.version == 6 and a.ipv4_mapped is not None:
+            a = a.ipv4_mapped
+        return ADDR_LOCAL if any(a in n for n in self.networks if n.version == a.version) else ADDR_EXTERNAL
+
+    def is_local(self, ip: str) -> bool:
+        """A device of the site's: RFC 1918, loopback, link-local, ULA or a ``--local-net``."""
+        return self.kind(ip) == ADDR_LOCAL
+
+
+#: address classes (:func:`addr_class`, :meth:`LocalNets.kind`)
+ADDR_EXTERNAL, ADDR_LOCAL, ADDR_UNROUTED = 0, 1, 2
+
+
+@lru_cache(maxsize=1 << 16)
+def is_unrouted(ip: str) -> bool:
+    """Multicast, broadcast (255.255.255.255) or unspecified — a DHCP client before its lease, an
+    mDNS group: neither a local device nor an external peer (and text that is no address)."""
+    try:
+        a = ipaddress.ip_address(ip)
+    except ValueError:
+        return True
+    if a.version == 6 and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return a.is_multicast or a.is_unspecified or (a.version == 4 and int(a) == 0xFFFFFFFF)
 
 
 @inline_kernel
 def addr_class(hi, lo, net_hi, net_lo, mask_hi, mask_lo):  # type: ignore[no-untyped-def]
-    """0 external unicast, 1 local, 2 multicast/broadcast/unspecified."""
+    """0 external unicast, 1 local, 2 multicast/broadcast/unspecified (ADDR_*); the one rule,
+    compiled (:meth:`LocalNets.kind` is the same for addresses in text)."""
     if hi == 0 and (lo >> np.uint64(32)) == np.uint64(0xFFFF):
         v4 = lo & np.uint64(0xFFFFFFFF)
         if (v4 >> np.uint64(28)) == np.uint64(14) or v4 == np.uint64(0xFFFFFFFF) or v4 == np.uint64(0):

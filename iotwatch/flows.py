@@ -27,6 +27,7 @@ from .addrs import format_ips, format_macs
 from .communityid import community_ids
 from .decode import Packets
 from .records import FLOW_SCHEMA, TCP_FLAGS
+from .settings import DEFAULT_MAX_FLOWS
 
 # reason codes (order matches REASONS)
 R_NONE, R_IDLE, R_ACTIVE, R_END, R_EVICTED = 0, 1, 2, 3, 4
@@ -38,6 +39,10 @@ Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RE
 # Zeek's history letters, by code (upper case from the originator, lower case from the responder)
 HISTORY_LETTERS = "SHADFRQI"
 H_SYN, H_SYNACK, H_ACK, H_DATA, H_FIN, H_RST, H_MULTI, H_FINRST = range(8)
+#: a TCP flow's public state (flows.parquet ``state``, in this order): the one decoding of the
+#: state bits, for the public columns, the inventory's traffic profile and anyone else
+STATES = ("midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none")
+STATE_MIDSTREAM, STATE_SYN_UNANSWERED, STATE_ESTABLISHED, STATE_REJECTED, STATE_RESET, STATE_CLOSED, STATE_NONE = range(7)
 # packet-loop exit status
 DONE, SWEEP_DUE, TABLE_FULL, EXPORT_FULL = 0, 1, 2, 3
 FLOW_DTYPE = np.dtype([
@@ -62,10 +67,6 @@ FLOW_DTYPE = np.dtype([
 ST_USED, ST_NEXT_ID, ST_EVICTED, ST_FRAG_MISSING, ST_EXPORTED, ST_CREATED = range(6)
 
 
-#: Flow table capacity (131,072 flows, 25 MB; Suricata's default memcap holds about as many). A site
-#: rarely has more flows alive within the idle timeout; beyond it the least recently seen quarter
-#: is evicted and counted (--max-flows raises it).
-DEFAULT_MAX_FLOWS = 1 << 17
 
 
 @dataclass(slots=True)
@@ -590,7 +591,7 @@ class FlowTable:
         return rows
 
 
-_STATE_DICT = pa.array(["midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none"])
+_STATE_DICT = pa.array(STATES)
 _REASON_DICT = pa.array(list(REASONS))
 
 
@@ -662,10 +663,27 @@ def _conn_state(r, nhist):  # type: ignore[no-untyped-def]
     return 12  # OTH
 
 
+@inline_kernel
+def state_code(bits):  # type: ignore[no-untyped-def]
+    """A TCP flow record's state bits → its public state code (an index into STATES): midstream
+    (no SYN seen), SYN unanswered, established, rejected, reset or closed (FIN both ways)."""
+    st = np.int64(bits)
+    code = STATE_MIDSTREAM
+    if st & S_SYN:
+        code = STATE_SYN_UNANSWERED if (st & S_SYNACK) == 0 else STATE_ESTABLISHED
+    if (st & S_RST) and code != STATE_SYN_UNANSWERED:
+        code = STATE_RESET
+    if (st & (S_FIN_C | S_FIN_S)) == (S_FIN_C | S_FIN_S):
+        code = STATE_CLOSED
+    if st & S_REJECTED:
+        code = STATE_REJECTED
+    return code
+
+
 @kernel
 def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason, hdata, hoff, cstate, hchars):  # type: ignore[no-untyped-def]
     """Exported flow records → contiguous public columns: client/server sides, ICMP type and
-    code as ports, counters, seconds, state code (see _STATE_DICT) and reason; Zeek's history
+    code as ports, counters, seconds, state code (see STATES) and reason; Zeek's history
     (an Arrow string column: characters in ``hdata``, offsets in ``hoff``) and conn_state code."""
     q = 0
     hoff[0] = 0
@@ -701,19 +719,7 @@ def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state,
         vlan[i] = r.vlan
         times[0, i] = r.first / 1e9
         times[1, i] = r.last / 1e9
-        st = np.int64(r.state)
-        code = 0  # midstream: no SYN seen
-        if st & S_SYN:
-            code = 1 if (st & S_SYNACK) == 0 else 2
-        if (st & S_RST) and code != 1:
-            code = 4
-        if (st & (S_FIN_C | S_FIN_S)) == (S_FIN_C | S_FIN_S):
-            code = 5
-        if st & S_REJECTED:
-            code = 3
-        if pr != 6:
-            code = 6
-        state[i] = code
+        state[i] = state_code(r.state) if pr == 6 else STATE_NONE
         reason[i] = r.reason
         n = 0
         if pr == 6:

@@ -21,35 +21,18 @@ import pyarrow as pa
 from .addrs import LocalNets
 from .capture import CaptureSet, PacketBatch
 from .decode import ERR_LINK, ERR_NETWORK, ERR_TRANSPORT, L3_ARP, L3_OTHER, Packets, decode
-from .devices import DeviceSettings, DeviceTable, EdgeSets
+from .devices import DeviceTable, EdgeSets
 from .errors import InputError, OutputError
-from .flows import DEFAULT_MAX_FLOWS, FlowSettings, FlowTable, flows_to_table
+from .flows import FlowTable, flows_to_table
 from .records import DeviceRecord, Stats
+from .settings import DEFAULT_MAX_FLOWS, Settings
 from .sidecar import Sidecar
 from .sinks import MemorySink, Sink
 
 if TYPE_CHECKING:
+    from .analyser import Analyser
     from .detect import Alert, Detector
-    from .inventory.collect import Inventory
-
-
-@dataclass(slots=True)
-class Settings:
-    """Everything a run can be tuned with (the CLI options map onto these)."""
-
-    window_s: float = 60.0
-    local_nets: Sequence[str] = ()
-    idle_timeout: float = 120.0
-    active_timeout: float = 1800.0
-    max_flows: int = DEFAULT_MAX_FLOWS
-    max_devices: int = 1 << 14
-    batch_size: int = 1 << 15
-
-    def flow_settings(self) -> FlowSettings:
-        return FlowSettings(idle_timeout=self.idle_timeout, active_timeout=self.active_timeout, max_flows=self.max_flows)
-
-    def device_settings(self) -> DeviceSettings:
-        return DeviceSettings(window_s=self.window_s, max_devices=self.max_devices)
+    from .inventory.analyser import Inventory
 
 
 class _Writer:
@@ -94,106 +77,16 @@ class _Writer:
 
 
 CHUNK = 1 << 14  # finished flows are converted and written in pieces of at most this many
-_loaded = False
-
-
-def _warm_frames() -> list[tuple[float, bytes]]:
-    """A few minutes of a tiny site, in frames: TCP with a handshake and data both ways, an
-    unanswered SYN, DNS, ARP, to local and external peers, over three windows."""
-    import struct
-
-    def eth(src: int, dst: int, etype: int, body: bytes) -> bytes:
-        return dst.to_bytes(6, "big") + src.to_bytes(6, "big") + struct.pack("!H", etype) + body
-
-    def ip4(src: int, dst: int, proto: int, l4: bytes) -> bytes:
-        return struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(l4), 1, 0, 64, proto, 0, src, dst) + l4
-
-    def tcp(sp: int, dp: int, seq: int, flags: int, data: bytes = b"") -> bytes:
-        return struct.pack("!HHIIBBHHH", sp, dp, seq, 0, 0x50, flags, 8192, 0, 0) + data
-
-    def udp(sp: int, dp: int, data: bytes) -> bytes:
-        return struct.pack("!HHHH", sp, dp, 8 + len(data), 0) + data
-
-    cam, rec, gw = 0x0012_3456_0001, 0x0012_3456_0002, 0x0012_3456_00FE
-    a, b, ext = 0xC0A8_0114, 0xC0A8_0115, 0x5DB8_D822
-    dns = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01"
-    arp = bytes.fromhex("0001080006040001") + cam.to_bytes(6, "big") + a.to_bytes(4, "big") + bytes(6) + b.to_bytes(4, "big")
-    out = []
-    for k, t0 in enumerate((1.0, 61.0, 150.0)):
-        sp = 40000 + k
-        out += [
-            (t0, eth(cam, rec, 0x0800, ip4(a, b, 6, tcp(sp, 554, 1, 0x02)))),
-            (t0 + 0.001, eth(rec, cam, 0x0800, ip4(b, a, 6, tcp(554, sp, 9, 0x12)))),
-            (t0 + 0.002, eth(cam, rec, 0x0800, ip4(a, b, 6, tcp(sp, 554, 2, 0x18, b"OPTIONS rtsp://x/ RTSP/1.0\r\n\r\n")))),
-            (t0 + 0.003, eth(rec, cam, 0x0800, ip4(b, a, 6, tcp(554, sp, 10, 0x18, b"RTSP/1.0 200 OK\r\n\r\n")))),
-            (t0 + 0.004, eth(cam, gw, 0x0800, ip4(a, ext, 6, tcp(sp, 443, ext, 0x02)))),
-            (t0 + 0.005, eth(cam, gw, 0x0800, ip4(a, 0x08080808, 17, udp(sp, 53, dns)))),
-            (t0 + 0.006, eth(gw, cam, 0x0800, ip4(0x08080808, a, 17, udp(53, sp, dns)))),
-            (t0 + 0.007, eth(cam, 0xFFFF_FFFF_FFFF, 0x0806, arp)),
-        ]
-    return out
-
-
-def _write_warm_captures(folder: Path, frames: list[tuple[float, bytes]]) -> list[Path]:
-    """The frames as a classic pcap and as a pcapng, so both readers' loops load."""
-    import struct
-
-    pcap = folder / "warm.pcap"
-    with open(pcap, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for ts, fr in frames:
-            f.write(struct.pack("<IIII", int(ts), int(ts % 1 * 1e6), len(fr), len(fr)) + fr)
-    ng = folder / "warm.pcapng"
-    with open(ng, "wb") as f:
-        f.write(struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28))
-        f.write(struct.pack("<IIHHII", 1, 20, 1, 0, 65535, 20))
-        for ts, fr in frames:
-            pad = fr + bytes(-len(fr) % 4)
-            us = round(ts * 1e6)
-            f.write(struct.pack("<IIIIIII", 6, 32 + len(pad), 0, us >> 32, us & 0xFFFFFFFF, len(fr), len(fr))
-                    + pad + struct.pack("<I", 32 + len(pad)))
-    return [pcap, ng]
-
-
-def _load_kernels() -> None:
-    """Load the compiled kernels from numba's cache (or compile them) before the clock starts:
-    like imports, this is start-up, paid once per process.
-
-    numba keeps one machine-code version per argument layout, and a one-element array counts
-    as contiguous where a real batch's column is strided: so the warm-up reads a small capture
-    of several packets, both as pcap and pcapng, through the whole pipeline with the detector
-    and the inventory, and gives every other kernel arrays of the layouts a real run passes."""
-    global _loaded
-    if _loaded:
-        return
-    import tempfile
-
-    from .bundle import _forest_proba
-    from .detect import Detector
-    from .detect.rules import _screen
-    from .inventory.collect import Inventory
-
-    small = Settings(max_flows=1024, max_devices=64)
-    try:
-        with tempfile.TemporaryDirectory(prefix="iotwatch-warm-") as tmp:
-            for path in _write_warm_captures(Path(tmp), _warm_frames()):
-                pipe, _captures = run([path], small, [], detector=Detector(), inventory=Inventory(), _warm=False)
-                pipe.finish()
-    except OSError:  # no writable temporary folder: warm up from memory (the readers load when first used)
-        from .capture.memory import frames_to_batch
-
-        pipe = Pipeline(small, [], detector=Detector(), inventory=Inventory(), _warm=False)
-        pipe.feed(frames_to_batch(_warm_frames()))
-        pipe.finish()
-    z = np.zeros(2, np.int64)
-    _screen(np.zeros(2, np.uint64), np.zeros(2), np.zeros(2), 2, 0.0, 1.0, np.zeros(2, np.uint8))
-    _forest_proba(np.zeros((2, 1)), z, np.full(2, -1, np.int64), z, z, np.zeros(2), np.ones((2, 1)), np.zeros((2, 1)))
-    _loaded = True
-
-
 class Pipeline:
+    """Packets in, flows, windows and device totals out to the sinks; the analysers ride along.
+
+    ``analysers`` (see :class:`~iotwatch.analyser.Analyser`) are fed and concluded in the order
+    given; ``inventory=`` and ``detector=`` are shorthands that put those two first, in that order.
+    """
+
     def __init__(self, settings: Settings | None = None, sinks: Iterable[Sink] = (), *, threaded: bool = True,
-                 detector: Detector | None = None, inventory: Inventory | None = None, _warm: bool = True) -> None:
+                 analysers: Sequence[Analyser] = (), detector: Detector | None = None,
+                 inventory: Inventory | None = None, _warm: bool = True) -> None:
         self.settings = s = settings or Settings()
         if s.window_s <= 0:
             raise ValueError("window length must be positive")
@@ -201,9 +94,8 @@ class Pipeline:
         self.flows = FlowTable(s.flow_settings(), window_s=s.window_s)
         self.devices = DeviceTable(s.device_settings(), LocalNets(list(s.local_nets)))
         self._pk = Packets.allocate(s.batch_size)
-        self.detector = detector
-        self.inventory = inventory
-        self.sidecar = Sidecar(window_s=s.window_s) if detector is not None or inventory is not None else None
+        self.analysers: list[Analyser] = [a for a in (inventory, detector) if a is not None] + list(analysers)
+        self.sidecar = Sidecar(window_s=s.window_s) if any(a.wants_rare for a in self.analysers) else None
         self.files: list[str] = []  # capture names, by file index (evidence cites them)
         self.alerts: list[Alert] = []
         #: rewrites alert evidence before the sinks see it (conn.log input cites log lines, not packets)
@@ -211,7 +103,9 @@ class Pipeline:
         self.stats = Stats()
         self._writer = _Writer(self._emit) if threaded and self.sinks else None
         if _warm:
-            _load_kernels()
+            from .warmup import load_kernels
+
+            load_kernels()
         self._t0 = time.perf_counter()  # elapsed_s: the work on packets and the verdicts, not start-up
 
     def feed(self, batch: PacketBatch) -> None:
@@ -243,28 +137,25 @@ class Pipeline:
         if self.sidecar is not None and batch is not None:
             frames = self.sidecar.pick(batch, pk, info)
             if frames:
-                if self.detector is not None:
-                    self.detector.on_rare(frames)
-                if self.inventory is not None:
-                    self.inventory.on_rare(frames)
+                for a in self.analysers:
+                    if a.wants_rare:
+                        a.on_rare(frames)
         for t in self.devices.update(pk, ts_ns, wirelen, info):
             self._out("windows", t)
 
     def _out(self, kind: str, payload: np.ndarray | pa.Table) -> None:
-        """Hand results to the sinks. Finished flows become public rows here, on the packet
-        thread, while the writer thread writes the previous ones: under a flood the two halves
-        of the work then share the two cores."""
+        """Hand results to the analysers and the sinks. Finished flows become public rows here,
+        on the packet thread, while the writer thread writes the previous ones: under a flood
+        the two halves of the work then share the two cores."""
         if kind == "flows":
             self.stats.flows += len(payload)
-            if self.detector is not None:
-                self.detector.on_flow_records(payload)  # type: ignore[arg-type]
-            if self.inventory is not None:
-                self.inventory.on_flow_records(payload)  # type: ignore[arg-type]
+            for a in self.analysers:
+                a.on_flow_records(payload)  # type: ignore[arg-type]
             pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)]
         else:
             self.stats.windows += payload.num_rows  # type: ignore[union-attr]
-            if self.detector is not None:
-                self.detector.on_windows(payload)  # type: ignore[arg-type]
+            for a in self.analysers:
+                a.on_windows(payload)  # type: ignore[arg-type]
             pieces = [payload]
         for piece in pieces:
             if self._writer is not None:
@@ -304,15 +195,12 @@ class Pipeline:
         self._pk = Packets.allocate(0)
         loading = 0.0  # opening the models is start-up, like loading the kernels
         try:
-            if self.inventory is not None:
-                loading += self.inventory.prepare()
-                self.inventory.conclude(devices)
-            if self.detector is not None:
-                loading += self.detector.prepare()
-                self.alerts = self.detector.conclude(devices, self.files)
-                if self.cite_evidence is not None:
-                    self.cite_evidence(self.alerts)
-                st.alerts = len(self.alerts)
+            for a in self.analysers:
+                loading += a.prepare()
+                self.alerts += a.conclude(devices, self.files)
+            if self.cite_evidence is not None:
+                self.cite_evidence(self.alerts)
+            st.alerts = len(self.alerts)
         finally:
             # the verdicts above ran while the writer thread was still writing the last flows;
             # whatever happened, it finishes before the sinks are closed
@@ -320,11 +208,8 @@ class Pipeline:
                 self._writer.close()
                 self._writer = None
         st.elapsed_s = time.perf_counter() - self._t0 - loading
-        if self.detector is not None:
-            for s in self.sinks:
-                on_alerts = getattr(s, "on_alerts", None)
-                if on_alerts is not None:
-                    on_alerts(self.alerts)
+        for s in self.sinks:
+            s.on_alerts(self.alerts)
         for s in self.sinks:
             s.on_devices(devices)
         for s in self.sinks:
@@ -349,9 +234,36 @@ class Analysis:
 ProgressFn = Callable[[int, int], None]
 
 
+def build_analysers(settings: Settings) -> list[Analyser]:
+    """The inventory and the detector that ``settings`` ask for, with their models and baselines,
+    in the order they conclude: the one place a run's analysers are made (the CLI, the library,
+    training and live capture all come here). Raises ModelError/InputError for unusable files."""
+    nets = LocalNets(list(settings.local_nets))
+    out: list[Analyser] = []
+    if settings.identify:
+        from .inventory.analyser import Inventory, default_type_model
+        from .inventory.classify import TypeModel
+
+        tm = TypeModel.load(settings.type_model) if settings.type_model is not None else default_type_model()
+        out.append(Inventory(nets, tm))
+    if settings.detect:
+        from .detect import Detector, DetectSettings
+        from .detect import model as behaviour
+        from .detect.baselines import load_baselines
+
+        bundle = None
+        if not settings.no_model:
+            bundle = behaviour.load(settings.model) if settings.model is not None else behaviour.default_model()
+        baselines = load_baselines(settings.baseline, settings.window_s) if settings.baseline is not None else {}
+        out.append(Detector(DetectSettings(window_s=settings.window_s, uplink_mbps=settings.uplink_mbps,
+                                           baselines=baselines, model=bundle), nets))
+    return out
+
+
 def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: Iterable[Sink] = (),
         progress: ProgressFn | None = None, detector: Detector | None = None,
-        inventory: Inventory | None = None, _warm: bool = True) -> tuple[Pipeline, CaptureSet]:
+        inventory: Inventory | None = None, analysers: Sequence[Analyser] = (),
+        _warm: bool = True) -> tuple[Pipeline, CaptureSet]:
     """Read every capture in ``paths`` through a pipeline; return both for their results.
 
     Raises :class:`InputError` only when a path does not exist; damaged files are recorded in
@@ -364,9 +276,10 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
     if paths and all(is_conn_log(Path(p)) for p in paths):  # Zeek conn.log files: iotwatch.zeek.source
         from .zeek.source import run_conn_logs
 
-        return run_conn_logs(paths, settings, sinks, detector=detector, inventory=inventory)  # type: ignore[return-value]
+        return run_conn_logs(paths, settings, sinks, detector=detector, inventory=inventory,  # type: ignore[return-value]
+                             analysers=analysers)
     captures = CaptureSet(paths, batch_size=settings.batch_size)
-    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, _warm=_warm)
+    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers, _warm=_warm)
     pipe.files = [str(p) for p in captures.paths]
     try:
         for batch in captures.batches():
@@ -382,32 +295,29 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
 
 def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, local_nets: Sequence[str] = (),
             idle_timeout: float = 120.0, active_timeout: float = 1800.0, max_flows: int = DEFAULT_MAX_FLOWS,
-            keep_flows: bool = True, detect: bool | Detector = True, identify: bool = True) -> Analysis:
+            keep_flows: bool = True, detect: bool | Detector = True, identify: bool = True,
+            uplink_mbps: float | None = None, baseline: str | Path | None = None, model: str | Path | None = None,
+            type_model: str | Path | None = None) -> Analysis:
     """Analyse captures in memory and return devices, flows, windows, alerts and statistics.
 
-    ``detect``: True runs the detector with its defaults (the rules and the default behaviour
-    model), a :class:`~iotwatch.detect.Detector` runs that one, False skips detection.
-    ``identify``: type every device (vendor, type, evidence) with the inventory and its default model.
+    ``detect``: True runs the detector with the rules and the behaviour model (``model``, or the
+    shipped one), a :class:`~iotwatch.detect.Detector` runs that one, False skips detection.
+    ``identify``: type every device (vendor, type, evidence) with the inventory and its model.
+    ``uplink_mbps`` and ``baseline`` mean what the CLI's ``--uplink-mbps`` and ``--baseline`` do.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
     settings = Settings(window_s=window, local_nets=tuple(local_nets), idle_timeout=idle_timeout,
-                        active_timeout=active_timeout, max_flows=max_flows)
-    detector: Detector | None = None
-    if detect is True:
-        from .detect import Detector, DetectSettings
-        from .detect.model import default_model
-
-        detector = Detector(DetectSettings(window_s=window, model=default_model()), LocalNets(list(local_nets)))
-    elif detect is not False:
-        detector = detect  # type: ignore[assignment]
-    inventory: Inventory | None = None
-    if identify:
-        from .inventory.collect import Inventory, default_type_model
-
-        inventory = Inventory(LocalNets(list(local_nets)), default_type_model())
+                        active_timeout=active_timeout, max_flows=max_flows, detect=detect is True,
+                        identify=identify, uplink_mbps=uplink_mbps,
+                        baseline=Path(baseline) if baseline is not None else None,
+                        model=Path(model) if model is not None else None,
+                        type_model=Path(type_model) if type_model is not None else None)
+    analysers = build_analysers(settings)
+    if detect is not True and detect is not False:
+        analysers.append(detect)  # a Detector of the caller's
     mem = MemorySink(keep_flows=keep_flows)
-    pipe, captures = run(paths, settings, [mem], detector=detector, inventory=inventory)
+    pipe, captures = run(paths, settings, [mem], analysers=analysers)
     devices, stats = pipe.finish()
     return Analysis(devices=devices, flows=mem.flows, windows=mem.windows, stats=stats,
                     problems=list(captures.problems), edges=pipe.devices.edges, files=list(captures.paths),

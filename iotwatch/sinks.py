@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -20,20 +20,40 @@ from .errors import OutputError
 from .jsonfmt import FLOAT, HEX2, INT, ISO, STR, STR_OR_NULL, Col, If, format_lines
 from .records import FLOW_SCHEMA, WINDOW_SCHEMA, DeviceRecord, Stats
 
+if TYPE_CHECKING:
+    from .detect.alerts import Alert
+
 PROTO_NAMES = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
                58: "IPv6-ICMP", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP", 136: "UDPLite"}
 _PROTO_NAMES = [PROTO_NAMES.get(i, str(i)) for i in range(256)]
 
 
-class Sink(Protocol):
-    def on_flows(self, flows: pa.Table) -> None: ...
-    def on_windows(self, windows: pa.Table) -> None: ...
-    def on_devices(self, devices: dict[str, DeviceRecord]) -> None: ...
-    def on_stats(self, stats: Stats) -> None: ...
-    def close(self) -> None: ...
+class Sink:
+    """Where results go. The pipeline calls, in this order: ``on_flows`` and ``on_windows`` while
+    the input streams (from the writer thread), then ``on_alerts``, ``on_devices`` and
+    ``on_stats`` once at the end; the owner calls ``close``. Each sink overrides what it
+    receives; the rest is ignored."""
+
+    def on_flows(self, flows: pa.Table) -> None:
+        """Finished flows (``records.FLOW_SCHEMA``)."""
+
+    def on_windows(self, windows: pa.Table) -> None:
+        """Closed device windows (``records.WINDOW_SCHEMA``)."""
+
+    def on_alerts(self, alerts: list[Alert]) -> None:
+        """Every alert of the run, strongest first."""
+
+    def on_devices(self, devices: dict[str, DeviceRecord]) -> None:
+        """Device totals, with what each device is and its alerts."""
+
+    def on_stats(self, stats: Stats) -> None:
+        """The run's statistics."""
+
+    def close(self) -> None:
+        """Flush and close files."""
 
 
-class MemorySink:
+class MemorySink(Sink):
     """Keeps everything in memory (the library's :func:`iotwatch.analyze`)."""
 
     def __init__(self, keep_flows: bool = True) -> None:
@@ -41,10 +61,10 @@ class MemorySink:
         self._flows: list[pa.Table] = []
         self._windows: list[pa.Table] = []
         self.devices: dict[str, DeviceRecord] = {}
-        self.alerts: list = []  # type: ignore[type-arg]
+        self.alerts: list[Alert] = []
         self.stats: Stats | None = None
 
-    def on_alerts(self, alerts: list) -> None:  # type: ignore[type-arg]
+    def on_alerts(self, alerts: list[Alert]) -> None:
         self.alerts = list(alerts)
 
     def on_flows(self, flows: pa.Table) -> None:
@@ -59,9 +79,6 @@ class MemorySink:
 
     def on_stats(self, stats: Stats) -> None:
         self.stats = stats
-
-    def close(self) -> None:
-        pass
 
     @property
     def flows(self) -> pa.Table:
@@ -81,7 +98,7 @@ class MemorySink:
 FLOWS_PER_PART = 1 << 20
 
 
-class ParquetSink:
+class ParquetSink(Sink):
     """Streams flows into ``flows.parquet/part-NNNNN.parquet`` (a dataset folder, as Spark and
     Dask write them) and windows into ``windows.parquet``."""
 
@@ -123,12 +140,6 @@ class ParquetSink:
 
     def on_windows(self, windows: pa.Table) -> None:
         self._windows.write_table(windows)
-
-    def on_devices(self, devices: dict[str, DeviceRecord]) -> None:
-        pass
-
-    def on_stats(self, stats: Stats) -> None:
-        pass
 
     def close(self) -> None:
         self._flows.close()
@@ -195,7 +206,7 @@ def flow_event_lines(flows: pa.Table) -> memoryview:
     return format_lines(FLOW_TEMPLATE, cols, flows.num_rows)  # type: ignore[arg-type]
 
 
-class EveSink:
+class EveSink(Sink):
     """Writes ``events.jsonl``: flow events as flows end, then alerts, then devices, then the stats object."""
 
     def __init__(self, path: Path, flow_events: bool = False) -> None:
@@ -210,13 +221,10 @@ class EveSink:
         if self.flow_events and flows.num_rows:
             self._f.write(flow_event_lines(flows))
 
-    def on_windows(self, windows: pa.Table) -> None:
-        pass
-
     def write_event(self, event: dict[str, object]) -> None:
         self._f.write(json.dumps(event, separators=(",", ":"), default=_json_number).encode() + b"\n")
 
-    def on_alerts(self, alerts: list) -> None:  # type: ignore[type-arg]
+    def on_alerts(self, alerts: list[Alert]) -> None:
         for a in alerts:
             self.write_event(a.to_event())
 

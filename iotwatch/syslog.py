@@ -19,11 +19,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import pyarrow as pa
-
 from .cef import alert_cef
 from .errors import OutputError
-from .records import DeviceRecord, Stats
+from .sinks import Sink
 
 if TYPE_CHECKING:
     from .detect import Alert
@@ -66,7 +64,7 @@ def frame(message: bytes) -> bytes:
     return str(len(message)).encode() + b" " + message
 
 
-class SyslogSink:
+class SyslogSink(Sink):
     """Sends each alert to a syslog collector as it is concluded (the pipeline's ``on_alerts``)."""
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
@@ -97,18 +95,6 @@ class SyslogSink:
         except OSError as e:
             self.problem = OutputError(f"{self.url}: cannot send alerts: {e.strerror or e} "
                                        f"({self.sent} of {len(alerts)} sent)")
-
-    def on_flows(self, flows: pa.Table) -> None:
-        pass
-
-    def on_windows(self, windows: pa.Table) -> None:
-        pass
-
-    def on_devices(self, devices: dict[str, DeviceRecord]) -> None:
-        pass
-
-    def on_stats(self, stats: Stats) -> None:
-        pass
 
     def close(self) -> None:
         self._sock.close()

@@ -164,3 +164,21 @@ def test_records_doc_is_generated_from_the_code() -> None:
     from iotwatch.records import records_markdown
 
     assert (ROOT / "docs" / "records.md").read_text() == records_markdown(), "run `make docs`"
+
+
+def test_cheap_commands_load_no_library() -> None:
+    """`iotwatch --help`, `--version` and every command's `--help` build from light modules: no
+    NumPy, Arrow, numba, scapy or scikit-learn is imported for them (they cost 0.8 s and 235 MB)."""
+    heavy = ("numpy", "pyarrow", "numba", "scapy", "sklearn", "dpkt")
+    probe = ("import sys, runpy; sys.argv = ['iotwatch', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('iotwatch', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             f"print('LOADED', [m for m in {heavy!r} if m in sys.modules])")
+    import typer.main
+
+    from iotwatch.cli import app
+
+    commands = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert {"analyze", "devices", "train", "evaluate", "synth"} <= set(commands)
+    for args in (["--version"], ["--help"], *[[c, "--help"] for c in commands]):
+        r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60, check=False)
+        assert "LOADED []" in r.stdout, (args, r.stdout[-300:], r.stderr[-300:])

@@ -271,14 +271,14 @@ def test_warm_up_without_a_writable_temporary_folder(monkeypatch: pytest.MonkeyP
     one it warms up from memory instead of failing."""
     import tempfile
 
-    import iotwatch.pipeline as pipeline
+    import iotwatch.warmup as warmup
 
     def refuse(*_a: object, **_k: object) -> None:
         raise PermissionError("read-only file system")
 
     monkeypatch.setattr(tempfile, "TemporaryDirectory", refuse)
-    monkeypatch.setattr(pipeline, "_loaded", False)
-    pipeline._load_kernels()
-    assert pipeline._loaded
+    monkeypatch.setattr(warmup, "_loaded", False)
+    warmup.load_kernels()
+    assert warmup._loaded
     _, mem = run([udp(T0), udp(T0 + 1)])
     assert mem.flows.num_rows == 1

@@ -411,21 +411,22 @@ def test_busybox_dhcp_client_is_never_typed_computer_or_phone() -> None:
 def test_rare_frames_follow_the_pipelines_budgets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training reads captures with rare.py; it must give the inventory what the pipeline gives it."""
     import iotwatch
-    from iotwatch.inventory import collect, rare
+    import iotwatch.warmup
+    from iotwatch.inventory import analyser, rare
 
     path = SHARED_PCAPS / "ndpi_protocols/alexa-app.pcapng"  # busy: the 128 first payloads per batch are reached
     kept: list[tuple[int, str]] = []
-    on_rare = collect.Inventory.on_rare
+    on_rare = analyser.Inventory.on_rare
 
-    def recording(self: collect.Inventory, frames: list[RareFrame]) -> None:
+    def recording(self: analyser.Inventory, frames: list[RareFrame]) -> None:
         for f in frames:
             before = self.fp.frames
             on_rare(self, [f])
             if self.fp.frames > before:
                 kept.append((f.frame, f.kind))
 
-    iotwatch.pipeline._load_kernels()  # its warm-up analyses a little capture of its own first
-    monkeypatch.setattr(collect.Inventory, "on_rare", recording)
+    iotwatch.warmup.load_kernels()  # its warm-up analyses a little capture of its own first
+    monkeypatch.setattr(analyser.Inventory, "on_rare", recording)
     iotwatch.analyze([path])
     mine = [(f.frame, f.kind) for f in rare.rare_frames(path)]
     assert sorted(mine) == sorted(kept)

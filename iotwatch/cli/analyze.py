@@ -8,23 +8,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-if TYPE_CHECKING:  # rich is imported when there is something to show: it costs memory at the peak
+from ..errors import CaptureError, InputError
+from ..settings import DEFAULT_MAX_FLOWS, Settings
+from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, say, user_errors
+
+if TYPE_CHECKING:  # the library (NumPy, Arrow, numba) and rich load when a command runs, not for --help
     from rich.progress import Progress
     from rich.table import Table
 
-from ..errors import CaptureError, InputError, IotwatchError, OutputError
-from ..flows import DEFAULT_MAX_FLOWS
-from ..pipeline import Settings, run
-from ..records import DeviceRecord, Stats
-from ..sinks import EveSink, MemorySink, ParquetSink
+    from ..detect import Alert
+    from ..records import DeviceRecord, Stats
 
-if TYPE_CHECKING:
-    from ..detect import Alert, Detector
-    from ..inventory.collect import Inventory
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 PROGRESS_MIN_BYTES = 64 << 20
-
 
 
 def _print(*renderables: object) -> None:
@@ -34,11 +29,6 @@ def _print(*renderables: object) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
     for r in renderables:
         console.print(r)
-
-
-def _say(line: str) -> None:
-    """One line on stderr, never wrapped: errors must stay one line for people and for grep."""
-    sys.stderr.write(line.rstrip("\n") + "\n")
 
 
 def _human(n: float) -> str:
@@ -133,7 +123,7 @@ def _report_problems(problems: list[InputError]) -> None:
             kind = "damaged" if p.fatal else "warning"
         else:
             kind = "error"
-        _say(f"iotwatch: {kind}: {p}")
+        say(f"iotwatch: {kind}: {p}")
 
 
 def _rate(pps: float) -> str:
@@ -146,7 +136,8 @@ def _summary(stats: Stats, out: Path | None) -> str:
             f"{stats.devices} devices, {stats.alerts} alerts, {stats.elapsed_s:.2f} s ({_rate(stats.packets_per_s)}){where}")
 
 
-def _settings(window: float, local_net: list[str], idle_timeout: float, active_timeout: float, max_flows: int) -> Settings:
+def _settings(window: float, local_net: list[str], idle_timeout: float, active_timeout: float, max_flows: int,
+              **analysers: object) -> Settings:
     import ipaddress
 
     for net in local_net:
@@ -162,7 +153,7 @@ def _settings(window: float, local_net: list[str], idle_timeout: float, active_t
     if max_flows < 1024:
         raise typer.BadParameter("must be at least 1024", param_hint="--max-flows")
     return Settings(window_s=window, local_nets=tuple(local_net), idle_timeout=idle_timeout,
-                    active_timeout=active_timeout, max_flows=max_flows)
+                    active_timeout=active_timeout, max_flows=max_flows, **analysers)  # type: ignore[arg-type]
 
 
 Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them; or "
@@ -208,7 +199,6 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
                     syslog: SyslogOpt = None) -> None:
     """Analyse captures: alerts, devices (what they are), flows and per-device windows into
     OUT/events.jsonl and Parquet."""
-    settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows)
     if uplink_mbps is not None and uplink_mbps <= 0:
         raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
     if zeek is not None and zeek not in ("tsv", "json"):
@@ -220,34 +210,10 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
             parse_target(syslog)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--syslog") from None
-    try:
-        detector, inventory = analyzers(settings, model=model, no_model=no_model, type_model=type_model,
-                                        baseline=baseline, uplink_mbps=uplink_mbps)
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
-    code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, detector=detector,
-                        inventory=inventory, zeek=zeek, syslog=syslog)
-    raise typer.Exit(code)
-
-
-def analyzers(settings: Settings, *, model: Path | None = None, no_model: bool = False, type_model: Path | None = None,
-              baseline: Path | None = None, uplink_mbps: float | None = None) -> tuple[Detector, Inventory]:
-    """The detector and the inventory for a run, with their models (ModelError/InputError on bad files)."""
-    from ..addrs import LocalNets
-    from ..detect import Detector, DetectSettings
-    from ..detect import model as behaviour
-    from ..detect.detector import load_baselines
-    from ..inventory.classify import TypeModel
-    from ..inventory.collect import Inventory, default_type_model
-
-    bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
-    baselines = load_baselines(baseline, settings.window_s) if baseline is not None else {}
-    nets = LocalNets(list(settings.local_nets))
-    det = Detector(DetectSettings(window_s=settings.window_s, uplink_mbps=uplink_mbps, baselines=baselines,
-                                  model=bundle), nets)
-    tm = TypeModel.load(type_model) if type_model is not None else default_type_model()
-    return det, Inventory(nets, tm)
+    settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows, model=model,
+                         no_model=no_model, type_model=type_model, baseline=baseline, uplink_mbps=uplink_mbps)
+    raise typer.Exit(run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, zeek=zeek,
+                                  syslog=syslog))
 
 
 def _progress(paths: list[Path], quiet: bool) -> Progress | None:
@@ -268,98 +234,51 @@ def _progress(paths: list[Path], quiet: bool) -> Progress | None:
 
 
 def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
-                 quiet: bool = False, detector: Detector | None = None, inventory: Inventory | None = None,
-                 zeek: str | None = None, syslog: str | None = None) -> int:
+                 quiet: bool = False, zeek: str | None = None, syslog: str | None = None) -> int:
     """The analyze command's body: returns the exit code. Whatever was read is written, even when
     the input is damaged or the run is interrupted (Ctrl-C)."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        sinks = [EveSink(out / "events.jsonl", flow_events=flow_events), ParquetSink(out)]
-        if zeek is not None:
-            from ..addrs import LocalNets
-            from ..zeek.connlog import ZeekSink
-
-            sinks.append(ZeekSink(out / "conn.log", LocalNets(list(settings.local_nets)), zeek))
-        if syslog is not None:
-            from ..syslog import SyslogSink
-
-            sinks.append(SyslogSink(syslog))
-    except OSError as e:
-        _say(f"iotwatch: error: {out}: cannot create the output folder: {e.strerror or e}")
-        return EXIT_ERROR
-    except OutputError as e:
-        _say(f"iotwatch: error: {e}")
-        return EXIT_ERROR
+    from ..outputs import analyze_to_folder
     from ..zeek.read import is_conn_log
 
     logs = [p for p in paths if is_conn_log(p)]
     if logs and len(logs) != len(paths):
-        for sink in sinks:
-            sink.close()
-        _say("iotwatch: error: give either captures or Zeek conn.log files, not both")
+        say("iotwatch: error: give either captures or Zeek conn.log files, not both")
         return EXIT_USAGE
-    bar = _progress(paths, quiet)
-    try:
-        if bar is None or logs:  # conn.log files are read whole: no progress bar
-            pipe, captures = run(paths, settings, sinks, detector=detector, inventory=inventory)
+    bar = None if logs else _progress(paths, quiet)  # conn.log files are read whole: no progress bar
+    with user_errors():
+        if bar is None:
+            res = analyze_to_folder(paths, out, settings, flow_events=flow_events, zeek=zeek, syslog=syslog)
         else:
             with bar:
                 task = bar.add_task("read", total=None)
-                pipe, captures = run(paths, settings, sinks, detector=detector, inventory=inventory,
-                                     progress=lambda done, whole: bar.update(task, completed=done, total=whole))
-        devices, stats = pipe.finish()
-        if detector is not None:
-            _write_baselines(out / "baselines.json", detector, settings.window_s)
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        return EXIT_ERROR
-    finally:
-        for sink in sinks:
-            sink.close()
-    _report_problems(captures.problems)
+                res = analyze_to_folder(paths, out, settings, flow_events=flow_events, zeek=zeek, syslog=syslog,
+                                        progress=lambda done, whole: bar.update(task, completed=done, total=whole))
+    stats = res.stats
+    _report_problems(res.problems)
     if not quiet:
-        shown: list[object] = [alerts_panel(pipe.alerts)] if pipe.alerts else []
-        _print(*shown, device_table(devices, top), _summary(stats, out))
-    for sink in sinks:
-        if getattr(sink, "problem", None) is not None:  # alerts that could not be sent to the syslog collector
-            _say(f"iotwatch: error: {sink.problem}")  # type: ignore[attr-defined]
-            return EXIT_ERROR
+        shown: list[object] = [alerts_panel(res.alerts)] if res.alerts else []
+        _print(*shown, device_table(res.devices, top), _summary(stats, out))
     if stats.interrupted:
-        _say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
+        say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
         return EXIT_INTERRUPTED
     if stats.files == 0:
-        if not captures.problems:
-            _say("iotwatch: error: no capture could be read")
+        if not res.problems:
+            say("iotwatch: error: no capture could be read")
         return EXIT_ERROR
-    return EXIT_PARTIAL if captures.problems else EXIT_OK
-
-
-def _write_baselines(path: Path, detector: Detector, window_s: float) -> None:
-    import json
-
-    try:
-        path.write_text(json.dumps({"window_s": window_s, "devices": detector.baselines()}, indent=1) + "\n")
-    except OSError as e:
-        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+    return EXIT_PARTIAL if res.problems else EXIT_OK
 
 
 def devices_command(paths: Paths, window: Window = 60.0,
                     local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
                     type_model: TypeModelOpt = None) -> None:
     """Print the device inventory of captures: vendor, type, confidence and evidence (no files written)."""
-    from ..addrs import LocalNets
-    from ..inventory.classify import TypeModel
-    from ..inventory.collect import Inventory, default_type_model
+    from ..pipeline import build_analysers, run
+    from ..sinks import MemorySink
 
-    settings = _settings(window, local_net, 120.0, 1800.0, DEFAULT_MAX_FLOWS)
-    try:
-        tm = TypeModel.load(type_model) if type_model is not None else default_type_model()
-        inventory = Inventory(LocalNets(list(settings.local_nets)), tm)
-        pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)], inventory=inventory)
+    settings = _settings(window, local_net, 120.0, 1800.0, DEFAULT_MAX_FLOWS, detect=False, type_model=type_model)
+    with user_errors():
+        pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)], analysers=build_analysers(settings))
         devices, stats = pipe.finish()
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
     _report_problems(captures.problems)
     _print(inventory_table(devices), _summary(stats, None))
     raise typer.Exit(EXIT_PARTIAL if captures.problems else (EXIT_OK if stats.files else EXIT_ERROR))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import IotwatchError
-
-EXIT_OK, EXIT_ERROR = 0, 1
+from .common import EXIT_ERROR, say, user_errors
 
 Labels = Annotated[list[Path], typer.Argument(help="Label files (TSV: file, host_ip, host_mac, behaviour, "
                                               "first_bad_ts[, end_ts]; see docs/detection.md).", show_default=False)]
@@ -28,29 +25,22 @@ def _kind(kind: str) -> str:
     return kind
 
 
-def _say(line: str) -> None:
-    sys.stderr.write(line.rstrip("\n") + "\n")
-
-
 def train_command(labels: Labels, out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write "
                                                                     "(e.g. models/mysite).")],
                   n_jobs: NJobs = 1, seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
                   window: WindowOpt = 60.0, kind: Kind = "behaviour") -> None:
     """Train a behaviour (or device-type) model from labelled captures into a bundle (skops + manifest)."""
-    try:
+    with user_errors():
         if _kind(kind) == "device_type":
             from ..inventory.train import train_type_model
 
             path, ev = train_type_model(labels, out, n_jobs=n_jobs)
-            _say(f"iotwatch: {ev.summary()}")
-            _say(f"iotwatch: model written to {path}")
+            say(f"iotwatch: {ev.summary()}")
+            say(f"iotwatch: model written to {path}")
             return
         from ..detect.train import train
 
-        train(labels, out, window_s=window, n_jobs=n_jobs, seed=seed, log=lambda s: _say(f"iotwatch: {s}"))
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
+        train(labels, out, window_s=window, n_jobs=n_jobs, seed=seed, log=lambda s: say(f"iotwatch: {s}"))
 
 
 def evaluate_command(labels: Labels,
@@ -70,23 +60,17 @@ def evaluate_command(labels: Labels,
         from ..detect.report import _type_report
         from ..inventory.train import evaluate_type_model
 
-        try:
+        with user_errors():
             typer.echo(_type_report(evaluate_type_model(labels, n_jobs=n_jobs)))
-        except IotwatchError as e:
-            _say(f"iotwatch: error: {e}")
-            raise typer.Exit(EXIT_ERROR) from None
         return
-    try:
+    with user_errors():
         bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
         rep = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs)
-    except IotwatchError as e:
-        _say(f"iotwatch: error: {e}")
-        raise typer.Exit(EXIT_ERROR) from None
     text = rep.markdown()
     typer.echo(text)
     if report is not None:
         try:
             report.write_text(text)
         except OSError as e:
-            _say(f"iotwatch: error: {report}: cannot write: {e.strerror or e}")
+            say(f"iotwatch: error: {report}: cannot write: {e.strerror or e}")
             raise typer.Exit(EXIT_ERROR) from None

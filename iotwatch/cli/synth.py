@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..errors import IotwatchError
+from ..vocab import CATEGORIES
+from .common import EXIT_USAGE, say, user_errors
 
 # the scenario names, without importing the generators (scapy) into every iotwatch command
-SCENARIOS = ("site", "hospital", "scan", "bruteforce", "flood", "exfil", "c2")
-
-EXIT_ERROR, EXIT_USAGE = 1, 2
+SCENARIOS = ("site", "hospital", *CATEGORIES)
 
 Scenario = Annotated[str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.", show_default=False)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Capture to write (FILE.pcap; labels go to FILE.labels.tsv).")]
@@ -39,19 +37,17 @@ def synth_command(scenario: Scenario, out: Out, seed: Seed = 1, duration: Durati
 
     opts = Options(scenario, seed=seed, duration=duration, uplink_mbps=uplink_mbps, vector=vector, quiet=quiet)
     try:
-        opts.check()
-        if (inject_from is None) != (host is None):
-            raise ValueError("--inject and --host go together")
-        if inject_from is not None and host is not None:
-            result = inject(opts, inject_from, host, out)
-        else:
-            result = generate(opts, out)
+        with user_errors():
+            opts.check()
+            if (inject_from is None) != (host is None):
+                raise ValueError("--inject and --host go together")
+            if inject_from is not None and host is not None:
+                result = inject(opts, inject_from, host, out)
+            else:
+                result = generate(opts, out)
     except ValueError as e:
-        sys.stderr.write(f"iotwatch: usage error: {e}\n")
+        say(f"iotwatch: usage error: {e}")
         raise typer.Exit(EXIT_USAGE) from None
-    except IotwatchError as e:
-        sys.stderr.write(f"iotwatch: error: {e}\n")
-        raise typer.Exit(EXIT_ERROR) from None
     size = result.pcap.stat().st_size / 1e6
     bad = sorted({lb.behaviour for lb in result.labels if lb.behaviour not in ("normal", "victim")})
     typer.echo(f"{result.pcap}: {result.packets:,} packets, {size:.1f} MB, {len(result.labels)} labels "

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from ..addrs import LocalNets
-from ..errors import InputError
 from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
@@ -31,6 +28,11 @@ class DetectSettings:
 
 
 class Detector:
+    """An analyser (:class:`~iotwatch.analyser.Analyser`): evidence while the input streams,
+    rules, the behaviour model and verdicts at the end."""
+
+    wants_rare = True
+
     def __init__(self, settings: DetectSettings | None = None, local_nets: LocalNets | None = None) -> None:
         self.settings = settings or DetectSettings()
         self.evidence = Evidence(local_nets)
@@ -141,27 +143,3 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
         own_keys.append(host_key(np.uint64(hi), np.uint64(lo)))
     keys = host_key(ev["src_hi"], ev["src_lo"])
     return ev[np.isin(keys, np.array(own_keys, np.uint64))]
-
-
-def load_baselines(path: str | Path, window_s: float) -> dict[str, float]:
-    """Per-device upload baselines from an earlier run: its ``baselines.json`` or its output folder."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "baselines.json"
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise InputError(p, "no such baseline file (give the baselines.json of an earlier `iotwatch analyze --out`)") from None
-    except (OSError, ValueError) as e:
-        raise InputError(p, f"not a baseline file ({e})") from None
-    devs = data.get("devices") if isinstance(data, dict) else None
-    if not isinstance(devs, dict):
-        raise InputError(p, "not a baseline file (no \"devices\" object)")
-    out = {}
-    for dev, v in devs.items():
-        try:
-            per = float(v["upload_bytes_per_window"]) * window_s / float(v.get("window_s", window_s))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(p, f"baseline of {dev} lacks upload_bytes_per_window") from None
-        out[dev] = per
-    return out

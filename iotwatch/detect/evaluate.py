@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..labels import BAD, HostLabel
-from .rules import CATEGORIES
+from ..vocab import CATEGORIES
 from .train import build_dataset, window_metrics
 
 ALERT_WITHIN_S = 10.0

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..bundle import Bundle, load_bundle
+from ..vocab import MODEL_CLASSES
 from .features import FEATURES
 
 KIND = "behaviour"
-CLASSES = ("normal", "scan", "bruteforce", "flood", "exfil", "c2")
+CLASSES = MODEL_CLASSES
 #: the bundle `analyze` uses unless told otherwise (rebuilt by `make model`)
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "models" / "behaviour"
 

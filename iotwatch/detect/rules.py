@@ -33,7 +33,6 @@ from .evidence import (
     host_key,
 )
 
-CATEGORIES = ("scan", "bruteforce", "flood", "exfil", "c2")
 #: DNS record types a client has no use for, but a tunnel does (room for data in the answer):
 #: NULL, TXT, MX, CNAME, ANY
 ODD_QTYPES = frozenset((10, 16, 15, 5, 255))

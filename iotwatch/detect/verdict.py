@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from ..records import DeviceRecord
+from ..vocab import CATEGORIES
 from .alerts import Alert
 from .features import FEATURE_NAMES
-from .rules import CATEGORIES, Finding
+from .rules import Finding
 
 MERGE_GAP_S = 120.0
 MODEL_ONLY_WINDOWS = 2

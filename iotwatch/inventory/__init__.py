@@ -9,7 +9,7 @@ service); a scikit-learn model over per-device features decides the rest. See do
 """
 
 from .classify import FEATURES, MODEL_KIND, TYPES, Identity, TypeModel, decide, identify
-from .evidence import DeviceSignals, Fingerprints
+from .fingerprints import DeviceSignals, Fingerprints
 from .oui import REGISTRY, Vendor, lookup
 from .parse import Signal, signals
 from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows, traffic_from_records

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..records import DeviceRecord
 from . import catalog
-from .evidence import DeviceSignals, Fingerprints
+from .fingerprints import DeviceSignals, Fingerprints
 from .oui import Vendor, lookup
 from .traffic import DeviceTraffic
 

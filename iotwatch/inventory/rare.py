@@ -1,7 +1,7 @@
 """Capture file → rare frames, read with dpkt, for training and tests without the pipeline.
 
 The pipeline's sidecar (``iotwatch.sidecar``) sets the rare packets aside while it streams and
-the inventory (``collect.Inventory.on_rare``) thins them again; this module does the same job the
+the inventory (``analyser.Inventory.on_rare``) thins them again; this module does the same job the
 slow way, from a capture file, so that the type model is trained on what the pipeline gives it:
 
 - ``kind`` as the sidecar's kernel names it: UDP DNS *queries* (destination port 53), DHCP
@@ -62,7 +62,7 @@ IDLE_S = 120  # flow idle timeout: a flow quiet this long starts again (its firs
 def _budgets() -> tuple[dict[str, int], int, int]:
     """(budget per kind, budget of login-port first payloads, the inventory's per-kind cap)."""
     from ..sidecar import BUDGET, KINDS
-    from .collect import Inventory
+    from .analyser import Inventory
 
     per = {KINDS[k]: n for k, n in BUDGET.items() if 0 < k < len(KINDS)}
     login = max(BUDGET.values())

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from .._jit import inline_kernel, kernel
 from ..addrs import MAPPED, LocalNets, addr_class, format_ips, format_macs
-from ..flows import S_FIN_C, S_FIN_S, S_REJECTED, S_RST, S_SYN, S_SYNACK, flow_sides
+from ..flows import STATE_CLOSED, STATE_ESTABLISHED, STATE_MIDSTREAM, STATE_RESET, flow_sides, state_code
 
 MAX_SET = 256  # distinct peers / forwarded addresses kept per device
 MAX_PORTS = 96  # distinct (proto, port) kept per device and role
@@ -49,14 +49,8 @@ STREAM_MIN_BYTES = 200_000  # ... and the device sent this much in it
 _ANSWERED_TCP = ("established", "closed", "reset")
 
 
-@lru_cache(maxsize=65536)
-def default_local(ip: str) -> bool:
-    """RFC 1918, loopback, link-local or unique-local (the pipeline's default local nets)."""
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    return a.is_private and not a.is_multicast and not a.is_unspecified and a != ipaddress.ip_address("255.255.255.255")
+#: the pipeline's default local networks (RFC 1918, loopback, link-local, ULA): addrs.py's rule
+default_local = LocalNets().is_local
 
 
 @lru_cache(maxsize=65536)
@@ -213,18 +207,9 @@ def _records_pass(rows, service, addr_slots, u_v6, u_hi, u_lo, mac_slots, u_mac,
         back = r.pk[1] > 0
         ans = back
         if p == 6:
-            st = np.int64(r.state)
-            code = 0  # midstream
-            if st & S_SYN:
-                code = 2 if st & S_SYNACK else 1
-            if (st & S_RST) and code != 1:
-                code = 4
-            if (st & (S_FIN_C | S_FIN_S)) == (S_FIN_C | S_FIN_S):
-                code = 5
-            if st & S_REJECTED:
-                code = 3
-            ans = code == 2 or code == 4 or code == 5 or (code == 0 and back)
-            if code == 0 and service[cp] and not service[sp]:
+            code = state_code(r.state)
+            ans = code == STATE_ESTABLISHED or code == STATE_RESET or code == STATE_CLOSED or (code == STATE_MIDSTREAM and back)
+            if code == STATE_MIDSTREAM and service[cp] and not service[sp]:
                 chi, clo, shi, slo, cp, sp = shi, slo, chi, clo, sp, cp
                 cm, sm = sm, cm
                 uc, us = us, uc

@@ -16,7 +16,7 @@ two ways over the same folds:
 - per device: each held-out unit typed once from all its labelled captures together, its
   fingerprints, traffic and totals merged as one ``iotwatch analyze cap1 cap2 ...`` run merges
   them (:meth:`Fingerprints.merge`, :meth:`DeviceTraffic.merge`, :meth:`DeviceRecord.merge`, then
-  :func:`.classify.identify`, as :meth:`.collect.Inventory.conclude` does).
+  :func:`.classify.identify`, as :meth:`.analyser.Inventory.conclude` does).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..records import DeviceRecord
-from . import classify, collect, evidence, parse, rare, traffic
+from . import analyser, classify, fingerprints, parse, rare, traffic
 from .classify import (
     FEATURES,
     MODEL_KIND,
@@ -47,7 +47,7 @@ from .classify import (
     hints,
     identify,
 )
-from .evidence import Fingerprints
+from .fingerprints import Fingerprints
 from .oui import REGISTRY, Vendor, lookup
 from .traffic import DeviceTraffic, merge_traffic, traffic_from_flows
 
@@ -73,7 +73,7 @@ class Sample:
     group: str  # physical device: MAC, else IP
     label: str
     record: DeviceRecord | None
-    sig: evidence.DeviceSignals
+    sig: fingerprints.DeviceSignals
     traffic: DeviceTraffic | None
     x: np.ndarray
 
@@ -161,7 +161,7 @@ class Evaluation:
 
 def _code_version() -> str:
     h = hashlib.sha256()
-    for mod in (parse, evidence, traffic, rare, collect):
+    for mod in (parse, fingerprints, traffic, rare, analyser):
         h.update(Path(mod.__file__ or "").read_bytes())
     return h.hexdigest()[:16]
 
@@ -274,7 +274,7 @@ def _fit(ss: Sequence[Sample], n_jobs: int) -> TypeModel:
 def merge_unit(ss: Sequence[Sample]) -> tuple[str, DeviceRecord | None, Fingerprints, dict[str, DeviceTraffic]]:
     """One physical device's labelled captures as one run of ``iotwatch analyze`` over all of them
     sees it: its key, and its totals, fingerprints and traffic merged across the captures (in
-    file order) with the merges the pipeline and :class:`.collect.Inventory` use. A host that is a
+    file order) with the merges the pipeline and :class:`.analyser.Inventory` use. A host that is a
     device by its MAC in one capture and only by its address in another is merged under its MAC
     (none of the labelled units is)."""
     key = ss[0].group if any(s.key == ss[0].group for s in ss) else ss[0].key

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, OutputError
+from ..vocab import CATEGORIES
 from . import mirai, site
 from .labels import Label, labels_path, write_labels
 from .mirai import VECTORS, Env
@@ -37,7 +38,7 @@ SCENARIOS: dict[str, str] = {
     "c2": "the recorder resolves a C2 name and keeps a TCP connection to it with keep-alives",
 }
 DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0}
-BEHAVIOURS = ("scan", "bruteforce", "flood", "exfil", "c2", "hospital")
+BEHAVIOURS = (*CATEGORIES, "hospital")
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from ..addrs import LocalNets, addr_classes, parse_ips
 from ..errors import OutputError
 from ..jsonfmt import FLOAT, INT, STR, Col, If, Template, format_lines
-from ..records import DeviceRecord, Stats
+from ..sinks import Sink
 
 #: conn.log's fields and Zeek types, in Zeek's order (IoT-23's conn.log.labeled has these, then label columns)
 CONN_FIELDS: tuple[tuple[str, str], ...] = (
@@ -161,7 +161,7 @@ def tsv_header(opened: float) -> str:
             f"#open\t{_zeek_time(opened)}\n#fields\t{names}\n#types\t{types}\n")
 
 
-class ZeekSink:
+class ZeekSink(Sink):
     """Writes ``conn.log`` (Zeek TSV with its header and ``#close`` line, or JSON lines, as Zeek's
     ``LogAscii::use_json`` writes them) as flows finish."""
 
@@ -181,15 +181,6 @@ class ZeekSink:
     def on_flows(self, flows: pa.Table) -> None:
         if flows.num_rows:
             self._f.write(render(flows, self.nets, self.fmt))
-
-    def on_windows(self, windows: pa.Table) -> None:
-        pass
-
-    def on_devices(self, devices: dict[str, DeviceRecord]) -> None:
-        pass
-
-    def on_stats(self, stats: Stats) -> None:
-        pass
 
     def close(self) -> None:
         if self._f.closed:

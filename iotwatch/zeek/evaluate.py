@@ -20,7 +20,8 @@ from typing import Any
 
 from ..addrs import LocalNets
 from ..labels import BAD, HostLabel, read_many
-from ..pipeline import Settings, run
+from ..pipeline import run
+from ..settings import Settings
 from .connlog import ZeekSink
 
 TITLE = "Detection on Zeek conn.log"

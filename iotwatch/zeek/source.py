@@ -15,14 +15,16 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import InputError
-from ..pipeline import Pipeline, Settings
+from ..pipeline import Pipeline
+from ..settings import Settings
 from ..sinks import Sink
 from .read import expand_conn_logs, read_conn_log
 from .replay import connections, packets
 
 if TYPE_CHECKING:
+    from ..analyser import Analyser
     from ..detect import Alert, Detector
-    from ..inventory.collect import Inventory
+    from ..inventory.analyser import Inventory
 
 
 class ConnLogSet:
@@ -55,13 +57,14 @@ class ConnLogSet:
 
 def run_conn_logs(paths: Sequence[str | Path], settings: Settings | None = None, sinks: Iterable[Sink] = (),
                   detector: Detector | None = None, inventory: Inventory | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[Pipeline, ConnLogSet]:
+                  progress: Callable[[int, int], None] | None = None,
+                  analysers: Sequence[Analyser] = ()) -> tuple[Pipeline, ConnLogSet]:
     """Read conn.log files through a pipeline (as :func:`iotwatch.pipeline.run` reads captures).
     Alert evidence then cites conn.log lines (:func:`cite_lines`)."""
     settings = settings or Settings()
     logs = ConnLogSet(paths)
     table = logs.read()
-    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory)
+    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers)
     pipe.files = [str(p) for p in logs.paths]
     pipe.stats.files = logs.files_read
     pipe.stats.problems = len(logs.problems)

@@ -8,25 +8,16 @@ halves of a capture merge into the collector of the whole (up to the cap).
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..addrs import is_unrouted
 from .parse import FrameLike, addresses, signals
 from .traffic import default_local
 
 MAX_VALUES = 48  # distinct values kept per (device, kind)
-
-
-def _unrouted(ip: str) -> bool:
-    """Unspecified, multicast or broadcast: a DHCP client before its lease, an mDNS group."""
-    try:
-        a = ipaddress.ip_address(ip)
-    except ValueError:
-        return True
-    return a.is_unspecified or a.is_multicast or ip == "255.255.255.255"
 
 
 class _Addressed(FrameLike, Protocol):
@@ -99,7 +90,7 @@ class Fingerprints:
                 continue
             if ips is not None and len(key) == 17 and ":" in key:
                 ip = ips[0] if s.who == "src" else ips[1]
-                if not is_local(ip) and not _unrouted(ip):
+                if not is_local(ip) and not is_unrouted(ip):
                     continue
             self.device(key).add(s.kind, s.value)
         if frame.src is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ from ..addrs import LocalNets
 from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from .classify import Identity, TypeModel, identify
-from .evidence import Fingerprints
+from .fingerprints import Fingerprints
 from .traffic import DeviceTraffic, traffic_from_records
 
 #: the type bundle `analyze` uses unless told otherwise (rebuilt by `make model`)
@@ -26,23 +24,19 @@ def default_type_model() -> TypeModel | None:
 
 
 class Inventory:
+    """An analyser (:class:`~iotwatch.analyser.Analyser`): fingerprints from rare frames and a
+    traffic profile from flow records while the input streams; identities at the end."""
+
+    wants_rare = True
+
     def __init__(self, local_nets: LocalNets | None = None, model: TypeModel | None = None) -> None:
         self.nets = local_nets or LocalNets()
         self.model = model
-        nets = self.nets.networks
-
-        @lru_cache(maxsize=1 << 16)
-        def local(ip: str) -> bool:
-            try:
-                a = ipaddress.ip_address(ip)
-            except ValueError:
-                return False
-            return any(a in n for n in nets if n.version == a.version)
-
-        self.fp = Fingerprints(local=local)
+        self.fp = Fingerprints(local=self.nets.is_local)
         self._budget: dict[tuple[str | None, str], int] = {}
         self._window = -1
         self.traffic: dict[str, DeviceTraffic] = {}
+        self.identities: dict[str, Identity] = {}
 
     #: frames dissected per device, kind and minute: a device's names, banners and announcements
     #: repeat; the first few of each minute tell what it is (the rest only cost time)
@@ -67,6 +61,9 @@ class Inventory:
             have = self.traffic.get(key)
             self.traffic[key] = t if have is None else have.merge(t)
 
+    def on_windows(self, table: object) -> None:
+        """Windows are not needed: the profile comes from the flows."""
+
     def prepare(self) -> float:
         """Open the type model now (imports scikit-learn); returns the seconds it took."""
         import time
@@ -79,7 +76,9 @@ class Inventory:
             _ = self.model.estimator
         return time.perf_counter() - t
 
-    def conclude(self, devices: dict[str, DeviceRecord]) -> dict[str, Identity]:
+    def conclude(self, devices: dict[str, DeviceRecord], files: list[str] | None = None) -> list:  # type: ignore[type-arg]
+        """Type every device: its record gains vendor, type, confidence, evidence and product;
+        the identities stay in ``self.identities``. The inventory raises no alerts."""
         ids = identify(devices, self.fp, self.traffic, self.model)
         for key, ident in ids.items():
             rec = devices[key]
@@ -89,4 +88,5 @@ class Inventory:
             rec.evidence = list(ident.evidence)
             rec.model = ident.product
             rec.classified_by = ident.model or "rules"
-        return ids
+        self.identities = ids
+        return []

@@ -1,0 +1,31 @@
+"""What every command shares: exit codes, one-line messages, and the one place library errors
+become them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from ..errors import IotwatchError
+
+#: exit codes (README: "Exit codes")
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+def say(line: str) -> None:
+    """One line on stderr, never wrapped: errors must stay one line for people and for grep."""
+    sys.stderr.write(line.rstrip("\n") + "\n")
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the library's errors (a path, a capture, a model, an output folder the user gave)
+    into one line on stderr and exit code 1. Bugs of ours are left to ``cli.main``."""
+    try:
+        yield
+    except IotwatchError as e:
+        say(f"iotwatch: error: {e}")
+        raise typer.Exit(EXIT_ERROR) from None

@@ -1,0 +1,45 @@
+"""Each device's normal upload, kept between runs: ``baselines.json`` written and read here.
+
+A run writes the median upload per window of every device; ``--baseline`` gives that file (or
+its output folder) to a later run, whose surges are then judged against it instead of against
+the quiet part of its own capture.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import InputError, OutputError
+
+
+def write_baselines(path: Path, baselines: dict[str, dict[str, float]], window_s: float) -> None:
+    """Write a run's per-device baselines (``Detector.baselines()``) as ``baselines.json``."""
+    try:
+        path.write_text(json.dumps({"window_s": window_s, "devices": baselines}, indent=1) + "\n")
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def load_baselines(path: str | Path, window_s: float) -> dict[str, float]:
+    """Per-device upload baselines from an earlier run: its ``baselines.json`` or its output folder."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "baselines.json"
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise InputError(p, "no such baseline file (give the baselines.json of an earlier `iotwatch analyze --out`)") from None
+    except (OSError, ValueError) as e:
+        raise InputError(p, f"not a baseline file ({e})") from None
+    devs = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(devs, dict):
+        raise InputError(p, "not a baseline file (no \"devices\" object)")
+    out = {}
+    for dev, v in devs.items():
+        try:
+            per = float(v["upload_bytes_per_window"]) * window_s / float(v.get("window_s", window_s))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(p, f"baseline of {dev} lacks upload_bytes_per_window") from None
+        out[dev] = per
+    return out

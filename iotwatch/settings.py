@@ -1,0 +1,56 @@
+"""What a run is tuned with: one dataclass the CLI options map onto and the library accepts.
+
+This module is deliberately light (no NumPy, Arrow or numba): the CLI reads its defaults to build
+``--help`` without loading the compiled kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .devices import DeviceSettings
+    from .flows import FlowSettings
+
+#: Flow table capacity (131,072 flows, 25 MB; Suricata's default memcap holds about as many). A site
+#: rarely has more flows alive within the idle timeout; beyond it the least recently seen quarter
+#: is evicted and counted (--max-flows raises it).
+DEFAULT_MAX_FLOWS = 1 << 17
+
+
+@dataclass(slots=True)
+class Settings:
+    """Everything a run can be tuned with (the CLI options map onto these).
+
+    The first group tunes the packet pipeline; the second says which analysers ride along and
+    with which models (read by :func:`iotwatch.pipeline.build_analysers`, the one place that
+    builds them, so that the detector's window is always the pipeline's)."""
+
+    window_s: float = 60.0
+    local_nets: Sequence[str] = ()
+    idle_timeout: float = 120.0
+    active_timeout: float = 1800.0
+    max_flows: int = DEFAULT_MAX_FLOWS
+    max_devices: int = 1 << 14
+    batch_size: int = 1 << 15
+    # analysers
+    detect: bool = True  # the detector: rules, and the behaviour model unless no_model
+    identify: bool = True  # the inventory: vendor, type and product of every device
+    model: Path | None = None  # behaviour bundle (None: the shipped models/behaviour, when present)
+    no_model: bool = False  # rules only
+    type_model: Path | None = None  # device-type bundle (None: the shipped models/device_type)
+    baseline: Path | None = None  # an earlier run's baselines.json (or its folder)
+    uplink_mbps: float | None = None  # surges are also given as a share of it
+
+    def flow_settings(self) -> FlowSettings:
+        from .flows import FlowSettings
+
+        return FlowSettings(idle_timeout=self.idle_timeout, active_timeout=self.active_timeout, max_flows=self.max_flows)
+
+    def device_settings(self) -> DeviceSettings:
+        from .devices import DeviceSettings
+
+        return DeviceSettings(window_s=self.window_s, max_devices=self.max_devices)
