@@ -259,5 +259,5 @@ def test_replay_in_steps_gives_the_same_packets(hospital: dict[str, Path]) -> No
     for step in (1000, 4097):
         rec, ts = stream(step)
         assert (ts == ts_whole).all() and (np.diff(ts) >= 0).all()
-        assert rec.tobytes() == whole.tobytes()
+        assert all((rec[f] == whole[f]).all() for f in whole.dtype.names)  # every field (not the padding)
     assert len(whole) == int(pa.compute.sum(t["orig_pkts"]).as_py() + pa.compute.sum(t["resp_pkts"]).as_py())
