@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval lock
+.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval lock messages
 
 all: test
 
@@ -34,11 +34,19 @@ $(DEMO): | $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
 ## make demo: create .venv, install, analyse the bundled demo capture (an office) and print the
-## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts
+## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts; then the
+## same site after the recorder was isolated (60 s), the before/after comparison, the evidence
+## pack and the audit report in Japanese and English
 demo: $(STAMP) $(DEMO)
 	$(BIN)/iotwatch analyze $(DEMO) --out out/demo
 	$(BIN)/iotwatch synth hospital --duration 150 --quiet 60 --uplink-mbps 2 --seed 7 --out out/demo-hospital.pcap
 	$(BIN)/iotwatch analyze out/demo-hospital.pcap --uplink-mbps 2 --out out/demo-hospital --top 8
+	$(BIN)/iotwatch synth after --duration 60 --uplink-mbps 2 --seed 7 --out out/demo-after.pcap
+	$(BIN)/iotwatch analyze out/demo-after.pcap --uplink-mbps 2 --out out/demo-after --quiet
+	$(BIN)/iotwatch compare out/demo-hospital out/demo-after
+	$(BIN)/iotwatch evidence out/demo-hospital
+	$(BIN)/iotwatch report out/demo-hospital --lang ja --after out/demo-after
+	$(BIN)/iotwatch report out/demo-hospital --lang en --after out/demo-after
 
 ## make test: the whole test suite (Wireshark oracle tests need tshark: `make sysdeps`)
 test: $(STAMP)
@@ -48,7 +56,8 @@ test: $(STAMP)
 pcaps: $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
-## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root)
+## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root);
+## chromium (the report's browser test) and fonts-noto-cjk (Japanese in the report's charts)
 sysdeps:
 	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
 	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ]; then \
@@ -56,6 +65,12 @@ sysdeps:
 	else \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			tshark tcpdump libpcap-dev gcc libc6-dev time >/dev/null; \
+	fi
+	@if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -q "Noto Sans CJK JP"; then \
+		echo "report packages present"; \
+	else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+			chromium fonts-noto-cjk fontconfig >/dev/null; \
 	fi
 
 BENCH_DATA := bench/data/mix.pcap bench/data/synflood.pcap
@@ -97,6 +112,14 @@ eval: $(STAMP)
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)
 	$(BIN)/python -c 'from iotwatch.records import records_markdown as m; print(m(), end="")' > docs/records.md
+
+## make messages: re-extract the report's English messages and merge them into the Japanese catalog
+messages: $(STAMP)
+	@mkdir -p build
+	$(BIN)/pybabel extract --no-default-keywords -k _ -k n_:1,2 --no-location --omit-header --sort-output \
+		-o build/iotwatch.pot iotwatch/report
+	$(BIN)/pybabel update --no-fuzzy-matching --ignore-obsolete --ignore-pot-creation-date -w 110 -D iotwatch \
+		-i build/iotwatch.pot -d iotwatch/report/locale -l ja
 
 lint: $(STAMP)
 	$(BIN)/ruff check iotwatch tests bench

@@ -6,6 +6,15 @@
 """
 
 import os as _os
+import sys as _sys
+
+# Run as the `iotwatch` command (or `python -m iotwatch`)? Then Ctrl-C during the imports below
+# (a second or so) is held until the command's main() can say "interrupted" in one line.
+if _sys.argv and (_os.path.basename(_sys.argv[0]) == "iotwatch" or _sys.argv[0] == "-m"):
+    from . import interrupt as _interrupt
+
+    _interrupt.defer_until_resumed()
+    _interrupt.checkpoint("import")
 
 # Arrow's default allocator (mimalloc) reserves and keeps pages for reuse; flows come and go by
 # the million under a flood, so iotwatch uses the system allocator, which hands freed blocks
@@ -15,19 +24,17 @@ import os as _os
 # an Arrow that was imported earlier, for the buffers made from Python.
 _os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
-import sys as _sys
-
 if "pyarrow" in _sys.modules:  # imported before us: its Python-made buffers follow set_memory_pool
     _pa = _sys.modules["pyarrow"]
     _pa.set_memory_pool(_pa.system_memory_pool())
 
-from .errors import CaptureError, InputError, IotwatchError, ModelError, OutputError
+from .errors import CaptureError, InputError, IotwatchError, ModelError, OutputError, SettingsError
 from .settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = ["Analysis", "CaptureError", "InputError", "IotwatchError", "ModelError", "OutputError", "Pipeline",
-           "Settings", "__version__", "analyze"]
+           "Settings", "SettingsError", "__version__", "analyze"]
 
 #: loaded on first use: ``import iotwatch`` (and ``iotwatch --help``) stays free of NumPy, Arrow
 #: and the compiled kernels until something needs them

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
+    from .addrs import LocalNets
     from .detect.alerts import Alert
     from .records import DeviceRecord
     from .sidecar import RareFrame
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
 class Analyser(Protocol):
     #: whether it reads rare frames (the side channel runs only when some analyser does)
     wants_rare: bool
+
+    def bind(self, window_s: float, local_nets: LocalNets) -> None:
+        """Join a run: its window and local networks (an analyser's own, different window is
+        refused with :class:`~iotwatch.errors.SettingsError`, never silently kept)."""
 
     def on_flow_records(self, rows: np.ndarray) -> None:
         """Finished flows, as raw flow records (before they become public rows)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import interrupt
 from .errors import InputError, OutputError
 from .pipeline import ProgressFn, build_analysers, run
 from .settings import Settings
@@ -28,6 +29,7 @@ class FolderRun:
     stats: Stats
     alerts: list[Alert] = field(default_factory=list)
     problems: list[InputError] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (a file given again, the path read)
 
 
 def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings, *, flow_events: bool = False,
@@ -35,14 +37,18 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
                       syslog: str | None = None) -> FolderRun:
     """Analyse ``paths`` into ``out``. Models are opened before anything is written (a bad model
     file fails the run at once); whatever was read is written even when the input is damaged
-    (``problems``) or the reading is interrupted (``stats.interrupted``). ``zeek`` ('tsv' or
-    'json') also writes ``conn.log``; ``syslog`` (udp:// or tcp://HOST:PORT) sends the alerts as
-    CEF (docs/zeek.md): an unreachable collector fails the run before it starts, a failed send
-    raises OutputError after everything is written."""
+    (``problems``) or the reading is interrupted (``stats.interrupted``). A Ctrl-C while the
+    models open stops the run before reading; one while the verdicts and files are written is
+    held until they are complete (:func:`iotwatch.interrupt.take` then says it came). ``zeek``
+    ('tsv' or 'json') also writes ``conn.log``; ``syslog`` (udp:// or tcp://HOST:PORT) sends the
+    alerts as CEF (docs/zeek.md): an unreachable collector fails the run before it starts, a
+    failed send raises OutputError after everything is written."""
     from .detect import Detector
     from .detect.baselines import write_baselines
 
-    analysers = build_analysers(settings)
+    with interrupt.deferred():  # opening the models: a Ctrl-C now stops the run before reading
+        interrupt.checkpoint("models")
+        analysers = build_analysers(settings)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -63,15 +69,24 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
         if sender is not None:
             sinks.append(sender)
         pipe, captures = run(paths, settings, sinks, analysers=analysers, progress=progress)
-        devices, stats = pipe.finish()
-        for a in analysers:
-            if isinstance(a, Detector):
-                write_baselines(out / "baselines.json", a.baselines(), settings.window_s)
+        # verdicts and writers: a Ctrl-C now is held until every output is complete (the caller
+        # sees it with interrupt.take())
+        with interrupt.deferred():
+            interrupt.checkpoint("verdicts")
+            devices, stats = pipe.finish()
+            interrupt.checkpoint("writers")
+            for a in analysers:
+                if isinstance(a, Detector):
+                    write_baselines(out / "baselines.json", a.baselines(), settings.window_s)
+            for sink in sinks:
+                sink.close()
     finally:
-        for sink in sinks:
-            sink.close()
-        if sender is not None and sender not in sinks:
-            sender.close()
+        with interrupt.deferred():
+            for sink in sinks:
+                sink.close()
+            if sender is not None and sender not in sinks:
+                sender.close()
     if sender is not None and sender.problem is not None:
         raise sender.problem
-    return FolderRun(out=out, devices=devices, stats=stats, alerts=pipe.alerts, problems=list(captures.problems))
+    return FolderRun(out=out, devices=devices, stats=stats, alerts=pipe.alerts, problems=list(captures.problems),
+                     duplicates=list(captures.duplicates))

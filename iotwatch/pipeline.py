@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from . import interrupt
 from .addrs import LocalNets
 from .capture import CaptureSet, PacketBatch
 from .decode import ERR_LINK, ERR_NETWORK, ERR_TRANSPORT, L3_ARP, L3_OTHER, Packets, decode
@@ -87,14 +88,15 @@ class Pipeline:
     def __init__(self, settings: Settings | None = None, sinks: Iterable[Sink] = (), *, threaded: bool = True,
                  analysers: Sequence[Analyser] = (), detector: Detector | None = None,
                  inventory: Inventory | None = None, _warm: bool = True) -> None:
-        self.settings = s = settings or Settings()
-        if s.window_s <= 0:
-            raise ValueError("window length must be positive")
+        self.settings = s = (settings or Settings()).validate()  # SettingsError before any work
         self.sinks = list(sinks)
         self.flows = FlowTable(s.flow_settings(), window_s=s.window_s)
-        self.devices = DeviceTable(s.device_settings(), LocalNets(list(s.local_nets)))
+        nets = LocalNets(list(s.local_nets))
+        self.devices = DeviceTable(s.device_settings(), nets)
         self._pk = Packets.allocate(s.batch_size)
         self.analysers: list[Analyser] = [a for a in (inventory, detector) if a is not None] + list(analysers)
+        for a in self.analysers:
+            a.bind(s.window_s, nets)  # the run's window and networks (or SettingsError)
         self.sidecar = Sidecar(window_s=s.window_s) if any(a.wants_rare for a in self.analysers) else None
         self.files: list[str] = []  # capture names, by file index (evidence cites them)
         self.alerts: list[Alert] = []
@@ -229,6 +231,7 @@ class Analysis:
     edges: dict[int, EdgeSets] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
+    duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (a file given again, the path read)
 
 
 ProgressFn = Callable[[int, int], None]
@@ -268,7 +271,8 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
 
     Raises :class:`InputError` only when a path does not exist; damaged files are recorded in
     ``CaptureSet.problems`` and the rest is analysed. Ctrl-C stops the reading and sets
-    ``stats.interrupted``; :meth:`Pipeline.finish` then still flushes what was read.
+    ``stats.interrupted``; :meth:`Pipeline.finish` then still flushes what was read. A Ctrl-C
+    during the start-up (before the first packet) is held and stops the run before reading.
     """
     settings = settings or Settings()
     from .zeek.read import is_conn_log
@@ -278,10 +282,15 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
 
         return run_conn_logs(paths, settings, sinks, detector=detector, inventory=inventory,  # type: ignore[return-value]
                              analysers=analysers)
-    captures = CaptureSet(paths, batch_size=settings.batch_size)
-    pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers, _warm=_warm)
-    pipe.files = [str(p) for p in captures.paths]
+    with interrupt.deferred():  # start-up (file headers, compiled kernels): Ctrl-C stops before reading
+        captures = CaptureSet(paths, batch_size=settings.batch_size)
+        pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers, _warm=_warm)
+        pipe.files = [str(p) for p in captures.paths]
+        if _warm:  # (not the warm-up's own small run, inside the start-up)
+            interrupt.checkpoint("startup")
     try:
+        if _warm and interrupt.take():
+            raise KeyboardInterrupt
         for batch in captures.batches():
             pipe.feed(batch)
             if progress is not None:
@@ -304,6 +313,12 @@ def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, l
     shipped one), a :class:`~iotwatch.detect.Detector` runs that one, False skips detection.
     ``identify``: type every device (vendor, type, evidence) with the inventory and its model.
     ``uplink_mbps`` and ``baseline`` mean what the CLI's ``--uplink-mbps`` and ``--baseline`` do.
+
+    Problems with the input: when nothing at all could be read (no file opened, or no packet and
+    a problem), the first problem is raised (an :class:`~iotwatch.errors.InputError` naming the
+    file); otherwise every problem (a damaged file, a cut-off packet) is in ``Analysis.problems``
+    and the results cover what was read. Out-of-range arguments raise
+    :class:`~iotwatch.errors.SettingsError` (also a ``ValueError``) before any work.
     """
     if isinstance(paths, str | Path):
         paths = [paths]
@@ -319,6 +334,9 @@ def analyze(paths: str | Path | Sequence[str | Path], *, window: float = 60.0, l
     mem = MemorySink(keep_flows=keep_flows)
     pipe, captures = run(paths, settings, [mem], analysers=analysers)
     devices, stats = pipe.finish()
+    if captures.files_read == 0 or (stats.packets == 0 and captures.problems):
+        # nothing at all could be read: that is an error, not an empty result
+        raise captures.problems[0] if captures.problems else InputError(", ".join(map(str, paths)), "no capture could be read")
     return Analysis(devices=devices, flows=mem.flows, windows=mem.windows, stats=stats,
                     problems=list(captures.problems), edges=pipe.devices.edges, files=list(captures.paths),
-                    alerts=pipe.alerts)
+                    alerts=pipe.alerts, duplicates=list(captures.duplicates))

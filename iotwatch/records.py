@@ -93,6 +93,48 @@ WINDOW_FIELDS: tuple[Field, ...] = (
           "address (Mirai's scanner signature)"),
 )
 
+@dataclass(frozen=True, slots=True)
+class EventField:
+    """One field of a JSON event: where it sits (``flow.pkts_toserver``), the column it is
+    written from, how it is written, its unit and meaning."""
+
+    path: str
+    column: str
+    json: str  # int | float | string | string or null | ISO-8601 string | hex string
+    unit: str
+    doc: str
+
+
+def _from_flow(name: str, path: str | None = None) -> EventField:
+    f = next(x for x in FLOW_FIELDS if x.name == name)
+    json = "float" if pa.types.is_floating(f.type) else "int" if pa.types.is_integer(f.type) else "string"
+    if name in ("src_mac", "dest_mac"):
+        json = "string or null"
+    return EventField(path or name, name, json, f.unit, f.doc)
+
+
+#: the ``flow`` event (``--flow-events``), Suricata's layout: counters under ``flow``, TCP flags
+#: under ``tcp`` (only for TCP). The JSON writer (sinks.flow_event_lines) is generated from
+#: this list, and so is its table in docs/records.md.
+FLOW_EVENT_FIELDS: tuple[EventField, ...] = (
+    EventField("timestamp", "start", "ISO-8601 string", "UTC", "the flow's first packet (Suricata's event time); "
+               "the same instant as `flow.start`"),
+    _from_flow("flow_id"), _from_flow("community_id"),
+    _from_flow("src_ip"), _from_flow("src_port"), _from_flow("dest_ip"), _from_flow("dest_port"),
+    EventField("proto", "proto_name", "string", "", "IP protocol by name, as Suricata writes it (TCP, UDP, ICMP, "
+               "IPv6-ICMP, GRE, ...; the number when it has no name). The number is `ip_proto`"),
+    EventField("ip_proto", "proto", "int", "", "IP protocol number: flows.parquet's `proto` (6 TCP, 17 UDP, 1 ICMP, "
+               "58 ICMPv6, ...)"),
+    _from_flow("ip_version"), _from_flow("src_mac"), _from_flow("dest_mac"), _from_flow("vlan"),
+    *(_from_flow(n, f"flow.{n}") for n in ("pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
+                                           "payload_toserver", "payload_toclient", "start", "end", "state", "reason")),
+    EventField("tcp.tcp_flags", "tcp_flags", "hex string", "", "TCP only: the flags seen either way, OR-ed, two hex "
+               "digits as Suricata writes them (FIN 01, SYN 02, RST 04, PSH 08, ACK 10, URG 20)"),
+    EventField("tcp.tcp_flags_ts", "tcp_flags_ts", "hex string", "", "TCP only: the same for the client's packets"),
+    EventField("tcp.tcp_flags_tc", "tcp_flags_tc", "hex string", "", "TCP only: the same for the server's packets"),
+    *(_from_flow(f"{flag}_{side}", f"tcp.{flag}_{side}") for flag in TCP_FLAGS for side in ("toserver", "toclient")),
+)
+
 FLOW_SCHEMA = schema(FLOW_FIELDS)
 WINDOW_SCHEMA = schema(WINDOW_FIELDS)
 
@@ -221,12 +263,20 @@ def records_markdown() -> str:
            "Generated from `iotwatch/records.py` by `make docs`; do not edit by hand.", ""]
     for title, fields_ in (("Device events (`event_type: device` in events.jsonl)", DEVICE_FIELDS),
                            ("Flows (the `flows.parquet/` folder of Parquet parts, one per 1,048,576 flows; `flow` events "
-                            "carry the same values, Suricata-style: counters under `flow`, flag counts under `tcp`)",
+                            "carry the same values in Suricata's layout: see Flow events below)",
                             FLOW_FIELDS),
                            ("Device windows (windows.parquet)", WINDOW_FIELDS)):
         out += [f"## {title}", "", "| field | type | unit | meaning |", "|---|---|---|---|"]
         out += [f"| `{f.name}` | {_type_name(f.type)} | {f.unit} | {f.doc} |" for f in fields_]
         out.append("")
+    out += ["## Flow events (`event_type: flow` in events.jsonl, with `--flow-events`)", "",
+            "One per flow as it ends, with the values of its flows.parquet row (joined on `flow_id`). `tcp` is "
+            "written for TCP flows only. Until this table existed the docs described `tcp` as flag counts only and "
+            "`proto` as a number: the event has always written `proto` as a name and `tcp` as Suricata's hex flags; "
+            "both stay, and `ip_proto` and the per-flag counts under `tcp` were added.", "",
+            "| field | JSON | unit | meaning |", "|---|---|---|---|"]
+    out += [f"| `{f.path}` | {f.json} | {f.unit} | {f.doc} |" for f in FLOW_EVENT_FIELDS]
+    out.append("")
     out += ["## Alert events (`event_type: alert` in events.jsonl, before the devices)", "",
             "| field | type | meaning |", "|---|---|---|",
             "| `timestamp` | string | ISO-8601 (UTC): when the evidence crossed the rule's threshold, i.e. when a live "
@@ -238,8 +288,15 @@ def records_markdown() -> str:
             "| `score` | float | 0..1: the larger of the rule's confidence and the behaviour model's probability |",
             "| `first_ts`, `last_ts` | float, epoch s | the episode's first and last packet |",
             "| `evidence` | object | counts, ports, `sample_targets`, `flow_ids`, `first_packet`/`alert_packet` "
-            "(`file`, `packet`: Wireshark's frame number), `x_baseline`, `uplink_share`, `model_probability`, "
-            "`detected_by` (the rules and the model that agree), `also` (other rules of the same episode) |", "",
+            "(`file`, `packet`: Wireshark's frame number; every alert has both, null only for a model-only alert "
+            "without evidence events), `x_baseline`, `uplink_share`, `model_probability`, "
+            "`detected_by` (the rules that fired, first to fire first, and the model when it agrees), `also` (other "
+            "rules of the same episode), `flows_not_kept` (flows counted in the totals but not kept one by one), "
+            "`lower_bounds` (the fields that are lower bounds, when any; the signature then says \"at least\"), "
+            "`sampled` (why: a side-channel budget), `dns_queries_sent` (DNS queries the device sent in the "
+            "episode's windows, exact) |", "",
+            "Counts and `last_ts` are the episode's totals (docs/detection.md, \"Counts are totals\"), unless "
+            "`lower_bounds` names them.", "",
             "One alert per device and behaviour episode; see docs/detection.md for each rule's evidence.", ""]
     out += ["## Stats event (`event_type: stats`, last line of events.jsonl)", "",
             "`packets`, `bytes` (frame bytes), `files` read, `undecodable` packets by layer (`link`, `network`, "

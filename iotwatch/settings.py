@@ -45,6 +45,35 @@ class Settings:
     baseline: Path | None = None  # an earlier run's baselines.json (or its folder)
     uplink_mbps: float | None = None  # surges are also given as a share of it
 
+    #: the largest values accepted: a week-long window or timeout, a flow table of 16 M flows
+    #: (about 3 GB), a 10 Tbit/s uplink; beyond them a value is a typo, not a setting
+    MAX_WINDOW_S = 7 * 86400.0
+    MAX_TIMEOUT_S = 7 * 86400.0
+    MAX_FLOWS = 1 << 24
+    MAX_UPLINK_MBPS = 1e7
+
+    def validate(self) -> Settings:
+        """Raise :class:`~iotwatch.errors.SettingsError` (naming the field) for a value out of
+        range, before any work; return self."""
+        import ipaddress
+
+        from .errors import SettingsError, check_number
+
+        check_number("window_s", self.window_s, low=0, high=self.MAX_WINDOW_S)
+        check_number("idle_timeout", self.idle_timeout, low=0, high=self.MAX_TIMEOUT_S)
+        check_number("active_timeout", self.active_timeout, low=0, high=self.MAX_TIMEOUT_S)
+        check_number("max_flows", self.max_flows, low=1024, high=self.MAX_FLOWS, integer=True, low_inclusive=True)
+        check_number("max_devices", self.max_devices, low=1, high=1 << 24, integer=True, low_inclusive=True)
+        check_number("batch_size", self.batch_size, low=1, high=1 << 24, integer=True, low_inclusive=True)
+        if self.uplink_mbps is not None:
+            check_number("uplink_mbps", self.uplink_mbps, low=0, high=self.MAX_UPLINK_MBPS)
+        for net in self.local_nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise SettingsError("local_nets", f"{net!r} is not a network in CIDR form (like 10.20.0.0/16)") from None
+        return self
+
     def flow_settings(self) -> FlowSettings:
         from .flows import FlowSettings
 

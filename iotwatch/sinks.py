@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from .errors import OutputError
 from .jsonfmt import FLOAT, HEX2, INT, ISO, STR, STR_OR_NULL, Col, If, format_lines
-from .records import FLOW_SCHEMA, WINDOW_SCHEMA, DeviceRecord, Stats
+from .records import FLOW_EVENT_FIELDS, FLOW_SCHEMA, WINDOW_SCHEMA, DeviceRecord, EventField, Stats
 
 if TYPE_CHECKING:
     from .detect.alerts import Alert
@@ -162,27 +162,30 @@ def _json_number(x: float) -> float | int | None:
     return x
 
 
+_JSON_KIND = {"int": INT, "float": FLOAT, "string": STR, "string or null": STR_OR_NULL, "ISO-8601 string": ISO,
+              "hex string": HEX2}
+
+
 def _flow_template() -> list[str | Col | If]:
-    """Suricata's flow event: counters under ``flow``; for TCP, ``tcp`` with the OR of the flags
-    seen (hex, as Suricata writes them) per direction. Per-flag counts are in flows.parquet."""
-    t: list[str | Col | If] = [
-        '{"event_type":"flow","timestamp":"', Col(ISO, "start"), '","flow_id":', Col(INT, "flow_id"),
-        ',"community_id":"', Col(STR, "community_id"),
-        '","src_ip":"', Col(STR, "src_ip"), '","src_port":', Col(INT, "src_port"),
-        ',"dest_ip":"', Col(STR, "dest_ip"), '","dest_port":', Col(INT, "dest_port"),
-        ',"proto":"', Col(STR, "proto_name"), '","ip_version":', Col(INT, "ip_version"),
-        ',"src_mac":', Col(STR_OR_NULL, "src_mac"), ',"dest_mac":', Col(STR_OR_NULL, "dest_mac"),
-        ',"vlan":', Col(INT, "vlan"), ',"flow":{',
-    ]
-    for k, name in enumerate(("pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
-                              "payload_toserver", "payload_toclient")):
-        t += [("," if k else "") + f'"{name}":', Col(INT, name)]
-    t += [',"start":', Col(FLOAT, "start"), ',"end":', Col(FLOAT, "end"),
-          ',"state":"', Col(STR, "state"), '","reason":"', Col(STR, "reason"), '"}',
-          If("is_tcp", [',"tcp":{"tcp_flags":"', Col(HEX2, "tcp_flags"), '","tcp_flags_ts":"', Col(HEX2, "tcp_flags_ts"),
-                        '","tcp_flags_tc":"', Col(HEX2, "tcp_flags_tc"), '"}']),
-          "}\n"]
-    return t
+    """Suricata's flow event, generated from records.FLOW_EVENT_FIELDS: top-level fields, then
+    the ``flow`` object, then (TCP only) the ``tcp`` object."""
+    def pieces(fields: list[EventField], first: bool) -> list[str | Col | If]:
+        out: list[str | Col | If] = []
+        for k, f in enumerate(fields):
+            name = f.path.rpartition(".")[2]
+            kind = _JSON_KIND[f.json]
+            quote = '"' if kind in (STR, ISO, HEX2) else ""
+            sep = "" if first and k == 0 else ","
+            out += [f'{sep}"{name}":{quote}', Col(kind, f.column)]
+            if quote:
+                out.append(quote)
+        return out
+
+    top = [f for f in FLOW_EVENT_FIELDS if "." not in f.path]
+    flow = [f for f in FLOW_EVENT_FIELDS if f.path.startswith("flow.")]
+    tcp = [f for f in FLOW_EVENT_FIELDS if f.path.startswith("tcp.")]
+    return ['{"event_type":"flow"', *pieces(top, False), ',"flow":{', *pieces(flow, True), "}",
+            If("is_tcp", [',"tcp":{', *pieces(tcp, True), "}"]), "}\n"]
 
 
 FLOW_TEMPLATE = _flow_template()

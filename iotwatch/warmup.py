@@ -67,7 +67,7 @@ def load_kernels() -> None:
 
     from .bundle import _forest_proba
     from .capture.write import write_pcap, write_pcapng
-    from .detect import Detector
+    from .detect import Detector, DetectSettings
     from .detect.rules import _screen
     from .inventory.analyser import Inventory
     from .pipeline import Pipeline, run
@@ -79,13 +79,13 @@ def load_kernels() -> None:
             # both readers' loops load: a classic pcap and a pcapng of the same frames
             for name, write in (("warm.pcap", write_pcap), ("warm.pcapng", write_pcapng)):
                 write(Path(tmp) / name, frames)
-                pipe, _captures = run([Path(tmp) / name], small, [], detector=Detector(), inventory=Inventory(),
+                pipe, _captures = run([Path(tmp) / name], small, [], detector=Detector(DetectSettings(model=None)), inventory=Inventory(),
                                       _warm=False)
                 pipe.finish()
     except OSError:  # no writable temporary folder: warm up from memory (the readers load when first used)
         from .capture.memory import frames_to_batch
 
-        pipe = Pipeline(small, [], detector=Detector(), inventory=Inventory(), _warm=False)
+        pipe = Pipeline(small, [], detector=Detector(DetectSettings(model=None)), inventory=Inventory(), _warm=False)
         pipe.feed(frames_to_batch(frames))
         pipe.finish()
     z = np.zeros(2, np.int64)

@@ -151,16 +151,19 @@ def test_shared_labelled_hosts(tmp_path: Path) -> None:
     """Every attacker in ../shared/pcaps/LABELS.tsv flagged with the right category, zero alerts on
     the 503 hosts labelled normal or victim.
 
-    For now without the rows of the commodity-malware sets (``corelight_*``: C2 check-ins, RAT
-    sessions, SMTP/FTP exfiltration), which detection does not catch yet: catching them is issue
-    10's work, and this test covers every row again when it lands."""
+    For now without the rows of two commodity-malware sets that detection does not catch yet:
+    ``corelight_strrat`` (one pre-filtered TCP session with a 5 s heartbeat inside it: the flow
+    records keep no timing within a flow) and ``corelight_caldera`` (lab emulation, its controller
+    on the same local network). The AgentTesla and AsyncRAT sets are in. Issue 10 stays open
+    until this test covers every row again."""
     import csv
 
+    not_yet = ("corelight_strrat/", "corelight_caldera/")
     with open(SHARED_PCAPS / "LABELS.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    kept = [dict(r, file=str(SHARED_PCAPS / r["file"])) for r in rows if not r["file"].startswith("corelight_")]
-    assert 0 < len(kept) < len(rows)
-    labels = tmp_path / "LABELS-without-corelight.tsv"
+    kept = [dict(r, file=str(SHARED_PCAPS / r["file"])) for r in rows if not r["file"].startswith(not_yet)]
+    assert len(rows) - len(kept) == 4
+    labels = tmp_path / "LABELS-without-strrat-caldera.tsv"
     with open(labels, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
         w.writeheader()
@@ -168,9 +171,10 @@ def test_shared_labelled_hosts(tmp_path: Path) -> None:
     rep = evaluate([labels], iotwatch.detect.model.default_model(), n_jobs=2)
     assert [f"{h.label.capture.name} {h.label.behaviour}" for h in rep.missed] == []
     assert [(lab.capture.name, lab.host, c) for lab, c, _ in rep.false_alarms] == []
-    assert len(rep.detected) == 12
+    assert len(rep.detected) == 17
+    # the one slower than 10 s: AgentTesla's first SMTP session begins 12 s after its IP lookup
     late = {h.label.capture.name: h.delay_s for h in rep.detected if h.delay_s is None or h.delay_s > 10}
-    assert late == {}
+    assert set(late) <= {"agenttesla_a30789ce.pcap"} and all(d is not None and d < 15 for d in late.values())
 
 
 @needs_shared

@@ -246,8 +246,10 @@ def test_rule_camera_from_model_name_and_rtsp() -> None:
     ids = identify({CAM: DeviceRecord(mac=CAM, ips=["192.168.1.64"])}, fp, {CAM: tr})
     ident = ids[CAM]
     assert isinstance(ident, Identity)
-    assert ident.device_type == "camera" and ident.type_confidence >= 0.9 and ident.model is None
-    assert ident.vendor == "Hikvision" and ident.product == "DS-2CD2032-I"
+    assert ident.device_type == "camera" and ident.type_confidence >= 0.9 and ident.classified_by is None
+    assert ident.vendor == "Hikvision" and ident.model == ident.product == "DS-2CD2032-I"
+    # one meaning per name: Identity.model is the product model, as DeviceRecord.model
+    assert ident.to_dict()["model"] == "DS-2CD2032-I" and ident.to_dict()["classified_by"] is None
     assert ident.evidence[0].startswith("OUI: Hangzhou Hikvision")
     assert "serves RTSP on 554 (3 sessions)" in ident.evidence
 
@@ -278,7 +280,7 @@ def test_classifier_never_guesses_camera_without_camera_evidence() -> None:
             return np.array([[0.9, 0.1]] * len(x))
 
     ident = decide(PC, None, Fingerprints().get(PC), DeviceTraffic(), TypeModel(AlwaysCamera(), "type-test"))
-    assert ident.device_type == "plug" and ident.model == "type-test"
+    assert ident.device_type == "plug" and ident.classified_by == "type-test"
 
 
 def test_type_model_bundle_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -350,7 +352,7 @@ def test_mobile_division_registration_decides_phone_by_rule() -> None:
     model = TypeModel(ComputerModel(), "type-test")
     lg_mobile = "64:bc:0c:6a:81:f3"  # LG Electronics (Mobile Communications)
     ident = decide(lg_mobile, None, Fingerprints().get(lg_mobile), DeviceTraffic(), model)
-    assert ident.device_type == "phone" and ident.model is None and ident.type_confidence >= 0.8
+    assert ident.device_type == "phone" and ident.classified_by is None and ident.type_confidence >= 0.8
     assert any("mobile communications division" in e for e in ident.evidence)
     for org in ("GUANGDONG OPPO MOBILE TELECOMMUNICATIONS CORP.,LTD", "vivo Mobile Communication Co., Ltd.",
                 "Lenovo Mobile Communication Technology Ltd."):
@@ -368,20 +370,20 @@ def test_randomised_mac_with_private_dns_is_an_android_handset() -> None:
     rand = "6a:0f:da:86:9b:90"  # locally administered, randomised
     fp, tr = _private_dns(rand)
     ident = decide(rand, None, fp.get(rand), tr, model)
-    assert ident.device_type == "phone" and ident.model is None and ident.type_confidence >= 0.8
+    assert ident.device_type == "phone" and ident.classified_by is None and ident.type_confidence >= 0.8
     assert "Android Private DNS from a randomised MAC: DNS over TLS to dns.google" in ident.evidence
     # DoT alone (a registered laptop MAC), or from a virtual machine's fixed prefix: not decided by rule
     for mac in (PC, "52:54:00:12:34:56"):
         fp, tr = _private_dns(mac)
         ident = decide(mac, None, fp.get(mac), tr, model)
-        assert ident.device_type == "computer" and ident.model == "type-test", mac
+        assert ident.device_type == "computer" and ident.classified_by == "type-test", mac
     assert lookup("52:54:00:12:34:56").virtual == "QEMU/KVM"
     assert "locally administered MAC (QEMU/KVM default prefix)" in ident.evidence
     # a randomised MAC with DoT on a machine that says it is a PC stays a PC
     ua = b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)\r\n\r\n"
     fp, tr = _private_dns(rand, ua)
     ident = decide(rand, None, fp.get(rand), tr, model)
-    assert ident.device_type == "computer" and ident.model is None
+    assert ident.device_type == "computer" and ident.classified_by is None
 
 
 def test_busybox_dhcp_client_is_never_typed_computer_or_phone() -> None:
@@ -447,7 +449,7 @@ def _identify_capture(rel: str) -> dict[str, Identity]:
 def test_shared_dlink_camera_typed_camera_by_rule() -> None:
     ids = _identify_capture("iot_sentinel/D-LinkCam/Setup-A-1-STA.pcap")
     cam = ids["b0:c5:54:25:5b:0e"]
-    assert cam.device_type == "camera" and cam.model is None and cam.product == "DCS-935L"
+    assert cam.device_type == "camera" and cam.classified_by is None and cam.model == cam.product == "DCS-935L"
     assert cam.vendor == "D-Link"
 
 
@@ -471,9 +473,9 @@ def test_shared_phones_typed_phone_by_rule() -> None:
                      ("ndpi_protocols/googledns_android10.pcap", "6a:0f:da:86:9b:90")):
         prof = profile_capture(SHARED_PCAPS / rel, cache=False)
         ids = identify(prof.devices, prof.fingerprints, prof.traffic, model)
-        assert ids[mac].device_type == "phone" and ids[mac].model is None, (rel, ids[mac].evidence)
+        assert ids[mac].device_type == "phone" and ids[mac].classified_by is None, (rel, ids[mac].evidence)
         # nothing else in these captures is typed phone by rule
-        assert [k for k, i in ids.items() if k != mac and i.device_type == "phone" and i.model is None] == []
+        assert [k for k, i in ids.items() if k != mac and i.device_type == "phone" and i.classified_by is None] == []
 
 
 @needs_shared
@@ -534,7 +536,7 @@ def test_unit_from_two_captures_is_typed_as_one_run_types_it() -> None:
     assert tr[HUB].used[(6, 443)] == 7 and tr[HUB].first == 100.0 and tr[HUB].last == 5030.0
     assert rec is not None and rec.packets_out == 30 and (rec.first_seen, rec.last_seen) == (100.0, 5030.0)
     ident = type_unit([tls_only, named], model)
-    assert ident.device_type == "hub" and ident.model is None and ident.product == "DCH-G020"
+    assert ident.device_type == "hub" and ident.classified_by is None and ident.model == ident.product == "DCH-G020"
     assert ident == identify({HUB: rec}, fp, tr, model)[HUB]
 
 
@@ -590,7 +592,7 @@ def test_shared_dlink_hub_typed_hub_from_its_captures_together(tmp_path, monkeyp
     door = [s for s in ss if "D-LinkDoorSensor" in s.file]
     assert [decide(s.key, s.record, s.sig, s.traffic, model).device_type for s in door] == ["computer"] * len(door)
     ident = type_unit(ss, model)
-    assert ident.device_type == "hub" and ident.model is None and ident.product == "DCH-G020"
+    assert ident.device_type == "hub" and ident.classified_by is None and ident.model == ident.product == "DCH-G020"
     run = iotwatch.analyze([SHARED_PCAPS / r["file"] for r in rows], detect=False).devices[HUB]
     assert run.device_type == "hub" and run.model == "DCH-G020"
 

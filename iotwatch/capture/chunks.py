@@ -22,8 +22,7 @@ def open_binary(path: Path) -> BinaryIO:
         raise InputError(path, "is a directory where a capture file was expected") from None
     except OSError as e:
         raise InputError(path, f"cannot open: {e.strerror or e}") from None
-    head = f.read(2)
-    f.seek(0)
+    head = f.peek(2)[:2]  # (not read and seek back: a pipe or FIFO cannot seek)
     if head == b"\x1f\x8b":
         return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
     return f

@@ -53,17 +53,36 @@ def open_capture(path: str | Path, chunk: int = DEFAULT_CHUNK, batch_size: int =
         raise
 
 
-def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for capture files (sorted by name)."""
+def expand_paths(paths: Iterable[str | Path], duplicates: list[tuple[Path, Path]] | None = None) -> list[Path]:
+    """Files as given, folders searched recursively for capture files (sorted by name). A file
+    named twice (``F F``, a folder and a file in it, a symbolic or hard link to it) is listed
+    once; each repeat goes to ``duplicates`` as (repeat, the path kept)."""
     out: list[Path] = []
+    seen: dict[tuple[int, int], Path] = {}
+
+    def add(q: Path) -> None:
+        try:
+            st = q.stat()
+            key = (st.st_dev, st.st_ino)
+        except OSError:  # unreadable: kept, and its reader says what is wrong
+            out.append(q)
+            return
+        if key in seen:
+            if duplicates is not None:
+                duplicates.append((q, seen[key]))
+            return
+        seen[key] = q
+        out.append(q)
+
     for p in map(Path, paths):
         if p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.name.lower().endswith(CAPTURE_SUFFIXES))
             if not found:
                 raise InputError(p, "folder holds no capture files (*.pcap, *.pcapng, *.cap, and .gz of those)")
-            out.extend(found)
+            for q in found:
+                add(q)
         elif p.exists():
-            out.append(p)
+            add(p)
         else:
             raise InputError(p, "no such file or folder")
     return out
@@ -88,7 +107,9 @@ class CaptureSet:
     a damaged file ends early and the next file is read."""
 
     def __init__(self, paths: Iterable[str | Path], *, order_by_time: bool = True, batch_size: int = 1 << 15) -> None:
-        self.paths = expand_paths(paths)
+        #: files given more than once, read once: (the repeat, the path read)
+        self.duplicates: list[tuple[Path, Path]] = []
+        self.paths = expand_paths(paths, self.duplicates)
         if order_by_time and len(self.paths) > 1:
             stamps = {p: first_timestamp(p) for p in self.paths}
             self.paths.sort(key=lambda p: (stamps[p] is None, stamps[p] or 0))

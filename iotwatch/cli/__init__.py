@@ -12,9 +12,10 @@ import sys
 
 import typer
 
-from .. import __version__
+from .. import __version__, interrupt
 from .analyze import analyze_command, devices_command
 from .model import evaluate_command, train_command
+from .report import compare_command, evidence_command, report_command
 from .synth import synth_command
 
 app = typer.Typer(
@@ -44,10 +45,14 @@ app.command("devices")(devices_command)
 app.command("synth")(synth_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)
+app.command("evidence")(evidence_command)
+app.command("report")(report_command)
+app.command("compare")(compare_command)
 
 
 def main() -> None:
     try:
+        interrupt.resume()  # a Ctrl-C during the imports raises here, inside the handler below
         app()
     except KeyboardInterrupt:
         sys.stderr.write("iotwatch: interrupted\n")

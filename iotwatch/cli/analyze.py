@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from .. import interrupt
 from ..errors import CaptureError, InputError
 from ..settings import DEFAULT_MAX_FLOWS, Settings
 from .common import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, say, user_errors
@@ -81,8 +82,10 @@ def inventory_table(devices: dict[str, DeviceRecord]) -> Table:
     t.add_column("type", overflow="fold", max_width=24)
     t.add_column("conf.", justify="right", no_wrap=True)
     t.add_column("evidence", overflow="fold", ratio=2)
-    t.add_column("up", justify="right", no_wrap=True)
-    t.add_column("down", justify="right", no_wrap=True)
+    # the same words as analyze's table: "sent"/"received" are all frame bytes, "uploaded" only
+    # those to external addresses (one name, one meaning)
+    t.add_column("sent", justify="right", no_wrap=True)
+    t.add_column("received", justify="right", no_wrap=True)
     order = {"recorder": 0, "camera": 1}
     for d in sorted(devices.values(), key=lambda d: (order.get(d.device_type or "", 2), d.device_type or "", d.key)):
         kind = (d.device_type or "—") + (f" ({d.model})" if d.model else "")
@@ -117,6 +120,13 @@ def alerts_panel(alerts: list[Alert]) -> object:
     return out
 
 
+def report_duplicates(duplicates: list[tuple[Path, Path]]) -> None:
+    """One line per file given more than once (read once)."""
+    for again, kept in duplicates:
+        same = "the same path" if again == kept else f"the same file as {kept}"
+        say(f"iotwatch: note: {again} is {same}: read once")
+
+
 def _report_problems(problems: list[InputError]) -> None:
     for p in problems:
         if isinstance(p, CaptureError):
@@ -138,22 +148,23 @@ def _summary(stats: Stats, out: Path | None) -> str:
 
 def _settings(window: float, local_net: list[str], idle_timeout: float, active_timeout: float, max_flows: int,
               **analysers: object) -> Settings:
-    import ipaddress
+    """The run's settings, checked by the library (Settings.validate: one usage line, exit 2)."""
+    with user_errors():
+        return Settings(window_s=window, local_nets=tuple(local_net), idle_timeout=idle_timeout,
+                        active_timeout=active_timeout, max_flows=max_flows,
+                        **analysers).validate()  # type: ignore[arg-type]
 
-    for net in local_net:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise typer.BadParameter(f"{net!r} is not a network in CIDR form (like 10.20.0.0/16)",
-                                     param_hint="--local-net") from None
-    if window <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--window")
-    if idle_timeout <= 0 or active_timeout <= 0:
-        raise typer.BadParameter("timeouts must be positive", param_hint="--idle-timeout/--active-timeout")
-    if max_flows < 1024:
-        raise typer.BadParameter("must be at least 1024", param_hint="--max-flows")
-    return Settings(window_s=window, local_nets=tuple(local_net), idle_timeout=idle_timeout,
-                    active_timeout=active_timeout, max_flows=max_flows, **analysers)  # type: ignore[arg-type]
+
+def _check_out(out: Path, top: int) -> None:
+    """The options only the command has, checked before any work: --top, and an --out that is an
+    existing file."""
+    from ..errors import check_number
+
+    with user_errors():
+        check_number("top", top, low=0, high=1 << 31, integer=True, low_inclusive=True)
+    if out.exists() and not out.is_dir():
+        say(f"iotwatch: usage error: --out: {out} is an existing file, not a folder")
+        raise typer.Exit(EXIT_USAGE)
 
 
 Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them; or "
@@ -188,6 +199,10 @@ SyslogOpt = Annotated[str | None, typer.Option("--syslog", metavar="udp|tcp://HO
                                                help="Also send each alert as a CEF line in an RFC 5424 syslog "
                                                "message to this collector (TCP: octet-counting framing).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
+ReportOpt = Annotated[bool, typer.Option("--report", help="Also write the audit report, OUT/report.ja.html and "
+                                         "OUT/report.en.html (as `iotwatch report`).")]
+EvidenceOpt = Annotated[bool, typer.Option("--evidence", help="Also write the evidence pack into OUT/evidence/ "
+                                           "(as `iotwatch evidence`).")]
 
 
 def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Window = 60.0,
@@ -195,12 +210,13 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
                     idle_timeout: Idle = 120.0, active_timeout: Active = 1800.0, max_flows: MaxFlows = DEFAULT_MAX_FLOWS,
                     flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False,
                     model: ModelOpt = None, no_model: NoModel = False, type_model: TypeModelOpt = None,
-                    baseline: Baseline = None, uplink_mbps: Uplink = None, zeek: ZeekOpt = None,
-                    syslog: SyslogOpt = None) -> None:
+                    baseline: Baseline = None, uplink_mbps: Uplink = None, report: ReportOpt = False,
+                    evidence: EvidenceOpt = False, zeek: ZeekOpt = None, syslog: SyslogOpt = None) -> None:
     """Analyse captures: alerts, devices (what they are), flows and per-device windows into
     OUT/events.jsonl and Parquet."""
-    if uplink_mbps is not None and uplink_mbps <= 0:
-        raise typer.BadParameter("must be positive", param_hint="--uplink-mbps")
+    settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows, model=model,
+                         no_model=no_model, type_model=type_model, baseline=baseline, uplink_mbps=uplink_mbps)
+    _check_out(out, top)
     if zeek is not None and zeek not in ("tsv", "json"):
         raise typer.BadParameter("must be tsv or json", param_hint="--zeek")
     if syslog is not None:
@@ -210,10 +226,12 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
             parse_target(syslog)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--syslog") from None
-    settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows, model=model,
-                         no_model=no_model, type_model=type_model, baseline=baseline, uplink_mbps=uplink_mbps)
-    raise typer.Exit(run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, zeek=zeek,
-                                  syslog=syslog))
+    code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, zeek=zeek, syslog=syslog)
+    if code in (EXIT_OK, EXIT_PARTIAL) and (report or evidence):
+        from .report import after_analysis  # the report's libraries only when asked for
+
+        code = after_analysis(out, report=report, evidence=evidence, quiet=quiet) or code
+    raise typer.Exit(code)
 
 
 def _progress(paths: list[Path], quiet: bool) -> Progress | None:
@@ -254,12 +272,18 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
                 res = analyze_to_folder(paths, out, settings, flow_events=flow_events, zeek=zeek, syslog=syslog,
                                         progress=lambda done, whole: bar.update(task, completed=done, total=whole))
     stats = res.stats
+    report_duplicates(res.duplicates)
     _report_problems(res.problems)
-    if not quiet:
+    late = interrupt.take()  # Ctrl-C after the reading: the results are complete, and the run stops here
+    if not quiet and not late:
         shown: list[object] = [alerts_panel(res.alerts)] if res.alerts else []
         _print(*shown, device_table(res.devices, top), _summary(stats, out))
     if stats.interrupted:
-        say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read")
+        say(f"iotwatch: interrupted: results cover the {stats.packets:,} packets read → {out}")
+        return EXIT_INTERRUPTED
+    if late:
+        say(f"iotwatch: interrupted after the reading: results are complete for the {stats.packets:,} packets read "
+            f"→ {out}")
         return EXIT_INTERRUPTED
     if stats.files == 0:
         if not res.problems:
@@ -279,6 +303,7 @@ def devices_command(paths: Paths, window: Window = 60.0,
     with user_errors():
         pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)], analysers=build_analysers(settings))
         devices, stats = pipe.finish()
+    report_duplicates(captures.duplicates)
     _report_problems(captures.problems)
     _print(inventory_table(devices), _summary(stats, None))
     raise typer.Exit(EXIT_PARTIAL if captures.problems else (EXIT_OK if stats.files else EXIT_ERROR))

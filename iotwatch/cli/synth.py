@@ -11,7 +11,7 @@ from ..vocab import CATEGORIES
 from .common import EXIT_USAGE, say, user_errors
 
 # the scenario names, without importing the generators (scapy) into every iotwatch command
-SCENARIOS = ("site", "hospital", *CATEGORIES)
+SCENARIOS = ("site", "hospital", *CATEGORIES, "after")
 
 Scenario = Annotated[str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.", show_default=False)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Capture to write (FILE.pcap; labels go to FILE.labels.tsv).")]
@@ -50,5 +50,7 @@ def synth_command(scenario: Scenario, out: Out, seed: Seed = 1, duration: Durati
         raise typer.Exit(EXIT_USAGE) from None
     size = result.pcap.stat().st_size / 1e6
     bad = sorted({lb.behaviour for lb in result.labels if lb.behaviour not in ("normal", "victim")})
+    victims = sum(lb.behaviour == "victim" for lb in result.labels)
+    what = ", ".join(bad) or (f"no misbehaving device, {victims} victim(s)" if victims else "all normal")
     typer.echo(f"{result.pcap}: {result.packets:,} packets, {size:.1f} MB, {len(result.labels)} labels "
-               f"({', '.join(bad) or 'all normal'}) → {result.labels_file}, {result.elapsed_s:.1f} s")
+               f"({what}) → {result.labels_file}, {result.elapsed_s:.1f} s")

@@ -12,11 +12,16 @@ from pathlib import Path
 
 from ..errors import InputError, OutputError
 
+#: what baselines.json holds, said in the file itself
+WHAT = ("each device's median upload to external addresses per window, over the windows judged normal: "
+        "no alert episode of the device touches them (windows_left_out counts the others); a device "
+        "with no normal window has no baseline")
+
 
 def write_baselines(path: Path, baselines: dict[str, dict[str, float]], window_s: float) -> None:
     """Write a run's per-device baselines (``Detector.baselines()``) as ``baselines.json``."""
     try:
-        path.write_text(json.dumps({"window_s": window_s, "devices": baselines}, indent=1) + "\n")
+        path.write_text(json.dumps({"window_s": window_s, "what": WHAT, "devices": baselines}, indent=1) + "\n")
     except OSError as e:
         raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
 

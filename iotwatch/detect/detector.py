@@ -3,28 +3,51 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
 
 from ..addrs import LocalNets
+from ..errors import SettingsError, check_number
 from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
 from .alerts import Alert
-from .evidence import Evidence, host_key
+from .evidence import R_AUTH, Evidence, host_key
 from .features import device_features, window_columns
 from .verdict import combine
+
+#: ``DetectSettings.model``'s default: the shipped behaviour model (models/behaviour) when present
+DEFAULT_MODEL = "default"
 
 
 @dataclass(slots=True)
 class DetectSettings:
-    window_s: float = 60.0
+    """How the detector judges. Library defaults give the same results as the CLI's defaults:
+
+    * ``window_s``: None takes the run's window (the pipeline's); a number must equal it.
+    * ``model``: ``DEFAULT_MODEL`` (the default) is the shipped behaviour model, as ``analyze``
+      uses; None is rules only; or a loaded bundle (see :mod:`.model`).
+    """
+
+    window_s: float | None = None
     thresholds: rules.Thresholds = field(default_factory=rules.Thresholds)
     uplink_mbps: float | None = None
     baselines: dict[str, float] = field(default_factory=dict)  # device → upload bytes per window
-    model: object | None = None  # a loaded behaviour Bundle (see .model)
+    model: object | None = DEFAULT_MODEL
+
+    def validate(self) -> DetectSettings:
+        """Raise :class:`~iotwatch.errors.SettingsError` for a value out of range; return self."""
+        from ..settings import Settings
+
+        if self.window_s is not None:
+            check_number("window_s", self.window_s, low=0, high=Settings.MAX_WINDOW_S)
+        if self.uplink_mbps is not None:
+            check_number("uplink_mbps", self.uplink_mbps, low=0, high=Settings.MAX_UPLINK_MBPS)
+        for dev, b in self.baselines.items():
+            check_number(f"baselines[{dev}]", b, low=0, high=1e18, low_inclusive=True)
+        return self
 
 
 class Detector:
@@ -34,9 +57,28 @@ class Detector:
     wants_rare = True
 
     def __init__(self, settings: DetectSettings | None = None, local_nets: LocalNets | None = None) -> None:
-        self.settings = settings or DetectSettings()
+        s = (settings or DetectSettings()).validate()
+        if isinstance(s.model, str) and s.model == DEFAULT_MODEL:
+            from .model import default_model
+
+            s = replace(s, model=default_model())
+        self.settings = s
+        self.window_s = s.window_s if s.window_s is not None else 60.0
+        self._nets_given = local_nets is not None
         self.evidence = Evidence(local_nets)
         self._windows: list[pa.Table] = []
+        self._alerted: dict[str, list[tuple[float, float]]] = {}  # device → its alert episodes (conclude)
+
+    def bind(self, window_s: float, local_nets: LocalNets) -> None:
+        """Join a run (the pipeline calls this): take its window and local networks unless given;
+        a window of its own that differs from the run's is refused, never silently kept."""
+        if self.settings.window_s is None:
+            self.window_s = window_s
+        elif self.settings.window_s != window_s:
+            raise SettingsError("window_s", f"the detector's window ({self.settings.window_s:g} s) differs from the "
+                                f"run's ({window_s:g} s): give the same, or leave DetectSettings.window_s unset")
+        if not self._nets_given:
+            self.evidence.nets = local_nets
 
     # streaming ------------------------------------------------------------------------------
     def on_flow_records(self, rows: np.ndarray) -> None:
@@ -54,7 +96,7 @@ class Detector:
         s = self.settings
         out = {}
         for dev, cols in window_columns(self._windows).items():
-            X = device_features(cols, self.evidence.devices.get(dev), s.window_s, s.baselines.get(dev))
+            X = device_features(cols, self.evidence.devices.get(dev), self.window_s, s.baselines.get(dev))
             out[dev] = (cols, X)
         return out
 
@@ -66,6 +108,7 @@ class Detector:
         uplink_bps = s.uplink_mbps * 1e6 if s.uplink_mbps else None
         feats = self.features()
         probs = self._probabilities(feats)
+        peers = _peer_uploads(feats, devices)
         alerts: list[Alert] = []
         for dev in sorted(set(self.evidence.devices) | set(feats)):
             d = self.evidence.devices.get(dev)
@@ -74,18 +117,26 @@ class Detector:
             ev = None
             if d is not None:
                 ev = _own(d.events(), devices.get(dev))
-                findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)})
-                findings += rules.bruteforce(ev, th, files)
-                findings += rules.flood(d, ev, th, files)
-                findings += rules.dns_tunnel(d, th, files)
+                ovf = _own(d.ovf, devices.get(dev))  # the counts past the evidence cap, same rule
+                findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)}, ovf, self.window_s)
+                findings += rules.bruteforce(ev, th, files, ovf, d.dropped_last if R_AUTH in d.ovf_full_roles else -np.inf)
+                findings += rules.flood(d, ev, th, files, ovf, cols, self.window_s)
+                findings += rules.dns_tunnel(d, th, files, cols, self.window_s)
                 findings += rules.c2(d, ev, th, files)
+                findings += rules.credential_upload(d, ev, th, files)
+                findings += rules.dynamic_dns_session(d, ev, th, files)
                 if cols:
                     wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
                     wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
-                    findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, s.window_s)
-            alerts += combine(dev, devices.get(dev), findings, cols, X, s.model, s.window_s, ev, files,
+                    rec = devices.get(dev)
+                    findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, self.window_s,
+                                                   peers.get(dev), (rec.first_seen, rec.last_seen) if rec else None)
+            alerts += combine(dev, devices.get(dev), findings, cols, X, s.model, self.window_s, ev, files,
                               probs.get(dev, {}))
         alerts.sort(key=lambda a: (a.severity, -a.score, a.timestamp))
+        self._alerted = {}
+        for a in alerts:
+            self._alerted.setdefault(a.device, []).append((a.first_ts, a.last_ts))
         for a in alerts:
             rec = devices.get(a.device)
             if rec is not None:
@@ -120,14 +171,36 @@ class Detector:
         return time.perf_counter() - t
 
     def baselines(self) -> dict[str, dict[str, float]]:
-        """Each device's normal upload (median per window over its windows without alerts), to
-        reuse with ``--baseline`` on a later capture."""
+        """Each device's normal upload, to reuse with ``--baseline`` on a later capture: the median
+        per window over the windows judged normal (none of the device's alert episodes, whatever
+        their behaviour, touches them). A device with no such window gets no baseline: a surge
+        is never stored as anybody's normal. Call after :meth:`conclude`."""
         out = {}
+        w = self.window_s
         for dev, cols in window_columns(self._windows).items():
-            up = cols["upload_bytes"]
-            out[dev] = {"upload_bytes_per_window": float(np.median(up)), "window_s": self.settings.window_s,
-                        "windows": len(up)}
+            up, starts = cols["upload_bytes"], cols["window_start"]
+            normal = np.ones(len(up), bool)
+            for lo, hi in self._alerted.get(dev, []):
+                normal &= ~((starts + w > lo) & (starts <= hi))
+            if not normal.any():
+                continue
+            out[dev] = {"upload_bytes_per_window": float(np.median(up[normal])), "window_s": w,
+                        "windows": int(normal.sum()), "windows_left_out": int((~normal).sum())}
         return out
+
+
+def _peer_uploads(feats: dict[str, tuple[dict[str, np.ndarray], np.ndarray]],
+                  devices: dict[str, DeviceRecord]) -> dict[str, float]:
+    """Per device, what the site's other devices upload to external addresses in a window: the
+    upper quartile of their medians (the reference for a device seen only while it surges)."""
+    med = {d: float(np.median(c["upload_bytes"])) for d, (c, _X) in feats.items()
+           if c and len(c["upload_bytes"]) and d in devices}
+    out = {}
+    for d in med:
+        others = [v for k, v in med.items() if k != d]
+        if others:
+            out[d] = float(np.percentile(others, 75))
+    return out
 
 
 def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:

@@ -1,11 +1,18 @@
 """Finished flows and rare frames → compact per-device evidence, as the input streams.
 
 Only flows that can become evidence are kept, in columns, per device and bounded
-(:data:`MAX_EVENTS` per device): probes (SYNs nobody completed, empty connections the client reset,
+(:data:`MAX_EVENTS` per device and class): probes (SYNs nobody completed, empty connections the client reset,
 NULL/FIN/Xmas packets, ICMP echo/timestamp requests), connections to authentication services,
 connections to external peers (beacons, uploads) and heavy one-way streams (flood candidates).
 ARP requests and DNS query names come from the sidecar's rare frames. Everything here is
 mergeable: two halves of an archive give two :class:`Evidence` objects that :meth:`merge` joins.
+
+Past the cap, events are no longer kept one by one but still **counted**: each is added to a
+bounded aggregate (:data:`OVF_DTYPE`) per device, role (a probe, a flow to a host, a login
+session), target and minute: flows, packets, bytes, first and last packet. The rules add these
+to the episodes they extend, so an alert's counts and ``last_ts`` are the episode's totals, not
+the cap. Only when the aggregate table itself is full (a scanner's millions of random targets)
+are per-target totals lower bounds, and the alert says so.
 """
 
 from __future__ import annotations
@@ -40,6 +47,26 @@ MAX_EVENTS = 20_000  # per device and class (the first ones: every rule fires lo
 # uploads, beacons), so that a scanner's probes never crowd out its upload
 MAX_EVENTS_TOTAL = 500_000  # over all devices (about 50 MB)
 
+MAX_DNS = 4096  # DNS queries kept per device (the side channel keeps 12 a minute, 64 in a burst)
+#: aggregates of the events past the cap: rows per device and role, and over all devices
+MAX_OVF_ROWS = 16_384
+MAX_OVF_ROWS_TOTAL = 262_144  # about 30 MB
+#: distinct (address, port) targets and hosts of the probes past the cap, over all devices (16 MB)
+MAX_OVF_DISTINCT_TOTAL = 1 << 20
+#: roles of an aggregate row: what the rules count it as
+R_PROBE, R_HOST, R_AUTH = 1, 2, 3
+OVF_DTYPE = np.dtype([
+    ("id", np.uint64), ("role", np.uint8), ("key", np.uint64), ("minute", np.int64),
+    ("src_hi", np.uint64), ("src_lo", np.uint64), ("dst_hi", np.uint64), ("dst_lo", np.uint64),
+    ("dport", np.uint16), ("proto", np.uint8), ("v6", np.uint8), ("ext", np.uint8),
+    ("first", np.float64), ("last", np.float64), ("flows", np.int64), ("pkts_out", np.int64),
+    ("pkts_in", np.int64), ("bytes_out", np.int64),
+    ("k_probe", np.int64), ("k_half_open", np.int64), ("k_empty_rst", np.int64), ("k_weird", np.int64),
+    ("k_echo", np.int64),
+])
+#: the probe kinds an aggregate row counts, by field
+OVF_KIND_FIELDS = (("k_probe", 1), ("k_half_open", 128), ("k_empty_rst", 32), ("k_weird", 2), ("k_echo", 4))
+
 EVENT_DTYPE = np.dtype([
     ("ts", np.float64), ("end", np.float64), ("dst_hi", np.uint64), ("dst_lo", np.uint64),
     ("src_hi", np.uint64), ("src_lo", np.uint64), ("flow_id", np.uint64), ("frame", np.int64),
@@ -62,6 +89,39 @@ def host_key(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
         return np.asarray(lo ^ (hi * _MIX + np.uint64(0x632BE59BD9B4E019)), np.uint64)
 
 
+def target_keys(ev: np.ndarray, with_port: bool = True) -> np.ndarray:
+    """One key per destination (address, and protocol and port when ``with_port``)."""
+    h = host_key(ev["dst_hi"], ev["dst_lo"])
+    if with_port:
+        h = h ^ (ev["dport"].astype(np.uint64) << np.uint64(1)) ^ ev["proto"].astype(np.uint64)
+    return h
+
+
+#: probes of a scan: any probe kind, except a SYN the client's own stack retransmitted (a real
+#: connect() that timed out, not a probe)
+PROBE_KINDS = 1 | 2 | 4 | 32 | 128  # K_PROBE | K_WEIRD | K_ECHO | K_EMPTY_RST | K_HALF_OPEN
+
+
+def scan_probes(ev: np.ndarray) -> np.ndarray:
+    """Mask of the events the scan rule counts as probes."""
+    k = ev["kind"]
+    retried = ((k & PROBE_KINDS) == 1) & (ev["pkts_out"] > 1) & (ev["pkts_in"] == 0)
+    return ((k & PROBE_KINDS) != 0) & ~retried
+
+
+def login_sessions(ev: np.ndarray) -> np.ndarray:
+    """Mask of the events the brute-force rule counts as sessions to a login service: TCP to a
+    login port, or to a service whose banner said SSH, telnet or FTP in any of its flows (the
+    side channel reads a few first payloads per device and minute: the others are the same
+    service). A C2 that listens on a telnet port is not a login."""
+    k = ev["kind"]
+    auth = (k & 8) != 0
+    banner = np.isin(ev["app"], (A_SSH, A_TELNET, A_FTP))
+    if banner.any():
+        auth |= (ev["proto"] == 6) & np.isin(target_keys(ev), target_keys(ev[banner]))
+    return auth & ((k & (1 | 128)) == 0) & (ev["app"] != A_MIRAI_C2)
+
+
 def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
     """The application a first payload reveals (banners and request lines), 0 when unsure."""
     if l3 == 4:
@@ -69,14 +129,19 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
             return 0
         ihl = (data[0] & 15) * 4
         proto = data[9]
+        end = int.from_bytes(data[2:4], "big")  # IP total length: Ethernet padding is not payload
     elif l3 == 6:
+        if len(data) < 40:
+            return 0
         ihl, proto = 40, data[6]
+        end = 40 + int.from_bytes(data[4:6], "big")
     else:
         return 0
     if proto != 6 or len(data) < ihl + 20:
         return 0
     doff = (data[ihl + 12] >> 4) * 4
-    p = data[ihl + doff: ihl + doff + 64]
+    size = (end if end else len(data)) - ihl - doff  # the segment's payload length (IP length 0: TSO, the capture's)
+    p = data[ihl + doff: ihl + doff + min(64, max(size, 0))]
     if not p:
         return 0
     if p.startswith(b"SSH-"):
@@ -91,8 +156,10 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
         return A_RTSP
     if p[0] == 0x16 and len(p) >= 3 and p[1] == 3:
         return A_TLS
-    # Mirai's bot greets its C2 first with a tiny binary hello (00 00 00 01 + id length + id)
-    if direction == 0 and dport in (23, 2323) and len(p) <= 40 and p[:3] == b"\x00\x00\x00":
+    # Mirai's bot greets its C2 first with a tiny binary hello: 00 00 00 01, then the id's length
+    # and the id (in the same segment or the next ones). Its 2-byte keep-alive (00 00) is not one.
+    if direction == 0 and dport in (23, 2323) and p[:4] == b"\x00\x00\x00\x01" and (
+            size == 4 or (size >= 5 and size == 5 + p[4])):
         return A_MIRAI_C2
     return 0
 
@@ -222,8 +289,13 @@ class DeviceEvidence:
     chunks: list[np.ndarray] = field(default_factory=list)
     n: int = 0
     n_class: list[int] = field(default_factory=lambda: [0, 0])  # events without / with payload
-    dropped: int = 0  # flows past the cap: counted, not kept
+    dropped: int = 0  # events past the cap: not kept one by one, counted in ``ovf``
     dropped_last: float = 0.0  # the last of them (epoch s)
+    ovf: np.ndarray = field(default_factory=lambda: np.zeros(0, OVF_DTYPE))  # sorted by id
+    ovf_full_roles: set[int] = field(default_factory=set)  # roles some of whose events past the cap fit no row
+    ovf_targets: list[np.ndarray] = field(default_factory=list)  # distinct probe targets past the cap (keys)
+    ovf_hosts: list[np.ndarray] = field(default_factory=list)
+    ovf_distinct_full: bool = False  # the distinct sets above stopped growing: distinct counts are lower bounds
     arp: list[tuple[float, int, int]] = field(default_factory=list)  # ts, target IPv4, frame
     dns: list[DnsQuery] = field(default_factory=list)
     c2_hellos: list[tuple[float, int, int]] = field(default_factory=list)  # ts, flow id, frame
@@ -246,12 +318,174 @@ class DeviceEvidence:
         self.sorted_n = len(ev)
         return ev
 
+    def distinct_past_cap(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct (address, port) targets and hosts of the probes past the cap."""
+        t = np.unique(np.concatenate(self.ovf_targets)) if self.ovf_targets else np.zeros(0, np.uint64)
+        h = np.unique(np.concatenate(self.ovf_hosts)) if self.ovf_hosts else np.zeros(0, np.uint64)
+        self.ovf_targets, self.ovf_hosts = [t], [h]
+        return t, h
+
+
+def _ovf_ids(role: int, key: np.ndarray, src: np.ndarray, minute: np.ndarray) -> np.ndarray:
+    """The aggregate row id of each event: (role, source, key, minute)."""
+    with np.errstate(over="ignore"):
+        return (key * np.uint64(0x9E3779B97F4A7C15)) ^ (src * np.uint64(0xC2B2AE3D27D4EB4F)) \
+            ^ (minute.astype(np.uint64) * np.uint64(0x165667B19E3779F9)) ^ np.uint64(role)
+
+
+def _ovf_rows(ev: np.ndarray, role: int, key: np.ndarray, ids: np.ndarray, minute: np.ndarray) -> np.ndarray:
+    """One aggregate row per id of these events."""
+    order = np.argsort(ids, kind="stable")
+    ids_s = ids[order]
+    starts = np.concatenate(([0], np.flatnonzero(ids_s[1:] != ids_s[:-1]) + 1))
+    first_idx = order[starts]
+    rows = np.zeros(len(starts), OVF_DTYPE)
+    rows["id"] = ids_s[starts]
+    rows["role"] = role
+    rows["key"] = key[first_idx]
+    rows["minute"] = minute[first_idx]
+    for f in ("src_hi", "src_lo", "dst_hi", "dst_lo", "dport", "proto", "v6"):
+        rows[f] = ev[f][first_idx]
+    rows["ext"] = (ev["kind"][first_idx] & K_EXT) != 0
+    ts = ev["ts"][order]
+    rows["first"] = np.minimum.reduceat(ts, starts)
+    rows["last"] = np.maximum.reduceat(np.maximum(ev["end"][order], ts), starts)
+    rows["flows"] = np.diff(np.append(starts, len(ids_s)))
+    for f in ("pkts_out", "pkts_in", "bytes_out"):
+        rows[f] = np.add.reduceat(ev[f][order].astype(np.int64), starts)
+    if role == R_PROBE:
+        kind = ev["kind"][order]
+        for f, bit in OVF_KIND_FIELDS:
+            rows[f] = np.add.reduceat(((kind & bit) != 0).astype(np.int64), starts)
+    return rows
+
+
+@kernel
+def _accumulate(tid, first, last, flows, pkts_out, pkts_in, bytes_out, k0, k1, k2, k3, k4,  # type: ignore[no-untyped-def]
+                ids, idx, ts, end, po, pi, bo, kind, with_kinds, miss):
+    """Add event ``idx[j]`` to its aggregate row (``ids[j]`` searched in the sorted ``tid``; the
+    other arrays are the table's columns and the events' fields); the ``j`` without a row go to
+    ``miss``. Returns how many missed."""
+    n = tid.shape[0]
+    nm = 0
+    for j in range(ids.shape[0]):
+        i = idx[j]
+        lo, hi = 0, n
+        x = ids[j]
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if tid[mid] < x:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == n or tid[lo] != x:
+            miss[nm] = j
+            nm += 1
+            continue
+        t = ts[i]
+        e = end[i] if end[i] > t else t
+        if t < first[lo]:
+            first[lo] = t
+        if e > last[lo]:
+            last[lo] = e
+        flows[lo] += 1
+        pkts_out[lo] += po[i]
+        pkts_in[lo] += pi[i]
+        bytes_out[lo] += bo[i]
+        if with_kinds:
+            k = kind[i]
+            k0[lo] += (k & 1) != 0
+            k1[lo] += (k & 128) != 0
+            k2[lo] += (k & 32) != 0
+            k3[lo] += (k & 2) != 0
+            k4[lo] += (k & 4) != 0
+    return nm
+
+
+@dataclass(slots=True)
+class _PastCap:
+    """The columns of a batch of events past the cap, computed once for every role."""
+
+    ev: np.ndarray
+    ts: np.ndarray
+    end: np.ndarray
+    po: np.ndarray
+    pi: np.ndarray
+    bo: np.ndarray
+    kind: np.ndarray
+    src: np.ndarray  # host_key of the source
+    minute: np.ndarray
+
+    @classmethod
+    def of(cls, ev: np.ndarray) -> _PastCap:
+        c = np.ascontiguousarray
+        return cls(ev, c(ev["ts"]), c(ev["end"]), c(ev["pkts_out"]), c(ev["pkts_in"]), c(ev["bytes_out"]),
+                   c(ev["kind"]), host_key(ev["src_hi"], ev["src_lo"]), (ev["ts"] // 60).astype(np.int64))
+
+
+def _add_rows(table: np.ndarray, pc: _PastCap, idx: np.ndarray, role: int, key: np.ndarray,
+              room: int) -> tuple[np.ndarray, bool]:
+    """Count the events ``idx`` of ``pc`` (with their ``key``) into ``table`` (sorted by id):
+    into their rows (a compiled loop), or into new rows while ``room`` lasts. Returns the table
+    and whether some events found no row."""
+    minute = pc.minute[idx]
+    ids = _ovf_ids(role, key, pc.src[idx], minute)
+    miss = np.empty(len(ids), np.int64)
+    t = table
+    nm = _accumulate(np.ascontiguousarray(t["id"]), t["first"], t["last"], t["flows"], t["pkts_out"], t["pkts_in"],
+                     t["bytes_out"], *(t[f] for f, _ in OVF_KIND_FIELDS), ids, idx, pc.ts, pc.end, pc.po, pc.pi,
+                     pc.bo, pc.kind, role == R_PROBE, miss)
+    if nm == 0:
+        return table, False
+    if room <= 0:
+        return table, True
+    m = miss[:nm]
+    ids_m = ids[m]
+    u = np.unique(ids_m)
+    full = len(u) > room
+    if full:
+        sel = np.isin(ids_m, u[:room])
+        m, ids_m = m[sel], ids_m[sel]
+    rows = _ovf_rows(pc.ev[idx[m]], role, key[m], ids_m, minute[m])
+    table = np.concatenate([table, rows])
+    return table[np.argsort(table["id"], kind="stable")], full
+
+
+def _new_keys(keys: np.ndarray, known: list[np.ndarray]) -> np.ndarray:
+    """The distinct keys not in the first (compacted) array of ``known``: a flood's one target
+    costs a comparison per event, not a sort."""
+    if known and len(known[0]) <= 64:
+        keys = keys[~np.isin(keys, known[0])]
+    return np.unique(keys)
+
+
+def _merge_rows(table: np.ndarray, rows: np.ndarray, room: int) -> tuple[np.ndarray, bool]:
+    """Add aggregate ``rows`` (unique ids) into ``table`` (sorted by id); new ids take at most
+    ``room`` new rows. Returns the table and whether some rows found no room."""
+    tid = np.ascontiguousarray(table["id"])
+    pos = np.searchsorted(tid, rows["id"])
+    hit = pos < len(tid)
+    hit[hit] = tid[pos[hit]] == rows["id"][hit]
+    if hit.any():
+        p, r = pos[hit], rows[hit]
+        table["first"][p] = np.minimum(table["first"][p], r["first"])
+        table["last"][p] = np.maximum(table["last"][p], r["last"])
+        for f in ("flows", "pkts_out", "pkts_in", "bytes_out", *(k for k, _ in OVF_KIND_FIELDS)):
+            table[f][p] += r[f]
+    new = rows[~hit]
+    full = len(new) > room
+    new = new[:max(room, 0)]
+    if len(new):
+        table = np.concatenate([table, new])
+        table = table[np.argsort(table["id"], kind="stable")]
+    return table, full
+
 
 class Evidence:
     """Per-device evidence gathered from flow records and rare frames."""
 
     MAX_ARP = 4096  # ARP requests per device (a sweep fires after 32)
-    MAX_DNS = 4096  # DNS queries per device (the side channel keeps 12 a minute, 64 in a burst)
+    MAX_DNS = MAX_DNS
     MAX_NAMES_TOTAL = 200_000  # ARP + DNS over all devices (about 40 MB at most)
     MAX_APPS = 200_000  # flows whose application is known and whose record has not come yet
 
@@ -260,10 +494,10 @@ class Evidence:
         self.devices: dict[str, DeviceEvidence] = {}
         self.apps: dict[int, int] = {}  # flow id → APPS code, from first payloads
         self._names: dict[int, str] = {}
-        self._mac_of: dict[str, int] = {}
-        self._full_macs = np.zeros(0, np.uint64)
         self.total = 0
         self.names = 0
+        self.ovf_rows = 0  # aggregate rows over all devices
+        self.ovf_distinct = 0  # distinct keys held over all devices
 
     def _dev(self, key: str) -> DeviceEvidence:
         d = self.devices.get(key)
@@ -306,14 +540,6 @@ class Evidence:
         """Reduce exported flow records (flows.FLOW_DTYPE) to evidence events."""
         if not len(rows):
             return
-        if len(self._full_macs):  # devices whose payload-less evidence is full: count those flows, no more
-            mac = rows["mac_c"]
-            full = np.isin(mac, self._full_macs) & (rows["pl"][:, 0] == 0) & (rows["pl"][:, 1] == 0)
-            if full.any():
-                self._count_dropped(mac[full], rows["last"][full])
-                rows = rows[~full]
-                if not len(rows):
-                    return
         app = np.zeros(len(rows), np.uint8)
         if self.apps:  # the few flows whose first payloads named their application
             fid = rows["flow_id"]
@@ -345,7 +571,6 @@ class Evidence:
                 name = self._names.get(k)
                 if name is None:
                     name = self._names[k] = mac_str(k)
-                    self._mac_of[name] = k
                 self._add(name, ev[part])
 
     def _add(self, key: str, ev: np.ndarray) -> None:
@@ -354,33 +579,56 @@ class Evidence:
         for cls, part in ((0, ev[empty]), (1, ev[~empty])):
             if not len(part):
                 continue
-            room = min(MAX_EVENTS - d.n_class[cls], MAX_EVENTS_TOTAL - self.total)
-            if room <= 0:
-                d.dropped += len(part)
-                d.dropped_last = max(d.dropped_last, float(part["end"].max()))
-                continue
+            room = max(0, min(MAX_EVENTS - d.n_class[cls], MAX_EVENTS_TOTAL - self.total))
             if len(part) > room:
-                d.dropped += len(part) - room
-                d.dropped_last = max(d.dropped_last, float(part["end"][room:].max()))
+                self._past_cap(d, part[room:])
                 part = part[:room]
+            if not len(part):
+                continue
             d.chunks.append(part.copy())
             d.n += len(part)
             d.n_class[cls] += len(part)
             self.total += len(part)
-            if cls == 0 and d.n_class[0] >= MAX_EVENTS:
-                mac = self._mac_of.get(key)
-                if mac is not None and mac not in self._full_macs:
-                    self._full_macs = np.append(self._full_macs, np.uint64(mac))
 
-    def _count_dropped(self, macs: np.ndarray, last_ns: np.ndarray) -> None:
-        for m in np.unique(macs):
-            d = self._dev(self._names[int(m)])
-            sel = macs == m
-            d.dropped += int(sel.sum())
-            d.dropped_last = max(d.dropped_last, float(last_ns[sel].max()) / 1e9)
+    def _past_cap(self, d: DeviceEvidence, ev: np.ndarray) -> None:
+        """Events past the cap: counted into the device's aggregate rows, not kept."""
+        pc = _PastCap.of(ev)
+        d.dropped += len(ev)
+        d.dropped_last = max(d.dropped_last, float(np.maximum(pc.end, pc.ts).max()))
+        hk = host_key(ev["dst_hi"], ev["dst_lo"])
+        tk = hk ^ (ev["dport"].astype(np.uint64) << np.uint64(1)) ^ ev["proto"].astype(np.uint64)  # = target_keys(ev)
+        probes = np.flatnonzero(scan_probes(ev))
+        logins = np.flatnonzero(login_sessions(ev))
+        for role, idx, key in ((R_PROBE, probes, np.zeros(len(probes), np.uint64)),
+                               (R_HOST, np.arange(len(ev)), hk),
+                               (R_AUTH, logins, tk[logins])):
+            if not len(idx):
+                continue
+            # rows per role: a scanner's millions of one-flow targets never crowd out its probes' counts
+            room = min(MAX_OVF_ROWS - int(np.count_nonzero(d.ovf["role"] == role)), MAX_OVF_ROWS_TOTAL - self.ovf_rows)
+            before = len(d.ovf)
+            d.ovf, full = _add_rows(d.ovf, pc, idx, role, key, room)
+            self.ovf_rows += len(d.ovf) - before
+            if full:
+                d.ovf_full_roles.add(role)
+        if len(probes) and not d.ovf_distinct_full:
+            room = MAX_OVF_DISTINCT_TOTAL - self.ovf_distinct
+            t, h = _new_keys(tk[probes], d.ovf_targets), _new_keys(hk[probes], d.ovf_hosts)
+            if len(t) + len(h) > room:
+                d.ovf_distinct_full = True
+            else:
+                d.ovf_targets.append(t)
+                d.ovf_hosts.append(h)
+                self.ovf_distinct += len(t) + len(h)
+                if sum(len(x) for x in d.ovf_targets) > 4 * len(t) + 65_536:  # compact now and then
+                    before = sum(len(x) for x in d.ovf_targets) + sum(len(x) for x in d.ovf_hosts)
+                    t2, h2 = d.distinct_past_cap()
+                    self.ovf_distinct -= before - len(t2) - len(h2)
 
     def merge(self, other: Evidence) -> Evidence:
         self.total += other.total
+        self.ovf_rows += other.ovf_rows
+        self.ovf_distinct += other.ovf_distinct
         self.names += other.names
         for k, v in other.apps.items():
             self.apps.setdefault(k, v)
@@ -391,6 +639,11 @@ class Evidence:
             d.n_class = [d.n_class[0] + o.n_class[0], d.n_class[1] + o.n_class[1]]
             d.dropped += o.dropped
             d.dropped_last = max(d.dropped_last, o.dropped_last)
+            d.ovf, _ = _merge_rows(d.ovf, o.ovf, len(o.ovf))  # (room for all of them)
+            d.ovf_full_roles |= o.ovf_full_roles
+            d.ovf_targets += o.ovf_targets
+            d.ovf_hosts += o.ovf_hosts
+            d.ovf_distinct_full |= o.ovf_distinct_full
             d.arp += o.arp
             d.dns += o.dns
             d.c2_hellos += o.c2_hellos

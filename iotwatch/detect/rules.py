@@ -17,11 +17,11 @@ import numpy as np
 
 from .._jit import kernel
 from ..addrs import ip_str
+from ..sidecar import BUDGET, K_ARP
 from .evidence import (
     A_HTTP,
     A_MIRAI_C2,
     A_TLS,
-    K_AUTH,
     K_ECHO,
     K_EMPTY_RST,
     K_EXT,
@@ -29,10 +29,18 @@ from .evidence import (
     K_PROBE,
     K_UDP_NOREPLY,
     K_WEIRD,
+    MAX_DNS,
+    R_AUTH,
+    R_HOST,
+    R_PROBE,
     DeviceEvidence,
     host_key,
+    login_sessions,
+    scan_probes,
+    target_keys,
 )
 
+ARP_BUDGET = BUDGET[K_ARP]
 #: DNS record types a client has no use for, but a tunnel does (room for data in the answer):
 #: NULL, TXT, MX, CNAME, ANY
 ODD_QTYPES = frozenset((10, 16, 15, 5, 255))
@@ -56,7 +64,12 @@ class Thresholds:
     tunnel_names: int = 10  # distinct encoded names to one resolver within scan_window_s
     tunnel_label_len: int = 24  # a label this long (or a name twice as long) carries encoded data
     surge_x: float = 20.0  # upload at least this many times the baseline ...
-    surge_min_bytes: int = 5_000_000  # ... and at least this much in a window
+    surge_min_bytes: int = 5_000_000  # ... and at least this much a minute (a fast surge: alert at once)
+    surge_slow_x: float = 100.0  # below that rate: this many times the device's own normal ...
+    surge_sustain: int = 3  # ... for this many windows in a row (a slow surge)
+    surge_history: int = 3  # quiet windows of its own before a slow surge can be judged
+    surge_base_floor: float = 1000.0  # bytes a minute: a reference is never taken lower than this
+    surge_peer_share: float = 0.5  # judged against the site's other devices: this share of the uplink
     surge_min_bytes_10s: int = 1_000_000  # bytes sent after the surge started before the alert
     beacon_conns: int = 30  # connections to one peer at regular intervals ...
     beacon_min_span_s: float = 180.0  # ... over at least this long (a setup phase polls for a minute or two)
@@ -66,6 +79,8 @@ class Thresholds:
     tls_beacon_max_period_s: float = 10.0  # ... every few seconds ...
     tls_beacon_cv: float = 0.15  # ... like clockwork (a script, not a person or a keep-alive)
     episode_gap_s: float = 120.0  # evidence this far apart is two episodes
+    credential_window_s: float = 600.0  # a public-address lookup, then a mail/FTP upload within this
+    lookup_to_connect_s: float = 10.0  # a name looked up, then a connection to what it names within this
 
 
 @dataclass(slots=True)
@@ -78,7 +93,8 @@ class Finding:
     fire_ts: float
     last_ts: float
     evidence: dict[str, object] = field(default_factory=dict)
-    rule: str = ""
+    rule: str = ""  # the rule that fired first
+    more_rules: tuple[str, ...] = ()  # other rules of the same behaviour that fired on the same evidence
 
 
 def _bursts(ts: np.ndarray, gap: float) -> list[np.ndarray]:
@@ -187,11 +203,57 @@ def _groups(keys: np.ndarray, min_size: int, index: np.ndarray | None = None) ->
     return [np.sort(order[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b - a >= min_size]
 
 
-def _target_keys(ev: np.ndarray, with_port: bool = True) -> np.ndarray:
-    h = host_key(ev["dst_hi"], ev["dst_lo"])
-    if with_port:
-        h = h ^ (ev["dport"].astype(np.uint64) << np.uint64(1)) ^ ev["proto"].astype(np.uint64)
-    return h
+_target_keys = target_keys
+
+
+def past_cap(ovf: np.ndarray, role: int, lo: float, hi: float, gap: float,
+             keep: np.ndarray | None = None) -> np.ndarray:
+    """The aggregate rows of events past the evidence cap (evidence.OVF_DTYPE) of one role that
+    continue an episode of kept events spanning ``lo``..``hi``: rows chained to it with gaps of at
+    most ``gap`` seconds. ``keep``: a mask of the rows that may count (a target's rows)."""
+    if not len(ovf):
+        return ovf[:0]
+    m = ovf["role"] == role
+    if keep is not None:
+        m &= keep
+    rows = ovf[m]
+    rows = rows[np.argsort(rows["first"], kind="stable")]
+    take = np.zeros(len(rows), bool)
+    end = hi
+    for i in range(len(rows)):
+        if rows["first"][i] > end + gap:
+            break
+        if rows["last"][i] >= lo - gap:
+            take[i] = True
+            end = max(end, float(rows["last"][i]))
+    return rows[take]
+
+
+def lost_since(d: DeviceEvidence, role: int, lo: float) -> bool:
+    """Whether events of ``role`` past the cap that fit no aggregate row may belong to an
+    episode that began at ``lo`` (then its totals are lower bounds)."""
+    return role in d.ovf_full_roles and d.dropped_last >= lo
+
+
+def at_least(n: int, bound: bool) -> str:
+    """A count in words: "at least N" when it is a lower bound."""
+    return f"at least {n:,}" if bound else f"{n:,}"
+
+
+def _add_past_cap(evd: dict[str, object], rows: np.ndarray) -> None:
+    """Fold the aggregate rows past the cap into an alert's flow and packet counts."""
+    if not len(rows):
+        return
+    n = int(rows["flows"].sum())
+    evd["flows"] = int(evd.get("flows", 0)) + n  # type: ignore[call-overload]
+    evd["packets_out"] = int(evd.get("packets_out", 0)) + int(rows["pkts_out"].sum())  # type: ignore[call-overload]
+    evd["packets_in"] = int(evd.get("packets_in", 0)) + int(rows["pkts_in"].sum())  # type: ignore[call-overload]
+    evd["flows_not_kept"] = n  # counted in the totals above; their flow records are in flows.parquet
+
+
+def _mark_bounds(evd: dict[str, object], names: list[str]) -> None:
+    if names:
+        evd["lower_bounds"] = sorted(set(names) | set(evd.get("lower_bounds", [])))  # type: ignore[arg-type]
 
 
 def _addr(ev: np.void | np.ndarray, side: str = "dst") -> str:
@@ -230,14 +292,22 @@ def _base(ev: np.ndarray, files: list[str], fire: int) -> dict[str, object]:
 PROBES = K_PROBE | K_WEIRD | K_ECHO | K_EMPTY_RST | K_HALF_OPEN
 
 
-def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], windows: dict[str, np.ndarray]) -> list[Finding]:
+def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], windows: dict[str, np.ndarray],
+         ovf: np.ndarray | None = None, sample_window_s: float = 60.0) -> list[Finding]:
+    """``ovf``: the device's aggregate rows past the evidence cap (its own addresses' only);
+    ``sample_window_s``: the window of the side channel's budgets (the run's window)."""
     out: list[Finding] = []
-    k = ev["kind"]
-    retried = ((k & PROBES) == K_PROBE) & (ev["pkts_out"] > 1) & (ev["pkts_in"] == 0)
-    probes = ev[((k & PROBES) != 0) & ~retried]
+    ovf = d.ovf if ovf is None else ovf
+    probes = ev[scan_probes(ev)]
     udp_probes = ev[((ev["kind"] & K_UDP_NOREPLY) != 0) & ((ev["kind"] & K_EXT) == 0)]
     mirai_total = int(windows["mirai_syns"].sum()) if len(windows) else 0
-    for b in _bursts(probes["ts"], th.episode_gap_s):
+    bursts = _bursts(probes["ts"], th.episode_gap_s)
+    extra_of = [past_cap(ovf, R_PROBE, float(probes["ts"][b[0]]), float(probes["end"][b].max()), th.episode_gap_s)
+                for b in bursts]
+    # the distinct targets past the cap are kept per device: they count for an episode only when
+    # it is the one episode the events past the cap continue
+    shared = sum(1 for x in extra_of if len(x)) > 1
+    for b, extra in zip(bursts, extra_of, strict=True):
         e = probes[b]
         tk = _target_keys(e)
         fi = fire_index(e["ts"], tk, th.scan_targets, th.scan_window_s)
@@ -245,43 +315,58 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         nmap_fi = _signature_fire(e["ts"], tk, strong, th) if strong.any() else -1
         dports = e["dport"][(e["proto"] == 6)]
         mirai_like = mirai_total >= th.mirai_syns and len(dports) and np.isin(dports, (23, 2323)).mean() > 0.8
-        cands = [x for x in (fi, nmap_fi) if x >= 0]
+        cands = {"probe_fanout": fi, "probe_signature": nmap_fi}
         if mirai_like:
             tel = np.flatnonzero(np.isin(e["dport"], (23, 2323)))
-            if len(tel) >= th.mirai_syns:
-                cands.append(int(tel[th.mirai_syns - 1]))
-        if not cands:
+            cands["mirai_scanner"] = int(tel[th.mirai_syns - 1]) if len(tel) >= th.mirai_syns else -1
+        fired = sorted((i, name) for name, i in cands.items() if i >= 0)
+        if not fired:
             continue
-        f = min(cands)
-        targets = len(np.unique(tk))
-        hosts = len(np.unique(_target_keys(e, with_port=False)))
+        f = fired[0][0]
+        rule, more = fired[0][1], tuple(name for _, name in fired[1:])
+        tkeys, hkeys = np.unique(tk), np.unique(_target_keys(e, with_port=False))
+        bounds: list[str] = []
+        lost = lost_since(d, R_PROBE, float(e["ts"][0]))
+        if len(extra):
+            if shared or d.ovf_distinct_full:
+                bounds += ["targets", "hosts"]
+            else:
+                t2, h2 = d.distinct_past_cap()
+                tkeys, hkeys = np.union1d(tkeys, t2), np.union1d(hkeys, h2)
+        if lost:
+            bounds += ["flows", "packets_out", "packets_in", "unanswered", "targets", "hosts", "last_ts"]
+        targets, hosts = len(tkeys), len(hkeys)
         kinds = []
-        for bit, name in ((K_PROBE, "unanswered or rejected SYNs"), (K_HALF_OPEN, "half-open (SYN-ACK reset)"),
-                          (K_EMPTY_RST, "empty connections reset by the client"), (K_WEIRD, "NULL/FIN/Xmas probes"),
-                          (K_ECHO, "ICMP echo/timestamp requests")):
-            c = int(((e["kind"] & bit) != 0).sum())
+        kind_counts = {}
+        for bit, field_, name in ((K_PROBE, "k_probe", "unanswered or rejected SYNs"),
+                                  (K_HALF_OPEN, "k_half_open", "half-open (SYN-ACK reset)"),
+                                  (K_EMPTY_RST, "k_empty_rst", "empty connections reset by the client"),
+                                  (K_WEIRD, "k_weird", "NULL/FIN/Xmas probes"),
+                                  (K_ECHO, "k_echo", "ICMP echo/timestamp requests")):
+            c = int(((e["kind"] & bit) != 0).sum()) + int(extra[field_].sum())
+            kind_counts[field_] = c
             if c:
-                kinds.append(f"{c} {name}")
+                kinds.append(f"{at_least(c, lost)} {name}")
+        tb, hb = "targets" in bounds, "hosts" in bounds
         if mirai_like:
-            more = "+" if d.dropped else ""
             sig = (f"Mirai-style telnet scanner: {mirai_total:,} SYNs with TCP seq = destination address, to "
-                   f"{hosts:,}{more} addresses on ports 23/2323")
+                   f"{at_least(hosts, hb)} addresses on ports 23/2323")
             sev, score = 1, 0.99
         elif hosts >= 2:
-            sig = f"network scan: probes to {targets} targets on {hosts} hosts ({', '.join(kinds)})"
+            sig = f"network scan: probes to {at_least(targets, tb)} targets on {at_least(hosts, hb)} hosts ({', '.join(kinds)})"
             sev, score = (1 if targets >= 100 else 2), min(0.99, 0.7 + targets / 200)
         else:
-            sig = f"port scan of {_addr(e[0])}: {targets} ports probed ({', '.join(kinds)})"
+            sig = f"port scan of {_addr(e[0])}: {at_least(targets, tb)} ports probed ({', '.join(kinds)})"
             sev, score = (1 if targets >= 100 else 2), min(0.99, 0.7 + targets / 200)
         evd = _base(e, files, f)
         if hosts == 1:
             evd["target"] = _addr(e[0])
-        if d.dropped:
-            evd["flows_not_kept"] = d.dropped  # past the evidence cap: counts above are lower bounds
+        _add_past_cap(evd, extra)
         evd.update({"targets": targets, "hosts": hosts, "ports": _ports(e), "sample_targets": _samples(e),
-                    "unanswered": int(((e["kind"] & K_PROBE) != 0).sum()), "mirai_syns": mirai_total if mirai_like else 0})
-        out.append(Finding("scan", sig, sev, score, float(e["ts"][0]), float(e["ts"][f]),
-                           float(max(e["end"].max(), e["ts"][-1])), evd, "probe_fanout" if f == fi else "probe_signature"))
+                    "unanswered": kind_counts["k_probe"], "mirai_syns": mirai_total if mirai_like else 0})
+        _mark_bounds(evd, bounds)
+        last = float(max(e["end"].max(), e["ts"][-1], extra["last"].max() if len(extra) else -np.inf))
+        out.append(Finding("scan", sig, sev, score, float(e["ts"][0]), float(e["ts"][f]), last, evd, rule, more))
     # UDP probes to many local hosts (a UDP sweep)
     for b in _bursts(udp_probes["ts"], th.episode_gap_s):
         e = udp_probes[b]
@@ -291,7 +376,11 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         targets = len(np.unique(_target_keys(e)))
         evd = _base(e, files, fi)
         evd.update({"targets": targets, "ports": _ports(e), "sample_targets": _samples(e)})
-        out.append(Finding("scan", f"UDP sweep: {targets} local targets never answered", 2, 0.8, float(e["ts"][0]),
+        # UDP probes past the evidence cap are counted per host, not per sweep: a lower bound then
+        bound = d.dropped > 0 and d.dropped_last >= float(e["ts"][0])
+        if bound:
+            _mark_bounds(evd, ["flows", "packets_out", "packets_in", "targets", "last_ts"])
+        out.append(Finding("scan", f"UDP sweep: {at_least(targets, bound)} local targets never answered", 2, 0.8, float(e["ts"][0]),
                            float(e["ts"][fi]), float(e["end"].max()), evd, "udp_sweep"))
     # ARP sweep
     if d.arp:
@@ -304,11 +393,19 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
                 continue
             n = len(np.unique(a["tpa"]))
             sample = [ip_str(False, 0, 0xFFFF00000000 | int(x)) for x in a["tpa"][:5]]
-            out.append(Finding("scan", f"ARP sweep: who-has for {n} addresses", 2, min(0.99, 0.7 + n / 500),
-                               float(a["ts"][0]), float(a["ts"][fi]), float(a["ts"][-1]),
-                               {"arp_requests": len(a), "targets": n, "sample_targets": sample,
-                                "first_packet": frame_ref(int(a["frame"][0]), files),
-                                "alert_packet": frame_ref(int(a["frame"][fi]), files)}, "arp_sweep"))
+            # the side channel keeps a budget of ARP requests per device and window: a window
+            # that used it all may have held more (counts are then lower bounds)
+            per_window = np.unique((a["ts"] // sample_window_s).astype(np.int64), return_counts=True)[1]
+            sampled = bool((per_window >= ARP_BUDGET).any())
+            evd_a: dict[str, object] = {"arp_requests": len(a), "targets": n, "sample_targets": sample,
+                                        "first_packet": frame_ref(int(a["frame"][0]), files),
+                                        "alert_packet": frame_ref(int(a["frame"][fi]), files)}
+            if sampled:
+                evd_a["sampled"] = f"at most {ARP_BUDGET} ARP requests per device and {sample_window_s:g} s window are read"
+                _mark_bounds(evd_a, ["arp_requests", "targets", "last_ts"])
+            out.append(Finding("scan", f"ARP sweep: who-has for {at_least(n, sampled)} addresses", 2,
+                               min(0.99, 0.7 + n / 500), float(a["ts"][0]), float(a["ts"][fi]), float(a["ts"][-1]),
+                               evd_a, "arp_sweep"))
     return out
 
 
@@ -324,10 +421,14 @@ def _signature_fire(ts: np.ndarray, tk: np.ndarray, strong: np.ndarray, th: Thre
 
 
 # brute force --------------------------------------------------------------------------------
-def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray | None = None,
+               lost_until: float = -np.inf) -> list[Finding]:
+    """``ovf``: aggregate rows past the evidence cap; ``lost_until``: the last event past the cap
+    when some fit no aggregate row (an episode that began before it may miss some: its totals
+    are then lower bounds), else -inf."""
     out: list[Finding] = []
-    # sessions to login services (a C2 that listens on a telnet port is not a login)
-    auth = ev[((ev["kind"] & K_AUTH) != 0) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0) & (ev["app"] != A_MIRAI_C2)]
+    ovf = np.zeros(0, ev.dtype) if ovf is None else ovf
+    auth = ev[login_sessions(ev)]
     if len(auth) < th.brute_conns:
         return out
     for g in _groups(_target_keys(auth), th.brute_conns):
@@ -337,19 +438,27 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding
             fi = fire_count(eb["ts"], th.brute_conns, th.brute_window_s)
             if fi < 0:
                 continue
+            extra = past_cap(ovf, R_AUTH, float(eb["ts"][0]), float(eb["end"].max()), th.episode_gap_s,
+                             keep=ovf["key"] == _target_keys(eb[:1])[0] if len(ovf) else None)
+            n = len(eb) + int(extra["flows"].sum())
+            bound = lost_until >= float(eb["ts"][0])
             dur = eb["end"] - eb["ts"]
             port = int(eb["dport"][0])
             app = {22: "SSH", 23: "telnet", 2323: "telnet", 21: "FTP", 3389: "RDP", 5900: "VNC"}.get(port)
             apps = Counter(int(a) for a in eb["app"] if a)
             if not app and apps:
                 app = {1: "SSH", 2: "telnet", 3: "FTP"}.get(apps.most_common(1)[0][0], "auth")
-            sig = f"{app or 'login'} brute force on {_addr(eb[0])}:{port}: {len(eb)} short sessions"
+            sig = f"{app or 'login'} brute force on {_addr(eb[0])}:{port}: {at_least(n, bound)} short sessions"
             evd = _base(eb, files, fi)
-            evd.update({"target": f"{_addr(eb[0])}:{port}", "sessions": len(eb),
+            _add_past_cap(evd, extra)
+            evd.update({"target": f"{_addr(eb[0])}:{port}", "sessions": n,
                         "median_session_s": round(float(np.median(dur)), 3),
-                        "bytes_out": int(eb["bytes_out"].sum())})
-            out.append(Finding("bruteforce", sig, 1 if len(eb) >= 20 else 2, min(0.99, 0.75 + len(eb) / 100),
-                               float(eb["ts"][0]), float(eb["ts"][fi]), float(eb["end"].max()), evd, "auth_sessions"))
+                        "bytes_out": int(eb["bytes_out"].sum()) + int(extra["bytes_out"].sum())})
+            if bound:
+                _mark_bounds(evd, ["flows", "sessions", "packets_out", "packets_in", "bytes_out", "last_ts"])
+            last = float(max(eb["end"].max(), extra["last"].max() if len(extra) else -np.inf))
+            out.append(Finding("bruteforce", sig, 1 if n >= 20 else 2, min(0.99, 0.75 + n / 100),
+                               float(eb["ts"][0]), float(eb["ts"][fi]), last, evd, "auth_sessions"))
     # telnet logins to several internet hosts at once: Mirai's loader-less spreading
     tel = auth[((auth["kind"] & K_EXT) != 0) & (np.isin(auth["dport"], (23, 2323)) | (auth["app"] == 2))]
     for b in _bursts(tel["ts"], th.episode_gap_s):
@@ -358,19 +467,32 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding
         fi = fire_count(eb["ts"], th.brute_conns, th.brute_window_s)
         if fi < 0 or len(np.unique(hosts[: fi + 1])) < 2:
             continue
-        n = len(np.unique(hosts))
+        extra = past_cap(ovf, R_AUTH, float(eb["ts"][0]), float(eb["end"].max()), th.episode_gap_s,
+                         keep=(ovf["ext"] == 1) & np.isin(ovf["dport"], (23, 2323)) if len(ovf) else None)
+        n = len(np.union1d(np.unique(hosts), host_key(extra["dst_hi"], extra["dst_lo"])))
+        sessions = len(eb) + int(extra["flows"].sum())
+        bound = lost_until >= float(eb["ts"][0])
         evd = _base(eb, files, fi)
-        evd.update({"hosts": n, "sessions": len(eb), "sample_targets": _samples(eb),
+        _add_past_cap(evd, extra)
+        evd.update({"hosts": n, "sessions": sessions, "sample_targets": _samples(eb),
                     "median_session_s": round(float(np.median(eb["end"] - eb["ts"])), 3)})
-        out.append(Finding("bruteforce", f"telnet brute force against {n} internet hosts: {len(eb)} short sessions",
-                           1, min(0.99, 0.8 + len(eb) / 100), float(eb["ts"][0]), float(eb["ts"][fi]),
-                           float(eb["end"].max()), evd, "telnet_sessions_internet"))
+        if bound:
+            _mark_bounds(evd, ["flows", "sessions", "hosts", "packets_out", "packets_in", "last_ts"])
+        last = float(max(eb["end"].max(), extra["last"].max() if len(extra) else -np.inf))
+        out.append(Finding("bruteforce", f"telnet brute force against {at_least(n, bound)} internet hosts: "
+                                         f"{at_least(sessions, bound)} short sessions",
+                           1, min(0.99, 0.8 + sessions / 100), float(eb["ts"][0]), float(eb["ts"][fi]),
+                           last, evd, "telnet_sessions_internet"))
     return out
 
 
 # flood --------------------------------------------------------------------------------------
-def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray | None = None,
+          windows: dict[str, np.ndarray] | None = None, sample_window_s: float = 60.0) -> list[Finding]:
+    """``ovf``: the device's aggregate rows past the evidence cap (its own addresses' only);
+    ``windows``: its window counters (exact DNS query counts)."""
     out: list[Finding] = []
+    ovf = d.ovf if ovf is None else ovf
     if len(ev) >= th.flood_flows:
         hosts = _target_keys(ev, with_port=False)
         web_ev = _web(ev)
@@ -395,7 +517,9 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                         continue
                     if eb["pkts_in"].sum() > 0.5 * eb["pkts_out"].sum():
                         continue  # answered conversations (a busy client), not a flood
-                out.append(_flood_finding(eb, fi, files, "many_flows"))
+                extra = past_cap(ovf, R_HOST, float(eb["ts"][0]), float(eb["end"].max()), th.episode_gap_s,
+                                 keep=ovf["key"] == np.uint64(h) if len(ovf) else None)
+                out.append(_flood_finding(eb, fi, files, "many_flows", extra, lost_since(d, R_HOST, float(eb["ts"][0]))))
     # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
     heavy = ev[(ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17))]
     for e in heavy:
@@ -426,14 +550,21 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -
                 dom, _ = doms.most_common(1)[0]
                 if np.mean([encoded_name(x.qname, th) or x.qtype in ODD_QTYPES for x in sub]) >= 0.5:
                     continue  # encoded names or odd record types: a tunnel, reported as exfiltration
+                sampled, sent = dns_sampled(d, windows, sub[0].ts, sub[-1].ts, sample_window_s)
+                evd_w: dict[str, object] = {
+                    "queries_sampled": len(sub), "domain": dom, "resolver": res, "sample_names": [x.qname for x in sub[:5]],
+                    "first_packet": frame_ref(sub[0].frame, files), "alert_packet": frame_ref(sub[fi].frame, files)}
+                if sent is not None:
+                    evd_w["dns_queries_sent"] = sent
+                if sampled:
+                    evd_w["sampled"] = "DNS queries are read within a budget per device and window: names are a sample"
+                    _mark_bounds(evd_w, ["queries_sampled", "last_ts"])
                 out.append(Finding(
                     "flood", f"DNS water torture: random names under {dom} sent to {res} "
-                             f"({len(set(x.qname for x in sub[: fi + 1]))} distinct in {sub[fi].ts - sub[0].ts:.1f} s)",
-                    1, 0.95, sub[0].ts, sub[fi].ts, sub[-1].ts,
-                    {"queries_sampled": len(sub), "domain": dom, "resolver": res,
-                     "sample_names": [x.qname for x in sub[:5]],
-                     "first_packet": frame_ref(sub[0].frame, files), "alert_packet": frame_ref(sub[fi].frame, files)},
-                    "dns_water_torture"))
+                             f"({at_least(len(set(x.qname for x in sub[: fi + 1])), sampled)} distinct in "
+                             f"{sub[fi].ts - sub[0].ts:.1f} s"
+                             + (f"; {sent:,} DNS queries sent in those windows)" if sent is not None else ")"),
+                    1, 0.95, sub[0].ts, sub[fi].ts, sub[-1].ts, evd_w, "dns_water_torture"))
     return out
 
 
@@ -442,18 +573,28 @@ def _web(ev: np.ndarray) -> np.ndarray:
     return (ev["proto"] == 6) & ((ev["app"] == A_HTTP) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
 
 
-def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str) -> Finding:
-    span = max(float(eb["end"].max() - eb["ts"][0]), 1e-3)
-    pkts = int(eb["pkts_out"].sum())
+def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str, extra: np.ndarray | None = None,
+                   bound: bool = False) -> Finding:
+    """``extra``: aggregate rows past the evidence cap that continue the flood (counted in its
+    totals); ``bound``: some of its flows fit no row (the totals are lower bounds)."""
+    extra = extra if extra is not None else np.zeros(0, eb.dtype)
+    last = float(max(eb["end"].max(), extra["last"].max() if len(extra) else -np.inf))
+    span = max(last - float(eb["ts"][0]), 1e-3)
+    pkts = int(eb["pkts_out"].sum()) + (int(extra["pkts_out"].sum()) if len(extra) else 0)
     proto = Counter(int(p) for p in eb["proto"]).most_common(1)[0][0]
     pname = {6: "TCP", 17: "UDP", 47: "GRE", 1: "ICMP"}.get(proto, f"IP proto {proto}")
     ports = _ports(eb)
     port_txt = "random ports" if len(np.unique(eb["dport"])) > 20 else ("port " + ",".join(str(p) for p in ports[:3]) if ports else "")
-    sig = f"{pname} flood against {_addr(eb[0])} ({port_txt}): {pkts} packets, {pkts / span:,.0f} packets/s".replace(" ()", "")
+    sig = (f"{pname} flood against {_addr(eb[0])} ({port_txt}): {at_least(pkts, bound)} packets, "
+           f"{pkts / span:,.0f} packets/s").replace(" ()", "")
     evd = _base(eb, files, fi)
-    evd.update({"target": _addr(eb[0]), "packets_per_s": round(pkts / span, 1), "bytes_out": int(eb["bytes_out"].sum()),
+    _add_past_cap(evd, extra)
+    evd.update({"target": _addr(eb[0]), "packets_per_s": round(pkts / span, 1),
+                "bytes_out": int(eb["bytes_out"].sum()) + (int(extra["bytes_out"].sum()) if len(extra) else 0),
                 "ports": ports, "proto": pname})
-    return Finding("flood", sig, 1, 0.97, float(eb["ts"][0]), float(eb["ts"][fi]), float(eb["end"].max()), evd, rule)
+    if bound:
+        _mark_bounds(evd, ["flows", "packets_out", "packets_in", "bytes_out", "packets_per_s", "last_ts"])
+    return Finding("flood", sig, 1, 0.97, float(eb["ts"][0]), float(eb["ts"][fi]), last, evd, rule)
 
 
 def _base_domain(name: str) -> str:
@@ -464,7 +605,26 @@ def _base_domain(name: str) -> str:
 
 
 # exfiltration -------------------------------------------------------------------------------
-def dns_tunnel(d: DeviceEvidence, th: Thresholds, files: list[str]) -> list[Finding]:
+def dns_sampled(d: DeviceEvidence, windows: dict[str, np.ndarray] | None, lo: float, hi: float,
+                window_s: float) -> tuple[bool, int | None]:
+    """Whether the side channel's DNS budget left out queries the device sent in the windows
+    spanning ``lo``..``hi``, and how many DNS queries it sent in them (the windows count every
+    query exactly; None without windows)."""
+    if not windows or "dns_queries" not in windows or not len(windows["window_start"]):
+        return len(d.dns) >= MAX_DNS, None
+    ws = windows["window_start"]
+    m = (ws + window_s > lo) & (ws <= hi)
+    if not m.any():
+        return len(d.dns) >= MAX_DNS, None
+    sent = int(windows["dns_queries"][m].sum())
+    a, b = float(ws[m].min()), float(ws[m].max()) + window_s
+    kept = sum(1 for x in d.dns if a <= x.ts < b)
+    return sent > kept or len(d.dns) >= MAX_DNS, sent
+
+
+def dns_tunnel(d: DeviceEvidence, th: Thresholds, files: list[str], windows: dict[str, np.ndarray] | None = None,
+               sample_window_s: float = 60.0) -> list[Finding]:
+    """``windows``: the device's window counters (exact DNS query counts, to tell a sample)."""
     out: list[Finding] = []
     if len(d.dns) < th.tunnel_names:
         return out
@@ -489,14 +649,22 @@ def dns_tunnel(d: DeviceEvidence, th: Thresholds, files: list[str]) -> list[Find
             uniq = len({x.qname for x in sub})
             enc = int(prefix.sum())
             types = Counter({1: "A", 5: "CNAME", 10: "NULL", 15: "MX", 16: "TXT", 28: "AAAA", 255: "ANY"}.get(x.qtype, str(x.qtype)) for x in sub)
+            sampled, sent = dns_sampled(d, windows, sub[0].ts, sub[-1].ts, sample_window_s)
+            evd_t: dict[str, object] = {
+                "queries": len(sub), "unique_names": uniq, "domain": dom, "encoded_bytes": enc,
+                "mean_name_length": round(float(prefix.mean()), 1), "query_types": dict(types),
+                "resolver": sub[0].resolver, "sample_names": [x.qname for x in sub[:3]],
+                "first_packet": frame_ref(sub[0].frame, files), "alert_packet": frame_ref(sub[fi].frame, files)}
+            if sent is not None:
+                evd_t["dns_queries_sent"] = sent
+            if sampled:
+                evd_t["sampled"] = "DNS queries are read within a budget per device and window: names are a sample"
+                _mark_bounds(evd_t, ["queries", "unique_names", "encoded_bytes", "last_ts"])
+            more = f"; {sent:,} DNS queries sent in those windows" if sampled and sent is not None else ""
             out.append(Finding(
-                "exfil", f"DNS tunnel: {uniq} encoded names under {dom} ({enc:,} bytes of names, types {', '.join(t for t, _ in types.most_common(3))})",
-                1, min(0.99, 0.8 + uniq / 500), sub[0].ts, sub[fi].ts, sub[-1].ts,
-                {"queries": len(sub), "unique_names": uniq, "domain": dom, "encoded_bytes": enc,
-                 "mean_name_length": round(float(prefix.mean()), 1), "query_types": dict(types),
-                 "resolver": sub[0].resolver, "sample_names": [x.qname for x in sub[:3]],
-                 "first_packet": frame_ref(sub[0].frame, files), "alert_packet": frame_ref(sub[fi].frame, files)},
-                "dns_tunnel"))
+                "exfil", f"DNS tunnel: {at_least(uniq, sampled)} encoded names under {dom} ({at_least(enc, sampled)} bytes "
+                         f"of names, types {', '.join(t for t, _ in types.most_common(3))}{more})",
+                1, min(0.99, 0.8 + uniq / 500), sub[0].ts, sub[fi].ts, sub[-1].ts, evd_t, "dns_tunnel"))
     return out
 
 
@@ -518,34 +686,99 @@ def _tunnel_domain(name: str) -> str:
     return labels[0] + "."
 
 
+#: where an upload surge's reference came from (the alert's ``evidence.reference``)
+REF_FILE, REF_OWN, REF_PEERS = "baseline file", "own quiet windows", "site peers"
+
+
+def active_upload(windows: np.ndarray, window_s: float, first_seen: float | None, last_seen: float | None) -> np.ndarray:
+    """Upload per window at the rate the device kept while it was seen: a device's first and last
+    windows are partial (it appeared, or the capture began or ended, inside them), so their
+    bytes are scaled to a whole window (the part seen is taken as at least 10 s)."""
+    up = windows["upload_bytes"].astype(np.float64)
+    starts = windows["window_start"].astype(np.float64)
+    lo = np.maximum(starts, first_seen if first_seen is not None else -np.inf)
+    hi = np.minimum(starts + window_s, last_seen if last_seen is not None else np.inf)
+    seen = np.clip(hi - lo, min(10.0, window_s), window_s)
+    return up * (window_s / seen)
+
+
+def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: float | None,
+                  peer_base: float | None, uplink_bps: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Which windows of a device surge, against which reference (bytes per window), and where the
+    reference came from, per window. Causal: a window is judged only by the windows before it.
+
+    The device's own reference is the baseline of an earlier run when given, else the median of
+    its quiet windows so far. A window surges when its upload is ``surge_x`` times that and at
+    least ``surge_min_bytes`` a minute; or, below that rate, ``surge_slow_x`` times it for
+    ``surge_sustain`` windows in a row once the reference rests on an earlier run or on
+    ``surge_history`` quiet windows (a slow, sustained surge: a camera that sends a few bytes a
+    second pushing tens of kbit/s for minutes). A device with less history than that (a capture
+    started mid-incident) is also judged against what the site's other devices upload
+    (``peer_base``): ``surge_x`` times that and ``surge_peer_share`` of the uplink, whatever its
+    size (a camera that always streams to its cloud has no quiet window either, but does not take
+    most of the site's uplink). Only windows under ``surge_x`` times the reference become the
+    reference."""
+    n = len(up)
+    fast = np.zeros(n, bool)
+    slow = np.zeros(n, bool)
+    base_used = np.zeros(n)
+    source = [""] * n
+    floor = th.surge_base_floor * window_s / 60.0
+    min_bytes = th.surge_min_bytes * window_s / 60.0
+    quiet: list[float] = []
+    for i in range(n):
+        own = baseline if baseline is not None else (float(np.median(quiet)) if quiet else None)
+        src = REF_FILE if baseline is not None else REF_OWN
+        history = baseline is not None or len(quiet) >= th.surge_history
+        peer = peer_base if (not history and peer_base is not None and uplink_bps) else None
+        if own is None and peer is None:
+            quiet.append(up[i])
+            continue
+        if own is not None:
+            own = max(own, floor)
+            base_used[i], source[i] = own, src
+            if up[i] >= th.surge_x * own and up[i] >= min_bytes:
+                fast[i] = True
+                continue
+            if history and up[i] >= th.surge_slow_x * own:
+                slow[i] = True  # judged below, once it is known how long it lasts
+                continue
+        if peer is not None:
+            peer = max(peer, floor)
+            if up[i] >= th.surge_x * peer and up[i] * 8 / window_s >= th.surge_peer_share * uplink_bps:  # type: ignore[operator]
+                fast[i] = True
+                base_used[i], source[i] = peer, REF_PEERS
+                continue
+        if up[i] < th.surge_x * (own if own is not None else peer):  # type: ignore[operator]
+            quiet.append(up[i])
+        # else: far above the reference without (yet) the rate or the share of a surge: not normal
+        # either, so never a reference (a surge that starts late in a window makes such a window)
+    # slow windows count only in runs of surge_sustain (fast windows continue a run)
+    surge = fast.copy()
+    run = 0
+    for i in range(n + 1):
+        if i < n and (slow[i] or fast[i]):
+            run += 1
+            continue
+        if run >= th.surge_sustain:
+            surge[i - run:i] |= slow[i - run:i]
+        run = 0
+    return surge, base_used, source
+
+
 def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: list[str], baseline: float | None,
-                 uplink_bps: float | None, window_s: float) -> list[Finding]:
-    """Windows whose upload is ``surge_x`` times the device's baseline (its own quiet windows, or
-    ``baseline`` bytes per window from an earlier capture)."""
+                 uplink_bps: float | None, window_s: float, peer_base: float | None = None,
+                 seen: tuple[float, float] | None = None) -> list[Finding]:
+    """Episodes of windows whose upload to external addresses is far beyond the device's normal
+    (see :func:`surge_windows`; ``seen``: the device's first and last packet, for the rate in its
+    partial windows): with × reference, the reference used, the rate and its share of the uplink."""
     out: list[Finding] = []
     if not len(windows):
         return out
-    up = windows["upload_bytes"].astype(np.float64)
+    up = active_upload(windows, window_s, *(seen or (None, None)))
+    raw = windows["upload_bytes"].astype(np.float64)
     starts = windows["window_start"]
-    surge = np.zeros(len(up), bool)
-    base_used = np.zeros(len(up))
-    quiet: list[float] = []
-    for i in range(len(up)):
-        if baseline is not None:
-            base = baseline
-        elif quiet:
-            base = float(np.median(quiet))
-        else:
-            base = None
-        if base is not None:
-            limit = max(th.surge_x * max(base, 1000.0), th.surge_min_bytes * window_s / 60.0)
-        else:
-            limit = float("inf")
-        if up[i] >= limit:
-            surge[i] = True
-            base_used[i] = max(base or 0.0, 1000.0)
-        else:
-            quiet.append(up[i])
+    surge, base_used, source = surge_windows(up, th, window_s, baseline, peer_base, uplink_bps)
     if not surge.any():
         return out
     ext = ev[((ev["kind"] & K_EXT) != 0) & (ev["bytes_out"] > 0)]
@@ -555,21 +788,31 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
     for g in groups:
         w0, w1 = float(starts[g[0]]), float(starts[g[-1]]) + window_s
         base = float(np.median(base_used[g]))
+        ref = source[g[0]]
+        # a slow surge is known once it has lasted surge_sustain windows
+        slow_fire = float(starts[g[min(len(g), th.surge_sustain) - 1]]) + window_s
         sel = ext[(ext["end"] >= w0 - window_s) & (ext["ts"] < w1)]
-        total = float(up[g].sum())
-        peak = float(up[g].max())
+        total = float(raw[g].sum())
+        peak = float(raw[g].max())
         if len(sel):
             big = sel[sel["bytes_out"] >= 0.05 * sel["bytes_out"].max()]
             first = float(max(big["ts"].min(), w0 - window_s))
             fire = _surge_fire(big, first, base / window_s, th)
+            if float(up[g].max()) < th.surge_min_bytes * window_s / 60.0:
+                fire = max(fire, slow_fire)
             peers = Counter()
             for e in big:
                 peers[_addr(e)] += int(e["bytes_out"])
             top = [p for p, _ in peers.most_common(3)]
-            evd: dict[str, object] = {"first_packet": frame_ref(int(big["frame"][0]), files), "flow_ids": [int(x) for x in big["flow_id"][:5]],
-                                      "peers": top}
+            # alert_packet: the first packet of the largest upload already under way when it fired
+            going = big[big["ts"] <= fire]
+            at = going[int(np.argmax(going["bytes_out"]))] if len(going) else big[0]
+            evd: dict[str, object] = {"first_packet": frame_ref(int(big["frame"][0]), files),
+                                      "alert_packet": frame_ref(int(at["frame"]), files),
+                                      "flow_ids": [int(x) for x in big["flow_id"][:5]], "peers": top}
         else:
-            first, fire, top, evd = w0, w0 + window_s, [], {}
+            first, fire, top = w0, w0 + window_s, []
+            evd = {"first_packet": None, "alert_packet": None}  # no upload flow kept as evidence to cite
         x_base = peak / base
         # the rate while it surges: the busiest window, or the surge's own flows over their life
         # when the surge fills only part of a window
@@ -580,11 +823,14 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
                 rate_bps = max(rate_bps, float(big["bytes_out"].sum()) * 8 / span)
         share = min(1.0, rate_bps / uplink_bps) if uplink_bps else None
         rate_mbps = rate_bps / 1e6
-        sig = f"upload surge: {rate_mbps:.1f} Mbit/s to {', '.join(top) or 'the internet'}, {x_base:,.0f}× its baseline"
+        rate = f"{rate_mbps:.1f} Mbit/s" if rate_mbps >= 0.1 else f"{rate_bps / 1e3:.0f} kbit/s"
+        what = "its baseline" if ref != REF_PEERS else "what the site's other devices upload"
+        sig = f"upload surge: {rate} to {', '.join(top) or 'the internet'}, {x_base:,.0f}× {what}"
         if share is not None:
             sig += f", {share:.0%} of the uplink"
         evd.update({"upload_bytes": int(total), "peak_window_bytes": int(peak), "baseline_bytes_per_window": round(base, 1),
-                    "x_baseline": round(x_base, 1), "upload_mbps": round(rate_mbps, 3), "windows": len(g)})
+                    "x_baseline": round(x_base, 1), "upload_mbps": round(rate_mbps, 3), "windows": len(g),
+                    "reference": ref})
         if share is not None:
             evd["uplink_share"] = round(share, 3)
         sev = 1 if (share or 0) >= 0.5 or x_base >= 1000 else 2
@@ -608,6 +854,106 @@ def _surge_fire(big: np.ndarray, first: float, base_rate: float, th: Thresholds)
     return float(grid[hit[0]]) if len(hit) else end
 
 
+#: services that tell a host its public address: credential stealers ask one before they send
+#: what they took (MITRE ATT&CK T1016, "System Network Configuration Discovery"; Suricata's ET
+#: POLICY "External IP Lookup" rules name the same services)
+IP_ECHO_DOMAINS = frozenset((
+    "ipify.org", "ip-api.com", "icanhazip.com", "ifconfig.me", "ifconfig.co", "ipinfo.io", "ipecho.net",
+    "myexternalip.com", "wtfismyip.com", "ident.me", "myip.com", "ipwho.is", "ipapi.co", "freegeoip.app",
+    "checkip.amazonaws.com", "checkip.dyndns.org", "dyndns.org", "whatismyipaddress.com", "myip.dnsomatic.com",
+    "ip.sb", "seeip.org", "db-ip.com", "geoplugin.net",
+))
+#: where stolen credentials go: mail submission and FTP uploads to the internet
+CREDENTIAL_PORTS = {25: "SMTP", 465: "SMTPS", 587: "SMTP submission", 2525: "SMTP", 21: "FTP"}
+
+
+def _ip_echo(name: str) -> bool:
+    name = name.rstrip(".").lower()
+    return any(name == d or name.endswith("." + d) for d in IP_ECHO_DOMAINS)
+
+
+def credential_upload(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A device that asks a what-is-my-IP service for its public address and then, within
+    ``credential_window_s``, logs in to a mail or FTP server on the internet and sends data: the
+    way credential stealers (AgentTesla and its kin) report what they took. Either alone is
+    ordinary; together they are the stealer's routine."""
+    asks = sorted((q for q in d.dns if _ip_echo(q.qname)), key=lambda q: q.ts)
+    if not asks or not len(ev):
+        return []
+    ports = np.array(sorted(CREDENTIAL_PORTS), np.int64)
+    sent = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & np.isin(ev["dport"].astype(np.int64), ports)
+              & (ev["payload_out"] > 0) & (ev["pkts_in"] > 0)]
+    out: list[Finding] = []
+    for q in asks:
+        after = sent[(sent["ts"] >= q.ts) & (sent["ts"] <= q.ts + th.credential_window_s)]
+        if not len(after):
+            continue
+        first = after[0]
+        servers = sorted({f"{_addr(e)}:{int(e['dport'])}" for e in after})
+        proto = CREDENTIAL_PORTS[int(first["dport"])]
+        sig = (f"credential upload: asked {q.qname.rstrip('.')} for its public address, then sent "
+               f"{int(after['payload_out'].sum()):,} bytes over {proto} to {', '.join(servers[:3])}")
+        evd: dict[str, object] = {
+            "first_packet": frame_ref(q.frame, files), "alert_packet": frame_ref(int(first["frame"]), files),
+            "ip_lookup": q.qname.rstrip("."), "servers": servers[:5], "sessions": len(after),
+            "bytes_sent": int(after["payload_out"].sum()), "flow_ids": [int(x) for x in after["flow_id"][:5]],
+        }
+        out.append(Finding("exfil", sig, 1, 0.95, q.ts, float(first["ts"]), float(after["end"].max()), evd,
+                           "credential_upload"))
+        break  # one episode: the first lookup that was followed by an upload
+    return out
+
+
+#: free dynamic-DNS zones: anyone can point a name under them at any address within minutes,
+#: which is why remote-access trojans and botnets find their controllers through them (Suricata's
+#: ET POLICY "DNS Query to DynDNS Domain" rules watch the same zones)
+DYNAMIC_DNS_DOMAINS = frozenset((
+    "duckdns.org", "no-ip.com", "no-ip.org", "no-ip.biz", "no-ip.info", "noip.me", "ddns.net", "hopto.org",
+    "zapto.org", "sytes.net", "serveftp.com", "myftp.biz", "myftp.org", "servebeer.com", "redirectme.net",
+    "servehttp.com", "serveblog.net", "bounceme.net", "ddnsking.com", "dynu.net", "dynu.com", "mooo.com",
+    "chickenkiller.com", "afraid.org", "ydns.eu", "dynv6.net", "linkpc.net", "publicvm.com", "3utilities.com",
+    "gotdns.ch", "dyndns.org", "dyndns.biz", "dynalias.com", "dnsalias.net", "myddns.me", "webredirect.org",
+    "portmap.io", "ngrok.io", "ddns.me", "freeddns.org", "kozow.com", "loseyourip.com", "ooguy.com",
+))
+#: ports whose sessions are the everyday web, mail, name and time services
+EVERYDAY_PORTS = np.array([53, 80, 123, 443, 853, 8080, 8443, 25, 465, 587, 993, 995, 143, 110], np.int64)
+
+
+def _dynamic_dns(name: str) -> bool:
+    name = name.rstrip(".").lower()
+    return any(name.endswith("." + d) for d in DYNAMIC_DNS_DOMAINS)
+
+
+def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A device that looks up a name in a free dynamic-DNS zone and, within seconds, holds a
+    session with data both ways to an internet host on a port no everyday service uses: how a
+    remote-access trojan reaches its controller. (A recorder that keeps its own dynamic-DNS name
+    up to date talks to the provider's web API, not to a host under such a name on an odd port.)"""
+    asks = sorted((q for q in d.dns if _dynamic_dns(q.qname)), key=lambda q: q.ts)
+    if not asks or not len(ev):
+        return []
+    sess = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & ~np.isin(ev["dport"].astype(np.int64), EVERYDAY_PORTS)
+              & (ev["payload_out"] > 0) & (ev["payload_in"] > 0)]
+    for q in asks:
+        after = sess[(sess["ts"] >= q.ts) & (sess["ts"] <= q.ts + th.lookup_to_connect_s)]
+        if not len(after):
+            continue
+        first = after[0]
+        peer = f"{_addr(first)}:{int(first['dport'])}"
+        more = sess[(sess["dst_hi"] == first["dst_hi"]) & (sess["dst_lo"] == first["dst_lo"]) & (sess["dport"] == first["dport"])
+                    & (sess["ts"] >= q.ts)]
+        up, down = int(more["payload_out"].sum()), int(more["payload_in"].sum())
+        sig = (f"controller via dynamic DNS: {q.qname.rstrip('.')} then {len(more)} session(s) to {peer}, "
+               f"{up:,} bytes sent, {down:,} received")
+        evd: dict[str, object] = {
+            "first_packet": frame_ref(q.frame, files), "alert_packet": frame_ref(int(first["frame"]), files),
+            "name": q.qname.rstrip("."), "peer": peer, "sessions": len(more), "bytes_sent": up, "bytes_received": down,
+            "flow_ids": [int(x) for x in more["flow_id"][:5]],
+        }
+        return [Finding("c2", sig, 2, 0.9, q.ts, float(first["ts"]), float(more["end"].max()), evd, "dynamic_dns_c2")]
+    return []
+
+
 # command and control ------------------------------------------------------------------------
 def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     out: list[Finding] = []
@@ -615,7 +961,9 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
         sel = ev[ev["flow_id"] == flow_id]
         peer = f"{_addr(sel[0])}:{int(sel[0]['dport'])}" if len(sel) else "an external host"
         last = float(sel["end"].max()) if len(sel) else ts
+        # first_packet: the session's first packet (its SYN when the capture holds it); alert_packet: the hello
         evd: dict[str, object] = {"peer": peer, "hellos": len(d.c2_hellos), "flow_ids": [int(flow_id)],
+                                  "first_packet": frame_ref(int(sel["frame"][0]) if len(sel) else frame, files),
                                   "alert_packet": frame_ref(frame, files)}
         if len(sel):
             evd.update({"session_s": round(float(sel["end"][0] - sel["ts"][0]), 1), "packets_out": int(sel["pkts_out"][0])})

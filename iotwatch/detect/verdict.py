@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from ..addrs import ip_str
 from ..records import DeviceRecord
 from ..vocab import CATEGORIES
 from .alerts import Alert
 from .features import FEATURE_NAMES
-from .rules import Finding
+from .rules import Finding, frame_ref
 
 MERGE_GAP_S = 120.0
 MODEL_ONLY_WINDOWS = 2
@@ -76,7 +77,6 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
     mac = rec.mac if rec is not None else (dev if is_mac else None)
     ip = rec.ips[0] if rec is not None and rec.ips else (None if is_mac else dev)
     if ip is None and ev is not None and len(ev):
-        from ..addrs import ip_str
         ip = ip_str(bool(ev["v6"][0]), int(ev["src_hi"][0]), int(ev["src_lo"][0]))
     thresholds = model.thresholds if model is not None else {}
     starts = cols.get("window_start", np.empty(0))
@@ -87,7 +87,7 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
         cat = first.category
         lo, hi = min(f.first_ts for f in ep), max(f.last_ts for f in ep)
         score = max(f.score for f in ep)
-        sources = [f"rule:{f.rule}" for f in sorted(ep, key=lambda f: f.fire_ts)]
+        sources = [f"rule:{r}" for f in sorted(ep, key=lambda f: f.fire_ts) for r in (f.rule, *f.more_rules)]
         sources = list(dict.fromkeys(sources))
         evidence = dict(first.evidence)
         if len(ep) > 1:
@@ -101,8 +101,8 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
                     sources.append("model")
                 score = max(score, pm)
         covered.setdefault(cat, []).append((lo - window_s, hi + window_s))
-        out.append(Alert(dev, mac, ip, cat, first.signature, min(f.severity for f in ep), score, first.fire_ts,
-                         lo, hi, evidence, sources))
+        out.append(Alert(dev, mac, _cited_source(first, ev, files) or ip, cat, first.signature,
+                         min(f.severity for f in ep), score, first.fire_ts, lo, hi, evidence, sources))
     # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour
     for cat, p in probs.items():
         if cat not in CATEGORIES:
@@ -120,11 +120,11 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
                 continue
             top = _top_features(X[r])
             fire = float(starts[r[MODEL_ONLY_WINDOWS - 1]] + window_s)
+            evd: dict[str, object] = {"windows": len(r), "model_probability": round(float(p[r].max()), 4),
+                                      "features": {n: float(X[r][:, FEATURE_NAMES.index(n)].max()) for n in top}}
+            evd.update(_window_packets(ev, lo, hi, fire, files))
             out.append(Alert(dev, mac, ip, cat, f"behaviour model: windows resemble {cat} ({', '.join(top)})", 3,
-                             float(p[r].max()), fire, lo, hi,
-                             {"windows": len(r), "model_probability": round(float(p[r].max()), 4),
-                              "features": {n: float(X[r][:, FEATURE_NAMES.index(n)].max()) for n in top}},
-                             ["model"]))
+                             float(p[r].max()), fire, lo, hi, evd, ["model"]))
     return out
 
 
@@ -132,3 +132,30 @@ def _top_features(X: np.ndarray, n: int = 3) -> list[str]:
     """The features of these windows furthest from zero on a log scale (a readable hint, not SHAP)."""
     v = np.log1p(np.abs(X).max(axis=0))
     return [FEATURE_NAMES[i] for i in np.argsort(-v)[:n]]
+
+
+def _cited_source(f: Finding, ev: np.ndarray | None, files: list[str]) -> str | None:
+    """The source address of the packet an alert cites first: a device that changed address
+    between captures is named by the address its evidence shows."""
+    fp = f.evidence.get("first_packet")
+    if ev is None or not len(ev) or not isinstance(fp, dict) or fp.get("file") not in files:
+        return None
+    code = (files.index(str(fp["file"])) << 40) | int(fp["packet"])  # type: ignore[call-overload]
+    hit = np.flatnonzero(ev["frame"] == code)
+    if not len(hit):
+        return None
+    e = ev[hit[0]]
+    return ip_str(bool(e["v6"]), int(e["src_hi"]), int(e["src_lo"]))
+
+
+def _window_packets(ev: np.ndarray | None, lo: float, hi: float, fire: float, files: list[str]) -> dict[str, object]:
+    """first_packet / alert_packet of a model-only alert: the first evidence event of its windows
+    and the last one before it fired (null when the device kept no evidence event then)."""
+    if ev is None or not len(ev):
+        return {"first_packet": None, "alert_packet": None}
+    m = np.flatnonzero((ev["ts"] >= lo) & (ev["ts"] < hi))
+    if not len(m):
+        return {"first_packet": None, "alert_packet": None}
+    before = m[ev["ts"][m] <= fire]
+    at = before[-1] if len(before) else m[0]
+    return {"first_packet": frame_ref(int(ev["frame"][m[0]]), files), "alert_packet": frame_ref(int(ev["frame"][at]), files)}

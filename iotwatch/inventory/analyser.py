@@ -38,6 +38,9 @@ class Inventory:
         self.traffic: dict[str, DeviceTraffic] = {}
         self.identities: dict[str, Identity] = {}
 
+    def bind(self, window_s: float, local_nets: LocalNets) -> None:
+        """The inventory keeps the networks it was made with (its fingerprints are built on them)."""
+
     #: frames dissected per device, kind and minute: a device's names, banners and announcements
     #: repeat; the first few of each minute tell what it is (the rest only cost time)
     PER_KIND = 4
@@ -86,7 +89,7 @@ class Inventory:
             rec.device_type = ident.device_type
             rec.type_confidence = round(ident.type_confidence, 3)
             rec.evidence = list(ident.evidence)
-            rec.model = ident.product
-            rec.classified_by = ident.model or "rules"
+            rec.model = ident.model
+            rec.classified_by = ident.classified_by or "rules"
         self.identities = ids
         return []

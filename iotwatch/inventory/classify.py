@@ -49,14 +49,19 @@ class Identity:
     device_type: str  # one of TYPES
     type_confidence: float  # 0..1
     evidence: list[str] = field(default_factory=list)  # strongest first
-    model: str | None = None  # name of the type model when the classifier decided, else None
-    product: str | None = None  # product model when a name revealed it ("DCS-935L")
+    model: str | None = None  # product model when a name revealed it ("DCS-935L"), as DeviceRecord.model
+    classified_by: str | None = None  # name of the type model when the classifier decided, None for a rule
     vendor_org: str | None = None  # the OUI registration, in full
+
+    @property
+    def product(self) -> str | None:
+        """The product model: the same as :attr:`model` (the name earlier versions used)."""
+        return self.model
 
     def to_dict(self) -> dict[str, Any]:
         return {"vendor": self.vendor, "device_type": self.device_type,
                 "type_confidence": round(self.type_confidence, 3), "evidence": list(self.evidence),
-                "model": self.model, "product": self.product}
+                "model": self.model, "classified_by": self.classified_by, "product": self.model}
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +298,7 @@ def features(record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTra
 # --------------------------------------------------------------------------- the type model
 
 class TypeModel:
-    """A fitted classifier over :data:`FEATURES` and the name it reports (``Identity.model``).
+    """A fitted classifier over :data:`FEATURES` and the name it reports (``Identity.classified_by``).
 
     Built from a bundle, the estimator is opened on first use (scikit-learn weighs ~100 MB of
     memory that a streaming run should not carry before the end)."""
@@ -424,7 +429,7 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     if decided_by:
         evidence.append(f"classifier {decided_by}: {chosen} ({conf:.2f})")
     return Identity(vendor=vendor_name, device_type=chosen, type_confidence=round(conf, 3), evidence=evidence[:12],
-                    model=decided_by, product=product, vendor_org=vendor.organisation)
+                    model=product, classified_by=decided_by, vendor_org=vendor.organisation)
 
 
 def identify(devices: dict[str, DeviceRecord], fp: Fingerprints, traffic: dict[str, DeviceTraffic],

@@ -98,7 +98,7 @@ class UnitResult:
     def reason(self) -> str:
         """One line: what typed it, on which evidence, and how its rows alone fared."""
         i = self.identity
-        by = f"classifier {i.model} ({i.type_confidence:.2f})" if i.model else f"rule ({i.type_confidence:.2f})"
+        by = f"classifier {i.classified_by} ({i.type_confidence:.2f})" if i.classified_by else f"rule ({i.type_confidence:.2f})"
         ev = [e for e in i.evidence if not e.startswith("classifier ")][:3]
         return (f"{self.group} ({self.captures} captures, seen {_span(self.seen_s)} within {_span(self.span_s)}): "
                 f"{self.label} → {self.predicted} by {by}; {'; '.join(ev) or 'no evidence'}; "
@@ -317,7 +317,7 @@ def evaluate_samples(ss: Sequence[Sample], *, n_splits: int = 5, n_jobs: int = 1
             s = ss[i]
             ident = decide(s.key, s.record, s.sig, s.traffic, model, s.x)
             pred[i] = ident.device_type
-            ruled += ident.model is None
+            ruled += ident.classified_by is None
             held[s.group].append(s)
         # the same model, which never saw these units, types each once from all its captures
         for g, gs in held.items():
@@ -386,7 +386,7 @@ def train_type_model(label_files: Sequence[str | Path], out_dir: str | Path, *, 
                                  "them); same folds",
                      "accuracy": round(ev.unit_accuracy, 4), "devices": len(ev.units),
                      "right": len(ev.units) - len(ev.unit_errors), "decided_by_rule":
-                         sum(u.identity.model is None for u in ev.units),
+                         sum(u.identity.classified_by is None for u in ev.units),
                      "labels": ev.unit_labels, "confusion": ev.unit_confusion,
                      "wrong": [f"{u.group}: {u.label} → {u.predicted}" for u in ev.unit_errors]}},
         thresholds={"rule_decides": classify.RULE_DECIDES},

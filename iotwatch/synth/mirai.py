@@ -24,6 +24,9 @@ its labels. The bulk (scanner SYNs, floods, the upload surge) is built as numpy 
   ports and sequence numbers, MSS/SACK/timestamp/window-scale options), ``ack`` (random
   sequence/ack numbers, 512-byte payload), ``greip`` (GRE carrying IPv4/UDP to the target) and
   ``http`` (many connections each sending a GET with a browser User-Agent).
+* :func:`knocking` — the other side: internet hosts (other bots, scanners) that keep trying to
+  connect to a device's address after it was isolated: SYNs to telnet and other login ports,
+  each retried after 1 and 3 s as a kernel does, none answered.
 * :func:`exfil` — a TLS-looking upload to the device's own cloud address that ramps up over
   ~15 s and then fills a share of the uplink: thousands of times the recorder's baseline.
 """
@@ -365,3 +368,32 @@ def exfil(fr: Frames, rng: np.random.Generator, env: Env, cloud: Host, t0: float
                   f"upload surge to {cloud.ip_text}:443: {sent / 1e6:,.1f} MB, filling {fill:.0%} of a "
                   f"{uplink_bps / 1e6:g} Mbit/s uplink{times}")
     return [_finish(fr, mark, label, bot)]
+
+
+# ports the internet knocks on at a recorder: telnet, SSH, web, RTSP, vendor SDKs (Hikvision 8000,
+# Dahua 37777), with weights (telnet first, as in the incident's 1,733 blocked attempts)
+KNOCK_PORTS = ((23, 40), (2323, 8), (22, 20), (80, 10), (8080, 6), (554, 6), (8000, 5), (37777, 5))
+
+
+def knocking(fr: Frames, rng: np.random.Generator, victim: Host, gateway_mac: int, t0: float, t1: float,
+             *, rate: float | None = None) -> Label:
+    """Internet hosts trying to connect to ``victim`` (which never answers) from ``t0`` to ``t1``:
+    ``rate`` attempts/s (seeded, 10-20), a few hundred distinct sources, each attempt a SYN with
+    TCP options and two retransmissions (after 1 and 3 s)."""
+    rate = rate if rate is not None else float(rng.uniform(10, 20))
+    n = max(10, int((t1 - t0) * rate))
+    ts = t0 + np.sort(rng.uniform(0, t1 - t0 - 4, n))
+    sources = public_targets(rng, max(20, n // 8))
+    src = sources[rng.integers(0, len(sources), n)]
+    ports = np.array([p for p, _ in KNOCK_PORTS])
+    w = np.array([w for _, w in KNOCK_PORTS], dtype=np.float64)
+    dport = rng.choice(ports, n, p=w / w.sum())
+    sport = rng.integers(1024, 65536, n)
+    seq = rng.integers(0, 1 << 32, n)
+    ttl = rng.choice((45, 47, 49, 51, 53, 113, 115, 241), n)
+    for delay in (0.0, 1.0, 3.0):
+        fr.add_many(ts + delay, smac=gateway_mac, dmac=victim.mac, src=src, dst=victim.ip, proto=TCP, ttl=ttl,
+                    ipid=rng.integers(0, 65536, n), sport=sport, dport=dport, seq=seq, flags=SYN, win=29200)
+    return Label.victim(victim, f"{n:,} inbound connection attempts from {len(np.unique(src)):,} internet hosts "
+                        f"to telnet, SSH, web, RTSP and vendor ports after it was isolated; none answered",
+                        local=True)

@@ -36,8 +36,13 @@ SCENARIOS: dict[str, str] = {
     "flood": "a camera takes part in a DDoS with one attack vector (--vector)",
     "exfil": "the recorder's upload to its cloud jumps until it fills the uplink (--uplink-mbps)",
     "c2": "the recorder resolves a C2 name and keeps a TCP connection to it with keep-alives",
+    "after": "the hospital site after the fix: the recorder is isolated and silent, internet hosts keep "
+             "trying to log in to its address (use the hospital's seed for the same site)",
 }
-DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0}
+DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0}
+# `after` starts at 13:12 JST, when the incident's recorder was switched off and the firewall
+# then blocked 1,733 login attempts against it in a burst
+AFTER_OFFSET_S = 22 * 60.0
 BEHAVIOURS = (*CATEGORIES, "hospital")
 
 
@@ -121,9 +126,15 @@ def generate(opts: Options, out: Path) -> Result:
     duration = opts.duration or DEFAULT_DURATION.get(opts.scenario, 300.0)
     the_site = site.make_site(rng)
     fr = Frames()
-    t0, t1 = opts.start, opts.start + duration
+    t0 = opts.start + (AFTER_OFFSET_S if opts.scenario == "after" else 0.0)
+    t1 = t0 + duration
     labels = site.benign(fr, rng, the_site, t0, t1)
-    if opts.scenario != "site":
+    if opts.scenario == "after":
+        rec = the_site.recorder
+        fr.drop_host(rec.mac)
+        knock = mirai.knocking(fr, rng, rec, the_site.router.mac, t0 + float(rng.uniform(1, 10)), t1)
+        labels = [lb for lb in labels if lb.host_ip != rec.ip_text] + [knock]
+    elif opts.scenario != "site":
         on_recorder = opts.scenario in ("hospital", "exfil", "c2")
         bot = the_site.recorder if on_recorder else the_site.cameras[int(rng.integers(0, len(the_site.cameras)))]
         env = Env(bot, the_site.router.mac, the_site.router)

@@ -187,6 +187,32 @@ class Frames:
             out[name] = np.broadcast_to(np.asarray(v).astype(DTYPES[name], copy=False), (n,)).copy()
         self._arrays.append(out)
 
+    def drop_host(self, host_mac: int) -> int:
+        """Remove every packet sent to or by MAC ``host_mac`` (raw frames too, by their Ethernet
+        addresses); returns how many were removed."""
+        raw = b"".join(self.blob.parts)
+        kind_col, poff_col = NAMES.index("kind"), NAMES.index("poff")
+        smac_col, dmac_col = NAMES.index("smac"), NAMES.index("dmac")
+
+        def raw_macs(r: tuple[int, ...]) -> tuple[int, int]:
+            at = r[poff_col]
+            return int.from_bytes(raw[at + 6:at + 12], "big"), int.from_bytes(raw[at:at + 6], "big")
+
+        before = len(self)
+        kept = []
+        for r in self._rows:
+            smac, dmac = raw_macs(r) if r[kind_col] == KIND_RAW else (r[smac_col], r[dmac_col])
+            if host_mac not in (smac, dmac):
+                kept.append(r)
+        self._rows = kept
+        arrays = []
+        for a in self._arrays:
+            keep = (a["smac"] != host_mac) & (a["dmac"] != host_mac)
+            if keep.any():
+                arrays.append({n: v[keep] for n, v in a.items()})
+        self._arrays = arrays
+        return before - len(self)
+
     def columns(self) -> dict[str, np.ndarray]:
         """Every packet as columns, sorted by time (stable: insertion order breaks ties)."""
         parts = list(self._arrays)

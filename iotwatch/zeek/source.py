@@ -33,6 +33,7 @@ class ConnLogSet:
     def __init__(self, paths: Iterable[str | Path]) -> None:
         self.paths = expand_conn_logs(paths)
         self.problems: list[InputError] = []
+        self.duplicates: list[tuple[Path, Path]] = []  # (as CaptureSet's; conn.log files are read as given)
         self.files_read = 0
         self.rows = 0
         self.skipped = 0
