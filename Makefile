@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench sysdeps lint docs clean model eval lock messages
+.PHONY: all venv demo test pcaps bench bench-live sysdeps lint docs clean model eval lock messages
 
 all: test
 
@@ -56,15 +56,18 @@ test: $(STAMP)
 pcaps: $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
-## make sysdeps: system packages for the oracle tests and the benchmark (Debian/Ubuntu, as root);
+## make sysdeps: system packages for the oracle tests, the live capture and its tests (dumpcap
+## from wireshark-common, tcpreplay, iproute2) and the benchmark (Debian/Ubuntu, as root);
 ## chromium (the report's browser test) and fonts-noto-cjk (Japanese in the report's charts)
 sysdeps:
 	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
+	    && command -v dumpcap >/dev/null && command -v tcpreplay >/dev/null && command -v ip >/dev/null \
 	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ]; then \
 		echo "system packages present"; \
 	else \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			tshark tcpdump libpcap-dev gcc libc6-dev time >/dev/null; \
+		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
+			apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+			tshark wireshark-common tcpdump tcpreplay iproute2 libpcap-dev gcc libc6-dev time >/dev/null; \
 	fi
 	@if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -q "Noto Sans CJK JP"; then \
 		echo "report packages present"; \
@@ -90,6 +93,11 @@ bench/.venv/.stamp: pyproject.toml
 bench: $(STAMP) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/data/flood10m.pcap
 	BENCH_PYTHON=bench/.venv/bin/python $(BIN)/python bench/run.py --with-10m
 
+## make bench-live: live capture in a veth pair (as root): the highest tcpreplay rate with zero drops
+## over 60 s with the whole analysis on, and the window end → alert delay → bench/out/live.md
+bench-live: $(STAMP) sysdeps
+	$(BIN)/python bench/live.py --seconds 60 --out bench/out/live.md
+
 SHARED_PCAPS ?= ../shared/pcaps
 
 ## make model: rebuild models/behaviour (generated scenarios, seeds 1-3, + the labelled shared captures)
@@ -102,6 +110,9 @@ model: $(STAMP)
 	@if [ -f $(SHARED_PCAPS)/LABELS.tsv ]; then \
 		$(BIN)/iotwatch train --kind device_type $(SHARED_PCAPS)/LABELS.tsv --out models/device_type --n-jobs 2; \
 	else echo "no $(SHARED_PCAPS)/LABELS.tsv: models/device_type kept as it is"; fi
+	@if [ -d $(SHARED_PCAPS)/iot_sentinel ]; then \
+		$(BIN)/python -m iotwatch.inventory.products build $(SHARED_PCAPS) --out models/product_catalogue --jobs 2; \
+	else echo "no $(SHARED_PCAPS)/iot_sentinel: models/product_catalogue kept as it is"; fi
 
 ## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md
 eval: $(STAMP)

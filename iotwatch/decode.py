@@ -261,138 +261,211 @@ def _ip(buf, r, p, end, etype, captured_end):  # type: ignore[no-untyped-def]
 @kernel
 def decode_batch(buf, off, caplen, linktype, out):  # type: ignore[no-untyped-def]
     n = off.shape[0]
-    no_mac = np.uint64(1 << 63)
-    mapped = np.uint64(0xFFFF00000000)
     for i in range(n):
         r = out[i]
         p = off[i]
         end = p + caplen[i]
         lt = linktype[i]
-        r.src_mac = no_mac
-        r.dst_mac = no_mac
-        r.vlan = 0
-        r.l3 = 0
-        r.err = 0
-        r.src_hi = 0
-        r.src_lo = 0
-        r.dst_hi = 0
-        r.dst_lo = 0
-        r.proto = 0
-        r.sport = 0
-        r.dport = 0
-        r.tcp_flags = 0
-        r.frag = 0
-        r.frag_id = 0
-        r.payload = 0
-        r.ip_len = 0
-        r.ttl = 0
-        r.ip_id = 0
-        r.tcp_seq = 0
-        r.tcp_win = 0
-        r.info = 0
-        r.l3_off = 0
-        etype = -1  # -1: version from the IP header itself
-        # ---- link layer
-        if lt == 1:
-            if end - p < 14:
-                r.err = 1
-                continue
-            r.dst_mac = _mac(buf, p)
-            r.src_mac = _mac(buf, p + 6)
-            etype = _be16(buf, p + 12)
-            p += 14
-            tags = 0
-            while (etype == 0x8100 or etype == 0x88A8 or etype == 0x9100) and tags < 4:
-                if end - p < 4:
-                    r.err = 1
-                    break
-                if tags == 0:
-                    r.vlan = _be16(buf, p) & 0x0FFF
-                etype = _be16(buf, p + 2)
-                p += 4
-                tags += 1
-            if r.err:
-                continue
-            if etype == 0x8864:  # PPPoE session: 6-byte header + 2-byte PPP protocol
-                if end - p < 8:
-                    r.err = 1
-                    continue
-                ppp = _be16(buf, p + 6)
-                p += 8
-                etype = 0x0800 if ppp == 0x0021 else (0x86DD if ppp == 0x0057 else 0)
-        elif lt == 113:
+        _reset(r)
+        for _level in range(4):  # the frame, then up to three frames it carries (mirror tunnels)
+            inner = _decode_one(buf, r, p, end, lt, off[i])
+            if inner < 0:
+                break
+            _reset(r)  # the carried frame is the device's traffic: its fields replace the tunnel's
+            p = inner
+            lt = 1
+
+
+@inline_kernel
+def _reset(r):  # type: ignore[no-untyped-def]
+    r.src_mac = np.uint64(1 << 63)
+    r.dst_mac = np.uint64(1 << 63)
+    r.vlan = 0
+    r.l3 = 0
+    r.err = 0
+    r.src_hi = 0
+    r.src_lo = 0
+    r.dst_hi = 0
+    r.dst_lo = 0
+    r.proto = 0
+    r.sport = 0
+    r.dport = 0
+    r.tcp_flags = 0
+    r.frag = 0
+    r.frag_id = 0
+    r.payload = 0
+    r.ip_len = 0
+    r.ttl = 0
+    r.ip_id = 0
+    r.tcp_seq = 0
+    r.tcp_win = 0
+    r.info = 0
+    r.l3_off = 0
+
+
+@inline_kernel
+def _tunnel(buf, r, end, first):  # type: ignore[no-untyped-def]
+    """The offset of the Ethernet frame a mirror tunnel carries in this IP packet, or -1:
+    GRE with ERSPAN type I/II (0x88BE) or III (0x22EB) or transparent Ethernet bridging (0x6558),
+    and VXLAN (UDP port 4789). Only for whole packets (no fragment) over IPv4 or plain IPv6."""
+    if r.frag != 0 or r.err != 0:
+        return -1
+    q = np.int64(r.l3_off) + first
+    if r.l3 == 4:
+        q += np.int64(buf[q] & 0x0F) * 4
+    else:
+        if buf[q + 6] != r.proto:  # extension headers before the tunnel: not decapsulated
+            return -1
+        q += 40
+    if r.proto == 47:
+        if end - q < 4:
+            return -1
+        flags = _be16(buf, q)
+        gp = _be16(buf, q + 2)
+        if flags & 0x0007:  # GRE version 0 only
+            return -1
+        h = 4
+        if flags & 0x8000:
+            h += 4
+        if flags & 0x2000:
+            h += 4
+        if flags & 0x1000:
+            h += 4
+        q += h
+        if gp == 0x88BE:
+            if flags & 0x1000:  # ERSPAN type II: 8-byte header (type I has none and no sequence)
+                q += 8
+        elif gp == 0x22EB:  # ERSPAN type III: 12 bytes, + 8 with the platform subheader (O flag)
+            if end - q < 12:
+                return -1
+            o = buf[q + 11] & 1
+            q += 20 if o else 12
+        elif gp != 0x6558:
+            return -1
+    elif r.proto == 17 and r.dport == 4789:
+        if end - q < 16 or (buf[q + 8] & 0x08) == 0:  # VXLAN's I flag: a valid network identifier
+            return -1
+        q += 16
+    else:
+        return -1
+    if end - q < 14:
+        return -1
+    return q
+
+
+@inline_kernel
+def _decode_one(buf, r, p, end, lt, first):  # type: ignore[no-untyped-def]
+    """Decode one frame of link type ``lt`` at buf[p:end] into ``r``. Returns the offset of an
+    Ethernet frame it carries (FabricPath, ERSPAN, VXLAN, GRE bridging) to decode instead, or -1."""
+    mapped = np.uint64(0xFFFF00000000)
+    etype = -1  # -1: version from the IP header itself
+    # ---- link layer
+    if lt == 1:
+        if end - p < 14:
+            r.err = 1
+            return -1
+        r.dst_mac = _mac(buf, p)
+        r.src_mac = _mac(buf, p + 6)
+        etype = _be16(buf, p + 12)
+        p += 14
+        if etype == 0x8903:  # Cisco FabricPath: a 2-byte FTag/TTL, then the classical Ethernet frame
             if end - p < 16:
                 r.err = 1
-                continue
-            etype = _be16(buf, p + 14)
-            p += 16
-        elif lt == 276:
-            if end - p < 20:
-                r.err = 1
-                continue
-            etype = _be16(buf, p)
-            p += 20
-        elif lt == 101 or lt == 12 or lt == 14:
-            etype = -1
-        elif lt == 228:
-            etype = 0x0800
-        elif lt == 229:
-            etype = 0x86DD
-        elif lt == 0 or lt == 108:
+                return -1
+            return p + 2
+        tags = 0
+        while (etype == 0x8100 or etype == 0x88A8 or etype == 0x9100) and tags < 4:
             if end - p < 4:
                 r.err = 1
-                continue
-            fam = _be32(buf, p) if lt == 108 else -1
-            if lt == 0:
-                # host byte order of the capturing machine: accept either
-                a = np.int64(buf[p])
-                z = np.int64(buf[p + 3])
-                fam = a if a != 0 else z
+                return -1
+            if tags == 0:
+                r.vlan = _be16(buf, p) & 0x0FFF
+            etype = _be16(buf, p + 2)
             p += 4
-            etype = 0x0800 if fam == 2 else (0x86DD if (fam == 24 or fam == 28 or fam == 30) else 0)
-        else:
+            tags += 1
+        if etype == 0x8864:  # PPPoE session: 6-byte header + 2-byte PPP protocol
+            if end - p < 8:
+                r.err = 1
+                return -1
+            ppp = _be16(buf, p + 6)
+            p += 8
+            etype = 0x0800 if ppp == 0x0021 else (0x86DD if ppp == 0x0057 else 0)
+    elif lt == 113:
+        if end - p < 16:
             r.err = 1
-            continue
-        if etype == -1:
-            if end - p < 1:
-                r.err = 2
-                continue
-            v = buf[p] >> 4
-            etype = 0x0800 if v == 4 else (0x86DD if v == 6 else 0)
-            if etype == 0:
-                r.err = 2
-                continue
-        # ---- network layer
-        for _depth in range(3):
-            if etype != 0x0800 and etype != 0x86DD:
-                break
-            if _depth:  # an inner packet: its own header fields replace the outer ones
-                r.src_hi = 0
-                r.dst_hi = 0
-                r.frag = 0
-                r.frag_id = 0
-            r.l3_off = p - off[i]
-            etype, p = _ip(buf, r, p, end, etype, end)
-        if r.l3 == 4 or r.l3 == 6:
-            continue
-        if etype == 0x0806:
-            r.l3 = 1
-            r.l3_off = p - off[i]
-            # ARP for IPv4 over Ethernet: htype 1, ptype 0x0800, hlen 6, plen 4
-            if end - p < 28:
-                r.err = 2
-                continue
-            op = _be16(buf, p + 6)
-            r.sport = op
-            if _be16(buf, p + 2) == 0x0800 and buf[p + 4] == 6 and buf[p + 5] == 4:
-                r.src_lo = mapped | np.uint64(_be32(buf, p + 14))
-                r.dst_lo = mapped | np.uint64(_be32(buf, p + 24))
-            if op == 1:
-                r.info |= 2
-            elif op == 2:
-                r.info |= 4
-        else:
-            r.l3 = 2
+            return -1
+        etype = _be16(buf, p + 14)
+        p += 16
+    elif lt == 276:
+        if end - p < 20:
+            r.err = 1
+            return -1
+        etype = _be16(buf, p)
+        p += 20
+    elif lt == 101 or lt == 12 or lt == 14:
+        etype = -1
+    elif lt == 228:
+        etype = 0x0800
+    elif lt == 229:
+        etype = 0x86DD
+    elif lt == 0 or lt == 108:
+        if end - p < 4:
+            r.err = 1
+            return -1
+        fam = _be32(buf, p) if lt == 108 else -1
+        if lt == 0:
+            # host byte order of the capturing machine: accept either
+            a = np.int64(buf[p])
+            z = np.int64(buf[p + 3])
+            fam = a if a != 0 else z
+        p += 4
+        etype = 0x0800 if fam == 2 else (0x86DD if (fam == 24 or fam == 28 or fam == 30) else 0)
+    else:
+        r.err = 1
+        return -1
+    if etype == -1:
+        if end - p < 1:
+            r.err = 2
+            return -1
+        v = buf[p] >> 4
+        etype = 0x0800 if v == 4 else (0x86DD if v == 6 else 0)
+        if etype == 0:
+            r.err = 2
+            return -1
+    # ---- network layer
+    for _depth in range(3):
+        if etype != 0x0800 and etype != 0x86DD:
+            break
+        if _depth:  # an inner packet: its own header fields replace the outer ones
+            r.src_hi = 0
+            r.dst_hi = 0
+            r.frag = 0
+            r.frag_id = 0
+        r.l3_off = p - first
+        etype, p = _ip(buf, r, p, end, etype, end)
+    if r.l3 == 4 or r.l3 == 6:
+        if r.proto == 47 or r.proto == 17:
+            return _tunnel(buf, r, end, first)
+        return -1
+    if etype == 0x0806:
+        r.l3 = 1
+        r.l3_off = p - first
+        # ARP for IPv4 over Ethernet: htype 1, ptype 0x0800, hlen 6, plen 4
+        if end - p < 28:
+            r.err = 2
+            return -1
+        op = _be16(buf, p + 6)
+        r.sport = op
+        if _be16(buf, p + 2) == 0x0800 and buf[p + 4] == 6 and buf[p + 5] == 4:
+            r.src_lo = mapped | np.uint64(_be32(buf, p + 14))
+            r.dst_lo = mapped | np.uint64(_be32(buf, p + 24))
+        if op == 1:
+            r.info |= 2
+        elif op == 2:
+            r.info |= 4
+    else:
+        r.l3 = 2
+    return -1
 
 
 def decode(batch: PacketBatch, out: Packets) -> Packets:

@@ -426,6 +426,13 @@ class DeviceTable:
             self._pending.append((names, w, self.settings.window_s, rows))
             self._pending_rows += len(names)
 
+    def close_before(self, now_ns: int) -> None:
+        """Close the windows due by ``now_ns`` (their end plus the close lag) with no packet: a live
+        capture's clock moves on when the network is quiet. The rows wait for :meth:`drain`."""
+        for w in sorted(int(x) for x in self.slot_win[self.slot_win >= 0]):
+            if (w + 1) * self.window_ns + self.lag_ns <= now_ns:
+                self._close(w)
+
     def flush(self) -> Iterator[pa.Table]:
         """Close every open window (end of input); their distinct sets are kept for merging."""
         for w in sorted(int(x) for x in self.slot_win[self.slot_win >= 0]):

@@ -558,6 +558,23 @@ class FlowTable:
         if self.n_exp:
             yield self._drain()
 
+    def expire(self, now_ns: int) -> Iterator[np.ndarray]:
+        """Sweep at ``now_ns`` with no packet (live capture: the wall clock): flows idle or active
+        for longer than their timeouts by then end, exactly as the next packet-driven sweep would
+        end them."""
+        if self.next_sweep < 0:
+            return
+        yield from self._sweep(now_ns, evict_before=-(1 << 62))
+        yield from self.drain()
+
+    def open_records(self, quiet_since_ns: int) -> np.ndarray:
+        """A copy of the flows still open whose last packet is older than ``quiet_since_ns``, as
+        records (a live capture's provisional verdicts look at them: a scan's unanswered SYNs
+        would otherwise wait for the idle timeout)."""
+        used = int(self.st[ST_USED])
+        rows = self.tbl[:used]
+        return rows[rows["last"] < quiet_since_ns].copy()
+
     def packet_info(self, n: int) -> PacketFlowInfo:
         info = self.info
         assert info is not None

@@ -78,6 +78,8 @@ class _Writer:
 
 
 CHUNK = 1 << 14  # finished flows are converted and written in pieces of at most this many
+
+
 class Pipeline:
     """Packets in, flows, windows and device totals out to the sinks; the analysers ride along.
 
@@ -165,9 +167,19 @@ class Pipeline:
             else:
                 self._emit(kind, piece)
 
+    def close_parts(self) -> None:
+        """Have the sinks close their current output parts (readable from now), in order with
+        the results already handed over."""
+        if self._writer is not None:
+            self._writer.put("parts", pa.table({}))
+        else:
+            self._emit("parts", pa.table({}))
+
     def _emit(self, kind: str, table: pa.Table) -> None:
         for s in self.sinks:
-            if kind == "flows":
+            if kind == "parts":
+                s.close_part()
+            elif kind == "flows":
                 s.on_flows(table)
             else:
                 s.on_windows(table)
@@ -178,6 +190,15 @@ class Pipeline:
             self._out("flows", rows)
         for t in self.devices.drain():
             self._out("windows", t)
+
+    def advance(self, now_ns: int) -> None:
+        """Move the capture clock to ``now_ns`` without a packet: flows idle since before it end
+        and windows due by then close, then both are handed over (a live capture calls this on a
+        timer, with the wall clock, so a quiet network still gets its windows and alerts)."""
+        for rows in self.flows.expire(now_ns):
+            self._out("flows", rows)
+        self.devices.close_before(now_ns)
+        self.drain()
 
     def finish(self) -> tuple[dict[str, DeviceRecord], Stats]:
         for rows in self.flows.flush():
@@ -246,9 +267,10 @@ def build_analysers(settings: Settings) -> list[Analyser]:
     if settings.identify:
         from .inventory.analyser import Inventory, default_type_model
         from .inventory.classify import TypeModel
+        from .inventory.products import default_catalogue
 
         tm = TypeModel.load(settings.type_model) if settings.type_model is not None else default_type_model()
-        out.append(Inventory(nets, tm))
+        out.append(Inventory(nets, tm, default_catalogue()))
     if settings.detect:
         from .detect import Detector, DetectSettings
         from .detect import model as behaviour

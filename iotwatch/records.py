@@ -216,6 +216,14 @@ class Stats:
     problems: int = 0
     interrupted: bool = False
     elapsed_s: float = 0.0
+    # live capture only (null for files): what the capture tool and the interface lost
+    interface: str | None = None
+    capture_received: int | None = None
+    capture_drops: int | None = None
+    if_drops: int | None = None
+    ring_files: int | None = None
+    verdict_lag_s: float | None = None
+    verdict_lag_max_s: float | None = None
 
     @property
     def packets_per_s(self) -> float:
@@ -245,7 +253,8 @@ DEVICE_FIELDS: tuple[Field, ...] = (
     Field("type_confidence", _F64, "", "confidence of device_type, 0..1"),
     Field("evidence", pa.list_(_STR), "", "why: human-readable facts, strongest first "
           "(\"OUI: Hangzhou Hikvision\", \"serves RTSP on 554\", ...)"),
-    Field("model", _STR, "", "product model when the traffic names it (\"DCS-935L\"), else null"),
+    Field("model", _STR, "", "product model when the traffic names it (\"DCS-935L\") or the product catalogue matches "
+          "it confidently (\"TP-LinkPlugHS110\"; the match, its distance and confidence are in evidence), else null"),
     Field("classified_by", _STR, "", "\"rules\" when strong signals decided the type, else the type model's name"),
     Field("alerts", pa.list_(pa.struct([("category", _STR), ("signature", _STR), ("severity", _U8), ("score", _F64),
                                         ("timestamp", _STR), ("first_ts", _F64), ("last_ts", _F64)])), "",
@@ -294,7 +303,8 @@ def records_markdown() -> str:
             "rules of the same episode), `flows_not_kept` (flows counted in the totals but not kept one by one), "
             "`lower_bounds` (the fields that are lower bounds, when any; the signature then says \"at least\"), "
             "`sampled` (why: a side-channel budget), `dns_queries_sent` (DNS queries the device sent in the "
-            "episode's windows, exact) |", "",
+            "episode's windows, exact) |",
+            "| `raised_ts` | float, epoch s | live capture only: the wall-clock time the alert was written |", "",
             "Counts and `last_ts` are the episode's totals (docs/detection.md, \"Counts are totals\"), unless "
             "`lower_bounds` names them.", "",
             "One alert per device and behaviour episode; see docs/detection.md for each rule's evidence.", ""]
@@ -304,5 +314,13 @@ def records_markdown() -> str:
             "`flows`, `flows_evicted` (by the table cap), `devices`, `devices_untracked` (beyond the device cap), "
             "`windows` (rows), `late_packets` (older than every open window), `problems` (input problems), "
             "`interrupted` (Ctrl-C stopped the reading), `alerts`, `elapsed_s` (processing and verdicts; start-up and opening the models excluded), "
-            "`packets_per_s`.", ""]
+            "`packets_per_s`.", "",
+            "A live capture (`iotwatch capture`) adds, null for files: `interface`; `capture_received` (packets the "
+            "capture tool received from the kernel); `capture_drops` (packets lost between the interface and "
+            "iotwatch: the kernel's capture buffer and dumpcap's, as dumpcap reports them when it stops; null until "
+            "then); `if_drops` (packets the interface itself dropped during the run, from "
+            "/sys/class/net/IF/statistics: `rx_dropped` + `rx_missed_errors` + `rx_fifo_errors`); `ring_files` "
+            "(pcapng files written to the evidence ring); `verdict_lag_s` and `verdict_lag_max_s` (seconds from the end "
+            "of the newest closed window to its verdicts being written: the last one and the largest of the run). A live run also writes a stats event every few seconds "
+            "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)

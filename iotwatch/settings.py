@@ -36,6 +36,7 @@ class Settings:
     max_flows: int = DEFAULT_MAX_FLOWS
     max_devices: int = 1 << 14
     batch_size: int = 1 << 15
+    close_lag_s: float = 10.0  # a window closes this long after its end (a live capture: 1 s)
     # analysers
     detect: bool = True  # the detector: rules, and the behaviour model unless no_model
     identify: bool = True  # the inventory: vendor, type and product of every device
@@ -82,4 +83,4 @@ class Settings:
     def device_settings(self) -> DeviceSettings:
         from .devices import DeviceSettings
 
-        return DeviceSettings(window_s=self.window_s, max_devices=self.max_devices)
+        return DeviceSettings(window_s=self.window_s, max_devices=self.max_devices, close_lag_s=self.close_lag_s)

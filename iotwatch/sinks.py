@@ -49,6 +49,10 @@ class Sink:
     def on_stats(self, stats: Stats) -> None:
         """The run's statistics."""
 
+    def close_part(self) -> None:
+        """Make what was written so far readable now, if the sink writes in parts (a live
+        capture calls it on a timer, from the writer thread, in order with the results)."""
+
     def close(self) -> None:
         """Flush and close files."""
 
@@ -140,6 +144,15 @@ class ParquetSink(Sink):
 
     def on_windows(self, windows: pa.Table) -> None:
         self._windows.write_table(windows)
+
+    def close_part(self) -> None:
+        """Close the current flows part, so that it can be read now, if it holds flows; the next
+        flows go to a new part (a live capture calls this on a timer)."""
+        if self._part_rows:
+            self._flows.close()
+            self._part += 1
+            self._part_rows = 0
+            self._flows = self._open_part()
 
     def close(self) -> None:
         self._flows.close()

@@ -149,6 +149,10 @@ class PcapngReader:
         self.interfaces: list[Interface] = []
         self.linktypes: set[int] = set()
         self._last_ts = 0
+        #: the section and interface blocks in force, as read (a live ring starts each file with them)
+        self.headers: list[bytes] = []
+        #: buffer offsets [start, end) of the blocks behind the last batch (a live ring copies them)
+        self.span = (0, 0)
 
     def _error(self, pos: int, what: str) -> None:
         self.problems.append(CaptureError(self.path, self.chunks.base + pos, what))
@@ -170,6 +174,7 @@ class PcapngReader:
                 self._error(c.pos, "section header block has no valid byte-order magic")
                 return False
             self.interfaces = []  # interface ids restart in every section
+            self.headers = []
         endian = ">" if self.big else "<"
         btype, blen = struct.unpack(endian + "II", head[:8])
         if blen < 12 or blen % 4 or blen > MAX_BLOCK:
@@ -182,6 +187,8 @@ class PcapngReader:
         if struct.unpack(endian + "I", block[-4:])[0] != blen:
             self._error(c.pos, _WHY[BAD_TRAILER])
             return False
+        if btype in (SHB, IDB):
+            self.headers.append(block)
         if btype == IDB:
             if blen < 20:
                 self._error(c.pos, "interface description block is too short")
@@ -221,6 +228,7 @@ class PcapngReader:
         while True:
             n_if = len(self.interfaces)
             snaps = np.array([i.snaplen for i in self.interfaces] or [0], np.int64)
+            start = c.pos
             n, pos, status = walk_pcapng(c.buf, c.pos, c.end, self.big, n_if, snaps, off, caplen, wirelen, tsraw, ifid)
             c.pos = pos
             if n:
@@ -236,6 +244,7 @@ class PcapngReader:
                 self._last_ts = int(ts[n - 1])
                 types = np.array([i.linktype for i in self.interfaces] or [0], np.int32)
                 lt[:n] = types[np.maximum(ifs, 0)]
+                self.span = (start, pos)
                 yield PacketBatch(c.buf, off[:n], caplen[:n], wirelen[:n], ts, lt[:n], file_index, frame)
                 frame += n
                 continue

@@ -14,6 +14,7 @@ import typer
 
 from .. import __version__, interrupt
 from .analyze import analyze_command, devices_command
+from .capture import capture_command, interfaces_command
 from .model import evaluate_command, train_command
 from .report import compare_command, evidence_command, report_command
 from .synth import synth_command
@@ -42,6 +43,8 @@ def _root(
 
 app.command("analyze")(analyze_command)
 app.command("devices")(devices_command)
+app.command("capture")(capture_command)
+app.command("interfaces")(interfaces_command)
 app.command("synth")(synth_command)
 app.command("train")(train_command)
 app.command("evaluate")(evaluate_command)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -292,18 +292,50 @@ def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_event
     return EXIT_PARTIAL if res.problems else EXIT_OK
 
 
+def catalogue_table(identities: dict[str, Any]) -> Table:
+    """Which catalogued product each device matched, how closely, and the next product."""
+    from rich.table import Table
+
+    t = Table(title="Product catalogue matches", title_justify="left")
+    for name, kw in (("device", {"no_wrap": True, "min_width": 17}), ("product", {"overflow": "fold"}),
+                     ("type", {}), ("distance", {"justify": "right"}), ("conf.", {"justify": "right"}),
+                     ("next product", {"overflow": "fold"}), ("shared facts", {"overflow": "fold", "ratio": 2})):
+        t.add_column(name, **kw)
+    for key in sorted(identities):
+        m = identities[key].match
+        if m is None:
+            continue
+        t.add_row(key, m.product or "(none close)", m.device_type or "—", f"{m.distance:.2f}", f"{m.confidence:.2f}",
+                  f"{m.runner_up or '—'} {m.runner_up_distance:.2f}", ", ".join(m.shared[:3]) or "—")
+    return t
+
+
+CatalogueOpt = Annotated[bool, typer.Option("--catalogue", help="Also show which catalogued product each device "
+                                                                "matched, its distance and confidence.")]
+
+
 def devices_command(paths: Paths, window: Window = 60.0,
                     local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
-                    type_model: TypeModelOpt = None) -> None:
+                    type_model: TypeModelOpt = None, catalogue: CatalogueOpt = False) -> None:
     """Print the device inventory of captures: vendor, type, confidence and evidence (no files written)."""
+    from ..inventory.analyser import Inventory
     from ..pipeline import build_analysers, run
     from ..sinks import MemorySink
 
     settings = _settings(window, local_net, 120.0, 1800.0, DEFAULT_MAX_FLOWS, detect=False, type_model=type_model)
     with user_errors():
-        pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)], analysers=build_analysers(settings))
+        analysers = build_analysers(settings)
+        pipe, captures = run(paths, settings, [MemorySink(keep_flows=False)], analysers=analysers)
         devices, stats = pipe.finish()
     report_duplicates(captures.duplicates)
     _report_problems(captures.problems)
-    _print(inventory_table(devices), _summary(stats, None))
+    if catalogue:
+        inv = next((a for a in analysers if isinstance(a, Inventory)), None)
+        if inv is None or inv.catalogue is None:
+            _print(inventory_table(devices), "no product catalogue (models/product_catalogue is missing)",
+                   _summary(stats, None))
+        else:
+            _print(inventory_table(devices), catalogue_table(inv.identities), _summary(stats, None))
+    else:
+        _print(inventory_table(devices), _summary(stats, None))
     raise typer.Exit(EXIT_PARTIAL if captures.problems else (EXIT_OK if stats.files else EXIT_ERROR))

@@ -8,6 +8,7 @@ the quiet part of its own capture.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..errors import InputError, OutputError
@@ -19,9 +20,12 @@ WHAT = ("each device's median upload to external addresses per window, over the 
 
 
 def write_baselines(path: Path, baselines: dict[str, dict[str, float]], window_s: float) -> None:
-    """Write a run's per-device baselines (``Detector.baselines()``) as ``baselines.json``."""
+    """Write a run's per-device baselines (``Detector.baselines()``) as ``baselines.json``, replaced
+    atomically (a live capture rewrites it while others may read it)."""
+    tmp = path.with_suffix(".json.tmp")
     try:
-        path.write_text(json.dumps({"window_s": window_s, "what": WHAT, "devices": baselines}, indent=1) + "\n")
+        tmp.write_text(json.dumps({"window_s": window_s, "what": WHAT, "devices": baselines}, indent=1) + "\n")
+        os.replace(tmp, path)
     except OSError as e:
         raise OutputError(f"{path}: cannot write: {e.strerror or e}") from None
 

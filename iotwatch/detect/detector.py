@@ -36,6 +36,9 @@ class DetectSettings:
     uplink_mbps: float | None = None
     baselines: dict[str, float] = field(default_factory=dict)  # device → upload bytes per window
     model: object | None = DEFAULT_MODEL
+    #: keep the window rows of this many seconds before the newest window (None: all, as offline);
+    #: a live capture of days sets it so that its memory stays flat
+    history_s: float | None = None
 
     def validate(self) -> DetectSettings:
         """Raise :class:`~iotwatch.errors.SettingsError` for a value out of range; return self."""
@@ -89,6 +92,17 @@ class Detector:
 
     def on_windows(self, table: pa.Table) -> None:
         self._windows.append(table)
+        if self.settings.history_s is not None and table.num_rows:
+            # windows arrive in time order: the old ones are at the front
+            cutoff = float(np.max(table["window_start"].to_numpy())) - self.settings.history_s
+            while self._windows:
+                starts = self._windows[0]["window_start"].to_numpy()
+                if len(starts) and starts.max() < cutoff:
+                    self._windows.pop(0)
+                    continue
+                if len(starts) and starts.min() < cutoff:
+                    self._windows[0] = self._windows[0].filter(pa.array(starts >= cutoff))
+                break
 
     # conclusion -----------------------------------------------------------------------------
     def features(self) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:

@@ -14,6 +14,10 @@ Two stages:
    hints' per-type confidences) decides; without a model the best weak hint does, else
    ``unknown``.
 
+0. **Product** (with a catalogue, :mod:`.products`): when the device's fingerprint matches a
+   catalogued product confidently, the type is the product's (unless a rule of 0.9 or more says
+   otherwise; camera/recorder only with a camera hint or a match of confidence 0.8 or more).
+
 Camera and recorder are the types an auditor acts on, so they are never guessed: the
 classifier may only answer camera or recorder when at least one camera/recorder hint exists
 (otherwise its next most likely type is taken).
@@ -25,7 +29,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,10 +39,16 @@ from .fingerprints import DeviceSignals, Fingerprints
 from .oui import Vendor, lookup
 from .traffic import DeviceTraffic
 
+if TYPE_CHECKING:
+    from .products import Catalogue, Match
+
 TYPES = ("camera", "recorder", "printer", "computer", "phone", "hub", "plug", "sensor", "speaker", "router",
          "appliance", "unknown")
 SCORED_TYPES = TYPES[:-1]
 CCTV = ("camera", "recorder")
+GAP_S = 86400.0  # a first-to-last span this much longer than the time seen spans several captures
+#: a cloud camera's upload: at least this average rate over at least this much time seen
+SUSTAINED_BPS, SUSTAINED_MIN_S = 64_000, 600.0
 RULE_DECIDES = 0.8  # a hint at least this confident decides without the classifier
 MODEL_KIND = "device_type"
 
@@ -52,6 +62,7 @@ class Identity:
     model: str | None = None  # product model when a name revealed it ("DCS-935L"), as DeviceRecord.model
     classified_by: str | None = None  # name of the type model when the classifier decided, None for a rule
     vendor_org: str | None = None  # the OUI registration, in full
+    match: Match | None = None  # the product catalogue's answer (None without a catalogue)
 
     @property
     def product(self) -> str | None:
@@ -94,8 +105,10 @@ _PORT_HINTS: tuple[tuple[int, int, str, float, str], ...] = (
 )
 
 
-def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> list[Hint]:
-    """Every fact pointing at a type, strongest first."""
+def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None, *,
+          seen_s: float | None = None) -> list[Hint]:
+    """Every fact pointing at a type, strongest first (``seen_s``: seconds the device was seen,
+    for the sustained-upload test)."""
     out: list[Hint] = []
     # names the device gives itself
     for kind, label in catalog.NAMING_KINDS.items():
@@ -161,7 +174,16 @@ def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None) -> 
             out.append(Hint("router", 0.6, f"forwards traffic: {fw} external addresses behind this MAC"))
         up, down = traffic.bytes_up, traffic.bytes_down
         if traffic.stream_flows and up > 3 * max(down, 1) and traffic.max_upload_bps > 12_000:
-            out.append(Hint("camera", 0.5, f"steady upstream stream ({traffic.max_upload_bps * 8 / 1000:.0f} kbit/s)"))
+            text = f"steady upstream stream ({traffic.max_upload_bps * 8 / 1000:.0f} kbit/s)"
+            avg = traffic.bytes_up_external * 8 / seen_s if seen_s else 0.0
+            if (seen_s is not None and seen_s >= SUSTAINED_MIN_S and avg >= SUSTAINED_BPS
+                    and not any(h.device_type in ("computer", "phone") and h.confidence >= 0.5 for h in out)):
+                # a cloud camera uploads all the time it is seen; a phone or a PC in bursts, so its
+                # average over the time seen stays low
+                out.append(Hint("camera", 0.6, f"{text}, sustained: {avg / 1000:.0f} kbit/s to the internet on "
+                                               f"average over {seen_s / 60:.0f} min seen"))
+            else:
+                out.append(Hint("camera", 0.5, text))
     # the maker
     if vendor.short in catalog.VENDOR_TYPES:
         t, c = catalog.VENDOR_TYPES[vendor.short]
@@ -258,14 +280,19 @@ def _log(x: float) -> float:
 
 
 def features(record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTraffic | None, vendor: Vendor,
-             hint_list: list[Hint]) -> np.ndarray:
-    """The classifier's input for one device, in :data:`FEATURE_NAMES` order."""
+             hint_list: list[Hint], *, seen_s: float | None = None) -> np.ndarray:
+    """The classifier's input for one device, in :data:`FEATURE_NAMES` order. ``seen_s``: the
+    seconds the device was seen (its active windows); used for duration and rate instead of the
+    first-to-last span when the span is longer by more than :data:`GAP_S` (captures far apart)."""
     t = traffic or DeviceTraffic()
     v: list[float] = [_log(t.served.get(k, 0)) for k in _SERVED]
     v += [_log(t.used.get(k, 0)) for k in _USED]
     up, down = t.bytes_up, t.bytes_down
     flows_c = t.flows_client
     dur = (record.last_seen - record.first_seen) if record else t.duration
+    if seen_s is not None and dur - seen_s > GAP_S:
+        # captures far apart in one run: the time the device was seen, not the days between them
+        dur = seen_s
     pk_out = record.packets_out if record else 0
     v += [len(t.served), len(t.used), sum(1 for (p, port) in t.served if p == 6 and port >= 1024),
           _log(len(t.peers_local)), _log(len(t.peers_external)), _log(len(t.served_clients)),
@@ -373,23 +400,60 @@ def combined(hs: list[Hint]) -> dict[str, float]:
     return out
 
 
+def _follows_product(match: Match | None, hs: list[Hint]) -> bool:
+    """A confident product match decides the type, unless a strong rule (0.9+) says another type,
+    and never camera/recorder without a camera hint unless the match is very close."""
+    if match is None or not match.confident or match.device_type is None:
+        return False
+    if any(h.confidence >= 0.9 and h.device_type != match.device_type for h in hs):
+        return False
+    if match.device_type in CCTV and not any(h.device_type in CCTV for h in hs) and match.confidence < 0.8:
+        return False
+    return True
+
+
+def _follows_near_type(match: Match | None, hs: list[Hint]) -> bool:
+    """The nearest products agree on a type (no single product is sure): that type, with the
+    same limits as :func:`_follows_product`."""
+    if match is None or not match.type_confident or match.near_type is None:
+        return False
+    if any(h.confidence >= 0.9 and h.device_type != match.near_type for h in hs):
+        return False
+    return not (match.near_type in CCTV and not any(h.device_type in CCTV for h in hs))
+
+
 def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: DeviceTraffic | None,
-           model: TypeModel | None = None, x: np.ndarray | None = None) -> Identity:
+           model: TypeModel | None = None, x: np.ndarray | None = None, *,
+           catalogue: Catalogue | None = None, sequence: list[int] | None = None,
+           seen_s: float | None = None) -> Identity:
     """Identity of one device (see the module docstring)."""
     vendor = lookup(key) if ":" in key else Vendor(None, None, False)
-    hs = hints(vendor, sig, traffic)
+    hs = hints(vendor, sig, traffic, seen_s=seen_s)
     product = next((h.product for h in hs if h.product and h.confidence >= 0.8), None)
     vendor_name = vendor.short
     chosen: str
     conf: float
     decided_by: str | None = None
+    match: Match | None = None
+    if catalogue is not None and sequence:  # a device that sent no rare frame is not matched (floods)
+        from .products import device_tokens
+
+        match = catalogue.match(device_tokens(sig, traffic, vendor.organisation), sequence or [])
     score = combined(hs)
     best = max(score, key=lambda t: score[t], default=None)
-    if best is not None and score[best] >= RULE_DECIDES:
+    if _follows_product(match, hs):
+        assert match is not None and match.device_type is not None and catalogue is not None
+        chosen, conf = match.device_type, max(match.confidence, score.get(match.device_type, 0.0))
+        decided_by = catalogue.name
+    elif best is not None and score[best] >= RULE_DECIDES:
         chosen, conf = best, min(0.99, score[best])
+    elif _follows_near_type(match, hs):
+        assert match is not None and match.near_type is not None and catalogue is not None
+        chosen, conf = match.near_type, match.near_type_confidence
+        decided_by = catalogue.name
     elif model is not None:
         if x is None:
-            x = features(record, sig, traffic, vendor, hs)
+            x = features(record, sig, traffic, vendor, hs, seen_s=seen_s)
         p = model.proba(x)[0]
         classes = model.classes
         order = np.argsort(-p)
@@ -426,13 +490,26 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
     for e in facts(sig):
         if e not in evidence:
             evidence.append(e)
-    if decided_by:
+    if match is not None and catalogue is not None and match.product is not None:  # "nothing close" is no evidence
+        line = match.evidence(catalogue.name)
+        if decided_by == catalogue.name:
+            evidence.insert(0, line)
+        else:
+            evidence.append(line)
+    if decided_by and (catalogue is None or decided_by != catalogue.name):
         evidence.append(f"classifier {decided_by}: {chosen} ({conf:.2f})")
+    if product is None and match is not None and match.confident and match.device_type == chosen:
+        product = match.product
     return Identity(vendor=vendor_name, device_type=chosen, type_confidence=round(conf, 3), evidence=evidence[:12],
-                    model=product, classified_by=decided_by, vendor_org=vendor.organisation)
+                    model=product, classified_by=decided_by, vendor_org=vendor.organisation, match=match)
 
 
 def identify(devices: dict[str, DeviceRecord], fp: Fingerprints, traffic: dict[str, DeviceTraffic],
-             model: TypeModel | None = None) -> dict[str, Identity]:
-    """Identity of every device in ``devices`` (keyed like it)."""
-    return {key: decide(key, rec, fp.get(key), traffic.get(key), model) for key, rec in devices.items()}
+             model: TypeModel | None = None, catalogue: Catalogue | None = None,
+             sequences: dict[str, list[int]] | None = None, seen: dict[str, float] | None = None) -> dict[str, Identity]:
+    """Identity of every device in ``devices`` (keyed like it); with a product ``catalogue``, each
+    device's tokens and its first rare frames (``sequences``) are matched against it; ``seen``:
+    seconds each device was seen (see :func:`features`)."""
+    seqs, seen = sequences or {}, seen or {}
+    return {key: decide(key, rec, fp.get(key), traffic.get(key), model, catalogue=catalogue, sequence=seqs.get(key),
+                        seen_s=seen.get(key)) for key, rec in devices.items()}

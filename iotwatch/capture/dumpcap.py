@@ -1,0 +1,247 @@
+"""The live receive path: Wireshark's ``dumpcap`` captures, iotwatch reads its pcapng stream.
+
+dumpcap (C, libpcap, a 64 MiB kernel buffer) is the only process that opens the interface: it
+runs with capture capabilities (root, ``setcap`` or the wireshark group) so iotwatch needs none,
+and it only receives. Its pcapng stream arrives on a pipe and is walked by the same compiled
+pcapng walker as files, in batches of whatever has arrived. While nothing arrives, the reader
+calls back every ``idle_s`` so the caller's clock keeps moving (windows close on a quiet network).
+
+Why dumpcap rather than libpcap in this process (docs/capture.md has the measurements): the
+capture runs in its own process with its own buffer, so an analysis pause (a verdict, a Parquet
+write) is absorbed by the kernel buffer and the pipe, not lost; and iotwatch itself never holds a
+raw socket.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from ..errors import InputError
+from .batch import PacketBatch
+from .chunks import MAX_BUFFER, Chunks
+from .interfaces import InterfaceError
+from .pcapng import SHB, PcapngReader
+
+BUFFER_MIB = 64  # kernel capture buffer: PERF_NOTES.md, no drop at 256 k packets/s with 64 MiB
+SNAPLEN = 262_144
+STOP_GRACE_S = 5.0
+GATHER_S = 0.02  # once bytes arrive, wait up to this long for more before analysing them
+GATHER_BYTES = 4 << 20  # ... or until this much is there
+PIPE_BYTES = 16 << 20  # the pipe from dumpcap (root may exceed /proc/sys/fs/pipe-max-size)
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), spelled out for Pythons that lack the name  # after SIGINT, dumpcap flushes and exits within this; else it is killed
+
+
+@dataclass(slots=True)
+class DumpcapCounts:
+    """What dumpcap said when it stopped (its ``Packets received/dropped`` line)."""
+
+    received: int
+    dropped: int  # pcap (kernel socket buffer) + dumpcap + flushed
+    if_dropped: int  # ps_ifdrop: the interface's own drops as libpcap saw them
+
+
+_COUNTS = re.compile(r"Packets received/dropped on interface '.*': (\d+)/(\d+) "
+                     r"\(pcap:(\d+)/dumpcap:(\d+)/flushed:(\d+)/ps_ifdrop:(\d+)\)")
+
+
+def parse_counts(text: str) -> DumpcapCounts | None:
+    m = _COUNTS.search(text)
+    if m is None:
+        return None
+    received, _dropped, pcap, dumpcap, flushed, ifdrop = map(int, m.groups())
+    return DumpcapCounts(received=received, dropped=pcap + dumpcap + flushed, if_dropped=ifdrop)
+
+
+def explain(stderr: str, interface: str) -> str:
+    """dumpcap's error, as one line saying what to do."""
+    low = stderr.lower()
+    if "permission" in low or "operation not permitted" in low or "you don't have" in low:
+        return (f"no permission to capture on {interface}: run as root, or give dumpcap capture capabilities "
+                "(`sudo setcap cap_net_raw,cap_net_admin=eip $(command -v dumpcap)`, or `sudo dpkg-reconfigure "
+                "wireshark-common` and join the wireshark group)")
+    if "no such device" in low or "no device named" in low:
+        return f"no interface named {interface!r} (`iotwatch interfaces` lists them)"
+    if "filter" in low and ("syntax" in low or "invalid" in low or "can't parse" in low):
+        line = next((x for x in stderr.splitlines() if "filter" in x.lower()), stderr.strip())
+        return f"the capture filter (--bpf) is not valid: {line.strip()}"
+    if "is down" in low or "network is down" in low:
+        return f"{interface} is down: `sudo ip link set {interface} up`"
+    lines = [x.strip() for x in stderr.splitlines() if x.strip() and not x.startswith(("Capturing on", "File:"))]
+    return f"dumpcap could not capture on {interface}: {' '.join(lines) or 'it stopped without saying why'}"
+
+
+class PipeChunks(Chunks):
+    """Chunks over a pipe: ``fill`` returns as soon as some bytes arrived (a file's fill reads
+    until its buffer is full), and calls ``on_idle`` every ``idle_s`` while none arrive."""
+
+    def __init__(self, f: BinaryIO, path: Path, on_idle: Callable[[], None], idle_s: float = 0.2,
+                 chunk: int = 8 << 20) -> None:
+        super().__init__(f, path, chunk)
+        self.fd = f.fileno()
+        self.on_idle = on_idle
+        self.idle_s = idle_s
+
+    def fill(self, need: int = 0) -> bool:
+        if self.eof:
+            return False
+        left = self.left
+        if self.pos:
+            self.buf[:left] = self.buf[self.pos : self.end]
+            self.base += self.pos
+            self.pos, self.end = 0, left
+        if need > self.buf.shape[0]:
+            if need > MAX_BUFFER:
+                raise InputError(self.path, f"a block of {need} bytes is larger than {MAX_BUFFER} bytes")
+            size = self.buf.shape[0]
+            while size < need:
+                size *= 2
+            grown = np.empty(size, dtype=np.uint8)
+            grown[:left] = self.buf[:left]
+            self.buf = grown
+        while True:
+            ready, _, _ = select.select([self.fd], [], [], self.idle_s)
+            if not ready:
+                self.on_idle()
+                continue
+            if not self._read():
+                return self.left > 0
+            # gather for a moment: a batch of a few packets costs nearly what a full one costs
+            deadline = time.monotonic() + GATHER_S
+            while self.left < GATHER_BYTES and self.end < self.buf.shape[0]:
+                wait = deadline - time.monotonic()
+                if wait <= 0 or not select.select([self.fd], [], [], wait)[0]:
+                    break
+                if not self._read():
+                    break
+            return True
+
+    def _read(self) -> bool:
+        """One read of what the pipe holds; False at its end (dumpcap exited)."""
+        view = memoryview(self.buf)[self.end :]  # type: ignore[arg-type]
+        while True:
+            try:
+                n = os.readv(self.fd, [view])
+                break
+            except InterruptedError:
+                continue
+        if n == 0:
+            self.eof = True
+            return False
+        self.end += n
+        return True
+
+
+def _grow_pipe(fd: int) -> None:
+    """Make the pipe from dumpcap as large as allowed (64 KiB by default: a few dozen packets)."""
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    for size in (max(limit, PIPE_BYTES) if os.geteuid() == 0 else limit, limit):
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, min(size, PIPE_BYTES))
+            return
+        except OSError:
+            continue
+
+
+class DumpcapSource:
+    """A running dumpcap on one interface; :meth:`batches` yields what it captures until it stops."""
+
+    def __init__(self, interface: str, *, bpf: str | None = None, buffer_mib: int = BUFFER_MIB,
+                 batch_size: int = 1 << 15, on_idle: Callable[[], None] = lambda: None, idle_s: float = 0.2,
+                 dumpcap: str | None = None) -> None:
+        exe = dumpcap or os.environ.get("IOTWATCH_DUMPCAP") or shutil.which("dumpcap")
+        if exe is None:
+            raise InterfaceError("dumpcap (Wireshark's capture tool) is not installed: `sudo apt-get install "
+                                 "wireshark-common` (Debian/Ubuntu) or `sudo dnf install wireshark-cli` (Fedora)")
+        cmd = [exe, "-i", interface, "-q", "-n", "-w", "-", "-s", str(SNAPLEN), "-B", str(buffer_mib)]
+        if bpf:
+            cmd += ["-f", bpf]
+        self.interface = interface
+        self.path = Path(f"{interface} (live)")
+        self.batch_size = batch_size
+        self.counts: DumpcapCounts | None = None
+        self.reader: PcapngReader | None = None
+        self._stderr: list[str] = []
+        # its own session: a Ctrl-C at the terminal reaches iotwatch only, which stops dumpcap
+        # itself and then reads what is still in the pipe (nothing captured is lost)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     bufsize=0, start_new_session=True)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._err_thread = threading.Thread(target=self._read_stderr, name="dumpcap-stderr", daemon=True)
+        self._err_thread.start()
+        _grow_pipe(self.proc.stdout.fileno())
+        self.chunks = PipeChunks(self.proc.stdout, self.path, on_idle, idle_s)  # type: ignore[arg-type]
+        self._stopping = False
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in iter(self.proc.stderr.readline, b""):
+            self._stderr.append(line.decode(errors="replace"))
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def open(self) -> PcapngReader:
+        """Wait for dumpcap's section header; raises :class:`InterfaceError` if it could not start."""
+        head = self.chunks.read_exact(4)
+        if head is None or int.from_bytes(head, "little") != SHB:
+            self.proc.wait()
+            self._err_thread.join(timeout=2)
+            raise InterfaceError(explain(self.stderr, self.interface))
+        self.chunks.pos -= 4
+        self.reader = PcapngReader(self.chunks, self.batch_size)
+        return self.reader
+
+    def batches(self) -> Iterator[PacketBatch]:
+        reader = self.reader or self.open()
+        yield from reader.batches(0)
+
+    def stop(self) -> None:
+        """Ask dumpcap to stop: it flushes what it holds into the pipe and exits (the reader then ends)."""
+        if not self._stopping and self.proc.poll() is None:
+            self._stopping = True
+            try:
+                self.proc.send_signal(signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> DumpcapCounts | None:
+        """Stop dumpcap if needed, wait for it, and return its final counts."""
+        self.stop()
+        try:
+            self.proc.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._err_thread.join(timeout=2)
+        self.chunks.close()
+        self.counts = parse_counts(self.stderr)
+        return self.counts
+
+    @property
+    def failed(self) -> str | None:
+        """dumpcap's complaint when it ended with an error by itself, else None."""
+        rc = self.proc.poll()
+        if rc is None or self._stopping:
+            return None
+        if rc != 0 or "dumpcap:" in self.stderr:
+            return explain(self.stderr, self.interface)
+        return None
+

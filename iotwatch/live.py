@@ -1,0 +1,451 @@
+"""A live capture: a mirror port → the same pipeline, detector and inventory as ``analyze``.
+
+dumpcap receives (capture/dumpcap.py); each batch of its pcapng stream is copied into the
+evidence ring (capture/ring.py), numbered as the ring file it lands in, and fed to the
+:class:`~iotwatch.pipeline.Pipeline`. The wall clock drives what packets would drive offline:
+every ``tick_s`` the pipeline's clock moves to now (minus ``margin_s`` for packets still in
+buffers), so flows end and windows close on a quiet network too. Each time windows close, the
+detector and the inventory conclude over what has been seen so far; alerts not raised before are
+written to ``events.jsonl`` at once. At the end (SIGINT, SIGTERM, ``duration_s`` or dumpcap
+stopping), the pipeline finishes exactly as an offline run does: the final alerts (those not
+already written), the devices and the final stats event.
+
+The same packets read offline from the ring give the same flows, windows, devices and alerts:
+the live run only adds the clock ticks, which end flows and close windows at the moments the
+next packets would have.
+"""
+
+from __future__ import annotations
+
+import bisect
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .capture import interfaces
+from .capture.dumpcap import DumpcapSource
+from .capture.ring import Ring
+from .detect import Detector
+from .detect.baselines import write_baselines
+from .detect.evidence import Evidence
+from .devices import ST_CLOSED_UPTO
+from .pipeline import Pipeline
+from .records import DeviceRecord, Stats
+from .sinks import EveSink
+
+if TYPE_CHECKING:
+    from .capture.batch import PacketBatch
+    from .detect import Alert
+
+
+@dataclass(slots=True)
+class LiveOptions:
+    interface: str
+    bpf: str | None = None
+    duration_s: float | None = None
+    ring_dir: Path | None = None  # None: no ring (packets are analysed, not kept)
+    ring_files: int = 10
+    ring_bytes: int = 100 << 20
+    buffer_mib: int = 64
+    tick_s: float = 0.5  # how often the clock moves and the counters are read
+    margin_s: float = 1.0  # packets this recent may still be in dumpcap's buffer or the pipe
+    stats_every_s: float = 5.0  # a non-final stats event (and a drop report) this often
+    part_every_s: float = 300.0  # a flows.parquet part is closed (readable) this often
+    settle_s: float = 5.0  # an open flow quiet this long counts as evidence for the verdicts during the run
+    dumpcap: str | None = None
+
+
+@dataclass(slots=True)
+class LiveStatus:
+    """What the terminal view shows, refreshed every tick."""
+
+    started: float
+    now: float
+    packets: int
+    bytes: int
+    packets_per_s: float
+    bits_per_s: float
+    capture_drops: int | None
+    if_drops: int
+    interface_rx: int  # frames the interface received since the start (what dumpcap should see)
+    devices: dict[str, DeviceRecord]  # the latest concluded snapshot (vendor, type)
+    upload_bps: dict[str, float]  # device → bits/s sent to external addresses over the last tick
+    new_alerts: list[Alert] = field(default_factory=list)
+    ring: str | None = None  # the ring's current file, or why it stopped
+    ring_stopped: str | None = None
+
+
+class RingIndex:
+    """Where the packets of a moment are in the ring: for each batch its file, the number of its
+    first packet there and every ``STEP``-th timestamp. An alert cites the ring file and the packet
+    from which its episode's packets follow (at most ``STEP - 1`` packets before the first one)."""
+
+    STEP = 16
+
+    def __init__(self) -> None:
+        self._first: list[int] = []  # first timestamp of each batch, ns (non-decreasing in practice)
+        self._rows: list[tuple[int, int, np.ndarray]] = []  # (file index, first packet, sampled ts)
+
+    def add(self, file_index: int, frame0: int, ts_ns: np.ndarray) -> None:
+        if len(ts_ns):
+            self._first.append(int(ts_ns[0]))
+            self._rows.append((file_index, frame0, ts_ns[:: self.STEP].copy()))
+
+    def forget_before(self, file_index: int) -> None:
+        """Drop the batches of files older than ``file_index`` (the ring deleted them)."""
+        k = 0
+        while k < len(self._rows) and self._rows[k][0] < file_index:
+            k += 1
+        if k:
+            del self._first[:k], self._rows[:k]
+
+    def locate(self, ts: float) -> tuple[int, int] | None:
+        """(file index, packet number) of the packet at ``ts`` (epoch s) or just before it."""
+        t = int(ts * 1e9)
+        k = bisect.bisect_right(self._first, t) - 1
+        if k < 0:
+            if not self._rows:
+                return None
+            k = 0
+        file_index, frame0, sample = self._rows[k]
+        j = max(int(np.searchsorted(sample, t, side="right")) - 1, 0)
+        return file_index, frame0 + j * self.STEP
+
+
+class LiveEveSink(EveSink):
+    """events.jsonl for a live run: alerts are written when raised (flushed at once), periodic
+    stats events carry ``final: false``, and at the end only the alerts not raised before are added."""
+
+    def __init__(self, path: Path, flow_events: bool = False, window_s: float = 60.0) -> None:
+        super().__init__(path, flow_events)
+        self.window_s = window_s
+        #: where an alert's packets are in the ring: first_ts → {"file", "packet"} (set by the capture)
+        self.locate: Callable[[float], dict[str, object] | None] = lambda _ts: None
+        self.raised: list[tuple[str, str, float]] = []  # (device, category, first_ts) written so far
+
+    def already_raised(self, a: Alert) -> bool:
+        for dev, cat, first in self.raised:
+            if dev == a.device and cat == a.category and \
+                    (a.first_ts - self.window_s <= first <= a.last_ts or abs(first - a.first_ts) <= self.window_s):
+                return True
+        return False
+
+    def raise_alert(self, a: Alert) -> bool:
+        if self.already_raised(a):
+            return False
+        ev = a.to_event()
+        where = self.locate(a.first_ts)
+        if where is not None:
+            ev["evidence"] = {**ev["evidence"], "ring": where}  # type: ignore[dict-item]
+        ev["raised_ts"] = round(time.time(), 3)
+        self.write_event(ev)
+        self.raised.append((a.device, a.category, a.first_ts))
+        self.flush()
+        return True
+
+    def on_alerts(self, alerts: list) -> None:  # type: ignore[type-arg]
+        for a in alerts:
+            self.raise_alert(a)
+
+    def stats_event(self, stats: Stats, final: bool) -> None:
+        self.write_event({**stats.to_event(), "final": final})
+        self.flush()
+
+    def on_stats(self, stats: Stats) -> None:
+        self.stats_event(stats, final=True)
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+class LiveCapture:
+    def __init__(self, opts: LiveOptions, *,
+                 baselines_path: Path | None = None, on_status: Callable[[LiveStatus], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> None:
+        self.opts = opts
+        self.pipe: Pipeline = None  # type: ignore[assignment]  # given to run()
+        self._old_handlers: dict[int, object] = {}
+        self.started = time.time()
+        self.eve: LiveEveSink = None  # type: ignore[assignment]  # given to run()
+        self.baselines_path = baselines_path
+        self.on_status = on_status
+        self.on_warning = on_warning or (lambda _line: None)
+        self.ring: Ring | None = None
+        self.source: DumpcapSource | None = None
+        self._stop = False
+        self._signalled = False
+        self._clock_ns = 0  # the capture clock: the latest packet's time, or the wall clock when quiet
+        self._file_index: dict[Path, int] = {}
+        self.index = RingIndex()
+        self._unrecorded: int | None = None  # pipe.files index for packets in no ring file
+        self._unrecorded_frames = 0
+        self._windows_seen = 0
+        self._reconclude_at: float | None = None
+        self._devices: dict[str, DeviceRecord] = {}
+        self._new_alerts: list[Alert] = []
+        self._last_tick = self._last_stats = self._last_part = 0.0
+        self._last_up: dict[str, int] = {}
+        self._last_counts = (0.0, 0, 0)
+        self._drops_reported = 0
+        self._ring_warned = False
+
+    # the run --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Check the interface and start dumpcap; returns once it captures (the analysis may then
+        take its time to load: frames wait in the kernel buffer and the pipe). Raises
+        :class:`~iotwatch.capture.interfaces.InterfaceError` with what to do when it cannot."""
+        o = self.opts
+        itf = interfaces.check(o.interface)
+        self._rx0, self._drops0 = itf.rx_packets, itf.rx_drops
+        self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.source = DumpcapSource(o.interface, bpf=o.bpf, buffer_mib=o.buffer_mib, on_idle=self._idle,
+                                        dumpcap=o.dumpcap)
+            self.started = time.time()
+            self.source.open()
+            if o.ring_dir is not None:
+                self.ring = Ring(o.ring_dir, o.ring_files, o.ring_bytes, prefix=f"iotwatch-{o.interface}")
+        except BaseException:
+            if self.source is not None:
+                self.source.close()
+            self._restore()
+            raise
+
+    def abort(self) -> None:
+        """Stop dumpcap and let go of everything, writing nothing more (the analysis could not start)."""
+        if self.source is not None:
+            self.source.close()
+        if self.ring is not None:
+            self.ring.close()
+        self._restore()
+
+    def _restore(self) -> None:
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)
+        self._old_handlers = {}
+
+    def run(self, pipe: Pipeline, eve: LiveEveSink) -> tuple[dict[str, DeviceRecord], Stats]:
+        """Analyse what dumpcap captures until stopped; returns the final devices and stats (the
+        outputs are written). ``eve`` is one of the pipeline's sinks. :meth:`start` first."""
+        o = self.opts
+        assert self.source is not None and self.source.reader is not None, "start() first"
+        self.pipe, self.eve = pipe, eve
+        eve.locate = self._locate
+        st = pipe.stats
+        st.interface, st.if_drops, st.ring_files = o.interface, 0, 0 if self.ring else None
+        st.files = 1
+        self._prepare_models()
+        self.source.reader.batch_size = pipe.settings.batch_size
+        self._last_counts = (time.monotonic(), 0, 0)
+        try:
+            try:
+                # the analysis is ready: a first stats event says so, for whoever waits on the run
+                self._last_stats = time.monotonic()
+                self.eve.stats_event(st, final=False)
+                for batch in self.source.batches():
+                    self._place(batch)
+                    pipe.feed(batch)
+                    self._clock_ns = max(self._clock_ns, int(batch.ts_ns[-1]))
+                    if time.monotonic() - self._last_tick >= o.tick_s:
+                        self._tick()
+            finally:
+                counts = self.source.close()
+            failed = self.source.failed
+            if failed is not None:
+                self.on_warning(f"iotwatch: error: {failed}")
+            st.interrupted = self._signalled
+            if counts is not None:
+                st.capture_received, st.capture_drops = counts.received, counts.dropped
+            st.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
+            for p in self.source.reader.problems if self.source.reader else []:
+                if p.fatal and not self._stop:
+                    self.on_warning(f"iotwatch: warning: {p}")
+            if self.ring is not None:
+                self.ring.close()
+                self._warn_ring()
+                st.ring_files = self.ring.written
+            # a second Ctrl-C while the results are written changes nothing: the handler stays
+            devices, stats = pipe.finish()
+            det = self._detector()
+            if self.baselines_path is not None and det is not None:
+                write_baselines(self.baselines_path, det.baselines(), pipe.settings.window_s)
+        finally:
+            self._restore()
+            if self.ring is not None:
+                self.ring.close()
+        return devices, stats
+
+    def _locate(self, ts: float) -> dict[str, object] | None:
+        where = self.index.locate(ts)
+        if where is None:
+            return None
+        return {"file": self.pipe.files[where[0]], "packet": where[1]}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signalled = True
+        self.stop()
+
+    def stop(self) -> None:
+        """End the capture: dumpcap stops and what it still holds is read and analysed."""
+        self._stop = True
+        if self.source is not None:
+            self.source.stop()
+
+    def _prepare_models(self) -> None:
+        """Open the models now: the first verdict comes a window after start, not at the end."""
+        for a in self.pipe.analysers:
+            a.prepare()
+
+    # every batch ----------------------------------------------------------------------------
+    def _place(self, batch: PacketBatch) -> None:
+        """Copy the batch's blocks into the ring and number its packets as they are numbered there."""
+        n = len(batch)
+        src = self.source
+        assert src is not None and src.reader is not None
+        if self.ring is not None and self.ring.stopped is None:
+            start, end = src.reader.span
+            where = self.ring.write(src.reader.headers, batch.buf[start:end], n)
+            if where is not None:
+                path, first = where
+                idx = self._file_index.get(path)
+                if idx is None:
+                    idx = self._file_index[path] = len(self.pipe.files)
+                    self.pipe.files.append(str(path))
+                    oldest = self.ring.kept[0]
+                    self.index.forget_before(self._file_index.get(oldest, idx))
+                batch.file_index, batch.frame0 = idx, first
+                self.index.add(idx, first, batch.ts_ns)
+                return
+            self._warn_ring()
+        if self._unrecorded is None:
+            why = "ring stopped" if self.ring is not None else "no ring"
+            self._unrecorded = len(self.pipe.files)
+            self.pipe.files.append(f"{self.opts.interface} (live, not recorded: {why})")
+        batch.file_index, batch.frame0 = self._unrecorded, self._unrecorded_frames + 1
+        self._unrecorded_frames += n
+
+    def _warn_ring(self) -> None:
+        if self.ring is not None and self.ring.stopped is not None and not self._ring_warned:
+            self._ring_warned = True
+            self.on_warning(f"iotwatch: warning: the evidence ring stopped ({self.ring.stopped}); "
+                            "the analysis goes on, packets from here are not kept")
+
+    # every tick -----------------------------------------------------------------------------
+    def _idle(self) -> None:
+        """Nothing arrived for ``idle_s``: every packet up to about now has been read, so the
+        clock may move to the wall clock (minus the margin for dumpcap's own delivery delay).
+        While packets flow they drive the clock, as offline."""
+        self._tick(idle=True)
+
+    def _tick(self, idle: bool = False) -> None:
+        o = self.opts
+        mono = time.monotonic()
+        self._last_tick = mono
+        if self._stop or (o.duration_s is not None and time.time() - self.started >= o.duration_s):
+            self.stop()  # (again, if a signal came before dumpcap was running)
+        if self.source is None or self.source.reader is None or self.pipe is None:
+            return
+        pipe = self.pipe
+        if idle and pipe.stats.packets:
+            self._clock_ns = max(self._clock_ns, time.time_ns() - int(o.margin_s * 1e9))
+            pipe.advance(self._clock_ns)
+        else:
+            pipe.drain()
+        again = self._reconclude_at is not None and mono >= self._reconclude_at
+        if pipe.stats.windows > self._windows_seen or again:
+            # once when windows close, and once more when the flows of their last seconds have
+            # settled (quiet for settle_s): an episode that crossed its threshold near the end of
+            # a window is raised then, not a whole window later
+            self._reconclude_at = None if again else mono + o.settle_s + o.tick_s
+            closed = pipe.stats.windows > self._windows_seen
+            self._windows_seen = pipe.stats.windows
+            self._conclude()
+            if closed:  # how long after the end of the newest closed window its verdicts were written
+                w = int(pipe.devices.st[ST_CLOSED_UPTO])
+                lag = round(time.time() - (w + 1) * pipe.settings.window_s, 3)
+                pipe.stats.verdict_lag_s = lag
+                pipe.stats.verdict_lag_max_s = max(pipe.stats.verdict_lag_max_s or 0.0, lag)
+        if mono - self._last_stats >= o.stats_every_s:
+            self._last_stats = mono
+            pipe.stats.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
+            if self.ring is not None:
+                pipe.stats.ring_files = self.ring.written
+            pipe.stats.elapsed_s = time.perf_counter() - pipe._t0
+            self.eve.stats_event(pipe.stats, final=False)
+            if pipe.stats.if_drops > self._drops_reported:
+                self.on_warning(f"iotwatch: warning: {o.interface} dropped {pipe.stats.if_drops:,} frames so far "
+                                "(the interface's own counter): the mirror port sends more than this machine receives")
+                self._drops_reported = pipe.stats.if_drops
+        if mono - self._last_part >= o.part_every_s:
+            if self._last_part:
+                pipe.close_parts()
+            self._last_part = mono
+        if self.on_status is not None:
+            self.on_status(self._status(mono))
+
+    def _conclude(self) -> None:
+        """Verdicts over everything seen so far; alerts not raised before are written now."""
+        pipe = self.pipe
+        devices = pipe.devices.totals()
+        found: list[Alert] = []
+        for an in pipe.analysers:  # in the pipeline's order: the inventory before the detector
+            if isinstance(an, Detector):
+                final = an.evidence
+                an.evidence = self._provisional_evidence(an)
+                try:
+                    found += an.conclude(devices, pipe.files)
+                finally:
+                    an.evidence = final
+                if self.baselines_path is not None:
+                    write_baselines(self.baselines_path, an.baselines(), pipe.settings.window_s)
+            else:
+                found += an.conclude(devices, pipe.files)
+        for a in found:
+            if self.eve.raise_alert(a):
+                self._new_alerts.append(a)
+        self._devices = devices
+
+    def _detector(self) -> Detector | None:
+        return next((a for a in self.pipe.analysers if isinstance(a, Detector)), None)
+
+    def _provisional_evidence(self, det: Detector) -> Evidence:
+        """The detector's evidence plus the flows still open that have been quiet for
+        ``settle_s``: a scan's unanswered SYNs and a finished brute-force session count now, not
+        after the flow table's idle timeout (120 s). A copy: the evidence the final verdicts use,
+        from ended flows only as offline, is not touched."""
+        pipe = self.pipe
+        real = det.evidence
+        tmp = Evidence(real.nets)
+        tmp.merge(real)
+        tmp.apps = dict(real.apps)
+        if self._clock_ns:
+            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9)))
+        return tmp
+
+    def _status(self, mono: float) -> LiveStatus:
+        st = self.pipe.stats
+        t0, p0, b0 = self._last_counts
+        dt = max(mono - t0, 1e-6)
+        pps, bps = (st.packets - p0) / dt, (st.bytes - b0) * 8 / dt
+        self._last_counts = (mono, st.packets, st.bytes)
+        up = {}
+        totals = self.pipe.devices.totals() if st.packets else {}
+        for key, rec in totals.items():
+            up[key] = (rec.upload_bytes - self._last_up.get(key, 0)) * 8 / dt
+            self._last_up[key] = rec.upload_bytes
+        devices = {k: self._devices.get(k, rec) for k, rec in totals.items()}
+        ring = None
+        if self.ring is not None:
+            ring = str(self.ring.current) if self.ring.current else None
+        new, self._new_alerts = self._new_alerts, []
+        return LiveStatus(started=self.started, now=time.time(), packets=st.packets, bytes=st.bytes,
+                          packets_per_s=pps, bits_per_s=bps, capture_drops=st.capture_drops,
+                          if_drops=max(0, interfaces.rx_drops(self.opts.interface) - self._drops0),
+                          interface_rx=max(0, interfaces.counter(self.opts.interface, "rx_packets") - self._rx0),
+                          devices=devices, upload_bps=up, new_alerts=new, ring=ring,
+                          ring_stopped=self.ring.stopped if self.ring else None)
