@@ -211,3 +211,150 @@ def ip_str(v6: bool, hi: int, lo: int) -> str:
     if not v6:
         return str(ipaddress.IPv4Address(lo & 0xFFFFFFFF))
     return str(ipaddress.IPv6Address((hi << 64) | lo))
+
+
+@inline_kernel
+def _parse_v4(d, a, b):  # type: ignore[no-untyped-def]
+    """Dotted IPv4 text d[a:b] → (ok, address as an integer)."""
+    v = np.uint64(0)
+    parts = 0
+    cur = -1
+    for k in range(a, b + 1):
+        c = d[k] if k < b else 46
+        if c == 46:
+            if cur < 0 or cur > 255:
+                return False, np.uint64(0)
+            v = (v << np.uint64(8)) | np.uint64(cur)
+            parts += 1
+            cur = -1
+        elif 48 <= c <= 57:
+            cur = (0 if cur < 0 else cur * 10) + (c - 48)
+            if cur > 255:
+                return False, np.uint64(0)
+        else:
+            return False, np.uint64(0)
+    if parts != 4:
+        return False, np.uint64(0)
+    return True, v
+
+
+@inline_kernel
+def _parse_ip(d, a, b, groups):  # type: ignore[no-untyped-def]
+    """Parse the text address d[a:b] (dotted IPv4, or IPv6 with '::' and an optional dotted tail;
+    ``groups``: 8 words of scratch). Returns (ok, v6, hi, lo) in the two-word layout (IPv4 as ::ffff:a.b.c.d)."""
+    is6 = False
+    for k in range(a, b):
+        if d[k] == 58:
+            is6 = True
+            break
+    if not is6:
+        ok4, v = _parse_v4(d, a, b)
+        return ok4, False, np.uint64(0), (np.uint64(0xFFFF00000000) | v) if ok4 else np.uint64(0)
+    for q in range(8):
+        groups[q] = 0
+    n = 0
+    gap = -1
+    k = a
+    if b - a >= 2 and d[a] == 58 and d[a + 1] == 58:
+        gap = 0
+        k = a + 2
+    while k < b:
+        # one group, or a dotted IPv4 tail
+        e = k
+        dotted = False
+        while e < b and d[e] != 58:
+            if d[e] == 46:
+                dotted = True
+            e += 1
+        if dotted:
+            ok, lo4 = _parse_v4(d, k, e)
+            if not ok or n > 6 or e != b:
+                return False, False, np.uint64(0), np.uint64(0)
+            groups[n] = (lo4 >> np.uint64(16)) & np.uint64(0xFFFF)
+            groups[n + 1] = lo4 & np.uint64(0xFFFF)
+            n += 2
+            k = e
+            break
+        if e == k or e - k > 4 or n >= 8:
+            return False, False, np.uint64(0), np.uint64(0)
+        g = np.uint64(0)
+        for q in range(k, e):
+            c = d[q]
+            if 48 <= c <= 57:
+                x = c - 48
+            elif 97 <= c <= 102:
+                x = c - 87
+            elif 65 <= c <= 70:
+                x = c - 55
+            else:
+                return False, False, np.uint64(0), np.uint64(0)
+            g = (g << np.uint64(4)) | np.uint64(x)
+        groups[n] = g
+        n += 1
+        k = e
+        if k < b:  # at a ':'
+            if k + 1 < b and d[k + 1] == 58:
+                if gap >= 0:
+                    return False, False, np.uint64(0), np.uint64(0)
+                gap = n
+                k += 2
+            else:
+                k += 1
+                if k == b:
+                    return False, False, np.uint64(0), np.uint64(0)
+    if gap >= 0:
+        if n > 7:
+            return False, False, np.uint64(0), np.uint64(0)
+        shift = 8 - n
+        for q in range(n - 1, gap - 1, -1):
+            groups[q + shift] = groups[q]
+        for q in range(gap, gap + shift):
+            groups[q] = 0
+    elif n != 8:
+        return False, False, np.uint64(0), np.uint64(0)
+    hi = np.uint64(0)
+    lo = np.uint64(0)
+    for q in range(4):
+        hi = (hi << np.uint64(16)) | groups[q]
+        lo = (lo << np.uint64(16)) | groups[q + 4]
+    return True, True, hi, lo
+
+
+@allocating
+def _parse_ips(data, offsets, valid, ok, v6, hi, lo):  # type: ignore[no-untyped-def]
+    groups = np.zeros(8, np.uint64)
+    for i in range(offsets.shape[0] - 1):
+        if not valid[i]:
+            ok[i] = False
+            continue
+        ok[i], v6[i], hi[i], lo[i] = _parse_ip(data, offsets[i], offsets[i + 1], groups)
+
+
+def parse_ips(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Text addresses (an Arrow string array) → (ok, v6, hi, lo) in the flow table's two-word
+    layout, parsed in one compiled pass. ``ok`` is False for nulls and text that is no address."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    arr = arr.cast(pa.string()) if not pa.types.is_string(arr.type) else arr
+    n = len(arr)
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], np.int32, n + 1, arr.offset * 4) if n else np.zeros(1, np.int32)
+    data = np.frombuffer(bufs[2], np.uint8) if bufs[2] is not None and bufs[2].size else np.zeros(1, np.uint8)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else np.ones(n, np.bool_)
+    ok, v6 = np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+    hi, lo = np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+    _parse_ips(data, offsets, valid, ok, v6, hi, lo)
+    return ok, v6, hi, lo
+
+
+@allocating
+def _classify(hi, lo, net_hi, net_lo, mask_hi, mask_lo, out):  # type: ignore[no-untyped-def]
+    for i in range(hi.shape[0]):
+        out[i] = addr_class(hi[i], lo[i], net_hi, net_lo, mask_hi, mask_lo)
+
+
+def addr_classes(hi: np.ndarray, lo: np.ndarray, nets: LocalNets) -> np.ndarray:
+    """:func:`addr_class` of many addresses: 0 external unicast, 1 local, 2 multicast/broadcast/unspecified."""
+    out = np.empty(len(hi), np.uint8)
+    _classify(np.ascontiguousarray(hi), np.ascontiguousarray(lo), *nets.arrays(), out)
+    return out

@@ -39,6 +39,7 @@ PKT_DTYPE = np.dtype([
     ("sport", np.int32),  # ICMP: type; ARP: opcode
     ("dport", np.int32),  # ICMP: code
     ("payload", np.int32),  # transport payload bytes (from the IP lengths, not the captured bytes)
+    ("ip_len", np.uint32),  # IP bytes of the (innermost) packet as its header announces them (Zeek's ip_bytes)
     ("vlan", np.uint16),  # outer VLAN id
     ("ip_id", np.uint16), ("tcp_win", np.uint16),
     ("l3_off", np.uint16),  # offset of the (innermost) IP or ARP header from the packet's first byte
@@ -166,6 +167,7 @@ def _ip(buf, r, p, end, etype, captured_end):  # type: ignore[no-untyped-def]
             return 0, p
         if total < ihl:  # TSO/zero length: trust what was captured
             total = captured_end - p
+        r.ip_len = total
         r.ip_id = _be16(buf, p + 4)
         fo = _be16(buf, p + 6)
         r.ttl = buf[p + 8]
@@ -194,6 +196,7 @@ def _ip(buf, r, p, end, etype, captured_end):  # type: ignore[no-untyped-def]
             r.err = 2
             return 0, p
         plen = _be16(buf, p + 4)
+        r.ip_len = 40 + plen
         nh = np.int64(buf[p + 6])
         r.ttl = buf[p + 7]
         r.src_hi = _be64(buf, p + 8)
@@ -291,6 +294,7 @@ def _reset(r):  # type: ignore[no-untyped-def]
     r.frag = 0
     r.frag_id = 0
     r.payload = 0
+    r.ip_len = 0
     r.ttl = 0
     r.ip_id = 0
     r.tcp_seq = 0

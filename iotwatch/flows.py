@@ -34,6 +34,11 @@ R_NONE, R_IDLE, R_ACTIVE, R_END, R_EVICTED = 0, 1, 2, 3, 4
 REASONS = np.array(["", "idle", "active", "end", "evicted"], dtype=object)
 # state bits
 S_SYN, S_SYNACK, S_EST, S_RST, S_FIN_C, S_FIN_S, S_REJECTED = 1, 2, 4, 8, 16, 32, 64
+# Zeek's TCP endpoint states (TCP_ENDPOINT_*), for conn_state
+Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED, Z_RESET = range(7)
+# Zeek's history letters, by code (upper case from the originator, lower case from the responder)
+HISTORY_LETTERS = "SHADFRQI"
+H_SYN, H_SYNACK, H_ACK, H_DATA, H_FIN, H_RST, H_MULTI, H_FINRST = range(8)
 #: a TCP flow's public state (flows.parquet ``state``, in this order): the one decoding of the
 #: state bits, for the public columns, the inventory's traffic profile and anyone else
 STATES = ("midstream", "syn_unanswered", "established", "rejected", "reset", "closed", "none")
@@ -46,9 +51,13 @@ FLOW_DTYPE = np.dtype([
     ("first", np.int64), ("last", np.int64), ("syn_win", np.int64),
     ("mac_c", np.uint64), ("mac_s", np.uint64),
     ("by", np.uint64, (2,)), ("pl", np.uint64, (2,)),  # [0] toserver, [1] toclient
+    ("ipb", np.uint64, (2,)),  # IP bytes (the IP headers' lengths), as Zeek's orig_ip_bytes / resp_ip_bytes
+    ("zhist", np.uint64),  # Zeek history letters in order of first appearance: 4 bits each (see zeek_history)
     ("pk", np.uint32, (2,)),
     ("fl", np.uint32, (12,)),  # TCP flag counts: [direction * 6 + k], k in TCP_FLAGS order (syn ack fin rst psh urg)
     ("aport", np.uint16), ("bport", np.uint16), ("vlan", np.uint16), ("icmp_tc", np.uint16),
+    ("zseen", np.uint16),  # Zeek history letters seen: bit code + 8 * direction
+    ("zst", np.uint16),  # Zeek's TCP endpoint states: client state, its previous, server state, its previous (3 bits each)
     ("proto", np.uint8), ("v6", np.uint8), ("client_a", np.uint8), ("state", np.uint8),
     ("answered", np.uint8), ("reason", np.uint8),
     ("frame", np.int64),  # first packet: file index << 40 | 1-based frame number in that file
@@ -92,6 +101,100 @@ def _mix(h, v):  # type: ignore[no-untyped-def]
     return h ^ (h >> np.uint64(31))
 
 
+@inline_kernel
+def _zeek_set(zst, side, new):  # type: ignore[no-untyped-def]
+    """Zeek's Endpoint::SetState: side 0 client, 1 server; the old state becomes the previous one."""
+    sh = side * 6
+    old = (zst >> sh) & 7
+    return (zst & ~(0x3F << sh)) | (new << sh) | (old << (sh + 3))
+
+
+@inline_kernel
+def _zeek_step(zst, d, flags, plen):  # type: ignore[no-untyped-def]
+    """One TCP packet through Zeek's endpoint state machine (TCP_Analyzer::UpdateStateMachine:
+    UpdateInactiveState, UpdateSYN_SentState, UpdateEstablishedState, UpdateClosedState).
+    ``d``: 0 the packet is the client's, 1 the server's. Returns the new packed states."""
+    p = 1 - d
+    ep = (zst >> (d * 6)) & 7
+    pe = (zst >> (p * 6)) & 7
+    syn = (flags & 2) != 0
+    ack = (flags & 16) != 0
+    fin = (flags & 1) != 0
+    rst = (flags & 4) != 0
+    if ep == Z_INACTIVE:
+        orig = zst & 7
+        if syn:
+            if d == 0:
+                zst = _zeek_set(zst, 0, Z_SYN_ACK_SENT if ack else Z_SYN_SENT)
+            else:
+                if pe == Z_SYN_SENT:
+                    zst = _zeek_set(zst, p, Z_ESTABLISHED)
+                zst = _zeek_set(zst, d, Z_ESTABLISHED)
+        if fin:
+            zst = _zeek_set(zst, d, Z_CLOSED)
+        if rst:
+            zst = _zeek_set(zst, d, Z_RESET)
+        if (zst >> (d * 6)) & 7 == Z_INACTIVE:
+            pe = (zst >> (p * 6)) & 7
+            if d == 1 and plen == 0 and orig == Z_SYN_SENT:
+                pass  # an ACK of the SYN before the SYN-ACK: not a partial connection
+            elif ack and pe == Z_ESTABLISHED:
+                zst = _zeek_set(zst, d, Z_ESTABLISHED)
+            else:
+                zst = _zeek_set(zst, d, Z_PARTIAL)
+    elif ep == Z_SYN_SENT or ep == Z_SYN_ACK_SENT:
+        if fin:
+            zst = _zeek_set(zst, d, Z_CLOSED)
+        if rst:
+            zst = _zeek_set(zst, d, Z_RESET)
+    elif ep == Z_ESTABLISHED or ep == Z_PARTIAL:
+        if syn and ep == Z_PARTIAL and pe == Z_INACTIVE and not ack:
+            zst = _zeek_set(zst, d, Z_SYN_SENT)
+        if fin and not rst:
+            zst = _zeek_set(zst, d, Z_CLOSED)
+            if pe == Z_RESET and ((zst >> (p * 6 + 3)) & 7) == Z_CLOSED:
+                zst = _zeek_set(zst, p, Z_CLOSED)  # the peer's FIN then RST: a normal close
+        if rst:
+            zst = _zeek_set(zst, d, Z_RESET)
+    elif ep == Z_CLOSED:
+        if rst and pe != Z_CLOSED:
+            zst = _zeek_set(zst, d, Z_RESET)
+    return zst
+
+
+@inline_kernel
+def _zeek_letter(flags, plen):  # type: ignore[no-untyped-def]
+    """The history letter code of a TCP packet (Zeek's update_history), -1 for none."""
+    nb = (1 if flags & 2 else 0) + (1 if flags & 1 else 0) + (1 if flags & 4 else 0)
+    if nb > 1:
+        return H_FINRST if (flags & 5) == 5 else H_MULTI
+    if nb == 1:
+        if flags & 2:
+            return H_SYNACK if flags & 16 else H_SYN
+        if flags & 1:
+            return H_FIN
+        return H_RST
+    if plen > 0:
+        return H_DATA
+    if flags & 16:
+        return H_ACK
+    return -1
+
+
+@inline_kernel
+def _zeek_add_letter(zseen, zhist, code, d):  # type: ignore[no-untyped-def]
+    """Append a letter the first time it is seen in its direction; returns (zseen, zhist)."""
+    bit = np.int64(1) << (code + 8 * d)
+    if (zseen & bit) != 0:
+        return zseen, zhist
+    n = 0
+    m = zseen
+    while m:
+        m &= m - 1
+        n += 1
+    return zseen | bit, zhist | (np.uint64(code | (d << 3)) << np.uint64(4 * n))
+
+
 @kernel
 def _insert(index, h, j):  # type: ignore[no-untyped-def]
     mask = index.shape[0] - 1
@@ -103,7 +206,7 @@ def _insert(index, h, j):  # type: ignore[no-untyped-def]
 
 @kernel
 def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_lo, proto, sport, dport,  # type: ignore[no-untyped-def]
-                    tcp_flags, frag, frag_id, payload, src_mac, dst_mac, vlan,
+                    tcp_flags, frag, frag_id, payload, ip_len, src_mac, dst_mac, vlan,
                     tbl, index, st, exp, n_exp, frag_keys, frag_ports, frag_pend,
                     idle_ns, active_ns, window_ns, next_sweep_ns,
                     o_flow, o_dir, o_new, o_ans, o_kind, frame_base):
@@ -150,6 +253,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                     frag_pend[fs, 0] = 0
                     frag_pend[fs, 1] = 0
                     frag_pend[fs, 2] = 0
+                    frag_pend[fs, 3] = 0
                 frag_keys[fs] = fh
                 frag_ports[fs] = (pr << 32) | (sp << 16) | dp
             elif frag_keys[fs] == fh and frag_ports[fs] >= 0:
@@ -165,9 +269,11 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                     frag_pend[fs, 0] = 0
                     frag_pend[fs, 1] = 0
                     frag_pend[fs, 2] = 0
+                    frag_pend[fs, 3] = 0
                 frag_pend[fs, 0] += 1
                 frag_pend[fs, 1] += wirelen[i]
                 frag_pend[fs, 2] += payload[i]
+                frag_pend[fs, 3] += ip_len[i]
                 st[3] += 1
                 continue
         src_is_a = (shi < dhi) or (shi == dhi and slo < dlo) or (shi == dhi and slo == dlo and sp <= dp)
@@ -233,10 +339,14 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             f.reason = 0
             f.syn_win = -1
             f.frame = frame_base + i
+            f.zhist = 0
+            f.zseen = 0
+            f.zst = 0
             for q in range(2):
                 f.pk[q] = 0
                 f.by[q] = 0
                 f.pl[q] = 0
+                f.ipb[q] = 0
             for q in range(12):
                 f.fl[q] = 0
             if pr == 6 and (flags & 0x12) == 0x02:
@@ -247,14 +357,17 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         f.by[d] += wirelen[i]
         first_payload = payload[i] > 0 and f.pl[d] == 0
         f.pl[d] += payload[i]
+        f.ipb[d] += ip_len[i]
         if fs >= 0 and frag_pend[fs, 0] > 0:  # fragments that came before this first fragment
             f.pk[d] += frag_pend[fs, 0]
             f.by[d] += frag_pend[fs, 1]
             f.pl[d] += frag_pend[fs, 2]
+            f.ipb[d] += frag_pend[fs, 3]
             st[3] -= frag_pend[fs, 0]
             frag_pend[fs, 0] = 0
             frag_pend[fs, 1] = 0
             frag_pend[fs, 2] = 0
+            frag_pend[fs, 3] = 0
         if pr == 6:
             base = d * 6
             if flags & 2:
@@ -295,6 +408,14 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                         o_kind[i] = 2
                         f.answered = 1
             f.state = stt
+            # Zeek's history letter (once per letter and side) and endpoint states; most packets
+            # are a side's further data or ACKs, which change neither
+            code = _zeek_letter(flags, payload[i])
+            if code >= 0 and (np.int64(f.zseen) >> (code + 8 * d)) & 1 == 0:
+                f.zseen, f.zhist = _zeek_add_letter(np.int64(f.zseen), f.zhist, code, d)
+            zst = np.int64(f.zst)
+            if (flags & 7) != 0 or ((zst >> (d * 6)) & 7) == Z_INACTIVE:
+                f.zst = _zeek_step(zst, d, flags, payload[i])
         o_flow[i] = f.flow_id
         o_dir[i] = d
         o_new[i] = (1 if is_new else 0) | (2 if first_payload else 0)
@@ -367,7 +488,7 @@ class FlowTable:
         self.n_exp = 0
         self.frag_keys = np.zeros(1 << 14, np.uint64)
         self.frag_ports = np.zeros(1 << 14, np.int64)
-        self.frag_pend = np.zeros((1 << 14, 3), np.int64)  # packets, bytes, payload parked per datagram
+        self.frag_pend = np.zeros((1 << 14, 4), np.int64)  # packets, bytes, payload, IP bytes parked per datagram
         self.idle_ns = int(s.idle_timeout * 1e9)
         self.active_ns = int(s.active_timeout * 1e9)
         self.window_ns = int(window_s * 1e9)
@@ -412,7 +533,7 @@ class FlowTable:
         while i < n:
             i, self.n_exp, status = process_packets(
                 i, ts_ns, wirelen, pk.l3, pk.err, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo, pk.proto,
-                pk.sport, pk.dport, pk.tcp_flags, pk.frag, pk.frag_id, pk.payload, pk.src_mac, pk.dst_mac,
+                pk.sport, pk.dport, pk.tcp_flags, pk.frag, pk.frag_id, pk.payload, pk.ip_len, pk.src_mac, pk.dst_mac,
                 pk.vlan, self.tbl, self.index, self.st, self.exp, self.n_exp, self.frag_keys, self.frag_ports, self.frag_pend,
                 self.idle_ns, self.active_ns, self.window_ns, self.next_sweep,
                 info.flow_id, info.direction, info.new, info.answered_window, info.answer_kind, frame_base)
@@ -493,7 +614,12 @@ _REASON_DICT = pa.array(list(REASONS))
 
 #: flows_to_table's numeric columns, in the order _public_columns fills its matrices
 _U64_COLS = ("flow_id", "c_hi", "c_lo", "s_hi", "s_lo", "bytes_toserver", "bytes_toclient", "payload_toserver",
-             "payload_toclient", "mac_c", "mac_s")
+             "payload_toclient", "mac_c", "mac_s", "ip_bytes_toserver", "ip_bytes_toclient")
+#: Zeek's conn_state values, in the order of the codes _public_columns writes
+CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
+_CS = {name: k for k, name in enumerate(CONN_STATES)}
+_HIST_CHARS = np.frombuffer((HISTORY_LETTERS + HISTORY_LETTERS.lower()).encode(), np.uint8).copy()
+_CONN_STATE_DICT = pa.array(CONN_STATES)
 _U32_COLS = ("pkts_toserver", "pkts_toclient", *(f"{f}_to{d}" for d in ("server", "client") for f in TCP_FLAGS))
 
 
@@ -503,6 +629,55 @@ def flow_sides(r):  # type: ignore[no-untyped-def]
     if r.client_a:
         return r.ahi, r.alo, r.bhi, r.blo, r.aport, r.bport
     return r.bhi, r.blo, r.ahi, r.alo, r.bport, r.aport
+
+
+@inline_kernel
+def _rstos0(zhist, n):  # type: ignore[no-untyped-def]
+    """Zeek's test for RSTOS0 on the history: /^\\^?S[^HAFGIQ]*R.*/ (the client's SYN first, then its
+    RST before any other letter of its own but a repeated SYN)."""
+    if n == 0 or (zhist & np.uint64(15)) != H_SYN:
+        return False
+    for k in range(1, n):
+        c = np.int64((zhist >> np.uint64(4 * k)) & np.uint64(15))
+        if c == H_RST:
+            return True
+        if c == H_SYNACK or c == H_ACK or c == H_FIN or c == H_MULTI or c == H_FINRST:
+            return False
+    return False
+
+
+@inline_kernel
+def _conn_state(r, nhist):  # type: ignore[no-untyped-def]
+    """Zeek's conn_state (base/protocols/conn/main.zeek) from the endpoint states; a code into CONN_STATES."""
+    pr = r.proto
+    if pr == 17 or pr == 136:
+        return 2 if r.pk[1] > 0 else 0  # SF / S0 (the client always sent)
+    if pr != 6:
+        return 12
+    zst = np.int64(r.zst)
+    os_ = zst & 7
+    rs = (zst >> 6) & 7
+    o_inactive = os_ == Z_INACTIVE or os_ == Z_PARTIAL
+    r_inactive = rs == Z_INACTIVE or rs == Z_PARTIAL
+    if rs == Z_RESET:
+        if os_ == Z_SYN_SENT or os_ == Z_SYN_ACK_SENT or (os_ == Z_RESET and r.pl[0] == 0 and r.pl[1] == 0):
+            return 3  # REJ
+        return 9 if o_inactive else 7  # RSTRH / RSTR
+    if os_ == Z_RESET:
+        if r_inactive:
+            return 8 if _rstos0(r.zhist, nhist) else 12  # RSTOS0 / OTH
+        return 6  # RSTO
+    if rs == Z_CLOSED and os_ == Z_CLOSED:
+        return 2  # SF
+    if os_ == Z_CLOSED:
+        return 10 if r_inactive else 4  # SH / S2
+    if rs == Z_CLOSED:
+        return 11 if o_inactive else 5  # SHR / S3
+    if os_ == Z_SYN_SENT and rs == Z_INACTIVE:
+        return 0  # S0
+    if os_ == Z_ESTABLISHED and rs == Z_ESTABLISHED:
+        return 1  # S1
+    return 12  # OTH
 
 
 @inline_kernel
@@ -523,9 +698,12 @@ def state_code(bits):  # type: ignore[no-untyped-def]
 
 
 @kernel
-def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason):  # type: ignore[no-untyped-def]
+def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason, hdata, hoff, cstate, hchars):  # type: ignore[no-untyped-def]
     """Exported flow records → contiguous public columns: client/server sides, ICMP type and
-    code as ports, counters, seconds, state code (see STATES) and reason."""
+    code as ports, counters, seconds, state code (see STATES) and reason; Zeek's history
+    (an Arrow string column: characters in ``hdata``, offsets in ``hoff``) and conn_state code."""
+    q = 0
+    hoff[0] = 0
     for i in range(rows.shape[0]):
         r = rows[i]
         c_hi, c_lo, s_hi, s_lo, cp, sp = flow_sides(r)
@@ -544,6 +722,8 @@ def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state,
         u64[8, i] = r.pl[1]
         u64[9, i] = r.mac_c
         u64[10, i] = r.mac_s
+        u64[11, i] = r.ipb[0]
+        u64[12, i] = r.ipb[1]
         u32[0, i] = r.pk[0]
         u32[1, i] = r.pk[1]
         for k in range(12):
@@ -558,6 +738,25 @@ def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state,
         times[1, i] = r.last / 1e9
         state[i] = state_code(r.state) if pr == 6 else STATE_NONE
         reason[i] = r.reason
+        n = 0
+        if pr == 6:
+            m = np.int64(r.zseen)
+            while m:
+                m &= m - 1
+                n += 1
+            for k in range(n):
+                c = np.int64((r.zhist >> np.uint64(4 * k)) & np.uint64(15))
+                hdata[q + k] = hchars[c]
+        elif pr == 17 or pr == 136:  # Zeek's UDP analyzer: D for the originator's packets, d for the responder's
+            if r.pk[0] > 0:
+                hdata[q + n] = 68
+                n += 1
+            if r.pk[1] > 0:
+                hdata[q + n] = 100
+                n += 1
+        q += n
+        hoff[i + 1] = q
+        cstate[i] = _conn_state(r, n)
 
 
 def flows_to_table(rows: np.ndarray) -> pa.Table:
@@ -573,7 +772,11 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
     times = np.empty((2, n), np.float64)
     state = np.empty(n, np.int8)
     reason = np.empty(n, np.int8)
-    _public_columns(np.ascontiguousarray(rows), u64, u32, ports, proto, v6, ipver, vlan, times, state, reason)
+    hdata = np.empty(16 * n + 1, np.uint8)
+    hoff = np.empty(n + 1, np.int32)
+    cstate = np.empty(n, np.int8)
+    _public_columns(np.ascontiguousarray(rows), u64, u32, ports, proto, v6, ipver, vlan, times, state, reason,
+                    hdata, hoff, cstate, _HIST_CHARS)
     c = dict(zip(_U64_COLS, u64, strict=True))
     cols: dict[str, pa.Array | np.ndarray] = {
         "flow_id": c["flow_id"],
@@ -588,10 +791,13 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
         "dest_mac": format_macs(c["mac_s"]),
         "vlan": vlan,
         **{k: c[k] for k in _U64_COLS[5:9]},
+        **{k: c[k] for k in _U64_COLS[11:]},
         **dict(zip(_U32_COLS, u32, strict=True)),
         "start": times[0],
         "end": times[1],
     }
     cols["state"] = pa.DictionaryArray.from_arrays(state, _STATE_DICT)
     cols["reason"] = pa.DictionaryArray.from_arrays(reason, _REASON_DICT)
+    cols["history"] = pa.StringArray.from_buffers(n, pa.py_buffer(hoff), pa.py_buffer(hdata[: hoff[-1]]))
+    cols["conn_state"] = pa.DictionaryArray.from_arrays(cstate, _CONN_STATE_DICT)
     return pa.Table.from_pydict({k: cols[k] for k in FLOW_SCHEMA.names}, schema=FLOW_SCHEMA)

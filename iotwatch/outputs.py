@@ -33,12 +33,16 @@ class FolderRun:
 
 
 def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings, *, flow_events: bool = False,
-                      progress: ProgressFn | None = None) -> FolderRun:
+                      progress: ProgressFn | None = None, zeek: str | None = None,
+                      syslog: str | None = None) -> FolderRun:
     """Analyse ``paths`` into ``out``. Models are opened before anything is written (a bad model
     file fails the run at once); whatever was read is written even when the input is damaged
     (``problems``) or the reading is interrupted (``stats.interrupted``). A Ctrl-C while the
     models open stops the run before reading; one while the verdicts and files are written is
-    held until they are complete (:func:`iotwatch.interrupt.take` then says it came)."""
+    held until they are complete (:func:`iotwatch.interrupt.take` then says it came). ``zeek``
+    ('tsv' or 'json') also writes ``conn.log``; ``syslog`` (udp:// or tcp://HOST:PORT) sends the
+    alerts as CEF (docs/zeek.md): an unreachable collector fails the run before it starts, a
+    failed send raises OutputError after everything is written."""
     from .detect import Detector
     from .detect.baselines import write_baselines
 
@@ -49,9 +53,21 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise OutputError(f"{out}: cannot create the output folder: {e.strerror or e}") from None
+    sender = None
+    if syslog is not None:
+        from .syslog import SyslogSink
+
+        sender = SyslogSink(syslog)
     sinks: list[Sink] = [EveSink(out / "events.jsonl", flow_events=flow_events)]
     try:
         sinks.append(ParquetSink(out))
+        if zeek is not None:
+            from .addrs import LocalNets
+            from .zeek.connlog import ZeekSink
+
+            sinks.append(ZeekSink(out / "conn.log", LocalNets(list(settings.local_nets)), zeek))
+        if sender is not None:
+            sinks.append(sender)
         pipe, captures = run(paths, settings, sinks, analysers=analysers, progress=progress)
         # verdicts and writers: a Ctrl-C now is held until every output is complete (the caller
         # sees it with interrupt.take())
@@ -68,5 +84,9 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
         with interrupt.deferred():
             for sink in sinks:
                 sink.close()
+            if sender is not None and sender not in sinks:
+                sender.close()
+    if sender is not None and sender.problem is not None:
+        raise sender.problem
     return FolderRun(out=out, devices=devices, stats=stats, alerts=pipe.alerts, problems=list(captures.problems),
                      duplicates=list(captures.duplicates))

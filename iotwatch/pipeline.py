@@ -102,6 +102,8 @@ class Pipeline:
         self.sidecar = Sidecar(window_s=s.window_s) if any(a.wants_rare for a in self.analysers) else None
         self.files: list[str] = []  # capture names, by file index (evidence cites them)
         self.alerts: list[Alert] = []
+        #: rewrites alert evidence before the sinks see it (conn.log input cites log lines, not packets)
+        self.cite_evidence: Callable[[list[Alert]], None] | None = None
         self.stats = Stats()
         self._writer = _Writer(self._emit) if threaded and self.sinks else None
         if _warm:
@@ -117,25 +119,32 @@ class Pipeline:
         if n and batch.ts_ns.min() < 0:  # the window and flow clocks start at the epoch
             np.maximum(batch.ts_ns, 0, out=batch.ts_ns)
         pk = decode(batch, self._pk)
+        self.feed_decoded(pk, batch.ts_ns, batch.wirelen, (batch.file_index << 40) | batch.frame0, batch)
+
+    def feed_decoded(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray, frame_base: int,
+                     batch: PacketBatch | None = None) -> None:
+        """Account packets already decoded (``batch``: their raw bytes, for the rare-frame side
+        channel; None for packets rebuilt from flow logs, which have no bytes)."""
+        n = len(ts_ns)
         st = self.stats
         st.packets += n
-        st.bytes += int(batch.wirelen.sum())
+        st.bytes += int(wirelen.sum())
         counts = np.bincount(pk.err, minlength=4)
         st.undecodable["link"] += int(counts[ERR_LINK])
         st.undecodable["network"] += int(counts[ERR_NETWORK])
         st.undecodable["transport"] += int(counts[ERR_TRANSPORT])
         l3 = np.bincount(pk.l3, minlength=8)
         st.not_ip += int(l3[L3_ARP] + l3[L3_OTHER])
-        for rows in self.flows.update(pk, batch.ts_ns, batch.wirelen, (batch.file_index << 40) | batch.frame0):
+        for rows in self.flows.update(pk, ts_ns, wirelen, frame_base):
             self._out("flows", rows)
         info = self.flows.packet_info(n)
-        if self.sidecar is not None:
+        if self.sidecar is not None and batch is not None:
             frames = self.sidecar.pick(batch, pk, info)
             if frames:
                 for a in self.analysers:
                     if a.wants_rare:
                         a.on_rare(frames)
-        for t in self.devices.update(pk, batch.ts_ns, batch.wirelen, info):
+        for t in self.devices.update(pk, ts_ns, wirelen, info):
             self._out("windows", t)
 
     def _out(self, kind: str, payload: np.ndarray | pa.Table) -> None:
@@ -212,6 +221,8 @@ class Pipeline:
             for a in self.analysers:
                 loading += a.prepare()
                 self.alerts += a.conclude(devices, self.files)
+            if self.cite_evidence is not None:
+                self.cite_evidence(self.alerts)
             st.alerts = len(self.alerts)
         finally:
             # the verdicts above ran while the writer thread was still writing the last flows;
@@ -286,6 +297,13 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
     during the start-up (before the first packet) is held and stops the run before reading.
     """
     settings = settings or Settings()
+    from .zeek.read import is_conn_log
+
+    if paths and all(is_conn_log(Path(p)) for p in paths):  # Zeek conn.log files: iotwatch.zeek.source
+        from .zeek.source import run_conn_logs
+
+        return run_conn_logs(paths, settings, sinks, detector=detector, inventory=inventory,  # type: ignore[return-value]
+                             analysers=analysers)
     with interrupt.deferred():  # start-up (file headers, compiled kernels): Ctrl-C stops before reading
         captures = CaptureSet(paths, batch_size=settings.batch_size)
         pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers, _warm=_warm)

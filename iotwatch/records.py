@@ -57,6 +57,13 @@ FLOW_FIELDS: tuple[Field, ...] = (
     Field("state", _CAT, "", "TCP handshake outcome: syn_unanswered, established, rejected (RST to SYN), "
           "reset, closed (FIN both ways), midstream (no SYN seen), none (not TCP)"),
     Field("reason", _CAT, "", "why the flow ended: idle, active (timeouts), end (of input), evicted (table full)"),
+    Field("ip_bytes_toserver", _U64, "bytes", "IP bytes sent by the client, from the IP headers' length fields "
+          "(Zeek's orig_ip_bytes)"),
+    Field("ip_bytes_toclient", _U64, "bytes", "IP bytes sent by the server (Zeek's resp_ip_bytes)"),
+    Field("history", _STR, "", "Zeek's connection history: the letters S h a d f r q i (client upper case, "
+          "server lower case) in the order each first appeared; D/d per direction for UDP (docs/zeek.md)"),
+    Field("conn_state", _CAT, "", "Zeek's conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH "
+          "(docs/zeek.md)"),
 )
 
 WINDOW_FIELDS: tuple[Field, ...] = (

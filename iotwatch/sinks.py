@@ -124,7 +124,7 @@ class ParquetSink(Sink):
         # lz4 and dictionaries only where values repeat: twice as fast to write as zstd with
         # dictionaries everywhere, for files 1.3x larger (docs/benchmarks.md)
         return pq.ParquetWriter(self.flows_path / f"part-{self._part:05d}.parquet", FLOW_SCHEMA, compression="lz4",
-                                use_dictionary=["state", "reason", "src_mac", "dest_mac", "proto"],
+                                use_dictionary=["state", "reason", "src_mac", "dest_mac", "proto", "history", "conn_state"],
                                 write_statistics=["flow_id", "start", "end", "proto", "src_ip", "dest_ip",
                                                   "src_port", "dest_port"])
 

@@ -203,7 +203,7 @@ def flows_table(rows: list[dict[str, object]]) -> pa.Table:
     for r in rows:
         d = {f.name: 0 for f in FLOW_SCHEMA}
         d.update(community_id="", ip_version=4, state="none", reason="end", start=0.0, end=1.0,
-                 src_mac=None, dest_mac=None)
+                 src_mac=None, dest_mac=None, history="", conn_state="OTH")
         d.update(r)
         full.append(d)
     return pa.Table.from_pylist(full, schema=FLOW_SCHEMA)

@@ -113,7 +113,8 @@ def alerts_panel(alerts: list[Alert]) -> object:
                 facts.append(f"{k.replace('_', ' ')} {v:.0%}" if k == "uplink_share" else f"{k.replace('_', ' ')} {v}")
         if isinstance(ev.get("first_packet"), dict):
             fp = ev["first_packet"]
-            facts.append(f"first packet {Path(str(fp['file'])).name}#{fp['packet']}")
+            where = f"#{fp['packet']}" if "packet" in fp else f" line {fp.get('line')}"  # conn.log input cites lines
+            facts.append(f"first packet {Path(str(fp['file'])).name}{where}")
         if facts:
             out.append("      " + ", ".join(facts) + "\n", style="dim")
     return out
@@ -166,7 +167,8 @@ def _check_out(out: Path, top: int) -> None:
         raise typer.Exit(EXIT_USAGE)
 
 
-Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them.",
+Paths = Annotated[list[Path], typer.Argument(help="Capture files (pcap, pcapng, .gz) or folders of them; or "
+                                             "Zeek conn.log files (TSV or JSON, .gz too; docs/zeek.md).",
                                              show_default=False)]
 Window = Annotated[float, typer.Option("--window", "-w", help="Device window length in seconds.")]
 LocalNet = Annotated[list[str], typer.Option("--local-net", help="A network (CIDR) to count as local besides "
@@ -190,6 +192,12 @@ Baseline = Annotated[Path | None, typer.Option("--baseline", help="baselines.jso
                                                "the quiet part of this capture.")]
 Uplink = Annotated[float | None, typer.Option("--uplink-mbps", help="The site's uplink, Mbit/s: upload surges are "
                                               "also given as a share of it.")]
+ZeekOpt = Annotated[str | None, typer.Option("--zeek", metavar="tsv|json",
+                                             help="Also write OUT/conn.log, Zeek's connection log: 'tsv' (Zeek's "
+                                             "default format, with its header) or 'json' (JSON lines).")]
+SyslogOpt = Annotated[str | None, typer.Option("--syslog", metavar="udp|tcp://HOST:PORT",
+                                               help="Also send each alert as a CEF line in an RFC 5424 syslog "
+                                               "message to this collector (TCP: octet-counting framing).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only problems.")]
 ReportOpt = Annotated[bool, typer.Option("--report", help="Also write the audit report, OUT/report.ja.html and "
                                          "OUT/report.en.html (as `iotwatch report`).")]
@@ -203,13 +211,22 @@ def analyze_command(paths: Paths, out: Out = Path("iotwatch-out"), window: Windo
                     flow_events: FlowEvents = False, top: Top = 30, quiet: Quiet = False,
                     model: ModelOpt = None, no_model: NoModel = False, type_model: TypeModelOpt = None,
                     baseline: Baseline = None, uplink_mbps: Uplink = None, report: ReportOpt = False,
-                    evidence: EvidenceOpt = False) -> None:
+                    evidence: EvidenceOpt = False, zeek: ZeekOpt = None, syslog: SyslogOpt = None) -> None:
     """Analyse captures: alerts, devices (what they are), flows and per-device windows into
     OUT/events.jsonl and Parquet."""
     settings = _settings(window, local_net, idle_timeout, active_timeout, max_flows, model=model,
                          no_model=no_model, type_model=type_model, baseline=baseline, uplink_mbps=uplink_mbps)
     _check_out(out, top)
-    code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet)
+    if zeek is not None and zeek not in ("tsv", "json"):
+        raise typer.BadParameter("must be tsv or json", param_hint="--zeek")
+    if syslog is not None:
+        from ..syslog import parse_target
+
+        try:
+            parse_target(syslog)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--syslog") from None
+    code = run_analysis(paths, out, settings, flow_events=flow_events, top=top, quiet=quiet, zeek=zeek, syslog=syslog)
     if code in (EXIT_OK, EXIT_PARTIAL) and (report or evidence):
         from .report import after_analysis  # the report's libraries only when asked for
 
@@ -235,19 +252,24 @@ def _progress(paths: list[Path], quiet: bool) -> Progress | None:
 
 
 def run_analysis(paths: list[Path], out: Path, settings: Settings, *, flow_events: bool = False, top: int = 30,
-                 quiet: bool = False) -> int:
+                 quiet: bool = False, zeek: str | None = None, syslog: str | None = None) -> int:
     """The analyze command's body: returns the exit code. Whatever was read is written, even when
     the input is damaged or the run is interrupted (Ctrl-C)."""
     from ..outputs import analyze_to_folder
+    from ..zeek.read import is_conn_log
 
-    bar = _progress(paths, quiet)
+    logs = [p for p in paths if is_conn_log(p)]
+    if logs and len(logs) != len(paths):
+        say("iotwatch: error: give either captures or Zeek conn.log files, not both")
+        return EXIT_USAGE
+    bar = None if logs else _progress(paths, quiet)  # conn.log files are read whole: no progress bar
     with user_errors():
         if bar is None:
-            res = analyze_to_folder(paths, out, settings, flow_events=flow_events)
+            res = analyze_to_folder(paths, out, settings, flow_events=flow_events, zeek=zeek, syslog=syslog)
         else:
             with bar:
                 task = bar.add_task("read", total=None)
-                res = analyze_to_folder(paths, out, settings, flow_events=flow_events,
+                res = analyze_to_folder(paths, out, settings, flow_events=flow_events, zeek=zeek, syslog=syslog,
                                         progress=lambda done, whole: bar.update(task, completed=done, total=whole))
     stats = res.stats
     report_duplicates(res.duplicates)

@@ -895,7 +895,7 @@ def credential_upload(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: 
                f"{int(after['payload_out'].sum()):,} bytes over {proto} to {', '.join(servers[:3])}")
         evd: dict[str, object] = {
             "first_packet": frame_ref(q.frame, files), "alert_packet": frame_ref(int(first["frame"]), files),
-            "ip_lookup": q.qname.rstrip("."), "servers": servers[:5], "sessions": len(after),
+            "ip_lookup": q.qname.rstrip("."), "resolver": q.resolver, "servers": servers[:5], "sessions": len(after),
             "bytes_sent": int(after["payload_out"].sum()), "flow_ids": [int(x) for x in after["flow_id"][:5]],
         }
         out.append(Finding("exfil", sig, 1, 0.95, q.ts, float(first["ts"]), float(after["end"].max()), evd,
@@ -947,7 +947,8 @@ def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files
                f"{up:,} bytes sent, {down:,} received")
         evd: dict[str, object] = {
             "first_packet": frame_ref(q.frame, files), "alert_packet": frame_ref(int(first["frame"]), files),
-            "name": q.qname.rstrip("."), "peer": peer, "sessions": len(more), "bytes_sent": up, "bytes_received": down,
+            "name": q.qname.rstrip("."), "resolver": q.resolver, "peer": peer, "sessions": len(more),
+            "bytes_sent": up, "bytes_received": down,
             "flow_ids": [int(x) for x in more["flow_id"][:5]],
         }
         return [Finding("c2", sig, 2, 0.9, q.ts, float(first["ts"]), float(more["end"].max()), evd, "dynamic_dns_c2")]

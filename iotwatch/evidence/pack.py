@@ -218,7 +218,8 @@ def _device_flows(run: Run, dev: dict[str, Any], alerts: list[dict[str, Any]]) -
 
 def _refs(alert: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     ev = alert.get("evidence") or {}
-    return [(k, ev[k]) for k in ("first_packet", "alert_packet") if isinstance(ev.get(k), dict)]
+    # only packets of captures (an alert found in a Zeek conn.log cites log lines: nothing to cut)
+    return [(k, ev[k]) for k in ("first_packet", "alert_packet") if isinstance(ev.get(k), dict) and "packet" in ev[k]]
 
 
 def source_paths(run: Run, captures: list[Path]) -> list[Path]:

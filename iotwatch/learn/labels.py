@@ -110,8 +110,14 @@ def read_rows(path: str | Path) -> list[dict[str, str]]:
 
 
 def read_labels(path: str | Path) -> list[HostLabel]:
-    """Read and check one label file."""
+    """Read and check one label file (or an IoT-23 ``conn.log.labeled``: iotwatch.zeek.labels)."""
     p = Path(path)
+    from ..zeek.read import sniff
+
+    if p.is_file() and sniff(p) is not None:
+        from ..zeek.labels import host_labels
+
+        return host_labels(p)
     out: list[HostLabel] = []
     for k, row in enumerate(read_rows(p), start=2):
         beh = (row.get("behaviour") or "").strip()

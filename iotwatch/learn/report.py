@@ -72,6 +72,13 @@ def build(out: Path, eval_list: Path, shared: Path | None, n_jobs: int = 2) -> s
             "Behaviour model: cross-validation at training",
             f"From `models/behaviour/manifest.json` ({m['cross_validation']}; {m['windows']} windows of "
             f"{m['devices']} devices; decision thresholds {json.dumps(bundle.thresholds)}):\n\n" + "\n".join(rows)))
+    from ..zeek.evaluate import compare, section  # detection on Zeek conn.log beside detection on packets
+
+    tz, work = time.perf_counter(), eval_list.parent / "zeek-eval"
+    comps = [compare("generated scenarios", files, work / "generated", bundle, n_jobs)]
+    if shared is not None and (shared / "LABELS.tsv").exists():
+        comps.append(compare("shared labelled captures", [shared / "LABELS.tsv"], work / "shared", bundle, n_jobs))
+    parts.append(section(comps, time.perf_counter() - tz))
     parts.append(f"Evaluation time: {time.perf_counter() - t:.0f} s on this machine (2 cores).\n")
     text = "\n".join(parts)
     out.write_text(text)

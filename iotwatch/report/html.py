@@ -148,7 +148,10 @@ def _evidence_rows(t: L10n, alerts: list[dict[str, Any]]) -> str:
     for a in alerts:
         ev = a.get("evidence") or {}
         ref = ev.get("first_packet") or ev.get("alert_packet")
-        where = f"{Path(str(ref['file'])).name} #{t.num(int(ref['packet']))}" if isinstance(ref, dict) else "—"
+        where = "—"
+        if isinstance(ref, dict):  # a capture's packet, or (conn.log input, docs/zeek.md) the log's line
+            where = (f"{Path(str(ref['file'])).name} #{t.num(int(ref['packet']))}" if "packet" in ref
+                     else f"{Path(str(ref['file'])).name} {ref.get('line')}")
         rows.append(
             f"<tr><td><span class='tag' style='background:{charts.CATEGORY_COLORS.get(a['alert']['category'], '#c0392b')}'>"
             f"{_h(words.category_short(t, a['alert']['category']))}</span></td>"
