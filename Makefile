@@ -112,7 +112,7 @@ model: $(STAMP)
 		$(BIN)/iotwatch train --kind device_type $(SHARED_PCAPS)/LABELS.tsv --out models/device_type --n-jobs 2; \
 	else echo "no $(SHARED_PCAPS)/LABELS.tsv: models/device_type kept as it is"; fi
 	@if [ -d $(SHARED_PCAPS)/iot_sentinel ]; then \
-		$(BIN)/python -m iotwatch.inventory.products build $(SHARED_PCAPS) --out models/product_catalogue --jobs 2; \
+		$(BIN)/python -m iotwatch.learn.products build $(SHARED_PCAPS) --out models/product_catalogue --jobs 2; \
 	else echo "no $(SHARED_PCAPS)/iot_sentinel: models/product_catalogue kept as it is"; fi
 
 ## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md

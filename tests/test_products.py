@@ -16,6 +16,7 @@ from iotwatch.errors import ModelError
 from iotwatch.inventory import products as P
 from iotwatch.inventory.classify import decide
 from iotwatch.inventory.fingerprints import DeviceSignals
+from iotwatch.learn import products as LP
 
 
 class _Frame:
@@ -161,10 +162,10 @@ def test_end_to_end_held_out_setup_is_recognised(tmp_path: Path):
     from iotwatch.pipeline import run
     from iotwatch.settings import Settings
 
-    items = [x for x in P.iot_sentinel(SHARED_PCAPS)
+    items = [x for x in LP.iot_sentinel(SHARED_PCAPS)
              if x.product in ("TP-LinkPlugHS110", "HueBridge", "D-LinkCam", "iKettle2")]
     train = [x for x in items if "/C" in x.group][:40]
-    samples = [s for x in train if (s := P.sample_of(x, P.profile_capture(x.path, cache=False))) is not None]
+    samples = [s for x in train if (s := LP.sample_of(x, LP.profile_capture(x.path, cache=False))) is not None]
     cat = P.Catalogue.load(P.build_catalogue(samples).save(tmp_path / "cat"))
     tests = {}
     for x in items:

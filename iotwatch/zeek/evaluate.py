@@ -54,12 +54,12 @@ class Comparison:
     name: str
     rows: int
     dropped: int  # label rows without an IP address
-    packets: Any  # detect.evaluate.Report
+    packets: Any  # learn.evaluate.Report
     conn_log: Any
 
 
 def compare(name: str, label_files: list[Path], work: Path, model: Any, n_jobs: int = 2) -> Comparison:
-    from ..detect.evaluate import evaluate
+    from ..learn.evaluate import evaluate
 
     labels = read_many(label_files)
     keep = [lab for lab in labels if lab.host_ip]
