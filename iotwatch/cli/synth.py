@@ -49,7 +49,7 @@ def synth_command(scenario: Scenario, out: Out, seed: Seed = 1, duration: Durati
         say(f"iotwatch: usage error: {e}")
         raise typer.Exit(EXIT_USAGE) from None
     size = result.pcap.stat().st_size / 1e6
-    bad = sorted({lb.behaviour for lb in result.labels if lb.behaviour not in ("normal", "victim")})
+    bad = sorted({lb.behaviour for lb in result.labels if lb.behaviour in CATEGORIES})
     victims = sum(lb.behaviour == "victim" for lb in result.labels)
     what = ", ".join(bad) or (f"no misbehaving device, {victims} victim(s)" if victims else "all normal")
     typer.echo(f"{result.pcap}: {result.packets:,} packets, {size:.1f} MB, {len(result.labels)} labels "

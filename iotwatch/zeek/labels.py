@@ -44,6 +44,7 @@ import pyarrow.compute as pc
 from ..addrs import LocalNets, addr_classes, parse_ips
 from ..errors import InputError
 from ..learn.labels import HostLabel
+from ..vocab import CATEGORIES
 from .read import read_conn_log
 
 DETAILED: dict[str, str] = {
@@ -94,7 +95,7 @@ def host_labels(path: str | Path, local_nets: LocalNets | None = None) -> list[H
     lines = t["line"].to_numpy()
     out: list[HostLabel] = []
     bad_hosts: set[str] = set()
-    for b in ("scan", "bruteforce", "flood", "exfil", "c2"):
+    for b in CATEGORIES:
         sel = local & (beh == b)
         for host in np.unique(orig[sel]):
             rows = np.flatnonzero(sel & (orig == host))
