@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -120,10 +121,21 @@ class ParquetSink(Sink):
         except OSError as e:
             raise OutputError(f"{out_dir}: cannot write Parquet files: {e}") from None
 
+    def _part_path(self, writing: bool) -> Path:
+        # a part being written has a hidden name (Arrow, pandas, Dask and DuckDB's glob skip it)
+        # and takes its own name when it is closed: a reader never opens half a file
+        return self.flows_path / (f".part-{self._part:05d}.parquet.writing" if writing else f"part-{self._part:05d}.parquet")
+
+    def _close_part(self) -> None:
+        self._flows.close()
+        writing = self._part_path(True)
+        if writing.exists():  # (closing twice is harmless, as for the writer)
+            os.replace(writing, self._part_path(False))
+
     def _open_part(self) -> pq.ParquetWriter:
         # lz4 and dictionaries only where values repeat: twice as fast to write as zstd with
         # dictionaries everywhere, for files 1.3x larger (docs/benchmarks.md)
-        return pq.ParquetWriter(self.flows_path / f"part-{self._part:05d}.parquet", FLOW_SCHEMA, compression="lz4",
+        return pq.ParquetWriter(self._part_path(True), FLOW_SCHEMA, compression="lz4",
                                 use_dictionary=["state", "reason", "src_mac", "dest_mac", "proto", "history", "conn_state"],
                                 write_statistics=["flow_id", "start", "end", "proto", "src_ip", "dest_ip",
                                                   "src_port", "dest_port"])
@@ -132,7 +144,7 @@ class ParquetSink(Sink):
         while flows.num_rows:
             room = self.flows_per_part - self._part_rows
             if room <= 0:
-                self._flows.close()
+                self._close_part()
                 self._part += 1
                 self._part_rows = 0
                 self._flows = self._open_part()
@@ -149,13 +161,13 @@ class ParquetSink(Sink):
         """Close the current flows part, so that it can be read now, if it holds flows; the next
         flows go to a new part (a live capture calls this on a timer)."""
         if self._part_rows:
-            self._flows.close()
+            self._close_part()
             self._part += 1
             self._part_rows = 0
             self._flows = self._open_part()
 
     def close(self) -> None:
-        self._flows.close()
+        self._close_part()
         self._windows.close()
 
 
@@ -165,7 +177,7 @@ def _empty_dataset_folder(path: Path) -> None:
     if path.is_file() or path.is_symlink():
         path.unlink()
     path.mkdir(parents=True, exist_ok=True)
-    for old in path.glob("part-*.parquet"):
+    for old in (*path.glob("part-*.parquet"), *path.glob(".part-*.parquet.writing")):
         old.unlink()
 
 
