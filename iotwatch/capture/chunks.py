@@ -49,13 +49,9 @@ class Chunks:
     def left(self) -> int:
         return self.end - self.pos
 
-    def fill(self, need: int = 0) -> bool:
-        """Move unconsumed bytes to the front and read more. Returns False at end of file.
-
-        ``need`` asks for the buffer to hold at least that many unconsumed bytes.
-        """
-        if self.eof:
-            return False
+    def make_room(self, need: int = 0, what: str = "a record") -> None:
+        """Move the unconsumed bytes to the front of the buffer, and grow it until it can hold
+        ``need`` of them (up to MAX_BUFFER: a larger record is damage, not data)."""
         left = self.left
         if self.pos:
             self.buf[:left] = self.buf[self.pos : self.end]
@@ -63,13 +59,22 @@ class Chunks:
             self.pos, self.end = 0, left
         if need > self.buf.shape[0]:
             if need > MAX_BUFFER:
-                raise InputError(self.path, f"a record of {need} bytes is larger than {MAX_BUFFER} bytes")
+                raise InputError(self.path, f"{what} of {need} bytes is larger than {MAX_BUFFER} bytes")
             size = self.buf.shape[0]
             while size < need:
                 size *= 2
             grown = np.empty(size, dtype=np.uint8)
             grown[:left] = self.buf[:left]
             self.buf = grown
+
+    def fill(self, need: int = 0) -> bool:
+        """Move unconsumed bytes to the front and read more. Returns False at end of file.
+
+        ``need`` asks for the buffer to hold at least that many unconsumed bytes.
+        """
+        if self.eof:
+            return False
+        self.make_room(need)
         view = memoryview(self.buf)[self.end :]  # type: ignore[arg-type]
         got_any = False
         while self.end < self.buf.shape[0]:

@@ -28,11 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
-from ..errors import InputError
 from .batch import PacketBatch
-from .chunks import MAX_BUFFER, Chunks
+from .chunks import Chunks
 from .interfaces import InterfaceError
 from .pcapng import SHB, PcapngReader
 
@@ -98,20 +95,7 @@ class PipeChunks(Chunks):
     def fill(self, need: int = 0) -> bool:
         if self.eof:
             return False
-        left = self.left
-        if self.pos:
-            self.buf[:left] = self.buf[self.pos : self.end]
-            self.base += self.pos
-            self.pos, self.end = 0, left
-        if need > self.buf.shape[0]:
-            if need > MAX_BUFFER:
-                raise InputError(self.path, f"a block of {need} bytes is larger than {MAX_BUFFER} bytes")
-            size = self.buf.shape[0]
-            while size < need:
-                size *= 2
-            grown = np.empty(size, dtype=np.uint8)
-            grown[:left] = self.buf[:left]
-            self.buf = grown
+        self.make_room(need, "a block")
         while True:
             ready, _, _ = select.select([self.fd], [], [], self.idle_s)
             if not ready:
