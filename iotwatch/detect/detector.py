@@ -206,15 +206,24 @@ class Detector:
 def _peer_uploads(feats: dict[str, tuple[dict[str, np.ndarray], np.ndarray]],
                   devices: dict[str, DeviceRecord]) -> dict[str, float]:
     """Per device, what the site's other devices upload to external addresses in a window: the
-    upper quartile of their medians (the reference for a device seen only while it surges)."""
-    med = {d: float(np.median(c["upload_bytes"])) for d, (c, _X) in feats.items()
-           if c and len(c["upload_bytes"]) and d in devices}
-    out = {}
-    for d in med:
-        others = [v for k, v in med.items() if k != d]
-        if others:
-            out[d] = float(np.percentile(others, 75))
-    return out
+    upper quartile of their medians (the reference for a device seen only while it surges).
+    From one sorted array for the whole site: leaving a device out shifts the ranks above it."""
+    devs = [d for d, (c, _X) in feats.items() if c and len(c["upload_bytes"]) and d in devices]
+    if len(devs) < 2:
+        return {}
+    med = np.array([np.median(feats[d][0]["upload_bytes"]) for d in devs], np.float64)
+    order = np.argsort(med, kind="stable")
+    s = med[order]
+    rank = np.empty(len(devs), np.int64)
+    rank[order] = np.arange(len(devs))
+    pos = 0.75 * (len(devs) - 2)  # numpy's linear percentile over the n - 1 others
+    lo = int(np.floor(pos))
+    hi = min(lo + 1, len(devs) - 2)
+    # the others' k-th value is the site's k-th below the device's own rank, the (k+1)-th from it on
+    v_lo = np.where(lo < rank, s[lo], s[min(lo + 1, len(devs) - 1)])
+    v_hi = np.where(hi < rank, s[hi], s[min(hi + 1, len(devs) - 1)])
+    ref = v_lo + (pos - lo) * (v_hi - v_lo)
+    return dict(zip(devs, ref.tolist(), strict=True))
 
 
 def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:

@@ -867,9 +867,15 @@ IP_ECHO_DOMAINS = frozenset((
 CREDENTIAL_PORTS = {25: "SMTP", 465: "SMTPS", 587: "SMTP submission", 2525: "SMTP", 21: "FTP"}
 
 
+def in_zone(name: str, zones: frozenset[str], *, apex: bool = True) -> bool:
+    """Whether a DNS name lies under one of ``zones`` (or is one, with ``apex``): one set lookup
+    per label of the name."""
+    labels = name.rstrip(".").lower().split(".")
+    return any(".".join(labels[k:]) in zones for k in range(0 if apex else 1, len(labels)))
+
+
 def _ip_echo(name: str) -> bool:
-    name = name.rstrip(".").lower()
-    return any(name == d or name.endswith("." + d) for d in IP_ECHO_DOMAINS)
+    return in_zone(name, IP_ECHO_DOMAINS)
 
 
 def credential_upload(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
@@ -920,8 +926,7 @@ EVERYDAY_PORTS = np.array([53, 80, 123, 443, 853, 8080, 8443, 25, 465, 587, 993,
 
 
 def _dynamic_dns(name: str) -> bool:
-    name = name.rstrip(".").lower()
-    return any(name.endswith("." + d) for d in DYNAMIC_DNS_DOMAINS)
+    return in_zone(name, DYNAMIC_DNS_DOMAINS, apex=False)  # a host under the zone, not the provider
 
 
 def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
