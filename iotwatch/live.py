@@ -52,11 +52,13 @@ class LiveOptions:
     ring_files: int = 10
     ring_bytes: int = 100 << 20
     buffer_mib: int = 64
-    tick_s: float = 0.5  # how often the clock moves and the counters are read
+    tick_s: float = 0.25  # how often the clock moves and the counters are read
     margin_s: float = 1.0  # packets this recent may still be in dumpcap's buffer or the pipe
     stats_every_s: float = 5.0  # a non-final stats event (and a drop report) this often
     part_every_s: float = 300.0  # a flows.parquet part is closed (readable) this often
-    settle_s: float = 5.0  # an open flow quiet this long counts as evidence for the verdicts during the run
+    #: an open flow quiet this long counts as evidence for the verdicts during the run: with the
+    #: live close lag (1 s), every flow whose packets all fell in the window that just closed
+    settle_s: float = 1.0
     dumpcap: str | None = None
 
 

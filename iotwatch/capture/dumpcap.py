@@ -17,16 +17,18 @@ from __future__ import annotations
 import fcntl
 import os
 import re
-import select
 import shutil
 import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 from .batch import PacketBatch
 from .chunks import Chunks
@@ -35,11 +37,14 @@ from .pcapng import SHB, PcapngReader
 
 BUFFER_MIB = 64  # kernel capture buffer: PERF_NOTES.md, no drop at 256 k packets/s with 64 MiB
 SNAPLEN = 262_144
-STOP_GRACE_S = 5.0
+STOP_GRACE_S = 5.0  # after SIGINT, dumpcap flushes and exits within this; else it is killed
 GATHER_S = 0.02  # once bytes arrive, wait up to this long for more before analysing them
 GATHER_BYTES = 4 << 20  # ... or until this much is there
 PIPE_BYTES = 16 << 20  # the pipe from dumpcap (root may exceed /proc/sys/fs/pipe-max-size)
-F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), spelled out for Pythons that lack the name  # after SIGINT, dumpcap flushes and exits within this; else it is killed
+READ_BYTES = 1 << 20  # one read of the pipe at most
+FREE_PIECES = 16  # pieces kept for reuse (the rest of a backlog's memory goes back when it is read)
+BACKLOG_BYTES = 256 << 20  # read from the pipe but not yet analysed, at most (memory only while behind)
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), spelled out for Pythons that lack the name
 
 
 @dataclass(slots=True)
@@ -82,51 +87,113 @@ def explain(stderr: str, interface: str) -> str:
 
 
 class PipeChunks(Chunks):
-    """Chunks over a pipe: ``fill`` returns as soon as some bytes arrived (a file's fill reads
-    until its buffer is full), and calls ``on_idle`` every ``idle_s`` while none arrive."""
+    """Chunks over a pipe, drained by a thread of its own.
+
+    The thread reads whatever the pipe holds as soon as it arrives (the read releases the GIL)
+    and queues it, up to ``backlog`` bytes: while the analysis pauses (the verdicts at a window
+    close, a Parquet part, the interpreter's garbage collection) dumpcap keeps writing and never
+    blocks on a full pipe, so a pause costs memory, not packets. Past ``backlog`` the thread waits,
+    the pipe fills and dumpcap's kernel buffer takes over (its drops are counted).
+
+    ``fill`` returns as soon as some bytes are there (a file's fill reads until its buffer is
+    full), gathering for up to ``GATHER_S`` so that a batch is not a few packets; while nothing
+    arrives it calls ``on_idle`` every ``idle_s``."""
 
     def __init__(self, f: BinaryIO, path: Path, on_idle: Callable[[], None], idle_s: float = 0.2,
-                 chunk: int = 8 << 20) -> None:
+                 chunk: int = 8 << 20, backlog: int = BACKLOG_BYTES) -> None:
         super().__init__(f, path, chunk)
         self.fd = f.fileno()
         self.on_idle = on_idle
         self.idle_s = idle_s
+        self.backlog = backlog
+        self._q: deque[tuple[np.ndarray, int]] = deque()  # (piece, bytes in it) read, in order; 0 bytes: the end
+        self._free: list[np.ndarray] = []  # pieces taken, for the next reads (no fresh pages per read)
+        self._queued = 0  # bytes in _q
+        self._head = 0  # bytes of _q[0] already taken
+        self._cv = threading.Condition()
+        self._closing = False
+        #: the most bytes queued at once (how far the analysis fell behind the pipe)
+        self.max_backlog = 0
+        self._t = threading.Thread(target=self._drain, name="iotwatch-pipe", daemon=True)
+        self._t.start()
+
+    def _drain(self) -> None:
+        """The reading thread: the pipe into the queue until it ends."""
+        while True:
+            with self._cv:
+                while self._queued >= self.backlog and not self._closing:
+                    self._cv.wait()
+                if self._closing:
+                    return
+                piece = self._free.pop() if self._free else None
+            if piece is None:
+                piece = np.empty(READ_BYTES, np.uint8)
+            try:
+                n = os.readv(self.fd, [memoryview(piece)])  # type: ignore[arg-type]
+            except InterruptedError:
+                continue
+            except OSError:
+                n = 0  # the pipe was closed under us: its end
+            with self._cv:
+                self._q.append((piece, n))
+                self._queued += n
+                self.max_backlog = max(self.max_backlog, self._queued)
+                self._cv.notify_all()
+            if n == 0:
+                return
+
+    def _take(self) -> bool:
+        """Move queued bytes into the buffer, as many as fit; False when the pipe has ended
+        (nothing more will come). Call with the condition held."""
+        while self._q and self.end < self.buf.shape[0]:
+            piece, n = self._q[0]
+            if not n:
+                self.eof = True
+                return False
+            k = min(n - self._head, self.buf.shape[0] - self.end)
+            self.buf[self.end : self.end + k] = piece[self._head : self._head + k]
+            self.end += k
+            self._head += k
+            self._queued -= k
+            if self._head == n:
+                self._q.popleft()
+                if len(self._free) < FREE_PIECES:
+                    self._free.append(piece)
+                self._head = 0
+        self._cv.notify_all()
+        return True
 
     def fill(self, need: int = 0) -> bool:
         if self.eof:
             return False
         self.make_room(need, "a block")
-        while True:
-            ready, _, _ = select.select([self.fd], [], [], self.idle_s)
-            if not ready:
-                self.on_idle()
-                continue
-            if not self._read():
+        had = self.end
+        with self._cv:
+            while not self._q:
+                if not self._cv.wait(self.idle_s):
+                    self._cv.release()
+                    try:
+                        self.on_idle()
+                    finally:
+                        self._cv.acquire()
+            if not self._take():
                 return self.left > 0
             # gather for a moment: a batch of a few packets costs nearly what a full one costs
             deadline = time.monotonic() + GATHER_S
-            while self.left < GATHER_BYTES and self.end < self.buf.shape[0]:
-                wait = deadline - time.monotonic()
-                if wait <= 0 or not select.select([self.fd], [], [], wait)[0]:
+            while self.end - had < GATHER_BYTES and self.end < self.buf.shape[0]:
+                if not self._q:
+                    wait = deadline - time.monotonic()
+                    if wait <= 0 or not self._cv.wait(wait):
+                        break
+                if not self._take():
                     break
-                if not self._read():
-                    break
-            return True
-
-    def _read(self) -> bool:
-        """One read of what the pipe holds; False at its end (dumpcap exited)."""
-        view = memoryview(self.buf)[self.end :]  # type: ignore[arg-type]
-        while True:
-            try:
-                n = os.readv(self.fd, [view])
-                break
-            except InterruptedError:
-                continue
-        if n == 0:
-            self.eof = True
-            return False
-        self.end += n
         return True
+
+    def close(self) -> None:
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        super().close()
 
 
 def _grow_pipe(fd: int) -> None:
