@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .capture import interfaces
+from .capture import interfaces, privileges
 from .capture.dumpcap import DumpcapSource
+from .capture.privileges import Stopper
 from .capture.ring import Ring
 from .detect import Detector
 from .detect.baselines import write_baselines
@@ -37,8 +38,10 @@ from .devices import ST_CLOSED_UPTO
 from .pipeline import Pipeline
 from .records import DeviceRecord, Stats
 from .sinks import EveSink
+from .warmup import load_kernels
 
 if TYPE_CHECKING:
+    from .analyser import Analyser
     from .capture.batch import PacketBatch
     from .detect import Alert
 
@@ -60,6 +63,9 @@ class LiveOptions:
     #: live close lag (1 s), every flow whose packets all fell in the window that just closed
     settle_s: float = 1.0
     dumpcap: str | None = None
+    #: when started as root: the user to become once dumpcap runs (None: SUDO_UID's, if any);
+    #: capture/privileges.py
+    user: str | None = None
 
 
 @dataclass(slots=True)
@@ -195,6 +201,8 @@ class LiveCapture:
         self._last_counts = (0.0, 0, 0)
         self._drops_reported = 0
         self._ring_warned = False
+        self.user: str | None = None  # the user the analysis runs as, when it gave up root
+        self._become: privileges.User | None = None
 
     # the run --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -203,6 +211,7 @@ class LiveCapture:
         :class:`~iotwatch.capture.interfaces.InterfaceError` with what to do when it cannot."""
         o = self.opts
         itf = interfaces.check(o.interface)
+        user = privileges.target_user(o.user)
         self._rx0, self._drops0 = itf.rx_packets, itf.rx_drops
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -210,13 +219,33 @@ class LiveCapture:
                                         dumpcap=o.dumpcap)
             self.started = time.time()
             self.source.open()
-            if o.ring_dir is not None:
-                self.ring = Ring(o.ring_dir, o.ring_files, o.ring_bytes, prefix=f"iotwatch-{o.interface}")
         except BaseException:
             if self.source is not None:
                 self.source.close()
             self._restore()
             raise
+        self._become = user
+
+    def give_up_root(self, analysers: list[Analyser]) -> None:
+        """Started as root (dumpcap runs): become the ordinary user (:class:`LiveOptions` ``user``,
+        else the one who ran sudo) before anything is written or analysed, and open the ring as
+        that user. Before the switch, while the installation is surely readable, the compiled
+        kernels load and the analysers open their models (an ordinary user may be unable to
+        read, or write next to, a root-owned installation). :meth:`start` first; raises
+        :class:`~iotwatch.capture.interfaces.InterfaceError` when the kernel refuses the switch,
+        :class:`~iotwatch.errors.OutputError` when the ring's folder cannot be made (then
+        :meth:`abort`)."""
+        o = self.opts
+        assert self.source is not None, "start() first"
+        if self._become is not None:
+            load_kernels()
+            for a in analysers:
+                a.prepare()
+            self.source.stopper = Stopper(self.source.proc.pid)
+            privileges.become(self._become)
+            self.user = self._become.name
+        if o.ring_dir is not None:
+            self.ring = Ring(o.ring_dir, o.ring_files, o.ring_bytes, prefix=f"iotwatch-{o.interface}")
 
     def abort(self) -> None:
         """Stop dumpcap and let go of everything, writing nothing more (the analysis could not start)."""

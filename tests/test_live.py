@@ -376,3 +376,51 @@ def test_a_filter_dumpcap_refuses_says_so(pair: Pair, tmp_path: Path) -> None:
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and "capture filter (--bpf) is not valid" in r.stderr and "port x" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def _proc_ids(pid: int) -> tuple[int, int, str]:
+    """(real uid, effective uid, effective capabilities) of a process, from /proc."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    uids = status["Uid"].split()
+    return int(uids[0]), int(uids[1]), status["CapEff"].strip()
+
+
+def test_root_opens_the_interface_and_the_analysis_runs_as_the_user(pair: Pair, tmp_path: Path) -> None:
+    """Least privilege when started as root: dumpcap (as shipped, no capabilities of its own)
+    captures as root; iotwatch becomes `nobody` before analysing: no capability left, every
+    output its own, every packet analysed, and it still stops dumpcap cleanly on SIGINT."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    home = Path(tempfile.mkdtemp(prefix="iotwatch-user-"))  # pytest's folders are private to root
+    try:
+        os.chmod(home, 0o777)
+        out = home / "out"
+        cap = Capture(pair, out, "--user", "nobody", "--no-model")
+        uid, euid, caps = _proc_ids(cap.proc.pid)
+        assert (uid, euid) == (65534, 65534) and int(caps, 16) == 0
+        dumpcap = [int(p) for p in subprocess.run(["pgrep", "-P", str(cap.proc.pid), "-x", "dumpcap"],
+                                                 capture_output=True, text=True, check=False).stdout.split()]
+        assert len(dumpcap) == 1 and _proc_ids(dumpcap[0])[1] == 0  # the capture itself stays root's
+        sent = replay(pair, DEMO, "--pps", "5000")
+        time.sleep(2)
+        code, err = cap.stop()
+        assert code == 0, err
+        assert "Traceback" not in err
+        stats = final_stats(cap.events())
+        assert stats["packets"] == sent == stats["capture_received"] and stats["capture_drops"] == 0
+        outputs = list(out.rglob("*"))
+        assert {"events.jsonl", "windows.parquet", "baselines.json"} <= {p.name for p in outputs}
+        assert all(p.stat().st_uid == 65534 for p in [out, *outputs]), [(p, p.stat().st_uid) for p in outputs]
+        assert ring_packets(out) == sent
+        check_events(out)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_an_unknown_user_says_so(pair: Pair, tmp_path: Path) -> None:
+    r = subprocess.run(["ip", "netns", "exec", pair.cap_ns,
+                        *iotwatch_args("capture", "-i", pair.cap_if, "--user", "no-such-user-x", "--out", tmp_path / "o")],
+                       capture_output=True, text=True, check=False, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "--user no-such-user-x: no such user" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()

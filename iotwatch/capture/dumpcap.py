@@ -34,6 +34,7 @@ from .batch import PacketBatch
 from .chunks import Chunks
 from .interfaces import InterfaceError
 from .pcapng import SHB, PcapngReader
+from .privileges import Stopper
 
 BUFFER_MIB = 64  # kernel capture buffer: PERF_NOTES.md, no drop at 256 k packets/s with 64 MiB
 SNAPLEN = 262_144
@@ -239,6 +240,8 @@ class DumpcapSource:
         _grow_pipe(self.proc.stdout.fileno())
         self.chunks = PipeChunks(self.proc.stdout, self.path, on_idle, idle_s)  # type: ignore[arg-type]
         self._stopping = False
+        #: signals dumpcap for us once we are no longer root (capture/privileges.py); None: we signal it
+        self.stopper: Stopper | None = None
 
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -268,6 +271,9 @@ class DumpcapSource:
         """Ask dumpcap to stop: it flushes what it holds into the pipe and exits (the reader then ends)."""
         if not self._stopping and self.proc.poll() is None:
             self._stopping = True
+            if self.stopper is not None:
+                self.stopper.interrupt()
+                return
             try:
                 self.proc.send_signal(signal.SIGINT)
             except ProcessLookupError:
@@ -279,8 +285,13 @@ class DumpcapSource:
         try:
             self.proc.wait(timeout=STOP_GRACE_S)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            if self.stopper is not None:
+                self.stopper.kill()
+            else:
+                self.proc.kill()
             self.proc.wait()
+        if self.stopper is not None:
+            self.stopper.done()
         self._err_thread.join(timeout=2)
         self.chunks.close()
         self.counts = parse_counts(self.stderr)

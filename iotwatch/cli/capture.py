@@ -48,6 +48,8 @@ RingFiles = Annotated[int, typer.Option("--ring-files", help="Files the ring kee
 RingSize = Annotated[float, typer.Option("--ring-size", help="Size of one ring file, MB.")]
 NoRing = Annotated[bool, typer.Option("--no-ring", help="Keep no packets on disk (alerts then cannot point to them).")]
 Buffer = Annotated[int, typer.Option("--buffer-mib", help="Kernel capture buffer of dumpcap, MiB.")]
+User = Annotated[str | None, typer.Option("--user", help="When run as root: the user the analysis runs as once "
+                                          "dumpcap has opened the interface (default: the one who ran sudo).")]
 
 
 def interfaces_command() -> None:
@@ -75,7 +77,8 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
                     window: Window = 60.0,
                     local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
                     uplink_mbps: Uplink = None, baseline: Baseline = None, model: ModelOpt = None,
-                    no_model: NoModel = False, type_model: TypeModelOpt = None, quiet: Quiet = False) -> None:
+                    no_model: NoModel = False, type_model: TypeModelOpt = None, quiet: Quiet = False,
+                    user: User = None) -> None:
     """Capture a mirror port live (passively, through dumpcap) and analyse it as `analyze` does:
     events.jsonl, Parquet and baselines.json written as the run goes, the packets kept in a
     rotating pcapng ring. Stops cleanly on Ctrl-C, SIGTERM or --duration."""
@@ -97,7 +100,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         raise typer.BadParameter("must be at least 1", param_hint="--buffer-mib")
     opts = LiveOptions(interface=interface, bpf=bpf, duration_s=duration,
                        ring_dir=None if no_ring else (ring or out / "ring"), ring_files=ring_files,
-                       ring_bytes=int(ring_size * 1e6), buffer_mib=buffer_mib)
+                       ring_bytes=int(ring_size * 1e6), buffer_mib=buffer_mib, user=user)
     live = LiveCapture(opts, baselines_path=out / "baselines.json")
     try:
         # dumpcap first: a missing interface or permission is said before anything is written,
@@ -112,6 +115,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         for a in analysers:
             if isinstance(a, Detector):
                 a.settings.history_s = HISTORY_S
+        live.give_up_root(analysers)  # as root: the user's from here (outputs, ring, analysis)
         out.mkdir(parents=True, exist_ok=True)
         eve = LiveEveSink(out / "events.jsonl", window_s=window)
         sinks.append(eve)
