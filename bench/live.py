@@ -4,9 +4,14 @@ A veth pair between two network namespaces (created here, removed at the end); t
 realistic mix with a Mirai-style scanner in it into one end at a fixed rate for ``--seconds``
 (looped, with ``--unique-ip`` so that every loop's flows are new flows);
 ``iotwatch capture`` (ring, flows, windows, detector, inventory: everything) listens on the other.
-For each rate: packets sent, packets analysed, drops (dumpcap's and the interface's), and the
-delay from the end of the window in which an alert's evidence crossed its threshold to the moment
-the alert was written to events.jsonl. Prints a Markdown table; ``--out FILE`` also writes it.
+For each rate: packets sent, packets analysed, drops (dumpcap's and the interface's), the CPU
+time iotwatch and dumpcap spent per packet analysed (from /proc: less sensitive to other work on
+the machine than the drops), the machine's load, and the delay from the end of the window in which
+an alert's evidence crossed its threshold to the moment the alert was written to events.jsonl.
+
+By default the rate climbs from ``--start`` by ``--step`` until packets are lost, then the step is
+halved between the last clean rate and the first lossy one down to ``--resolution``; the report
+leads with the highest rate that lost nothing. Prints Markdown; ``--out FILE`` also writes it.
 
     python bench/live.py [--rates 50000,100000,...] [--seconds 60] [--out bench/out/live.md]
 
@@ -28,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,7 +88,30 @@ def events(out: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(x) for x in lines if x.endswith("}")]
 
 
-def one_rate(pair: Pair, pcap: Path, rate: str, seconds: int, work: Path) -> dict[str, object]:
+def _cpu(rx: str) -> dict[str, float]:
+    """CPU seconds used so far by the capture's processes (iotwatch, dumpcap) on interface ``rx``."""
+    out = {"iotwatch": 0.0, "dumpcap": 0.0}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if rx.encode() not in cmd:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if comm == "dumpcap":
+            out["dumpcap"] += used
+        elif b"iotwatch" in cmd and b"capture" in cmd and comm.startswith("python"):
+            out["iotwatch"] += used
+    return out
+
+
+def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path) -> dict[str, object]:
     out = work / f"rate-{rate}"
     proc = subprocess.Popen(["ip", "netns", "exec", pair.rx_ns, PY, "-m", "iotwatch", "capture", "-i", pair.rx,
                              "--out", str(out), "--quiet", "--window", str(WINDOW), "--ring-files", "4"],
@@ -91,48 +120,81 @@ def one_rate(pair: Pair, pcap: Path, rate: str, seconds: int, work: Path) -> dic
         if proc.poll() is not None:
             raise SystemExit(f"capture did not start: {proc.stderr.read() if proc.stderr else ''}")
         time.sleep(0.2)
-    speed = ["--topspeed"] if rate == "top" else ["--pps", rate]
+    time.sleep(1)  # the models and kernels are loaded once the first stats event is out
+    speed = ["--topspeed"] if rate == "top" else ["--pps", str(rate)]
+    cpu0 = _cpu(pair.rx)
     r = sh("ip", "netns", "exec", pair.tx_ns, "tcpreplay", "-i", pair.tx, *speed, "--loop", "1000", "--unique-ip", "-K",
            "--duration", str(seconds), pcap)
-    sent = next(int(x.split()[1]) for x in r.stdout.splitlines() if x.strip().startswith("Actual:"))
-    rated = next((x for x in r.stdout.splitlines() if x.strip().startswith("Rated:")), "")
+    load = os.getloadavg()[0]
     time.sleep(3)
+    cpu1 = _cpu(pair.rx)
+    stopped = time.time()
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=600)
+    sent = next(int(x.split()[1]) for x in r.stdout.splitlines() if x.strip().startswith("Actual:"))
+    rated = next((x for x in r.stdout.splitlines() if x.strip().startswith("Rated:")), "")
     evs = events(out)
     st = [e for e in evs if e["event_type"] == "stats"][-1]
     lags = sorted({e["verdict_lag_s"] for e in evs if e["event_type"] == "stats" and e.get("verdict_lag_s") is not None})
-    delays = []
+    delays, at_end = [], 0
     for e in evs:
         if e["event_type"] == "alert" and "raised_ts" in e:
-            from datetime import datetime
-
+            if e["raised_ts"] >= stopped:  # concluded when the capture ended (its flow was still open)
+                at_end += 1
+                continue
             t = datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
             window_end = (math.floor(t / WINDOW) + 1) * WINDOW
             delays.append(e["raised_ts"] - window_end)
     m = re.search(r"([\d.]+) pps", rated)
     pps = float(m.group(1)) if m else sent / seconds
-    return {"rate": rate, "sent": sent, "sent_pps": pps, "analysed": st["packets"], "capture_drops": st["capture_drops"],
-            "if_drops": st["if_drops"], "lost": sent - st["packets"], "alerts": len(delays),
+    analysed = int(st["packets"])
+    us = {k: (cpu1[k] - cpu0[k]) / max(analysed, 1) * 1e6 for k in cpu1}
+    return {"rate": rate, "sent": sent, "sent_pps": pps, "analysed": analysed, "capture_drops": st["capture_drops"],
+            "if_drops": st["if_drops"], "lost": sent - analysed, "alerts": len(delays), "alerts_at_end": at_end,
             "delay_median": statistics.median(delays) if delays else None, "delay_max": max(delays) if delays else None,
-            "verdict_lag_median": statistics.median(lags) if lags else None, "verdict_lag_max": st["verdict_lag_max_s"]}
+            "verdict_lag_median": statistics.median(lags) if lags else None, "verdict_lag_max": st["verdict_lag_max_s"],
+            "load": round(load, 1), "us_iotwatch": round(us["iotwatch"], 2), "us_dumpcap": round(us["dumpcap"], 2)}
+
+
+def clean(row: dict[str, object]) -> bool:
+    return row["lost"] == 0 and not row["capture_drops"] and not row["if_drops"]
 
 
 def table(rows: list[dict[str, object]], seconds: int) -> str:
     out = [f"| replay rate | sent in {seconds} s | sent, packets/s | analysed | lost | dumpcap drops | interface drops "
-           "| window end → verdicts written, median / max | alerts raised | window end → alert, median / max |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| CPU per packet: iotwatch / dumpcap | load (1 min) | window end → verdicts written, median / max "
+           "| alerts raised while capturing | window end → alert, median / max |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         d = "—" if r["delay_median"] is None else f"{r['delay_median']:.2f} s / {r['delay_max']:.2f} s"
         v = "—" if r["verdict_lag_median"] is None else f"{r['verdict_lag_median']:.2f} s / {r['verdict_lag_max']:.2f} s"
-        out.append(f"| {r['rate']} | {r['sent']:,} | {r['sent_pps']:,.0f} | {r['analysed']:,} | {r['lost']:,} | "
-                   f"{r['capture_drops']} | {r['if_drops']} | {v} | {r['alerts']} | {d} |")
+        lost = f"{r['lost']:,}" + (f" ({100 * r['lost'] / r['sent']:.1f} %)" if r["lost"] else "")  # type: ignore[operator]
+        out.append(f"| {r['rate']} | {r['sent']:,} | {r['sent_pps']:,.0f} | {r['analysed']:,} | {lost} | "
+                   f"{r['capture_drops']} | {r['if_drops']} | {r['us_iotwatch']} µs / {r['us_dumpcap']} µs | "
+                   f"{r['load']} | {v} | {r['alerts']} (+{r['alerts_at_end']} at the end) | {d} |")
     return "\n".join(out) + "\n"
+
+
+def summary(rows: list[dict[str, object]]) -> str:
+    ok = [r for r in rows if clean(r)]
+    if not ok:
+        return "**Highest rate with zero drops: none of the rates tried.**\n"
+    best = max(ok, key=lambda r: float(r["sent_pps"]))  # type: ignore[arg-type]
+    d = "no alert raised" if best["delay_median"] is None else \
+        f"window end → alert {best['delay_median']:.2f} s median, {best['delay_max']:.2f} s max"
+    return (f"**Highest rate with zero drops: {float(best['sent_pps']):,.0f} packets/s** ({best['rate']} asked; "  # type: ignore[arg-type]
+            f"{d}; window end → verdicts written {best['verdict_lag_median']} s median, "
+            f"{best['verdict_lag_max']} s max; 1-min load average {best['load']}).\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rates", default="50000,75000,100000,150000,200000,top")
+    ap.add_argument("--rates", help="rates to try, comma-separated (default: climb from --start by --step until "
+                    "packets are lost, then halve the step between the last clean rate and the first lossy one)")
+    ap.add_argument("--start", type=int, default=50_000)
+    ap.add_argument("--step", type=int, default=50_000)
+    ap.add_argument("--resolution", type=int, default=12_500, help="stop halving the step below this")
+    ap.add_argument("--max-rate", type=int, default=400_000)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--keep", type=Path, help="keep each run's output folder here")
@@ -140,13 +202,40 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("bench/live.py needs root (network namespaces)")
     pcap = capture_file()
-    rows = []
+    rows: list[dict[str, object]] = []
+    load0 = os.getloadavg()[0]
+    t0 = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     with Pair() as pair, tempfile.TemporaryDirectory(prefix="iotwatch-bench-live-") as tmp:
-        for rate in a.rates.split(","):
+        def run(rate: int | str) -> dict[str, object]:
             row = one_rate(pair, pcap, rate, a.seconds, a.keep or Path(tmp))
             print(json.dumps(row), flush=True)
             rows.append(row)
-    md = table(rows, a.seconds)
+            return row
+
+        if a.rates:
+            for rate in a.rates.split(","):
+                run(rate if rate == "top" else int(rate))
+        else:
+            good, bad, rate, step = 0, None, a.start, a.step
+            while rate <= a.max_rate:  # climb
+                if clean(run(rate)):
+                    good, rate = rate, rate + step
+                else:
+                    bad = rate
+                    break
+            while bad is not None and step > a.resolution:  # then halve the gap
+                step //= 2
+                rate = good + step
+                if rate >= bad:
+                    break
+                if clean(run(rate)):
+                    good = rate
+                else:
+                    bad = rate
+    rows.sort(key=lambda r: float(r["sent_pps"]))  # type: ignore[arg-type]
+    head = (f"Run of {t0} UTC, {a.seconds} s per rate; 1-minute load average {load0:.1f} at the start "
+            f"(on {os.cpu_count()} cores; above ~1 other work shares the cores and the rates are a floor).\n\n")
+    md = head + summary(rows) + "\n" + table(rows, a.seconds)
     print(md)
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,9 @@ STOP_GRACE_S = 5.0  # after SIGINT, dumpcap flushes and exits within this; else 
 GATHER_S = 0.02  # once bytes arrive, wait up to this long for more before analysing them
 GATHER_BYTES = 4 << 20  # ... or until this much is there
 PIPE_BYTES = 16 << 20  # the pipe from dumpcap (root may exceed /proc/sys/fs/pipe-max-size)
-READ_BYTES = 1 << 20  # one read of the pipe at most
-FREE_PIECES = 16  # pieces kept for reuse (the rest of a backlog's memory goes back when it is read)
+READ_BYTES = 4 << 20  # one read of the pipe at most
+PACE_S = 0.005  # after a read that found the pipe nearly empty, wait this long before the next
+FREE_PIECES = 8  # pieces kept for reuse (the rest of a backlog's memory goes back when it is read)
 BACKLOG_BYTES = 256 << 20  # read from the pipe but not yet analysed, at most (memory only while behind)
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), spelled out for Pythons that lack the name
 
@@ -142,6 +143,10 @@ class PipeChunks(Chunks):
                 self._cv.notify_all()
             if n == 0:
                 return
+            if n < READ_BYTES // 2:
+                # let the pipe fill a little: a few large reads a second, not one per write of
+                # dumpcap's (each wakes this thread and takes the GIL from the analysis)
+                time.sleep(PACE_S)
 
     def _take(self) -> bool:
         """Move queued bytes into the buffer, as many as fit; False when the pipe has ended
