@@ -58,6 +58,7 @@ class LiveOptions:
     tick_s: float = 0.25  # how often the clock moves and the counters are read
     margin_s: float = 1.0  # packets this recent may still be in dumpcap's buffer or the pipe
     stats_every_s: float = 5.0  # a non-final stats event (and a drop report) this often
+    status_every_s: float = 0.5  # the terminal view is refreshed this often (it redraws twice a second)
     part_every_s: float = 300.0  # a flows.parquet part is closed (readable) this often
     #: an open flow quiet this long counts as evidence for the verdicts during the run: with the
     #: live close lag (1 s), every flow whose packets all fell in the window that just closed
@@ -196,7 +197,7 @@ class LiveCapture:
         self._reconclude_at: float | None = None
         self._devices: dict[str, DeviceRecord] = {}
         self._new_alerts: list[Alert] = []
-        self._last_tick = self._last_stats = self._last_part = 0.0
+        self._last_tick = self._last_stats = self._last_part = self._last_status = 0.0
         self._last_up: dict[str, int] = {}
         self._last_counts = (0.0, 0, 0)
         self._drops_reported = 0
@@ -416,7 +417,8 @@ class LiveCapture:
             if self._last_part:
                 pipe.close_parts()
             self._last_part = mono
-        if self.on_status is not None:
+        if self.on_status is not None and mono - self._last_status >= o.status_every_s:
+            self._last_status = mono
             self.on_status(self._status(mono))
 
     def _conclude(self) -> None:

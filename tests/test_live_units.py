@@ -245,3 +245,60 @@ def test_flow_parts_close_during_a_run_and_read_while_the_next_is_written(tmp_pa
     _devices, stats = pipe.finish()
     sink.close()
     assert pq.read_table(tmp_path / "flows.parquet").num_rows == stats.flows > early.num_rows
+
+
+def test_the_user_to_become_after_dumpcap_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root becomes --user, else the sudo user, else stays root; others never switch."""
+    import os
+    import pwd
+
+    from iotwatch.capture import privileges
+
+    nobody = pwd.getpwnam("nobody")
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.delenv("SUDO_UID", raising=False)
+    monkeypatch.delenv("SUDO_GID", raising=False)
+    assert privileges.target_user(None) is None  # a root login: nobody to become
+    assert privileges.target_user("root") is None
+    u = privileges.target_user("nobody")
+    assert u is not None and (u.uid, u.gid, u.name) == (nobody.pw_uid, nobody.pw_gid, "nobody")
+    monkeypatch.setenv("SUDO_UID", str(nobody.pw_uid))
+    monkeypatch.setenv("SUDO_GID", "4242")
+    u = privileges.target_user(None)
+    assert u is not None and (u.uid, u.gid, u.name) == (nobody.pw_uid, 4242, "nobody")
+    monkeypatch.setenv("SUDO_UID", "0")  # sudo from root
+    assert privileges.target_user(None) is None
+    with pytest.raises(InterfaceError, match="no such user"):
+        privileges.target_user("no-such-user-x")
+    monkeypatch.setattr(os, "geteuid", lambda: nobody.pw_uid)  # an ordinary user
+    monkeypatch.setenv("SUDO_UID", "1000")
+    assert privileges.target_user(None) is None
+    assert privileges.target_user("nobody") is None  # itself: nothing to do
+    with pytest.raises(InterfaceError, match="only root"):
+        privileges.target_user("root")
+
+
+def test_the_stopper_signals_for_a_process_that_gave_up_root() -> None:
+    """`stop` sends SIGINT; the end of its pipe (iotwatch died) too; `done` ends it quietly."""
+    from iotwatch.capture.privileges import Stopper
+
+    for how in ("stop", "eof", "done"):
+        target = subprocess.Popen(["sleep", "30"])
+        st = Stopper(target.pid)
+        if how == "stop":
+            st.interrupt()
+        elif how == "eof":
+            assert st.proc.stdin is not None
+            st.proc.stdin.close()
+        else:
+            st.done()
+        if how == "done":
+            assert st.proc.wait(timeout=10) == 0
+            assert target.poll() is None  # left alone
+            target.kill()
+            target.wait()
+            continue
+        assert target.wait(timeout=10) == -2  # SIGINT
+        if how == "stop":
+            st.done()
+        assert st.proc.wait(timeout=10) == 0
