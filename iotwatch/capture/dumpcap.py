@@ -170,20 +170,25 @@ class PipeChunks(Chunks):
         return True
 
     def fill(self, need: int = 0) -> bool:
+        """Take what has arrived (at least ``need`` unconsumed bytes, unless the pipe ends first);
+        False when nothing more will come."""
         if self.eof:
             return False
         self.make_room(need, "a block")
         had = self.end
         with self._cv:
-            while not self._q:
-                if not self._cv.wait(self.idle_s):
-                    self._cv.release()
-                    try:
-                        self.on_idle()
-                    finally:
-                        self._cv.acquire()
-            if not self._take():
-                return self.left > 0
+            while True:
+                while not self._q:
+                    if not self._cv.wait(self.idle_s):
+                        self._cv.release()
+                        try:
+                            self.on_idle()
+                        finally:
+                            self._cv.acquire()
+                if not self._take():
+                    return self.left > 0
+                if self.left >= need:
+                    break
             # gather for a moment: a batch of a few packets costs nearly what a full one costs
             deadline = time.monotonic() + GATHER_S
             while self.end - had < GATHER_BYTES and self.end < self.buf.shape[0]:
@@ -196,9 +201,12 @@ class PipeChunks(Chunks):
         return True
 
     def close(self) -> None:
+        """After dumpcap has exited: the thread reads the pipe's end (or, past the backlog, gives
+        up) and stops before the pipe is closed under it."""
         with self._cv:
             self._closing = True
             self._cv.notify_all()
+        self._t.join(timeout=STOP_GRACE_S)
         super().close()
 
 
