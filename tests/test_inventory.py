@@ -26,7 +26,6 @@ from iotwatch.inventory import (
     traffic_from_flows,
 )
 from iotwatch.inventory.classify import FEATURE_NAMES, FEATURES, decide, features, hints
-from iotwatch.inventory.oui import lookup
 from iotwatch.records import FLOW_SCHEMA, DeviceRecord
 from iotwatch.sidecar import RareFrame
 
