@@ -33,8 +33,9 @@ from .capture.privileges import Stopper
 from .capture.ring import Ring
 from .detect import Detector
 from .detect.baselines import write_baselines
-from .detect.evidence import Evidence
+from .detect.evidence import AUTH_PORTS, Evidence
 from .devices import ST_CLOSED_UPTO
+from .flows import S_EST
 from .pipeline import Pipeline
 from .records import DeviceRecord, Stats
 from .sinks import EveSink
@@ -124,6 +125,23 @@ class RingIndex:
         file_index, frame0, sample = self._rows[k]
         j = max(int(np.searchsorted(sample, t, side="right")) - 1, 0)
         return file_index, frame0 + j * self.STEP
+
+
+OPEN_ALL = 1 << 62  # open_records(): every open flow
+
+
+def settled(rows: np.ndarray, quiet_since_ns: int) -> np.ndarray:
+    """The open flows (flows.FLOW_DTYPE) whose evidence a verdict may count now: those quiet since
+    ``quiet_since_ns``, and the TCP sessions to a login port whose handshake is done even if
+    still active. A session's place in the brute-force count is its start and cannot change
+    (a later packet can only add bytes, or a reset that makes it a probe for the scan rule as
+    well), so a brute-force episode is raised when the session that crosses its threshold has
+    its handshake, not when it goes quiet. Other flows may still change class (a SYN answered,
+    a beacon's connection outlasting the next one), so they wait until quiet."""
+    quiet = rows["last"] < quiet_since_ns
+    server_port = np.where(rows["client_a"] != 0, rows["bport"], rows["aport"])
+    login = (rows["proto"] == 6) & ((rows["state"] & S_EST) != 0) & np.isin(server_port, AUTH_PORTS)
+    return rows[quiet | login]
 
 
 class LiveEveSink(EveSink):
@@ -457,7 +475,7 @@ class LiveCapture:
         tmp.merge(real)
         tmp.apps = dict(real.apps)
         if self._clock_ns:
-            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9)))
+            tmp.add_flows(settled(pipe.flows.open_records(OPEN_ALL), self._clock_ns - int(self.opts.settle_s * 1e9)))
         return tmp
 
     def _status(self, mono: float) -> LiveStatus:
