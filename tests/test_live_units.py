@@ -302,3 +302,23 @@ def test_the_stopper_signals_for_a_process_that_gave_up_root() -> None:
         if how == "stop":
             st.done()
         assert st.proc.wait(timeout=10) == 0
+
+
+def test_the_open_flows_a_verdict_during_the_run_counts() -> None:
+    """Quiet flows, and login sessions past their handshake even while active; nothing else."""
+    from iotwatch.flows import FLOW_DTYPE, S_EST, S_SYN, S_SYNACK
+    from iotwatch.live import settled
+
+    rows = np.zeros(5, FLOW_DTYPE)
+    rows["proto"] = 6
+    rows["client_a"] = 1
+    rows["aport"] = 40000
+    rows["last"] = [1_000, 9_000, 9_000, 9_000, 9_000]
+    rows["bport"] = [443, 23, 443, 22, 2323]
+    rows["state"] = [S_SYN, S_SYN | S_SYNACK | S_EST, S_SYN | S_SYNACK | S_EST, S_SYN, S_SYN | S_SYNACK | S_EST]
+    rows["client_a"][4] = 0  # the server is the A side: its port is aport
+    rows["aport"][4], rows["bport"][4] = 2323, 40001
+    got = settled(rows, quiet_since_ns=5_000)
+    # quiet; an established telnet session; the server on the A side (telnet 2323); not: an
+    # active TLS connection, an active SSH SYN not yet answered
+    assert got["last"].tolist() == [1_000, 9_000, 9_000] and got["bport"].tolist() == [443, 23, 40001]
