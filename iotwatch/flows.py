@@ -16,7 +16,7 @@ control back to Python when a sweep is due, the table is full or the export buff
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -567,13 +567,17 @@ class FlowTable:
         yield from self._sweep(now_ns, evict_before=-(1 << 62))
         yield from self.drain()
 
-    def open_records(self, quiet_since_ns: int) -> np.ndarray:
-        """A copy of the flows still open whose last packet is older than ``quiet_since_ns``, as
-        records (a live capture's provisional verdicts look at them: a scan's unanswered SYNs
-        would otherwise wait for the idle timeout)."""
+    def open_records(self, quiet_since_ns: int, also: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """A copy of the flows still open whose last packet is older than ``quiet_since_ns`` (or
+        that ``also``, a mask over the open records, picks), as records (a live capture's
+        provisional verdicts look at them: a scan's unanswered SYNs would otherwise wait for the
+        idle timeout)."""
         used = int(self.st[ST_USED])
         rows = self.tbl[:used]
-        return rows[rows["last"] < quiet_since_ns].copy()
+        keep = rows["last"] < quiet_since_ns
+        if also is not None:
+            keep |= also(rows)
+        return rows[keep]  # (a copy: boolean indexing)
 
     def packet_info(self, n: int) -> PacketFlowInfo:
         info = self.info

@@ -127,21 +127,16 @@ class RingIndex:
         return file_index, frame0 + j * self.STEP
 
 
-OPEN_ALL = 1 << 62  # open_records(): every open flow
-
-
-def settled(rows: np.ndarray, quiet_since_ns: int) -> np.ndarray:
-    """The open flows (flows.FLOW_DTYPE) whose evidence a verdict may count now: those quiet since
-    ``quiet_since_ns``, and the TCP sessions to a login port whose handshake is done even if
-    still active. A session's place in the brute-force count is its start and cannot change
-    (a later packet can only add bytes, or a reset that makes it a probe for the scan rule as
-    well), so a brute-force episode is raised when the session that crosses its threshold has
-    its handshake, not when it goes quiet. Other flows may still change class (a SYN answered,
-    a beacon's connection outlasting the next one), so they wait until quiet."""
-    quiet = rows["last"] < quiet_since_ns
+def login_sessions(rows: np.ndarray) -> np.ndarray:
+    """Mask of the open flows (flows.FLOW_DTYPE) that are TCP sessions to a login port past their
+    handshake. A verdict during the run counts them even while they go on: a session's place in
+    the brute-force count is its start and cannot change (a later packet can only add bytes, or
+    a reset that makes it a probe for the scan rule as well), so a brute-force episode is raised
+    when the session that crosses its threshold has its handshake, not when it goes quiet. Other
+    open flows may still change class (a SYN answered, a beacon's connection outlasting the
+    next one), so they count once quiet for ``settle_s``."""
     server_port = np.where(rows["client_a"] != 0, rows["bport"], rows["aport"])
-    login = (rows["proto"] == 6) & ((rows["state"] & S_EST) != 0) & np.isin(server_port, AUTH_PORTS)
-    return rows[quiet | login]
+    return (rows["proto"] == 6) & ((rows["state"] & S_EST) != 0) & np.isin(server_port, AUTH_PORTS)
 
 
 class LiveEveSink(EveSink):
@@ -475,7 +470,7 @@ class LiveCapture:
         tmp.merge(real)
         tmp.apps = dict(real.apps)
         if self._clock_ns:
-            tmp.add_flows(settled(pipe.flows.open_records(OPEN_ALL), self._clock_ns - int(self.opts.settle_s * 1e9)))
+            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9), also=login_sessions))
         return tmp
 
     def _status(self, mono: float) -> LiveStatus:
