@@ -461,8 +461,8 @@ class LiveCapture:
 
     def _provisional_evidence(self, det: Detector) -> Evidence:
         """The detector's evidence plus the flows still open that have been quiet for
-        ``settle_s``: a scan's unanswered SYNs and a finished brute-force session count now, not
-        after the flow table's idle timeout (120 s). A copy: the evidence the final verdicts use,
+        ``settle_s``, and the :func:`login_sessions` still going: a scan's unanswered SYNs and a
+        brute-force session count now, not after the flow table's idle timeout (120 s). A copy: the evidence the final verdicts use,
         from ended flows only as offline, is not touched."""
         pipe = self.pipe
         real = det.evidence

@@ -146,7 +146,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
     failed = live.source.failed if live.source is not None else None
     if not quiet:
         shown: list[object] = [alerts_panel(pipe.alerts)] if pipe.alerts else []
-        _print(*shown, device_table(devices, 30), _live_summary(stats, out))
+        _print(*shown, device_table(devices, 30), _live_summary(stats, out, live.user))
     elif stats.capture_drops or stats.if_drops:
         say(f"iotwatch: warning: {_drops(stats.capture_drops, stats.if_drops)}")
     raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
@@ -157,9 +157,10 @@ def _drops(capture: int | None, iface: int | None) -> str:
     return f"{c} packets dropped by the capture, {iface or 0:,} by the interface"
 
 
-def _live_summary(s: Stats, out: Path) -> str:
+def _live_summary(s: Stats, out: Path, user: str | None = None) -> str:
+    who = f" (analysed as user {user}: dumpcap alone kept root)" if user else ""
     return (f"{s.interface}: {s.packets:,} packets, {_human(s.bytes)}, {s.flows:,} flows, {s.devices} devices, "
-            f"{s.alerts} alerts; {_drops(s.capture_drops, s.if_drops)}; {s.ring_files or 0} ring file(s) → {out}")
+            f"{s.alerts} alerts; {_drops(s.capture_drops, s.if_drops)}; {s.ring_files or 0} ring file(s) → {out}{who}")
 
 
 class LiveView:
