@@ -307,6 +307,7 @@ class LiveCapture:
             if counts is not None:
                 st.capture_received, st.capture_drops = counts.received, counts.dropped
             st.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
+            st.backlog_max_bytes = self.source.chunks.max_backlog
             for p in self.source.reader.problems if self.source.reader else []:
                 if p.fatal and not self._stop:
                     self.on_warning(f"iotwatch: warning: {p}")
@@ -421,6 +422,7 @@ class LiveCapture:
             if self.ring is not None:
                 pipe.stats.ring_files = self.ring.written
             pipe.stats.elapsed_s = time.perf_counter() - pipe._t0
+            pipe.stats.backlog_max_bytes = self.source.chunks.max_backlog
             self.eve.stats_event(pipe.stats, final=False)
             if pipe.stats.if_drops > self._drops_reported:
                 self.on_warning(f"iotwatch: warning: {o.interface} dropped {pipe.stats.if_drops:,} frames so far "

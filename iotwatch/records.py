@@ -224,6 +224,7 @@ class Stats:
     ring_files: int | None = None
     verdict_lag_s: float | None = None
     verdict_lag_max_s: float | None = None
+    backlog_max_bytes: int | None = None
 
     @property
     def packets_per_s(self) -> float:
@@ -321,6 +322,8 @@ def records_markdown() -> str:
             "then); `if_drops` (packets the interface itself dropped during the run, from "
             "/sys/class/net/IF/statistics: `rx_dropped` + `rx_missed_errors` + `rx_fifo_errors`); `ring_files` "
             "(pcapng files written to the evidence ring); `verdict_lag_s` and `verdict_lag_max_s` (seconds from the end "
-            "of the newest closed window to its verdicts being written: the last one and the largest of the run). A live run also writes a stats event every few seconds "
+            "of the newest closed window to its verdicts being written: the last one and the largest of the run); "
+            "`backlog_max_bytes` (the most bytes read from dumpcap's pipe but not yet analysed at any moment so far: how "
+            "far the analysis fell behind the capture; past 256 MiB dumpcap's kernel buffer takes over). A live run also writes a stats event every few seconds "
             "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)

@@ -157,6 +157,7 @@ def test_every_packet_sent_is_captured_and_nothing_is_sent(pair: Pair, tmp_path:
     stats = final_stats(cap.events())
     assert stats["packets"] == sent == stats["capture_received"]
     assert stats["capture_drops"] == 0 and stats["if_drops"] == 0
+    assert 0 < stats["backlog_max_bytes"] <= 256 << 20  # read from the pipe, and bounded
     assert stats["interrupted"] is True
     assert pair.sysfs("tx_packets") == tx0  # passive: not one frame out of the monitored port
     assert ring_packets(tmp_path) == sent

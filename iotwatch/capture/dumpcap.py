@@ -91,8 +91,9 @@ def explain(stderr: str, interface: str) -> str:
 class PipeChunks(Chunks):
     """Chunks over a pipe, drained by a thread of its own.
 
-    The thread reads whatever the pipe holds as soon as it arrives (the read releases the GIL)
-    and queues it, up to ``backlog`` bytes: while the analysis pauses (the verdicts at a window
+    The thread reads whatever the pipe holds (the read releases the GIL; after a read that found
+    the pipe nearly empty it waits ``PACE_S``, so it reads a few large pieces a second rather than
+    every write of dumpcap's) and queues it, up to ``backlog`` bytes: while the analysis pauses (the verdicts at a window
     close, a Parquet part, the interpreter's garbage collection) dumpcap keeps writing and never
     blocks on a full pipe, so a pause costs memory, not packets. Past ``backlog`` the thread waits,
     the pipe fills and dumpcap's kernel buffer takes over (its drops are counted).
