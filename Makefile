@@ -94,9 +94,10 @@ bench: $(STAMP) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/da
 	BENCH_PYTHON=bench/.venv/bin/python $(BIN)/python bench/run.py --with-10m
 
 ## make bench-live: live capture in a veth pair (as root): the highest tcpreplay rate with zero drops
-## over 60 s with the whole analysis on, and the window end → alert delay → bench/out/live.md
+## over 60 s with the whole analysis on, and the window end → alert delay → bench/out/live.md and
+## docs/benchmarks.md (between its bench-live markers)
 bench-live: $(STAMP) sysdeps
-	$(BIN)/python bench/live.py --seconds 60 --out bench/out/live.md
+	$(BIN)/python bench/live.py --seconds 60 --out bench/out/live.md --doc docs/benchmarks.md
 
 SHARED_PCAPS ?= ../shared/pcaps
 

@@ -13,7 +13,7 @@ By default the rate climbs from ``--start`` by ``--step`` until packets are lost
 halved between the last clean rate and the first lossy one down to ``--resolution``; the report
 leads with the highest rate that lost nothing. Prints Markdown; ``--out FILE`` also writes it.
 
-    python bench/live.py [--rates 50000,100000,...] [--seconds 60] [--out bench/out/live.md]
+    python bench/live.py [--rates 50000,100000,...] [--seconds 60] [--out bench/out/live.md] [--doc docs/benchmarks.md]
 
 Needs root (namespaces), dumpcap, tcpreplay and mergecap (`make sysdeps`). The sender and the
 capture share this machine's cores, as on an auditor's laptop they would not: the numbers are a
@@ -202,6 +202,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--keep", type=Path, help="keep each run's output folder here")
+    ap.add_argument("--doc", type=Path, help="also write the result into this Markdown file (docs/benchmarks.md), "
+                    "between its bench-live markers")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/live.py needs root (network namespaces)")
@@ -244,6 +246,25 @@ def main() -> None:
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(md)
+    if a.doc:
+        write_doc(a.doc, f"{BEGIN}\n### Latest `make bench-live` run\n\nReproduce with: `make bench-live` (as root). "
+                  + md + END + "\n")
+
+
+BEGIN, END = "<!-- bench-live:begin -->", "<!-- bench-live:end -->"
+
+
+def write_doc(path: Path, section: str) -> None:
+    """Put ``section`` between the markers in ``path`` (after the live capture heading if absent)."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        a, b = text.index(BEGIN), text.index(END) + len(END) + 1
+        text = text[:a] + section + text[b:]
+    else:
+        head = "## Live capture (`make bench-live`)\n"
+        at = text.index(head) + len(head) if head in text else len(text)
+        text = text[:at] + "\n" + section + text[at:]
+    path.write_text(text)
 
 
 if __name__ == "__main__":
