@@ -116,7 +116,10 @@ def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path) 
     out = work / f"rate-{rate}"
     proc = subprocess.Popen(["ip", "netns", "exec", pair.rx_ns, PY, "-m", "iotwatch", "capture", "-i", pair.rx,
                              "--out", str(out), "--quiet", "--window", str(WINDOW), "--ring-files", "4"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+                            # (under sudo the capture would become the invoking user, who cannot
+                            # write this root-owned temporary folder)
+                            env={k: v for k, v in os.environ.items() if k not in ("SUDO_UID", "SUDO_GID")})
     while not events(out):
         if proc.poll() is not None:
             raise SystemExit(f"capture did not start: {proc.stderr.read() if proc.stderr else ''}")

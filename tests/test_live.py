@@ -86,7 +86,9 @@ class Capture:
 
     def __init__(self, pair: Pair, out: Path, *extra: str | Path) -> None:
         self.out = out
-        env = {k: v for k, v in os.environ.items() if k != "IOTWATCH_DEBUG"}
+        # (under `sudo make test`, SUDO_UID would make the capture become the invoking user,
+        # who cannot write pytest's root-owned folders: the tests that switch say --user)
+        env = {k: v for k, v in os.environ.items() if k not in ("IOTWATCH_DEBUG", "SUDO_UID", "SUDO_GID")}
         self.proc = subprocess.Popen(["ip", "netns", "exec", pair.cap_ns,
                                       *iotwatch_args("capture", "-i", pair.cap_if, "--out", out, "--quiet", *extra)],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
