@@ -190,8 +190,8 @@ def summary(rows: list[dict[str, object]]) -> str:
     d = "no alert raised" if best["delay_median"] is None else \
         f"window end → alert {best['delay_median']:.2f} s median, {best['delay_max']:.2f} s max"
     return (f"**Highest rate with zero drops: {float(best['sent_pps']):,.0f} packets/s** ({best['rate']} asked; "  # type: ignore[arg-type]
-            f"{d}; window end → verdicts written {best['verdict_lag_median']} s median, "
-            f"{best['verdict_lag_max']} s max; 1-min load average {best['load']}).\n")
+            f"{d}; window end → verdicts written {best['verdict_lag_median'] or 0:.2f} s median, "
+            f"{best['verdict_lag_max'] or 0:.2f} s max; 1-min load average {best['load']}).\n")
 
 
 def main() -> None:
