@@ -118,8 +118,9 @@ model: $(STAMP)
 ## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md
 eval: $(STAMP)
 	@mkdir -p build
+	$(BIN)/python -m iotwatch.synth.sets train build/train $(SHARED_PCAPS) > build/train-labels.txt
 	$(BIN)/python -m iotwatch.synth.sets eval build/eval $(SHARED_PCAPS) > build/eval-labels.txt
-	$(BIN)/python -m iotwatch.learn.report docs/evaluation.md build/eval-labels.txt $(SHARED_PCAPS)
+	$(BIN)/python -m iotwatch.learn.report docs/evaluation.md build/eval-labels.txt $(SHARED_PCAPS) build/train-labels.txt
 
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)

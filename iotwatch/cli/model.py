@@ -58,10 +58,17 @@ def evaluate_command(labels: Labels,
                      no_model: Annotated[bool, typer.Option("--no-model", help="Rules only.")] = False,
                      report: Annotated[Path | None, typer.Option("--report", help="Also write the report (Markdown) "
                                                                  "to this file.")] = None,
-                     n_jobs: NJobs = 1, window: WindowOpt = 60.0, kind: Kind = "behaviour") -> None:
+                     n_jobs: NJobs = 1, window: WindowOpt = 60.0, kind: Kind = "behaviour",
+                     by_source: Annotated[bool | None, typer.Option(
+                         "--by-source/--no-by-source",
+                         help="Leave-one-source-out first (the headline): for each family of captures (the "
+                              "MANIFEST.tsv set, or the scenario that generated it) a model trained without it, "
+                              "measured on it. Default: on unless --model or --no-model is given.")] = None) -> None:
     """Evaluate detection on labelled captures: per-class precision/recall/F1, false alarms per
-    device-day, a confusion matrix and time to first alert (--kind device_type: type accuracy by
-    grouped folds, or of the --model bundle on these labels; per-class report and confusion matrix)."""
+    device-day, a confusion matrix and time to first alert. Without --model/--no-model the
+    headline is leave-one-source-out (each family judged by a model that never saw it), then the
+    shipped model's in-sample figures (--kind device_type: type accuracy by grouped folds, or of
+    the --model bundle on these labels; per-class report and confusion matrix)."""
     with user_errors():
         if _kind(kind) == "device_type":
             from ..inventory.classify import TypeModel
@@ -75,7 +82,10 @@ def evaluate_command(labels: Labels,
             from ..learn.evaluate import evaluate
 
             bundle = None if no_model else (behaviour.load(model) if model is not None else behaviour.default_model())
-            text = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs, warn=_warn).markdown()
+            if by_source if by_source is not None else (model is None and not no_model):
+                text = _by_source(labels, bundle, window, n_jobs)
+            else:
+                text = evaluate(labels, bundle, window_s=window, n_jobs=n_jobs, warn=_warn).markdown()
     typer.echo(text)
     if report is not None:
         try:
@@ -83,3 +93,21 @@ def evaluate_command(labels: Labels,
         except OSError as e:
             say(f"iotwatch: error: {report}: cannot write: {e.strerror or e}")
             raise typer.Exit(EXIT_ERROR) from None
+
+
+def _by_source(labels: list[Path], bundle: object, window: float, n_jobs: int) -> str:
+    """Leave-one-source-out (the headline), then ``bundle`` on the same captures (in-sample when
+    it was trained on them): every capture analysed once."""
+    from ..learn import loso
+
+    pool = loso.build_pool(labels, window_s=window, n_jobs=n_jobs, warn=_warn)
+    fams = pool.family_names()
+    out = []
+    if len(fams) > 1:
+        folds = loso.leave_one_source_out(pool, n_jobs=n_jobs, log=lambda s: say(f"iotwatch: {s}"))
+        out += ["## Leave-one-source-out (the headline)", "", loso.markdown(folds)]
+    else:
+        out += [f"(one source family, {fams[0] if fams else 'none'}: no leave-one-source-out figures)", ""]
+    rep, _hits, _false = loso.score(pool, list(pool.observed), bundle, getattr(bundle, "name", None))
+    out += ["## The given model on every capture (in-sample for captures it was trained on)", "", rep.markdown()]
+    return "\n".join(out)

@@ -129,14 +129,14 @@ def cross_validate(data: Dataset, seed: int, n_jobs: int) -> tuple[np.ndarray, l
     oof = np.zeros((len(data), len(classes)))
     with quiet():
         for tr, te in grouped_folds(data.groups):
-            est = _forest(seed, n_jobs).fit(data.X[tr], data.y[tr])
+            est = behaviour_forest(seed, n_jobs).fit(data.X[tr], data.y[tr])
             p = est.predict_proba(data.X[te])
             for j, c in enumerate(est.classes_):
                 oof[te, classes.index(c)] = p[:, j]
     return oof, classes
 
 
-def _forest(seed: int, n_jobs: int) -> Any:
+def behaviour_forest(seed: int, n_jobs: int) -> Any:
     return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
 
 
@@ -205,7 +205,7 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
                "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts)}
     thresholds = thresholds_from(oof, classes, data.y)
     with quiet():
-        est = _forest(seed, n_jobs).fit(data.X, data.y)
+        est = behaviour_forest(seed, n_jobs).fit(data.X, data.y)
     est.n_jobs = 1  # predicting a few windows: no process pool
     unknown = [c for c in est.classes_ if c not in CLASSES]
     if unknown:

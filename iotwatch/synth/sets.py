@@ -33,6 +33,30 @@ INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
 UPLINK_MBPS = 4.0
 
 
+def families(pcap: Path) -> tuple[str, ...]:
+    """The source families of a capture this module wrote, for leave-one-source-out evaluation
+    (:mod:`iotwatch.learn.loso`): the scenario that generated it (a flood by its vector: each vector
+    is its own generator), then, for an injection, the shared set of the real capture it went
+    into (held out with that set). ``()`` for a name this module does not write."""
+    name = pcap.name.removesuffix(".pcap")
+    if name.startswith("inject-"):
+        for rel, _mac in (*TRAIN_INJECT, *EVAL_INJECT):
+            stem = Path(rel).stem
+            if name.startswith(f"inject-{stem}-"):
+                beh, seed = name[len(f"inject-{stem}-"):].rsplit("-", 1)
+                if beh == "flood" and seed.isdigit():  # the vector build() gave it
+                    beh = f"flood-{VECTORS[int(seed) % len(VECTORS)]}"
+                return (beh, rel.split("/")[0])
+        return ()
+    parts = name.rsplit("-", 1)
+    if len(parts) != 2 or not parts[1].isdigit():
+        return ()
+    head = parts[0]
+    if head.startswith("flood-"):
+        return (head,)
+    return (head,) if head in ("site", "hospital", "scan", "bruteforce", "exfil", "c2") else ()
+
+
 def cases(which: str) -> list[Options]:
     seeds = TRAIN_SEEDS if which == "train" else EVAL_SEEDS
     out: list[Options] = []
