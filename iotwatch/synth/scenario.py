@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..vocab import CATEGORIES
-from . import mirai, site
+from . import evasive, mirai, site
 from .labels import Label, labels_path, write_labels
 from .mirai import VECTORS, Env
 from .sessions import Host
@@ -36,6 +36,11 @@ SCENARIOS: dict[str, str] = {
     "flood": "a camera takes part in a DDoS with one attack vector (--vector)",
     "exfil": "the recorder's upload to its cloud jumps until it fills the uplink (--uplink-mbps)",
     "c2": "the recorder resolves a C2 name and keeps a TCP connection to it with keep-alives",
+    "slowscan": "a camera scans with connect(): about one random public address a second on telnet, web "
+                "and IoT ports, mostly unanswered (no Mirai signature)",
+    "udpscan": "a camera scans hundreds of UDP ports of one host in seconds",
+    "deadc2": "a camera tries to reach a controller that is gone, like clockwork",
+    "icmptunnel": "a camera tunnels a TCP session through ICMP echo to an internet relay",
     "after": "the hospital site after the fix: the recorder is isolated and silent, internet hosts keep "
              "trying to log in to its address (use the hospital's seed for the same site)",
 }
@@ -43,7 +48,10 @@ DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0}
 # `after` starts at 13:12 JST, when the incident's recorder was switched off and the firewall
 # then blocked 1,733 login attempts against it in a burst
 AFTER_OFFSET_S = 22 * 60.0
-BEHAVIOURS = (*CATEGORIES, "hospital")
+#: scenarios of behaviours unlike Mirai's (:mod:`.evasive`), by name
+EVASIVE = {"slowscan": evasive.slow_scan, "udpscan": evasive.udp_port_scan, "deadc2": evasive.dead_controller,
+           "icmptunnel": evasive.icmp_tunnel}
+BEHAVIOURS = (*CATEGORIES, "hospital", *EVASIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +113,8 @@ def behave(fr: Frames, rng: np.random.Generator, opts: Options, env: Env, cloud:
         return mirai.exfil(fr, rng, env, cloud, t_bad, t1, uplink, baseline_bps=baseline_bps)
     if kind == "c2":
         return mirai.c2(fr, rng, env, t_bad, t1)
+    if kind in EVASIVE:
+        return EVASIVE[kind](fr, rng, env, t_bad, t1)
     # hospital: C2 first, the scanner a few seconds later, brute force on the hosts that answer,
     # the upload surge after 20-60 s (less in short captures)
     labels = mirai.c2(fr, rng, env, t_bad, t1)
