@@ -157,6 +157,7 @@ def icmp_tunnel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
     ident = int(rng.integers(1, 65536))
     t, k = t0, 0
     sent = 0
+    last = t0
     while t < t1:
         size = int(rng.choice((40, 52, 1400), p=(0.2, 0.2, 0.6))) if rng.random() < 0.9 else int(rng.integers(60, 1400))
         inner = bytes(IP(src="10.8.0.2", dst=inner_dst, id=k & 0xFFFF) / ScapyTCP(sport=51000, dport=443, flags="PA",
@@ -170,9 +171,11 @@ def icmp_tunnel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
         rep = bytes(ICMP(type=0, id=ident, seq=k & 0xFFFF) / rep_inner)
         fr.add_raw(round((t + relay.rtt) * 1e6), _icmp_frame(env.gateway_mac, bot.mac, relay.ip, bot.ip, rep, relay.ttl))
         sent += len(inner)
+        last = t
         k += 1
         t += float(rng.exponential(1 / rate))
     label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "exfil",
                   f"ICMP echo tunnel to {relay.ip_text}: {k} echo requests at {rate:.0f}/s carrying whole IP packets "
                   f"({sent:,} bytes out)")
-    return [_finish(fr, mark, label, bot)]
+    label.first_ts, label.end_ts = t0, last  # raw frames: Frames.span() sees the columnar packets only
+    return [label]

@@ -4,7 +4,7 @@
     python -m iotwatch.synth.sets eval DIR [SHARED_PCAPS]
 
 Both sets hold every scenario (the benign site, the hospital, scan, brute force, exfiltration,
-C2, and a flood with each of the seven vectors) with their own seeds: training uses seeds 1-3,
+C2, the four behaviours unlike Mirai's, and a flood with each of the seven vectors) with their own seeds: training uses seeds 1-3,
 evaluation 1001-1002, so no evaluated capture was seen in training. When ../shared/pcaps is
 there, behaviours are also injected into real camera captures (different captures and seeds for
 each set: the Yi camera is only in evaluation; the xiaobai and D-Link cameras are in both, through
@@ -29,6 +29,9 @@ EVAL_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_
                ("iot_sentinel/D-LinkCam/Setup-A-1-STA.pcap", "b0:c5:54:25:5b:0e"),
                ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"))
 INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
+#: the behaviours unlike Mirai's (synth/evasive.py) and how long their captures run: a dead
+#: controller called once a minute needs minutes of attempts before it shows
+EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0}
 #: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
 UPLINK_MBPS = 4.0
 
@@ -54,7 +57,7 @@ def families(pcap: Path) -> tuple[str, ...]:
     head = parts[0]
     if head.startswith("flood-"):
         return (head,)
-    return (head,) if head in ("site", "hospital", "scan", "bruteforce", "exfil", "c2") else ()
+    return (head,) if head in ("site", "hospital", "scan", "bruteforce", "exfil", "c2", *EVASIVE_DURATIONS) else ()
 
 
 def cases(which: str) -> list[Options]:
@@ -65,6 +68,8 @@ def cases(which: str) -> list[Options]:
         out.append(Options("hospital", seed=seed, duration=420, uplink_mbps=UPLINK_MBPS))
         for sc in ("scan", "bruteforce", "exfil", "c2"):
             out.append(Options(sc, seed=seed, duration=240, uplink_mbps=UPLINK_MBPS))
+        for sc, dur in EVASIVE_DURATIONS.items():
+            out.append(Options(sc, seed=seed, duration=dur, uplink_mbps=UPLINK_MBPS))
         for k, v in enumerate(VECTORS):
             out.append(Options("flood", seed=seed * 10 + k, duration=180, vector=v, uplink_mbps=UPLINK_MBPS))
     return out
