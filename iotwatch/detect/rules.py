@@ -75,6 +75,7 @@ class Thresholds:
     beacon_min_span_s: float = 180.0  # ... over at least this long (a setup phase polls for a minute or two)
     beacon_cv: float = 0.25  # ... coefficient of variation of the intervals at most this
     beacon_max_period_s: float = 120.0
+    routine_periods: float = 1.5  # a regular peer called this many periods after the device appeared is routine
     tls_beacon_conns: int = 5  # or: new TLS connections to one peer, each over before the next ...
     tls_beacon_max_period_s: float = 10.0  # ... every few seconds ...
     tls_beacon_cv: float = 0.15  # ... like clockwork (a script, not a person or a keep-alive)
@@ -1067,6 +1068,7 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
             if k not in fired or pos < fired[k]:
                 fired[k] = pos
                 fast_keys.add(k)
+    seen = float(ev["ts"].min())
     for k, fi in fired.items():
         fast = fi if k in fast_keys else -1
         e = conn[keys == k]
@@ -1076,6 +1078,10 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
         eb, fi = e[b], fi - int(b[0])
         iv = np.diff(eb["ts"])
         period = float(np.median(iv)) if len(iv) else 0.0
+        if fast < 0 and float(e["ts"][0]) - seen <= th.routine_periods * period:
+            # a routine older than the capture: it shows within one period of the device being seen
+            # (a device's check-ins with its own cloud); a beacon that starts later is new
+            continue
         sig = f"beaconing to {_addr(eb[0])}:{int(eb['dport'][0])}: {len(eb)} connections every {period:.1f} s"
         evd = _base(eb, files, fi)
         evd.update({"peer": f"{_addr(eb[0])}:{int(eb['dport'][0])}", "connections": len(eb),

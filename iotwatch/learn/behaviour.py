@@ -30,7 +30,7 @@ from ..bundle import save_bundle
 from ..detect.features import FEATURE_NAMES, FEATURES
 from ..detect.model import CLASSES, KIND
 from ..errors import InputError
-from .forest import forest, grouped_folds, quiet
+from .forest import FOLDS, forest, grouped_folds, quiet
 from .labels import HostLabel
 from .observe import Observation, label_devices, observe_labelled
 
@@ -123,12 +123,12 @@ def window_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -
             "confusion": {"labels": classes, "matrix": cm.tolist()}}
 
 
-def cross_validate(data: Dataset, seed: int, n_jobs: int) -> tuple[np.ndarray, list[str]]:
+def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS) -> tuple[np.ndarray, list[str]]:
     """Out-of-fold class probabilities, folds grouped by device."""
     classes = sorted(set(data.y))
     oof = np.zeros((len(data), len(classes)))
     with quiet():
-        for tr, te in grouped_folds(data.groups):
+        for tr, te in grouped_folds(data.groups, n_splits):
             est = behaviour_forest(seed, n_jobs).fit(data.X[tr], data.y[tr])
             p = est.predict_proba(data.X[te])
             for j, c in enumerate(est.classes_):

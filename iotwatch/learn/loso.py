@@ -138,9 +138,22 @@ def build_pool(label_files: Sequence[str | Path], *, window_s: float = 60.0, n_j
     return Pool(observed, named, capture_families(labels), Dataset.concat(parts), window_s)
 
 
+#: a fold's model learns from at most this many normal windows (drawn at random, seeded; every
+#: misbehaving window is kept): days of idle devices add little but fitting time
+MAX_NORMAL = 15_000
+#: device-grouped folds inside a fold's training set, for its thresholds
+INNER_FOLDS = 3
+
+
 def fit(data: Dataset, seed: int = 0, n_jobs: int = 1) -> Predictor:
-    """A forest on ``data`` with thresholds from device-grouped folds inside it (as ``train``)."""
-    oof, classes = cross_validate(data, seed, n_jobs)
+    """A forest on ``data`` with thresholds from device-grouped folds inside it (as ``train``,
+    with :data:`INNER_FOLDS` folds and at most :data:`MAX_NORMAL` normal windows)."""
+    normal = np.flatnonzero(data.y == "normal")
+    if len(normal) > MAX_NORMAL:
+        drop = np.random.default_rng(seed).choice(normal, len(normal) - MAX_NORMAL, replace=False)
+        keep = np.setdiff1d(np.arange(len(data)), drop)
+        data = Dataset(data.X[keep], data.y[keep], data.groups[keep], [data.meta[i] for i in keep])
+    oof, classes = cross_validate(data, seed, n_jobs, INNER_FOLDS)
     th = thresholds_from(oof, classes, data.y)
     with quiet():
         est = behaviour_forest(seed, n_jobs).fit(data.X, data.y)

@@ -150,7 +150,6 @@ def icmp_tunnel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
     from scapy.layers.inet import TCP as ScapyTCP
 
     bot = env.bot
-    mark = fr.mark()
     relay = env.remote("relay", int(public_targets(rng, 1)[0]), rng)
     inner_dst = ip_text(int(public_targets(rng, 1)[0]))
     rate = rate if rate is not None else float(rng.uniform(5, 40))

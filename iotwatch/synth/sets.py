@@ -3,7 +3,7 @@
     python -m iotwatch.synth.sets train DIR [SHARED_PCAPS]
     python -m iotwatch.synth.sets eval DIR [SHARED_PCAPS]
 
-Both sets hold every scenario (the benign site, the hospital, scan, brute force, exfiltration,
+Both sets hold every scenario (the benign site by day and for a whole day idle, the hospital, scan, brute force, exfiltration,
 C2, the four behaviours unlike Mirai's, and a flood with each of the seven vectors) with their own seeds: training uses seeds 1-3,
 evaluation 1001-1002, so no evaluated capture was seen in training. When ../shared/pcaps is
 there, behaviours are also injected into real camera captures (different captures and seeds for
@@ -32,6 +32,8 @@ INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
 #: the behaviours unlike Mirai's (synth/evasive.py) and how long their captures run: a dead
 #: controller called once a minute needs minutes of attempts before it shows
 EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0}
+#: a day of the idle site per seed: the normal traffic false alarms are counted over (device-days)
+NIGHT_S = 86_400.0
 #: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
 UPLINK_MBPS = 4.0
 
@@ -57,7 +59,7 @@ def families(pcap: Path) -> tuple[str, ...]:
     head = parts[0]
     if head.startswith("flood-"):
         return (head,)
-    return (head,) if head in ("site", "hospital", "scan", "bruteforce", "exfil", "c2", *EVASIVE_DURATIONS) else ()
+    return (head,) if head in ("site", "night", "hospital", "scan", "bruteforce", "exfil", "c2", *EVASIVE_DURATIONS) else ()
 
 
 def cases(which: str) -> list[Options]:
@@ -65,6 +67,7 @@ def cases(which: str) -> list[Options]:
     out: list[Options] = []
     for seed in seeds:
         out.append(Options("site", seed=seed, duration=300, uplink_mbps=UPLINK_MBPS))
+        out.append(Options("night", seed=seed, duration=NIGHT_S, uplink_mbps=UPLINK_MBPS))
         out.append(Options("hospital", seed=seed, duration=420, uplink_mbps=UPLINK_MBPS))
         for sc in ("scan", "bruteforce", "exfil", "c2"):
             out.append(Options(sc, seed=seed, duration=240, uplink_mbps=UPLINK_MBPS))
