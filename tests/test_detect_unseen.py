@@ -171,3 +171,35 @@ def test_behaviours_unlike_mirai_injected_into_a_real_camera(scenario: str, beha
     res = inject(Options(scenario, seed=7150 + UNLIKE_MIRAI.index((scenario, behaviour, rule, within)), duration=420,
                          uplink_mbps=10), real, "78:df:72:24:69:4d", tmp_path / f"{scenario}.pcap")
     _check_unlike_mirai(res.pcap, tmp_path / "o", behaviour, rule, within)
+
+
+def test_a_routine_cloud_heartbeat_is_not_a_beacon_but_a_new_one_is(tmp_path: Path) -> None:
+    """The generated site of seed 11: its recorder checks in with its vendor cloud every 20.6 s
+    from the moment it is seen (a routine older than the capture): no alert in 15 minutes. The same
+    site where a camera starts, five minutes in, calling a new internet peer every 15 s: a beacon."""
+    import numpy as np
+
+    from iotwatch.synth import site as synth_site
+    from iotwatch.synth.wire import Frames, ip
+
+    pcap = generate(Options("site", seed=11, duration=900), tmp_path / "site.pcap").pcap
+    ev = analyze(pcap, tmp_path / "o")
+    assert [e["alert"]["signature"] for e in ev if e["event_type"] == "alert"] == []
+
+    rng = np.random.default_rng(7120)
+    s = synth_site.make_site(rng)
+    fr = Frames()
+    t0 = 1_754_279_400.0
+    synth_site.benign(fr, rng, s, t0, t0 + 900)
+    cam = s.cameras[0]
+    peer = s.remote("beacon", ip("45.61.137.12"), rng)
+    t = t0 + 300
+    while t < t0 + 890:
+        synth_site.check_in(fr, rng, cam, peer, t)
+        t += 15 + float(rng.normal(0, 0.3))
+    fr.write(tmp_path / "beacon.pcap")
+    ev = analyze(tmp_path / "beacon.pcap", tmp_path / "o2")
+    got = [(e["src_mac"], e["alert"]["category"], e["evidence"]["detected_by"]) for e in ev if e["event_type"] == "alert"]
+    from iotwatch.synth.wire import mac_text
+
+    assert got == [(mac_text(cam.mac), "c2", ["rule:beacon"])]
