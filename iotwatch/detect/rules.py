@@ -420,6 +420,13 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
     return out
 
 
+#: ports a device's own cloud and push services listen on (web, MQTT, XMPP, Apple and Google push):
+#: a device whose internet is down retries them, on many addresses of its cloud's, like clockwork;
+#: without the DNS answers that would tell them apart, failed connects to these ports are neither
+#: a connect() scan nor calls to a dead controller
+CLOUD_PORTS = (80, 443, 8883, 1883, 5222, 5223, 5228, 8443)
+
+
 def failed_connects(ev: np.ndarray) -> np.ndarray:
     """Mask of TCP connection attempts to internet hosts that carried nothing: unanswered (the
     client's stack retransmitting its SYN included), refused, or reset empty."""
@@ -428,10 +435,11 @@ def failed_connects(ev: np.ndarray) -> np.ndarray:
 
 def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     """A scan made of ordinary ``connect()`` calls (an IoT bot without a raw socket): failed
-    connection attempts to ``connect_hosts`` distinct internet hosts within ``connect_window_s``.
-    A device whose cloud is down retries a few addresses; a scanner touches a new one each time."""
+    connection attempts to ``connect_hosts`` distinct internet hosts within ``connect_window_s``,
+    off the cloud ports (:data:`CLOUD_PORTS`: a device whose internet is down retries its cloud
+    on many of its addresses); a scanner knocks on telnet, web-admin and IoT service ports."""
     out: list[Finding] = []
-    e_all = ev[failed_connects(ev)]
+    e_all = ev[failed_connects(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
     for b in _bursts(e_all["ts"], th.episode_gap_s):
         e = e_all[b]
         hk = host_key(e["dst_hi"], e["dst_lo"])
@@ -1092,9 +1100,6 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
     return out
 
 
-#: ports a device's own cloud service listens on: an offline device retrying its cloud on these
-#: looks the same as a bot retrying a dead controller, without the DNS answers to tell them apart
-CLOUD_PORTS = (80, 443, 8883, 1883, 5222, 8443)
 
 
 def dead_controller(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
