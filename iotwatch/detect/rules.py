@@ -434,12 +434,15 @@ def failed_connects(ev: np.ndarray) -> np.ndarray:
 
 
 def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
-    """A scan made of ordinary ``connect()`` calls (an IoT bot without a raw socket): failed
-    connection attempts to ``connect_hosts`` distinct internet hosts within ``connect_window_s``,
+    """A scan made of ordinary ``connect()`` calls (an IoT bot without a raw socket): connection
+    attempts timed out (the SYN retransmitted, never answered: what probe_fanout leaves out as an
+    offline device's) to ``connect_hosts`` distinct internet hosts within ``connect_window_s``,
     off the cloud ports (:data:`CLOUD_PORTS`: a device whose internet is down retries its cloud
     on many of its addresses); a scanner knocks on telnet, web-admin and IoT service ports."""
     out: list[Finding] = []
-    e_all = ev[failed_connects(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
+    # the connects probe_fanout leaves out (a SYN its own stack retransmitted): raw-socket probes
+    # and refused connects are its evidence already
+    e_all = ev[failed_connects(ev) & ~scan_probes(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
     for b in _bursts(e_all["ts"], th.episode_gap_s):
         e = e_all[b]
         hk = host_key(e["dst_hi"], e["dst_lo"])
@@ -447,12 +450,11 @@ def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fin
         if fi < 0:
             continue
         hosts = len(np.unique(hk))
-        ok = int((e["pkts_in"] > 0).sum())
         span = max(float(e["ts"][-1] - e["ts"][0]), 1.0)
         evd = _base(e, files, fi)
         evd.update({"hosts": hosts, "targets": len(np.unique(_target_keys(e))), "ports": _ports(e),
-                    "sample_targets": _samples(e), "refused_or_answered": ok, "hosts_per_s": round(hosts / span, 2)})
-        out.append(Finding("scan", f"network scan with connect(): failed connections to {hosts} internet hosts "
+                    "sample_targets": _samples(e), "hosts_per_s": round(hosts / span, 2)})
+        out.append(Finding("scan", f"network scan with connect(): timed-out connections to {hosts} internet hosts "
                                    f"({hosts / span:.1f} new hosts/s, ports {', '.join(map(str, _ports(e)))})",
                            2, min(0.95, 0.7 + hosts / 400), float(e["ts"][0]), float(e["ts"][fi]), float(e["end"].max()),
                            evd, "connect_fanout"))
