@@ -34,6 +34,10 @@ def main() -> None:
     import numpy  # noqa: F401
     mark("NumPy")
     import pyarrow  # noqa: F401
+
+    from iotwatch._pandas_probe import arrow_without_pandas
+
+    arrow_without_pandas()  # as the command does before its pipeline
     mark("Arrow")
     import numba  # noqa: F401
     mark("numba")
