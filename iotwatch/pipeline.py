@@ -78,6 +78,10 @@ class _Writer:
 
 
 CHUNK = 1 << 14  # finished flows are converted and written in pieces of at most this many
+#: input smaller than this skips the warm-up: its kernels load when first used, inside the run
+#: (whose ``elapsed_s`` then includes them, about 0.2 s): the warm-up's own two small runs, and
+#: the kernels a small capture never calls, would cost it more than they keep off the clock
+WARM_MIN_BYTES = 8 << 20
 
 
 class Pipeline:
@@ -306,7 +310,8 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
                              analysers=analysers)
     with interrupt.deferred():  # start-up (file headers, compiled kernels): Ctrl-C stops before reading
         captures = CaptureSet(paths, batch_size=settings.batch_size)
-        pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers, _warm=_warm)
+        pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers,
+                        _warm=_warm and captures.bytes_total >= WARM_MIN_BYTES)
         pipe.files = [str(p) for p in captures.paths]
         if _warm:  # (not the warm-up's own small run, inside the start-up)
             interrupt.checkpoint("startup")
