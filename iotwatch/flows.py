@@ -75,8 +75,8 @@ class FlowSettings:
     active_timeout: float = 1800.0
     max_flows: int = DEFAULT_MAX_FLOWS
     sweep_interval: float = 10.0
-    export_buffer: int = 1 << 14
-    drain_at: int = 1 << 13  # finished flows are converted in groups of at least this many
+    export_buffer: int = 1 << 13
+    drain_at: int = 1 << 12  # finished flows are converted in groups of at least this many
 
 
 @dataclass(slots=True)

@@ -77,7 +77,7 @@ class _Writer:
             raise e
 
 
-CHUNK = 1 << 14  # finished flows are converted and written in pieces of at most this many
+CHUNK = 1 << 13  # finished flows are converted and written in pieces of at most this many (docs/benchmarks.md: memory)
 #: input smaller than this skips the warm-up: its kernels load when first used, inside the run
 #: (whose ``elapsed_s`` then includes them, about 0.2 s): the warm-up's own two small runs, and
 #: the kernels a small capture never calls, would cost it more than they keep off the clock
