@@ -30,6 +30,7 @@ class FolderRun:
     alerts: list[Alert] = field(default_factory=list)
     problems: list[InputError] = field(default_factory=list)
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (a file given again, the path read)
+    notes: list[str] = field(default_factory=list)  # what the user should know of the run (not problems)
 
 
 def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings, *, flow_events: bool = False,
@@ -42,8 +43,8 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
     held until they are complete (:func:`iotwatch.interrupt.take` then says it came). ``zeek``
     ('tsv' or 'json') also writes ``conn.log``; ``syslog`` (udp:// or tcp://HOST:PORT) sends the
     alerts as CEF (docs/zeek.md): an unreachable collector fails the run before it starts, a
-    failed send raises OutputError after everything is written. ``cluster`` (a Dask client,
-    :func:`iotwatch.parts.cluster.connect`) spreads the reading over its workers (docs/distributed.md)."""
+    failed send raises OutputError after everything is written. ``cluster`` (:class:`iotwatch.parts.cluster.Cluster`: a Dask client and a part size)
+    spreads the reading over its workers (docs/distributed.md)."""
     from .detect import Detector
     from .detect.baselines import write_baselines
 
@@ -74,8 +75,8 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
         else:
             from .parts.cluster import run_on_cluster
 
-            pipe, captures = run_on_cluster(paths, settings, sinks, cluster, analysers=analysers,  # type: ignore[assignment]
-                                            progress=progress)
+            pipe, captures = run_on_cluster(paths, settings, sinks, cluster.client, analysers=analysers,  # type: ignore[assignment, attr-defined]
+                                            progress=progress, part_bytes=cluster.part_bytes)  # type: ignore[attr-defined]
         # verdicts and writers: a Ctrl-C now is held until every output is complete (the caller
         # sees it with interrupt.take())
         with interrupt.deferred():
@@ -96,4 +97,4 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
     if sender is not None and sender.problem is not None:
         raise sender.problem
     return FolderRun(out=out, devices=devices, stats=stats, alerts=pipe.alerts, problems=list(captures.problems),
-                     duplicates=list(captures.duplicates))
+                     duplicates=list(captures.duplicates), notes=list(getattr(captures, "notes", [])))

@@ -33,7 +33,7 @@ from ..settings import Settings
 from ..sinks import Sink
 from . import merge as _merge
 from .part import PartResult, run_part
-from .plan import DEFAULT_PART_BYTES, FileIndex, index_file, make_plan
+from .plan import DEFAULT_PART_BYTES, FileIndex, Plan, index_file, make_plan, time_notes
 
 if TYPE_CHECKING:
     from ..analyser import Analyser
@@ -66,6 +66,15 @@ def connect(address: str | None = None, workers: int | None = None) -> Any:
         raise InputError(str(address), f"cannot reach the Dask scheduler: {e}") from None
 
 
+@dataclass(slots=True)
+class Cluster:
+    """Where a split run goes (``analyze_to_folder(cluster=...)``): a Dask client, and the size
+    of a part (a larger file is cut into byte ranges of about this size)."""
+
+    client: Any
+    part_bytes: int = DEFAULT_PART_BYTES
+
+
 def close(client: Any) -> None:
     """Close the client, and the local cluster it started (if any)."""
     cluster = getattr(client, "cluster", None)
@@ -82,6 +91,7 @@ class _Captures:
     problems: list[InputError] = field(default_factory=list)
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)
     files_read: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 class MergedRun:
@@ -149,20 +159,57 @@ def _nets(s: Settings) -> Any:
     return LocalNets(list(s.local_nets))
 
 
+def index_files(client: Any, files: Sequence[str], batch_size: int) -> list[FileIndex]:
+    """Walk every file's record headers, one task per file, in the run's file order."""
+    futs = client.map(index_file, list(files), range(len(files)), [batch_size] * len(files), pure=False,
+                      retries=RETRIES, key=[f"iotwatch-index-{k}" for k in range(len(files))])
+    indexes: list[FileIndex] = client.gather(futs)
+    return sorted(indexes, key=lambda f: f.file_index)
+
+
+def run_parts(client: Any, plan: Plan, settings: Settings, progress: ProgressFn | None = None
+              ) -> tuple[list[PartResult], list[InputError]]:
+    """Run every part of ``plan`` as a task; return the results and, for each part that failed
+    (its file vanished or became unreadable since it was indexed), the problem, in one line."""
+    from distributed import as_completed
+
+    total = sum(p.bytes for p in plan.parts)
+    [plan_f] = client.scatter([plan], broadcast=True)
+    futs = [client.submit(run_part, plan_f, p.number, settings, pure=False, retries=RETRIES,
+                          key=f"iotwatch-part-{p.number}") for p in plan.parts]
+    results: list[PartResult] = []
+    problems: list[tuple[int, InputError]] = []
+    done = 0
+    if progress is not None:
+        progress(0, total)
+    by_key = {f.key: plan.parts[k] for k, f in enumerate(futs)}
+    try:
+        for fut in as_completed(futs):
+            part = by_key[fut.key]
+            path = plan.files[part.file_index].path
+            try:
+                results.append(fut.result())
+            except InputError as e:  # the usual one line, naming the file; the other parts go on
+                problems.append((part.number, e))
+            except OSError as e:
+                problems.append((part.number, InputError(path, f"cannot read frames {part.first}-{part.end - 1}: {e}")))
+            done += part.bytes
+            if progress is not None:
+                progress(done, total)
+    finally:
+        client.cancel([plan_f, *futs])
+    return results, [e for _, e in sorted(problems, key=lambda x: x[0])]
+
+
 def run_on_cluster(paths: Sequence[str | Path], settings: Settings, sinks: Iterable[Sink], client: Any,
                    analysers: Sequence[Analyser] = (), progress: ProgressFn | None = None,
                    part_bytes: int = DEFAULT_PART_BYTES) -> tuple[MergedRun, _Captures]:
     """Index, split, run and gather the parts of ``paths`` on ``client``'s cluster. Returns the
-    merged run (call its ``finish``) and the input's problems and duplicates."""
-    from distributed import as_completed
-
+    merged run (call its ``finish``) and the input's problems, duplicates and notes."""
     t0 = time.perf_counter()
     captures = CaptureSet(paths, batch_size=settings.batch_size)  # the single run's file order
     files = [str(p) for p in captures.paths]
-    idx_futs = client.map(index_file, files, range(len(files)), [settings.batch_size] * len(files),
-                          pure=False, retries=RETRIES, key=[f"iotwatch-index-{k}" for k in range(len(files))])
-    indexes: list[FileIndex] = client.gather(idx_futs)
-    indexes.sort(key=lambda f: f.file_index)
+    indexes = index_files(client, files, settings.batch_size)
     out = _Captures(paths=list(captures.paths), duplicates=list(captures.duplicates))
     for f in indexes:
         if f.error is not None:
@@ -170,27 +217,9 @@ def run_on_cluster(paths: Sequence[str | Path], settings: Settings, sinks: Itera
         else:
             out.files_read += 1
             out.problems.extend(f.problems)
+    out.notes = time_notes(indexes)
     plan = make_plan(indexes, part_bytes)
-    total = sum(p.bytes for p in plan.parts)
-    [plan_f] = client.scatter([plan], broadcast=True)
-    futs = [client.submit(run_part, plan_f, p.number, settings, pure=False, retries=RETRIES,
-                          key=f"iotwatch-part-{p.number}") for p in plan.parts]
-    results: list[PartResult] = []
-    done = 0
-    if progress is not None:
-        progress(0, total)
-    by_key = {f.key: plan.parts[k] for k, f in enumerate(futs)}
-    for fut in as_completed(futs):
-        part = by_key[fut.key]
-        try:
-            results.append(fut.result())
-        except InputError as e:  # the part's file: one line, like a damaged file; the rest goes on
-            out.problems.append(e)
-        except OSError as e:
-            out.problems.append(InputError(indexes[part.file_index].path, f"part {part.number} failed: {e}"))
-        done += part.bytes
-        if progress is not None:
-            progress(done, total)
-    client.cancel([plan_f])
+    results, failed = run_parts(client, plan, settings, progress)
+    out.problems += failed
     run = MergedRun(settings, sinks, analysers, results, files, t0, len(out.problems), out.files_read)
     return run, out

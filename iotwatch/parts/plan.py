@@ -38,6 +38,8 @@ class FileIndex:
     batch_frame: np.ndarray  # int64: frame number of each batch's first packet (1-based)
     batch_ts: np.ndarray  # int64: timestamp (ns, clamped at 0 as the pipeline does) of each batch's first packet
     packets: int  # complete packets before the end of the file or its damage
+    ts_max: int = -1  # the newest timestamp in the file (ns)
+    back_ns: int = 0  # the furthest the timestamps go back in time within the file (ns)
     problems: list[InputError] = field(default_factory=list)  # what the reader found (reported once, here)
     error: InputError | None = None  # not a capture at all: nothing read
 
@@ -53,6 +55,8 @@ def index_file(path: str, file_index: int, batch_size: int) -> FileIndex:
     frames: list[int] = []
     stamps: list[int] = []
     packets = 0
+    ts_max = -(1 << 62)
+    back = 0
     seekable = isinstance(r, PcapReader) and not hasattr(r.chunks.f, "fileobj")
     header = b""
     try:
@@ -67,11 +71,15 @@ def index_file(path: str, file_index: int, batch_size: int) -> FileIndex:
             frames.append(b.frame0)
             stamps.append(max(int(b.ts_ns[0]), 0))
             packets = b.frame0 + n - 1
+            run = np.maximum.accumulate(np.maximum(b.ts_ns, 0))
+            before = np.concatenate([[ts_max], np.maximum(run[:-1], ts_max)])
+            back = max(back, int((before - np.maximum(b.ts_ns, 0)).max()))
+            ts_max = max(ts_max, int(run[-1]))
         problems = list(r.problems)
     finally:
         r.chunks.close()
     return FileIndex(path, file_index, seekable, header, np.array(offs, np.int64), np.array(frames, np.int64),
-                     np.array(stamps, np.int64), packets, problems)
+                     np.array(stamps, np.int64), packets, ts_max, back, problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,27 @@ class Plan:
             local = np.searchsorted(self.files[fi].batch_frame, frame[m], side="right") - 1
             out[m] = (np.int64(fi) << np.int64(32)) | local
         return out
+
+
+#: packets that come this much earlier than one before them make a split run's windows near
+#: there uncertain (a single run counts them in an open window or as late; a part may not)
+BACK_NOTE_NS = 1_000_000_000
+
+
+def time_notes(files: list[FileIndex]) -> list[str]:
+    """Where the input's timestamps go back in time (files that overlap, packets out of order):
+    there a split run may differ from a single run (docs/distributed.md)."""
+    notes = []
+    newest = -(1 << 62)
+    for f in files:
+        if f.error is not None or not f.packets:
+            continue
+        back = max(f.back_ns, newest - int(f.batch_ts[0]))
+        if back > BACK_NOTE_NS:
+            notes.append(f"{f.path}: timestamps go back in time by up to {back / 1e9:,.1f} s (files overlap, or "
+                         "packets out of order): near there the split run's windows may differ from a single run's")
+        newest = max(newest, f.ts_max)
+    return notes
 
 
 def make_plan(files: list[FileIndex], part_bytes: int = DEFAULT_PART_BYTES) -> Plan:
