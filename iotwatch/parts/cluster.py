@@ -198,7 +198,10 @@ def run_parts(client: Any, plan: Plan, settings: Settings, progress: ProgressFn 
                 progress(done, total)
     finally:
         client.cancel([plan_f, *futs])
-    return results, [e for _, e in sorted(problems, key=lambda x: x[0])]
+    # parts that read the same file (a look-back, a tail) fail alike: one line per problem
+    lines = dict.fromkeys(str(e) for _, e in sorted(problems, key=lambda x: x[0]))
+    first = {str(e): e for _, e in reversed(sorted(problems, key=lambda x: x[0]))}
+    return results, [first[k] for k in lines]
 
 
 def run_on_cluster(paths: Sequence[str | Path], settings: Settings, sinks: Iterable[Sink], client: Any,

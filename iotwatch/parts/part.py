@@ -278,6 +278,10 @@ def _segments(plan: Plan, number: int, idle_ns: int) -> Iterator[tuple[FileIndex
         if f.error is not None or not len(f.batch_frame):
             continue
         upto = b0 if fi == part.file_index else len(f.batch_frame)
+        if fi != part.file_index and f.ts_max < t_start - idle_ns:  # nothing in it is needed
+            nxt = next((g.file_index for g in files[fi + 1:part.file_index + 1] if g.error is None and g.packets), None)
+            start = (nxt if nxt is not None else part.file_index, 1)
+            break
         older = np.flatnonzero(f.batch_ts[:upto] < t_start - idle_ns)
         if len(older):
             start = (fi, int(f.batch_frame[older[-1]]))
