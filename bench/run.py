@@ -643,29 +643,40 @@ def startup_markdown(st: dict[str, Any], cmd: str, mach: dict[str, str]) -> str:
 
 
 def dask_scaling(exe: str, capture: Path, part_mb: float, repeats: int, timeout_s: float) -> dict[str, Any]:
-    """`analyze` of one capture in one process, and split into parts on a local Dask cluster of 1
-    and of 2 worker processes (`--workers N --part-mb`), interleaved; medians of wall time (cluster
-    start-up included) and of the run's own elapsed time (its stats event: indexing, parts, merge
-    and verdicts; no start-up)."""
+    """`analyze` of one capture in one process, and split into parts on a running local Dask
+    cluster of 1 and of 2 single-threaded worker processes (`--dask ADDRESS --part-mb`, as on an
+    existing cluster: one untimed run first, so that the workers have loaded their kernels),
+    interleaved; medians of wall time and of the run's own elapsed time (its stats event:
+    indexing, parts, merge and verdicts; no start-up)."""
+    from distributed import LocalCluster
+
     path = shutil.which(exe) or exe
-    modes = {"one process": [], "1 worker": ["--workers", "1", "--part-mb", str(part_mb)],
-             "2 workers": ["--workers", "2", "--part-mb", str(part_mb)]}
-    runs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
-    with tempfile.TemporaryDirectory(prefix="iotwatch-dask-") as tmp:
-        subprocess.run([path, "analyze", str(capture), "--out", str(Path(tmp) / "w"), "-q", "--workers", "1"],
-                       capture_output=True, timeout=timeout_s)  # warm-up: the workers' kernels from numba's cache
-        for rnd in range(repeats):
-            names = list(modes)
-            k = rnd % len(names)
-            for m in names[k:] + names[:k]:
-                out = Path(tmp) / f"o{rnd}-{len(runs[m])}-{m[0]}"
-                r = measure([path, "analyze", str(capture), "--out", str(out), "-q", *modes[m]], timeout_s)
-                stats = last_json_line(tail(out / "events.jsonl"))
-                if r.exit_code == 0 and stats.get("event_type") == "stats":
-                    runs[m].append((r.wall_s, float(stats["elapsed_s"])))
-                    print(f"  dask {m}: {r.wall_s:.2f} s wall, {stats['elapsed_s']:.2f} s own", file=sys.stderr,
-                          flush=True)
-                shutil.rmtree(out, ignore_errors=True)
+    clusters = {n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                silence_logs=40) for n in (1, 2)}
+    try:
+        modes = {"one process": []}
+        for n, c in clusters.items():
+            modes[f"{n} worker{'s' if n > 1 else ''}"] = ["--dask", c.scheduler_address, "--part-mb", str(part_mb)]
+        runs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+        with tempfile.TemporaryDirectory(prefix="iotwatch-dask-") as tmp:
+            for extra in modes.values():  # warm-up: page cache, the workers' kernels
+                subprocess.run([path, "analyze", str(capture), "--out", str(Path(tmp) / "w"), "-q", *extra],
+                               capture_output=True, timeout=timeout_s)
+            for rnd in range(repeats):
+                names = list(modes)
+                k = rnd % len(names)
+                for m in names[k:] + names[:k]:
+                    out = Path(tmp) / f"o{rnd}-{len(runs[m])}-{m[0]}"
+                    r = measure([path, "analyze", str(capture), "--out", str(out), "-q", *modes[m]], timeout_s)
+                    stats = last_json_line(tail(out / "events.jsonl"))
+                    if r.exit_code == 0 and stats.get("event_type") == "stats":
+                        runs[m].append((r.wall_s, float(stats["elapsed_s"])))
+                        print(f"  dask {m}: {r.wall_s:.2f} s wall, {stats['elapsed_s']:.2f} s own", file=sys.stderr,
+                              flush=True)
+                    shutil.rmtree(out, ignore_errors=True)
+    finally:
+        for c in clusters.values():
+            c.close()
     med = {m: (statistics.median(w for w, _ in v), statistics.median(e for _, e in v)) if v else None
            for m, v in runs.items()}
     return {"capture": capture.name, "part_mb": part_mb, "runs": {m: len(v) for m, v in runs.items()}, "median": med}
@@ -679,10 +690,11 @@ def dask_markdown(d: dict[str, Any], packets: int, cmd: str, mach: dict[str, str
         "",
         f"Reproduce with: `make bench` (or `{cmd} --only-dask`). {mach['date']}, {mach['nproc']} CPUs, 1-min load "
         f"average at start {mach['load']}" + (" (machine busy: numbers are noisy)" if busy(mach) else "") + ".",
-        f"`iotwatch analyze {d['capture']}` ({packets:,} packets) in one process and with `--workers N "
-        f"--part-mb {d['part_mb']:g}` (a local cluster of N single-threaded worker processes), interleaved, medians "
-        f"of {min(d['runs'].values())}+ runs. Wall time includes starting the cluster; \"own\" is the run's "
-        "elapsed time from its stats event (indexing, parts, merge, verdicts).",
+        f"`iotwatch analyze {d['capture']}` ({packets:,} packets, half an hour of a generated site: "
+        "`iotwatch synth site --duration 1800 --seed 5`) in one process and with `--dask ADDRESS --part-mb "
+        f"{d['part_mb']:g}` on a running local cluster of N single-threaded worker processes (warmed up by one "
+        f"untimed run), interleaved, medians of {min(d['runs'].values())}+ runs. Wall time includes the client's "
+        "start-up; 'own' is the run's elapsed time from its stats event (indexing, parts, merge, verdicts).",
         "",
         "| run | wall time | own time | packets/s (own) | vs 1 worker (own) |",
         "|---|---|---|---|---|",
@@ -786,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=BENCH / "out" / "results.json")
     ap.add_argument("--only-startup", action="store_true", help="only the start-up section")
     ap.add_argument("--only-dask", action="store_true", help="only the Dask scaling section (1 and 2 workers)")
-    ap.add_argument("--dask-part-mb", type=float, default=64.0, help="part size of the Dask runs")
+    ap.add_argument("--dask-part-mb", type=float, default=100.0, help="part size of the Dask runs")
     a = ap.parse_args(argv)
     cmd_argv = [
         os.path.relpath(PY, ROOT) if PY.startswith(str(ROOT)) else PY,
@@ -796,10 +808,16 @@ def main(argv: list[str] | None = None) -> int:
     cmd = " ".join(shlex.quote(x) for x in cmd_argv if x not in ("--only-startup", "--only-dask"))
 
     def scaling() -> dict[str, Any]:
-        mix = ensure_capture(a.data, "mix")
-        n = warm_and_count(mix)
+        # an archive-like capture: half an hour of a generated site (the mix spans 4.5 minutes,
+        # hardly more than two idle timeouts: no capture to cut into parts)
+        site = a.data / "site30.pcap"
+        if not site.exists():
+            a.data.mkdir(parents=True, exist_ok=True)
+            subprocess.run([a.iotwatch, "synth", "site", "--duration", "1800", "--seed", "5", "--out", str(site)],
+                           check=True, capture_output=True, timeout=a.timeout_s)
+        n = warm_and_count(site)
         print("dask scaling:", file=sys.stderr)
-        d = dask_scaling(a.iotwatch, mix, a.dask_part_mb, a.repeats, a.timeout_s)
+        d = dask_scaling(a.iotwatch, site, a.dask_part_mb, a.repeats, a.timeout_s)
         dmd = dask_markdown(d, n, cmd, machine())
         print(dmd)
         if not a.no_doc:

@@ -18,7 +18,8 @@ one line like any damaged input; the other parts' results are still merged and w
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,17 @@ def connect(address: str | None = None, workers: int | None = None) -> Any:
         return Client(address, timeout="20s")
     except (OSError, TimeoutError) as e:
         raise InputError(str(address), f"cannot reach the Dask scheduler: {e}") from None
+
+
+@contextmanager
+def joblib_backend(client: Any) -> Iterator[None]:
+    """joblib's Dask backend on ``client``'s cluster: the learning path (``iotwatch.learn``:
+    observing every labelled capture, growing the forests' trees) runs its joblib calls as
+    tasks there. The workers need the captures and models at the same paths."""
+    import joblib
+
+    with joblib.parallel_config(backend="dask"):
+        yield
 
 
 @dataclass(slots=True)
