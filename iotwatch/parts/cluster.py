@@ -179,14 +179,17 @@ def index_files(client: Any, files: Sequence[str], batch_size: int) -> list[File
     return sorted(indexes, key=lambda f: f.file_index)
 
 
-def run_parts(client: Any, plan: Plan, settings: Settings, progress: ProgressFn | None = None
-              ) -> tuple[list[PartResult], list[InputError]]:
+def run_parts(client: Any, plan: Plan, settings: Settings, progress: ProgressFn | None = None,
+              interrupted: list[bool] | None = None) -> tuple[list[PartResult], list[InputError]]:
     """Run every part of ``plan`` as a task; return the results and, for each part that failed
-    (its file vanished or became unreadable since it was indexed), the problem, in one line."""
+    (its file vanished or became unreadable since it was indexed), the problem, in one line.
+    Ctrl-C stops waiting: the parts done so far are returned (``interrupted`` gets True)."""
     from distributed import as_completed
 
     total = sum(p.bytes for p in plan.parts)
-    [plan_f] = client.scatter([plan], broadcast=True)
+    # the plan as a task of its own (not scattered data): a worker lost with its copy, and the
+    # scheduler gives it again to whoever runs the part next
+    plan_f = client.submit(_given, plan, pure=False, key=f"iotwatch-plan-{id(plan):x}")
     futs = [client.submit(run_part, plan_f, p.number, settings, pure=False, retries=RETRIES,
                           key=f"iotwatch-part-{p.number}") for p in plan.parts]
     results: list[PartResult] = []
@@ -205,15 +208,25 @@ def run_parts(client: Any, plan: Plan, settings: Settings, progress: ProgressFn 
                 problems.append((part.number, e))
             except OSError as e:
                 problems.append((part.number, InputError(path, f"cannot read frames {part.first}-{part.end - 1}: {e}")))
+            except Exception as e:  # the cluster's own trouble (a part lost past its retries...): that part's line
+                problems.append((part.number, InputError(
+                    path, f"frames {part.first}-{part.end - 1} failed on the cluster: {type(e).__name__}: {e}")))
             done += part.bytes
             if progress is not None:
                 progress(done, total)
+    except KeyboardInterrupt:  # the parts done are merged and written; the others are cancelled
+        if interrupted is not None:
+            interrupted.append(True)
     finally:
         client.cancel([plan_f, *futs])
     # parts that read the same file (a look-back, a tail) fail alike: one line per problem
     lines = dict.fromkeys(str(e) for _, e in sorted(problems, key=lambda x: x[0]))
     first = {str(e): e for _, e in reversed(sorted(problems, key=lambda x: x[0]))}
     return results, [first[k] for k in lines]
+
+
+def _given(x: Any) -> Any:
+    return x
 
 
 def run_on_cluster(paths: Sequence[str | Path], settings: Settings, sinks: Iterable[Sink], client: Any,
@@ -234,7 +247,9 @@ def run_on_cluster(paths: Sequence[str | Path], settings: Settings, sinks: Itera
             out.problems.extend(f.problems)
     out.notes = time_notes(indexes)
     plan = make_plan(indexes, part_bytes)
-    results, failed = run_parts(client, plan, settings, progress)
+    stopped: list[bool] = []
+    results, failed = run_parts(client, plan, settings, progress, stopped)
     out.problems += failed
     run = MergedRun(settings, sinks, analysers, results, files, t0, len(out.problems), out.files_read)
+    run.stats.interrupted = bool(stopped)
     return run, out
