@@ -109,11 +109,9 @@ model: $(STAMP)
 	$(BIN)/iotwatch train $$(cat build/train-labels.txt) $(wildcard $(SHARED_PCAPS)/LABELS.tsv) \
 		--out models/behaviour --n-jobs 2 --seed 0
 	@if [ -f $(SHARED_PCAPS)/LABELS.tsv ]; then \
-		$(BIN)/iotwatch train --kind device_type $(SHARED_PCAPS)/LABELS.tsv --out models/device_type --n-jobs 2; \
-	else echo "no $(SHARED_PCAPS)/LABELS.tsv: models/device_type kept as it is"; fi
-	@if [ -d $(SHARED_PCAPS)/iot_sentinel ]; then \
-		$(BIN)/python -m iotwatch.learn.products build $(SHARED_PCAPS) --out models/product_catalogue --jobs 2; \
-	else echo "no $(SHARED_PCAPS)/iot_sentinel: models/product_catalogue kept as it is"; fi
+		$(BIN)/iotwatch train --kind device_type $(SHARED_PCAPS)/LABELS.tsv --out models/device_type \
+			--catalogue models/product_catalogue --n-jobs 2; \
+	else echo "no $(SHARED_PCAPS)/LABELS.tsv: models/device_type and models/product_catalogue kept as they are"; fi
 
 ## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md
 eval: $(STAMP)

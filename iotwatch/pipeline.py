@@ -270,7 +270,12 @@ def build_analysers(settings: Settings) -> list[Analyser]:
         from .inventory.products import default_catalogue
 
         tm = TypeModel.load(settings.type_model) if settings.type_model is not None else default_type_model()
-        out.append(Inventory(nets, tm, default_catalogue()))
+        cat = default_catalogue()
+        if settings.type_model is not None and (settings.type_model / "catalogue" / "manifest.json").is_file():
+            from .inventory.products import Catalogue  # the catalogue trained with that type model
+
+            cat = Catalogue.load(settings.type_model / "catalogue")
+        out.append(Inventory(nets, tm, cat))
     if settings.detect:
         from .detect import Detector, DetectSettings
         from .detect import model as behaviour

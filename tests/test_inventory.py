@@ -25,7 +25,7 @@ from iotwatch.inventory import (
     signals,
     traffic_from_flows,
 )
-from iotwatch.inventory.classify import FEATURES, decide
+from iotwatch.inventory.classify import FEATURE_NAMES, FEATURES, decide, features, hints
 from iotwatch.records import FLOW_SCHEMA, DeviceRecord
 from iotwatch.sidecar import RareFrame
 
@@ -407,6 +407,55 @@ def test_busybox_dhcp_client_is_never_typed_computer_or_phone() -> None:
     # without the BusyBox client the classifier's answer stands
     assert decide(PC, None, Fingerprints().get(PC), DeviceTraffic(),
                   TypeModel(AlwaysComputer(), "type-test")).device_type == "computer"
+
+
+def test_virtual_nic_default_prefix_is_a_computer() -> None:
+    """Docker's 02:42 prefix (then the container's IPv4 address) and QEMU's 52:54:00 are guests or
+    containers: a computer fact (0.6, one source: the classifier weighs it), and no randomised
+    phone MAC."""
+    for mac, software in (("02:42:ac:12:00:03", "Docker"), ("52:54:00:12:34:56", "QEMU/KVM")):
+        ident = decide(mac, None, Fingerprints().get(mac), DeviceTraffic())
+        assert (ident.device_type, ident.type_confidence) == ("computer", 0.6), (mac, ident)
+        assert any(e.startswith(f"virtual NIC: {software} default prefix") for e in ident.evidence)
+        x = features(None, Fingerprints().get(mac), DeviceTraffic(), lookup(mac), hints(
+            lookup(mac), Fingerprints().get(mac), DeviceTraffic()))
+        assert x[FEATURE_NAMES.index("hint_computer")] == pytest.approx(0.6)
+    # a randomised (not virtual) locally administered MAC gets no such fact
+    rand = "6a:0f:da:86:9b:90"
+    ident = decide(rand, None, Fingerprints().get(rand), DeviceTraffic())
+    assert ident.device_type != "computer" and not any("virtual NIC" in e for e in ident.evidence)
+
+
+class UnsurePhone:
+    """A type model that leans to phone without conviction (0.34)."""
+
+    classes_ = np.array(["computer", "phone", "sensor"])
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.array([[0.33, 0.34, 0.33]] * len(x))
+
+
+class SurePhone(UnsurePhone):
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.array([[0.1, 0.8, 0.1]] * len(x))
+
+
+def test_facts_from_two_sources_outweigh_an_unsure_classifier_only() -> None:
+    """The Nest case: the maker (Nest makes mostly sensors, 0.5) and its cloud (nest.com, 0.5)
+    combine to 0.75; a classifier below an even chance for a type no fact supports yields to them,
+    a sure one does not, and one source alone never overrules it."""
+    nest = "18:b4:30:26:34:40"
+    fp = Fingerprints()
+    fp.add(frame(IP(src="192.168.1.15", dst="192.168.1.1") / UDP(sport=40000, dport=53)
+                 / DNS(rd=1, qd=DNSQR(qname="weave-logsink.nest.com")), src=nest, kind="dns"))
+    ident = decide(nest, None, fp.get(nest), DeviceTraffic(), TypeModel(UnsurePhone(), "type-test"))
+    assert ident.device_type == "sensor" and ident.classified_by is None
+    assert ident.type_confidence == pytest.approx(0.75)
+    sure = decide(nest, None, fp.get(nest), DeviceTraffic(), TypeModel(SurePhone(), "type-test"))
+    assert sure.device_type == "phone" and sure.classified_by == "type-test"
+    # the maker alone (no cloud name): one source, the unsure classifier stands
+    alone = decide(nest, None, Fingerprints().get(nest), DeviceTraffic(), TypeModel(UnsurePhone(), "type-test"))
+    assert alone.device_type == "phone"
 
 
 # --------------------------------------------------------------------------- shared captures

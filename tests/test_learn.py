@@ -419,3 +419,41 @@ def test_shared_dlink_hub_typed_hub_from_its_captures_together(tmp_path: Path) -
     assert ident.device_type == "hub" and ident.classified_by is None and ident.model == ident.product == "DCH-G020"
     run = iotwatch.analyze([SHARED_PCAPS / r["file"] for r in rows], detect=False).devices[HUB]
     assert run.device_type == "hub" and run.model == "DCH-G020"
+
+
+def test_type_training_builds_the_catalogue_the_labels_name(made: dict[str, Path], tmp_path: Path) -> None:
+    """Rows with a `product` are the catalogue's exemplars: `train --kind device_type` writes it
+    beside the type model (OUT/catalogue), and `--type-model OUT` matches devices against it."""
+    from iotwatch.inventory.products import Catalogue
+    from iotwatch.pipeline import build_analysers
+    from iotwatch.settings import Settings
+
+    files = []
+    for name in ("site", "site-b"):
+        head, *rows = labels_of(made[name]).read_text().splitlines()
+        col = head.split("\t").index("device_type")
+        out_rows = [x + "\t" + (f"Generated {x.split(chr(9))[col]}" if x.split("\t")[col] in ("camera", "recorder")
+                                else "") for x in rows]
+        lf = tmp_path / f"{name}.products.tsv"
+        lf.write_text("\n".join([head + "\tproduct"] + [str(made[name]) + x[x.index("\t"):] for x in out_rows]) + "\n")
+        files.append(lf)
+    out = tmp_path / "types"
+    r = iotwatch_cli("train", "--kind", "device_type", *map(str, files), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    only_our_lines(r.stderr)
+    said = [x for x in r.stderr.splitlines() if "product catalogue written" in x]
+    assert len(said) == 1 and said[0].startswith(f"iotwatch: product catalogue written to {out / 'catalogue'}: ")
+    cat = Catalogue.load(out / "catalogue")
+    assert set(cat.products) == {"Generated camera", "Generated recorder"}
+    assert [f["path"] for f in cat.manifest["training"]["label_files"]] == list(map(str, files))
+    assert {"product_accuracy", "type_accuracy", "captures"} <= set(cat.manifest["metrics"])
+    # the type model's folder brings its catalogue along
+    inv = build_analysers(Settings(type_model=out, detect=False))[0]
+    assert inv.catalogue is not None and set(inv.catalogue.products) == set(cat.products)
+    # no row names a product: said, and no catalogue
+    plain = tmp_path / "plain"
+    r = iotwatch_cli("train", "--kind", "device_type", str(labels_of(made["site"])), str(labels_of(made["site-b"])),
+                     "--out", str(plain))
+    assert r.returncode == 0, r.stderr
+    assert "iotwatch: no labelled row names a product (column `product`): no catalogue written" in r.stderr
+    assert not (plain / "catalogue").exists()

@@ -63,15 +63,29 @@ def train_command(labels: Labels, out: Annotated[Path, typer.Option("--out", "-o
                   window: WindowOpt = 60.0, kind: Kind = "behaviour",
                   force: Annotated[bool, typer.Option("--force", help="Write a model that cannot tell anything "
                                                       "apart (only normal windows, or one type).")] = False,
+                  catalogue: Annotated[Path | None, typer.Option(
+                      "--catalogue", help="device_type: where to write the product catalogue built from the rows "
+                      "that name a product (default: OUT/catalogue, which --type-model OUT then uses).")] = None,
                   dask: DaskOpt = None, workers: WorkersOpt = None) -> None:
     """Train a behaviour (or device-type) model from labelled captures into a bundle (skops + manifest)."""
     with _cluster(dask, workers, n_jobs) as n_jobs, user_errors():
         if _kind(kind) == "device_type":
-            from ..learn.device_type import train_type_model
+            from ..learn.behaviour import check_out
+            from ..learn.device_type import train_catalogue, train_type_model
 
+            cat_out = catalogue if catalogue is not None else out / "catalogue"
+            check_out(cat_out)  # both folders checked before any analysis
             path, ev = train_type_model(labels, out, n_jobs=n_jobs, force=force, warn=_warn)
             say(f"iotwatch: {ev.summary()}")
             say(f"iotwatch: model written to {path}")
+            cat = train_catalogue(labels, cat_out, n_jobs=n_jobs)
+            if cat is None:
+                say("iotwatch: no labelled row names a product (column `product`): no catalogue written")
+            else:
+                m = cat.manifest["metrics"]
+                say(f"iotwatch: product catalogue written to {cat_out}: {len(cat.products)} products, "
+                    f"{len(cat.exemplars)} exemplars; leave one capture set out: product "
+                    f"{m['product_accuracy']:.3f}, type {m['type_accuracy']:.3f} over {m['captures']} captures")
             return
         from ..learn.behaviour import train
 

@@ -50,6 +50,8 @@ GAP_S = 86400.0  # a first-to-last span this much longer than the time seen span
 #: a cloud camera's upload: at least this average rate over at least this much time seen
 SUSTAINED_BPS, SUSTAINED_MIN_S = 64_000, 600.0
 RULE_DECIDES = 0.8  # a hint at least this confident decides without the classifier
+CLASSIFIER_SURE = 0.5  # below this the classifier's answer yields to facts of FACTS_OVER_UNSURE for another type
+FACTS_OVER_UNSURE = 0.6
 MODEL_KIND = "device_type"
 
 
@@ -205,6 +207,10 @@ def hints(vendor: Vendor, sig: DeviceSignals, traffic: DeviceTraffic | None, *,
     # randomise; a configured PC can use DoT), together an Android handset, unless a computer
     # hint says otherwise. A virtual NIC's fixed default prefix is no randomised MAC.
     randomised = vendor.local_admin and vendor.virtual is None
+    if vendor.virtual is not None:
+        # a hypervisor's or container engine's default prefix: a guest or container, i.e. a computer
+        # (Docker's 02:42 prefix is followed by the container's own IPv4 address)
+        out.append(Hint("computer", 0.6, f"virtual NIC: {vendor.virtual} default prefix (a virtual machine or container)"))
     dot = None
     if traffic is not None and traffic.used.get((6, 853), 0) > 0:
         dot = next((n for n in sig.values("tls_sni") if n in catalog.DOT_RESOLVERS), None)
@@ -384,6 +390,11 @@ def _source(h: Hint) -> str:
     return e.split(":", 1)[0]
 
 
+def _sources(hs: list[Hint], device_type: str) -> int:
+    """How many independent facts (sources) point at ``device_type``."""
+    return len({_source(h) for h in hs if h.device_type == device_type})
+
+
 def combined(hs: list[Hint]) -> dict[str, float]:
     """Per type: the noisy-OR of its hints, the strongest hint per source only."""
     per: dict[str, dict[str, float]] = {}
@@ -470,6 +481,12 @@ def decide(key: str, record: DeviceRecord | None, sig: DeviceSignals, traffic: D
             chosen, conf = classes[i], float(p[i])
             break
         decided_by = model.name
+        # an unsure classifier does not overrule the device's own facts: when its answer has no
+        # fact for it and is below an even chance, facts from two sources or more (the maker and
+        # its cloud, a served port…) that together reach FACTS_OVER_UNSURE decide instead
+        if conf < CLASSIFIER_SURE and score.get(chosen, 0.0) == 0.0 and best is not None and best != chosen \
+                and score[best] >= FACTS_OVER_UNSURE and _sources(hs, best) >= 2:
+            chosen, conf, decided_by = best, score[best], None
     else:
         weak = [h for h in hs if h.confidence >= 0.5]
         if weak:

@@ -30,6 +30,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -55,6 +56,9 @@ from ..records import DeviceRecord
 from .behaviour import check_out, sha256_of
 from .forest import FOLDS, forest, grouped_folds, quiet
 from .labels import HostLabel
+
+if TYPE_CHECKING:
+    from ..inventory.products import Catalogue
 from .observe import label_devices, observe_labelled
 
 RANDOM_STATE = 0
@@ -399,6 +403,23 @@ def train_type_model(label_files: Sequence[str | Path], out_dir: str | Path, *, 
                "label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in label_files]},
     )
     return path, ev
+
+
+def train_catalogue(label_files: Sequence[str | Path], out_dir: str | Path, *, n_jobs: int = 1) -> Catalogue | None:
+    """The product catalogue the label files name (:func:`iotwatch.learn.products.from_labels`),
+    profiled by the pipeline's inventory, measured leaving one capture set out and saved to
+    ``out_dir``; None when no row names a product."""
+    from . import products
+
+    check_out(out_dir)
+    items = products.from_labels(label_files)
+    if not items:
+        return None
+    corpus = [r / f for r in dict.fromkeys(Path(p).parent for p in label_files)
+              if (r / "iot_sentinel" / "MODELS.tsv").is_file() for f in ("MANIFEST.tsv", "iot_sentinel/MODELS.tsv")]
+    training = {"label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in [*label_files, *corpus]],
+                "captures": len({str(x.path) for x in items}), "products": len({x.product for x in items})}
+    return products.rebuild("", out_dir, jobs=n_jobs, items=items, training=training)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

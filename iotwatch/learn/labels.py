@@ -10,6 +10,8 @@ A label file is tab-separated with a header row (the columns of ../shared/pcaps/
     first_bad_ts  epoch seconds of the host's first packet of the behaviour (empty for normal/victim)
     end_ts        optional: epoch seconds of its last packet of the behaviour (empty: to the end)
     device_type   optional: camera, recorder, printer... (the inventory's types, or unknown)
+    product       optional: the product model (``DS-2CD2043G0``, ``EdnetCam``): rows that name one
+                  are the exemplars of the product catalogue ``train --kind device_type`` builds
 
 Other columns (split, evidence, confidence...) are kept and ignored. One row per host and
 behaviour; a host with several behaviours has several rows.
@@ -52,6 +54,7 @@ class HostLabel:
     device_type: str
     source: Path  # the label file
     line: int
+    product: str = ""  # the product model, when the row names one
 
     @property
     def bad(self) -> bool:
@@ -133,7 +136,7 @@ def read_labels(path: str | Path) -> list[HostLabel]:
             cap = p.parent / cap
         out.append(HostLabel(cap, ip, mac, beh, _ts(row.get("first_bad_ts", ""), p, k, "first_bad_ts"),
                              _ts(row.get("end_ts", ""), p, k, "end_ts"), (row.get("device_type") or "").strip(),
-                             p, k))
+                             p, k, (row.get("product") or "").strip()))
     return out
 
 

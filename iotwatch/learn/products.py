@@ -307,11 +307,30 @@ def host_report(all_res: Sequence[HostResult]) -> str:
     return "\n".join(lines)
 
 
+def from_labels(label_files: Sequence[str | Path]) -> list[Labelled]:
+    """The exemplars that label files name: every row with a ``product`` (and a type), plus IoT
+    Sentinel's captures when a label file sits in the shared corpus's folder (``iot_sentinel/MODELS.tsv``
+    beside it: the folder names the product). Capture set (held out together when the catalogue
+    is measured): the product and the capture's folder; unit: the host."""
+    from .labels import read_many
+
+    out: list[Labelled] = []
+    for lab in read_many(label_files):
+        if lab.product and lab.device_type not in ("", "unknown"):
+            out.append(Labelled(lab.capture, lab.product, lab.device_type, lab.host,
+                                f"{lab.product}/{lab.capture.parent.name}", lab.host))
+    for root in dict.fromkeys(Path(f).parent for f in label_files):
+        if (root / "iot_sentinel" / "MODELS.tsv").is_file() and (root / "MANIFEST.tsv").is_file():
+            out += iot_sentinel(root)
+    return out
+
+
 def rebuild(root: str | Path, out: str | Path, *, jobs: int = 1, items: Sequence[Labelled] | None = None,
-            profiles: dict[Path, Profiled] | None = None) -> Catalogue:
-    """Build the catalogue from the labelled captures under ``root`` (``../shared/pcaps``), measure
-    it (leave one capture set out) and save it to ``out``: what ``make model`` and training call.
-    Raises ``OSError``/``KeyError`` when the label files are missing or lack their columns."""
+            profiles: dict[Path, Profiled] | None = None, training: dict[str, Any] | None = None) -> Catalogue:
+    """Build the catalogue from the labelled captures under ``root`` (``../shared/pcaps``; or the
+    given ``items``), measure it (leave one capture set out) and save it to ``out``: what
+    ``make model`` and training call. Raises ``OSError``/``KeyError`` when the label files are
+    missing or lack their columns."""
     items = list(items) if items is not None else iot_sentinel(root)
     profiles = profiles if profiles is not None else _profiles(items, jobs)
     samples = [s for x in items if (s := sample_of(x, profiles[x.path])) is not None]
@@ -321,8 +340,9 @@ def rebuild(root: str | Path, out: str | Path, *, jobs: int = 1, items: Sequence
     metrics = {"protocol": "leave one capture set out (product + setup letter)", "captures": n,
                "product_accuracy": round(sum(r.match.product == r.sample.product for r in res) / max(n, 1), 4),
                "type_accuracy": round(sum(r.device_type == r.sample.device_type for r in res) / max(n, 1), 4)}
-    cat.save(out, training={"set": "iot_sentinel", "captures": len(samples),
-                            "labels": ["MANIFEST.tsv", "LABELS.tsv", "iot_sentinel/MODELS.tsv"]}, metrics=metrics)
+    cat.save(out, training=training or {"set": "iot_sentinel", "captures": len(samples),
+                                        "labels": ["MANIFEST.tsv", "LABELS.tsv", "iot_sentinel/MODELS.tsv"]},
+             metrics=metrics)
     return Catalogue.load(out)
 
 
