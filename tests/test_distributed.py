@@ -69,7 +69,7 @@ def _write_pcap(path: Path, header: bytes, records: list[tuple[float, bytes]]) -
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """A site's capture cut into four files, in time order: a small pcap, a large pcap (cut
-    into several byte ranges below), a pcapng and a gzip-compressed pcap."""
+    into several byte ranges below), a pcapng (cut too) and a gzip-compressed pcap."""
     d = tmp_path_factory.mktemp("archive")
     whole = d / "whole.pcap"
     subprocess.run([sys.executable, "-m", "iotwatch", "synth", "hospital", "--duration", "90", "--quiet", "30",
@@ -143,7 +143,8 @@ def test_archive_split_into_parts_gives_the_single_run(archive: list[Path], tmp_
     assert large[0].first == 1
     assert all(a.end == b.first for a, b in zip(large, large[1:], strict=False))  # noqa: RUF007 (the ranges meet)
     assert large[-1].end == files[1].packets + 1
-    assert len([p for p in plan.parts if p.file_index in (2, 3)]) == 2  # pcapng and gzip files: one part each
+    assert len([p for p in plan.parts if p.file_index == 2]) >= 2  # the pcapng file too
+    assert len([p for p in plan.parts if p.file_index == 3]) == 1  # a gzip stream is one part
     one, two = _both(archive, tmp_path, client, 2_000_000)
     assert one.stats.packets == two.stats.packets > 40_000
     assert one.stats.flows == two.stats.flows

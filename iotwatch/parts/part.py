@@ -307,11 +307,9 @@ def _segments(plan: Plan, number: int, idle_ns: int) -> Iterator[tuple[FileIndex
 
 def _read(f: FileIndex, first: int, end: int, batch_size: int) -> Iterator[tuple[PacketBatch, int, int]]:
     """Batches covering frames [first, end) of a file, each with the slice [lo, hi) inside it."""
-    from ..capture.pcap import PcapReader
-
     r, frame = open_at(f, first, batch_size)
     try:
-        it = r.batches(f.file_index, frame) if isinstance(r, PcapReader) else r.batches(f.file_index)  # type: ignore[attr-defined]
+        it = r.batches(f.file_index, frame)
         for b in it:
             n = len(b)
             lo = max(0, first - b.frame0)
@@ -325,7 +323,7 @@ def _read(f: FileIndex, first: int, end: int, batch_size: int) -> Iterator[tuple
             if b.frame0 + n >= end:
                 return
     finally:
-        r.chunks.close()  # type: ignore[attr-defined]
+        r.chunks.close()
 
 
 def run_part(plan: Plan, number: int, settings: Settings) -> PartResult:

@@ -2,9 +2,9 @@
 
 Every file is indexed by the same reader a single run uses (record headers only, no decoding):
 for each batch the reader yields, its first record's byte offset, frame number and first
-timestamp. A classic pcap file larger than ``part_bytes`` is cut into byte ranges at those batch
-starts; a pcapng or compressed file is one part (a pcapng file's later blocks need the interface
-blocks before them, a gzip stream cannot be entered in the middle). The batch table also tells
+timestamp. A pcap or pcapng file larger than ``part_bytes`` is cut into byte ranges at those batch starts
+(for pcapng, with the reader's state there: byte order, interfaces); a compressed file is one part
+(a gzip stream cannot be entered in the middle). The batch table also tells
 where the single run's batches begin, which the rare-frame budgets depend on (see
 :mod:`iotwatch.parts.merge`), and where a part's look-back starts (:mod:`iotwatch.parts.part`).
 """
@@ -18,6 +18,7 @@ import numpy as np
 
 from ..capture.chunks import open_binary
 from ..capture.pcap import GLOBAL_HEADER, RECORD_HEADER, PcapReader
+from ..capture.pcapng import Interface, PcapngReader
 from ..capture.source import open_capture
 from ..errors import InputError
 
@@ -38,9 +39,13 @@ class FileIndex:
     batch_frame: np.ndarray  # int64: frame number of each batch's first packet (1-based)
     batch_ts: np.ndarray  # int64: timestamp (ns, clamped at 0 as the pipeline does) of each batch's first packet
     packets: int  # complete packets before the end of the file or its damage
+    problems: list[InputError] = field(default_factory=list)  # what the reader found (reported once, here)
+    ng_state: list[tuple[bool, tuple[tuple[int, int, int, int], ...], int]] = field(default_factory=list)
+    #: (pcapng files) per batch, the reader's state where the batch begins: byte order, the
+    #: interfaces in force (link type, snapshot length, units per second, offset) and the last
+    #: packet's time (a Simple Packet Block inherits it)
     ts_max: int = -1  # the newest timestamp in the file (ns)
     back_ns: int = 0  # the furthest the timestamps go back in time within the file (ns)
-    problems: list[InputError] = field(default_factory=list)  # what the reader found (reported once, here)
     error: InputError | None = None  # not a capture at all: nothing read
 
 
@@ -57,17 +62,27 @@ def index_file(path: str, file_index: int, batch_size: int) -> FileIndex:
     packets = 0
     ts_max = -(1 << 62)
     back = 0
-    seekable = isinstance(r, PcapReader) and not hasattr(r.chunks.f, "fileobj")
+    seekable = not hasattr(r.chunks.f, "fileobj")  # (not a gzip stream)
+    pcapng = isinstance(r, PcapngReader)
+    states: list[tuple[bool, tuple[tuple[int, int, int, int], ...], int]] = []
+    last_ts = 0
     header = b""
     try:
-        if seekable:
+        if seekable and not pcapng:
             with open(path, "rb") as f:
                 header = f.read(GLOBAL_HEADER)
         for b in r.batches(file_index):
             n = len(b)
             if not n:
                 continue
-            offs.append(r.chunks.base + int(b.off[0]) - RECORD_HEADER if seekable else 0)
+            if pcapng:
+                assert isinstance(r, PcapngReader)
+                offs.append(r.chunks.base + r.span[0])
+                states.append((r.big, tuple((i.linktype, i.snaplen, i.units_per_s, i.offset_s) for i in r.interfaces),
+                               last_ts))
+                last_ts = int(b.ts_ns[n - 1])
+            else:
+                offs.append(r.chunks.base + int(b.off[0]) - RECORD_HEADER if seekable else 0)
             frames.append(b.frame0)
             stamps.append(max(int(b.ts_ns[0]), 0))
             packets = b.frame0 + n - 1
@@ -79,7 +94,7 @@ def index_file(path: str, file_index: int, batch_size: int) -> FileIndex:
     finally:
         r.chunks.close()
     return FileIndex(path, file_index, seekable, header, np.array(offs, np.int64), np.array(frames, np.int64),
-                     np.array(stamps, np.int64), packets, ts_max, back, problems)
+                     np.array(stamps, np.int64), packets, problems, ng_state=states, ts_max=ts_max, back_ns=back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +170,7 @@ def make_plan(files: list[FileIndex], part_bytes: int = DEFAULT_PART_BYTES) -> P
     return Plan(files, parts)
 
 
-def open_at(f: FileIndex, frame: int, batch_size: int) -> tuple[PcapReader | object, int]:
+def open_at(f: FileIndex, frame: int, batch_size: int) -> tuple[PcapReader | PcapngReader, int]:
     """A reader positioned at the batch holding ``frame`` (seekable files), or at the file's start;
     returns it with the frame number of its first record."""
     if f.seekable and len(f.batch_off):
@@ -167,7 +182,15 @@ def open_at(f: FileIndex, frame: int, batch_size: int) -> tuple[PcapReader | obj
         fh.seek(off)
         c = Chunks(fh, Path(f.path))
         c.base = off
-        return PcapReader(c, f.header, batch_size), int(f.batch_frame[b])
+        if not f.ng_state:
+            return PcapReader(c, f.header, batch_size), int(f.batch_frame[b])
+        r = PcapngReader(c, batch_size)  # resumed with the state the whole file's reading had there
+        big, itfs, last_ts = f.ng_state[b]
+        r.big = big
+        r.interfaces = [Interface(lt, snap, units, offset) for lt, snap, units, offset in itfs]
+        r.linktypes = {i.linktype for i in r.interfaces}
+        r._last_ts = last_ts
+        return r, int(f.batch_frame[b])
     return open_capture(f.path, batch_size=batch_size), 1
 
 
