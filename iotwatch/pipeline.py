@@ -159,12 +159,12 @@ class Pipeline:
             self.stats.flows += len(payload)
             for a in self.analysers:
                 a.on_flow_records(payload)  # type: ignore[arg-type]
-            pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)]
+            pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)] if self.sinks else []
         else:
             self.stats.windows += payload.num_rows  # type: ignore[union-attr]
             for a in self.analysers:
                 a.on_windows(payload)  # type: ignore[arg-type]
-            pieces = [payload]
+            pieces = [payload] if self.sinks else []
         for piece in pieces:
             if self._writer is not None:
                 self._writer.put(kind, piece)
