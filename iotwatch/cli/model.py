@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import EXIT_ERROR, say, user_errors
+from .common import EXIT_ERROR, EXIT_USAGE, say, user_errors
 
 Labels = Annotated[list[Path], typer.Argument(help="Label files (TSV: file, host_ip, host_mac, behaviour, "
                                               "first_bad_ts[, end_ts]; see docs/detection.md).", show_default=False)]
@@ -17,6 +19,32 @@ WindowOpt = Annotated[float, typer.Option("--window", "-w", help="Device window 
 Kind = Annotated[str, typer.Option("--kind", help="behaviour (what devices do, per window) or device_type "
                                    "(what devices are, from the label files' device_type column).")]
 KINDS = ("behaviour", "device_type")
+DaskOpt = Annotated[str | None, typer.Option("--dask", metavar="SCHEDULER",
+                                             help="Analyse the captures and grow the trees on the Dask cluster whose "
+                                             "scheduler is at this address (joblib's Dask backend; docs/distributed.md).")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="The same on a local Dask cluster of this many "
+                                                "worker processes.")]
+
+
+@contextmanager
+def _cluster(dask: str | None, workers: int | None, n_jobs: int) -> Iterator[int]:
+    """joblib's Dask backend on the cluster asked for (yields the n_jobs to use: every worker
+    unless -j says otherwise), or nothing."""
+    if dask is None and workers is None:
+        yield n_jobs
+        return
+    if dask is not None and workers is not None:
+        say("iotwatch: usage error: --dask and --workers: give one (an existing cluster, or a local one)")
+        raise typer.Exit(EXIT_USAGE)
+    from ..parts.cluster import close, connect, joblib_backend
+
+    with user_errors():
+        client = connect(dask, workers)
+    try:
+        with joblib_backend(client):
+            yield -1 if n_jobs == 1 else n_jobs
+    finally:
+        close(client)
 
 
 def _kind(kind: str) -> str:
@@ -37,10 +65,10 @@ def train_command(labels: Labels, out: Annotated[Path, typer.Option("--out", "-o
                                                       "apart (only normal windows, or one type).")] = False,
                   catalogue: Annotated[Path | None, typer.Option(
                       "--catalogue", help="device_type: where to write the product catalogue built from the rows "
-                      "that name a product (default: OUT/catalogue, which --type-model OUT then uses).")] = None
-                  ) -> None:
+                      "that name a product (default: OUT/catalogue, which --type-model OUT then uses).")] = None,
+                  dask: DaskOpt = None, workers: WorkersOpt = None) -> None:
     """Train a behaviour (or device-type) model from labelled captures into a bundle (skops + manifest)."""
-    with user_errors():
+    with _cluster(dask, workers, n_jobs) as n_jobs, user_errors():
         if _kind(kind) == "device_type":
             from ..learn.behaviour import check_out
             from ..learn.device_type import train_catalogue, train_type_model
@@ -74,6 +102,7 @@ def evaluate_command(labels: Labels,
                      report: Annotated[Path | None, typer.Option("--report", help="Also write the report (Markdown) "
                                                                  "to this file.")] = None,
                      n_jobs: NJobs = 1, window: WindowOpt = 60.0, kind: Kind = "behaviour",
+                     dask: DaskOpt = None, workers: WorkersOpt = None,
                      by_source: Annotated[bool | None, typer.Option(
                          "--by-source/--no-by-source",
                          help="Leave-one-source-out first (the headline): for each family of captures (the "
@@ -84,7 +113,7 @@ def evaluate_command(labels: Labels,
     headline is leave-one-source-out (each family judged by a model that never saw it), then the
     shipped model's in-sample figures (--kind device_type: type accuracy by grouped folds, or of
     the --model bundle on these labels; per-class report and confusion matrix)."""
-    with user_errors():
+    with _cluster(dask, workers, n_jobs) as n_jobs, user_errors():
         if _kind(kind) == "device_type":
             from ..inventory.classify import TypeModel
             from ..learn.device_type import evaluate_type_model
