@@ -14,7 +14,7 @@ all: test
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,dask]'
 	@touch $(STAMP)
 
 ## make lock: re-resolve every dependency to its newest release into constraints.txt (then re-run
@@ -23,8 +23,8 @@ lock:
 	rm -rf build/lock-venv
 	$(PY) -m venv build/lock-venv
 	build/lock-venv/bin/python -m pip install -q --upgrade pip
-	build/lock-venv/bin/python -m pip install -q -e '.[test]'
-	{ echo "# pip constraints for iotwatch and its test extra: \`make lock\` regenerates this file"; \
+	build/lock-venv/bin/python -m pip install -q -e '.[test,dask]'
+	{ echo "# pip constraints for iotwatch and its test and dask extras: \`make lock\` regenerates this file"; \
 	  build/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^iotwatch'; } > constraints.txt
 	rm -rf build/lock-venv
 
@@ -117,8 +117,9 @@ model: $(STAMP)
 ## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md
 eval: $(STAMP)
 	@mkdir -p build
+	$(BIN)/python -m iotwatch.synth.sets train build/train $(SHARED_PCAPS) > build/train-labels.txt
 	$(BIN)/python -m iotwatch.synth.sets eval build/eval $(SHARED_PCAPS) > build/eval-labels.txt
-	$(BIN)/python -m iotwatch.learn.report docs/evaluation.md build/eval-labels.txt $(SHARED_PCAPS)
+	$(BIN)/python -m iotwatch.learn.report docs/evaluation.md build/eval-labels.txt $(SHARED_PCAPS) build/train-labels.txt
 
 ## make docs: regenerate docs/records.md from iotwatch/records.py
 docs: $(STAMP)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [--with-10m] [--contenders iotwatch,c,tcpdump,nfstream,dpkt]
                                   [--repeats 3] [--budget-s 60] [--doc docs/benchmarks.md | --no-doc]
+                                  [--only-startup | --only-dask] [--dask-part-mb 64]
 
 Captures (made by bench/fastgen.py if missing, in bench/data/): `mix` (1 M packets, ~100 k
 flows) and `synflood` (1 M packets, 1 M flows) for every contender; with --with-10m also
@@ -62,6 +63,7 @@ LABEL = {
 CAPTURES = {"mix": "mix", "synflood": "synflood", "flood10m": "flood10m"}
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 SBEGIN, SEND = "<!-- bench-startup:begin -->", "<!-- bench-startup:end -->"
+DBEGIN, DEND = "<!-- bench-dask:begin -->", "<!-- bench-dask:end -->"
 #: iotwatch's own interpreter (its libraries' versions go beside the figures)
 IOTWATCH_PY = str(ROOT / ".venv" / "bin" / "python")
 IOTWATCH_LIBS = ("numpy", "numba", "llvmlite", "pyarrow", "scikit-learn", "typer", "rich")
@@ -640,6 +642,74 @@ def startup_markdown(st: dict[str, Any], cmd: str, mach: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def dask_scaling(exe: str, capture: Path, part_mb: float, repeats: int, timeout_s: float) -> dict[str, Any]:
+    """`analyze` of one capture in one process, and split into parts on a running local Dask
+    cluster of 1 and of 2 single-threaded worker processes (`--dask ADDRESS --part-mb`, as on an
+    existing cluster: one untimed run first, so that the workers have loaded their kernels),
+    interleaved; medians of wall time and of the run's own elapsed time (its stats event:
+    indexing, parts, merge and verdicts; no start-up)."""
+    from distributed import LocalCluster
+
+    path = shutil.which(exe) or exe
+    clusters = {n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                silence_logs=40) for n in (1, 2)}
+    try:
+        modes = {"one process": []}
+        for n, c in clusters.items():
+            modes[f"{n} worker{'s' if n > 1 else ''}"] = ["--dask", c.scheduler_address, "--part-mb", str(part_mb)]
+        runs: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+        with tempfile.TemporaryDirectory(prefix="iotwatch-dask-") as tmp:
+            for extra in modes.values():  # warm-up: page cache, the workers' kernels
+                subprocess.run([path, "analyze", str(capture), "--out", str(Path(tmp) / "w"), "-q", *extra],
+                               capture_output=True, timeout=timeout_s)
+            for rnd in range(repeats):
+                names = list(modes)
+                k = rnd % len(names)
+                for m in names[k:] + names[:k]:
+                    out = Path(tmp) / f"o{rnd}-{len(runs[m])}-{m[0]}"
+                    r = measure([path, "analyze", str(capture), "--out", str(out), "-q", *modes[m]], timeout_s)
+                    stats = last_json_line(tail(out / "events.jsonl"))
+                    if r.exit_code == 0 and stats.get("event_type") == "stats":
+                        runs[m].append((r.wall_s, float(stats["elapsed_s"])))
+                        print(f"  dask {m}: {r.wall_s:.2f} s wall, {stats['elapsed_s']:.2f} s own", file=sys.stderr,
+                              flush=True)
+                    shutil.rmtree(out, ignore_errors=True)
+    finally:
+        for c in clusters.values():
+            c.close()
+    med = {m: (statistics.median(w for w, _ in v), statistics.median(e for _, e in v)) if v else None
+           for m, v in runs.items()}
+    return {"capture": capture.name, "part_mb": part_mb, "runs": {m: len(v) for m, v in runs.items()}, "median": med}
+
+
+def dask_markdown(d: dict[str, Any], packets: int, cmd: str, mach: dict[str, str]) -> str:
+    med = d["median"]
+    out = [
+        DBEGIN,
+        "## Split runs on a Dask cluster (`make bench`)",
+        "",
+        f"Reproduce with: `make bench` (or `{cmd} --only-dask`). {mach['date']}, {mach['nproc']} CPUs, 1-min load "
+        f"average at start {mach['load']}" + (" (machine busy: numbers are noisy)" if busy(mach) else "") + ".",
+        f"`iotwatch analyze {d['capture']}` ({packets:,} packets, half an hour of a generated site: "
+        "`iotwatch synth site --duration 1800 --seed 5`) in one process and with `--dask ADDRESS --part-mb "
+        f"{d['part_mb']:g}` on a running local cluster of N single-threaded worker processes (warmed up by one "
+        f"untimed run), interleaved, medians of {min(d['runs'].values())}+ runs. Wall time includes the client's "
+        "start-up; 'own' is the run's elapsed time from its stats event (indexing, parts, merge, verdicts).",
+        "",
+        "| run | wall time | own time | packets/s (own) | vs 1 worker (own) |",
+        "|---|---|---|---|---|",
+    ]
+    one = med.get("1 worker")
+    for m, v in med.items():
+        if v is None:
+            out.append(f"| {m} | failed | | | |")
+            continue
+        ratio = f"{one[1] / v[1]:.2f}x" if one and m != "one process" else ""
+        out.append(f"| {m} | {v[0]:.2f} s | {v[1]:.2f} s | {fmt_rate(packets / v[1])} | {ratio} |")
+    out += ["", DEND]
+    return "\n".join(out) + "\n"
+
+
 def render_markdown(
     cmd: str,
     mach: dict[str, str],
@@ -727,13 +797,36 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-doc", action="store_true", help="do not write the docs section")
     ap.add_argument("--json", type=Path, default=BENCH / "out" / "results.json")
     ap.add_argument("--only-startup", action="store_true", help="only the start-up section")
+    ap.add_argument("--only-dask", action="store_true", help="only the Dask scaling section (1 and 2 workers)")
+    ap.add_argument("--dask-part-mb", type=float, default=100.0, help="part size of the Dask runs")
     a = ap.parse_args(argv)
     cmd_argv = [
         os.path.relpath(PY, ROOT) if PY.startswith(str(ROOT)) else PY,
         os.path.relpath(__file__, ROOT),
         *(argv if argv is not None else sys.argv[1:]),
     ]
-    cmd = " ".join(shlex.quote(x) for x in cmd_argv if x != "--only-startup")
+    cmd = " ".join(shlex.quote(x) for x in cmd_argv if x not in ("--only-startup", "--only-dask"))
+
+    def scaling() -> dict[str, Any]:
+        # an archive-like capture: half an hour of a generated site (the mix spans 4.5 minutes,
+        # hardly more than two idle timeouts: no capture to cut into parts)
+        site = a.data / "site30.pcap"
+        if not site.exists():
+            a.data.mkdir(parents=True, exist_ok=True)
+            subprocess.run([a.iotwatch, "synth", "site", "--duration", "1800", "--seed", "5", "--out", str(site)],
+                           check=True, capture_output=True, timeout=a.timeout_s)
+        n = warm_and_count(site)
+        print("dask scaling:", file=sys.stderr)
+        d = dask_scaling(a.iotwatch, site, a.dask_part_mb, a.repeats, a.timeout_s)
+        dmd = dask_markdown(d, n, cmd, machine())
+        print(dmd)
+        if not a.no_doc:
+            write_doc(a.doc, dmd, DBEGIN, DEND)
+        return d
+
+    if a.only_dask:
+        scaling()
+        return 0
     print("start-up:", file=sys.stderr)
     st = startup(a.iotwatch, 5, a.timeout_s)
     smd = startup_markdown(st, cmd, machine())
@@ -808,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
                 if r.failure():
                     print(f"    {r.failure()}", file=sys.stderr)
     pairs = paired_runs(contenders, caps, a.pairs, a.timeout_s)
+    dask = scaling() if "iotwatch" in wanted else None
     elapsed = time.perf_counter() - t_start
 
     tg = targets(res, {k: v["packets"] for k, v in caps.items()}, pairs)
@@ -822,6 +916,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": cmd,
         "machine": mach,
         "startup": st,
+        "dask": dask,
         "captures": caps,
         "targets": [t.__dict__ for t in tg],
         "results": {

@@ -208,11 +208,13 @@ def _ip(buf, r, p, end, etype, captured_end):  # type: ignore[no-untyped-def]
         later = False
         bad = False
         for _ in range(12):  # extension header chain
-            if nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140 or nh == 253 or nh == 254:
+            if (nh == 0 or nh == 43 or nh == 60 or nh == 135 or nh == 139 or nh == 140 or nh == 253 or nh == 254
+                    or nh == 51):
                 if end - q < 2:
                     bad = True
                     break
-                hl = (np.int64(buf[q + 1]) + 1) * 8
+                # the length byte counts 8-octet units beyond the first; AH's counts 4-octet units beyond two
+                hl = (np.int64(buf[q + 1]) + 2) * 4 if nh == 51 else (np.int64(buf[q + 1]) + 1) * 8
                 nh = np.int64(buf[q])
                 q += hl
                 l4len -= hl
@@ -232,14 +234,6 @@ def _ip(buf, r, p, end, etype, captured_end):  # type: ignore[no-untyped-def]
                 l4len -= 8
                 if later:
                     break
-            elif nh == 51:
-                if end - q < 2:
-                    bad = True
-                    break
-                hl = (np.int64(buf[q + 1]) + 2) * 4
-                nh = np.int64(buf[q])
-                q += hl
-                l4len -= hl
             else:
                 break
         r.proto = nh

@@ -340,6 +340,9 @@ class DeviceTable:
         self.lag_ns = int(min(s.close_lag_s, s.window_s) * 1e9)
         self.first_window: int | None = None
         self.edges: dict[int, EdgeSets] = {}  # window index → sets (first and last windows only)
+        #: keep the sets of every window, not only the first and last (a part of a split run,
+        #: iotwatch.parts: any of its windows may be shared with another part)
+        self.keep_all_sets = False
         self.windows_closed = 0
         self._pending: list[tuple[list[str], int, float, np.ndarray]] = []
         self._pending_rows = 0
@@ -408,7 +411,7 @@ class DeviceTable:
         used = int(self.st[ST_DEVS])
         a = self.acc[:used, slot, :]
         active = np.flatnonzero((a[:, F_PK_OUT] + a[:, F_PK_IN]) > 0)
-        keep = keep_sets or w == self.first_window
+        keep = keep_sets or self.keep_all_sets or w == self.first_window
         cap = int(self.st[ST_SET_USED]) if keep else 0
         out_dev = np.empty(cap, np.int32)
         out_val = np.empty(cap, np.uint64)

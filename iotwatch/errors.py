@@ -27,6 +27,9 @@ class InputError(IotwatchError):
         self.message = message
         super().__init__(f"{self.path}: {message}")
 
+    def __reduce__(self) -> tuple[object, ...]:  # pickled whole (a Dask task's error comes back so)
+        return (InputError, (self.path, self.message))
+
 
 class CaptureError(InputError):
     """A capture is damaged at ``offset``; the packets before it were read.
@@ -40,6 +43,13 @@ class CaptureError(InputError):
         self.fatal = fatal
         super().__init__(path, f"byte {offset}: {message}")
         self.message = message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_capture_error, (self.path, self.offset, self.message, self.fatal))
+
+
+def _capture_error(path: str, offset: int, message: str, fatal: bool) -> CaptureError:
+    return CaptureError(path, offset, message, fatal=fatal)
 
 
 class OutputError(IotwatchError):
@@ -61,6 +71,9 @@ class SettingsError(IotwatchError, ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (SettingsError, (self.field, self.message))
 
 
 def check_number(field: str, value: object, *, low: float, high: float, integer: bool = False,

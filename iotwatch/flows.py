@@ -7,7 +7,7 @@ packet is the client ("toserver" direction).
 Timeouts follow nfstream and Linux conntrack: a flow idle for ``idle_timeout`` (120 s) or alive
 for ``active_timeout`` (1800 s) is exported and the next packet of the same 5-tuple starts a new
 flow. Expiry is checked on each packet of the flow and by a sweep every ``sweep_interval`` seconds
-of capture time. When the table is full (``max_flows``), the least recently seen quarter is
+of capture time (at multiples of it: the first IP packet past each multiple triggers the sweep). When the table is full (``max_flows``), the least recently seen quarter is
 evicted and counted; under a flood the table never grows past its cap.
 
 The table is a numpy structured array walked by compiled loops; the packet loop stops and hands
@@ -75,8 +75,8 @@ class FlowSettings:
     active_timeout: float = 1800.0
     max_flows: int = DEFAULT_MAX_FLOWS
     sweep_interval: float = 10.0
-    export_buffer: int = 1 << 14
-    drain_at: int = 1 << 13  # finished flows are converted in groups of at least this many
+    export_buffer: int = 1 << 13
+    drain_at: int = 1 << 12  # finished flows are converted in groups of at least this many
 
 
 @dataclass(slots=True)
@@ -520,6 +520,13 @@ class FlowTable:
     def __len__(self) -> int:
         return int(self.st[ST_USED])
 
+    def sweep_after(self, ts: int) -> int:
+        """When the sweep after capture time ``ts`` is due: the next multiple of the sweep
+        interval. Sweeps on a fixed grid make the schedule a function of the newest timestamp
+        seen (not of where the input began), so a run split into parts (iotwatch.parts) sweeps
+        at the same times as the whole."""
+        return (ts // self.sweep_ns + 1) * self.sweep_ns
+
     # feeding ------------------------------------------------------------------------------
     def update(self, pk: Packets, ts_ns: np.ndarray, wirelen: np.ndarray, frame_base: int = 1) -> Iterator[np.ndarray]:
         """Account a batch; ``frame_base`` = file index << 40 | frame number of its first packet."""
@@ -528,7 +535,7 @@ class FlowTable:
             self.info = PacketFlowInfo.allocate(max(n, 1 << 16))
         info = self.info
         if self.next_sweep < 0 and n:
-            self.next_sweep = int(ts_ns[0]) + self.sweep_ns
+            self.next_sweep = self.sweep_after(int(ts_ns[0]))
         i = 0
         while i < n:
             i, self.n_exp, status = process_packets(
@@ -540,7 +547,7 @@ class FlowTable:
             if status == SWEEP_DUE:
                 now = int(ts_ns[i])
                 yield from self._sweep(now, evict_before=-(1 << 62))
-                self.next_sweep = now + self.sweep_ns
+                self.next_sweep = self.sweep_after(now)
             elif status == TABLE_FULL:
                 used = int(self.st[ST_USED])
                 last = self.tbl["last"][:used]

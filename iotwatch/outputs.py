@@ -30,11 +30,12 @@ class FolderRun:
     alerts: list[Alert] = field(default_factory=list)
     problems: list[InputError] = field(default_factory=list)
     duplicates: list[tuple[Path, Path]] = field(default_factory=list)  # (a file given again, the path read)
+    notes: list[str] = field(default_factory=list)  # what the user should know of the run (not problems)
 
 
 def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings, *, flow_events: bool = False,
                       progress: ProgressFn | None = None, zeek: str | None = None,
-                      syslog: str | None = None) -> FolderRun:
+                      syslog: str | None = None, cluster: object | None = None) -> FolderRun:
     """Analyse ``paths`` into ``out``. Models are opened before anything is written (a bad model
     file fails the run at once); whatever was read is written even when the input is damaged
     (``problems``) or the reading is interrupted (``stats.interrupted``). A Ctrl-C while the
@@ -42,7 +43,8 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
     held until they are complete (:func:`iotwatch.interrupt.take` then says it came). ``zeek``
     ('tsv' or 'json') also writes ``conn.log``; ``syslog`` (udp:// or tcp://HOST:PORT) sends the
     alerts as CEF (docs/zeek.md): an unreachable collector fails the run before it starts, a
-    failed send raises OutputError after everything is written."""
+    failed send raises OutputError after everything is written. ``cluster`` (:class:`iotwatch.parts.cluster.Cluster`: a Dask client and a part size)
+    spreads the reading over its workers (docs/distributed.md)."""
     from .detect import Detector
     from .detect.baselines import write_baselines
 
@@ -68,7 +70,13 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
             sinks.append(ZeekSink(out / "conn.log", LocalNets(list(settings.local_nets)), zeek))
         if sender is not None:
             sinks.append(sender)
-        pipe, captures = run(paths, settings, sinks, analysers=analysers, progress=progress)
+        if cluster is None:
+            pipe, captures = run(paths, settings, sinks, analysers=analysers, progress=progress)
+        else:
+            from .parts.cluster import run_on_cluster
+
+            pipe, captures = run_on_cluster(paths, settings, sinks, cluster.client, analysers=analysers,  # type: ignore[assignment, attr-defined]
+                                            progress=progress, part_bytes=cluster.part_bytes)  # type: ignore[attr-defined]
         # verdicts and writers: a Ctrl-C now is held until every output is complete (the caller
         # sees it with interrupt.take())
         with interrupt.deferred():
@@ -89,4 +97,4 @@ def analyze_to_folder(paths: Sequence[str | Path], out: Path, settings: Settings
     if sender is not None and sender.problem is not None:
         raise sender.problem
     return FolderRun(out=out, devices=devices, stats=stats, alerts=pipe.alerts, problems=list(captures.problems),
-                     duplicates=list(captures.duplicates))
+                     duplicates=list(captures.duplicates), notes=list(getattr(captures, "notes", [])))

@@ -77,7 +77,11 @@ class _Writer:
             raise e
 
 
-CHUNK = 1 << 14  # finished flows are converted and written in pieces of at most this many
+CHUNK = 1 << 13  # finished flows are converted and written in pieces of at most this many (docs/benchmarks.md: memory)
+#: input smaller than this skips the warm-up: its kernels load when first used, inside the run
+#: (whose ``elapsed_s`` then includes them, about 0.2 s): the warm-up's own two small runs, and
+#: the kernels a small capture never calls, would cost it more than they keep off the clock
+WARM_MIN_BYTES = 8 << 20
 
 
 class Pipeline:
@@ -155,12 +159,12 @@ class Pipeline:
             self.stats.flows += len(payload)
             for a in self.analysers:
                 a.on_flow_records(payload)  # type: ignore[arg-type]
-            pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)]
+            pieces = [flows_to_table(payload[k : k + CHUNK]) for k in range(0, len(payload), CHUNK)] if self.sinks else []
         else:
             self.stats.windows += payload.num_rows  # type: ignore[union-attr]
             for a in self.analysers:
                 a.on_windows(payload)  # type: ignore[arg-type]
-            pieces = [payload]
+            pieces = [payload] if self.sinks else []
         for piece in pieces:
             if self._writer is not None:
                 self._writer.put(kind, piece)
@@ -311,7 +315,8 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
                              analysers=analysers)
     with interrupt.deferred():  # start-up (file headers, compiled kernels): Ctrl-C stops before reading
         captures = CaptureSet(paths, batch_size=settings.batch_size)
-        pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers, _warm=_warm)
+        pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers,
+                        _warm=_warm and captures.bytes_total >= WARM_MIN_BYTES)
         pipe.files = [str(p) for p in captures.paths]
         if _warm:  # (not the warm-up's own small run, inside the start-up)
             interrupt.checkpoint("startup")

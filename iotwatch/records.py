@@ -314,7 +314,7 @@ def records_markdown() -> str:
             "`transport`), `not_ip` (ARP and other non-IP frames, counted per device), `fragments_without_first`, "
             "`flows`, `flows_evicted` (by the table cap), `devices`, `devices_untracked` (beyond the device cap), "
             "`windows` (rows), `late_packets` (older than every open window), `problems` (input problems), "
-            "`interrupted` (Ctrl-C stopped the reading), `alerts`, `elapsed_s` (processing and verdicts; start-up and opening the models excluded), "
+            "`interrupted` (Ctrl-C stopped the reading), `alerts`, `elapsed_s` (processing and verdicts; start-up and opening the models excluded, but for an input under 8 MiB the compiled kernels load inside it), "
             "`packets_per_s`.", "",
             "A live capture (`iotwatch capture`) adds, null for files: `interface`; `capture_received` (packets the "
             "capture tool received from the kernel); `capture_drops` (packets lost between the interface and "

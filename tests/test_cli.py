@@ -182,3 +182,20 @@ def test_cheap_commands_load_no_library() -> None:
     for args in (["--version"], ["--help"], *[[c, "--help"] for c in commands]):
         r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=60, check=False)
         assert "LOADED []" in r.stdout, (args, r.stdout[-300:], r.stderr[-300:])
+
+
+def test_analyze_does_not_import_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas (0.2 s, 40 MB) on its first array when pandas is installed; the
+    command's run hides it from that probe, and Arrow's explicit pandas calls still work after."""
+    pytest.importorskip("pandas", reason="without pandas installed there is nothing to keep out")
+    probe = ("import sys, runpy; sys.argv = ['iotwatch', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('iotwatch', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+             "print('PANDAS', 'pandas' in sys.modules, 'EXIT', code)\n"
+             "import pyarrow.parquet as pq\n"
+             "t = pq.read_table(sys.argv[4] + '/flows.parquet')\n"
+             "print('ROWS', t.num_rows, len(t.to_pandas()))\n")
+    r = subprocess.run([sys.executable, "-c", probe, "analyze", str(DEMO), "--out", str(tmp_path), "-q"],
+                       capture_output=True, text=True, timeout=300, check=False)
+    assert "PANDAS False EXIT 0" in r.stdout, (r.stdout[-300:], r.stderr[-300:])
+    rows = next(line.split() for line in r.stdout.splitlines() if line.startswith("ROWS"))
+    assert int(rows[1]) > 0 and rows[1] == rows[2]

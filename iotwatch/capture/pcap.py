@@ -95,7 +95,9 @@ class PcapReader:
     def linktypes(self) -> set[int]:
         return {self.linktype}
 
-    def batches(self, file_index: int = 0) -> Iterator[PacketBatch]:
+    def batches(self, file_index: int = 0, frame: int = 1) -> Iterator[PacketBatch]:
+        """Batches from the reader's position; ``frame``: the number of the record there (1 at
+        the file's start; a reader opened mid-file by iotwatch.parts gives its record's)."""
         c = self.chunks
         bs = self.batch_size
         off = np.empty(bs, np.int64)
@@ -104,7 +106,6 @@ class PcapReader:
         ts_ns = np.empty(bs, np.int64)
         lt = np.full(bs, self.linktype, np.int32)
         over = np.array([0, -1], np.int64)
-        frame = 1
         while True:
             n, pos, status = walk_pcap(
                 c.buf, c.pos, c.end, self.swapped, self.nano, self.max_caplen, self.snaplen,

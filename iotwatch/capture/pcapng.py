@@ -214,7 +214,9 @@ class PcapngReader:
         c.pos += blen
         return True
 
-    def batches(self, file_index: int = 0) -> Iterator[PacketBatch]:
+    def batches(self, file_index: int = 0, frame: int = 1) -> Iterator[PacketBatch]:
+        """Batches from the reader's position; ``frame``: the number of the packet there (1 at
+        the file's start; a reader resumed mid-file by iotwatch.parts gives its packet's)."""
         c = self.chunks
         bs = self.batch_size
         off = np.empty(bs, np.int64)
@@ -224,7 +226,6 @@ class PcapngReader:
         ts_ns = np.empty(bs, np.int64)
         ifid = np.empty(bs, np.int64)
         lt = np.empty(bs, np.int32)
-        frame = 1
         while True:
             n_if = len(self.interfaces)
             snaps = np.array([i.snaplen for i in self.interfaces] or [0], np.int64)

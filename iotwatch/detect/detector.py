@@ -137,6 +137,8 @@ class Detector:
                 findings += rules.flood(d, ev, th, files, ovf, cols, self.window_s)
                 findings += rules.dns_tunnel(d, th, files, cols, self.window_s)
                 findings += rules.c2(d, ev, th, files)
+                findings += rules.dead_controller(ev, th, files)
+                findings += rules.icmp_tunnel(ev, th, files)
                 findings += rules.credential_upload(d, ev, th, files)
                 findings += rules.dynamic_dns_session(d, ev, th, files)
                 if cols:

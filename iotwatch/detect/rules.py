@@ -75,9 +75,18 @@ class Thresholds:
     beacon_min_span_s: float = 180.0  # ... over at least this long (a setup phase polls for a minute or two)
     beacon_cv: float = 0.25  # ... coefficient of variation of the intervals at most this
     beacon_max_period_s: float = 120.0
+    routine_periods: float = 1.5  # a regular peer called this many periods after the device appeared is routine
     tls_beacon_conns: int = 5  # or: new TLS connections to one peer, each over before the next ...
     tls_beacon_max_period_s: float = 10.0  # ... every few seconds ...
     tls_beacon_cv: float = 0.15  # ... like clockwork (a script, not a person or a keep-alive)
+    connect_hosts: int = 20  # failed connects (retried SYNs too) to this many distinct internet hosts ...
+    connect_window_s: float = 60.0  # ... within this long: a scan with ordinary connect() calls
+    udp_ports_one_host: int = 100  # unanswered UDP to this many ports of one host within scan_window_s
+    dead_attempts: int = 8  # failed connects to one (internet host, port) ...
+    dead_cv: float = 0.1  # ... at intervals this regular ...
+    dead_max_period_s: float = 300.0  # ... and at most this far apart: a dead controller
+    icmp_tunnel_bytes: int = 100_000  # ICMP echo to one internet host carrying this much ...
+    icmp_tunnel_mean: float = 200.0  # ... in packets this large on average (ping sends 64-100 bytes)
     episode_gap_s: float = 120.0  # evidence this far apart is two episodes
     credential_window_s: float = 600.0  # a public-address lookup, then a mail/FTP upload within this
     lookup_to_connect_s: float = 10.0  # a name looked up, then a connection to what it names within this
@@ -382,6 +391,8 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             _mark_bounds(evd, ["flows", "packets_out", "packets_in", "targets", "last_ts"])
         out.append(Finding("scan", f"UDP sweep: {at_least(targets, bound)} local targets never answered", 2, 0.8, float(e["ts"][0]),
                            float(e["ts"][fi]), float(e["end"].max()), evd, "udp_sweep"))
+    out += connect_fanout(ev, th, files)
+    out += udp_port_scan(ev, th, files)
     # ARP sweep
     if d.arp:
         arp = np.array(d.arp, dtype=[("ts", np.float64), ("tpa", np.int64), ("frame", np.int64)])
@@ -406,6 +417,72 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             out.append(Finding("scan", f"ARP sweep: who-has for {at_least(n, sampled)} addresses", 2,
                                min(0.99, 0.7 + n / 500), float(a["ts"][0]), float(a["ts"][fi]), float(a["ts"][-1]),
                                evd_a, "arp_sweep"))
+    return out
+
+
+#: ports a device's own cloud and push services listen on (web, MQTT, XMPP, Apple and Google push):
+#: a device whose internet is down retries them, on many addresses of its cloud's, like clockwork;
+#: without the DNS answers that would tell them apart, failed connects to these ports are neither
+#: a connect() scan nor calls to a dead controller
+CLOUD_PORTS = (80, 443, 8883, 1883, 5222, 5223, 5228, 8443)
+
+
+def failed_connects(ev: np.ndarray) -> np.ndarray:
+    """Mask of TCP connection attempts to internet hosts that carried nothing: unanswered (the
+    client's stack retransmitting its SYN included), refused, or reset empty."""
+    return ((ev["kind"] & K_PROBE) != 0) & ((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6)
+
+
+def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A scan made of ordinary ``connect()`` calls (an IoT bot without a raw socket): connection
+    attempts timed out (the SYN retransmitted, never answered: what probe_fanout leaves out as an
+    offline device's) to ``connect_hosts`` distinct internet hosts within ``connect_window_s``,
+    off the cloud ports (:data:`CLOUD_PORTS`: a device whose internet is down retries its cloud
+    on many of its addresses); a scanner knocks on telnet, web-admin and IoT service ports."""
+    out: list[Finding] = []
+    # the connects probe_fanout leaves out (a SYN its own stack retransmitted): raw-socket probes
+    # and refused connects are its evidence already
+    e_all = ev[failed_connects(ev) & ~scan_probes(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
+    for b in _bursts(e_all["ts"], th.episode_gap_s):
+        e = e_all[b]
+        hk = host_key(e["dst_hi"], e["dst_lo"])
+        fi = fire_index(e["ts"], hk, th.connect_hosts, th.connect_window_s)
+        if fi < 0:
+            continue
+        hosts = len(np.unique(hk))
+        span = max(float(e["ts"][-1] - e["ts"][0]), 1.0)
+        evd = _base(e, files, fi)
+        evd.update({"hosts": hosts, "targets": len(np.unique(_target_keys(e))), "ports": _ports(e),
+                    "sample_targets": _samples(e), "hosts_per_s": round(hosts / span, 2)})
+        out.append(Finding("scan", f"network scan with connect(): timed-out connections to {hosts} internet hosts "
+                                   f"({hosts / span:.1f} new hosts/s, ports {', '.join(map(str, _ports(e)))})",
+                           2, min(0.95, 0.7 + hosts / 400), float(e["ts"][0]), float(e["ts"][fi]), float(e["end"].max()),
+                           evd, "connect_fanout"))
+    return out
+
+
+def udp_port_scan(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A vertical UDP scan: unanswered UDP to ``udp_ports_one_host`` ports of one host (local or
+    on the internet) within ``scan_window_s`` (closed ports answer with ICMP, not UDP)."""
+    out: list[Finding] = []
+    u = ev[((ev["kind"] & K_UDP_NOREPLY) != 0) & (ev["proto"] == 17)]
+    if len(u) < th.udp_ports_one_host:
+        return out
+    hk = host_key(u["dst_hi"], u["dst_lo"])
+    for g in _groups(hk, th.udp_ports_one_host):
+        for b in _bursts(u["ts"][g], th.episode_gap_s):
+            e = u[g[b]]
+            fi = fire_index(e["ts"], e["dport"].astype(np.int64), th.udp_ports_one_host, th.scan_window_s)
+            if fi < 0:
+                continue
+            ports = len(np.unique(e["dport"]))
+            span = max(float(e["ts"][-1] - e["ts"][0]), 0.001)
+            evd = _base(e, files, fi)
+            evd.update({"target": _addr(e[0]), "targets": ports, "hosts": 1, "ports": _ports(e),
+                        "sample_targets": _samples(e), "ports_per_s": round(ports / span, 1)})
+            out.append(Finding("scan", f"UDP port scan of {_addr(e[0])}: {ports} ports never answered in "
+                                       f"{span:.1f} s", 2, min(0.99, 0.7 + ports / 1000), float(e["ts"][0]),
+                               float(e["ts"][fi]), float(e["end"].max()), evd, "udp_port_scan"))
     return out
 
 
@@ -1001,6 +1078,7 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
             if k not in fired or pos < fired[k]:
                 fired[k] = pos
                 fast_keys.add(k)
+    seen = float(ev["ts"].min())
     for k, fi in fired.items():
         fast = fi if k in fast_keys else -1
         e = conn[keys == k]
@@ -1010,6 +1088,10 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
         eb, fi = e[b], fi - int(b[0])
         iv = np.diff(eb["ts"])
         period = float(np.median(iv)) if len(iv) else 0.0
+        if fast < 0 and float(e["ts"][0]) - seen <= th.routine_periods * period:
+            # a routine older than the capture: it shows within one period of the device being seen
+            # (a device's check-ins with its own cloud); a beacon that starts later is new
+            continue
         sig = f"beaconing to {_addr(eb[0])}:{int(eb['dport'][0])}: {len(eb)} connections every {period:.1f} s"
         evd = _base(eb, files, fi)
         evd.update({"peer": f"{_addr(eb[0])}:{int(eb['dport'][0])}", "connections": len(eb),
@@ -1017,6 +1099,71 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
                     "interval_cv": round(float(iv.std() / max(iv.mean(), 1e-9)), 3) if len(iv) else 0.0})
         out.append(Finding("c2", sig, 2, 0.85, float(eb["ts"][0]), float(eb["ts"][fi]), float(eb["end"].max()),
                            evd, "tls_beacon" if fi + int(b[0]) == fast else "beacon"))
+    return out
+
+
+
+
+def dead_controller(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """Connection attempts to one internet host and port that never carry anything, repeated
+    like clockwork: ``dead_attempts`` of them at intervals with a coefficient of variation of at
+    most ``dead_cv`` (a bot calling a controller that is gone). Not on the cloud ports."""
+    out: list[Finding] = []
+    e_all = ev[failed_connects(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
+    if len(e_all) < th.dead_attempts:
+        return out
+    keys = _target_keys(e_all)
+    for g in _groups(keys, th.dead_attempts):
+        e = e_all[g]
+        if (e["pkts_in"] > 0).all() and (e["payload_in"] > 0).any():
+            continue
+        ts = e["ts"]
+        k = th.dead_attempts
+        iv = np.diff(ts)
+        # the last k - 1 intervals before each attempt: their mean and spread, from running sums
+        c1 = np.concatenate(([0.0], np.cumsum(iv)))
+        c2 = np.concatenate(([0.0], np.cumsum(iv * iv)))
+        i = np.arange(k - 1, len(ts))
+        m = (c1[i] - c1[i - k + 1]) / (k - 1)
+        sd = np.sqrt(np.maximum((c2[i] - c2[i - k + 1]) / (k - 1) - m * m, 0.0))
+        hit = np.flatnonzero((m >= 0.5) & (m <= th.dead_max_period_s) & (sd <= th.dead_cv * m))
+        if not len(hit):
+            continue
+        fi = int(i[hit[0]])
+        peer = f"{_addr(e[0])}:{int(e['dport'][0])}"
+        period = float(np.median(iv))
+        evd = _base(e, files, fi)
+        evd.update({"peer": peer, "connections": len(e), "period_s": round(period, 2),
+                    "interval_cv": round(float(iv.std() / max(iv.mean(), 1e-9)), 3),
+                    "answered": int((e["pkts_in"] > 0).sum())})
+        out.append(Finding("c2", f"calls to a dead controller {peer}: {len(e)} failed connections every "
+                                 f"{period:.1f} s", 2, 0.8, float(ts[0]), float(ts[fi]), float(e["end"].max()),
+                           evd, "dead_controller"))
+    return out
+
+
+def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """ICMP echo to one internet host carrying ``icmp_tunnel_bytes`` in packets of
+    ``icmp_tunnel_mean`` bytes or more on average, within ``scan_window_s``: data, not pings."""
+    out: list[Finding] = []
+    e_all = ev[((ev["kind"] & K_ECHO) != 0) & ((ev["kind"] & K_EXT) != 0)]
+    if not len(e_all):
+        return out
+    hk = host_key(e_all["dst_hi"], e_all["dst_lo"])
+    for g in _groups(hk, 1):
+        e = e_all[g]
+        b = e["bytes_out"].astype(np.float64)
+        p = e["pkts_out"].astype(np.float64)
+        if b.sum() < th.icmp_tunnel_bytes or b.sum() / max(p.sum(), 1) < th.icmp_tunnel_mean:
+            continue
+        fi = fire_weighted(e["ts"], b, float(th.icmp_tunnel_bytes), th.scan_window_s)
+        if fi < 0:
+            continue
+        evd = _base(e, files, fi)
+        evd.update({"peer": _addr(e[0]), "bytes_out": int(b.sum()), "mean_packet_bytes": round(b.sum() / p.sum(), 1)})
+        out.append(Finding("exfil", f"ICMP echo tunnel to {_addr(e[0])}: {int(b.sum()):,} bytes out in "
+                                    f"{int(p.sum()):,} echo requests of {b.sum() / p.sum():.0f} bytes on average",
+                           1, 0.9, float(e["ts"][0]), float(e["ts"][fi]), float(e["end"].max()), evd, "icmp_tunnel"))
     return out
 
 

@@ -62,7 +62,7 @@ def resolve(findings: list[Finding]) -> list[Finding]:
         if host is not None and (
                 (f.category == "exfil" and f.rule == "upload_surge")
                 or (f.category == "scan" and f.evidence.get("target") == host.evidence.get("target")
-                    and f.rule == "probe_fanout")):
+                    and f.rule in ("probe_fanout", "udp_port_scan"))):
             host.evidence.setdefault("also", []).append(f.signature)  # type: ignore[union-attr]
             continue
         out.append(f)

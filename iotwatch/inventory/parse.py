@@ -55,6 +55,7 @@ from __future__ import annotations
 import re
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
@@ -507,26 +508,9 @@ def _dispatch(proto: int, sport: int, dport: int, payload: bytes) -> list[Signal
             return dhcp(payload, sport)
         if MDNS_PORT in ports or LLMNR_PORT in ports or 53 in ports:
             return dns(payload, sport, dport)
-        if SSDP_PORT in ports:
-            return ssdp(payload)
-        if WSD_PORT in ports:
-            return wsd(payload)
-        if NTP_PORT in ports:
-            return ntp(payload)
-        if NBNS_PORT in ports:
-            return nbns(payload)
-        if NBDGM_PORT in ports:
-            return nbdgm(payload)
-        if SADP_PORT in ports:
-            return sadp(payload)
-        if DHIP_PORT in ports:
-            return dhip(payload)
-        if XIONGMAI_PORT in ports:
-            return xiongmai(payload)
-        if UBNT_PORT in ports:
-            return ubnt(payload)
-        if 5060 in ports:
-            return _sip(payload)
+        for port, parser in _UDP_BY_PORT:  # the first of these ports either side names the parser
+            if port in ports:
+                return parser(payload)
         if dport == 69:
             return _tftp(payload)
         return []
@@ -593,3 +577,10 @@ def signals(frame: FrameLike) -> list[Signal]:
         return _dispatch(proto, sport, dport, payload)
     except Exception:  # a malformed packet gives no signal, never an error
         return []
+
+
+#: UDP discovery protocols whose parser needs only the payload, by port, in the order they are tried
+_UDP_BY_PORT: tuple[tuple[int, Callable[[bytes], list[Signal]]], ...] = (
+    (SSDP_PORT, ssdp), (WSD_PORT, wsd), (NTP_PORT, ntp), (NBNS_PORT, nbns), (NBDGM_PORT, nbdgm),
+    (SADP_PORT, sadp), (DHIP_PORT, dhip), (XIONGMAI_PORT, xiongmai), (UBNT_PORT, ubnt), (5060, _sip),
+)

@@ -30,7 +30,7 @@ from ..bundle import save_bundle
 from ..detect.features import FEATURE_NAMES, FEATURES
 from ..detect.model import CLASSES, KIND
 from ..errors import InputError
-from .forest import forest, grouped_folds, quiet
+from .forest import FOLDS, forest, grouped_folds, quiet
 from .labels import HostLabel
 from .observe import Observation, label_devices, observe_labelled
 
@@ -123,20 +123,20 @@ def window_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -
             "confusion": {"labels": classes, "matrix": cm.tolist()}}
 
 
-def cross_validate(data: Dataset, seed: int, n_jobs: int) -> tuple[np.ndarray, list[str]]:
+def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS) -> tuple[np.ndarray, list[str]]:
     """Out-of-fold class probabilities, folds grouped by device."""
     classes = sorted(set(data.y))
     oof = np.zeros((len(data), len(classes)))
     with quiet():
-        for tr, te in grouped_folds(data.groups):
-            est = _forest(seed, n_jobs).fit(data.X[tr], data.y[tr])
+        for tr, te in grouped_folds(data.groups, n_splits):
+            est = behaviour_forest(seed, n_jobs).fit(data.X[tr], data.y[tr])
             p = est.predict_proba(data.X[te])
             for j, c in enumerate(est.classes_):
                 oof[te, classes.index(c)] = p[:, j]
     return oof, classes
 
 
-def _forest(seed: int, n_jobs: int) -> Any:
+def behaviour_forest(seed: int, n_jobs: int) -> Any:
     return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
 
 
@@ -205,7 +205,7 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
                "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts)}
     thresholds = thresholds_from(oof, classes, data.y)
     with quiet():
-        est = _forest(seed, n_jobs).fit(data.X, data.y)
+        est = behaviour_forest(seed, n_jobs).fit(data.X, data.y)
     est.n_jobs = 1  # predicting a few windows: no process pool
     unknown = [c for c in est.classes_ if c not in CLASSES]
     if unknown:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..vocab import CATEGORIES
-from . import mirai, site
+from . import evasive, mirai, site
 from .labels import Label, labels_path, write_labels
 from .mirai import VECTORS, Env
 from .sessions import Host
@@ -29,6 +29,8 @@ EPOCH = 1_754_279_400.0
 
 SCENARIOS: dict[str, str] = {
     "site": "benign small site only (cameras, recorder, printers, PCs, phones, router)",
+    "night": "the benign site overnight: cameras idle (cloud check-ins, no video), the recorder's heartbeats "
+             "and uploads, everyone else ARP only; light enough for days",
     "hospital": "the incident: after a quiet baseline the recorder scans for telnet, brute-forces the "
                 "hosts that answer, keeps a C2 connection and its cloud upload fills the uplink",
     "scan": "a camera runs the Mirai telnet scanner",
@@ -36,14 +38,22 @@ SCENARIOS: dict[str, str] = {
     "flood": "a camera takes part in a DDoS with one attack vector (--vector)",
     "exfil": "the recorder's upload to its cloud jumps until it fills the uplink (--uplink-mbps)",
     "c2": "the recorder resolves a C2 name and keeps a TCP connection to it with keep-alives",
+    "slowscan": "a camera scans with connect(): about one random public address a second on telnet, web "
+                "and IoT ports, mostly unanswered (no Mirai signature)",
+    "udpscan": "a camera scans hundreds of UDP ports of one host in seconds",
+    "deadc2": "a camera tries to reach a controller that is gone, like clockwork",
+    "icmptunnel": "a camera tunnels a TCP session through ICMP echo to an internet relay",
     "after": "the hospital site after the fix: the recorder is isolated and silent, internet hosts keep "
              "trying to log in to its address (use the hospital's seed for the same site)",
 }
-DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0}
+DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0, "night": 86_400.0}
 # `after` starts at 13:12 JST, when the incident's recorder was switched off and the firewall
 # then blocked 1,733 login attempts against it in a burst
 AFTER_OFFSET_S = 22 * 60.0
-BEHAVIOURS = (*CATEGORIES, "hospital")
+#: scenarios of behaviours unlike Mirai's (:mod:`.evasive`), by name
+EVASIVE = {"slowscan": evasive.slow_scan, "udpscan": evasive.udp_port_scan, "deadc2": evasive.dead_controller,
+           "icmptunnel": evasive.icmp_tunnel}
+BEHAVIOURS = (*CATEGORIES, "hospital", *EVASIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +115,8 @@ def behave(fr: Frames, rng: np.random.Generator, opts: Options, env: Env, cloud:
         return mirai.exfil(fr, rng, env, cloud, t_bad, t1, uplink, baseline_bps=baseline_bps)
     if kind == "c2":
         return mirai.c2(fr, rng, env, t_bad, t1)
+    if kind in EVASIVE:
+        return EVASIVE[kind](fr, rng, env, t_bad, t1)
     # hospital: C2 first, the scanner a few seconds later, brute force on the hosts that answer,
     # the upload surge after 20-60 s (less in short captures)
     labels = mirai.c2(fr, rng, env, t_bad, t1)
@@ -128,13 +140,13 @@ def generate(opts: Options, out: Path) -> Result:
     fr = Frames()
     t0 = opts.start + (AFTER_OFFSET_S if opts.scenario == "after" else 0.0)
     t1 = t0 + duration
-    labels = site.benign(fr, rng, the_site, t0, t1)
+    labels = (site.night if opts.scenario == "night" else site.benign)(fr, rng, the_site, t0, t1)
     if opts.scenario == "after":
         rec = the_site.recorder
         fr.drop_host(rec.mac)
         knock = mirai.knocking(fr, rng, rec, the_site.router.mac, t0 + float(rng.uniform(1, 10)), t1)
         labels = [lb for lb in labels if lb.host_ip != rec.ip_text] + [knock]
-    elif opts.scenario != "site":
+    elif opts.scenario not in ("site", "night"):
         on_recorder = opts.scenario in ("hospital", "exfil", "c2")
         bot = the_site.recorder if on_recorder else the_site.cameras[int(rng.integers(0, len(the_site.cameras)))]
         env = Env(bot, the_site.router.mac, the_site.router)

@@ -3,8 +3,8 @@
     python -m iotwatch.synth.sets train DIR [SHARED_PCAPS]
     python -m iotwatch.synth.sets eval DIR [SHARED_PCAPS]
 
-Both sets hold every scenario (the benign site, the hospital, scan, brute force, exfiltration,
-C2, and a flood with each of the seven vectors) with their own seeds: training uses seeds 1-3,
+Both sets hold every scenario (the benign site by day and for a whole day idle, the hospital, scan, brute force, exfiltration,
+C2, the four behaviours unlike Mirai's, and a flood with each of the seven vectors) with their own seeds: training uses seeds 1-3,
 evaluation 1001-1002, so no evaluated capture was seen in training. When ../shared/pcaps is
 there, behaviours are also injected into real camera captures (different captures and seeds for
 each set: the Yi camera is only in evaluation; the xiaobai and D-Link cameras are in both, through
@@ -29,8 +29,37 @@ EVAL_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_
                ("iot_sentinel/D-LinkCam/Setup-A-1-STA.pcap", "b0:c5:54:25:5b:0e"),
                ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"))
 INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
+#: the behaviours unlike Mirai's (synth/evasive.py) and how long their captures run: a dead
+#: controller called once a minute needs minutes of attempts before it shows
+EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0}
+#: a day of the idle site per seed: the normal traffic false alarms are counted over (device-days)
+NIGHT_S = 86_400.0
 #: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
 UPLINK_MBPS = 4.0
+
+
+def families(pcap: Path) -> tuple[str, ...]:
+    """The source families of a capture this module wrote, for leave-one-source-out evaluation
+    (:mod:`iotwatch.learn.loso`): the scenario that generated it (a flood by its vector: each vector
+    is its own generator), then, for an injection, the shared set of the real capture it went
+    into (held out with that set). ``()`` for a name this module does not write."""
+    name = pcap.name.removesuffix(".pcap")
+    if name.startswith("inject-"):
+        for rel, _mac in (*TRAIN_INJECT, *EVAL_INJECT):
+            stem = Path(rel).stem
+            if name.startswith(f"inject-{stem}-"):
+                beh, seed = name[len(f"inject-{stem}-"):].rsplit("-", 1)
+                if beh == "flood" and seed.isdigit():  # the vector build() gave it
+                    beh = f"flood-{VECTORS[int(seed) % len(VECTORS)]}"
+                return (beh, rel.split("/")[0])
+        return ()
+    parts = name.rsplit("-", 1)
+    if len(parts) != 2 or not parts[1].isdigit():
+        return ()
+    head = parts[0]
+    if head.startswith("flood-"):
+        return (head,)
+    return (head,) if head in ("site", "night", "hospital", "scan", "bruteforce", "exfil", "c2", *EVASIVE_DURATIONS) else ()
 
 
 def cases(which: str) -> list[Options]:
@@ -38,9 +67,12 @@ def cases(which: str) -> list[Options]:
     out: list[Options] = []
     for seed in seeds:
         out.append(Options("site", seed=seed, duration=300, uplink_mbps=UPLINK_MBPS))
+        out.append(Options("night", seed=seed, duration=NIGHT_S, uplink_mbps=UPLINK_MBPS))
         out.append(Options("hospital", seed=seed, duration=420, uplink_mbps=UPLINK_MBPS))
         for sc in ("scan", "bruteforce", "exfil", "c2"):
             out.append(Options(sc, seed=seed, duration=240, uplink_mbps=UPLINK_MBPS))
+        for sc, dur in EVASIVE_DURATIONS.items():
+            out.append(Options(sc, seed=seed, duration=dur, uplink_mbps=UPLINK_MBPS))
         for k, v in enumerate(VECTORS):
             out.append(Options("flood", seed=seed * 10 + k, duration=180, vector=v, uplink_mbps=UPLINK_MBPS))
     return out

@@ -276,3 +276,41 @@ def benign(fr: Frames, rng: np.random.Generator, site: Site, t0: float, t1: floa
     labels = [Label.normal(h, f"benign {h.device_type} traffic of the site scenario") for h in site.lan]
     labels.append(Label.normal(site.router, "the site router: resolver, DHCP server, carries all internet traffic"))
     return labels
+
+
+def check_in(fr: Frames, rng: np.random.Generator, host: Host, cloud: Host, t: float) -> None:
+    """A device's check-in with its vendor cloud: a short TLS exchange on a fresh connection."""
+    s = TcpSession(fr, rng, host, cloud, 443, t)
+    s.open()
+    s.send(0, tls_record(rng, int(rng.integers(150, 400))), 0.001)
+    s.send(1, tls_record(rng, int(rng.integers(80, 300))), 0.002)
+    s.close(0, 0.01)
+
+
+def night(fr: Frames, rng: np.random.Generator, site: Site, t0: float, t1: float) -> list[Label]:
+    """The site overnight, its people gone: the recorder's heartbeats and uploads as by day, the
+    cameras recording on motion only (none tonight: no video) and checking in with their cloud
+    every 1-5 minutes, NTP every hour, PCs, phones and printers idle (ARP only); one ``normal``
+    label per device. Light enough to run for days (tens of thousands of packets a day)."""
+    from .sessions import arp_pair
+
+    recorder(fr, rng, site, t0, t1)
+    for cam in site.cameras:
+        t = resolve(fr, rng, t0 + float(rng.uniform(1, 60)), cam, site.router, site.cloud_name, site.cloud.ip)
+        every = float(rng.uniform(60, 300))
+        ntp_next = t + float(rng.uniform(0, 3600))
+        while t < t1 - 1:
+            check_in(fr, rng, cam, site.cloud, t)
+            if t >= ntp_next:
+                _ntp(fr, rng, t + 0.5, cam, site.ntp)
+                ntp_next += 3600.0
+            t += every * float(rng.uniform(0.7, 1.3))
+    for host in site.lan:
+        t = t0 + float(rng.uniform(0, 60))
+        every = float(rng.uniform(60, 120))
+        while t < t1:
+            arp_pair(fr, t, host, site.router)
+            t += every
+    labels = [Label.normal(h, f"{h.device_type} at night (idle site)") for h in site.lan]
+    labels.append(Label.normal(site.router, "the site router: resolver, carries all internet traffic"))
+    return labels

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._jit import allocating
+from .._jit import allocating, inline_kernel
 from ..addrs import parse_ips
 from ..decode import PKT_DTYPE, Packets
 
@@ -38,6 +38,14 @@ MS = 1_000_000
 MAX_GAP_NS = 100 * 1_000_000_000
 #: rows expanded at a time (their packets are sorted and handed over in time order)
 ROWS_PER_STEP = 1 << 15
+
+
+@inline_kernel
+def _push(sides, flags, n, d, f):  # type: ignore[no-untyped-def]
+    """Append a packet (its side, its flags) to an opening or closing list of n; returns n + 1."""
+    sides[n] = d
+    flags[n] = f
+    return n + 1
 
 
 @allocating
@@ -94,9 +102,7 @@ def _expand(start, span, proto, v6, o_hi, o_lo, r_hi, r_lo, o_p, r_p, pk, ipb, p
                         has_d0 = True
                     else:
                         has_d1 = True
-                    od[n_open] = d
-                    of[n_open] = -2
-                    n_open += 1
+                    n_open = _push(od, of, n_open, d, -2)
                     continue
                 elif up == 70:  # F
                     f = 0x11
@@ -113,20 +119,12 @@ def _expand(start, span, proto, v6, o_hi, o_lo, r_hi, r_lo, o_p, r_p, pk, ipb, p
                     closing = True
                 if f < 0:
                     continue
+                if (n_close if closing else n_open) >= 64:
+                    continue
                 if closing:
-                    if n_close < 64:
-                        cd[n_close] = d
-                        cf[n_close] = f
-                        n_close += 1
-                    else:
-                        continue
+                    n_close = _push(cd, cf, n_close, d, f)
                 else:
-                    if n_open < 64:
-                        od[n_open] = d
-                        of[n_open] = f
-                        n_open += 1
-                    else:
-                        continue
+                    n_open = _push(od, of, n_open, d, f)
                 if d == 0:
                     letters0 += 1
                     if first0 == 0 and not closing:
@@ -237,20 +235,12 @@ def _expand(start, span, proto, v6, o_hi, o_lo, r_hi, r_lo, o_p, r_p, pk, ipb, p
                 r = out[q]
                 r.src_mac = no_mac
                 r.dst_mac = no_mac
-                if d == 0:
-                    r.src_hi = o_hi[i]
-                    r.src_lo = o_lo[i]
-                    r.dst_hi = r_hi[i]
-                    r.dst_lo = r_lo[i]
-                    r.sport = o_p[i]
-                    r.dport = r_p[i]
+                if d == 0:  # the originator's packet
+                    r.src_hi, r.src_lo, r.dst_hi, r.dst_lo = o_hi[i], o_lo[i], r_hi[i], r_lo[i]
+                    r.sport, r.dport = o_p[i], r_p[i]
                 else:
-                    r.src_hi = r_hi[i]
-                    r.src_lo = r_lo[i]
-                    r.dst_hi = o_hi[i]
-                    r.dst_lo = o_lo[i]
-                    r.sport = r_p[i]
-                    r.dport = o_p[i]
+                    r.src_hi, r.src_lo, r.dst_hi, r.dst_lo = r_hi[i], r_lo[i], o_hi[i], o_lo[i]
+                    r.sport, r.dport = r_p[i], o_p[i]
                     if pr == 1 or pr == 58:  # ICMP: the reply's type, the same code
                         it = o_p[i]
                         r.sport = 0 if it == 8 else (129 if it == 128 else (14 if it == 13 else it))
