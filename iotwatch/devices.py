@@ -359,7 +359,7 @@ class DeviceTable:
             return False
         old = (self.skeys, self.svals, self.sdevs, self.sslots)
         self._alloc_set(size * 2)
-        _rehash(*old, self.skeys, self.svals, self.sdevs, self.sslots)
+        rehash(old, (self.skeys, self.svals, self.sdevs, self.sslots))
         return True
 
     def _close_at(self) -> int:
@@ -491,18 +491,28 @@ class DeviceTable:
 
 
 @kernel
-def _rehash(k0, v0, d0, s0, k1, v1, d1, s1):  # type: ignore[no-untyped-def]
+def rehash_slots(k0, k1, slot):  # type: ignore[no-untyped-def]
+    """Place the non-zero keys of the open-addressing table ``k0`` into the larger, empty ``k1``
+    (linear probing on the key's low bits); ``slot[q]``: where key ``q`` went (-1 for empty)."""
     mask = k1.shape[0] - 1
     for q in range(k0.shape[0]):
+        slot[q] = -1
         if k0[q] == 0:
             continue
         s = np.int64(k0[q] & np.uint64(mask))
         while k1[s] != 0:
             s = (s + 1) & mask
         k1[s] = k0[q]
-        v1[s] = v0[q]
-        d1[s] = d0[q]
-        s1[s] = s0[q]
+        slot[q] = s
+
+
+def rehash(old: tuple[np.ndarray, ...], new: tuple[np.ndarray, ...]) -> None:
+    """Move a table of parallel arrays (keys first) into a larger empty one."""
+    slot = np.empty(len(old[0]), np.int64)
+    rehash_slots(old[0], new[0], slot)
+    used = slot >= 0
+    for a, b in zip(old[1:], new[1:], strict=True):
+        b[slot[used]] = a[used]
 
 
 def _edge_sets(devs: np.ndarray, vals: np.ndarray, names_of) -> EdgeSets:  # type: ignore[no-untyped-def]

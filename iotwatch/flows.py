@@ -102,6 +102,27 @@ def _mix(h, v):  # type: ignore[no-untyped-def]
 
 
 @inline_kernel
+def frag_recall(saved):  # type: ignore[no-untyped-def]
+    """The protocol and ports a datagram's first fragment left (``(proto << 32) | (sport << 16) |
+    dport``) for its later fragments."""
+    return saved >> 32, (saved >> 16) & 0xFFFF, saved & 0xFFFF
+
+
+@inline_kernel
+def flow_key(pr, v6, shi, slo, dhi, dlo, sp, dp):  # type: ignore[no-untyped-def]
+    """A packet's 5-tuple in canonical order (the lower address, then port, is side a), whether
+    its source is side a, and the tuple's hash."""
+    src_is_a = (shi < dhi) or (shi == dhi and slo < dlo) or (shi == dhi and slo == dlo and sp <= dp)
+    if src_is_a:
+        ahi, alo, bhi, blo, ap, bp = shi, slo, dhi, dlo, sp, dp
+    else:
+        ahi, alo, bhi, blo, ap, bp = dhi, dlo, shi, slo, dp, sp
+    h = _mix(_mix(_mix(_mix(_mix(np.uint64(pr | (np.int64(v6) << 8)), ahi), alo), bhi), blo),
+             np.uint64((ap << 16) | bp))
+    return src_is_a, ahi, alo, bhi, blo, ap, bp, h
+
+
+@inline_kernel
 def _zeek_set(zst, side, new):  # type: ignore[no-untyped-def]
     """Zeek's Endpoint::SetState: side 0 client, 1 server; the old state becomes the previous one."""
     sh = side * 6
@@ -257,9 +278,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                 frag_keys[fs] = fh
                 frag_ports[fs] = (pr << 32) | (sp << 16) | dp
             elif frag_keys[fs] == fh and frag_ports[fs] >= 0:
-                pr = frag_ports[fs] >> 32
-                sp = (frag_ports[fs] >> 16) & 0xFFFF
-                dp = frag_ports[fs] & 0xFFFF
+                pr, sp, dp = frag_recall(frag_ports[fs])
                 fs = -1
             else:
                 # a later fragment before the first one: park its counts until the first arrives
@@ -276,13 +295,7 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                 frag_pend[fs, 3] += ip_len[i]
                 st[3] += 1
                 continue
-        src_is_a = (shi < dhi) or (shi == dhi and slo < dlo) or (shi == dhi and slo == dlo and sp <= dp)
-        if src_is_a:
-            ahi, alo, bhi, blo, ap, bp = shi, slo, dhi, dlo, sp, dp
-        else:
-            ahi, alo, bhi, blo, ap, bp = dhi, dlo, shi, slo, dp, sp
-        h = _mix(_mix(_mix(_mix(_mix(np.uint64(pr | (np.int64(v6) << 8)), ahi), alo), bhi), blo),
-                 np.uint64((ap << 16) | bp))
+        src_is_a, ahi, alo, bhi, blo, ap, bp, h = flow_key(pr, v6, shi, slo, dhi, dlo, sp, dp)
         s = np.int64(h & np.uint64(mask))
         j = -1
         while index[s] >= 0:

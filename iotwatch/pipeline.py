@@ -28,7 +28,7 @@ from .flows import FlowTable, flows_to_table
 from .records import DeviceRecord, Stats
 from .settings import DEFAULT_MAX_FLOWS, Settings
 from .sidecar import Sidecar
-from .sinks import MemorySink, Sink
+from .sinks import MemorySink, Sink, deliver_end
 
 if TYPE_CHECKING:
     from .analyser import Analyser
@@ -235,12 +235,7 @@ class Pipeline:
                 self._writer.close()
                 self._writer = None
         st.elapsed_s = time.perf_counter() - self._t0 - loading
-        for s in self.sinks:
-            s.on_alerts(self.alerts)
-        for s in self.sinks:
-            s.on_devices(devices)
-        for s in self.sinks:
-            s.on_stats(st)
+        deliver_end(self.sinks, self.alerts, devices, st)
         return devices, st
 
 

@@ -108,6 +108,16 @@ def _slot(bkeys, bcount, state, who, kind):  # type: ignore[no-untyped-def]
     return s
 
 
+@inline_kernel
+def enter_window(w, bkeys, state):  # type: ignore[no-untyped-def]
+    """A packet of window ``w``: when the window changed, the budget table starts empty."""
+    if w != state[0]:
+        for q in range(bkeys.shape[0]):
+            bkeys[q] = 0
+        state[0] = w
+        state[1] = 0
+
+
 @kernel
 def select_rare(l3, err, proto, sport, dport, info, f_new, src_mac, src_hi, src_lo, ts_ns, window_ns,  # type: ignore[no-untyped-def]
                 out_idx, out_kind, counts, per_batch, bkeys, bcount, state, budget, dns_burst, dns_burst_budget):
@@ -123,12 +133,7 @@ def select_rare(l3, err, proto, sport, dport, info, f_new, src_mac, src_hi, src_
         k = _kind_of(l3[i], err[i], proto[i], sport[i], dport[i], info[i], f_new[i])
         if k == 0 or counts[k] >= per_batch:
             continue
-        w = ts_ns[i] // window_ns
-        if w != state[0]:
-            for q in range(bkeys.shape[0]):
-                bkeys[q] = 0
-            state[0] = w
-            state[1] = 0
+        enter_window(ts_ns[i] // window_ns, bkeys, state)
         sm = src_mac[i]
         who = sm if sm < no_mac else (src_lo[i] ^ (src_hi[i] * np.uint64(0x9E3779B97F4A7C15))) | no_mac
         limit = budget[k]

@@ -58,6 +58,16 @@ class Sink:
         """Flush and close files."""
 
 
+def deliver_end(sinks: list[Sink], alerts: list[Alert], devices: dict[str, DeviceRecord], stats: Stats) -> None:
+    """Hand the run's end to every sink: all alerts first, then the devices, then the statistics."""
+    for s in sinks:
+        s.on_alerts(alerts)
+    for s in sinks:
+        s.on_devices(devices)
+    for s in sinks:
+        s.on_stats(stats)
+
+
 class MemorySink(Sink):
     """Keeps everything in memory (the library's :func:`iotwatch.analyze`)."""
 

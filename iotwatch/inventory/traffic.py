@@ -39,7 +39,15 @@ import pyarrow.compute as pc
 
 from .._jit import inline_kernel, kernel
 from ..addrs import MAPPED, LocalNets, addr_class, format_ips, format_macs
-from ..flows import STATE_CLOSED, STATE_ESTABLISHED, STATE_MIDSTREAM, STATE_RESET, flow_sides, state_code
+from ..flows import (
+    STATE_CLOSED,
+    STATE_ESTABLISHED,
+    STATE_MIDSTREAM,
+    STATE_RESET,
+    _mix,
+    flow_sides,
+    state_code,
+)
 
 MAX_SET = 256  # distinct peers / forwarded addresses kept per device
 MAX_PORTS = 96  # distinct (proto, port) kept per device and role
@@ -160,12 +168,6 @@ _EMPTY = np.uint64((1 << 64) - 1)
 
 
 # --------------------------------------------------------------------------- compiled passes
-
-@inline_kernel
-def _mix(h, v):  # type: ignore[no-untyped-def]
-    h = (h ^ v) * np.uint64(0x9E3779B97F4A7C15)
-    return h ^ (h >> np.uint64(31))
-
 
 @inline_kernel
 def _intern(a, b, c, slots, u0, u1, u2, nu):  # type: ignore[no-untyped-def]

@@ -31,7 +31,7 @@ from ..capture import CaptureSet
 from ..errors import InputError, SettingsError
 from ..records import DeviceRecord, Stats
 from ..settings import Settings
-from ..sinks import Sink
+from ..sinks import Sink, deliver_end
 from . import merge as _merge
 from .part import PartResult, run_part
 from .plan import DEFAULT_PART_BYTES, FileIndex, Plan, index_file, make_plan, time_notes
@@ -156,12 +156,7 @@ class MergedRun:
             self.alerts += a.conclude(devices, self.files)
         st.alerts = len(self.alerts)
         st.elapsed_s = time.perf_counter() - self._t0 - loading
-        for sink in self.sinks:
-            sink.on_alerts(self.alerts)
-        for sink in self.sinks:
-            sink.on_devices(devices)
-        for sink in self.sinks:
-            sink.on_stats(st)
+        deliver_end(self.sinks, self.alerts, devices, st)
         return devices, st
 
 

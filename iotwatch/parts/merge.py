@@ -40,6 +40,7 @@ from ..sidecar import (
     RareFrame,
     _keys,
     _slot,
+    enter_window,
 )
 from .part import CAND_DTYPE, PartResult
 
@@ -227,12 +228,7 @@ def reselect(kind, who, ts_ns, batch, window_ns, per_batch, bkeys, bcount, state
         k = kind[i]
         if counts[k] >= per_batch:
             continue
-        w = ts_ns[i] // window_ns
-        if w != state[0]:
-            for q in range(bkeys.shape[0]):
-                bkeys[q] = 0
-            state[0] = w
-            state[1] = 0
+        enter_window(ts_ns[i] // window_ns, bkeys, state)
         limit = budget[k]
         if k == 2:
             seen = _slot(bkeys, bcount, state, who[i], 12)

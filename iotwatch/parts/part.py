@@ -33,8 +33,8 @@ from .._jit import kernel
 from ..addrs import LocalNets
 from ..capture.batch import PacketBatch
 from ..decode import Packets, decode
-from ..devices import EdgeSets
-from ..flows import FLOW_DTYPE, PacketFlowInfo, _mix
+from ..devices import EdgeSets, rehash
+from ..flows import FLOW_DTYPE, PacketFlowInfo, _mix, flow_key, frag_recall
 from ..pipeline import Pipeline
 from ..records import Stats
 from ..settings import Settings
@@ -111,20 +111,12 @@ def own_packets(l3, err, proto, src_hi, src_lo, dst_hi, dst_lo, sport, dport, fr
                 frag_keys[fs] = fh
                 frag_ports[fs] = (pr << 32) | (sp << 16) | dp
             elif frag_keys[fs] == fh and frag_ports[fs] >= 0:
-                pr = frag_ports[fs] >> 32
-                sp = (frag_ports[fs] >> 16) & 0xFFFF
-                dp = frag_ports[fs] & 0xFFFF
+                pr, sp, dp = frag_recall(frag_ports[fs])
             else:  # a later fragment before its first: outside any chain, kept where it lies
                 if region == OWN:
                     keep[i] = 1
                 continue
-        src_is_a = (shi < dhi) or (shi == dhi and slo < dlo) or (shi == dhi and slo == dlo and sp <= dp)
-        if src_is_a:
-            ahi, alo, bhi, blo, ap, bp = shi, slo, dhi, dlo, sp, dp
-        else:
-            ahi, alo, bhi, blo, ap, bp = dhi, dlo, shi, slo, dp, sp
-        h = _mix(_mix(_mix(_mix(_mix(np.uint64(pr | (np.int64(v6) << 8)), ahi), alo), bhi), blo),
-                 np.uint64((ap << 16) | bp)) | np.uint64(1)
+        h = flow_key(pr, v6, shi, slo, dhi, dlo, sp, dp)[7] | np.uint64(1)
         s = np.int64(h & np.uint64(mask))
         while keys[s] != 0 and keys[s] != h:
             s = (s + 1) & mask
@@ -462,19 +454,5 @@ def _grow(keys: np.ndarray, lasts: np.ndarray, owned: np.ndarray) -> tuple[np.nd
     k2 = np.zeros(len(keys) * 2, np.uint64)
     l2 = np.zeros(len(keys) * 2, np.int64)
     o2 = np.zeros(len(keys) * 2, np.uint8)
-    _rehash_keys(keys, lasts, owned, k2, l2, o2)
+    rehash((keys, lasts, owned), (k2, l2, o2))
     return k2, l2, o2
-
-
-@kernel
-def _rehash_keys(k0, l0, o0, k1, l1, o1):  # type: ignore[no-untyped-def]
-    mask = k1.shape[0] - 1
-    for q in range(k0.shape[0]):
-        if k0[q] == 0:
-            continue
-        s = np.int64(k0[q] & np.uint64(mask))
-        while k1[s] != 0:
-            s = (s + 1) & mask
-        k1[s] = k0[q]
-        l1[s] = l0[q]
-        o1[s] = o0[q]

@@ -257,8 +257,6 @@ def dhcp_join(fr: Frames, rng: np.random.Generator, site: Site, host: Host, t: f
 
 def benign(fr: Frames, rng: np.random.Generator, site: Site, t0: float, t1: float) -> list[Label]:
     """All the normal traffic of ``site`` between ``t0`` and ``t1``; one ``normal`` label per device."""
-    from .sessions import arp_pair
-
     cameras(fr, rng, site, t0, t1)
     recorder(fr, rng, site, t0, t1)
     for pc in site.pcs:
@@ -267,15 +265,22 @@ def benign(fr: Frames, rng: np.random.Generator, site: Site, t0: float, t1: floa
         browsing(fr, rng, site, phone, t0, t1, float(rng.uniform(30, 90)))
     printing(fr, rng, site, t0, t1)
     dhcp_join(fr, rng, site, site.phones[0], t0 + float(rng.uniform(5, max(6.0, (t1 - t0) / 2))))
+    arp_chatter(fr, rng, site, t0, t1)
+    labels = [Label.normal(h, f"benign {h.device_type} traffic of the site scenario") for h in site.lan]
+    labels.append(Label.normal(site.router, "the site router: resolver, DHCP server, carries all internet traffic"))
+    return labels
+
+
+def arp_chatter(fr: Frames, rng: np.random.Generator, site: Site, t0: float, t1: float) -> None:
+    """Every LAN host and the router resolve each other every one to two minutes."""
+    from .sessions import arp_pair
+
     for host in site.lan:
         t = t0 + float(rng.uniform(0, 60))
         every = float(rng.uniform(60, 120))
         while t < t1:
             arp_pair(fr, t, host, site.router)
             t += every
-    labels = [Label.normal(h, f"benign {h.device_type} traffic of the site scenario") for h in site.lan]
-    labels.append(Label.normal(site.router, "the site router: resolver, DHCP server, carries all internet traffic"))
-    return labels
 
 
 def check_in(fr: Frames, rng: np.random.Generator, host: Host, cloud: Host, t: float) -> None:
@@ -292,7 +297,6 @@ def night(fr: Frames, rng: np.random.Generator, site: Site, t0: float, t1: float
     cameras recording on motion only (none tonight: no video) and checking in with their cloud
     every 1-5 minutes, NTP every hour, PCs, phones and printers idle (ARP only); one ``normal``
     label per device. Light enough to run for days (tens of thousands of packets a day)."""
-    from .sessions import arp_pair
 
     recorder(fr, rng, site, t0, t1)
     for cam in site.cameras:
@@ -305,12 +309,7 @@ def night(fr: Frames, rng: np.random.Generator, site: Site, t0: float, t1: float
                 _ntp(fr, rng, t + 0.5, cam, site.ntp)
                 ntp_next += 3600.0
             t += every * float(rng.uniform(0.7, 1.3))
-    for host in site.lan:
-        t = t0 + float(rng.uniform(0, 60))
-        every = float(rng.uniform(60, 120))
-        while t < t1:
-            arp_pair(fr, t, host, site.router)
-            t += every
+    arp_chatter(fr, rng, site, t0, t1)
     labels = [Label.normal(h, f"{h.device_type} at night (idle site)") for h in site.lan]
     labels.append(Label.normal(site.router, "the site router: resolver, carries all internet traffic"))
     return labels
