@@ -266,14 +266,11 @@ def build_analysers(settings: Settings) -> list[Analyser]:
     if settings.identify:
         from .inventory.analyser import Inventory, default_type_model
         from .inventory.classify import TypeModel
-        from .inventory.products import default_catalogue
+        from .inventory.products import Catalogue, default_catalogue
 
         tm = TypeModel.load(settings.type_model) if settings.type_model is not None else default_type_model()
-        cat = default_catalogue()
-        if settings.type_model is not None and (settings.type_model / "catalogue" / "manifest.json").is_file():
-            from .inventory.products import Catalogue  # the catalogue trained with that type model
-
-            cat = Catalogue.load(settings.type_model / "catalogue")
+        own = settings.type_model / "catalogue" if settings.type_model is not None else None  # trained with it
+        cat = Catalogue.load(own) if own is not None and (own / "manifest.json").is_file() else default_catalogue()
         out.append(Inventory(nets, tm, cat))
     if settings.detect:
         from .detect import Detector, DetectSettings
