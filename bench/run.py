@@ -614,16 +614,21 @@ def startup(exe: str, repeats: int, timeout_s: float) -> dict[str, Any]:
     return {"commands": rows, "phases": phases}
 
 
+def _section_head(begin: str, title: str, cmd: str, only: str, mach: dict[str, str], *,
+                  cpus: bool = False) -> list[str]:
+    """A section's marker, heading and how to reproduce it, with when and how busy the machine was."""
+    where = f"{mach['nproc']} CPUs, " if cpus else ""
+    return [begin, f"## {title} (`make bench`)", "",
+            f"Reproduce with: `make bench` (or `{cmd} {only}`). {mach['date']}, {where}1-min load average at "
+            f"start {mach['load']}" + (" (machine busy: numbers are noisy)" if busy(mach) else "") + "."]
+
+
 def startup_markdown(st: dict[str, Any], cmd: str, mach: dict[str, str]) -> str:
     rows = st["commands"]
     helps = rows["iotwatch --help"]["wall_s"]
     tiny = rows["iotwatch analyze tiny.pcap (24 packets)"]["wall_s"]
     out = [
-        SBEGIN,
-        "## Start-up (`make bench`)",
-        "",
-        f"Reproduce with: `make bench` (or `{cmd} --only-startup`). {mach['date']}, 1-min load average at "
-        f"start {mach['load']}" + (" (machine busy: numbers are noisy)" if busy(mach) else "") + ".",
+        *_section_head(SBEGIN, "Start-up", cmd, "--only-startup", mach),
         "",
         "| target | measured | verdict |",
         "|---|---|---|",
@@ -685,11 +690,7 @@ def dask_scaling(exe: str, capture: Path, part_mb: float, repeats: int, timeout_
 def dask_markdown(d: dict[str, Any], packets: int, cmd: str, mach: dict[str, str]) -> str:
     med = d["median"]
     out = [
-        DBEGIN,
-        "## Split runs on a Dask cluster (`make bench`)",
-        "",
-        f"Reproduce with: `make bench` (or `{cmd} --only-dask`). {mach['date']}, {mach['nproc']} CPUs, 1-min load "
-        f"average at start {mach['load']}" + (" (machine busy: numbers are noisy)" if busy(mach) else "") + ".",
+        *_section_head(DBEGIN, "Split runs on a Dask cluster", cmd, "--only-dask", mach, cpus=True),
         f"`iotwatch analyze {d['capture']}` ({packets:,} packets, half an hour of a generated site: "
         "`iotwatch synth site --duration 1800 --seed 5`) in one process and with `--dask ADDRESS --part-mb "
         f"{d['part_mb']:g}` on a running local cluster of N single-threaded worker processes (warmed up by one "

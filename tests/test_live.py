@@ -148,9 +148,9 @@ def check_events(out: Path) -> None:
     assert r.returncode == 0, r.stdout
 
 
-def test_every_packet_sent_is_captured_and_nothing_is_sent(pair: Pair, tmp_path: Path) -> None:
-    tx0 = pair.sysfs("tx_packets")
-    cap = Capture(pair, tmp_path)
+def replay_demo_and_stop(pair: Pair, cap: Capture) -> dict:  # type: ignore[type-arg]
+    """Replay the demo capture into the pair at 5 k packets/s, stop the capture cleanly; its final
+    stats, having checked that every packet sent was received and analysed."""
     sent = replay(pair, DEMO, "--pps", "5000")
     time.sleep(2)
     code, err = cap.stop()
@@ -158,11 +158,18 @@ def test_every_packet_sent_is_captured_and_nothing_is_sent(pair: Pair, tmp_path:
     assert "Traceback" not in err
     stats = final_stats(cap.events())
     assert stats["packets"] == sent == stats["capture_received"]
+    return stats
+
+
+def test_every_packet_sent_is_captured_and_nothing_is_sent(pair: Pair, tmp_path: Path) -> None:
+    tx0 = pair.sysfs("tx_packets")
+    cap = Capture(pair, tmp_path)
+    stats = replay_demo_and_stop(pair, cap)
     assert stats["capture_drops"] == 0 and stats["if_drops"] == 0
     assert 0 < stats["backlog_max_bytes"] <= 256 << 20  # read from the pipe, and bounded
     assert stats["interrupted"] is True
     assert pair.sysfs("tx_packets") == tx0  # passive: not one frame out of the monitored port
-    assert ring_packets(tmp_path) == sent
+    assert ring_packets(tmp_path) == stats["packets"]  # = packets sent (checked on replay)
     check_events(tmp_path)
     # the outputs are those of `analyze` over the same packets (the ring): the same devices
     offline = tmp_path / "offline"
@@ -404,17 +411,12 @@ def test_root_opens_the_interface_and_the_analysis_runs_as_the_user(pair: Pair, 
         dumpcap = [int(p) for p in subprocess.run(["pgrep", "-P", str(cap.proc.pid), "-x", "dumpcap"],
                                                  capture_output=True, text=True, check=False).stdout.split()]
         assert len(dumpcap) == 1 and _proc_ids(dumpcap[0])[1] == 0  # the capture itself stays root's
-        sent = replay(pair, DEMO, "--pps", "5000")
-        time.sleep(2)
-        code, err = cap.stop()
-        assert code == 0, err
-        assert "Traceback" not in err
-        stats = final_stats(cap.events())
-        assert stats["packets"] == sent == stats["capture_received"] and stats["capture_drops"] == 0
+        stats = replay_demo_and_stop(pair, cap)
+        assert stats["capture_drops"] == 0
         outputs = list(out.rglob("*"))
         assert {"events.jsonl", "windows.parquet", "baselines.json"} <= {p.name for p in outputs}
         assert all(p.stat().st_uid == 65534 for p in [out, *outputs]), [(p, p.stat().st_uid) for p in outputs]
-        assert ring_packets(out) == sent
+        assert ring_packets(out) == stats["packets"]  # = packets sent
         check_events(out)
     finally:
         shutil.rmtree(home, ignore_errors=True)

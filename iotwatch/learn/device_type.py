@@ -415,8 +415,7 @@ def train_catalogue(label_files: Sequence[str | Path], out_dir: str | Path, *, n
     items = products.from_labels(label_files)
     if not items:
         return None
-    corpus = [r / f for r in dict.fromkeys(Path(p).parent for p in label_files)
-              if (r / "iot_sentinel" / "MODELS.tsv").is_file() for f in ("MANIFEST.tsv", "iot_sentinel/MODELS.tsv")]
+    corpus = [r / f for r in products.corpus_roots(label_files) for f in ("MANIFEST.tsv", "iot_sentinel/MODELS.tsv")]
     training = {"label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in [*label_files, *corpus]],
                 "captures": len({str(x.path) for x in items}), "products": len({x.product for x in items})}
     return products.rebuild("", out_dir, jobs=n_jobs, items=items, training=training)

@@ -319,10 +319,16 @@ def from_labels(label_files: Sequence[str | Path]) -> list[Labelled]:
         if lab.product and lab.device_type not in ("", "unknown"):
             out.append(Labelled(lab.capture, lab.product, lab.device_type, lab.host,
                                 f"{lab.product}/{lab.capture.parent.name}", lab.host))
-    for root in dict.fromkeys(Path(f).parent for f in label_files):
-        if (root / "iot_sentinel" / "MODELS.tsv").is_file() and (root / "MANIFEST.tsv").is_file():
-            out += iot_sentinel(root)
+    for root in corpus_roots(label_files):
+        out += iot_sentinel(root)
     return out
+
+
+def corpus_roots(label_files: Sequence[str | Path]) -> list[Path]:
+    """The folders of these label files that hold the shared corpus (IoT Sentinel's ``MODELS.tsv``
+    and ``MANIFEST.tsv``)."""
+    return [r for r in dict.fromkeys(Path(f).parent for f in label_files)
+            if (r / "iot_sentinel" / "MODELS.tsv").is_file() and (r / "MANIFEST.tsv").is_file()]
 
 
 def rebuild(root: str | Path, out: str | Path, *, jobs: int = 1, items: Sequence[Labelled] | None = None,
