@@ -61,7 +61,28 @@ FLOW_DTYPE = np.dtype([
     ("proto", np.uint8), ("v6", np.uint8), ("client_a", np.uint8), ("state", np.uint8),
     ("answered", np.uint8), ("reason", np.uint8),
     ("frame", np.int64),  # first packet: file index << 40 | 1-based frame number in that file
+    # exchanges ("pushes"): a side's data packet that comes PUSH_IDLE_S or more after the flow's
+    # previous data packet (either side) starts an exchange; per side: how many it started, when its
+    # last one started, the sum and sum of squares of the seconds between its consecutive ones, and
+    # the payload it sent within the exchanges it started
+    ("plast", np.int64),  # the flow's last data packet (-1: none yet)
+    ("xprev", np.int64, (2,)),
+    ("xg1", np.float64, (2,)), ("xg2", np.float64, (2,)),
+    ("xb", np.uint64, (2,)),
+    ("xn", np.uint32, (2,)),
+    # the side's cadence: its exchanges that came one beat (the reference interval ``xref``, within
+    # BEAT_TOLERANCE; two beats when one was skipped) after the last such exchange (``xanc``)
+    ("xanc", np.int64, (2,)), ("xref", np.float64, (2,)), ("xbeat", np.uint32, (2,)),
+    ("xside", np.uint8),  # the side that started the current exchange
 ], align=True)
+
+#: a data packet this long after the flow's previous one starts a new exchange (a heartbeat, a
+#: poll, a command): shorter pauses are the same conversation going on
+PUSH_IDLE_S = 1.0
+_PUSH_IDLE_NS = int(PUSH_IDLE_S * 1e9)
+#: an exchange that comes within this share of the side's reference interval after its last beat
+#: is on the beat (its clock); one that comes sooner is an extra exchange between two beats
+BEAT_TOLERANCE = 0.1
 
 # per-table counters in FlowTable.st
 ST_USED, ST_NEXT_ID, ST_EVICTED, ST_FRAG_MISSING, ST_EXPORTED, ST_CREATED = range(6)
@@ -216,6 +237,30 @@ def _zeek_add_letter(zseen, zhist, code, d):  # type: ignore[no-untyped-def]
     return zseen | bit, zhist | (np.uint64(code | (d << 3)) << np.uint64(4 * n))
 
 
+@inline_kernel
+def _beat(f, d, ts):  # type: ignore[no-untyped-def]
+    """Side ``d`` of flow record ``f`` starts an exchange at ``ts``: keep its cadence. An exchange
+    one reference interval after the last beat (within BEAT_TOLERANCE; or two intervals, a beat
+    skipped) is a beat; a sooner one is an extra exchange between beats (before any beat, it
+    becomes the reference: the shorter cadence); a later one starts the cadence over from itself."""
+    g = (ts - f.xanc[d]) / 1e9
+    r = f.xref[d]
+    if r > 0.0 and g < r * (1.0 - BEAT_TOLERANCE):
+        if f.xbeat[d] == 0:
+            f.xref[d] = g
+            f.xanc[d] = ts
+    elif r > 0.0 and g <= r * (1.0 + BEAT_TOLERANCE):
+        f.xbeat[d] += 1
+        f.xref[d] = r + (g - r) / 8.0
+        f.xanc[d] = ts
+    elif r > 0.0 and abs(g - 2.0 * r) <= 2.0 * r * BEAT_TOLERANCE:
+        f.xbeat[d] += 1
+        f.xanc[d] = ts
+    else:
+        f.xref[d] = g
+        f.xanc[d] = ts
+
+
 @kernel
 def _insert(index, h, j):  # type: ignore[no-untyped-def]
     mask = index.shape[0] - 1
@@ -355,7 +400,17 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             f.zhist = 0
             f.zseen = 0
             f.zst = 0
+            f.plast = -1
+            f.xside = 0
             for q in range(2):
+                f.xprev[q] = 0
+                f.xg1[q] = 0.0
+                f.xg2[q] = 0.0
+                f.xb[q] = 0
+                f.xn[q] = 0
+                f.xanc[q] = 0
+                f.xref[q] = 0.0
+                f.xbeat[q] = 0
                 f.pk[q] = 0
                 f.by[q] = 0
                 f.pl[q] = 0
@@ -371,6 +426,21 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         first_payload = payload[i] > 0 and f.pl[d] == 0
         f.pl[d] += payload[i]
         f.ipb[d] += ip_len[i]
+        if payload[i] > 0:
+            if f.plast < 0 or ts - f.plast >= _PUSH_IDLE_NS:  # this side starts an exchange
+                if f.xn[d] > 0:
+                    g = (ts - f.xprev[d]) / 1e9
+                    f.xg1[d] += g
+                    f.xg2[d] += g * g
+                    _beat(f, d, ts)
+                else:
+                    f.xanc[d] = ts
+                f.xn[d] += 1
+                f.xprev[d] = ts
+                f.xside = d
+            if f.xside == d:
+                f.xb[d] += payload[i]
+            f.plast = ts
         if fs >= 0 and frag_pend[fs, 0] > 0:  # fragments that came before this first fragment
             f.pk[d] += frag_pend[fs, 0]
             f.by[d] += frag_pend[fs, 1]
@@ -638,13 +708,18 @@ _REASON_DICT = pa.array(list(REASONS))
 
 #: flows_to_table's numeric columns, in the order _public_columns fills its matrices
 _U64_COLS = ("flow_id", "c_hi", "c_lo", "s_hi", "s_lo", "bytes_toserver", "bytes_toclient", "payload_toserver",
-             "payload_toclient", "mac_c", "mac_s", "ip_bytes_toserver", "ip_bytes_toclient")
+             "payload_toclient", "mac_c", "mac_s", "ip_bytes_toserver", "ip_bytes_toclient", "push_bytes_toserver",
+             "push_bytes_toclient")
 #: Zeek's conn_state values, in the order of the codes _public_columns writes
 CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH", "SHR", "OTH")
 _CS = {name: k for k, name in enumerate(CONN_STATES)}
 _HIST_CHARS = np.frombuffer((HISTORY_LETTERS + HISTORY_LETTERS.lower()).encode(), np.uint8).copy()
 _CONN_STATE_DICT = pa.array(CONN_STATES)
-_U32_COLS = ("pkts_toserver", "pkts_toclient", *(f"{f}_to{d}" for d in ("server", "client") for f in TCP_FLAGS))
+_U32_COLS = ("pkts_toserver", "pkts_toclient", *(f"{f}_to{d}" for d in ("server", "client") for f in TCP_FLAGS),
+             "pushes_toserver", "pushes_toclient", "beats_toserver", "beats_toclient")
+#: flows_to_table's float columns of the exchanges, in the order _public_columns fills them
+_PUSH_F_COLS = ("push_interval_toserver", "push_interval_toclient", "push_interval_cv_toserver",
+                "push_interval_cv_toclient", "beat_interval_toserver", "beat_interval_toclient")
 
 
 @inline_kernel
@@ -721,8 +796,23 @@ def state_code(bits):  # type: ignore[no-untyped-def]
     return code
 
 
+@inline_kernel
+def push_stats(n, g1, g2):  # type: ignore[no-untyped-def]
+    """A side's exchanges → (mean seconds between consecutive ones, their coefficient of
+    variation): 0 and 0 with fewer than two exchanges, a CV of 0 with fewer than three."""
+    if n < 2:
+        return 0.0, 0.0
+    k = n - 1
+    m = g1 / k
+    if n < 3 or m <= 0.0:
+        return m, 0.0
+    var = g2 / k - m * m
+    return m, np.sqrt(var if var > 0.0 else 0.0) / m
+
+
 @kernel
-def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason, hdata, hoff, cstate, hchars):  # type: ignore[no-untyped-def]
+def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state, reason, hdata, hoff, cstate, hchars,  # type: ignore[no-untyped-def]
+                    pushf):
     """Exported flow records → contiguous public columns: client/server sides, ICMP type and
     code as ports, counters, seconds, state code (see STATES) and reason; Zeek's history
     (an Arrow string column: characters in ``hdata``, offsets in ``hoff``) and conn_state code."""
@@ -748,10 +838,21 @@ def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state,
         u64[10, i] = r.mac_s
         u64[11, i] = r.ipb[0]
         u64[12, i] = r.ipb[1]
+        u64[13, i] = r.xb[0]
+        u64[14, i] = r.xb[1]
         u32[0, i] = r.pk[0]
         u32[1, i] = r.pk[1]
         for k in range(12):
             u32[2 + k, i] = r.fl[k]
+        u32[14, i] = r.xn[0]
+        u32[15, i] = r.xn[1]
+        u32[16, i] = r.xbeat[0]
+        u32[17, i] = r.xbeat[1]
+        for side in range(2):
+            iv, cv = push_stats(r.xn[side], r.xg1[side], r.xg2[side])
+            pushf[side, i] = iv
+            pushf[2 + side, i] = cv
+            pushf[4 + side, i] = r.xref[side] if r.xbeat[side] > 0 else 0.0
         ports[0, i] = cp
         ports[1, i] = sp
         proto[i] = pr
@@ -799,8 +900,9 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
     hdata = np.empty(16 * n + 1, np.uint8)
     hoff = np.empty(n + 1, np.int32)
     cstate = np.empty(n, np.int8)
+    pushf = np.empty((len(_PUSH_F_COLS), n), np.float64)
     _public_columns(np.ascontiguousarray(rows), u64, u32, ports, proto, v6, ipver, vlan, times, state, reason,
-                    hdata, hoff, cstate, _HIST_CHARS)
+                    hdata, hoff, cstate, _HIST_CHARS, pushf)
     c = dict(zip(_U64_COLS, u64, strict=True))
     cols: dict[str, pa.Array | np.ndarray] = {
         "flow_id": c["flow_id"],
@@ -819,6 +921,7 @@ def flows_to_table(rows: np.ndarray) -> pa.Table:
         **dict(zip(_U32_COLS, u32, strict=True)),
         "start": times[0],
         "end": times[1],
+        **dict(zip(_PUSH_F_COLS, pushf, strict=True)),
     }
     cols["state"] = pa.DictionaryArray.from_arrays(state, _STATE_DICT)
     cols["reason"] = pa.DictionaryArray.from_arrays(reason, _REASON_DICT)

@@ -64,6 +64,25 @@ FLOW_FIELDS: tuple[Field, ...] = (
           "server lower case) in the order each first appeared; D/d per direction for UDP (docs/zeek.md)"),
     Field("conn_state", _CAT, "", "Zeek's conn_state: S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH "
           "(docs/zeek.md)"),
+    # exchanges within the flow: what a heartbeat, a poll or a command looks like from outside
+    *(
+        f
+        for side, who in (("toserver", "client"), ("toclient", "server"))
+        for f in (
+            Field(f"pushes_{side}", _U32, "exchanges", f"exchanges the {who} started: its data packets that came "
+                  "1 s or more after the flow's previous data packet (either side)"),
+            Field(f"push_interval_{side}", _F64, "s", f"mean time between consecutive exchanges the {who} started "
+                  "(0 with fewer than two)"),
+            Field(f"push_interval_cv_{side}", _F64, "", f"coefficient of variation (standard deviation / mean) of "
+                  f"those times: near 0 for a {who} that speaks like clockwork (0 with fewer than three exchanges)"),
+            Field(f"push_bytes_{side}", _U64, "bytes", f"payload the {who} sent within the exchanges it started"),
+            Field(f"beats_{side}", _U32, "exchanges", f"of the exchanges the {who} started, those on its beat: one "
+                  "reference interval (within 10 %; or two, one skipped) after its previous beat, extra exchanges "
+                  "in between left aside (a heartbeat's count, however chatty the session is otherwise)"),
+            Field(f"beat_interval_{side}", _F64, "s", f"the {who}'s beat: the reference interval its beats kept "
+                  "(0 without a beat)"),
+        )
+    ),
 )
 
 WINDOW_FIELDS: tuple[Field, ...] = (
