@@ -141,6 +141,10 @@ class Detector:
                 findings += rules.icmp_tunnel(ev, th, files)
                 findings += rules.credential_upload(d, ev, th, files)
                 findings += rules.dynamic_dns_session(d, ev, th, files)
+                findings += rules.held_heartbeat(ev, th, files)
+                loc = _own(d.local_events(), devices.get(dev))
+                both = np.concatenate([ev, loc]) if len(loc) else ev
+                findings += rules.program_callback(both[np.argsort(both["ts"], kind="stable")], th, files)
                 if cols:
                     wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
                     wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]

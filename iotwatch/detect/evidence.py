@@ -25,7 +25,7 @@ import numpy as np
 
 from .._jit import inline_kernel, kernel
 from ..addrs import LocalNets, addr_class, ip_str, mac_str
-from ..flows import S_EST, S_REJECTED, S_RST, S_SYN, S_SYNACK, flow_sides
+from ..flows import S_EST, S_REJECTED, S_RST, S_SYN, S_SYNACK, flow_sides, push_stats
 from ..sidecar import RareFrame
 
 # event kinds (bits)
@@ -74,10 +74,44 @@ EVENT_DTYPE = np.dtype([
     ("pkts_out", np.uint32), ("pkts_in", np.uint32),
     ("sport", np.uint16), ("dport", np.uint16), ("kind", np.uint16), ("proto", np.uint8), ("v6", np.uint8),
     ("app", np.uint8),
+    # the flow's exchanges (flows.py): the side with the steadier beat (0 the device, 1 its peer;
+    # the one with more beats, else more exchanges), its exchanges, beats, beat and the mean and
+    # coefficient of variation of its intervals; and how many exchanges the other side started
+    ("hb_side", np.uint8), ("hb_pushes", np.uint32), ("hb_beats", np.uint32), ("hb_other", np.uint32),
+    ("hb_beat_s", np.float32), ("hb_iv", np.float32), ("hb_cv", np.float32),
+    ("opened", np.uint8),  # TCP: the client's SYN was seen (the session began in the capture)
 ])
 
-APPS = ("", "ssh", "telnet", "ftp", "http", "tls", "rtsp", "mirai_c2")
-A_SSH, A_TELNET, A_FTP, A_HTTP, A_TLS, A_RTSP, A_MIRAI_C2 = range(1, 8)
+APPS = ("", "ssh", "telnet", "ftp", "http", "tls", "rtsp", "mirai_c2", "program")
+#: A_PROGRAM: an HTTP response that serves a program (an executable's magic, or an attachment
+#: named as one): the download of a stager's payload, the step before its call-backs
+A_SSH, A_TELNET, A_FTP, A_HTTP, A_TLS, A_RTSP, A_MIRAI_C2, A_PROGRAM = range(1, 9)
+#: a local TCP session is evidence (kept apart, see DeviceEvidence.local) when one side started
+#: this many exchanges in it, or when it spoke HTTP (call-backs to a controller on the site)
+LOCAL_SESSION_PUSHES = 4
+MAX_LOCAL_EVENTS = 4096  # local sessions kept per device (the first ones)
+#: extensions of files that are programs or scripts (an attachment so named is a program)
+PROGRAM_EXTENSIONS = (b".exe", b".dll", b".scr", b".msi", b".ps1", b".psm1", b".vbs", b".vbe", b".js", b".jse",
+                      b".wsf", b".hta", b".bat", b".cmd", b".sh", b".py", b".pl", b".elf", b".jar", b".so", b".apk")
+#: content types of executables and scripts
+PROGRAM_TYPES = frozenset((b"application/x-executable", b"application/x-msdownload", b"application/x-dosexec",
+                           b"application/x-msdos-program", b"application/vnd.microsoft.portable-executable",
+                           b"application/x-elf", b"application/x-sharedlib", b"application/x-mach-binary",
+                           b"application/x-sh", b"application/x-shellscript", b"text/x-shellscript",
+                           b"application/x-python", b"text/x-python", b"application/x-powershell",
+                           b"application/hta", b"application/java-archive"))
+#: extensions of data formats (documents, archives, media, disk and firmware images): an
+#: attachment so named is data, whatever its type says
+DATA_EXTENSIONS = frozenset((
+    b"txt", b"csv", b"json", b"xml", b"html", b"htm", b"pdf", b"doc", b"docx", b"xls", b"xlsx", b"ppt", b"pptx",
+    b"odt", b"ods", b"rtf", b"zip", b"gz", b"tgz", b"bz2", b"xz", b"7z", b"rar", b"tar", b"zst", b"jpg", b"jpeg",
+    b"png", b"gif", b"bmp", b"webp", b"svg", b"ico", b"mp3", b"mp4", b"m4a", b"wav", b"avi", b"mkv", b"mov",
+    b"webm", b"ogg", b"bin", b"img", b"iso", b"fw", b"hex", b"dat", b"db", b"sqlite", b"log", b"cfg", b"conf",
+    b"ini", b"yaml", b"yml", b"pem", b"crt", b"cer", b"der", b"key", b"pkg", b"deb", b"rpm", b"ipk", b"trx",
+    b"chk", b"ota", b"swu", b"ttf", b"woff", b"woff2", b"css", b"ics", b"vcf", b"eml",
+))
+#: the first bytes of executables: Windows PE, ELF, Mach-O (both byte orders, fat), a script's #!
+PROGRAM_MAGIC = (b"MZ", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa", b"\xca\xfe\xba\xbe", b"#!/")
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -144,6 +178,8 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
     p = data[ihl + doff: ihl + doff + min(64, max(size, 0))]
     if not p:
         return 0
+    if direction == 1 and p.startswith(b"HTTP/1.") and serves_program(data[ihl + doff: ihl + doff + max(size, 0)]):
+        return A_PROGRAM
     if p.startswith(b"SSH-"):
         return A_SSH
     if p[0] == 0xFF and len(p) >= 2 and p[1] in (0xFB, 0xFC, 0xFD, 0xFE):
@@ -164,10 +200,36 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
     return 0
 
 
+def serves_program(p: bytes) -> bool:
+    """Whether an HTTP response's first segment serves a program: its body begins with an
+    executable's magic (PROGRAM_MAGIC); its type names an executable or a script
+    (PROGRAM_TYPES); or it offers an attachment whose file name is a program's or a script's
+    (PROGRAM_EXTENSIONS), or, typed as mere bytes (application/octet-stream), a name that claims
+    no known data format (DATA_EXTENSIONS: documents, archives, media, firmware images)."""
+    head, sep, body = p.partition(b"\r\n\r\n")
+    if sep and body.startswith(PROGRAM_MAGIC):
+        return True
+    ctype, name = b"", None
+    for line in head.lower().split(b"\r\n"):
+        if line.startswith(b"content-type:"):
+            ctype = line[13:].split(b";")[0].strip()
+        elif line.startswith(b"content-disposition:") and b"attachment" in line and b"filename" in line:
+            name = line.split(b"filename", 1)[1].lstrip(b"*= ").split(b";")[0].strip(b"\"' ")
+    if ctype in PROGRAM_TYPES:
+        return True
+    if name is None:
+        return False
+    if name.endswith(PROGRAM_EXTENSIONS):
+        return True
+    ext = name.rsplit(b".", 1)[1] if b"." in name else b""
+    return ctype == b"application/octet-stream" and ext not in DATA_EXTENSIONS
+
+
 @kernel
-def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx):  # type: ignore[no-untyped-def]
+def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx, local):  # type: ignore[no-untyped-def]
     """Classify finished flows (flows.FLOW_DTYPE) into event kinds; the flows that are evidence
-    go to ``ev`` (EVENT_DTYPE) and their row numbers to ``idx``. Returns how many."""
+    go to ``ev`` (EVENT_DTYPE) and their row numbers to ``idx``, and whether each is kept only
+    as a local session to ``local``. Returns how many."""
     m = 0
     for i in range(rows.shape[0]):
         r = rows[i]
@@ -213,6 +275,12 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx):  # type:
         if proto == 17 and r.pk[1] == 0 and scls != 2:
             kind |= K_UDP_NOREPLY
         keep = (kind & ~K_EXT) != 0 or (scls == 0 and (tcp or proto == 17))
+        loc = False
+        if not keep and tcp and scls == 1:
+            a = app[i]
+            loc = (r.xn[0] >= LOCAL_SESSION_PUSHES or r.xn[1] >= LOCAL_SESSION_PUSHES or a == A_HTTP
+                   or a == A_PROGRAM)
+            keep = loc
         if not keep or (r.mac_c >> np.uint64(40)) & np.uint64(1) != 0:  # nor from a multicast source
             continue
         e = ev[m]
@@ -235,6 +303,17 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx):  # type:
         e.kind = kind
         e.v6 = r.v6
         e.app = app[i]
+        hb = 0 if r.xbeat[0] > r.xbeat[1] or (r.xbeat[0] == r.xbeat[1] and r.xn[0] >= r.xn[1]) else 1
+        e.hb_side = hb
+        e.hb_pushes = r.xn[hb]
+        e.hb_beats = r.xbeat[hb]
+        e.hb_other = r.xn[1 - hb]
+        e.hb_beat_s = r.xref[hb] if r.xbeat[hb] > 0 else 0.0
+        iv, cv = push_stats(r.xn[hb], r.xg1[hb], r.xg2[hb])
+        e.hb_iv = iv
+        e.hb_cv = cv
+        e.opened = tcp and syn_c > 0
+        local[m] = loc
         idx[m] = i
         m += 1
     return m
@@ -301,6 +380,11 @@ class DeviceEvidence:
     arp: list[tuple[float, int, int]] = field(default_factory=list)  # ts, target IPv4, frame
     dns: list[DnsQuery] = field(default_factory=list)
     c2_hellos: list[tuple[float, int, int]] = field(default_factory=list)  # ts, flow id, frame
+    #: TCP sessions with local peers kept for the call-back rules only (held sessions with repeated
+    #: exchanges, HTTP conversations, program downloads): apart from ``chunks``, so that the other
+    #: rules and the model see what they always saw, and capped on their own (MAX_LOCAL_EVENTS)
+    local: list[np.ndarray] = field(default_factory=list)
+    n_local: int = 0
 
     sorted_n: int = 0  # chunks is one chunk of this many events, in time order
 
@@ -318,6 +402,15 @@ class DeviceEvidence:
         ev = ev[np.argsort(ev["ts"], kind="stable")]
         self.chunks = [ev]
         self.sorted_n = len(ev)
+        return ev
+
+    def local_events(self) -> np.ndarray:
+        """The local sessions kept, in time order."""
+        if not self.local:
+            return np.empty(0, EVENT_DTYPE)
+        ev = np.concatenate(self.local) if len(self.local) > 1 else self.local[0]
+        ev = ev[np.argsort(ev["ts"], kind="stable")]
+        self.local = [ev]
         return ev
 
     def distinct_past_cap(self) -> tuple[np.ndarray, np.ndarray]:
@@ -563,7 +656,9 @@ class Evidence:
             elif f.kind == "first_payload" and f.flow_id:
                 dport = _dport(f.data, f.l3)
                 app = _app_of(f.data, f.l3, f.direction, dport)
-                if app:
+                if app == A_PROGRAM:  # the server's answer tells more than the client's request
+                    self.apps[f.flow_id] = app
+                elif app:
                     self.apps.setdefault(f.flow_id, app)
                     if app == A_MIRAI_C2:
                         self._dev(f.src).c2_hellos.append((f.ts, f.flow_id, (f.file_index << 40) | f.frame))
@@ -583,10 +678,17 @@ class Evidence:
                 app[q] = self.apps.pop(int(fid[q]))
         ev = np.empty(len(rows), EVENT_DTYPE)
         idx = np.empty(len(rows), np.int64)
-        m = _flow_events(np.ascontiguousarray(rows), app, *self.nets.arrays(), ev, idx)
+        local = np.zeros(len(rows), np.bool_)
+        m = _flow_events(np.ascontiguousarray(rows), app, *self.nets.arrays(), ev, idx, local)
         if not m:
             return
-        ev, idx = ev[:m], idx[:m]
+        ev, idx, local = ev[:m], idx[:m], local[:m]
+        if local.any():
+            self._add_local(rows, ev[local], idx[local])
+            keep = ~local
+            ev, idx = ev[keep], idx[keep]
+            if not len(ev):
+                return
         mac = rows["mac_c"]
         keys = mac[idx]
         no_mac = keys >= np.uint64(1 << 48)
@@ -610,6 +712,29 @@ class Evidence:
                 if name is None:
                     name = self._names[k] = mac_str(k)
                 self._add(name, ev[part])
+
+    def _device_key(self, mac: int, ev: np.ndarray) -> str:
+        if mac >= 1 << 48:
+            return ip_str(bool(ev["v6"]), int(ev["src_hi"]), int(ev["src_lo"]))
+        name = self._names.get(mac)
+        if name is None:
+            name = self._names[mac] = mac_str(mac)
+        return name
+
+    def _add_local(self, rows: np.ndarray, ev: np.ndarray, idx: np.ndarray) -> None:
+        """Local sessions: to their device's ``local`` list, within MAX_LOCAL_EVENTS."""
+        macs = rows["mac_c"][idx]
+        no_mac = macs >= np.uint64(1 << 48)
+        # one device per MAC, or per client address without one
+        who = np.where(no_mac, ev["src_lo"] ^ (ev["src_hi"] * np.uint64(0x9E3779B97F4A7C15)), macs)
+        for w in np.unique(who):
+            part = ev[who == w]
+            first = int(np.flatnonzero(who == w)[0])
+            d = self._dev(self._device_key(int(macs[first]), ev[first]))
+            room = MAX_LOCAL_EVENTS - d.n_local
+            if room > 0:
+                d.local.append(part[:room].copy())
+                d.n_local += len(part[:room])
 
     def _add(self, key: str, ev: np.ndarray) -> None:
         d = self._dev(key)
@@ -690,6 +815,13 @@ class Evidence:
             d.arp += o.arp
             d.dns += o.dns
             d.c2_hellos += o.c2_hellos
+            room = max(0, MAX_LOCAL_EVENTS - d.n_local)
+            for c in o.local:
+                if room <= 0:
+                    break
+                d.local.append(c[:room])
+                d.n_local += len(c[:room])
+                room -= len(c[:room])
         return self
 
 

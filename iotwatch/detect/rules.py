@@ -17,10 +17,12 @@ import numpy as np
 
 from .._jit import kernel
 from ..addrs import ip_str
+from ..flows import PUSH_IDLE_S
 from ..sidecar import BUDGET, K_ARP
 from .evidence import (
     A_HTTP,
     A_MIRAI_C2,
+    A_PROGRAM,
     A_TLS,
     K_ECHO,
     K_EMPTY_RST,
@@ -90,6 +92,13 @@ class Thresholds:
     episode_gap_s: float = 120.0  # evidence this far apart is two episodes
     credential_window_s: float = 600.0  # a public-address lookup, then a mail/FTP upload within this
     lookup_to_connect_s: float = 10.0  # a name looked up, then a connection to what it names within this
+    heartbeat_beats: int = 8  # exchanges one side of a held session started on one beat ...
+    heartbeat_on_beat: float = 0.75  # ... this share of all the exchanges it started at least ...
+    heartbeat_min_period_s: float = 1.0  # ... with a beat this long ...
+    heartbeat_max_period_s: float = 300.0  # ... at most
+    callback_checkins: int = 6  # call-backs to the host that served the device a program ...
+    callback_cv: float = 0.35  # ... at intervals with a coefficient of variation at most this (jitter allowed) ...
+    callback_max_period_s: float = 600.0  # ... and at most this long on average
 
 
 @dataclass(slots=True)
@@ -647,7 +656,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
 
 def _web(ev: np.ndarray) -> np.ndarray:
     """Connections to a web service (by its HTTP request or its port): an HTTP flood's flows."""
-    return (ev["proto"] == 6) & ((ev["app"] == A_HTTP) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
+    return (ev["proto"] == 6) & (np.isin(ev["app"], (A_HTTP, A_PROGRAM)) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
 
 
 def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str, extra: np.ndarray | None = None,
@@ -1212,3 +1221,140 @@ def _beacon_fire(ts: np.ndarray, th: Thresholds) -> int:
         & (np.sqrt(var) <= th.beacon_cv * m)
     hit = np.flatnonzero(ok)
     return int(hit[0]) if len(hit) else -1
+
+
+# sessions held open: the cadence inside one flow ---------------------------------------------
+#: telnet's ports: people type there; a machine keeping the session alive on a beat is a bot's
+#: link to its controller (Mirai's CNC session, whose hello may lie before the capture)
+TELNET_PORTS = (23, 2323)
+
+
+def _on_beat(ev: np.ndarray, th: Thresholds, beats: int) -> np.ndarray:
+    """Mask of the TCP sessions in which one side started ``beats`` exchanges or more on one beat
+    of heartbeat_min_period_s..heartbeat_max_period_s, at least heartbeat_on_beat of all it started."""
+    b = ev["hb_beats"].astype(np.int64)
+    return ((ev["proto"] == 6) & (b >= beats) & (b >= th.heartbeat_on_beat * ev["hb_pushes"])
+            & (ev["hb_beat_s"] >= th.heartbeat_min_period_s) & (ev["hb_beat_s"] <= th.heartbeat_max_period_s))
+
+
+def _beat_fire(e: np.void, k: int) -> float:
+    """When the ``k``-th beat came, as near as the flow record tells: its start plus k beats."""
+    return float(min(e["end"], e["ts"] + k * float(e["hb_beat_s"])))
+
+
+def held_heartbeat(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A session held open to an internet host in which one side keeps a heartbeat: exchanges on
+    one beat (``heartbeat_beats`` of them, most of what it said), and either
+
+    * the device reports and the far end never answers: the device's exchanges are on the beat,
+      and since the session opened (its SYN in the capture) the peer has not sent one byte, on a
+      port no everyday or cloud service uses. A remote-access trojan's status beacon (STRRAT
+      sends "ping|STRRAT|…" every 5 s); a device's keep-alive to its cloud is always answered
+      (MQTT's PINGRESP, a TLS record, an HTTP response), or
+    * the session is on a telnet port, where people type: a bot's link to its controller kept
+      alive like clockwork (Mirai's CNC session, whichever side keeps the beat)."""
+    out: list[Finding] = []
+    if not len(ev):
+        return out
+    cand = ev[_on_beat(ev, th, th.heartbeat_beats) & ((ev["kind"] & K_EXT) != 0)]
+    quiet_port = ~np.isin(cand["dport"].astype(np.int64), np.concatenate((EVERYDAY_PORTS, CLOUD_PORTS)))
+    report = (cand["hb_side"] == 0) & (cand["payload_in"] == 0) & (cand["opened"] == 1) & quiet_port
+    telnet = np.isin(cand["dport"], TELNET_PORTS)
+    for e, rep in zip(cand[report | telnet], report[report | telnet], strict=True):
+        peer = f"{_addr(e)}:{int(e['dport'])}"
+        who = "the device" if e["hb_side"] == 0 else "the peer"
+        beat = float(e["hb_beat_s"])
+        span = float(e["end"] - e["ts"])
+        if rep:
+            sig = (f"report channel to {peer}: the device pushed {int(e['hb_beats'])} messages every {beat:.1f} s "
+                   f"in one session held {span:.0f} s, never answered")
+        else:
+            sig = (f"heartbeat on a telnet port: {who} kept a session to {peer} alive every {beat:.1f} s "
+                   f"({int(e['hb_beats'])} beats over {span:.0f} s)")
+        evd = _session_evidence(e, files)
+        out.append(Finding("c2", sig, 2, 0.85, float(e["ts"]), _beat_fire(e, th.heartbeat_beats), float(e["end"]),
+                           evd, "held_heartbeat"))
+    return out
+
+
+def _session_evidence(e: np.void, files: list[str]) -> dict[str, object]:
+    return {"peer": f"{_addr(e)}:{int(e['dport'])}", "flow_ids": [int(e["flow_id"])],
+            "first_packet": frame_ref(int(e["frame"]), files),
+            "alert_packet": frame_ref(int(e["frame"]), files),  # the session's first: records keep no later frame
+            "session_s": round(float(e["end"] - e["ts"]), 1),
+            "beat_side": "device" if e["hb_side"] == 0 else "peer", "exchanges": int(e["hb_pushes"]),
+            "beats": int(e["hb_beats"]), "beat_s": round(float(e["hb_beat_s"]), 2),
+            "interval_s": round(float(e["hb_iv"]), 2), "interval_cv": round(float(e["hb_cv"]), 3),
+            "peer_exchanges" if e["hb_side"] == 0 else "device_exchanges": int(e["hb_other"]),
+            "bytes_sent": int(e["payload_out"]), "bytes_received": int(e["payload_in"])}
+
+
+def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+    """A device fetches a program (an HTTP response serving an executable, or an attachment named
+    as a program or script: :func:`evidence.serves_program`) and then keeps calling back the host
+    that served it: ``callback_checkins`` check-ins at intervals with a coefficient of variation of
+    at most ``callback_cv`` (a stager's agent beaconing with jitter), either as new connections
+    (starts within PUSH_IDLE_S of each other are one check-in) or as the device's exchanges in a
+    session held open, or a session in which either side keeps a beat that long. Local hosts
+    count: a controller on the site (a compromised machine, a red team's server) is still one.
+    ``ev``: the device's external events and its local sessions, in time order."""
+    out: list[Finding] = []
+    tcp = ev[ev["proto"] == 6] if len(ev) else ev
+    progs = tcp[tcp["app"] == A_PROGRAM] if len(tcp) else tcp
+    if not len(progs):
+        return out
+    k = th.callback_checkins
+    hk = host_key(tcp["dst_hi"], tcp["dst_lo"])
+    phk = host_key(progs["dst_hi"], progs["dst_lo"])
+    for h in dict.fromkeys(phk.tolist()):
+        dl = progs[phk == h][0]
+        after = tcp[(hk == h) & (tcp["ts"] >= dl["ts"]) & (tcp["app"] != A_PROGRAM)]
+        if not len(after):
+            continue
+        cands: list[tuple[float, str, np.ndarray]] = []
+        # check-ins as new connections
+        starts = after["ts"]
+        if len(starts) >= k:
+            keep = np.concatenate(([True], np.diff(starts) > PUSH_IDLE_S))
+            ci = starts[keep]
+            if len(ci) >= k:
+                iv = np.diff(ci)
+                # the first k check-ins whose intervals are steady enough
+                for j in range(k - 1, len(ci)):
+                    w = iv[j - k + 1: j]
+                    m = float(w.mean())
+                    if 1.0 <= m <= th.callback_max_period_s and float(w.std()) <= th.callback_cv * m:
+                        sel = after[(after["ts"] >= ci[0]) & (after["ts"] <= ci[-1])]
+                        period = float(np.median(iv))
+                        cands.append((float(ci[j]), f"{len(ci)} connections every {period:.0f} s "
+                                                    f"(interval CV {float(iv.std() / max(iv.mean(), 1e-9)):.2f})",
+                                      sel))
+                        break
+        # check-ins inside sessions held open
+        device_steady = ((after["hb_side"] == 0) & (after["hb_pushes"] >= k) & (after["hb_iv"] >= 1.0)
+                         & (after["hb_iv"] <= th.callback_max_period_s) & (after["hb_cv"] <= th.callback_cv))
+        held = after[device_steady | _on_beat(after, th, k)]
+        for e in held[:1]:
+            by_beat = int(e["hb_beats"]) >= k
+            period = float(e["hb_beat_s"]) if by_beat else float(e["hb_iv"])
+            fire = float(min(e["end"], e["ts"] + k * period))
+            who = "the device" if e["hb_side"] == 0 else "the controller"
+            cands.append((fire, f"a session to :{int(e['dport'])} held {float(e['end'] - e['ts']):.0f} s in which {who} "
+                                f"started {int(e['hb_pushes'])} exchanges every {period:.0f} s", held[:1]))
+        if not cands:
+            continue
+        fire, what, sel = min(cands, key=lambda c: c[0])
+        src = f"{_addr(dl)}:{int(dl['dport'])}"
+        sig = f"call-backs to the host that served a program: fetched one from {src}, then {what}"
+        evd: dict[str, object] = {
+            "peer": _addr(dl), "program_from": src, "program_bytes": int(dl["payload_in"]),
+            "first_packet": frame_ref(int(dl["frame"]), files), "alert_packet": frame_ref(int(sel["frame"][0]), files),
+            "flow_ids": [int(dl["flow_id"]), *(int(x) for x in sel["flow_id"][:4])], "connections": len(sel),
+            "ports": sorted({int(p) for p in sel["dport"]}),
+        }
+        if len(sel) == 1:
+            evd.update({key: v for key, v in _session_evidence(sel[0], files).items()
+                        if key not in ("peer", "flow_ids", "first_packet", "alert_packet")})
+        out.append(Finding("c2", sig, 1, 0.9, float(dl["ts"]), fire, float(max(after["end"].max(), fire)), evd,
+                           "program_callback"))
+    return out

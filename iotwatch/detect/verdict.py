@@ -6,7 +6,9 @@
   rule's and the model's probability for that behaviour over the episode's windows, and the model
   is named among the sources when it agrees (probability at or above its threshold).
 * The model alone raises an alert only with a probability at or above its (high) threshold in
-  ``model_only_windows`` consecutive windows; such alerts have severity 3 and say so.
+  ``model_only_windows`` consecutive windows, and only about a device that started a flow during
+  the capture (one that only answered is a server, not an actor); such alerts have severity 3
+  and say so.
 """
 
 from __future__ import annotations
@@ -103,8 +105,11 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
         covered.setdefault(cat, []).append((lo - window_s, hi + window_s))
         out.append(Alert(dev, mac, _cited_source(first, ev, files) or ip, cat, first.signature,
                          min(f.severity for f in ep), score, first.fire_ts, lo, hi, evidence, sources))
-    # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour
-    for cat, p in probs.items():
+    # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour;
+    # never about a device that started no flow all capture long (it only answered others: a
+    # server, a controller others call, a victim), whatever its windows' volumes resemble
+    answered_only = "new_flows" in cols and len(cols["new_flows"]) and not np.any(cols["new_flows"])
+    for cat, p in probs.items() if not answered_only else ():
         if cat not in CATEGORIES:
             continue
         thr = thresholds.get(cat, 0.9)
