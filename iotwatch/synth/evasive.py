@@ -10,6 +10,13 @@ not written on them, and the tests use seeds no model saw.
   address and port repeated like clockwork, never answered (or refused).
 * :func:`icmp_tunnel` — ICMP echo requests and replies that carry whole IP packets to and from a
   relay on the internet.
+* :func:`report_channel` — a remote-access trojan's status beacon: one TCP session held open to
+  an internet controller on an odd port, the bot pushing a short status message on a fixed beat
+  (sometimes in two parts, the second late), the controller acknowledging and never answering.
+* :func:`local_controller` — an agent whose controller sits on the site's own network: it fetches
+  its program from the controller over HTTP, then calls back with jitter: HTTP POSTs on one
+  kept-alive connection, a new POST connection each time, or a raw TCP session in which the
+  controller polls it on a beat and it answers.
 
 Each returns the labels of what it generated (one row for the misbehaving host).
 """
@@ -20,6 +27,7 @@ import numpy as np
 
 from .labels import Label
 from .mirai import Env, _finish, public_targets
+from .sessions import Host, TcpSession
 from .wire import ACK, FIN, RST, SYN, TCP, UDP, Frames, ip_text, mac_text
 
 #: ports IoT bots knock on besides telnet: web admin pages, TR-069, Huawei/Realtek UPnP, ADB
@@ -178,3 +186,125 @@ def icmp_tunnel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
                   f"({sent:,} bytes out)")
     label.first_ts, label.end_ts = t0, last  # raw frames: Frames.span() sees the columnar packets only
     return [label]
+
+
+#: ports a controller listens on that no everyday service uses (RATs pick their own)
+ODD_PORTS = (1177, 1604, 2404, 3360, 4444, 4782, 5552, 6606, 7707, 8219, 8808, 9001, 10134, 12345, 31337, 54984)
+
+
+def report_channel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
+                   *, period: float | None = None) -> list[Label]:
+    """One TCP session to an internet controller on an odd port; every ``period`` s (jitter of a
+    few %) the bot pushes a status message (a short tag and a body of 100-300 bytes, sometimes
+    the body a second or more after the tag), now and then a beat late or skipped; the controller
+    only acknowledges."""
+    bot = env.bot
+    mark = fr.mark()
+    period = period if period is not None else float(rng.uniform(2.0, 20.0))
+    ctrl = env.remote("controller", int(public_targets(rng, 1)[0]), rng)
+    port = int(rng.choice(ODD_PORTS))
+    s = TcpSession(fr, rng, bot, ctrl, port, t0)
+    s.open()
+    ident = rng.bytes(8).hex().upper()
+    t = s.t + float(rng.uniform(0.2, 1.0))
+    beats = 0
+    while t < t1 - 1:
+        if rng.random() > 0.04:  # a beat now and then skipped
+            body = f"ping|{ident}|{bot.ip_text}|idle {int(rng.integers(0, 9999))}|".encode() + rng.bytes(
+                int(rng.integers(80, 260))).hex().encode()[: int(rng.integers(80, 260))]
+            s.send(0, f"{len(body)}\r\n".encode(), t - s.t if t > s.t else 0.0)
+            late = float(rng.uniform(1.0, 0.5 * period)) if rng.random() < 0.15 and period > 3 else 0.1
+            s.send(0, body, late)
+            beats += 1
+        t += period * (1.0 + float(rng.normal(0, 0.01)))
+    label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "c2",
+                  f"report channel: one TCP session to {ctrl.ip_text}:{port}, status pushed every {period:.1f} s "
+                  f"({beats} messages), the controller only acknowledges")
+    return [_finish(fr, mark, label, bot)]
+
+
+def _program(rng: np.random.Generator, script: bool) -> tuple[bytes, bytes]:
+    """An HTTP response head and body serving an agent: a script as a named attachment, or an
+    executable (ELF) typed as bytes."""
+    if script:
+        body = b"import json, socket, subprocess, time\n" + rng.bytes(int(rng.integers(2000, 6000))).hex().encode()
+        name = str(rng.choice(("agent.py", "update.sh", "svc.ps1")))
+    else:
+        body = b"\x7fELF\x02\x01\x01" + rng.bytes(int(rng.integers(200_000, 1_500_000)))
+        name = str(rng.choice(("agent-linux", "svchost", "upd")))
+    head = (f"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n"
+            f"Content-Length: {len(body)}\r\nContent-Type: application/octet-stream\r\n\r\n").encode()
+    return head, body
+
+
+def local_controller(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
+                     *, mode: str | None = None, period: float | None = None) -> list[Label]:
+    """A controller on the bot's own subnet serves it a program over HTTP (port 80 or an odd web
+    port), then the agent calls back every ``period`` s with up to ±25 % jitter: ``mode`` "keepalive"
+    (HTTP POSTs on one kept-alive connection), "connections" (a new POST connection each time) or
+    "session" (a raw TCP session on another port in which the controller polls the agent on a beat
+    and the agent answers)."""
+    bot = env.bot
+    mark = fr.mark()
+    mode = mode if mode is not None else str(rng.choice(("keepalive", "connections", "session")))
+    period = period if period is not None else float(rng.uniform(10.0, 45.0))
+    host = int(rng.integers(2, 250))
+    while host in (bot.ip & 0xFF, env.resolver.ip & 0xFF):
+        host = int(rng.integers(2, 250))
+    ctrl = Host("controller", 0x020000000000 | int(rng.integers(0, 1 << 40)), (bot.ip & ~0xFF) | host, "computer",
+                64, 0.0003)
+    web = int(rng.choice((80, 8000, 8080, 8888)))
+    # the program
+    head, body = _program(rng, script=bool(rng.random() < 0.4))
+    dl = TcpSession(fr, rng, bot, ctrl, web, t0)
+    dl.open()
+    dl.send(0, f"POST /file/download HTTP/1.1\r\nHost: {ctrl.ip_text}:{web}\r\nUser-Agent: curl/7.68.0\r\n"
+               f"Content-Length: 0\r\n\r\n".encode(), 0.001)
+    dl.send(1, head, 0.002)
+    dl.send(1, body, 0.0005)
+    dl.close(0, 0.01)
+    t = dl.t + float(rng.uniform(1.0, 8.0))
+    calls = 0
+
+    def post(sess: TcpSession, at: float) -> None:
+        req = (f"POST /beacon HTTP/1.1\r\nHost: {ctrl.ip_text}:{web}\r\nContent-Type: application/json\r\n\r\n"
+               f'{{"paw":"{rng.bytes(4).hex()}","results":[]}}').encode()
+        sess.send(0, req, max(at - sess.t, 0.0))
+        sess.send(1, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n" + rng.bytes(
+            int(rng.integers(40, 400))).hex().encode(), 0.003)
+
+    if mode == "keepalive":
+        s = TcpSession(fr, rng, bot, ctrl, web, t)
+        s.open()
+        while t < t1 - 2:
+            post(s, t)
+            calls += 1
+            t += period * float(rng.uniform(0.75, 1.25))
+    elif mode == "connections":
+        while t < t1 - 2:
+            s = TcpSession(fr, rng, bot, ctrl, web, t)
+            s.open()
+            post(s, s.t + 0.001)
+            s.close(0, 0.01)
+            calls += 1
+            t += period * float(rng.uniform(0.75, 1.25))
+    else:
+        port = int(rng.choice(ODD_PORTS))
+        s = TcpSession(fr, rng, bot, ctrl, port, t)
+        s.open()
+        s.send(0, b'{"platform":"linux","executors":"sh"}' + rng.bytes(60).hex().encode(), 0.002)
+        beat = period * float(rng.uniform(0.4, 0.8))  # the controller's poll keeps its own clock
+        t = s.t + beat
+        while t < t1 - 2:
+            s.send(1, b"\x01", t - s.t)
+            if rng.random() < 0.5:  # a task now and then; otherwise the poll's answer is tiny
+                s.send(1, rng.bytes(int(rng.integers(10, 120))).hex().encode(), 0.001)
+                s.send(0, rng.bytes(int(rng.integers(40, 300))).hex().encode(), float(rng.uniform(0.005, 0.05)))
+            else:
+                s.send(0, b"\x01", float(rng.uniform(0.001, 0.01)))
+            calls += 1
+            t += beat * (1.0 + float(rng.normal(0, 0.005)))
+    label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "c2",
+                  f"local controller {ctrl.ip_text}: program ({len(body):,} bytes) fetched over HTTP :{web}, then "
+                  f"{calls} call-backs ({mode}) every ~{period:.0f} s")
+    return [_finish(fr, mark, label, bot)]

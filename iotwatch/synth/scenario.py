@@ -43,6 +43,10 @@ SCENARIOS: dict[str, str] = {
     "udpscan": "a camera scans hundreds of UDP ports of one host in seconds",
     "deadc2": "a camera tries to reach a controller that is gone, like clockwork",
     "icmptunnel": "a camera tunnels a TCP session through ICMP echo to an internet relay",
+    "reportc2": "a camera holds one session to an internet controller on an odd port and pushes its status "
+                "on a fixed beat; the controller never answers",
+    "localc2": "a camera fetches a program from a controller on the site's own network, then calls it back "
+               "with jitter (HTTP POSTs, new connections, or a session the controller polls)",
     "after": "the hospital site after the fix: the recorder is isolated and silent, internet hosts keep "
              "trying to log in to its address (use the hospital's seed for the same site)",
 }
@@ -52,7 +56,8 @@ DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0, "night": 8
 AFTER_OFFSET_S = 22 * 60.0
 #: scenarios of behaviours unlike Mirai's (:mod:`.evasive`), by name
 EVASIVE = {"slowscan": evasive.slow_scan, "udpscan": evasive.udp_port_scan, "deadc2": evasive.dead_controller,
-           "icmptunnel": evasive.icmp_tunnel}
+           "icmptunnel": evasive.icmp_tunnel, "reportc2": evasive.report_channel,
+           "localc2": evasive.local_controller}
 BEHAVIOURS = (*CATEGORIES, "hospital", *EVASIVE)
 
 
