@@ -67,12 +67,12 @@ FLOW_DTYPE = np.dtype([
     # the payload it sent within the exchanges it started
     ("plast", np.int64),  # the flow's last data packet (-1: none yet)
     ("xprev", np.int64, (2,)),
-    ("xg1", np.float64, (2,)), ("xg2", np.float64, (2,)),
     ("xb", np.uint64, (2,)),
-    ("xn", np.uint32, (2,)),
     # the side's cadence: its exchanges that came one beat (the reference interval ``xref``, within
     # BEAT_TOLERANCE; two beats when one was skipped) after the last such exchange (``xanc``)
-    ("xanc", np.int64, (2,)), ("xref", np.float64, (2,)), ("xbeat", np.uint32, (2,)),
+    ("xanc", np.int64, (2,)),
+    ("xg1", np.float32, (2,)), ("xg2", np.float32, (2,)), ("xref", np.float32, (2,)),  # seconds, s²
+    ("xn", np.uint32, (2,)), ("xbeat", np.uint32, (2,)),
     ("xside", np.uint8),  # the side that started the current exchange
 ], align=True)
 
