@@ -78,7 +78,8 @@ FLOW_FIELDS: tuple[Field, ...] = (
             Field(f"push_bytes_{side}", _U64, "bytes", f"payload the {who} sent within the exchanges it started"),
             Field(f"beats_{side}", _U32, "exchanges", f"of the exchanges the {who} started, those on its beat: one "
                   "reference interval (within 10 %; or two, one skipped) after its previous beat, extra exchanges "
-                  "in between left aside (a heartbeat's count, however chatty the session is otherwise)"),
+                  "in between left aside; the first two exchanges set the interval (a heartbeat's count, however "
+                  "chatty the session is otherwise)"),
             Field(f"beat_interval_{side}", _F64, "s", f"the {who}'s beat: the reference interval its beats kept "
                   "(0 without a beat)"),
         )
