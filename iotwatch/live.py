@@ -33,7 +33,7 @@ from .capture.privileges import Stopper
 from .capture.ring import Ring
 from .detect import Detector
 from .detect.baselines import write_baselines
-from .detect.evidence import AUTH_PORTS, Evidence
+from .detect.evidence import AUTH_PORTS, Evidence, held_sessions
 from .devices import ST_CLOSED_UPTO
 from .flows import S_EST
 from .pipeline import Pipeline
@@ -463,8 +463,9 @@ class LiveCapture:
 
     def _provisional_evidence(self, det: Detector) -> Evidence:
         """The detector's evidence plus the flows still open that have been quiet for
-        ``settle_s``, and the :func:`login_sessions` still going: a scan's unanswered SYNs and a
-        brute-force session count now, not after the flow table's idle timeout (120 s). A copy: the evidence the final verdicts use,
+        ``settle_s``, and the :func:`login_sessions` and held sessions (``evidence.held_sessions``)
+        still going: a scan's unanswered SYNs, a brute-force session and a heartbeat held in one
+        connection count now, not after the flow table's idle or active timeout (120 s, 1,800 s). A copy: the evidence the final verdicts use,
         from ended flows only as offline, is not touched."""
         pipe = self.pipe
         real = det.evidence
@@ -472,7 +473,8 @@ class LiveCapture:
         tmp.merge(real)
         tmp.apps = dict(real.apps)
         if self._clock_ns:
-            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9), also=login_sessions))
+            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9),
+                                                  also=lambda r: login_sessions(r) | held_sessions(r)))
         return tmp
 
     def _status(self, mono: float) -> LiveStatus:

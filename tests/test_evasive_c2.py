@@ -95,6 +95,17 @@ def test_a_flows_exchanges_and_its_beat(tmp_path: Path) -> None:
     assert rnd["pushes_toserver"] == 20 and rnd["beats_toserver"] < 8
 
 
+def test_the_held_sessions_a_live_verdict_counts_while_open() -> None:
+    from iotwatch.detect.evidence import held_sessions
+    from iotwatch.flows import FLOW_DTYPE
+
+    rows = np.zeros(4, FLOW_DTYPE)
+    rows["proto"] = [6, 6, 6, 17]
+    rows["xn"] = [[6, 0], [0, 9], [5, 5], [30, 0]]
+    # the device's 6 exchanges, the peer's 9; not: 5 each way, nor a UDP stream
+    assert held_sessions(rows).tolist() == [True, True, False, False]
+
+
 def test_what_serves_a_program() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
     assert serves_program(head + b"\r\n\x7fELF\x02\x01\x01")

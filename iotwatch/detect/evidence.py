@@ -200,6 +200,19 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
     return 0
 
 
+#: exchanges one side of a session still open has started when a verdict during a live run counts
+#: it (the call-back rules need 6, the heartbeat rule 8 beats)
+HELD_OPEN_PUSHES = 6
+
+
+def held_sessions(rows: np.ndarray) -> np.ndarray:
+    """Mask of the flow records (flows.FLOW_DTYPE) of TCP sessions in which one side has started
+    HELD_OPEN_PUSHES exchanges or more: a heartbeat or call-backs under way. A live run's verdicts
+    count such a session while it is still open (a held session may last for days: its record
+    would come only at the active timeout); its start cannot change, only its counts grow."""
+    return (rows["proto"] == 6) & (rows["xn"].max(axis=1) >= HELD_OPEN_PUSHES)
+
+
 def serves_program(p: bytes) -> bool:
     """Whether an HTTP response's first segment serves a program: its body begins with an
     executable's magic (PROGRAM_MAGIC); its type names an executable or a script
