@@ -65,12 +65,13 @@ FLOW_DTYPE = np.dtype([
     # previous data packet (either side) starts an exchange; per side: how many it started, when its
     # last one started, the sum and sum of squares of the seconds between its consecutive ones, and
     # the payload it sent within the exchanges it started
-    ("plast", np.int64),  # the flow's last data packet (-1: none yet)
-    ("xprev", np.int64, (2,)),
     ("xb", np.uint64, (2,)),
+    # (times in seconds since the flow's first packet)
+    ("plast", np.float32),  # the flow's last data packet (-1: none yet)
+    ("xprev", np.float32, (2,)),
     # the side's cadence: its exchanges that came one beat (the reference interval ``xref``, within
     # BEAT_TOLERANCE; two beats when one was skipped) after the last such exchange (``xanc``)
-    ("xanc", np.int64, (2,)),
+    ("xanc", np.float32, (2,)),
     ("xg1", np.float32, (2,)), ("xg2", np.float32, (2,)), ("xref", np.float32, (2,)),  # seconds, s²
     ("xn", np.uint32, (2,)), ("xbeat", np.uint32, (2,)),
     ("xside", np.uint8),  # the side that started the current exchange
@@ -79,7 +80,6 @@ FLOW_DTYPE = np.dtype([
 #: a data packet this long after the flow's previous one starts a new exchange (a heartbeat, a
 #: poll, a command): shorter pauses are the same conversation going on
 PUSH_IDLE_S = 1.0
-_PUSH_IDLE_NS = int(PUSH_IDLE_S * 1e9)
 #: an exchange that comes within this share of the side's reference interval after its last beat
 #: is on the beat (its clock); one that comes sooner is an extra exchange between two beats
 BEAT_TOLERANCE = 0.1
@@ -238,27 +238,27 @@ def _zeek_add_letter(zseen, zhist, code, d):  # type: ignore[no-untyped-def]
 
 
 @inline_kernel
-def _beat(f, d, ts):  # type: ignore[no-untyped-def]
-    """Side ``d`` of flow record ``f`` starts an exchange at ``ts``: keep its cadence. An exchange
+def _beat(f, d, rel):  # type: ignore[no-untyped-def]
+    """Side ``d`` of flow record ``f`` starts an exchange ``rel`` s into the flow: keep its cadence. An exchange
     one reference interval after the last beat (within BEAT_TOLERANCE; or two intervals, a beat
     skipped) is a beat; a sooner one is an extra exchange between beats (before any beat, it
     becomes the reference: the shorter cadence); a later one starts the cadence over from itself."""
-    g = (ts - f.xanc[d]) / 1e9
+    g = rel - f.xanc[d]
     r = f.xref[d]
     if r > 0.0 and g < r * (1.0 - BEAT_TOLERANCE):
         if f.xbeat[d] == 0:
             f.xref[d] = g
-            f.xanc[d] = ts
+            f.xanc[d] = rel
     elif r > 0.0 and g <= r * (1.0 + BEAT_TOLERANCE):
         f.xbeat[d] += 1
         f.xref[d] = r + (g - r) / 8.0
-        f.xanc[d] = ts
+        f.xanc[d] = rel
     elif r > 0.0 and abs(g - 2.0 * r) <= 2.0 * r * BEAT_TOLERANCE:
         f.xbeat[d] += 1
-        f.xanc[d] = ts
+        f.xanc[d] = rel
     else:
         f.xref[d] = g
-        f.xanc[d] = ts
+        f.xanc[d] = rel
 
 
 @kernel
@@ -427,20 +427,21 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         f.pl[d] += payload[i]
         f.ipb[d] += ip_len[i]
         if payload[i] > 0:
-            if f.plast < 0 or ts - f.plast >= _PUSH_IDLE_NS:  # this side starts an exchange
+            rel = (ts - f.first) * 1e-9
+            if f.plast < 0 or rel - f.plast >= PUSH_IDLE_S:  # this side starts an exchange
                 if f.xn[d] > 0:
-                    g = (ts - f.xprev[d]) / 1e9
+                    g = rel - f.xprev[d]
                     f.xg1[d] += g
                     f.xg2[d] += g * g
-                    _beat(f, d, ts)
+                    _beat(f, d, rel)
                 else:
-                    f.xanc[d] = ts
+                    f.xanc[d] = rel
                 f.xn[d] += 1
-                f.xprev[d] = ts
+                f.xprev[d] = rel
                 f.xside = d
             if f.xside == d:
                 f.xb[d] += payload[i]
-            f.plast = ts
+            f.plast = rel
         if fs >= 0 and frag_pend[fs, 0] > 0:  # fragments that came before this first fragment
             f.pk[d] += frag_pend[fs, 0]
             f.by[d] += frag_pend[fs, 1]
