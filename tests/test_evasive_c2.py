@@ -246,3 +246,20 @@ def test_commodity_rats_and_lab_agents(capture: str, rule: str, what: str, tmp_p
     (a,) = c2_alerts(ev, lab["host_mac"])
     assert a["evidence"]["detected_by"][0] == f"rule:{rule}" and what in a["alert"]["signature"]
     assert c2_alerts(ev) == [a]  # the controller (Caldera's 172.18.0.2) only answered: nothing on it
+
+
+@needs_shared
+def test_a_mirai_cnc_link_whose_hello_lies_before_the_capture(tmp_path: Path) -> None:
+    """Mirai's CNC session kept alive with 2-byte messages every 15-60 s: caught at its hello, and,
+    in a capture begun after the hello (the session midstream), by its beat on a telnet port."""
+    from test_detect_unseen import cut
+
+    real = SHARED_PCAPS / "nku_lifecycle" / "xiaobai_Y2camera_lifecycle" / "xiaobai_Y2camera_idle_local.pcap"
+    res = inject(Options("c2", seed=7270, duration=1200, quiet=100), real, "78:df:72:24:69:4d", tmp_path / "c2.pcap")
+    host = _bad(res.pcap)
+    (whole,) = c2_alerts(analyze(res.pcap, tmp_path / "o"))
+    assert whole["evidence"]["detected_by"] == ["rule:mirai_c2_hello", "rule:held_heartbeat"]
+    cut(res.pcap, tmp_path / "mid.pcap", float(host["first_bad_ts"]) + 20)
+    (mid,) = c2_alerts(analyze(tmp_path / "mid.pcap", tmp_path / "m"))
+    assert mid["src_mac"] == host["host_mac"] and mid["evidence"]["detected_by"] == ["rule:held_heartbeat"]
+    assert mid["alert"]["signature"].startswith("heartbeat on a telnet port") and mid["evidence"]["beats"] >= 8
