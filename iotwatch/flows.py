@@ -60,6 +60,10 @@ FLOW_DTYPE = np.dtype([
     ("zst", np.uint16),  # Zeek's TCP endpoint states: client state, its previous, server state, its previous (3 bits each)
     ("proto", np.uint8), ("v6", np.uint8), ("client_a", np.uint8), ("state", np.uint8),
     ("answered", np.uint8), ("reason", np.uint8),
+    # the flow's last data packet, seconds after its first packet; -1: none yet, and then the
+    # exchange fields below are not set (a new flow writes only this one, in a cache line it
+    # writes anyway: a flood of new flows pays nothing for them)
+    ("plast", np.float32),
     ("frame", np.int64),  # first packet: file index << 40 | 1-based frame number in that file
     # exchanges ("pushes"): a side's data packet that comes PUSH_IDLE_S or more after the flow's
     # previous data packet (either side) starts an exchange; per side: how many it started, when its
@@ -67,7 +71,6 @@ FLOW_DTYPE = np.dtype([
     # the payload it sent within the exchanges it started
     ("xb", np.uint64, (2,)),
     # (times in seconds since the flow's first packet)
-    ("plast", np.float32),  # the flow's last data packet (-1: none yet)
     ("xprev", np.float32, (2,)),
     # the side's cadence: its exchanges that came one beat (the reference interval ``xref``, within
     # BEAT_TOLERANCE; two beats when one was skipped) after the last such exchange (``xanc``)
@@ -400,17 +403,8 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
             f.zhist = 0
             f.zseen = 0
             f.zst = 0
-            f.plast = -1
-            f.xside = 0
+            f.plast = -1  # (the exchange fields are set at the first data packet)
             for q in range(2):
-                f.xprev[q] = 0
-                f.xg1[q] = 0.0
-                f.xg2[q] = 0.0
-                f.xb[q] = 0
-                f.xn[q] = 0
-                f.xanc[q] = 0
-                f.xref[q] = 0.0
-                f.xbeat[q] = 0
                 f.pk[q] = 0
                 f.by[q] = 0
                 f.pl[q] = 0
@@ -428,6 +422,9 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
         f.ipb[d] += ip_len[i]
         if payload[i] > 0:
             rel = (ts - f.first) * 1e-9
+            if f.plast < 0:  # the flow's first data packet
+                f.xn[0] = 0
+                f.xn[1] = 0
             if f.plast < 0 or rel - f.plast >= PUSH_IDLE_S:  # this side starts an exchange
                 if f.xn[d] > 0:
                     g = rel - f.xprev[d]
@@ -436,6 +433,11 @@ def process_packets(start, ts_ns, wirelen, l3, err, src_hi, src_lo, dst_hi, dst_
                     _beat(f, d, rel)
                 else:
                     f.xanc[d] = rel
+                    f.xg1[d] = 0.0
+                    f.xg2[d] = 0.0
+                    f.xref[d] = 0.0
+                    f.xbeat[d] = 0
+                    f.xb[d] = 0
                 f.xn[d] += 1
                 f.xprev[d] = rel
                 f.xside = d
@@ -798,6 +800,15 @@ def state_code(bits):  # type: ignore[no-untyped-def]
 
 
 @inline_kernel
+def exchanges(r):  # type: ignore[no-untyped-def]
+    """The exchanges each side of flow record ``r`` started (0, 0 before its first data packet:
+    the fields are set then)."""
+    if r.plast < 0:
+        return 0, 0
+    return r.xn[0], r.xn[1]
+
+
+@inline_kernel
 def push_stats(n, g1, g2):  # type: ignore[no-untyped-def]
     """A side's exchanges → (mean seconds between consecutive ones, their coefficient of
     variation): 0 and 0 with fewer than two exchanges, a CV of 0 with fewer than three."""
@@ -839,21 +850,23 @@ def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state,
         u64[10, i] = r.mac_s
         u64[11, i] = r.ipb[0]
         u64[12, i] = r.ipb[1]
-        u64[13, i] = r.xb[0]
-        u64[14, i] = r.xb[1]
+        n0, n1 = exchanges(r)
+        u64[13, i] = r.xb[0] if n0 > 0 else 0  # (a side's exchange fields are set at its first one)
+        u64[14, i] = r.xb[1] if n1 > 0 else 0
         u32[0, i] = r.pk[0]
         u32[1, i] = r.pk[1]
         for k in range(12):
             u32[2 + k, i] = r.fl[k]
-        u32[14, i] = r.xn[0]
-        u32[15, i] = r.xn[1]
-        u32[16, i] = r.xbeat[0]
-        u32[17, i] = r.xbeat[1]
+        u32[14, i] = n0
+        u32[15, i] = n1
+        u32[16, i] = r.xbeat[0] if n0 > 0 else 0
+        u32[17, i] = r.xbeat[1] if n1 > 0 else 0
         for side in range(2):
-            iv, cv = push_stats(r.xn[side], r.xg1[side], r.xg2[side])
+            ns = n1 if side else n0
+            iv, cv = push_stats(ns, r.xg1[side], r.xg2[side])
             pushf[side, i] = iv
             pushf[2 + side, i] = cv
-            pushf[4 + side, i] = r.xref[side] if r.xbeat[side] > 0 else 0.0
+            pushf[4 + side, i] = r.xref[side] if ns > 0 and r.xbeat[side] > 0 else 0.0
         ports[0, i] = cp
         ports[1, i] = sp
         proto[i] = pr

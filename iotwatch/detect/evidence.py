@@ -25,7 +25,7 @@ import numpy as np
 
 from .._jit import inline_kernel, kernel
 from ..addrs import LocalNets, addr_class, ip_str, mac_str
-from ..flows import S_EST, S_REJECTED, S_RST, S_SYN, S_SYNACK, flow_sides, push_stats
+from ..flows import S_EST, S_REJECTED, S_RST, S_SYN, S_SYNACK, exchanges, flow_sides, push_stats
 from ..sidecar import RareFrame
 
 # event kinds (bits)
@@ -210,7 +210,7 @@ def held_sessions(rows: np.ndarray) -> np.ndarray:
     HELD_OPEN_PUSHES exchanges or more: a heartbeat or call-backs under way. A live run's verdicts
     count such a session while it is still open (a held session may last for days: its record
     would come only at the active timeout); its start cannot change, only its counts grow."""
-    return (rows["proto"] == 6) & (rows["xn"].max(axis=1) >= HELD_OPEN_PUSHES)
+    return (rows["proto"] == 6) & (rows["plast"] >= 0) & (rows["xn"].max(axis=1) >= HELD_OPEN_PUSHES)
 
 
 def serves_program(p: bytes) -> bool:
@@ -291,8 +291,8 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx, local):  
         loc = False
         if not keep and tcp and scls == 1:
             a = app[i]
-            loc = (r.xn[0] >= LOCAL_SESSION_PUSHES or r.xn[1] >= LOCAL_SESSION_PUSHES or a == A_HTTP
-                   or a == A_PROGRAM)
+            n0, n1 = exchanges(r)
+            loc = n0 >= LOCAL_SESSION_PUSHES or n1 >= LOCAL_SESSION_PUSHES or a == A_HTTP or a == A_PROGRAM
             keep = loc
         if not keep or (r.mac_c >> np.uint64(40)) & np.uint64(1) != 0:  # nor from a multicast source
             continue
@@ -316,15 +316,24 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx, local):  
         e.kind = kind
         e.v6 = r.v6
         e.app = app[i]
-        hb = 0 if r.xbeat[0] > r.xbeat[1] or (r.xbeat[0] == r.xbeat[1] and r.xn[0] >= r.xn[1]) else 1
+        # (a side's exchange fields other than its count are set at its first exchange; a flow
+        # without data, a probe, has none: nothing to work out)
+        x0, x1 = exchanges(r)
+        b0 = r.xbeat[0] if x0 > 0 else 0
+        b1 = r.xbeat[1] if x1 > 0 else 0
+        hb = 0 if b0 > b1 or (b0 == b1 and x0 >= x1) else 1
         e.hb_side = hb
-        e.hb_pushes = r.xn[hb]
-        e.hb_beats = r.xbeat[hb]
-        e.hb_other = r.xn[1 - hb]
-        e.hb_beat_s = r.xref[hb] if r.xbeat[hb] > 0 else 0.0
-        iv, cv = push_stats(r.xn[hb], r.xg1[hb], r.xg2[hb])
-        e.hb_iv = iv
-        e.hb_cv = cv
+        e.hb_pushes = x1 if hb else x0
+        e.hb_beats = b1 if hb else b0
+        e.hb_other = x0 if hb else x1
+        e.hb_beat_s = r.xref[hb] if e.hb_beats > 0 else 0.0
+        if e.hb_pushes >= 2:
+            iv, cv = push_stats(e.hb_pushes, r.xg1[hb], r.xg2[hb])
+            e.hb_iv = iv
+            e.hb_cv = cv
+        else:
+            e.hb_iv = 0.0
+            e.hb_cv = 0.0
         e.opened = tcp and syn_c > 0
         local[m] = loc
         idx[m] = i
