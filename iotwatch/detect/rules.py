@@ -1311,7 +1311,7 @@ def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[F
         after = tcp[(hk == h) & (tcp["ts"] >= dl["ts"]) & (tcp["app"] != A_PROGRAM)]
         if not len(after):
             continue
-        cands: list[tuple[float, str, np.ndarray]] = []
+        cands: list[tuple[float, str, np.ndarray, int]] = []  # fire time, what, the call-backs, the firing frame
         # check-ins as new connections
         starts = after["ts"]
         if len(starts) >= k:
@@ -1326,29 +1326,32 @@ def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[F
                     if 1.0 <= m <= th.callback_max_period_s and float(w.std()) <= th.callback_cv * m:
                         sel = after[(after["ts"] >= ci[0]) & (after["ts"] <= ci[-1])]
                         period = float(np.median(iv))
+                        at = int(after["frame"][int(np.searchsorted(after["ts"], ci[j]))])
                         cands.append((float(ci[j]), f"{len(ci)} connections every {period:.0f} s "
                                                     f"(interval CV {float(iv.std() / max(iv.mean(), 1e-9)):.2f})",
-                                      sel))
+                                      sel, at))
                         break
         # check-ins inside sessions held open
         device_steady = ((after["hb_side"] == 0) & (after["hb_pushes"] >= k) & (after["hb_iv"] >= 1.0)
                          & (after["hb_iv"] <= th.callback_max_period_s) & (after["hb_cv"] <= th.callback_cv))
         held = after[device_steady | _on_beat(after, th, k)]
-        for e in held[:1]:
+        if len(held):
+            e = held[0]
             by_beat = int(e["hb_beats"]) >= k
             period = float(e["hb_beat_s"]) if by_beat else float(e["hb_iv"])
             fire = float(min(e["end"], e["ts"] + k * period))
             who = "the device" if e["hb_side"] == 0 else "the controller"
+            # (the session's first packet: its record keeps no later frame)
             cands.append((fire, f"a session to :{int(e['dport'])} held {float(e['end'] - e['ts']):.0f} s in which {who} "
-                                f"started {int(e['hb_pushes'])} exchanges every {period:.0f} s", held[:1]))
+                                f"started {int(e['hb_pushes'])} exchanges every {period:.0f} s", held[:1], int(e["frame"])))
         if not cands:
             continue
-        fire, what, sel = min(cands, key=lambda c: c[0])
+        fire, what, sel, at = min(cands, key=lambda c: c[0])
         src = f"{_addr(dl)}:{int(dl['dport'])}"
         sig = f"call-backs to the host that served a program: fetched one from {src}, then {what}"
         evd: dict[str, object] = {
             "peer": _addr(dl), "program_from": src, "program_bytes": int(dl["payload_in"]),
-            "first_packet": frame_ref(int(dl["frame"]), files), "alert_packet": frame_ref(int(sel["frame"][0]), files),
+            "first_packet": frame_ref(int(dl["frame"]), files), "alert_packet": frame_ref(at, files),
             "flow_ids": [int(dl["flow_id"]), *(int(x) for x in sel["flow_id"][:4])], "connections": len(sel),
             "ports": sorted({int(p) for p in sel["dport"]}),
         }
