@@ -201,9 +201,10 @@ def _check(pcap: Path, out: Path, rule: str) -> dict:  # type: ignore[type-arg]
     assert a["alert"]["category"] == "c2" and f"rule:{rule}" in a["evidence"]["detected_by"]
     fired = datetime.strptime(a["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
     start = float(host["first_bad_ts"])
-    # known once 8 beats (a report channel) or 6 call-backs (jitter up to +25 %) came
+    # known once 8 beats (after the two that set it: a report channel) or 6 call-backs (jitter up
+    # to +25 %) came
     period = float(host["evidence"].split("every ")[1].split(" s")[0].lstrip("~"))
-    assert start <= fired <= start + (9 if rule == "held_heartbeat" else 8 * 1.25) * period + 10
+    assert start <= fired <= start + (10 if rule == "held_heartbeat" else 8 * 1.25) * period + 10
     return a
 
 

@@ -1238,8 +1238,9 @@ def _on_beat(ev: np.ndarray, th: Thresholds, beats: int) -> np.ndarray:
 
 
 def _beat_fire(e: np.void, k: int) -> float:
-    """When the ``k``-th beat came, as near as the flow record tells: its start plus k beats."""
-    return float(min(e["end"], e["ts"] + k * float(e["hb_beat_s"])))
+    """When the ``k``-th beat came, as near as the flow record tells: the first two exchanges set
+    the beat, so the session's start plus k + 1 beats (at the latest its end)."""
+    return float(min(e["end"], e["ts"] + (k + 1) * float(e["hb_beat_s"])))
 
 
 def held_heartbeat(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
@@ -1339,7 +1340,8 @@ def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[F
             e = held[0]
             by_beat = int(e["hb_beats"]) >= k
             period = float(e["hb_beat_s"]) if by_beat else float(e["hb_iv"])
-            fire = float(min(e["end"], e["ts"] + k * period))
+            # the k-th beat, or the k-th of the device's exchanges (its first at the earliest at the start)
+            fire = _beat_fire(e, k) if by_beat else float(min(e["end"], e["ts"] + (k - 1) * period))
             who = "the device" if e["hb_side"] == 0 else "the controller"
             # (the session's first packet: its record keeps no later frame)
             cands.append((fire, f"a session to :{int(e['dport'])} held {float(e['end'] - e['ts']):.0f} s in which {who} "
