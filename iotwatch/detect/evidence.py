@@ -3,7 +3,9 @@
 Only flows that can become evidence are kept, in columns, per device and bounded
 (:data:`MAX_EVENTS` per device and class): probes (SYNs nobody completed, empty connections the client reset,
 NULL/FIN/Xmas packets, ICMP echo/timestamp requests), connections to authentication services,
-connections to external peers (beacons, uploads) and heavy one-way streams (flood candidates).
+connections to external peers (beacons, uploads) and heavy one-way streams (flood candidates);
+and, kept apart for the call-back rules only, TCP sessions with local peers that held repeated
+exchanges, spoke HTTP or served a program (:attr:`DeviceEvidence.local`).
 ARP requests and DNS query names come from the sidecar's rare frames. Everything here is
 mergeable: two halves of an archive give two :class:`Evidence` objects that :meth:`merge` joins.
 
