@@ -1,14 +1,15 @@
 """Labelled captures → the behaviour model (what a device does, per window).
 
 Each capture is observed once (:mod:`.observe`: the pipeline's own detector windows and
-features); windows of a host labelled with a behaviour, from its first bad packet to its last,
-take that behaviour's class, all other windows of labelled hosts are ``normal`` (victims too:
-being attacked is not misbehaving), and windows of unlabelled hosts are left out.
-Cross-validation splits by device (:func:`.forest.grouped_folds`: all windows of one MAC, across
-captures, fall in the same fold), never at random over the windows of one episode. The decision
-thresholds come from the out-of-fold probabilities: a class's threshold is set above every
-normal window's probability for it, so the model alone does not accuse a healthy device of the
-training set.
+features). The model is multi-label: one binary output per behaviour. A window of a host labelled
+with a behaviour, from its first bad packet to its last, shows that behaviour; a window may show
+several (the hospital's camera scans, brute-forces, beacons and uploads at once, and teaches all of
+them); other windows of labelled hosts show none (victims too: being attacked is not misbehaving),
+and windows of unlabelled hosts are left out. Cross-validation splits by device
+(:func:`.forest.grouped_folds`: all windows of one MAC, across captures, fall in the same fold),
+never at random over the windows of one episode. The decision thresholds come from the out-of-fold
+probabilities (:func:`thresholds_from`): a behaviour's threshold is set above every window of a
+held-out device that does not show it, within a floor and a cap.
 
 Training says in one line each what would make a poor model: a row whose host is no device of
 its capture, a class with fewer than :data:`MIN_DEVICES` devices or :data:`MIN_WINDOWS`
