@@ -298,7 +298,7 @@ def test_multilabel_bundle_predicts_each_behaviour_as_scikit_learn(tmp_path: Pat
     fast = b.predict_proba(Xt)
     assert fast.shape == (300, 3) and b._estimator is None
     assert np.abs(fast - np.column_stack([p[:, 1] for p in est.predict_proba(Xt)])).max() < 1e-12
-    with pytest.raises(ModelError, match="older iotwatch.*retrain"):
+    with pytest.raises(ModelError, match=r"older iotwatch.*retrain"):
         load(tiny_bundle)
 
 

@@ -255,8 +255,9 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
     if not len(data):
         raise InputError(label_files[0], "no labelled device windows found (do the hosts match the captures?)")
     counts = Counter(data.y.tolist())
-    say(f"{len(data)} windows of {len(set(data.groups))} devices: "
-        + ", ".join(f"{c} {n}" for c, n in counts.most_common()))
+    shows = {c: int(data.Y[:, j].sum()) for j, c in enumerate(CATEGORIES) if data.Y[:, j].any()}
+    say(f"{len(data)} windows of {len(set(data.groups))} devices: normal {int((data.Y.sum(axis=1) == 0).sum())}"
+        + "".join(f", {c} {n}" for c, n in shows.items()) + " (a window may show several behaviours)")
     if set(counts) == {"normal"} and not force:
         raise InputError(label_files[0], "every labelled window is normal: such a model detects nothing "
                                          "(label misbehaving hosts, or --force to write it anyway)")
