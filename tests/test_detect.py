@@ -302,6 +302,21 @@ def test_multilabel_bundle_predicts_each_behaviour_as_scikit_learn(tmp_path: Pat
         load(tiny_bundle)
 
 
+@needs_shared
+def test_no_model_only_alert_on_a_router(tmp_path: Path) -> None:
+    """A router's windows count the traffic it forwards for the site: the model alone does not
+    judge them (the rules look at the router's own packets)."""
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "analyze", str(SHARED_PCAPS / "unsw_iot_via_networkml" /
+                        "Two-IOT161012-node5.pcap"), "--out", str(tmp_path / "o"), "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ev = [json.loads(line) for line in (tmp_path / "o" / "events.jsonl").read_text().splitlines()]
+    routers = {e["mac"] for e in ev if e["event_type"] == "device" and e.get("device_type") == "router"}
+    assert routers  # the site's gateway is typed a router
+    assert [e["alert"]["signature"] for e in ev if e["event_type"] == "alert"] == []
+    r = subprocess.run([sys.executable, str(CHECK_EVENTS), str(tmp_path / "o" / "events.jsonl")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_shipped_models_load_and_agree() -> None:
     from iotwatch.detect.model import default_model
     from iotwatch.inventory.analyser import default_type_model
