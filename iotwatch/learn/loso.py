@@ -13,7 +13,8 @@ nothing of F (its decision thresholds from device-grouped folds inside that trai
   raise them with that model;
 * **model alone**: a misbehaving host is flagged when one of the windows of its behaviour reaches
   the fold model's threshold for that behaviour; a normal host or victim is a false alarm when any
-  of its windows reaches any class's threshold.
+  of its windows reaches any behaviour's threshold. As in ``analyze``, the model alone does not
+  judge a device typed router (its windows also carry the traffic it forwards).
 
 Each capture is analysed once (rules only; the features do not depend on the model) and the
 folds refit on the cached windows, so a dozen folds cost a dozen forest fits, not a dozen runs of
@@ -215,18 +216,24 @@ def score(pool: Pool, captures: Sequence[Path], model: Any, name: str | None) ->
                 first = min(same, key=lambda a: a.timestamp)
                 delay, sig = first.timestamp - lab.first_ts, first.signature
             if model is not None:
-                hits[lab] = _model_flags(model, obs, probs, keys, lab)
+                hits[lab] = _model_flags(model, obs, probs, _judged(obs, keys), lab)
         else:
             rep.false_alarms += [(lab, a.category, a.signature) for a in mine]
             rep.device_days += sum(obs.active_s(k) for k in keys) / 86400
             if model is not None:
-                false += [(lab, c) for c in _model_classes(model, probs, keys)]
+                false += [(lab, c) for c in _model_classes(model, probs, _judged(obs, keys))]
         rep.hosts.append(HostResult(lab, cats, delay, sig))
     if model is not None:
         rows = np.isin(np.array([m[0] for m in pool.data.meta], dtype=object), [str(c) for c in caps])
         if rows.any():
             rep.window = window_report(model, pool.data.X[rows], pool.data.y[rows])
     return rep, hits, false
+
+
+def _judged(obs: Observation, keys: list[str]) -> list[str]:
+    """The devices the model alone judges, as in ``analyze`` (:func:`~iotwatch.detect.verdict.combine`):
+    not a router, whose windows also carry the traffic it forwards."""
+    return [k for k in keys if (r := obs.devices.get(k)) is None or r.device_type != "router"]
 
 
 def window_report(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
