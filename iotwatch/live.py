@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .capture import interfaces, privileges
-from .capture.dumpcap import DumpcapSource
+from .capture.dumpcap import CAPTURE_NICE, DumpcapSource
 from .capture.privileges import Stopper
 from .capture.ring import Ring
 from .detect import Detector
@@ -56,6 +56,9 @@ class LiveOptions:
     ring_files: int = 10
     ring_bytes: int = 100 << 20
     buffer_mib: int = 64
+    #: nice value of dumpcap and of the thread draining its pipe, when allowed (root or
+    #: CAP_SYS_NICE); None: leave them as they are
+    capture_nice: int | None = CAPTURE_NICE
     tick_s: float = 0.25  # how often the clock moves and the counters are read
     margin_s: float = 1.0  # packets this recent may still be in dumpcap's buffer or the pipe
     stats_every_s: float = 5.0  # a non-final stats event (and a drop report) this often
@@ -230,7 +233,7 @@ class LiveCapture:
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.source = DumpcapSource(o.interface, bpf=o.bpf, buffer_mib=o.buffer_mib, on_idle=self._idle,
-                                        dumpcap=o.dumpcap)
+                                        dumpcap=o.dumpcap, nice=o.capture_nice)
             self.started = time.time()
             self.source.open()
         except BaseException:
@@ -284,6 +287,7 @@ class LiveCapture:
         st = pipe.stats
         st.interface, st.if_drops, st.ring_files = o.interface, 0, 0 if self.ring else None
         st.files = 1
+        st.capture_nice = self.source.nice
         self._prepare_models()
         self.source.reader.batch_size = pipe.settings.batch_size
         self._last_counts = (time.monotonic(), 0, 0)
@@ -306,6 +310,7 @@ class LiveCapture:
             st.interrupted = self._signalled
             if counts is not None:
                 st.capture_received, st.capture_drops = counts.received, counts.dropped
+                st.capture_drops_kernel = counts.kernel
             st.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
             st.backlog_max_bytes = self.source.chunks.max_backlog
             for p in self.source.reader.problems if self.source.reader else []:
