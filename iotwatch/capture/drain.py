@@ -39,13 +39,14 @@ from .._jit import kernel
 
 BACKLOG_BYTES = 256 << 20  # read from the pipe but not yet analysed, at most (resident only while behind)
 KEEP_BYTES = 16 << 20  # pages of the backlog kept when it empties; beyond, they go back to the system
-MIN_ROOM = 64 << 10  # the writer wraps (or waits) when less room than this is left before the end
+MIN_ROOM = 64 << 10  # the thread waits while less room than this is free (the backlog is full)
 PACE_US = 500  # after each read the thread waits this long (µs): at most 2,000 reads a second, not one
 # per write of dumpcap's; at 1 GB/s a 1 MiB pipe fills in 1 ms
 FULL_US = 1000  # while the backlog is full, the thread looks again this often (µs)
 
-# slots of the shared state (int64); W, M, END, MAX, TOTAL, HIGH written by the thread, R by the reader
-W, R, M, END, STOP, MAX, TOTAL, HIGH = range(8)
+# slots of the shared state (int64). H (bytes written, ever), SKIP_FROM, SKIP_TO, END, MAX, HIGH:
+# written by the thread; T (bytes taken, ever): by the reader; STOP: by the reader
+H, T, SKIP_FROM, SKIP_TO, END, STOP, MAX, HIGH = range(8)
 
 # (addresses and sizes as signed 64-bit integers: same registers, and no unsigned/signed mixing)
 _read = types.ExternalFunction("read", types.intp(types.int32, types.intp, types.intp))
@@ -62,53 +63,46 @@ WAIT_MS = 10  # the thread waits for the pipe at most this long before looking a
 def _drain(fd: int, buf: np.ndarray, st: np.ndarray, keep: int, page: int,
            pfd: np.ndarray) -> None:  # pragma: no cover - compiled
     """Read ``fd`` into the ring ``buf`` until it ends or ``st[STOP]`` is set (no GIL held).
-    ``pfd``: two int32, a ``struct pollfd`` for ``fd``."""
+    ``pfd``: two int32, a ``struct pollfd`` for ``fd``. Byte ``i`` of the stream is at
+    ``buf[i % size]``; the data not yet taken is [st[T], st[H])."""
     base = np.int64(buf.ctypes.data)
     pfd_at = np.int64(pfd.ctypes.data)
     size = buf.shape[0]
     while st[STOP] == 0:
-        w = st[W]
-        r = st[R]
-        if w >= r:  # the data is [r, w)
-            if w == r and w > 0:  # the reader has taken everything: start again at the front
-                high = max(st[HIGH], w)
-                if high > keep:  # give back the pages a large backlog used (the reader is done with them)
-                    _madvise(base + keep, (high - keep) // page * page, MADV_DONTNEED)
-                st[HIGH] = 0
-                st[M] = w
-                _getpid()
-                st[W] = 0
-                continue
-            room = size - w
-            if room < MIN_ROOM:
-                if r > MIN_ROOM:  # wrap: the data is [r, w), then from the front
-                    st[HIGH] = max(st[HIGH], w)
-                    st[M] = w
-                    _getpid()
-                    st[W] = 0
-                else:
-                    _usleep(FULL_US)
-                continue
-        else:  # wrapped: the data is [r, st[M]) and [0, w)
-            room = r - w - 1
-            if room < MIN_ROOM:
-                _usleep(FULL_US)
-                continue
-        pfd[1] = POLLIN  # (events; revents, the upper half, cleared)
-        ready = _poll(pfd_at, 1, WAIT_MS)
-        if ready == 0:  # nothing yet: look at the backlog again (it may have emptied: start at the front)
+        h = st[H]
+        t = st[T]
+        if t == st[SKIP_FROM] and h != t:  # the reader has not seen the last skip yet: it is where it leads
+            t = st[SKIP_TO]
+        off = h % size
+        if h == t and off >= keep:
+            # the reader has taken everything: go on from the front of the buffer (the reader,
+            # finding its position at SKIP_FROM, jumps to SKIP_TO), and give back the pages past
+            # ``keep`` that a backlog used (nobody reads them now)
+            high = max(st[HIGH], off)
+            _madvise(base + keep, (high - keep) // page * page, MADV_DONTNEED)
+            st[HIGH] = 0
+            st[SKIP_FROM] = h
+            st[SKIP_TO] = h - off + size
+            _getpid()
+            st[H] = h - off + size
             continue
-        n = _read(fd, base + w, room)
+        room = min(size - (h - t), size - off)  # free, and contiguous up to the end of the buffer
+        if size - (h - t) < MIN_ROOM:  # full: the reader is far behind
+            _usleep(FULL_US)
+            continue
+        pfd[1] = POLLIN  # (events; revents, the upper half, cleared)
+        if _poll(pfd_at, 1, WAIT_MS) == 0:  # nothing yet: look at the backlog again
+            continue
+        n = _read(fd, base + off, room)
         if n <= 0:  # the pipe ended (or failed: signals are blocked in this thread, so not EINTR)
             st[END] = 1 if n == 0 else 2
             return
-        st[W] = w + n
-        st[TOTAL] += n
-        held = w + n - r if w >= r else st[M] - r + w + n
-        if held > st[MAX]:
-            st[MAX] = held
-        # (also the moment the reader takes what is there: waking, the thread then finds the
-        # backlog empty and starts again at the front, so a reader that keeps up uses little memory)
+        st[H] = h + n
+        st[HIGH] = max(st[HIGH], off + n)
+        if h + n - t > st[MAX]:
+            st[MAX] = h + n - t
+        # at most 2,000 reads a second, not one per write of dumpcap's; also the moment the reader
+        # takes what is there, so that the thread, waking, finds the backlog empty (see above)
         _usleep(PACE_US)
     st[END] = 1
 
@@ -157,30 +151,24 @@ class PipeDrain:
 
     @property
     def held(self) -> int:
-        st = self.state
-        w, r = int(st[W]), int(st[R])
-        return w - r if w >= r else int(st[M]) - r + w
+        return int(self.state[H] - self.state[T])
 
     def take(self, out: np.ndarray, at: int) -> int:
         """Copy what has arrived, as much as fits, into ``out[at:]``; returns the bytes copied."""
         st = self.state
+        size = self.buf.shape[0]
         got = 0
         room = out.shape[0] - at
         while room > 0:
-            w, r = int(st[W]), int(st[R])
-            if w < r:  # wrapped: the rest up to the mark first
-                m = int(st[M])
-                if r >= m:
-                    st[R] = r = 0
-                    continue
-                hi = m
-            else:
-                hi = w
-            k = min(hi - r, room)
+            h, t = int(st[H]), int(st[T])  # (H first: a skip's marks are written before it)
+            if h > t and int(st[SKIP_FROM]) == t:  # the thread went on from the front
+                t = int(st[SKIP_TO])
+                st[T] = t
+            k = min(h - t, size - t % size, room)
             if k <= 0:
                 break
-            out[at + got : at + got + k] = self.buf[r : r + k]
-            st[R] = r + k
+            out[at + got : at + got + k] = self.buf[t % size : t % size + k]
+            st[T] = t + k
             got += k
             room -= k
         return got
