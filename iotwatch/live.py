@@ -67,6 +67,10 @@ class LiveOptions:
     #: an open flow quiet this long counts as evidence for the verdicts during the run: with the
     #: live close lag (1 s), every flow whose packets all fell in the window that just closed
     settle_s: float = 1.0
+    #: after windows close, the verdicts are taken again this long after (s), as the flows of
+    #: their last moments settle: at +0.5 s those quiet since 0.5 s past the window's end (their
+    #: alerts then come within 2 s of it), at +1.25 s those quiet since 1.25 s past it
+    recheck_s: tuple[float, ...] = (0.5, 1.25)
     dumpcap: str | None = None
     #: when started as root: the user to become once dumpcap runs (None: SUDO_UID's, if any);
     #: capture/privileges.py
@@ -210,7 +214,7 @@ class LiveCapture:
         self._unrecorded: int | None = None  # pipe.files index for packets in no ring file
         self._unrecorded_frames = 0
         self._windows_seen = 0
-        self._reconclude_at: float | None = None
+        self._rechecks: list[float] = []  # monotonic times of the verdict passes still to come
         self._devices: dict[str, DeviceRecord] = {}
         self._new_alerts: list[Alert] = []
         self._last_tick = self._last_stats = self._last_part = self._last_status = 0.0
@@ -300,7 +304,10 @@ class LiveCapture:
                     self._place(batch)
                     pipe.feed(batch)
                     self._clock_ns = max(self._clock_ns, int(batch.ts_ns[-1]))
-                    if time.monotonic() - self._last_tick >= o.tick_s:
+                    # a window that closed in this batch is concluded now, not at the next tick
+                    mono = time.monotonic()
+                    if mono - self._last_tick >= o.tick_s or pipe.stats.windows > self._windows_seen or \
+                            (self._rechecks and mono >= self._rechecks[0]):
                         self._tick()
             finally:
                 counts = self.source.close()
@@ -407,13 +414,17 @@ class LiveCapture:
             pipe.advance(self._clock_ns)
         else:
             pipe.drain()
-        again = self._reconclude_at is not None and mono >= self._reconclude_at
+        again = bool(self._rechecks) and mono >= self._rechecks[0]
         if pipe.stats.windows > self._windows_seen or again:
-            # once when windows close, and once more when the flows of their last seconds have
-            # settled (quiet for settle_s): an episode that crossed its threshold near the end of
+            # once when windows close, and again (recheck_s) as the flows of their last moments
+            # settle (quiet for settle_s): an episode that crossed its threshold near the end of
             # a window is raised then, not a whole window later
-            self._reconclude_at = None if again else mono + o.settle_s + o.tick_s
             closed = pipe.stats.windows > self._windows_seen
+            if closed:
+                self._rechecks = [mono + d for d in o.recheck_s]
+            else:
+                while self._rechecks and mono >= self._rechecks[0]:
+                    self._rechecks.pop(0)
             self._windows_seen = pipe.stats.windows
             self._conclude()
             if closed:  # how long after the end of the newest closed window its verdicts were written
