@@ -156,6 +156,8 @@ class LiveEveSink(EveSink):
         #: where an alert's packets are in the ring: first_ts → {"file", "packet"} (set by the capture)
         self.locate: Callable[[float], dict[str, object] | None] = lambda _ts: None
         self.raised: list[tuple[str, str, float]] = []  # (device, category, first_ts) written so far
+        #: what only a live run's stats events carry (capture_nice, capture_drops_kernel; set by the capture)
+        self.live_stats: dict[str, object] = {}
 
     def already_raised(self, a: Alert) -> bool:
         for dev, cat, first in self.raised:
@@ -182,7 +184,7 @@ class LiveEveSink(EveSink):
             self.raise_alert(a)
 
     def stats_event(self, stats: Stats, final: bool) -> None:
-        self.write_event({**stats.to_event(), "final": final})
+        self.write_event({**stats.to_event(), **self.live_stats, "final": final})
         self.flush()
 
     def on_stats(self, stats: Stats) -> None:
@@ -291,7 +293,7 @@ class LiveCapture:
         st = pipe.stats
         st.interface, st.if_drops, st.ring_files = o.interface, 0, 0 if self.ring else None
         st.files = 1
-        st.capture_nice = self.source.nice
+        eve.live_stats.update(capture_nice=self.source.nice, capture_drops_kernel=None)
         self._prepare_models()
         self.source.reader.batch_size = pipe.settings.batch_size
         self._last_counts = (time.monotonic(), 0, 0)
@@ -317,7 +319,7 @@ class LiveCapture:
             st.interrupted = self._signalled
             if counts is not None:
                 st.capture_received, st.capture_drops = counts.received, counts.dropped
-                st.capture_drops_kernel = counts.kernel
+                eve.live_stats["capture_drops_kernel"] = counts.kernel
             st.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
             st.backlog_max_bytes = self.source.chunks.max_backlog
             for p in self.source.reader.problems if self.source.reader else []:

@@ -220,13 +220,11 @@ class Stats:
     interface: str | None = None
     capture_received: int | None = None
     capture_drops: int | None = None
-    capture_drops_kernel: int | None = None
     if_drops: int | None = None
     ring_files: int | None = None
     verdict_lag_s: float | None = None
     verdict_lag_max_s: float | None = None
     backlog_max_bytes: int | None = None
-    capture_nice: int | None = None
 
     @property
     def packets_per_s(self) -> float:
@@ -321,11 +319,11 @@ def records_markdown() -> str:
             "A live capture (`iotwatch capture`) adds, null for files: `interface`; `capture_received` (packets the "
             "capture tool received from the kernel); `capture_drops` (packets lost between the interface and "
             "iotwatch: the kernel's capture buffer and dumpcap's, as dumpcap reports them when it stops; null until "
-            "then); `capture_drops_kernel` (the part of `capture_drops` lost in the kernel's capture buffer, libpcap's `ps_drop`: dumpcap did not read in time; the rest dumpcap lost itself); `if_drops` (packets the interface itself dropped during the run, from "
+            "then); `if_drops` (packets the interface itself dropped during the run, from "
             "/sys/class/net/IF/statistics: `rx_dropped` + `rx_missed_errors` + `rx_fifo_errors`); `ring_files` "
             "(pcapng files written to the evidence ring); `verdict_lag_s` and `verdict_lag_max_s` (seconds from the end "
             "of the newest closed window to its verdicts being written: the last one and the largest of the run); "
             "`backlog_max_bytes` (the most bytes read from dumpcap's pipe but not yet analysed at any moment so far: how "
-            "far the analysis fell behind the capture; past 256 MiB dumpcap's kernel buffer takes over); `capture_nice` (the nice value dumpcap and the thread draining its pipe run at, so that the capture wins the CPU over the analysis; null when not allowed: it needs root or `CAP_SYS_NICE`). A live run also writes a stats event every few seconds "
+            "far the analysis fell behind the capture; past 256 MiB dumpcap's kernel buffer takes over). The stats events of a live run (only) also carry `capture_nice` (the nice value dumpcap and the thread draining its pipe run at, so that the capture wins the CPU over the analysis; null when not allowed: below 0 it needs root or `CAP_SYS_NICE`) and `capture_drops_kernel` (the part of `capture_drops` lost in the kernel's capture buffer, libpcap's `ps_drop`: dumpcap did not read in time; the rest dumpcap lost itself; null until dumpcap stops). A live run also writes a stats event every few seconds "
             "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)
