@@ -40,8 +40,8 @@ from .._jit import kernel
 BACKLOG_BYTES = 256 << 20  # read from the pipe but not yet analysed, at most (resident only while behind)
 KEEP_BYTES = 16 << 20  # pages of the backlog kept when it empties; beyond, they go back to the system
 MIN_ROOM = 64 << 10  # the thread waits while less room than this is free (the backlog is full)
-PACE_US = 500  # after each read the thread waits this long (µs): at most 2,000 reads a second, not one
-# per write of dumpcap's; at 1 GB/s a 1 MiB pipe fills in 1 ms
+PACE_US = 1000  # after each read the thread waits this long (µs): at most 1,000 reads a second, not one
+# per write of dumpcap's; a 1 MiB pipe holds 7 ms of 200 k packets/s of 700 bytes (1 ms of 1 GB/s)
 FULL_US = 1000  # while the backlog is full, the thread looks again this often (µs)
 
 # slots of the shared state (int64). H (bytes written, ever), SKIP_FROM, SKIP_TO, END, MAX, HIGH:
@@ -101,7 +101,7 @@ def _drain(fd: int, buf: np.ndarray, st: np.ndarray, keep: int, page: int,
         st[HIGH] = max(st[HIGH], off + n)
         if h + n - t > st[MAX]:
             st[MAX] = h + n - t
-        # at most 2,000 reads a second, not one per write of dumpcap's; also the moment the reader
+        # at most 1,000 reads a second, not one per write of dumpcap's; also the moment the reader
         # takes what is there, so that the thread, waking, finds the backlog empty (see above)
         _usleep(PACE_US)
     st[END] = 1
