@@ -1,15 +1,17 @@
 """The compiled thread that drains dumpcap's pipe (capture/drain.py), without a network: every byte
 arrives in order through a backlog much smaller than the stream, the thread reads while the
 analysis holds the GIL, the pages a large backlog used go back once the reader has caught up, and
-the thread's priority is set as asked."""
+the thread's priority is set as asked (and a priority out of range says so)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +133,10 @@ def test_the_thread_runs_at_the_priority_asked() -> None:
     os.close(w)
     d.close(2)
     os.close(r)
+
+
+def test_a_capture_priority_out_of_range_says_so(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "capture", "-i", "lo", "--out", str(tmp_path / "out"),
+                        "--capture-nice", "-21"], capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and "--capture-nice" in r.stderr and "between -20 and 19" in r.stderr
+    assert not (tmp_path / "out").exists()
