@@ -16,12 +16,13 @@ writes therefore wait only for the kernel, whatever the analysis does, until the
 (``BACKLOG_BYTES``: seconds of traffic; then the pipe and dumpcap's buffer take over, and
 dumpcap counts what it loses).
 
-The ring is a *bip buffer*: the writer writes contiguously and wraps to the start when it nears
-the end, or at once when the reader has taken everything (so an analysis that keeps up only
-ever touches the first megabytes of it, and memory stays small); pages used while the analysis
-was far behind are given back (``madvise``) when it has caught up. One writer (the thread), one
-reader (the analysis); shared state is a small int64 array, each slot written by one side only,
-and a wrap's mark is written before the offset that reveals it.
+Byte ``i`` of the stream lands at ``i % size`` of the ring. One writer (the thread), one reader
+(the analysis); the shared state is a small int64 array, each slot written by one side only: the
+thread counts the bytes written, the reader the bytes taken. When the thread finds that the
+reader has taken everything, it goes on from the front of the ring (it writes where the skip
+starts and ends before the count that reveals it, and the reader, finding its position where the
+skip starts, jumps), and gives back (``madvise``) the pages past ``KEEP_BYTES``: an analysis
+that keeps up only ever touches the first megabytes, and memory is held only while it is behind.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import mmap
 import os
 import signal
 import threading
-import time
 
 import numpy as np
 from numba import types
@@ -183,7 +183,3 @@ class PipeDrain:
                 self._map.close()
             except BufferError:  # a view is still held somewhere: the mapping goes with it
                 pass
-
-    def wait(self, seconds: float) -> None:
-        """Sleep a little (the reader's poll while nothing has arrived)."""
-        time.sleep(seconds)
