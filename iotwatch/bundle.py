@@ -2,8 +2,12 @@
 
     models/behaviour/
     ├── estimator.skops     the fitted scikit-learn estimator (skops format: no pickle)
-    └── manifest.json       kind, sha256 of estimator.skops, feature schema (names, order, dtypes),
+    ├── forest.npz          its trees as plain arrays (what ``analyze`` scores with; no pickle)
+    └── manifest.json       kind, sha256 of both files, feature schema (names, order, dtypes),
                             classes, library versions, training data, metrics, decision thresholds
+
+A ``multilabel`` bundle (the behaviour model) holds a forest with one binary output per name of
+``classes``; its probabilities are each output's probability of 1.
 
 Loading never executes code from the file: skops only rebuilds the types on an explicit trusted
 list (:data:`TRUSTED_TYPES`), and the estimator's sha256 must match the manifest before skops
