@@ -5,10 +5,10 @@
 * The behaviour model scores every window of the device; an episode's score is the larger of the
   rule's and the model's probability for that behaviour over the episode's windows, and the model
   is named among the sources when it agrees (probability at or above its threshold).
-* The model alone raises an alert only with a probability at or above its (high) threshold in
-  ``model_only_windows`` consecutive windows, and only about a device that started a flow during
-  the capture (one that only answered is a server, not an actor); such alerts have severity 3
-  and say so.
+* The model alone raises an alert only with a probability at or above its threshold in
+  ``MODEL_ONLY_WINDOWS`` consecutive windows; such alerts have severity 3 and say so. Never for a
+  device typed a router: its windows also count the traffic it forwards for the site; nor about a
+  device that started no flow during the capture (one that only answered is a server, not an actor).
 """
 
 from __future__ import annotations
@@ -106,10 +106,12 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
         out.append(Alert(dev, mac, _cited_source(first, ev, files) or ip, cat, first.signature,
                          min(f.severity for f in ep), score, first.fire_ts, lo, hi, evidence, sources))
     # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour;
-    # never about a device that started no flow all capture long (it only answered others: a
-    # server, a controller others call, a victim), whatever its windows' volumes resemble
+    # never for a router, whose windows also carry the traffic it forwards (not its own doing), nor
+    # about a device that started no flow all capture long (it only answered others: a server, a
+    # controller others call, a victim), whatever its windows' volumes resemble
+    forwarder = rec is not None and rec.device_type == "router"
     answered_only = "new_flows" in cols and len(cols["new_flows"]) and not np.any(cols["new_flows"])
-    for cat, p in probs.items() if not answered_only else ():
+    for cat, p in ({} if forwarder or answered_only else probs).items():
         if cat not in CATEGORIES:
             continue
         thr = thresholds.get(cat, 0.9)
