@@ -28,7 +28,17 @@ lock:
 	  build/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^iotwatch'; } > constraints.txt
 	rm -rf build/lock-venv
 
-venv: $(STAMP)
+# Small inputs run on kernels compiled ahead of time (iotwatch/_aot.py, docs/design.md "Compiled
+# kernels"): rebuilt whenever a source changes (a module built from other sources is never loaded);
+# iotwatch's bytecode is written too (PYTHONDONTWRITEBYTECODE=1 shells otherwise recompile it on
+# every start). Without a C compiler (`make sysdeps`) every run uses numba's JIT, as before.
+AOT     := $(VENV)/.aot-stamp
+$(AOT): $(STAMP) $(shell find iotwatch -name '*.py')
+	$(BIN)/python -m compileall -q iotwatch >/dev/null
+	$(BIN)/python -m iotwatch._aot || echo "iotwatch: no kernels compiled ahead of time: every run uses numba's JIT"
+	@touch $(AOT)
+
+venv: $(STAMP) $(AOT)
 
 $(DEMO): | $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
@@ -37,7 +47,7 @@ $(DEMO): | $(STAMP)
 ## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts; then the
 ## same site after the recorder was isolated (60 s), the before/after comparison, the evidence
 ## pack and the audit report in Japanese and English
-demo: $(STAMP) $(DEMO)
+demo: $(STAMP) $(AOT) $(DEMO)
 	$(BIN)/iotwatch analyze $(DEMO) --out out/demo
 	$(BIN)/iotwatch synth hospital --duration 150 --quiet 60 --uplink-mbps 2 --seed 7 --out out/demo-hospital.pcap
 	$(BIN)/iotwatch analyze out/demo-hospital.pcap --uplink-mbps 2 --out out/demo-hospital --top 8
@@ -49,7 +59,7 @@ demo: $(STAMP) $(DEMO)
 	$(BIN)/iotwatch report out/demo-hospital --lang en --after out/demo-after
 
 ## make test: the whole test suite (Wireshark oracle tests need tshark: `make sysdeps`)
-test: $(STAMP)
+test: $(STAMP) $(AOT)
 	$(BIN)/python -m pytest -q
 
 ## make pcaps: regenerate the project's own demo capture with scapy
@@ -90,13 +100,13 @@ bench/.venv/.stamp: pyproject.toml
 	bench/.venv/bin/python -m pip install -q 'nfstream>=6.5' 'dpkt>=1.9'
 	@touch $@
 
-bench: $(STAMP) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/data/flood10m.pcap
+bench: $(STAMP) $(AOT) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/data/flood10m.pcap
 	BENCH_PYTHON=bench/.venv/bin/python $(BIN)/python bench/run.py --with-10m
 
 ## make bench-live: live capture in a veth pair (as root): the highest tcpreplay rate with zero drops
 ## over 60 s with the whole analysis on, and the window end → alert delay → bench/out/live.md and
 ## docs/benchmarks.md (between its bench-live markers)
-bench-live: $(STAMP) sysdeps
+bench-live: $(STAMP) $(AOT) sysdeps
 	$(BIN)/python bench/live.py --seconds 60 --out bench/out/live.md --doc docs/benchmarks.md
 
 SHARED_PCAPS ?= ../shared/pcaps

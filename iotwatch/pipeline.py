@@ -84,6 +84,16 @@ CHUNK = 1 << 13  # finished flows are converted and written in pieces of at most
 WARM_MIN_BYTES = 8 << 20
 
 
+def choose_kernels(bytes_total: int) -> bool:
+    """Small input (under :data:`WARM_MIN_BYTES`): the kernels compiled ahead of time, when the
+    install built them for these sources, so the run does not import numba; larger inputs: numba's
+    JIT (its kernels release the GIL, so the writer thread overlaps them). Returns whether the
+    ahead-of-time kernels are in use (docs/design.md "Compiled kernels")."""
+    from . import _jit
+
+    return _jit.prefer_aot(bytes_total < WARM_MIN_BYTES)
+
+
 class Pipeline:
     """Packets in, flows, windows and device totals out to the sinks; the analysers ride along.
 
@@ -307,6 +317,8 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
                              analysers=analysers)
     with interrupt.deferred():  # start-up (file headers, compiled kernels): Ctrl-C stops before reading
         captures = CaptureSet(paths, batch_size=settings.batch_size)
+        if _warm:  # (the warm-up's own small run keeps the JIT it is loading)
+            choose_kernels(captures.bytes_total)
         pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers,
                         _warm=_warm and captures.bytes_total >= WARM_MIN_BYTES)
         pipe.files = [str(p) for p in captures.paths]

@@ -1,0 +1,176 @@
+"""Build the ahead-of-time compiled kernels: ``python -m iotwatch._aot`` (``make venv`` runs it).
+
+Small inputs are analysed without importing numba (docs/design.md "Compiled kernels"): their
+kernels come from one extension module compiled ahead of time with numba's ``pycc``. Which
+functions, for which argument types, is not written down anywhere: this build analyses small
+generated captures under the JIT (the warm-up's frames as pcap and pcapng, and the demo office)
+and compiles every signature the kernels were called with, so a new kernel, or a new layout an
+old one is called with, is covered at the next build. A call whose types were not compiled goes
+to the JIT at run time (correct, only slower).
+
+Output, in the package folder: ``_aot_kernels_<hash>.<ext>`` (the module) and
+``_aot_kernels_<hash>.pkl`` (kernel, argument types → exported function), where ``<hash>`` is
+:func:`iotwatch._jit.sources_hash`: a module built from other sources is never loaded. Older
+modules are removed. Needs a C compiler (gcc: ``make sysdeps``) and Python's headers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from . import _jit
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def record_signatures(extra: list[Path] | None = None) -> list[tuple[_jit.Kernel, list[Any]]]:
+    """Analyse small generated captures (and ``extra``) under the JIT; return every kernel with
+    the signatures (numba ``Signature``s, return type included) it was compiled or loaded for."""
+    from .capture.write import write_pcap, write_pcapng
+    from .outputs import analyze_to_folder
+    from .settings import Settings
+    from .warmup import load_kernels, warm_frames
+
+    _jit.prefer_aot(False)
+    _jit.jit()
+    with tempfile.TemporaryDirectory(prefix="iotwatch-aot-") as tmp:
+        t = Path(tmp)
+        frames = warm_frames()
+        write_pcap(t / "tiny.pcap", frames)
+        write_pcapng(t / "tiny.pcapng", frames)
+        caps = [t / "tiny.pcap", t / "tiny.pcapng", _demo_capture(t), *(extra or [])]
+        for i, cap in enumerate(caps):
+            analyze_to_folder([cap], t / f"out{i}", Settings())
+        load_kernels()  # the warm-up's own calls (the rules' screen, the forest)
+    out = []
+    for k in _jit.all_kernels():
+        d = k.dispatcher
+        sigs = [d.overloads[args].signature for args in d.signatures]
+        if sigs:
+            out.append((k, sigs))
+    return out
+
+
+def _demo_capture(tmp: Path) -> Path:
+    """The demo office (make pcaps), generated here: the package does not ship captures."""
+    import subprocess
+
+    path = tmp / "demo-office.pcap"
+    subprocess.run([sys.executable, "-m", "iotwatch.synth.demo", str(path)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return path
+
+
+def _shim_source(externals: list[_jit.External]) -> str:
+    """C for each external function: the name the kernels call, forwarding through a pointer
+    that :func:`iotwatch._jit._load_aot` sets (``NAME__set``) to the address in the process."""
+    from numba import types
+    from numba.core import sigutils
+
+    ctype = {types.voidptr: "void *", types.void: "void", types.none: "void", types.int64: "long long",
+             types.uint64: "unsigned long long", types.int32: "int", types.uint32: "unsigned int",
+             types.float64: "double"}
+    out = []
+    for e in externals:
+        args, ret = sigutils.normalize_signature(e.signature)
+        params = ", ".join(f"{ctype[a]} a{i}" for i, a in enumerate(args)) or "void"
+        names = ", ".join(f"a{i}" for i in range(len(args)))
+        rt = ctype[ret]
+        out += [f"static {rt} (*{e.name}_ptr)({', '.join(ctype[a] for a in args) or 'void'});",
+                f"{rt} {e.name}({params}) {{ {'return ' if rt != 'void' else ''}{e.name}_ptr({names}); }}",
+                f"void {e.name}__set(void *p) {{ {e.name}_ptr = p; }}"]
+    return "\n".join(out) + "\n"
+
+
+@contextlib.contextmanager
+def _fresh_flags_per_function() -> Iterator[None]:
+    """pycc compiles every exported function with one ``Flags`` object, which compiling a
+    function changes (after the first, literal constants assigned to one variable no longer
+    unify: "No conversion from Literal[int](1) to Literal[int](0)"); each gets a copy here, as
+    the JIT does."""
+    import numba.pycc.compiler as pycc_compiler
+
+    original = pycc_compiler.compile_extra
+
+    def compile_extra(typingctx: Any, targetctx: Any, func: Any, args: Any, return_type: Any, flags: Any,
+                      *a: Any, **kw: Any) -> Any:
+        return original(typingctx, targetctx, func, args, return_type, flags.copy(), *a, **kw)
+
+    pycc_compiler.compile_extra = compile_extra
+    try:
+        yield
+    finally:
+        pycc_compiler.compile_extra = original
+
+
+def build(out_dir: Path = PACKAGE, extra: list[Path] | None = None, verbose: bool = False) -> Path:
+    """Record the signatures, compile them into the module for the current sources; return its
+    path."""
+    from llvmlite import binding as llvm
+    from numba.pycc import CC
+
+    digest = _jit.sources_hash()
+    name = _jit.aot_name(digest)
+    t0 = time.perf_counter()
+    recorded = record_signatures(extra)
+    cc = CC(name)
+    cc.output_dir = str(out_dir)
+    cc.target_cpu = llvm.get_host_cpu_name()  # as the JIT compiles: built on the machine that runs it
+    cc.verbose = verbose
+    functions = []
+    n = 0
+    for k, sigs in recorded:
+        for sig in sigs:
+            keys = _jit.type_keys(tuple(sig.args))
+            if keys is None:
+                continue
+            symbol = f"k{n}_{k.__name__.lstrip('_')}"
+            n += 1
+            cc.export(symbol, sig)(k.py_func)
+            functions.append((k.id, keys, symbol))
+    externals = _jit.all_externals()
+    with tempfile.TemporaryDirectory(prefix="iotwatch-aot-c-") as tmp:
+        if externals:
+            shim = Path(tmp) / "iotwatch_externals.c"
+            shim.write_text(_shim_source(externals))
+            cc._mixin_sources = [*cc._mixin_sources, str(shim)]  # pycc joins it to its folder: absolute stays
+        with _fresh_flags_per_function():
+            cc.compile()
+    index = out_dir / f"{name}.pkl"
+    tmp_index = index.with_suffix(".pkl.tmp")
+    with open(tmp_index, "wb") as f:
+        pickle.dump({"functions": functions, "externals": [e.name for e in externals]}, f)
+    os.replace(tmp_index, index)
+    built = out_dir / cc.output_file
+    for old in out_dir.glob("_aot_kernels_*"):
+        if not old.name.startswith(name):
+            old.unlink()
+    print(f"iotwatch: {n} kernel signatures compiled ahead of time into {built.name} "
+          f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return built
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m iotwatch._aot", description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="only say whether the module for these sources is there")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    if args.check:
+        ok = _jit.prefer_aot(True)
+        print(f"{_jit.aot_name()}: {'loaded' if ok else 'missing or stale'}")
+        return 0 if ok else 1
+    build(verbose=args.verbose)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
