@@ -47,9 +47,11 @@ def record_signatures(extra: list[Path] | None = None) -> list[tuple[_jit.Kernel
         frames = warm_frames()
         write_pcap(t / "tiny.pcap", frames)
         write_pcapng(t / "tiny.pcapng", frames)
-        caps = [t / "tiny.pcap", t / "tiny.pcapng", _demo_capture(t), *(extra or [])]
+        caps = [t / "tiny.pcap", t / "tiny.pcapng", _demo_capture(t), _flood_capture(t), *(extra or [])]
         for i, cap in enumerate(caps):
             analyze_to_folder([cap], t / f"out{i}", Settings())
+        # a flow table and a device table that fill up: the eviction and compaction paths
+        analyze_to_folder([caps[2]], t / "full", Settings(max_flows=1024, max_devices=64))
         load_kernels()  # the warm-up's own calls (the rules' screen, the forest)
     out = []
     for k in _jit.all_kernels():
@@ -67,6 +69,33 @@ def _demo_capture(tmp: Path) -> Path:
     path = tmp / "demo-office.pcap"
     subprocess.run([sys.executable, "-m", "iotwatch.synth.demo", str(path)], check=True,
                    stdout=subprocess.DEVNULL)
+    return path
+
+
+def _flood_capture(tmp: Path, n: int = 60_000) -> Path:
+    """A spoofed SYN flood and a UDP spray from one device, past the detector's evidence cap
+    (20,000 flows per device and class): the paths only floods take."""
+    import random
+    import struct
+
+    from .capture.write import write_pcap
+
+    rng = random.Random(1)
+    src_mac, gw = (0x0012_3456_0001).to_bytes(6, "big"), (0x0012_3456_00FE).to_bytes(6, "big")
+    frames = []
+    for i in range(n):
+        dst = rng.getrandbits(32) | 0x0100_0000
+        sport, dport = 1024 + rng.getrandbits(15), rng.choice((23, 80, 443, 2323, 53, 123))
+        if i % 4:
+            l4 = struct.pack("!HHIIBBHHH", sport, dport, rng.getrandbits(32), 0, 0x50, 0x02, 1024, 0, 0)
+            proto = 6
+        else:
+            l4 = struct.pack("!HHHH", sport, dport, 16, 0) + bytes(8)
+            proto = 17
+        ip = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(l4), i & 0xFFFF, 0, 64, proto, 0, 0xC0A8_0114, dst) + l4
+        frames.append((1000.0 + i * 1e-4, gw + src_mac + b"\x08\x00" + ip))
+    path = tmp / "flood.pcap"
+    write_pcap(path, frames)
     return path
 
 
@@ -92,24 +121,38 @@ def _shim_source(externals: list[_jit.External]) -> str:
 
 
 @contextlib.contextmanager
-def _fresh_flags_per_function() -> Iterator[None]:
-    """pycc compiles every exported function with one ``Flags`` object, which compiling a
-    function changes (after the first, literal constants assigned to one variable no longer
-    unify: "No conversion from Literal[int](1) to Literal[int](0)"); each gets a copy here, as
-    the JIT does."""
+def _as_the_jit_compiles(kinds: dict[Any, str]) -> Iterator[None]:
+    """Compile each exported function as numba's JIT compiles the kernel (``kinds``: Python
+    function → its decorator's name), on this machine's CPU with its features.
+
+    pycc compiles every function with one ``Flags`` object, which compiling a function changes
+    (after the first, literal constants assigned to one variable no longer unify: "No conversion
+    from Literal[int](1) to Literal[int](0)"): each gets its own here, with the kernel's options
+    (the GIL released around the call, numba's reference counting only where it allocates).
+    pycc's code generator targets a CPU model without its features (LLVM's defaults for the
+    model, which a virtual machine may not offer): the host's features are given, as the JIT
+    does."""
     import numba.pycc.compiler as pycc_compiler
+    from numba.core.codegen import AOTCPUCodegen
 
     original = pycc_compiler.compile_extra
+    features = AOTCPUCodegen._customize_tm_features
 
     def compile_extra(typingctx: Any, targetctx: Any, func: Any, args: Any, return_type: Any, flags: Any,
                       *a: Any, **kw: Any) -> Any:
-        return original(typingctx, targetctx, func, args, return_type, flags.copy(), *a, **kw)
+        f = flags.copy()
+        opts = _jit._KINDS[kinds[func]]
+        f.release_gil = bool(opts.get("nogil"))
+        f.nrt = bool(opts.get("_nrt", True))
+        return original(typingctx, targetctx, func, args, return_type, f, *a, **kw)
 
     pycc_compiler.compile_extra = compile_extra
+    AOTCPUCodegen._customize_tm_features = lambda self: self._get_host_cpu_features()  # type: ignore[method-assign]
     try:
         yield
     finally:
         pycc_compiler.compile_extra = original
+        AOTCPUCodegen._customize_tm_features = features  # type: ignore[method-assign]
 
 
 def build(out_dir: Path = PACKAGE, extra: list[Path] | None = None, verbose: bool = False) -> Path:
@@ -143,7 +186,7 @@ def build(out_dir: Path = PACKAGE, extra: list[Path] | None = None, verbose: boo
             shim = Path(tmp) / "iotwatch_externals.c"
             shim.write_text(_shim_source(externals))
             cc._mixin_sources = [*cc._mixin_sources, str(shim)]  # pycc joins it to its folder: absolute stays
-        with _fresh_flags_per_function():
+        with _as_the_jit_compiles({k.py_func: k.kind for k, _ in recorded}):
             cc.compile()
     index = out_dir / f"{name}.pkl"
     tmp_index = index.with_suffix(".pkl.tmp")
@@ -162,13 +205,17 @@ def build(out_dir: Path = PACKAGE, extra: list[Path] | None = None, verbose: boo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m iotwatch._aot", description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="only say whether the module for these sources is there")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="folder to write the module to (default: IOTWATCH_AOT_DIR, else the package folder)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
     if args.check:
         ok = _jit.prefer_aot(True)
-        print(f"{_jit.aot_name()}: {'loaded' if ok else 'missing or stale'}")
+        print(f"{_jit.aot_dir() / _jit.aot_name()}: {'loaded' if ok else 'missing or stale'}")
         return 0 if ok else 1
-    build(verbose=args.verbose)
+    out = args.out or _jit.aot_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    build(out, verbose=args.verbose)
     return 0
 
 

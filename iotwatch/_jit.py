@@ -10,20 +10,25 @@ compiles.
 
 The decorators do not import numba: they return a :class:`Kernel` that becomes a numba
 dispatcher the first time the JIT is needed (:func:`jit`). Importing numba, its first-use
-set-up and loading each kernel from its cache cost about 0.35 s and 100 MB, more than a small
-capture's whole analysis; so the install also compiles the kernels ahead of time into one
-extension module (:mod:`iotwatch._aot`, docs/design.md "Compiled kernels"), and a run on a
-small input (:func:`iotwatch.pipeline.choose_kernels`) calls those when the argument types are
-ones that were compiled. Everything else goes to numba's JIT: large inputs (the AOT wrappers
-hold the GIL), a module missing or built from other sources (its name carries a hash of the
-package's sources), a signature not compiled. Both are compiled by the same numba from the
-same Python functions, and the tests check that their outputs are identical.
+set-up and loading each kernel from its cache cost about 0.35 s and 100 MB (and LLVM's library
+maps 68 MB more), more than a small capture's whole analysis; so the install also compiles the
+kernels ahead of time into one extension module (:mod:`iotwatch._aot`, docs/design.md
+"Compiled kernels"), with the same options (the GIL released, reference counting only where a
+kernel allocates), and a run (:func:`iotwatch.pipeline.choose_kernels`) calls those when the
+argument types are ones that were compiled. Everything else goes to numba's JIT: a module
+missing or built from other sources (its name carries a hash of the package's sources), a
+signature not compiled, ``IOTWATCH_KERNELS=jit``. Both are compiled by the same numba from the
+same Python functions for this machine's CPU, and the tests check that their outputs are
+identical.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
+import importlib.util
+import os
 import pickle
 import sys
 import threading
@@ -52,7 +57,7 @@ _use_aot = False
 class Kernel:
     """A compiled function that imports numba only when the JIT is needed.
 
-    Called from Python: the ahead-of-time compiled version when small-input mode is on
+    Called from Python: the ahead-of-time compiled version when the run chose them
     (:func:`prefer_aot`) and one was compiled for these argument types, else numba's
     dispatcher (made on first use). Called from another kernel: numba sees the dispatcher,
     since :func:`jit` puts the dispatchers in the place of these objects in every iotwatch
@@ -286,6 +291,14 @@ def aot_name(digest: str | None = None) -> str:
     return f"_aot_kernels_{digest or sources_hash()}"
 
 
+def aot_dir() -> Path:
+    """Where the ahead-of-time module is looked for: ``IOTWATCH_AOT_DIR`` (an install whose
+    package folder is read-only builds it elsewhere: ``python -m iotwatch._aot --out DIR``), else
+    the package folder."""
+    env = os.environ.get("IOTWATCH_AOT_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent
+
+
 def _load_aot() -> None:
     """Import the ahead-of-time module built from these sources, if there is one, and index its
     functions by kernel and argument types (its ``.pkl`` beside it); nothing when it is missing,
@@ -293,12 +306,17 @@ def _load_aot() -> None:
     global _aot_table, _aot_module
     _aot_table = {}
     name = aot_name()
-    index = Path(__file__).resolve().parent / f"{name}.pkl"
+    folder = aot_dir()
     try:
-        with open(index, "rb") as f:
+        with open(folder / f"{name}.pkl", "rb") as f:
             entries = pickle.load(f)
-        mod = importlib.import_module(f"iotwatch.{name}")
-    except (OSError, ImportError, pickle.UnpicklingError, EOFError):
+        path = folder / f"{name}{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+        spec = importlib.util.spec_from_file_location(f"iotwatch.{name}", path)
+        if spec is None or spec.loader is None:
+            return
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    except (OSError, ImportError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
         return
     if entries.get("externals"):
         import ctypes
@@ -318,9 +336,14 @@ def _load_aot() -> None:
 
 
 def prefer_aot(on: bool) -> bool:
-    """Small-input mode on or off for the calls that follow; returns whether ahead-of-time
-    kernels are in use (False when there is no module for these sources)."""
+    """Ahead-of-time kernels on or off for the calls that follow; returns whether ahead-of-time
+    kernels are in use (False when there is no module for these sources). ``IOTWATCH_KERNELS``
+    overrides ``on``: ``jit`` never uses them, ``aot`` whenever they are there (whatever the
+    input's size: for tests and comparisons)."""
     global _use_aot
+    force = os.environ.get("IOTWATCH_KERNELS", "")
+    if force in ("jit", "aot"):
+        on = force == "aot"
     with _lock:
         if on and _aot_table is None:
             _load_aot()

@@ -85,13 +85,14 @@ WARM_MIN_BYTES = 8 << 20
 
 
 def choose_kernels(bytes_total: int) -> bool:
-    """Small input (under :data:`WARM_MIN_BYTES`): the kernels compiled ahead of time, when the
-    install built them for these sources, so the run does not import numba; larger inputs: numba's
-    JIT (its kernels release the GIL, so the writer thread overlaps them). Returns whether the
-    ahead-of-time kernels are in use (docs/design.md "Compiled kernels")."""
+    """Which compiled kernels the run uses: those compiled ahead of time when the install built
+    them for these sources (the run then imports no numba: 0.35 s and 100 MB less), else numba's
+    JIT, warmed up before the clock for inputs of :data:`WARM_MIN_BYTES` or more. Both release the
+    GIL and give identical outputs (docs/design.md "Compiled kernels"). Returns whether the run
+    needs the JIT's warm-up."""
     from . import _jit
 
-    return _jit.prefer_aot(bytes_total < WARM_MIN_BYTES)
+    return not _jit.prefer_aot(True) and bytes_total >= WARM_MIN_BYTES
 
 
 class Pipeline:
@@ -317,10 +318,9 @@ def run(paths: Sequence[str | Path], settings: Settings | None = None, sinks: It
                              analysers=analysers)
     with interrupt.deferred():  # start-up (file headers, compiled kernels): Ctrl-C stops before reading
         captures = CaptureSet(paths, batch_size=settings.batch_size)
-        if _warm:  # (the warm-up's own small run keeps the JIT it is loading)
-            choose_kernels(captures.bytes_total)
+        # (the warm-up's own small run keeps the JIT it is loading)
         pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers,
-                        _warm=_warm and captures.bytes_total >= WARM_MIN_BYTES)
+                        _warm=_warm and choose_kernels(captures.bytes_total))
         pipe.files = [str(p) for p in captures.paths]
         if _warm:  # (not the warm-up's own small run, inside the start-up)
             interrupt.checkpoint("startup")
