@@ -1,12 +1,13 @@
 """Build the ahead-of-time compiled kernels: ``python -m iotwatch._aot`` (``make venv`` runs it).
 
-Small inputs are analysed without importing numba (docs/design.md "Compiled kernels"): their
+Runs analyse their captures without importing numba (docs/design.md "Compiled kernels"): the
 kernels come from one extension module compiled ahead of time with numba's ``pycc``. Which
 functions, for which argument types, is not written down anywhere: this build analyses small
-generated captures under the JIT (the warm-up's frames as pcap and pcapng, and the demo office)
-and compiles every signature the kernels were called with, so a new kernel, or a new layout an
-old one is called with, is covered at the next build. A call whose types were not compiled goes
-to the JIT at run time (correct, only slower).
+generated captures under the JIT (the warm-up's frames as pcap and pcapng, the demo office, a
+flood past the evidence cap, the demo office with full flow and device tables) and compiles
+every signature the kernels were called with, so a new kernel, or a new layout an old one is
+called with, is covered at the next build. A call whose types were not compiled goes to the
+JIT at run time (correct, only slower: numba is imported then).
 
 Output, in the package folder: ``_aot_kernels_<hash>.<ext>`` (the module) and
 ``_aot_kernels_<hash>.pkl`` (kernel, argument types → exported function), where ``<hash>`` is

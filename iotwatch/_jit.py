@@ -1,4 +1,4 @@
-"""How the per-packet loops are compiled: numba's JIT, or ahead of time for small inputs.
+"""How the per-packet loops are compiled: ahead of time at install, or by numba's JIT.
 
 ``kernel`` is numba's njit with the GIL released (so the writer thread and the packet loop run
 on both cores) and with numba's reference counting turned off (``_nrt=False``): a compiled
