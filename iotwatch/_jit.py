@@ -274,10 +274,11 @@ def type_keys(types: tuple[Any, ...]) -> tuple[Any, ...] | None:
     return tuple(out)
 
 
-def sources_hash() -> str:
-    """A hash of the package's Python sources: the ahead-of-time module's name carries it, so a
-    module built from other sources (a kernel or a constant it reads changed) is never loaded."""
-    root = Path(__file__).resolve().parent
+def sources_hash(root: Path | None = None) -> str:
+    """A hash of the package's Python sources (those under ``root``, by default this package's):
+    the ahead-of-time module's name carries it, so a module built from other sources (a kernel
+    or a constant it reads changed) is never loaded."""
+    root = root or Path(__file__).resolve().parent
     h = hashlib.sha256()
     for p in sorted(root.rglob("*.py")):
         h.update(str(p.relative_to(root)).encode() + b"\0")
