@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT, SHARED_PCAPS, needs_shared
 
 from iotwatch import _jit
-
-from .conftest import ROOT, SHARED_PCAPS, needs_shared
 
 DEMO = ROOT / "pcaps" / "demo-office.pcap"
 VOLATILE = {"elapsed_s", "packets_per_s", "bytes_per_s"}
