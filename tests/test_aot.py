@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, SHARED_PCAPS, needs_shared
+from conftest import CHECK_EVENTS, ROOT, SHARED_PCAPS, needs_shared
 
 from iotwatch import _jit
 
@@ -96,6 +96,10 @@ def test_aot_and_jit_outputs_identical(name: str, generated: dict[str, Path], ao
     assert aot == {"numba": False, "aot": True, "jit": False}, "every call of the run found its compiled function"
     assert jit["jit"] and jit["numba"]
     assert_same(tmp_path / "aot", tmp_path / "jit")
+    if CHECK_EVENTS.exists():  # the public interface's checker, when ../shared is there
+        r = subprocess.run([sys.executable, str(CHECK_EVENTS), str(tmp_path / "aot")], capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 0, r.stdout
 
 
 @needs_shared
