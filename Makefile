@@ -67,17 +67,19 @@ pcaps: $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
 ## make sysdeps: system packages for the oracle tests, the live capture and its tests (dumpcap
-## from wireshark-common, tcpreplay, iproute2) and the benchmark (Debian/Ubuntu, as root);
+## from wireshark-common, tcpreplay, iproute2), the benchmark, and the kernels compiled ahead of
+## time (gcc, Python's headers) (Debian/Ubuntu, as root);
 ## chromium (the report's browser test) and fonts-noto-cjk (Japanese in the report's charts)
 sysdeps:
 	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
 	    && command -v dumpcap >/dev/null && command -v tcpreplay >/dev/null && command -v ip >/dev/null \
-	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ]; then \
+	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ] \
+	    && [ -e "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
 		echo "system packages present"; \
 	else \
 		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-			tshark wireshark-common tcpdump tcpreplay iproute2 libpcap-dev gcc libc6-dev time >/dev/null; \
+			tshark wireshark-common tcpdump tcpreplay iproute2 libpcap-dev gcc libc6-dev python3-dev time >/dev/null; \
 	fi
 	@if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -q "Noto Sans CJK JP"; then \
 		echo "report packages present"; \
