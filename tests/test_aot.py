@@ -163,3 +163,26 @@ def test_choose_kernels_uses_the_module_for_every_size(aot_dir: Path) -> None:
         env = dict(os.environ, IOTWATCH_KERNELS=kernels, IOTWATCH_AOT_DIR=str(aot_dir))
         r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120, check=True)
         assert json.loads(r.stdout) == want, kernels
+
+
+def test_argument_types_are_told_apart_as_numba_does() -> None:
+    """The run picks a compiled function by the key :func:`iotwatch._jit.arg_keys` makes of the
+    arguments without numba; it must equal the key of the numba types the build compiled for,
+    layout by layout (a 1-D contiguous array is C, a column of a 2-D array is A, a packed record
+    unaligned, a read-only array apart from a writeable one)."""
+    import numba
+    import numpy as np
+
+    packed = np.dtype([("a", "u8"), ("b", "u1")])
+    ro = np.zeros(6)
+    ro.flags.writeable = False
+    values = [np.zeros(10), np.zeros((3, 3)), np.zeros((3, 3))[:, 1], np.zeros((3, 3), order="F"),
+              np.zeros((3, 3))[::2, ::2], np.zeros(0), np.zeros((1, 3)), np.zeros(5, np.uint8)[::2], np.zeros(4, packed),
+              np.zeros(4, np.dtype(packed.descr, align=True)), np.zeros(3, np.int32), ro, 5, -3, 2**63 + 5, True, 1.5,
+              np.int32(3), np.uint64(7), np.float32(2), np.bool_(True)]
+    keys = [_jit.arg_keys((v,)) for v in values]
+    assert keys == [_jit.type_keys((numba.typeof(v),)) for v in values]
+    assert keys[0] != keys[2] != keys[1]  # a column of a 2-D array is neither 1-D C nor 2-D C
+    assert keys[0] != keys[11]  # read-only
+    assert keys[8] != keys[9]  # packed record, aligned record
+    assert _jit.arg_keys(("text",)) is None and _jit.arg_keys((2**70,)) is None
