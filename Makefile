@@ -28,8 +28,8 @@ lock:
 	  build/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^iotwatch'; } > constraints.txt
 	rm -rf build/lock-venv
 
-# Small inputs run on kernels compiled ahead of time (iotwatch/_aot.py, docs/design.md "Compiled
-# kernels"): rebuilt whenever a source changes (a module built from other sources is never loaded);
+# Runs use kernels compiled ahead of time (iotwatch/_aot.py, docs/design.md "Compiled kernels"):
+# rebuilt whenever a source changes (a module built from other sources is never loaded);
 # iotwatch's bytecode is written too (PYTHONDONTWRITEBYTECODE=1 shells otherwise recompile it on
 # every start). Without a C compiler (`make sysdeps`) every run uses numba's JIT, as before.
 AOT     := $(VENV)/.aot-stamp
