@@ -112,10 +112,11 @@ def _cpu(rx: str) -> dict[str, float]:
     return out
 
 
-def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path) -> dict[str, object]:
+def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path,
+             extra: tuple[str, ...] = ()) -> dict[str, object]:
     out = work / f"rate-{rate}"
     proc = subprocess.Popen(["ip", "netns", "exec", pair.rx_ns, PY, "-m", "iotwatch", "capture", "-i", pair.rx,
-                             "--out", str(out), "--quiet", "--window", str(WINDOW), "--ring-files", "4"],
+                             "--out", str(out), "--quiet", "--window", str(WINDOW), "--ring-files", "4", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                             # (under sudo the capture would become the invoking user, who cannot
                             # write this root-owned temporary folder)
@@ -157,6 +158,8 @@ def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path) 
     analysed = int(st["packets"])
     us = {k: (cpu1[k] - cpu0[k]) / max(analysed, 1) * 1e6 for k in cpu1}
     return {"rate": rate, "sent": sent, "sent_pps": pps, "analysed": analysed, "capture_drops": st["capture_drops"],
+            "kernel_drops": st.get("capture_drops_kernel"), "capture_nice": st.get("capture_nice"),
+            "backlog_max_mb": round((st.get("backlog_max_bytes") or 0) / 2**20, 1),
             "if_drops": st["if_drops"], "lost": sent - analysed, "alerts": len(delays), "alerts_at_end": at_end,
             "delay_median": statistics.median(delays) if delays else None, "delay_max": max(delays) if delays else None,
             "verdict_lag_median": statistics.median(lags) if lags else None, "verdict_lag_max": st["verdict_lag_max_s"],
@@ -169,15 +172,17 @@ def clean(row: dict[str, object]) -> bool:
 
 def table(rows: list[dict[str, object]], seconds: int) -> str:
     out = [f"| replay rate | sent in {seconds} s | sent, packets/s | analysed | lost | dumpcap drops | interface drops "
-           "| CPU per packet: iotwatch / dumpcap | load (1 min) | window end → verdicts written, median / max "
+           "| most behind (backlog) | CPU per packet: iotwatch / dumpcap | load (1 min) | window end → verdicts written, median / max "
            "| alerts raised while capturing | window end → alert, median / max |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         d = "—" if r["delay_median"] is None else f"{r['delay_median']:.2f} s / {r['delay_max']:.2f} s"
         v = "—" if r["verdict_lag_median"] is None else f"{r['verdict_lag_median']:.2f} s / {r['verdict_lag_max']:.2f} s"
+        kernel = f" (kernel: {r['kernel_drops']})" if r["capture_drops"] else ""
         lost = f"{r['lost']:,}" + (f" ({100 * r['lost'] / r['sent']:.1f} %)" if r["lost"] else "")  # type: ignore[operator]
         out.append(f"| {r['rate']} | {r['sent']:,} | {r['sent_pps']:,.0f} | {r['analysed']:,} | {lost} | "
-                   f"{r['capture_drops']} | {r['if_drops']} | {r['us_iotwatch']} µs / {r['us_dumpcap']} µs | "
+                   f"{r['capture_drops']}{kernel} | {r['if_drops']} | {r['backlog_max_mb']} MiB | "
+                   f"{r['us_iotwatch']} µs / {r['us_dumpcap']} µs | "
                    f"{r['load']} | {v} | {r['alerts']} (+{r['alerts_at_end']} at the end) | {d} |")
     return "\n".join(out) + "\n"
 
@@ -205,6 +210,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--keep", type=Path, help="keep each run's output folder here")
+    ap.add_argument("--capture-nice", type=int, default=None, help="passed to `iotwatch capture --capture-nice` "
+                    "(default: iotwatch's own, -10: dumpcap and its pipe thread win the CPU over the analysis)")
     ap.add_argument("--doc", type=Path, help="also write the result into this Markdown file (docs/benchmarks.md), "
                     "between its bench-live markers")
     a = ap.parse_args()
@@ -216,7 +223,8 @@ def main() -> None:
     t0 = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     with Pair() as pair, tempfile.TemporaryDirectory(prefix="iotwatch-bench-live-") as tmp:
         def run(rate: int | str) -> dict[str, object]:
-            row = one_rate(pair, pcap, rate, a.seconds, a.keep or Path(tmp))
+            extra = () if a.capture_nice is None else ("--capture-nice", str(a.capture_nice))
+            row = one_rate(pair, pcap, rate, a.seconds, a.keep or Path(tmp), extra)
             print(json.dumps(row), flush=True)
             rows.append(row)
             return row
@@ -242,8 +250,11 @@ def main() -> None:
                 else:
                     bad = rate
     rows.sort(key=lambda r: float(r["sent_pps"]))  # type: ignore[arg-type]
+    nice = sorted({str(r["capture_nice"]) for r in rows})
     head = (f"Run of {t0} UTC, {a.seconds} s per rate; 1-minute load average {load0:.1f} at the start "
-            f"(on {os.cpu_count()} cores; above ~1 other work shares the cores and the rates are a floor).\n\n")
+            f"(on {os.cpu_count()} cores; above ~1 other work shares the cores and the rates are a floor); "
+            f"dumpcap and the thread draining its pipe at nice {', '.join(nice)} (`--capture-nice`; None: not "
+            "allowed, left at 0).\n\n")
     md = head + summary(rows) + "\n" + table(rows, a.seconds)
     print(md)
     if a.out:

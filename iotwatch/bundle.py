@@ -2,8 +2,12 @@
 
     models/behaviour/
     ├── estimator.skops     the fitted scikit-learn estimator (skops format: no pickle)
-    └── manifest.json       kind, sha256 of estimator.skops, feature schema (names, order, dtypes),
+    ├── forest.npz          its trees as plain arrays (what ``analyze`` scores with; no pickle)
+    └── manifest.json       kind, sha256 of both files, feature schema (names, order, dtypes),
                             classes, library versions, training data, metrics, decision thresholds
+
+A ``multilabel`` bundle (the behaviour model) holds a forest with one binary output per name of
+``classes``; its probabilities are each output's probability of 1.
 
 Loading never executes code from the file: skops only rebuilds the types on an explicit trusted
 list (:data:`TRUSTED_TYPES`), and the estimator's sha256 must match the manifest before skops
@@ -91,7 +95,7 @@ class Bundle:
             _forest_proba(np.ascontiguousarray(X, np.float32).astype(np.float64), f["roots"], f["left"], f["right"],
                           f["feature"], f["threshold"], f["value"], out)
             return out
-        return np.asarray(self.estimator.predict_proba(X))
+        return estimator_proba(self.estimator, X, bool(self.manifest.get("multilabel")))
 
     @property
     def name(self) -> str:
@@ -125,11 +129,30 @@ def versions() -> dict[str, str]:
             "numpy": numpy.__version__, "skops": skops.__version__}
 
 
-def forest_arrays(estimator: Any) -> dict[str, np.ndarray] | None:
-    """The trees of a fitted forest classifier as flat arrays (None for other estimators)."""
+def positive_columns(estimator: Any) -> list[int]:
+    """For a multi-label forest (one binary output per behaviour, fitted on 0/1 targets), the
+    index of class 1 among each output's classes."""
+    classes = estimator.classes_ if getattr(estimator, "n_outputs_", 1) > 1 else [estimator.classes_]
+    return [list(np.asarray(c).tolist()).index(1) for c in classes]
+
+
+def estimator_proba(estimator: Any, X: np.ndarray, multilabel: bool = False) -> np.ndarray:
+    """Columns in the bundle's ``classes`` order: a classifier's class probabilities or, for a
+    ``multilabel`` forest, each output's probability of its class 1."""
+    p = estimator.predict_proba(X)
+    if not multilabel:
+        return np.asarray(p)
+    parts = p if isinstance(p, list) else [p]
+    return np.column_stack([parts[k][:, j] for k, j in enumerate(positive_columns(estimator))])
+
+
+def forest_arrays(estimator: Any, multilabel: bool = False) -> dict[str, np.ndarray] | None:
+    """The trees of a fitted forest classifier as flat arrays (None for other estimators); the
+    leaf values are the columns :func:`estimator_proba` gives, averaged over the trees."""
     trees = getattr(estimator, "estimators_", None)
     if not trees or not all(hasattr(t, "tree_") for t in trees):
         return None
+    pos = positive_columns(estimator) if multilabel else None
     roots, left, right, feature, threshold, value = [], [], [], [], [], []
     base = 0
     for t in trees:
@@ -141,8 +164,13 @@ def forest_arrays(estimator: Any) -> dict[str, np.ndarray] | None:
         right.append(np.where(leaf, -1, tr.children_right + base))
         feature.append(np.where(leaf, 0, tr.feature))
         threshold.append(tr.threshold)
-        v = tr.value[:, 0, :].astype(np.float64)
-        value.append(v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300))
+        if pos is None:
+            v = tr.value[:, 0, :].astype(np.float64)
+            value.append(v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300))
+        else:
+            v = tr.value.astype(np.float64)  # (nodes, outputs, classes)
+            v = v / np.maximum(v.sum(axis=2, keepdims=True), 1e-300)
+            value.append(np.column_stack([v[:, k, j] for k, j in enumerate(pos)]))
         base += n
     return {"roots": np.array(roots, np.int64), "left": np.concatenate(left).astype(np.int64),
             "right": np.concatenate(right).astype(np.int64), "feature": np.concatenate(feature).astype(np.int64),
@@ -190,8 +218,11 @@ def _open_forest(folder: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray
 
 def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[tuple[str, str]],
                 classes: list[str], training: list[str], metrics: dict[str, Any], thresholds: dict[str, float],
-                extra: dict[str, Any] | None = None) -> Path:
-    """Write ``estimator`` and its manifest into the folder ``path`` (created if needed)."""
+                extra: dict[str, Any] | None = None, multilabel: bool = False) -> Path:
+    """Write ``estimator`` and its manifest into the folder ``path`` (created if needed).
+
+    ``multilabel``: the estimator is a forest with one binary (0/1) output per name of ``classes``
+    (a window may show several behaviours at once); its probabilities are each output's class 1."""
     import skops.io as sio
 
     out = Path(path)
@@ -202,7 +233,7 @@ def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[t
     if untrusted:
         est.unlink()
         raise ModelError(f"{out}: the estimator contains types outside the trusted list: {', '.join(untrusted)}")
-    forest = forest_arrays(estimator)
+    forest = forest_arrays(estimator, multilabel)
     forest_meta: dict[str, Any] = {}
     if forest is not None:
         np.savez(out / FOREST_FILE, **forest)
@@ -217,6 +248,7 @@ def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[t
         **forest_meta,
         "features": [{"name": n, "dtype": d} for n, d in features],
         "classes": list(classes),
+        **({"multilabel": True} if multilabel else {}),
         "thresholds": thresholds,
         "versions": versions(),
         "training": training,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .capture import interfaces, privileges
-from .capture.dumpcap import DumpcapSource
+from .capture.dumpcap import CAPTURE_NICE, DumpcapSource
 from .capture.privileges import Stopper
 from .capture.ring import Ring
 from .detect import Detector
@@ -56,6 +56,9 @@ class LiveOptions:
     ring_files: int = 10
     ring_bytes: int = 100 << 20
     buffer_mib: int = 64
+    #: nice value of dumpcap and of the thread draining its pipe, when allowed (root or
+    #: CAP_SYS_NICE); None: leave them as they are
+    capture_nice: int | None = CAPTURE_NICE
     tick_s: float = 0.25  # how often the clock moves and the counters are read
     margin_s: float = 1.0  # packets this recent may still be in dumpcap's buffer or the pipe
     stats_every_s: float = 5.0  # a non-final stats event (and a drop report) this often
@@ -64,6 +67,10 @@ class LiveOptions:
     #: an open flow quiet this long counts as evidence for the verdicts during the run: with the
     #: live close lag (1 s), every flow whose packets all fell in the window that just closed
     settle_s: float = 1.0
+    #: after windows close, the verdicts are taken again this long after (s), as the flows of
+    #: their last moments settle: at +0.5 s those quiet since 0.5 s past the window's end (their
+    #: alerts then come within 2 s of it), at +1.25 s those quiet since 1.25 s past it
+    recheck_s: tuple[float, ...] = (0.5, 1.25)
     dumpcap: str | None = None
     #: when started as root: the user to become once dumpcap runs (None: SUDO_UID's, if any);
     #: capture/privileges.py
@@ -149,6 +156,8 @@ class LiveEveSink(EveSink):
         #: where an alert's packets are in the ring: first_ts → {"file", "packet"} (set by the capture)
         self.locate: Callable[[float], dict[str, object] | None] = lambda _ts: None
         self.raised: list[tuple[str, str, float]] = []  # (device, category, first_ts) written so far
+        #: what only a live run's stats events carry (capture_nice, capture_drops_kernel; set by the capture)
+        self.live_stats: dict[str, object] = {}
 
     def already_raised(self, a: Alert) -> bool:
         for dev, cat, first in self.raised:
@@ -175,7 +184,7 @@ class LiveEveSink(EveSink):
             self.raise_alert(a)
 
     def stats_event(self, stats: Stats, final: bool) -> None:
-        self.write_event({**stats.to_event(), "final": final})
+        self.write_event({**stats.to_event(), **self.live_stats, "final": final})
         self.flush()
 
     def on_stats(self, stats: Stats) -> None:
@@ -207,7 +216,7 @@ class LiveCapture:
         self._unrecorded: int | None = None  # pipe.files index for packets in no ring file
         self._unrecorded_frames = 0
         self._windows_seen = 0
-        self._reconclude_at: float | None = None
+        self._rechecks: list[float] = []  # monotonic times of the verdict passes still to come
         self._devices: dict[str, DeviceRecord] = {}
         self._new_alerts: list[Alert] = []
         self._last_tick = self._last_stats = self._last_part = self._last_status = 0.0
@@ -230,7 +239,7 @@ class LiveCapture:
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             self.source = DumpcapSource(o.interface, bpf=o.bpf, buffer_mib=o.buffer_mib, on_idle=self._idle,
-                                        dumpcap=o.dumpcap)
+                                        dumpcap=o.dumpcap, nice=o.capture_nice)
             self.started = time.time()
             self.source.open()
         except BaseException:
@@ -284,6 +293,7 @@ class LiveCapture:
         st = pipe.stats
         st.interface, st.if_drops, st.ring_files = o.interface, 0, 0 if self.ring else None
         st.files = 1
+        eve.live_stats.update(capture_nice=self.source.nice, capture_drops_kernel=None)
         self._prepare_models()
         self.source.reader.batch_size = pipe.settings.batch_size
         self._last_counts = (time.monotonic(), 0, 0)
@@ -296,7 +306,10 @@ class LiveCapture:
                     self._place(batch)
                     pipe.feed(batch)
                     self._clock_ns = max(self._clock_ns, int(batch.ts_ns[-1]))
-                    if time.monotonic() - self._last_tick >= o.tick_s:
+                    # a window that closed in this batch is concluded now, not at the next tick
+                    mono = time.monotonic()
+                    if mono - self._last_tick >= o.tick_s or pipe.stats.windows > self._windows_seen or \
+                            (self._rechecks and mono >= self._rechecks[0]):
                         self._tick()
             finally:
                 counts = self.source.close()
@@ -306,6 +319,7 @@ class LiveCapture:
             st.interrupted = self._signalled
             if counts is not None:
                 st.capture_received, st.capture_drops = counts.received, counts.dropped
+                eve.live_stats["capture_drops_kernel"] = counts.kernel
             st.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
             st.backlog_max_bytes = self.source.chunks.max_backlog
             for p in self.source.reader.problems if self.source.reader else []:
@@ -402,13 +416,17 @@ class LiveCapture:
             pipe.advance(self._clock_ns)
         else:
             pipe.drain()
-        again = self._reconclude_at is not None and mono >= self._reconclude_at
+        again = bool(self._rechecks) and mono >= self._rechecks[0]
         if pipe.stats.windows > self._windows_seen or again:
-            # once when windows close, and once more when the flows of their last seconds have
-            # settled (quiet for settle_s): an episode that crossed its threshold near the end of
+            # once when windows close, and again (recheck_s) as the flows of their last moments
+            # settle (quiet for settle_s): an episode that crossed its threshold near the end of
             # a window is raised then, not a whole window later
-            self._reconclude_at = None if again else mono + o.settle_s + o.tick_s
             closed = pipe.stats.windows > self._windows_seen
+            if closed:
+                self._rechecks = [mono + d for d in o.recheck_s]
+            else:
+                while self._rechecks and mono >= self._rechecks[0]:
+                    self._rechecks.pop(0)
             self._windows_seen = pipe.stats.windows
             self._conclude()
             if closed:  # how long after the end of the newest closed window its verdicts were written

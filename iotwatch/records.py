@@ -324,6 +324,6 @@ def records_markdown() -> str:
             "(pcapng files written to the evidence ring); `verdict_lag_s` and `verdict_lag_max_s` (seconds from the end "
             "of the newest closed window to its verdicts being written: the last one and the largest of the run); "
             "`backlog_max_bytes` (the most bytes read from dumpcap's pipe but not yet analysed at any moment so far: how "
-            "far the analysis fell behind the capture; past 256 MiB dumpcap's kernel buffer takes over). A live run also writes a stats event every few seconds "
+            "far the analysis fell behind the capture; past 256 MiB dumpcap's kernel buffer takes over). The stats events of a live run (only) also carry `capture_nice` (the nice value dumpcap and the thread draining its pipe run at, so that the capture wins the CPU over the analysis; null when not allowed: below 0 it needs root or `CAP_SYS_NICE`) and `capture_drops_kernel` (the part of `capture_drops` lost in the kernel's capture buffer, libpcap's `ps_drop`: dumpcap did not read in time; the rest dumpcap lost itself; null until dumpcap stops). A live run also writes a stats event every few seconds "
             "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)

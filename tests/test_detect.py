@@ -14,7 +14,7 @@ import pytest
 from conftest import CHECK_EVENTS, SHARED_PCAPS, needs_shared
 
 import iotwatch
-from iotwatch.bundle import load_bundle, save_bundle
+from iotwatch.bundle import estimator_proba, load_bundle, save_bundle
 from iotwatch.detect import Detector, DetectSettings
 from iotwatch.detect.features import FEATURES
 from iotwatch.detect.rules import Thresholds, encoded_name, fire_index
@@ -279,16 +279,54 @@ def test_forest_arrays_predict_as_scikit_learn(tiny_bundle: Path) -> None:
     assert np.abs(fast - b.estimator.predict_proba(X)).max() < 1e-12
 
 
+def test_multilabel_bundle_predicts_each_behaviour_as_scikit_learn(tmp_path: Path, tiny_bundle: Path) -> None:
+    """A behaviour model has one binary output per behaviour (a window may show several): the
+    plain-array trees give each output's probability of 1, as scikit-learn does; a bundle of the
+    older layout (one class per window) is refused by `analyze`'s loader in one line."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from iotwatch.detect.model import load
+
+    rng = np.random.default_rng(3)
+    X = rng.random((80, len(FEATURES)))
+    Y = np.column_stack([X[:, 0] > 0.5, X[:, 1] > 0.7, X[:, 0] + X[:, 2] > 1.2]).astype(int)
+    est = RandomForestClassifier(n_estimators=4, random_state=0).fit(X, Y)
+    path = save_bundle(tmp_path / "ml", est, kind="behaviour", features=FEATURES, classes=["scan", "flood", "c2"],
+                       training=[], metrics={}, thresholds={"scan": 0.7}, multilabel=True)
+    b = load(path)
+    Xt = np.abs(np.random.default_rng(4).standard_cauchy((300, len(FEATURES))))
+    fast = b.predict_proba(Xt)
+    assert fast.shape == (300, 3) and b._estimator is None
+    assert np.abs(fast - np.column_stack([p[:, 1] for p in est.predict_proba(Xt)])).max() < 1e-12
+    with pytest.raises(ModelError, match=r"older iotwatch.*retrain"):
+        load(tiny_bundle)
+
+
+@needs_shared
+def test_no_model_only_alert_on_a_router(tmp_path: Path) -> None:
+    """A router's windows count the traffic it forwards for the site: the model alone does not
+    judge them (the rules look at the router's own packets)."""
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "analyze", str(SHARED_PCAPS / "unsw_iot_via_networkml" /
+                        "Two-IOT161012-node5.pcap"), "--out", str(tmp_path / "o"), "-q"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ev = [json.loads(line) for line in (tmp_path / "o" / "events.jsonl").read_text().splitlines()]
+    routers = {e["mac"] for e in ev if e["event_type"] == "device" and e.get("device_type") == "router"}
+    assert routers  # the site's gateway is typed a router
+    assert [e["alert"]["signature"] for e in ev if e["event_type"] == "alert"] == []
+    r = subprocess.run([sys.executable, str(CHECK_EVENTS), str(tmp_path / "o" / "events.jsonl")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
 def test_shipped_models_load_and_agree() -> None:
     from iotwatch.detect.model import default_model
     from iotwatch.inventory.analyser import default_type_model
 
     m = default_model()
     assert m is not None, "models/behaviour is missing: run `make model`"
-    assert set(m.classes) == {"normal", "scan", "bruteforce", "flood", "exfil", "c2"}
-    assert all(0.5 <= t < 1 for t in m.thresholds.values())
+    assert m.classes == ["scan", "bruteforce", "flood", "exfil", "c2"] and m.manifest["multilabel"] is True
+    assert all(0.6 <= t < 1 for t in m.thresholds.values())
     X = np.abs(np.random.default_rng(2).standard_cauchy((200, len(FEATURES))))
-    assert np.abs(m.predict_proba(X) - m.estimator.predict_proba(X)).max() < 1e-12
+    assert np.abs(m.predict_proba(X) - estimator_proba(m.estimator, X, multilabel=True)).max() < 1e-12
     assert default_type_model() is not None, "models/device_type is missing: run `make model`"
 
 

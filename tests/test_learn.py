@@ -89,7 +89,9 @@ def test_train_and_evaluate_commands(made: dict[str, Path], tmp_path: Path) -> N
     assert r.returncode == 0, r.stderr
     only_our_lines(r.stderr)
     m = json.loads((out / "manifest.json").read_text())
-    assert set(m["classes"]) == {"normal", "scan", "flood", "exfil"}
+    # one binary output per behaviour the labels show (a window may show several)
+    assert m["classes"] == ["scan", "flood", "exfil"] and m["multilabel"] is True
+    assert set(m["thresholds"]) == {"scan", "flood", "exfil"} and all(0.6 <= t <= 0.99 for t in m["thresholds"].values())
     assert m["training"] and all(Path(p).exists() for p in m["training"])
     assert {lf["path"] for lf in m["label_files"]} == set(labs)
     assert m["metrics"]["cross_validation"].startswith("GroupKFold")

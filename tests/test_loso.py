@@ -75,3 +75,42 @@ def test_the_fold_verdicts_are_the_detectors(pool: loso.Pool) -> None:
             assert a.sources == ["model"]
             assert not any(r.device == a.device and r.category == a.category and r.first_ts - 60 <= a.last_ts
                            and a.first_ts <= r.last_ts + 60 for r in obs.alerts)
+
+
+def test_windows_show_every_behaviour_they_overlap() -> None:
+    """Multi-label windows: a window of the hospital's camera that scans and brute-forces at once
+    teaches both; the one-class view keeps the first of PRIORITY for reports."""
+    from iotwatch.learn.behaviour import window_labels, window_targets
+    from iotwatch.learn.labels import HostLabel
+    from iotwatch.vocab import CATEGORIES
+
+    def row(beh: str, first: float, end: float) -> HostLabel:
+        return HostLabel(Path("h.pcap"), "10.0.0.5", "", beh, first, end, "camera", Path("h.labels.tsv"), 2)
+
+    starts = np.arange(0.0, 300.0, 60.0)
+    labs = [row("scan", 30.0, 150.0), row("bruteforce", 100.0, 170.0), row("exfil", 250.0, 400.0)]
+    Y = window_targets(starts, 60.0, labs)
+    shown = [[c for j, c in enumerate(CATEGORIES) if Y[i, j]] for i in range(len(starts))]
+    assert shown == [["scan"], ["scan", "bruteforce"], ["scan", "bruteforce"], [], ["exfil"]]
+    assert window_labels(starts, 60.0, labs).tolist() == ["scan", "scan", "scan", "normal", "exfil"]
+
+
+def test_the_model_alone_flags_seeds_it_never_saw(pool: loso.Pool, tmp_path: Path) -> None:
+    """A fold model (multi-label forest, thresholds from device-grouped folds) trained on these
+    seeds: the same fit twice gives the same model; on a scan and a site of seeds it never saw,
+    the model alone flags the scanner as a scan and no device of the site."""
+    model = loso.fit(pool.data, n_jobs=2)
+    again = loso.fit(pool.data, n_jobs=2)
+    assert model.outputs == ["scan", "c2"] == again.outputs and model.thresholds == again.thresholds
+    assert all(0.6 <= t <= 0.99 for t in model.thresholds.values())
+    from iotwatch.bundle import forest_arrays
+
+    a, b = forest_arrays(model.estimator, multilabel=True), forest_arrays(again.estimator, multilabel=True)
+    assert a is not None and b is not None and all(np.array_equal(a[k], b[k]) for k in a)  # the same trees
+    made = [generate(Options(sc, seed=seed, duration=150, uplink_mbps=4), tmp_path / f"{sc}-{seed}.pcap").labels_file
+            for sc, seed in (("scan", 7391), ("site", 7392))]
+    new = loso.build_pool(made, n_jobs=2)
+    caps = sorted(new.observed)
+    _rep, hits, false = loso.score(new, caps, model, "unseen seeds")
+    assert [lab.behaviour for lab in hits] == ["scan"] and all(hits.values())
+    assert false == []

@@ -22,30 +22,30 @@ import signal
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-
 from .batch import PacketBatch
 from .chunks import Chunks
+from .drain import BACKLOG_BYTES, PipeDrain, renice
 from .interfaces import InterfaceError
 from .pcapng import SHB, PcapngReader
 from .privileges import Stopper
 
 BUFFER_MIB = 64  # kernel capture buffer: PERF_NOTES.md, no drop at 256 k packets/s with 64 MiB
 SNAPLEN = 262_144
+#: the nice value of dumpcap and of the thread draining its pipe, when allowed (root or
+#: CAP_SYS_NICE): the capture wins the CPU over the analysis (and other work) at a burst, and the
+#: analysis catches up from the backlog afterwards (docs/capture.md)
+CAPTURE_NICE = -10
 STOP_GRACE_S = 5.0  # after SIGINT, dumpcap flushes and exits within this; else it is killed
 GATHER_S = 0.02  # once bytes arrive, wait up to this long for more before analysing them
 GATHER_BYTES = 4 << 20  # ... or until this much is there
 PIPE_BYTES = 16 << 20  # the pipe from dumpcap (root may exceed /proc/sys/fs/pipe-max-size)
-READ_BYTES = 4 << 20  # one read of the pipe at most
-PACE_S = 0.005  # after a read that found the pipe nearly empty, wait this long before the next
-FREE_PIECES = 8  # pieces kept for reuse (the rest of a backlog's memory goes back when it is read)
-BACKLOG_BYTES = 256 << 20  # read from the pipe but not yet analysed, at most (memory only while behind)
+POLL_S = 0.001  # while nothing has arrived, the analysis looks again after this long ...
+POLL_MAX_S = 0.008  # ... doubling up to this on a quiet network
 F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux), spelled out for Pythons that lack the name
 
 
@@ -55,6 +55,7 @@ class DumpcapCounts:
 
     received: int
     dropped: int  # pcap (kernel socket buffer) + dumpcap + flushed
+    kernel: int  # pcap: libpcap's ps_drop, the kernel's capture buffer was full (dumpcap did not read in time)
     if_dropped: int  # ps_ifdrop: the interface's own drops as libpcap saw them
 
 
@@ -67,7 +68,7 @@ def parse_counts(text: str) -> DumpcapCounts | None:
     if m is None:
         return None
     received, _dropped, pcap, dumpcap, flushed, ifdrop = map(int, m.groups())
-    return DumpcapCounts(received=received, dropped=pcap + dumpcap + flushed, if_dropped=ifdrop)
+    return DumpcapCounts(received=received, dropped=pcap + dumpcap + flushed, kernel=pcap, if_dropped=ifdrop)
 
 
 def explain(stderr: str, interface: str) -> str:
@@ -89,86 +90,36 @@ def explain(stderr: str, interface: str) -> str:
 
 
 class PipeChunks(Chunks):
-    """Chunks over a pipe, drained by a thread of its own.
-
-    The thread reads whatever the pipe holds (the read releases the GIL; after a read that found
-    the pipe nearly empty it waits ``PACE_S``, so it reads a few large pieces a second rather than
-    every write of dumpcap's) and queues it, up to ``backlog`` bytes: while the analysis pauses (the verdicts at a window
-    close, a Parquet part, the interpreter's garbage collection) dumpcap keeps writing and never
-    blocks on a full pipe, so a pause costs memory, not packets. Past ``backlog`` the thread waits,
-    the pipe fills and dumpcap's kernel buffer takes over (its drops are counted).
+    """Chunks over dumpcap's pipe, drained by a compiled thread that never takes the GIL
+    (:class:`~iotwatch.capture.drain.PipeDrain`): dumpcap's writes wait for the kernel only,
+    whatever the analysis is doing, and what the analysis has not taken yet waits in a backlog
+    of at most ``backlog`` bytes (past it, the pipe fills and dumpcap's kernel buffer takes over;
+    its drops are counted).
 
     ``fill`` returns as soon as some bytes are there (a file's fill reads until its buffer is
     full), gathering for up to ``GATHER_S`` so that a batch is not a few packets; while nothing
     arrives it calls ``on_idle`` every ``idle_s``."""
 
     def __init__(self, f: BinaryIO, path: Path, on_idle: Callable[[], None], idle_s: float = 0.2,
-                 chunk: int = 8 << 20, backlog: int = BACKLOG_BYTES) -> None:
+                 chunk: int = 8 << 20, backlog: int = BACKLOG_BYTES, nice: int | None = None) -> None:
         super().__init__(f, path, chunk)
-        self.fd = f.fileno()
         self.on_idle = on_idle
         self.idle_s = idle_s
-        self.backlog = backlog
-        self._q: deque[tuple[np.ndarray, int]] = deque()  # (piece, bytes in it) read, in order; 0 bytes: the end
-        self._free: list[np.ndarray] = []  # pieces taken, for the next reads (no fresh pages per read)
-        self._queued = 0  # bytes in _q
-        self._head = 0  # bytes of _q[0] already taken
-        self._cv = threading.Condition()
-        self._closing = False
-        #: the most bytes queued at once (how far the analysis fell behind the pipe)
-        self.max_backlog = 0
-        self._t = threading.Thread(target=self._drain, name="iotwatch-pipe", daemon=True)
-        self._t.start()
+        self._drain = PipeDrain(f.fileno(), backlog, nice=nice)
+        self.nice = self._drain.nice
 
-    def _drain(self) -> None:
-        """The reading thread: the pipe into the queue until it ends."""
-        while True:
-            with self._cv:
-                while self._queued >= self.backlog and not self._closing:
-                    self._cv.wait()
-                if self._closing:
-                    return
-                piece = self._free.pop() if self._free else None
-            if piece is None:
-                piece = np.empty(READ_BYTES, np.uint8)
-            try:
-                n = os.readv(self.fd, [memoryview(piece)])  # type: ignore[arg-type]
-            except InterruptedError:
-                continue
-            except OSError:
-                n = 0  # the pipe was closed under us: its end
-            with self._cv:
-                self._q.append((piece, n))
-                self._queued += n
-                self.max_backlog = max(self.max_backlog, self._queued)
-                self._cv.notify_all()
-            if n == 0:
-                return
-            if n < READ_BYTES // 2:
-                # let the pipe fill a little: a few large reads a second, not one per write of
-                # dumpcap's (each wakes this thread and takes the GIL from the analysis)
-                time.sleep(PACE_S)
+    @property
+    def max_backlog(self) -> int:
+        """The most bytes read from the pipe and not yet analysed at once (how far behind)."""
+        return self._drain.max_backlog
 
-    def _take(self) -> bool:
-        """Move queued bytes into the buffer, as many as fit; False when the pipe has ended
-        (nothing more will come). Call with the condition held."""
-        while self._q and self.end < self.buf.shape[0]:
-            piece, n = self._q[0]
-            if not n:
-                self.eof = True
-                return False
-            k = min(n - self._head, self.buf.shape[0] - self.end)
-            self.buf[self.end : self.end + k] = piece[self._head : self._head + k]
-            self.end += k
-            self._head += k
-            self._queued -= k
-            if self._head == n:
-                self._q.popleft()
-                if len(self._free) < FREE_PIECES:
-                    self._free.append(piece)
-                self._head = 0
-        self._cv.notify_all()
-        return True
+    def _take(self) -> tuple[int, bool]:
+        """Move what has arrived into the buffer: (bytes moved, whether the pipe had ended
+        before, so that 0 bytes then means nothing more will come)."""
+        ended = self._drain.ended  # (read first: what was written before the end is then taken)
+        k = self._drain.take(self.buf, self.end)
+        self.end += k
+        return k, ended
 
     def fill(self, need: int = 0) -> bool:
         """Take what has arrived (at least ``need`` unconsumed bytes, unless the pipe ends first);
@@ -177,37 +128,38 @@ class PipeChunks(Chunks):
             return False
         self.make_room(need, "a block")
         had = self.end
-        with self._cv:
-            while True:
-                while not self._q:
-                    if not self._cv.wait(self.idle_s):
-                        self._cv.release()
-                        try:
-                            self.on_idle()
-                        finally:
-                            self._cv.acquire()
-                if not self._take():
-                    return self.left > 0
-                if self.left >= need:
-                    break
-            # gather for a moment: a batch of a few packets costs nearly what a full one costs
-            deadline = time.monotonic() + GATHER_S
-            while self.end - had < GATHER_BYTES and self.end < self.buf.shape[0]:
-                if not self._q:
-                    wait = deadline - time.monotonic()
-                    if wait <= 0 or not self._cv.wait(wait):
-                        break
-                if not self._take():
-                    break
+        wait, quiet = POLL_S, time.monotonic()
+        while self.end == had or self.left < need:
+            k, ended = self._take()
+            if k:
+                wait = POLL_S
+                continue
+            if ended:
+                self.eof = True
+                return self.left > 0
+            if self.end == self.buf.shape[0]:
+                break
+            time.sleep(wait)
+            wait = min(wait * 2, POLL_MAX_S)  # a quiet network: wake less often
+            if time.monotonic() - quiet >= self.idle_s:
+                self.on_idle()
+                quiet = time.monotonic()
+        # gather for a moment: a batch of a few packets costs nearly what a full one costs
+        deadline = time.monotonic() + GATHER_S
+        while self.end - had < GATHER_BYTES and self.end < self.buf.shape[0]:
+            k, ended = self._take()
+            if k:
+                continue
+            left = deadline - time.monotonic()
+            if ended or left <= 0:
+                break
+            time.sleep(min(left, POLL_S * 4))
         return True
 
     def close(self) -> None:
-        """After dumpcap has exited: the thread reads the pipe's end (or, past the backlog, gives
-        up) and stops before the pipe is closed under it."""
-        with self._cv:
-            self._closing = True
-            self._cv.notify_all()
-        self._t.join(timeout=STOP_GRACE_S)
+        """After dumpcap has exited: the thread reads the pipe's end (or, past the backlog, is
+        told to give up) and stops before the pipe is closed under it."""
+        self._drain.close(STOP_GRACE_S)
         super().close()
 
 
@@ -230,7 +182,7 @@ class DumpcapSource:
 
     def __init__(self, interface: str, *, bpf: str | None = None, buffer_mib: int = BUFFER_MIB,
                  batch_size: int = 1 << 15, on_idle: Callable[[], None] = lambda: None, idle_s: float = 0.2,
-                 dumpcap: str | None = None) -> None:
+                 dumpcap: str | None = None, nice: int | None = CAPTURE_NICE) -> None:
         exe = dumpcap or os.environ.get("IOTWATCH_DUMPCAP") or shutil.which("dumpcap")
         if exe is None:
             raise InterfaceError("dumpcap (Wireshark's capture tool) is not installed: `sudo apt-get install "
@@ -252,7 +204,11 @@ class DumpcapSource:
         self._err_thread = threading.Thread(target=self._read_stderr, name="dumpcap-stderr", daemon=True)
         self._err_thread.start()
         _grow_pipe(self.proc.stdout.fileno())
-        self.chunks = PipeChunks(self.proc.stdout, self.path, on_idle, idle_s)  # type: ignore[arg-type]
+        self.chunks = PipeChunks(self.proc.stdout, self.path, on_idle, idle_s, nice=nice)  # type: ignore[arg-type]
+        #: the nice value dumpcap and the pipe thread run at (None: left as they were, not allowed)
+        self.nice = None if nice is None else renice(self.proc.pid, nice)
+        if self.chunks.nice is None:
+            self.nice = None
         self._stopping = False
         #: signals dumpcap for us once we are no longer root (capture/privileges.py); None: we signal it
         self.stopper: Stopper | None = None

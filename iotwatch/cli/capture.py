@@ -48,6 +48,10 @@ RingFiles = Annotated[int, typer.Option("--ring-files", help="Files the ring kee
 RingSize = Annotated[float, typer.Option("--ring-size", help="Size of one ring file, MB.")]
 NoRing = Annotated[bool, typer.Option("--no-ring", help="Keep no packets on disk (alerts then cannot point to them).")]
 Buffer = Annotated[int, typer.Option("--buffer-mib", help="Kernel capture buffer of dumpcap, MiB.")]
+CaptureNice = Annotated[int, typer.Option("--capture-nice", help="Nice value (-20..19) of dumpcap and of the thread "
+                                          "reading its pipe, so the capture wins the CPU over the analysis at a "
+                                          "burst; below 0 it needs root or CAP_SYS_NICE (else left at 0). 0: as "
+                                          "the analysis.")]
 User = Annotated[str | None, typer.Option("--user", help="When run as root: the user the analysis runs as once "
                                           "dumpcap has opened the interface (default: the one who ran sudo).")]
 
@@ -78,7 +82,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
                     local_net: LocalNet = [],  # noqa: B006 - typer reads it, never mutated
                     uplink_mbps: Uplink = None, baseline: Baseline = None, model: ModelOpt = None,
                     no_model: NoModel = False, type_model: TypeModelOpt = None, quiet: Quiet = False,
-                    user: User = None) -> None:
+                    user: User = None, capture_nice: CaptureNice = -10) -> None:
     """Capture a mirror port live (passively, through dumpcap) and analyse it as `analyze` does:
     events.jsonl, Parquet and baselines.json written as the run goes, the packets kept in a
     rotating pcapng ring. Stops cleanly on Ctrl-C, SIGTERM or --duration."""
@@ -98,9 +102,12 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         raise typer.BadParameter("need at least one file of a positive size", param_hint="--ring-files/--ring-size")
     if buffer_mib < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--buffer-mib")
+    if not -20 <= capture_nice <= 19:
+        raise typer.BadParameter("must be between -20 and 19", param_hint="--capture-nice")
     opts = LiveOptions(interface=interface, bpf=bpf, duration_s=duration,
                        ring_dir=None if no_ring else (ring or out / "ring"), ring_files=ring_files,
-                       ring_bytes=int(ring_size * 1e6), buffer_mib=buffer_mib, user=user)
+                       ring_bytes=int(ring_size * 1e6), buffer_mib=buffer_mib, user=user,
+                       capture_nice=capture_nice or None)
     live = LiveCapture(opts, baselines_path=out / "baselines.json")
     try:
         # dumpcap first: a missing interface or permission is said before anything is written,

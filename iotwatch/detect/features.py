@@ -3,8 +3,9 @@
 The window counters of the pipeline (:data:`iotwatch.records.WINDOW_FIELDS`) plus what the
 evidence adds per window: probes by kind, the busiest authentication service, the busiest target,
 ARP and DNS fan-out, the regularity of connections to one peer, and upload against the device's
-own baseline. :data:`FEATURES` fixes names, order and dtypes; model bundles record it and refuse
-another.
+own baseline; then scale-free views of them (:data:`RATIOS`: what the traffic is made of, not how
+much of it there is) and each window against the device's own earlier windows (:data:`HISTORY`).
+:data:`FEATURES` fixes names, order and dtypes; model bundles record it and refuse another.
 """
 
 from __future__ import annotations
@@ -37,7 +38,46 @@ EVIDENCE_FEATURES = ("probes", "probe_targets", "probe_hosts", "weird_probes", "
                      "udp_noreply", "auth_max_service", "ext_flows", "max_flows_one_host", "max_pkts_one_host",
                      "arp_targets", "dns_names", "dns_max_names_one_domain", "dns_mean_name_len", "dns_odd_types",
                      "c2_hellos", "beacon_max_regular", "upload_x_baseline", "upload_mbps")
-FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES)]
+#: scale-free views of the counters above (numerator, denominator): what a window's traffic is made
+#: of rather than how much of it there is, so that a rate or a capture length never seen in
+#: training reads like the ones seen (a flood of another vector, an upload surge on a slow link)
+RATIOS: tuple[tuple[str, str, str], ...] = (
+    ("out_in_packets", "packets_out", "packets_in"),
+    ("out_in_bytes", "bytes_out", "bytes_in"),
+    ("bytes_per_packet_out", "bytes_out", "packets_out"),
+    ("packets_per_flow", "packets_out", "new_flows"),
+    ("hosts_per_flow", "dst_ips", "new_flows"),
+    ("ports_per_host", "dst_ports", "dst_ips"),
+    ("syn_answered_share", "syn_answered", "syn_flows"),
+    ("syn_unanswered_share", "syn_unanswered", "syn_flows"),
+    ("syn_rejected_share", "syn_rejected", "syn_flows"),
+    ("syn_flow_share", "syn_flows", "new_flows"),
+    ("probe_share", "probes", "new_flows"),
+    ("probe_host_share", "probe_hosts", "dst_ips"),
+    ("auth_share", "auth_attempts", "new_flows"),
+    ("auth_one_service_share", "auth_max_service", "new_flows"),
+    ("top_host_packet_share", "max_pkts_one_host", "packets_out"),
+    ("top_host_flow_share", "max_flows_one_host", "new_flows"),
+    ("external_flow_share", "ext_flows", "new_flows"),
+    ("echo_share", "echo_requests", "packets_out"),
+    ("udp_noreply_share", "udp_noreply", "new_flows"),
+    ("mirai_syn_share", "mirai_syns", "syn_flows"),
+    ("rst_in_share", "rst_in", "packets_in"),
+    ("weird_probe_share", "weird_probes", "probes"),
+    ("half_open_share", "half_open", "probes"),
+    ("empty_rst_share", "empty_rst", "probes"),
+    ("dns_query_share", "dns_queries", "packets_out"),
+)
+#: a window against the device's own earlier windows (their median, at least the floor; 0 before
+#: two earlier windows): how far it departs from what this device usually does
+HISTORY: tuple[tuple[str, str, float], ...] = (
+    ("packets_out_x_own", "packets_out", 10.0),
+    ("new_flows_x_own", "new_flows", 2.0),
+    ("dst_ips_x_own", "dst_ips", 2.0),
+    ("bytes_out_x_own", "bytes_out", 1000.0),
+)
+DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY))
+FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
 
 
@@ -160,6 +200,29 @@ def _event_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: 
         X[:, col[name]] = out[:, j]
 
 
+def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
+    """Each value over the median of the values before it (at least ``floor``); 0 for the first two."""
+    out = np.zeros(len(x))
+    earlier: list[float] = []  # kept sorted
+    for i, v in enumerate(x.tolist()):
+        if i >= 2:
+            h = i // 2
+            m = earlier[h] if i % 2 else (earlier[h - 1] + earlier[h]) / 2
+            out[i] = v / max(m, floor)
+        bisect.insort(earlier, v)
+    return out
+
+
+def derived_features(X: np.ndarray) -> None:
+    """Fill the :data:`DERIVED` columns of a device's feature matrix (windows in time order) from
+    its other columns."""
+    idx = {n: j for j, (n, _t) in enumerate(FEATURES)}
+    for name, num, den in RATIOS:
+        X[:, idx[name]] = X[:, idx[num]] / np.maximum(X[:, idx[den]], 1.0)
+    for name, col, floor in HISTORY:
+        X[:, idx[name]] = _own_median(X[:, idx[col]], floor)
+
+
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
                     baseline: float | None) -> np.ndarray:
     """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns."""
@@ -181,8 +244,13 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
         X[i, col["upload_x_baseline"]] = u / max(b, 1000.0) if b is not None else 0.0
         bisect.insort(earlier, u)
     X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
-    if d is None:
-        return X
+    if d is not None:
+        _evidence_features(X, col, d, starts, n)
+    derived_features(X)
+    return X
+
+
+def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: np.ndarray, n: int) -> None:
     ev = d.events()
     if len(ev):
         _event_features(X, col, ev, starts)
@@ -212,7 +280,6 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
         for i in w_of:
             if 0 <= i < n:
                 X[i, col["c2_hellos"]] += 1
-    return X
 
 
 def window_columns(tables: list[pa.Table]) -> dict[str, dict[str, np.ndarray]]:

@@ -5,8 +5,9 @@
 * The behaviour model scores every window of the device; an episode's score is the larger of the
   rule's and the model's probability for that behaviour over the episode's windows, and the model
   is named among the sources when it agrees (probability at or above its threshold).
-* The model alone raises an alert only with a probability at or above its (high) threshold in
-  ``model_only_windows`` consecutive windows; such alerts have severity 3 and say so.
+* The model alone raises an alert only with a probability at or above its threshold in
+  ``MODEL_ONLY_WINDOWS`` consecutive windows; such alerts have severity 3 and say so. Never for a
+  device typed a router: its windows also count the traffic it forwards for the site.
 """
 
 from __future__ import annotations
@@ -103,8 +104,10 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
         covered.setdefault(cat, []).append((lo - window_s, hi + window_s))
         out.append(Alert(dev, mac, _cited_source(first, ev, files) or ip, cat, first.signature,
                          min(f.severity for f in ep), score, first.fire_ts, lo, hi, evidence, sources))
-    # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour
-    for cat, p in probs.items():
+    # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour;
+    # never for a router, whose windows also carry the traffic it forwards (not its own doing)
+    forwarder = rec is not None and rec.device_type == "router"
+    for cat, p in ({} if forwarder else probs).items():
         if cat not in CATEGORIES:
             continue
         thr = thresholds.get(cat, 0.9)

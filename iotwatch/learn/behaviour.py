@@ -1,14 +1,15 @@
 """Labelled captures → the behaviour model (what a device does, per window).
 
 Each capture is observed once (:mod:`.observe`: the pipeline's own detector windows and
-features); windows of a host labelled with a behaviour, from its first bad packet to its last,
-take that behaviour's class, all other windows of labelled hosts are ``normal`` (victims too:
-being attacked is not misbehaving), and windows of unlabelled hosts are left out.
-Cross-validation splits by device (:func:`.forest.grouped_folds`: all windows of one MAC, across
-captures, fall in the same fold), never at random over the windows of one episode. The decision
-thresholds come from the out-of-fold probabilities: a class's threshold is set above every
-normal window's probability for it, so the model alone does not accuse a healthy device of the
-training set.
+features). The model is multi-label: one binary output per behaviour. A window of a host labelled
+with a behaviour, from its first bad packet to its last, shows that behaviour; a window may show
+several (the hospital's camera scans, brute-forces, beacons and uploads at once, and teaches all of
+them); other windows of labelled hosts show none (victims too: being attacked is not misbehaving),
+and windows of unlabelled hosts are left out. Cross-validation splits by device
+(:func:`.forest.grouped_folds`: all windows of one MAC, across captures, fall in the same fold),
+never at random over the windows of one episode. The decision thresholds come from the out-of-fold
+probabilities (:func:`thresholds_from`): a behaviour's threshold is set above every window of a
+held-out device that does not show it, within a floor and a cap.
 
 Training says in one line each what would make a poor model: a row whose host is no device of
 its capture, a class with fewer than :data:`MIN_DEVICES` devices or :data:`MIN_WINDOWS`
@@ -26,10 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import save_bundle
+from ..bundle import estimator_proba, save_bundle
 from ..detect.features import FEATURE_NAMES, FEATURES
 from ..detect.model import CLASSES, KIND
 from ..errors import InputError
+from ..vocab import CATEGORIES
 from .forest import FOLDS, forest, grouped_folds, quiet
 from .labels import HostLabel
 from .observe import Observation, label_devices, observe_labelled
@@ -47,9 +49,11 @@ Warn = Callable[[str], None]
 @dataclass(slots=True)
 class Dataset:
     X: np.ndarray
-    y: np.ndarray  # class names
+    y: np.ndarray  # one class name per window (the first of PRIORITY it shows), for window reports
     groups: np.ndarray  # device identity
     meta: list[tuple[str, str, float]] = field(default_factory=list)  # capture, device, window start
+    #: (windows × CATEGORIES) 0/1: every behaviour a window shows (what the model learns)
+    Y: np.ndarray = field(default_factory=lambda: np.zeros((0, len(CATEGORIES)), np.int8))
 
     @classmethod
     def empty(cls) -> Dataset:
@@ -58,24 +62,42 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.y)
 
+    def take(self, rows: np.ndarray) -> Dataset:
+        """The windows at ``rows`` (indices or a mask)."""
+        idx = np.flatnonzero(rows) if rows.dtype == bool else rows
+        return Dataset(self.X[idx], self.y[idx], self.groups[idx], [self.meta[i] for i in idx], self.Y[idx])
+
     @staticmethod
     def concat(parts: list[Dataset]) -> Dataset:
         parts = [p for p in parts if len(p)]
         if not parts:
             return Dataset.empty()
         return Dataset(np.vstack([p.X for p in parts]), np.concatenate([p.y for p in parts]),
-                       np.concatenate([p.groups for p in parts]), [m for p in parts for m in p.meta])
+                       np.concatenate([p.groups for p in parts]), [m for p in parts for m in p.meta],
+                       np.vstack([p.Y for p in parts]))
+
+
+def window_targets(starts: np.ndarray, window_s: float, labels: list[HostLabel]) -> np.ndarray:
+    """(windows × CATEGORIES) 0/1: a window shows a behaviour when it overlaps a row of it (from
+    its first bad packet to its end); several at once when behaviours overlap (the hospital)."""
+    Y = np.zeros((len(starts), len(CATEGORIES)), np.int8)
+    for lab in labels:
+        if lab.behaviour not in CATEGORIES or lab.first_ts is None:
+            continue
+        end = lab.end_ts if lab.end_ts is not None else np.inf
+        Y[(starts + window_s > lab.first_ts) & (starts <= end), CATEGORIES.index(lab.behaviour)] = 1
+    return Y
 
 
 def window_labels(starts: np.ndarray, window_s: float, labels: list[HostLabel]) -> np.ndarray:
-    y = np.full(len(starts), "normal", dtype=object)
+    """One class name per window: the first behaviour of :data:`PRIORITY` it shows, else normal."""
+    return single_labels(window_targets(starts, window_s, labels))
+
+
+def single_labels(Y: np.ndarray) -> np.ndarray:
+    y = np.full(len(Y), "normal", dtype=object)
     for beh in reversed(PRIORITY):
-        for lab in labels:
-            if lab.behaviour != beh or lab.first_ts is None:
-                continue
-            end = lab.end_ts if lab.end_ts is not None else np.inf
-            on = (starts + window_s > lab.first_ts) & (starts <= end)
-            y[on] = beh
+        y[Y[:, CATEGORIES.index(beh)] > 0] = beh
     return y
 
 
@@ -91,11 +113,11 @@ def capture_dataset(obs: Observation, named: dict[HostLabel, list[str]]) -> Data
         if not labs or not len(X):
             continue
         starts = cols["window_start"]
-        y = window_labels(starts, obs.window_s, labs)
+        Y = window_targets(starts, obs.window_s, labs)
         rec = obs.devices.get(dev)
         group = rec.mac if rec is not None and rec.mac else f"{obs.capture.name}:{dev}"
-        parts.append(Dataset(X, y, np.full(len(y), group, dtype=object),
-                             [(str(obs.capture), dev, float(s)) for s in starts]))
+        parts.append(Dataset(X, single_labels(Y), np.full(len(Y), group, dtype=object),
+                             [(str(obs.capture), dev, float(s)) for s in starts], Y))
     return Dataset.concat(parts)
 
 
@@ -123,31 +145,70 @@ def window_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -
             "confusion": {"labels": classes, "matrix": cm.tolist()}}
 
 
-def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS) -> tuple[np.ndarray, list[str]]:
-    """Out-of-fold class probabilities, folds grouped by device."""
-    classes = sorted(set(data.y))
-    oof = np.zeros((len(data), len(classes)))
+def outputs_of(data: Dataset) -> list[str]:
+    """The behaviours the model can learn from ``data``: those some window shows and some does
+    not (one binary output each), in CATEGORIES order."""
+    n = data.Y.sum(axis=0) if len(data) else np.zeros(len(CATEGORIES))
+    return [c for j, c in enumerate(CATEGORIES) if 0 < n[j] < len(data)]
+
+
+def fit_forest(data: Dataset, outputs: list[str], seed: int, n_jobs: int) -> Any:
+    """A multi-label forest: one binary output per behaviour of ``outputs`` (a window can show
+    several behaviours, and every scenario teaches every behaviour it holds)."""
+    cols = [CATEGORIES.index(c) for c in outputs]
     with quiet():
-        for tr, te in grouped_folds(data.groups, n_splits):
-            est = behaviour_forest(seed, n_jobs).fit(data.X[tr], data.y[tr])
-            p = est.predict_proba(data.X[te])
-            for j, c in enumerate(est.classes_):
-                oof[te, classes.index(c)] = p[:, j]
-    return oof, classes
+        return behaviour_forest(seed, n_jobs).fit(data.X.astype(np.float32), data.Y[:, cols])
+
+
+def forest_proba(est: Any, X: np.ndarray) -> np.ndarray:
+    """(windows × outputs) probability of each behaviour, as a bundle gives it."""
+    return estimator_proba(est, X.astype(np.float32), multilabel=True)
+
+
+def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS) -> tuple[np.ndarray, list[str]]:
+    """Out-of-fold probability of each behaviour (``outputs_of(data)``), folds grouped by device;
+    0 in a fold whose training part has no window of that behaviour."""
+    outputs = outputs_of(data)
+    oof = np.zeros((len(data), len(outputs)))
+    for tr, te in grouped_folds(data.groups, n_splits):
+        part = data.take(tr)
+        have = [c for c in outputs_of(part) if c in outputs]
+        if not have:
+            continue
+        p = forest_proba(fit_forest(part, have, seed, n_jobs), data.X[te])
+        for k, c in enumerate(have):
+            oof[te, outputs.index(c)] = p[:, k]
+    return oof, outputs
+
+
+def _over(p: np.ndarray, outputs: list[str], thresholds: dict[str, float]) -> np.ndarray:
+    """(windows × CATEGORIES) 0/1: the behaviours whose probability reaches its threshold."""
+    Y = np.zeros((len(p), len(CATEGORIES)), np.int8)
+    for j, c in enumerate(outputs):
+        Y[:, CATEGORIES.index(c)] = p[:, j] >= thresholds.get(c, 0.5)
+    return Y
 
 
 def behaviour_forest(seed: int, n_jobs: int) -> Any:
     return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
 
 
-def thresholds_from(oof: np.ndarray, classes: list[str], y: np.ndarray) -> dict[str, float]:
+#: a behaviour's decision threshold is the highest out-of-fold probability of that behaviour among
+#: the windows that do not show it, plus THRESHOLD_MARGIN, kept within [THRESHOLD_FLOOR, THRESHOLD_CAP]
+THRESHOLD_MARGIN = 0.02
+THRESHOLD_FLOOR = 0.6
+THRESHOLD_CAP = 0.99
+
+
+def thresholds_from(oof: np.ndarray, outputs: list[str], Y: np.ndarray) -> dict[str, float]:
+    """Per behaviour, the lowest probability at which the model alone names it: above every
+    out-of-fold window of a device held out of its fold that does not show that behaviour (normal
+    windows, and windows of the other behaviours), within the floor and cap above."""
     out = {}
-    normal = y == "normal"
-    for j, c in enumerate(classes):
-        if c == "normal":
-            continue
-        worst = float(oof[normal, j].max()) if normal.any() else 0.0
-        out[c] = round(min(0.99, max(0.9, worst + 0.02)), 4)
+    for j, c in enumerate(outputs):
+        neg = Y[:, CATEGORIES.index(c)] == 0
+        worst = float(oof[neg, j].max()) if neg.any() else 0.0
+        out[c] = round(min(THRESHOLD_CAP, max(THRESHOLD_FLOOR, worst + THRESHOLD_MARGIN)), 4)
     return out
 
 
@@ -167,10 +228,12 @@ def check_out(out: str | Path) -> Path:
 
 
 def class_problems(data: Dataset) -> list[str]:
-    """One line per class too thin to learn or to score."""
+    """One line per class (normal, or a behaviour some window shows) too thin to learn or to score."""
     out = []
-    for c, n in sorted(Counter(data.y.tolist()).items()):
-        devs = len(set(data.groups[data.y == c].tolist()))
+    masks = {"normal": data.Y.sum(axis=1) == 0} if len(data) else {}
+    masks.update({c: data.Y[:, j] > 0 for j, c in enumerate(CATEGORIES) if len(data) and data.Y[:, j].any()})
+    for c, m in sorted(masks.items()):
+        n, devs = int(m.sum()), len(set(data.groups[m].tolist()))
         if devs < MIN_DEVICES or n < MIN_WINDOWS:
             out.append(f"class {c}: {n} window{'s' * (n != 1)} of {devs} device{'s' * (devs != 1)}, fewer than "
                        f"{MIN_WINDOWS} windows of {MIN_DEVICES} devices: learned from too little, scored by no "
@@ -192,26 +255,36 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
     if not len(data):
         raise InputError(label_files[0], "no labelled device windows found (do the hosts match the captures?)")
     counts = Counter(data.y.tolist())
-    say(f"{len(data)} windows of {len(set(data.groups))} devices: "
-        + ", ".join(f"{c} {n}" for c, n in counts.most_common()))
+    shows = {c: int(data.Y[:, j].sum()) for j, c in enumerate(CATEGORIES) if data.Y[:, j].any()}
+    say(f"{len(data)} windows of {len(set(data.groups))} devices: normal {int((data.Y.sum(axis=1) == 0).sum())}"
+        + "".join(f", {c} {n}" for c, n in shows.items()) + " (a window may show several behaviours)")
     if set(counts) == {"normal"} and not force:
         raise InputError(label_files[0], "every labelled window is normal: such a model detects nothing "
                                          "(label misbehaving hosts, or --force to write it anyway)")
     for line in class_problems(data):
         (warn or say)(line)
-    oof, classes = cross_validate(data, seed, n_jobs)
-    pred = np.array(classes, dtype=object)[oof.argmax(axis=1)] if len(classes) else data.y
-    metrics = {"cross_validation": "GroupKFold by device, out-of-fold windows", **window_metrics(data.y, pred, classes),
-               "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts)}
-    thresholds = thresholds_from(oof, classes, data.y)
-    with quiet():
-        est = behaviour_forest(seed, n_jobs).fit(data.X, data.y)
+    oof, outputs = cross_validate(data, seed, n_jobs)
+    pred = single_labels(_over(oof, outputs, {c: 0.5 for c in outputs}))
+    classes = [c for c in ("normal", *CATEGORIES) if c in set(data.y.tolist()) | set(pred.tolist())]
+    metrics = {"cross_validation": "GroupKFold by device, out-of-fold windows (a window is the first behaviour of "
+                                   "PRIORITY whose probability reaches 0.5, else normal)",
+               **window_metrics(data.y, pred, classes),
+               "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts),
+               "behaviour_windows": {c: int(data.Y[:, j].sum()) for j, c in enumerate(CATEGORIES)}}
+    thresholds = thresholds_from(oof, outputs, data.Y)
+    if outputs:
+        est = fit_forest(data, outputs, seed, n_jobs)
+        names = outputs
+    else:  # forced: a model that knows only normal windows (it never names a behaviour)
+        with quiet():
+            est = behaviour_forest(seed, n_jobs).fit(data.X.astype(np.float32), data.y)
+        names = [str(c) for c in est.classes_]
     est.n_jobs = 1  # predicting a few windows: no process pool
-    unknown = [c for c in est.classes_ if c not in CLASSES]
+    unknown = [c for c in names if c not in CLASSES]
     if unknown:
         raise InputError(label_files[0], f"unexpected classes {unknown}")
     captures = sorted(str(c) for c in observed)
-    path = save_bundle(out, est, kind=KIND, features=FEATURES, classes=[str(c) for c in est.classes_],
+    path = save_bundle(out, est, kind=KIND, features=FEATURES, classes=names, multilabel=bool(outputs),
                        training=captures, metrics=metrics, thresholds=thresholds,
                        extra={"window_s": window_s, "seed": seed,
                               "label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in label_files],

@@ -13,7 +13,8 @@ nothing of F (its decision thresholds from device-grouped folds inside that trai
   raise them with that model;
 * **model alone**: a misbehaving host is flagged when one of the windows of its behaviour reaches
   the fold model's threshold for that behaviour; a normal host or victim is a false alarm when any
-  of its windows reaches any class's threshold.
+  of its windows reaches any behaviour's threshold. As in ``analyze``, the model alone does not
+  judge a device typed router (its windows also carry the traffic it forwards).
 
 Each capture is analysed once (rules only; the features do not depend on the model) and the
 folds refit on the cached windows, so a dozen folds cost a dozen forest fits, not a dozen runs of
@@ -36,14 +37,14 @@ from ..vocab import CATEGORIES
 from .behaviour import (
     Dataset,
     Warn,
-    behaviour_forest,
     capture_dataset,
     cross_validate,
+    fit_forest,
+    forest_proba,
     thresholds_from,
     window_metrics,
 )
 from .evaluate import ALERT_WITHIN_S, HostResult, Report
-from .forest import quiet
 from .labels import HostLabel
 from .observe import Observation, label_devices, observe_labelled
 
@@ -64,17 +65,18 @@ class Pool:
 
 @dataclass(slots=True)
 class Predictor:
-    """A fitted forest with its decision thresholds: what combine() needs of a model."""
+    """A fitted multi-label forest with its decision thresholds: what combine() needs of a model."""
 
     estimator: Any
+    outputs: list[str]  # the behaviours, in the order of predict_proba's columns
     thresholds: dict[str, float]
 
     @property
     def classes(self) -> list[str]:
-        return [str(c) for c in self.estimator.classes_]
+        return list(self.outputs)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.estimator.predict_proba(X.astype(np.float32))
+        return forest_proba(self.estimator, X)
 
 
 @dataclass(slots=True)
@@ -148,16 +150,13 @@ INNER_FOLDS = 3
 def fit(data: Dataset, seed: int = 0, n_jobs: int = 1) -> Predictor:
     """A forest on ``data`` with thresholds from device-grouped folds inside it (as ``train``,
     with :data:`INNER_FOLDS` folds and at most :data:`MAX_NORMAL` normal windows)."""
-    normal = np.flatnonzero(data.y == "normal")
+    normal = np.flatnonzero(data.Y.sum(axis=1) == 0)
     if len(normal) > MAX_NORMAL:
         drop = np.random.default_rng(seed).choice(normal, len(normal) - MAX_NORMAL, replace=False)
-        keep = np.setdiff1d(np.arange(len(data)), drop)
-        data = Dataset(data.X[keep], data.y[keep], data.groups[keep], [data.meta[i] for i in keep])
-    oof, classes = cross_validate(data, seed, n_jobs, INNER_FOLDS)
-    th = thresholds_from(oof, classes, data.y)
-    with quiet():
-        est = behaviour_forest(seed, n_jobs).fit(data.X, data.y)
-    return Predictor(est, th)
+        data = data.take(np.setdiff1d(np.arange(len(data)), drop))
+    oof, outputs = cross_validate(data, seed, n_jobs, INNER_FOLDS)
+    th = thresholds_from(oof, outputs, data.Y)
+    return Predictor(fit_forest(data, outputs, seed, n_jobs), outputs, th)
 
 
 def _probs(model: Any, obs: Observation) -> dict[str, dict[str, np.ndarray]]:
@@ -217,18 +216,24 @@ def score(pool: Pool, captures: Sequence[Path], model: Any, name: str | None) ->
                 first = min(same, key=lambda a: a.timestamp)
                 delay, sig = first.timestamp - lab.first_ts, first.signature
             if model is not None:
-                hits[lab] = _model_flags(model, obs, probs, keys, lab)
+                hits[lab] = _model_flags(model, obs, probs, _judged(obs, keys), lab)
         else:
             rep.false_alarms += [(lab, a.category, a.signature) for a in mine]
             rep.device_days += sum(obs.active_s(k) for k in keys) / 86400
             if model is not None:
-                false += [(lab, c) for c in _model_classes(model, probs, keys)]
+                false += [(lab, c) for c in _model_classes(model, probs, _judged(obs, keys))]
         rep.hosts.append(HostResult(lab, cats, delay, sig))
     if model is not None:
         rows = np.isin(np.array([m[0] for m in pool.data.meta], dtype=object), [str(c) for c in caps])
         if rows.any():
             rep.window = window_report(model, pool.data.X[rows], pool.data.y[rows])
     return rep, hits, false
+
+
+def _judged(obs: Observation, keys: list[str]) -> list[str]:
+    """The devices the model alone judges, as in ``analyze`` (:func:`~iotwatch.detect.verdict.combine`):
+    not a router, whose windows also carry the traffic it forwards."""
+    return [k for k in keys if (r := obs.devices.get(k)) is None or r.device_type != "router"]
 
 
 def window_report(model: Any, X: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -280,10 +285,8 @@ def leave_one_source_out(pool: Pool, *, seed: int = 0, n_jobs: int = 1, log: War
     for fam in pool.family_names():
         test = [c for c, f in pool.families.items() if f[0] == fam]
         keep = {str(c) for c, f in pool.families.items() if fam not in f}
-        rows = np.isin(meta_cap, list(keep))
-        train = Dataset(pool.data.X[rows], pool.data.y[rows], pool.data.groups[rows],
-                        [m for m, r in zip(pool.data.meta, rows, strict=True) if r])
-        model = fit(train, seed, n_jobs) if len(set(train.y.tolist())) > 1 else None
+        train = pool.data.take(np.isin(meta_cap, list(keep)))
+        model = fit(train, seed, n_jobs) if train.Y.any() else None
         rep, hits, false = score(pool, test, model, f"trained without {fam}")
         say(f"fold {fam}: {len(test)} captures, {len(train)} training windows, "
             f"{len(rep.detected)}/{len(rep.detected) + len(rep.missed)} caught, {len(rep.false_alarms)} false alarms")

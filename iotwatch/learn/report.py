@@ -53,8 +53,9 @@ def build(out: Path, eval_list: Path, shared: Path | None, train_list: Path | No
         "on the captures that hold nothing of it (thresholds from device-grouped folds inside that training set, as "
         "`iotwatch train` sets them) and measured on the family: rules + that model as `analyze` would run them, "
         "and the model alone (a misbehaving host counts when a window of its behaviour reaches the fold model's "
-        "threshold for it; a normal host or victim counts against it when any window reaches any class's "
-        "threshold). Each capture is analysed once; the folds refit on its windows "
+        "threshold for it; a normal host or victim counts against it when any window reaches any behaviour's "
+        "threshold; as in `analyze`, the model alone does not judge a device typed router, whose windows also "
+        "carry the traffic it forwards). Each capture is analysed once; the folds refit on its windows "
         f"(analysis {t_pool:.0f} s, {len(folds)} folds {time.perf_counter() - t - t_pool:.0f} s).\n\n"
         "```sh\niotwatch evaluate build/train/*.labels.tsv build/eval/*.labels.tsv ../shared/pcaps/LABELS.tsv\n```\n\n"
         + loso.markdown(folds)))
