@@ -28,7 +28,17 @@ lock:
 	  build/lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^iotwatch'; } > constraints.txt
 	rm -rf build/lock-venv
 
-venv: $(STAMP)
+# Runs use kernels compiled ahead of time (iotwatch/_aot.py, docs/design.md "Compiled kernels"):
+# rebuilt whenever a source changes (a module built from other sources is never loaded);
+# iotwatch's bytecode is written too (PYTHONDONTWRITEBYTECODE=1 shells otherwise recompile it on
+# every start). Without a C compiler (`make sysdeps`) every run uses numba's JIT, as before.
+AOT     := $(VENV)/.aot-stamp
+$(AOT): $(STAMP) $(shell find iotwatch -name '*.py')
+	$(BIN)/python -m compileall -q iotwatch >/dev/null
+	$(BIN)/python -m iotwatch._aot || echo "iotwatch: no kernels compiled ahead of time: every run uses numba's JIT"
+	@touch $(AOT)
+
+venv: $(STAMP) $(AOT)
 
 $(DEMO): | $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
@@ -37,7 +47,7 @@ $(DEMO): | $(STAMP)
 ## devices; then rebuild the hospital incident (a 150 s scenario) and show its alerts; then the
 ## same site after the recorder was isolated (60 s), the before/after comparison, the evidence
 ## pack and the audit report in Japanese and English
-demo: $(STAMP) $(DEMO)
+demo: $(STAMP) $(AOT) $(DEMO)
 	$(BIN)/iotwatch analyze $(DEMO) --out out/demo
 	$(BIN)/iotwatch synth hospital --duration 150 --quiet 60 --uplink-mbps 2 --seed 7 --out out/demo-hospital.pcap
 	$(BIN)/iotwatch analyze out/demo-hospital.pcap --uplink-mbps 2 --out out/demo-hospital --top 8
@@ -49,7 +59,7 @@ demo: $(STAMP) $(DEMO)
 	$(BIN)/iotwatch report out/demo-hospital --lang en --after out/demo-after
 
 ## make test: the whole test suite (Wireshark oracle tests need tshark: `make sysdeps`)
-test: $(STAMP)
+test: $(STAMP) $(AOT)
 	$(BIN)/python -m pytest -q
 
 ## make pcaps: regenerate the project's own demo capture with scapy
@@ -57,17 +67,19 @@ pcaps: $(STAMP)
 	$(BIN)/python -m iotwatch.synth.demo $(DEMO)
 
 ## make sysdeps: system packages for the oracle tests, the live capture and its tests (dumpcap
-## from wireshark-common, tcpreplay, iproute2) and the benchmark (Debian/Ubuntu, as root);
+## from wireshark-common, tcpreplay, iproute2), the benchmark, and the kernels compiled ahead of
+## time (gcc, Python's headers) (Debian/Ubuntu, as root);
 ## chromium (the report's browser test) and fonts-noto-cjk (Japanese in the report's charts)
 sysdeps:
 	@if command -v tshark >/dev/null && command -v tcpdump >/dev/null && command -v cc >/dev/null \
 	    && command -v dumpcap >/dev/null && command -v tcpreplay >/dev/null && command -v ip >/dev/null \
-	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ]; then \
+	    && [ -x /usr/bin/time ] && [ -e /usr/include/pcap/pcap.h ] \
+	    && [ -e "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
 		echo "system packages present"; \
 	else \
 		apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive \
 			apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-			tshark wireshark-common tcpdump tcpreplay iproute2 libpcap-dev gcc libc6-dev time >/dev/null; \
+			tshark wireshark-common tcpdump tcpreplay iproute2 libpcap-dev gcc libc6-dev python3-dev time >/dev/null; \
 	fi
 	@if [ -x /usr/bin/chromium ] && fc-list 2>/dev/null | grep -q "Noto Sans CJK JP"; then \
 		echo "report packages present"; \
@@ -90,13 +102,13 @@ bench/.venv/.stamp: pyproject.toml
 	bench/.venv/bin/python -m pip install -q 'nfstream>=6.5' 'dpkt>=1.9'
 	@touch $@
 
-bench: $(STAMP) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/data/flood10m.pcap
+bench: $(STAMP) $(AOT) sysdeps bench/baseline bench/.venv/.stamp $(BENCH_DATA) bench/data/flood10m.pcap
 	BENCH_PYTHON=bench/.venv/bin/python $(BIN)/python bench/run.py --with-10m
 
 ## make bench-live: live capture in a veth pair (as root): the highest tcpreplay rate with zero drops
 ## over 60 s with the whole analysis on, and the window end → alert delay → bench/out/live.md and
 ## docs/benchmarks.md (between its bench-live markers)
-bench-live: $(STAMP) sysdeps
+bench-live: $(STAMP) $(AOT) sysdeps
 	$(BIN)/python bench/live.py --seconds 60 --out bench/out/live.md --doc docs/benchmarks.md
 
 SHARED_PCAPS ?= ../shared/pcaps

@@ -643,6 +643,10 @@ def startup_markdown(st: dict[str, Any], cmd: str, mach: dict[str, str]) -> str:
         out += ["", "Where the tiny run's time and memory go (bench/startup.py, the same steps one by one):", "",
                 "| phase | seconds | peak RSS after it |", "|---|---|---|"]
         out += [f"| {p['phase']} | {p['s']:.3f} | {p['peak_rss_mb']:.0f} MB |" for p in st["phases"]]
+        if tiny is not None:  # what the steps above leave out: the process's start, argument parsing, its end
+            rest = tiny - sum(p["s"] for p in st["phases"])
+            out += [f"| the rest of the command (interpreter start-up, typer's argument parsing, exit; its median "
+                    f"wall time − the phases above, measured apart) | {rest:.3f} | – |"]
     out += ["", SEND]
     return "\n".join(out) + "\n"
 

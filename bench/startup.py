@@ -39,17 +39,22 @@ def main() -> None:
 
     arrow_without_pandas()  # as the command does before its pipeline
     mark("Arrow")
-    import numba  # noqa: F401
-    mark("numba")
     import iotwatch.outputs
     import iotwatch.pipeline
     mark("iotwatch's pipeline modules")
-    from iotwatch.pipeline import WARM_MIN_BYTES
+    from iotwatch import _jit
+    from iotwatch.pipeline import choose_kernels
     from iotwatch.warmup import load_kernels
 
-    if tiny.stat().st_size >= WARM_MIN_BYTES:  # as the pipeline decides: a small input skips the warm-up
-        load_kernels()
-        mark("compiled kernels loaded, warm-up run")
+    warm = choose_kernels(tiny.stat().st_size)  # as the pipeline decides
+    if _jit.aot_loaded():
+        mark("compiled kernels loaded (ahead-of-time module)")
+    else:  # no module for these sources: numba's JIT, as the first kernel call would start it
+        _jit.jit()
+        mark("numba imported (no ahead-of-time kernels for these sources)")
+        if warm:
+            load_kernels()
+            mark("compiled kernels loaded, warm-up run")
     from iotwatch.pipeline import build_analysers
     from iotwatch.settings import Settings
 
@@ -57,7 +62,7 @@ def main() -> None:
         a.prepare()
     mark("models and registries opened")
     iotwatch.outputs.analyze_to_folder([tiny], out, Settings())
-    mark("the analysis and its outputs" + (" (kernels loaded on first use)" if tiny.stat().st_size < WARM_MIN_BYTES else ""))
+    mark("the analysis and its outputs" + ("" if _jit.aot_loaded() or warm else " (kernels loaded on first use)"))
     print(json.dumps(phases))
 
 

@@ -15,15 +15,14 @@ import ctypes.util
 
 import numpy as np
 import pyarrow as pa
-from llvmlite import binding as llvm
-from numba import types
 
-from ._jit import inline_kernel, kernel
+from ._jit import external, inline_kernel, kernel
 
 
-def _openssl_sha1_transform() -> bool:
-    """Make libcrypto's ``SHA1_Transform`` callable from compiled code, by a name the cached
-    machine code refers to (the address changes from run to run; the name does not)."""
+def _openssl_sha1_transform() -> int | None:
+    """The address of libcrypto's ``SHA1_Transform`` in this process (None: no libcrypto). The
+    kernels call it by a name (``iotwatch_sha1_transform``, bound by :func:`iotwatch._jit.external`)
+    that the cached machine code refers to: the address changes from run to run, the name does not."""
     global _libcrypto
     names = [ctypes.util.find_library("crypto"), "libcrypto.so.3", "libcrypto.so.1.1", "libcrypto.dylib"]
     for name in filter(None, names):
@@ -33,17 +32,16 @@ def _openssl_sha1_transform() -> bool:
         except (OSError, AttributeError):
             continue
         _libcrypto = lib  # kept loaded for the life of the process
-        llvm.add_symbol("iotwatch_sha1_transform", ctypes.cast(fn, ctypes.c_void_p).value)
-        return True
-    return False
+        return ctypes.cast(fn, ctypes.c_void_p).value
+    return None
 
 
 _libcrypto: ctypes.CDLL | None = None
 
-
+_SHA1_ADDRESS = _openssl_sha1_transform()
 #: whether SHA-1 blocks go to OpenSSL (False: the compiled SHA-1 below)
-OPENSSL_SHA1 = _openssl_sha1_transform()
-_sha1_transform = types.ExternalFunction("iotwatch_sha1_transform", types.void(types.voidptr, types.voidptr))
+OPENSSL_SHA1 = _SHA1_ADDRESS is not None
+_sha1_transform = external("iotwatch_sha1_transform", "void(voidptr, voidptr)", _SHA1_ADDRESS)
 
 # ICMP / ICMPv6 message types that pair up as request/response (Zeek's mapping, as in the spec)
 _ICMP4 = np.full(256, -1, np.int64)

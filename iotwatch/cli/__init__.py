@@ -66,3 +66,28 @@ def main() -> None:
         sys.stderr.write(f"iotwatch: internal error: {type(e).__name__}: {e} "
                          "(set IOTWATCH_DEBUG=1 for the traceback and please report it)\n")
         sys.exit(1)
+
+
+def entry() -> None:
+    """The ``iotwatch`` console script: :func:`main`, then the process ends without the
+    interpreter's finalisation (freeing every object of NumPy, Arrow and numba one by one: 0.07 s
+    of a small run's 0.4 s of CPU, 0.15 s once numba is loaded). Output files are closed by
+    then; stdout and stderr are flushed, and the ``atexit`` handlers run as they would. A run
+    that left other threads (none of the commands does) exits the ordinary way."""
+    import atexit
+    import threading
+
+    try:
+        main()
+        code: object = 0
+    except SystemExit as e:
+        code = e.code
+    if threading.active_count() > 1 or not (code is None or isinstance(code, int)):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said on it
+            code = code or 1
+    os._exit(code or 0)
