@@ -140,14 +140,10 @@ class PipeDrain:
         pfd = np.array([self.fd, 0], np.int32)
         _drain(self.fd, self.buf, self.state, self._keep, mmap.PAGESIZE, pfd)
 
-    @property
-    def ended(self) -> bool:
-        return bool(self.state[END])
-
-    @property
-    def max_backlog(self) -> int:
-        """The most bytes held at once (how far the analysis fell behind the pipe)."""
-        return int(self.state[MAX])
+    #: the pipe has ended (or failed), or the thread was stopped
+    ended = property(lambda self: bool(self.state[END]))
+    #: the most bytes held at once (how far the analysis fell behind the pipe)
+    max_backlog = property(lambda self: int(self.state[MAX]))
 
     @property
     def held(self) -> int:

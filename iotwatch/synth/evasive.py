@@ -36,6 +36,11 @@ IOT_PORTS = (23, 2323, 80, 8080, 81, 8081, 7547, 37215, 52869, 5555, 8443)
 SYN_RETRIES = (0.0, 1.0, 3.0)
 
 
+def _labelled(fr: Frames, mark: tuple[int, int], bot: Host, behaviour: str, note: str) -> list[Label]:
+    """The behaviour's one label for ``bot``, spanning its frames since ``mark``."""
+    return [_finish(fr, mark, Label(bot.ip_text, mac_text(bot.mac), bot.device_type, behaviour, note), bot)]
+
+
 def slow_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
               *, rate: float | None = None) -> list[Label]:
     bot = env.bot
@@ -76,11 +81,10 @@ def slow_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
                 ack=(srv_seq[a] + 1) & 0xFFFFFFFF, flags=FIN | ACK, **common)
     fr.add_many(ts[a] + 2 * rtt[a] + 0.5, src=dst[a], sport=dport[a], dport=sport[a],
                 seq=(srv_seq[a] + 1) & 0xFFFFFFFF, ack=(seq[a] + 2) & 0xFFFFFFFF, flags=FIN | ACK, ttl=51, **back)
-    label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "scan",
-                  f"slow IoT-bot scan with connect(): {n} random public addresses at {rate:.2f}/s on ports "
-                  f"{', '.join(str(p) for p in sorted(set(dport.tolist())))}; SYNs retransmitted at +1 s and +3 s; "
-                  f"{int(r.sum())} refused, {int(a.sum())} answered")
-    return [_finish(fr, mark, label, bot)]
+    return _labelled(fr, mark, bot, "scan",
+                     f"slow IoT-bot scan with connect(): {n} random public addresses at {rate:.2f}/s on ports "
+                     f"{', '.join(str(p) for p in sorted(set(dport.tolist())))}; SYNs retransmitted at +1 s and +3 s; "
+                     f"{int(r.sum())} refused, {int(a.sum())} answered")
 
 
 def _icmp_frame(smac: int, dmac: int, src: int, dst: int, icmp: bytes, ttl: int = 64) -> bytes:
@@ -116,10 +120,9 @@ def udp_port_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1:
         quote = IPerror(src=bot.ip_text, dst=target.ip_text, proto=17, ttl=64) / UDPerror(sport=sport, dport=int(dports[i]))
         frame = _icmp_frame(target.mac, bot.mac, target.ip, bot.ip, bytes(ICMP(type=3, code=3) / quote), target.ttl)
         fr.add_raw(round((float(ts[i]) + target.rtt) * 1e6), frame)
-    label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "scan",
-                  f"vertical UDP port scan of {target.ip_text} ({'local' if local else 'internet'}): {n} ports at "
-                  f"{rate:.0f}/s, closed ports answered by ICMP port unreachable")
-    return [_finish(fr, mark, label, bot)]
+    return _labelled(fr, mark, bot, "scan",
+                     f"vertical UDP port scan of {target.ip_text} ({'local' if local else 'internet'}): {n} ports at "
+                     f"{rate:.0f}/s, closed ports answered by ICMP port unreachable")
 
 
 def dead_controller(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
@@ -144,10 +147,9 @@ def dead_controller(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t
     if refused:
         fr.add_many(ts + 0.08, smac=env.gateway_mac, dmac=bot.mac, src=ctrl, dst=bot.ip, sport=port, dport=sport,
                     proto=TCP, seq=0, ack=(seq + 1) & 0xFFFFFFFF, flags=RST | ACK, ttl=51)
-    label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "c2",
-                  f"dead controller {ip_text(ctrl)}:{port}: {n} connection attempts every {period:.1f} s "
-                  f"({'refused' if refused else 'unanswered, SYN retransmitted'})")
-    return [_finish(fr, mark, label, bot)]
+    return _labelled(fr, mark, bot, "c2",
+                     f"dead controller {ip_text(ctrl)}:{port}: {n} connection attempts every {period:.1f} s "
+                     f"({'refused' if refused else 'unanswered, SYN retransmitted'})")
 
 
 def icmp_tunnel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
@@ -217,10 +219,9 @@ def report_channel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1
             s.send(0, body, late)
             beats += 1
         t += period * (1.0 + float(rng.normal(0, 0.01)))
-    label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "c2",
-                  f"report channel: one TCP session to {ctrl.ip_text}:{port}, status pushed every {period:.1f} s "
-                  f"({beats} messages), the controller only acknowledges")
-    return [_finish(fr, mark, label, bot)]
+    return _labelled(fr, mark, bot, "c2",
+                     f"report channel: one TCP session to {ctrl.ip_text}:{port}, status pushed every {period:.1f} s "
+                     f"({beats} messages), the controller only acknowledges")
 
 
 def _program(rng: np.random.Generator, script: bool) -> tuple[bytes, bytes]:
@@ -304,7 +305,6 @@ def local_controller(fr: Frames, rng: np.random.Generator, env: Env, t0: float, 
                 s.send(0, b"\x01", float(rng.uniform(0.001, 0.01)))
             calls += 1
             t += beat * (1.0 + float(rng.normal(0, 0.005)))
-    label = Label(bot.ip_text, mac_text(bot.mac), bot.device_type, "c2",
-                  f"local controller {ctrl.ip_text}: program ({len(body):,} bytes) fetched over HTTP :{web}, then "
-                  f"{calls} call-backs ({mode}) every ~{period:.0f} s")
-    return [_finish(fr, mark, label, bot)]
+    return _labelled(fr, mark, bot, "c2",
+                     f"local controller {ctrl.ip_text}: program ({len(body):,} bytes) fetched over HTTP :{web}, then "
+                     f"{calls} call-backs ({mode}) every ~{period:.0f} s")
