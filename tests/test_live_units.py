@@ -4,6 +4,7 @@ messages, interfaces from sysfs, and a clock moved without packets giving offlin
 
 from __future__ import annotations
 
+import signal
 import struct
 import subprocess
 import tempfile
@@ -283,7 +284,8 @@ def test_the_stopper_signals_for_a_process_that_gave_up_root() -> None:
     from iotwatch.capture.privileges import Stopper
 
     for how in ("stop", "eof", "done"):
-        target = subprocess.Popen(["sleep", "30"])
+        # SIGINT's default action in the target, as dumpcap has (a shell's background job inherits it ignored)
+        target = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         st = Stopper(target.pid)
         if how == "stop":
             st.interrupt()
