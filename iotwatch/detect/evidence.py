@@ -428,6 +428,13 @@ class DeviceEvidence:
         self.sorted_n = len(ev)
         return ev
 
+    def keep_local(self, ev: np.ndarray) -> None:
+        """Keep local sessions (EVENT_DTYPE), the first MAX_LOCAL_EVENTS of the device."""
+        room = MAX_LOCAL_EVENTS - self.n_local
+        if room > 0:
+            self.local.append(ev[:room])
+            self.n_local += min(room, len(ev))
+
     def local_events(self) -> np.ndarray:
         """The local sessions kept, in time order."""
         if not self.local:
@@ -727,17 +734,16 @@ class Evidence:
             if no_mac[first]:
                 # one device per client address
                 sub = ev[part]
-                addrs = sub["src_lo"] ^ (sub["src_hi"] * np.uint64(0x9E3779B97F4A7C15))
+                addrs = sub["src_lo"] ^ (sub["src_hi"] * _MIX)
                 for a in np.unique(addrs):
                     s2 = sub[addrs == a]
-                    self._add(ip_str(bool(s2["v6"][0]), int(s2["src_hi"][0]), int(s2["src_lo"][0])), s2)
+                    self._add(self._device_key(k, s2[0]), s2)
             else:
-                name = self._names.get(k)
-                if name is None:
-                    name = self._names[k] = mac_str(k)
-                self._add(name, ev[part])
+                self._add(self._device_key(k, ev[first]), ev[part])
 
     def _device_key(self, mac: int, ev: np.ndarray) -> str:
+        """The device of an event whose client MAC is ``mac``: the MAC, or the client address
+        when there is no MAC (``mac`` ≥ 2**48)."""
         if mac >= 1 << 48:
             return ip_str(bool(ev["v6"]), int(ev["src_hi"]), int(ev["src_lo"]))
         name = self._names.get(mac)
@@ -750,15 +756,11 @@ class Evidence:
         macs = rows["mac_c"][idx]
         no_mac = macs >= np.uint64(1 << 48)
         # one device per MAC, or per client address without one
-        who = np.where(no_mac, ev["src_lo"] ^ (ev["src_hi"] * np.uint64(0x9E3779B97F4A7C15)), macs)
+        who = np.where(no_mac, ev["src_lo"] ^ (ev["src_hi"] * _MIX), macs)
         for w in np.unique(who):
             part = ev[who == w]
             first = int(np.flatnonzero(who == w)[0])
-            d = self._dev(self._device_key(int(macs[first]), ev[first]))
-            room = MAX_LOCAL_EVENTS - d.n_local
-            if room > 0:
-                d.local.append(part[:room].copy())
-                d.n_local += len(part[:room])
+            self._dev(self._device_key(int(macs[first]), ev[first])).keep_local(part)
 
     def _add(self, key: str, ev: np.ndarray) -> None:
         d = self._dev(key)
@@ -839,13 +841,8 @@ class Evidence:
             d.arp += o.arp
             d.dns += o.dns
             d.c2_hellos += o.c2_hellos
-            room = max(0, MAX_LOCAL_EVENTS - d.n_local)
             for c in o.local:
-                if room <= 0:
-                    break
-                d.local.append(c[:room])
-                d.n_local += len(c[:room])
-                room -= len(c[:room])
+                d.keep_local(c)
         return self
 
 

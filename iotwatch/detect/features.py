@@ -234,15 +234,8 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     col = {name: base + k for k, name in enumerate(EVIDENCE_FEATURES)}
     starts = windows["window_start"]
     up = windows["upload_bytes"].astype(np.float64)
-    # upload against the device's own baseline: the median of the earlier windows
-    earlier: list[float] = []  # kept sorted
-    for i, u in enumerate(up.tolist()):
-        b = baseline
-        if b is None and i >= 2:
-            h = i // 2
-            b = earlier[h] if i % 2 else (earlier[h - 1] + earlier[h]) / 2
-        X[i, col["upload_x_baseline"]] = u / max(b, 1000.0) if b is not None else 0.0
-        bisect.insort(earlier, u)
+    # upload against the device's baseline: the one given, else the median of its earlier windows
+    X[:, col["upload_x_baseline"]] = up / max(baseline, 1000.0) if baseline is not None else _own_median(up, 1000.0)
     X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
     if d is not None:
         _evidence_features(X, col, d, starts, n)
