@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle import estimator_proba, save_bundle
-from ..detect.features import FEATURE_NAMES, FEATURES
+from ..detect.features import FEATURE_NAMES, FEATURES, VIEWS
 from ..detect.model import CLASSES, KIND
 from ..errors import InputError
 from ..vocab import CATEGORIES
@@ -152,17 +152,37 @@ def outputs_of(data: Dataset) -> list[str]:
     return [c for j, c in enumerate(CATEGORIES) if 0 < n[j] < len(data)]
 
 
-def fit_forest(data: Dataset, outputs: list[str], seed: int, n_jobs: int) -> Any:
-    """A multi-label forest: one binary output per behaviour of ``outputs`` (a window can show
-    several behaviours, and every scenario teaches every behaviour it holds)."""
-    cols = [CATEGORIES.index(c) for c in outputs]
+def view_columns(outputs: list[str]) -> list[list[int]]:
+    """Per behaviour of ``outputs``, the feature columns of its view (:data:`VIEWS`)."""
+    return [[FEATURE_NAMES.index(n) for n in VIEWS[c]] for c in outputs]
+
+
+def teaches(data: Dataset, behaviour: str) -> np.ndarray:
+    """The windows that teach ``behaviour``'s forest: all but the windows labelled with it that
+    hold none of its evidence (every feature of its view 0: a controller's link idle between two
+    heartbeats, the quiet minutes inside a labelled episode). Such a window says nothing of what
+    the behaviour looks like, and taught as a positive it would make every idle window resemble it."""
+    cols = [FEATURE_NAMES.index(n) for n in VIEWS[behaviour]]
+    shows = data.Y[:, CATEGORIES.index(behaviour)] > 0
+    return ~(shows & ~(data.X[:, cols] != 0).any(axis=1))
+
+
+def fit_forest(data: Dataset, outputs: list[str], seed: int, n_jobs: int) -> list[Any]:
+    """One binary forest per behaviour of ``outputs`` (a window can show several behaviours, and
+    every scenario teaches every behaviour it holds), each on its view's features only and
+    monotone: more of a behaviour's evidence never lowers its probability (see :data:`VIEWS`)."""
+    out = []
     with quiet():
-        return behaviour_forest(seed, n_jobs).fit(data.X.astype(np.float32), data.Y[:, cols])
+        for c, cols in zip(outputs, view_columns(outputs), strict=True):
+            rows = teaches(data, c)
+            est = behaviour_forest(seed, n_jobs, len(cols))
+            out.append(est.fit(data.X[rows][:, cols].astype(np.float32), data.Y[rows, CATEGORIES.index(c)]))
+    return out
 
 
-def forest_proba(est: Any, X: np.ndarray) -> np.ndarray:
+def forest_proba(est: Any, X: np.ndarray, outputs: list[str]) -> np.ndarray:
     """(windows × outputs) probability of each behaviour, as a bundle gives it."""
-    return estimator_proba(est, X.astype(np.float32), multilabel=True)
+    return estimator_proba(est, X.astype(np.float32), multilabel=True, views=view_columns(outputs))
 
 
 def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS) -> tuple[np.ndarray, list[str]]:
@@ -175,7 +195,7 @@ def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS)
         have = [c for c in outputs_of(part) if c in outputs]
         if not have:
             continue
-        p = forest_proba(fit_forest(part, have, seed, n_jobs), data.X[te])
+        p = forest_proba(fit_forest(part, have, seed, n_jobs), data.X[te], have)
         for k, c in enumerate(have):
             oof[te, outputs.index(c)] = p[:, k]
     return oof, outputs
@@ -189,8 +209,11 @@ def _over(p: np.ndarray, outputs: list[str], thresholds: dict[str, float]) -> np
     return Y
 
 
-def behaviour_forest(seed: int, n_jobs: int) -> Any:
-    return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
+def behaviour_forest(seed: int, n_jobs: int, n_features: int | None = None) -> Any:
+    """A behaviour's binary forest over ``n_features`` view features, each constrained to raise
+    (never lower) the behaviour's probability; without ``n_features``, an unconstrained forest."""
+    return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample",
+                  monotonic_cst=[1] * n_features if n_features else None)
 
 
 #: a behaviour's decision threshold is the highest out-of-fold probability of that behaviour among
@@ -273,22 +296,27 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
                "behaviour_windows": {c: int(data.Y[:, j].sum()) for j, c in enumerate(CATEGORIES)}}
     thresholds = thresholds_from(oof, outputs, data.Y)
     if outputs:
-        est = fit_forest(data, outputs, seed, n_jobs)
+        est: Any = fit_forest(data, outputs, seed, n_jobs)
         names = outputs
+        for f in est:
+            f.n_jobs = 1  # predicting a few windows: no process pool
+        params = est[0].get_params()
     else:  # forced: a model that knows only normal windows (it never names a behaviour)
         with quiet():
             est = behaviour_forest(seed, n_jobs).fit(data.X.astype(np.float32), data.y)
         names = [str(c) for c in est.classes_]
-    est.n_jobs = 1  # predicting a few windows: no process pool
+        est.n_jobs = 1
+        params = est.get_params()
     unknown = [c for c in names if c not in CLASSES]
     if unknown:
         raise InputError(label_files[0], f"unexpected classes {unknown}")
     captures = sorted(str(c) for c in observed)
     path = save_bundle(out, est, kind=KIND, features=FEATURES, classes=names, multilabel=bool(outputs),
+                       views={c: list(VIEWS[c]) for c in names} if outputs else None,
                        training=captures, metrics=metrics, thresholds=thresholds,
                        extra={"window_s": window_s, "seed": seed,
                               "label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in label_files],
-                              "estimator_params": {k: v for k, v in est.get_params().items()
+                              "estimator_params": {k: v for k, v in params.items()
                                                    if isinstance(v, int | float | str | type(None))},
                               "feature_names": FEATURE_NAMES})
     say(f"model written to {path} (thresholds {thresholds})")

@@ -76,7 +76,7 @@ class Predictor:
         return list(self.outputs)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return forest_proba(self.estimator, X)
+        return forest_proba(self.estimator, X, self.outputs)
 
 
 @dataclass(slots=True)
