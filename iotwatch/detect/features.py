@@ -43,7 +43,8 @@ EVIDENCE_FEATURES = ("probes", "probe_targets", "probe_hosts", "weird_probes", "
 #: short sessions to one service, periodicity across windows, sessions held on a beat, where the
 #: upload goes: what a behaviour is, whatever the capture's scale or context
 BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel_failed_hosts", "failed_share",
-                      "repeat_sessions_one_target", "repeat_session_share", "login_sessions", "short_session_share",
+                      "failed_targets", "failed_ports_one_host", "repeat_sessions_one_target", "repeat_session_share",
+                      "repeat_logins_one_target", "login_sessions", "short_session_share",
                       "regular_failed_repeats", "regular_conn_repeats", "held_beats", "top_upload_share",
                       "top_upload_novel", "top_upload_out_in", "echo_bytes_per_packet")
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
@@ -52,13 +53,14 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
 #: what its training captures happened to show alongside it (the hospital's brute force always
 #: came with a Mirai scan, its C2 with an upload)
 VIEWS: dict[str, tuple[str, ...]] = {
-    "scan": ("failed_share", "novel_failed_hosts", "host_entropy", "port_entropy", "novel_host_share"),
-    "bruteforce": ("repeat_sessions_one_target", "repeat_session_share", "login_sessions", "short_session_share",
-                   "auth_one_service_share"),
-    "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "upload_mbps", "packets_out_x_own"),
+    "scan": ("failed_targets", "novel_failed_hosts", "failed_ports_one_host", "host_entropy", "port_entropy",
+             "failed_share"),
+    "bruteforce": ("repeat_sessions_one_target", "repeat_session_share", "repeat_logins_one_target"),
+    "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
+              "upload_mbps", "packets_out_x_own"),
     "exfil": ("upload_x_baseline", "upload_x_quiet", "bytes_out_x_own", "out_in_bytes", "upload_mbps", "top_upload_share",
               "top_upload_novel", "echo_bytes_per_packet", "dns_mean_name_len", "dns_odd_types"),
-    "c2": ("regular_failed_repeats", "regular_conn_repeats", "held_beats", "beacon_max_regular", "c2_hellos"),
+    "c2": ("regular_failed_repeats", "held_beats", "c2_hellos"),
 }
 #: scale-free views of the counters above (numerator, denominator): what a window's traffic is made
 #: of rather than how much of it there is, so that a rate or a capture length never seen in
@@ -250,6 +252,12 @@ def _pairs(w: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return ws[new], ks[new], np.bincount(gid), pair
 
 
+def _p_first(pair: np.ndarray) -> np.ndarray:
+    """The index of the first event of each pair number in ``pair`` (as :func:`_pairs` numbers them)."""
+    _u, first = np.unique(pair, return_index=True)
+    return first
+
+
 def _entropy(w: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
     """Per window, the Shannon entropy (bits) of ``key`` over its events."""
     out = np.zeros(n)
@@ -313,6 +321,15 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
     first_failed[pair[first_i]] = failed[first_i]
     X[:, col["novel_failed_hosts"]] = np.bincount(pw, novel & first_failed, minlength=n)
     X[:, col["failed_share"]] = np.bincount(w, failed, minlength=n) / np.maximum(nflows, np.bincount(w, minlength=n))
+    if failed.any():
+        fw, _k, _c, fp = _pairs(w[failed], target[failed])
+        X[:, col["failed_targets"]] = np.bincount(fw, minlength=n)
+        # the most ports that failed on one host (a vertical scan): distinct (host, port) per host
+        one = _p_first(fp)
+        hw, _k, hc, _p = _pairs(w[failed][one], host[failed][one])
+        most = np.zeros(n)
+        np.maximum.at(most, hw, hc.astype(np.float64))
+        X[:, col["failed_ports_one_host"]] = most
     # sessions: completed TCP with payload; short ones, repeated to one target, logins
     sess = tcp & ~failed & ((ev["payload_out"] > 0) | (ev["payload_in"] > 0))
     short = sess & (ev["pkts_out"] <= SHORT_PKTS) & (ev["payload_out"] <= SHORT_PAYLOAD) & (ev["end"] - ts <= SHORT_S)
@@ -324,6 +341,11 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
         X[:, col["repeat_session_share"]] = rep / nflows
     login = sess & (((kind & K_AUTH) != 0) | np.isin(ev["app"], _APP_LOGIN))
     X[:, col["login_sessions"]] = np.bincount(w, login, minlength=n)
+    if login.any():
+        lw, _lk, lc, _lp = _pairs(w[login], target[login])
+        rep = np.zeros(n)
+        np.maximum.at(rep, lw, lc.astype(np.float64))
+        X[:, col["repeat_logins_one_target"]] = rep
     X[:, col["short_session_share"]] = np.bincount(w, short, minlength=n) / np.maximum(np.bincount(w, sess, minlength=n), 1)
     # periodicity across windows: failed connections to one target, and any connection to one
     probe = tcp & ((kind & K_PROBE) != 0)

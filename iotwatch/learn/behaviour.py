@@ -185,12 +185,15 @@ def forest_proba(est: Any, X: np.ndarray, outputs: list[str]) -> np.ndarray:
     return estimator_proba(est, X.astype(np.float32), multilabel=True, views=view_columns(outputs))
 
 
-def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS) -> tuple[np.ndarray, list[str]]:
-    """Out-of-fold probability of each behaviour (``outputs_of(data)``), folds grouped by device;
+def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS,
+                   groups: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Out-of-fold probability of each behaviour (``outputs_of(data)``), folds grouped by device,
+    or by ``groups`` (one per window: the windows' source families) when they hold two or more;
     0 in a fold whose training part has no window of that behaviour."""
     outputs = outputs_of(data)
     oof = np.zeros((len(data), len(outputs)))
-    for tr, te in grouped_folds(data.groups, n_splits):
+    by = groups if groups is not None and len(set(groups.tolist())) >= 2 else data.groups
+    for tr, te in grouped_folds(by, n_splits):
         part = data.take(tr)
         have = [c for c in outputs_of(part) if c in outputs]
         if not have:
@@ -274,7 +277,7 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
     say = log or (lambda _s: None)
     check_out(out)
     say(f"analysing the captures of {len(label_files)} label file(s) (n_jobs={n_jobs})")
-    data, observed, _named = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, warn=warn)
+    data, observed, named = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, warn=warn)
     if not len(data):
         raise InputError(label_files[0], "no labelled device windows found (do the hosts match the captures?)")
     counts = Counter(data.y.tolist())
@@ -286,11 +289,17 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
                                          "(label misbehaving hosts, or --force to write it anyway)")
     for line in class_problems(data):
         (warn or say)(line)
-    oof, outputs = cross_validate(data, seed, n_jobs)
+    from .loso import capture_families  # (loso builds on this module)
+
+    fam = {str(c): f[0] for c, f in capture_families(list(named)).items()}
+    families = np.array([fam.get(m[0], m[0]) for m in data.meta], dtype=object)
+    by_family = len(set(families.tolist())) >= 2
+    oof, outputs = cross_validate(data, seed, n_jobs, groups=families)
     pred = single_labels(_over(oof, outputs, {c: 0.5 for c in outputs}))
     classes = [c for c in ("normal", *CATEGORIES) if c in set(data.y.tolist()) | set(pred.tolist())]
-    metrics = {"cross_validation": "GroupKFold by device, out-of-fold windows (a window is the first behaviour of "
-                                   "PRIORITY whose probability reaches 0.5, else normal)",
+    metrics = {"cross_validation": f"GroupKFold by {'source family' if by_family else 'device'}, out-of-fold "
+                                   "windows (a window is the first behaviour of PRIORITY whose probability reaches "
+                                   "0.5, else normal)",
                **window_metrics(data.y, pred, classes),
                "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts),
                "behaviour_windows": {c: int(data.Y[:, j].sum()) for j, c in enumerate(CATEGORIES)}}
