@@ -55,7 +55,7 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
 VIEWS: dict[str, tuple[str, ...]] = {
     "scan": ("failed_targets", "novel_failed_hosts", "failed_ports_one_host", "host_entropy", "port_entropy",
              "failed_share"),
-    "bruteforce": ("repeat_sessions_one_target", "repeat_session_share", "repeat_logins_one_target"),
+    "bruteforce": ("repeat_logins_one_target", "login_sessions"),
     "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
               "upload_mbps", "packets_out_x_own"),
     "exfil": ("upload_x_baseline", "upload_x_quiet", "bytes_out_x_own", "out_in_bytes", "upload_mbps", "top_upload_share",
