@@ -42,7 +42,8 @@ EVIDENCE_FEATURES = ("probes", "probe_targets", "probe_hosts", "weird_probes", "
 #: mix of its targets and ports, novelty against its own earlier windows, what failed, repeated
 #: short sessions to one service, periodicity across windows, sessions held on a beat, where the
 #: upload goes: what a behaviour is, whatever the capture's scale or context
-BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel_failed_hosts", "failed_share",
+BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel_failed_hosts",
+                      "failed_hosts_per_lookup", "failed_share",
                       "failed_targets", "failed_ports_one_host", "repeat_sessions_one_target", "repeat_session_share",
                       "repeat_logins_one_target", "login_sessions", "short_session_share",
                       "regular_failed_repeats", "regular_conn_repeats", "held_beats", "top_upload_share",
@@ -53,9 +54,8 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
 #: what its training captures happened to show alongside it (the hospital's brute force always
 #: came with a Mirai scan, its C2 with an upload)
 VIEWS: dict[str, tuple[str, ...]] = {
-    "scan": ("failed_targets", "novel_failed_hosts", "failed_ports_one_host", "host_entropy", "port_entropy",
-             "failed_share"),
-    "bruteforce": ("repeat_logins_one_target", "login_sessions"),
+    "scan": ("failed_hosts_per_lookup", "failed_ports_one_host", "failed_share"),
+    "bruteforce": ("repeat_logins_one_target",),
     "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
               "upload_mbps", "packets_out_x_own"),
     "exfil": ("upload_x_baseline", "upload_x_quiet", "bytes_out_x_own", "out_in_bytes", "upload_mbps", "top_upload_share",
@@ -320,6 +320,10 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
     first_failed = np.zeros(len(pw), bool)
     first_failed[pair[first_i]] = failed[first_i]
     X[:, col["novel_failed_hosts"]] = np.bincount(pw, novel & first_failed, minlength=n)
+    # a scanner contacts addresses it never looked up; a device whose cloud does not answer looked
+    # each one up (IoT Sentinel's WeMo plugs: 20 unreachable hosts a minute, 17 DNS queries)
+    X[:, col["failed_hosts_per_lookup"]] = (X[:, col["novel_failed_hosts"]]
+                                            / (1.0 + X[:, WINDOW_COUNTERS.index("dns_queries")]))
     X[:, col["failed_share"]] = np.bincount(w, failed, minlength=n) / np.maximum(nflows, np.bincount(w, minlength=n))
     if failed.any():
         fw, _k, _c, fp = _pairs(w[failed], target[failed])
