@@ -1,15 +1,18 @@
 """Labelled captures → the behaviour model (what a device does, per window).
 
 Each capture is observed once (:mod:`.observe`: the pipeline's own detector windows and
-features). The model is multi-label: one binary output per behaviour. A window of a host labelled
+features). The model is multi-label: one binary forest per behaviour, over that behaviour's view
+(:data:`~iotwatch.detect.features.VIEWS`) and monotone in it. A window of a host labelled
 with a behaviour, from its first bad packet to its last, shows that behaviour; a window may show
 several (the hospital's camera scans, brute-forces, beacons and uploads at once, and teaches all of
-them); other windows of labelled hosts show none (victims too: being attacked is not misbehaving),
-and windows of unlabelled hosts are left out. Cross-validation splits by device
+them, each to its own forest); other windows of labelled hosts show none (victims too: being
+attacked is not misbehaving), and windows of unlabelled hosts are left out; a window labelled with
+a behaviour but holding none of its view's evidence does not teach it (:func:`teaches`).
+Cross-validation splits by source family (the captures' sets and generators), else by device
 (:func:`.forest.grouped_folds`: all windows of one MAC, across captures, fall in the same fold),
 never at random over the windows of one episode. The decision thresholds come from the out-of-fold
 probabilities (:func:`thresholds_from`): a behaviour's threshold is set above every window of a
-held-out device that does not show it, within a floor and a cap.
+held-out family that shows no behaviour, within a floor and a cap.
 
 Training says in one line each what would make a poor model: a row whose host is no device of
 its capture, a class with fewer than :data:`MIN_DEVICES` devices or :data:`MIN_WINDOWS`
@@ -212,15 +215,25 @@ def _over(p: np.ndarray, outputs: list[str], thresholds: dict[str, float]) -> np
     return Y
 
 
+#: how much a window showing a behaviour weighs against one that does not, in its forest. Not
+#: "balanced" (tens of times, the ratio of normal windows to a behaviour's): with a monotone forest,
+#: a few labelled windows of faint evidence (an nmap probe of one port on one host, the first login
+#: of a brute force) so weighted make every window with as much evidence (a normal device's one
+#: failed connection, one login) read as the behaviour
+POSITIVE_WEIGHT = 4.0
+
+
 def behaviour_forest(seed: int, n_jobs: int, n_features: int | None = None) -> Any:
     """A behaviour's binary forest over ``n_features`` view features, each constrained to raise
     (never lower) the behaviour's probability; without ``n_features``, an unconstrained forest."""
-    return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample",
-                  monotonic_cst=[1] * n_features if n_features else None)
+    if not n_features:
+        return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
+    return forest(seed, n_jobs, min_samples_leaf=2, class_weight={0: 1.0, 1: POSITIVE_WEIGHT},
+                  monotonic_cst=[1] * n_features)
 
 
 #: a behaviour's decision threshold is the highest out-of-fold probability of that behaviour among
-#: the windows that do not show it, plus THRESHOLD_MARGIN, kept within [THRESHOLD_FLOOR, THRESHOLD_CAP]
+#: the windows that show no behaviour, plus THRESHOLD_MARGIN, kept within [THRESHOLD_FLOOR, THRESHOLD_CAP]
 THRESHOLD_MARGIN = 0.02
 THRESHOLD_FLOOR = 0.6
 THRESHOLD_CAP = 0.99
@@ -228,11 +241,14 @@ THRESHOLD_CAP = 0.99
 
 def thresholds_from(oof: np.ndarray, outputs: list[str], Y: np.ndarray) -> dict[str, float]:
     """Per behaviour, the lowest probability at which the model alone names it: above every
-    out-of-fold window of a device held out of its fold that does not show that behaviour (normal
-    windows, and windows of the other behaviours), within the floor and cap above."""
+    out-of-fold window (scored by forests that never saw its fold: its family, see
+    :func:`cross_validate`) that shows no behaviour at all (normal hosts' and victims' windows; a
+    window of another behaviour may resemble this one, a UDP flood on random ports a UDP port scan),
+    within the floor and cap above."""
     out = {}
+    quiet_rows = Y.sum(axis=1) == 0
     for j, c in enumerate(outputs):
-        neg = Y[:, CATEGORIES.index(c)] == 0
+        neg = quiet_rows
         worst = float(oof[neg, j].max()) if neg.any() else 0.0
         out[c] = round(min(THRESHOLD_CAP, max(THRESHOLD_FLOOR, worst + THRESHOLD_MARGIN)), 4)
     return out
