@@ -35,7 +35,7 @@ from .detect import Detector
 from .detect.baselines import write_baselines
 from .detect.evidence import AUTH_PORTS, Evidence, held_sessions
 from .devices import ST_CLOSED_UPTO
-from .flows import S_EST
+from .flows import FLOW_DTYPE, S_EST
 from .pipeline import Pipeline
 from .records import DeviceRecord, Stats
 from .sinks import EveSink
@@ -464,7 +464,7 @@ class LiveCapture:
                 final = an.evidence
                 an.evidence = self._provisional_evidence(an)
                 try:
-                    found += an.conclude(devices, pipe.files)
+                    found += an.conclude_live(devices, pipe.files)
                 finally:
                     an.evidence = final
                 if self.baselines_path is not None:
@@ -485,15 +485,10 @@ class LiveCapture:
         still going: a scan's unanswered SYNs, a brute-force session and a heartbeat held in one
         connection count now, not after the flow table's idle or active timeout (120 s, 1,800 s). A copy: the evidence the final verdicts use,
         from ended flows only as offline, is not touched."""
-        pipe = self.pipe
-        real = det.evidence
-        tmp = Evidence(real.nets)
-        tmp.merge(real)
-        tmp.apps = dict(real.apps)
-        if self._clock_ns:
-            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9),
-                                                  also=lambda r: login_sessions(r) | held_sessions(r)))
-        return tmp
+        if not self._clock_ns:
+            return det.evidence.with_flows(np.zeros(0, FLOW_DTYPE))
+        return det.evidence.with_flows(self.pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9),
+                                                                    also=lambda r: login_sessions(r) | held_sessions(r)))
 
     def _status(self, mono: float) -> LiveStatus:
         st = self.pipe.stats
