@@ -112,8 +112,11 @@ def main() -> None:
         if late:
             prof.disable()
         rows.append((pipe.stats.packets, "close" if closed else "recheck", c1 - c0, w1 - w0, len(eve.raised)))
+        det = next(an for an in analysers if isinstance(an, Detector))
+        judged = getattr(det, "live_judged", None)  # (devices judged, devices): the incremental passes
         print(f"{pipe.stats.packets:>10,} packets  {rows[-1][1]:<7}  cpu {1e3 * (c1 - c0):7.1f} ms  "
-              f"wall {1e3 * (w1 - w0):7.1f} ms  alerts raised {len(eve.raised)}", flush=True)
+              f"wall {1e3 * (w1 - w0):7.1f} ms  alerts raised {len(eve.raised)}"
+              + (f"  devices judged {judged[0]}/{judged[1]}" if judged else ""), flush=True)
     pipe.finish()
     eve.close()
     if prof is not None:

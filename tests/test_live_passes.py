@@ -128,3 +128,40 @@ def test_events_added_later_merge_into_the_sorted_ones_as_a_stable_sort_would() 
         got = d.events()
         assert got["flow_id"].tolist() == want["flow_id"].tolist()
         assert d.events() is got  # nothing new: the same array
+
+
+def test_an_evidence_view_tells_what_it_added_and_leaves_the_evidence_as_it_was() -> None:
+    """Evidence.with_flows: a device the open flows add to is a copy; the evidence viewed keeps
+    its events and versions; two views that add the same flows say so (the same state and
+    events key), and a flow that grew between two views makes them differ."""
+    from iotwatch.detect.detector import _events_key
+    from iotwatch.flows import FLOW_DTYPE, S_EST, S_SYN, S_SYNACK
+
+    def session(flow_id: int, first_s: float, packets: int) -> np.ndarray:
+        r = np.zeros(1, FLOW_DTYPE)  # a TCP session from 192.168.1.10 to an internet address, with data
+        r["proto"], r["client_a"], r["flow_id"], r["mac_c"] = 6, 1, flow_id, 0x285700000001
+        r["alo"], r["blo"] = 0xFFFF00000000 | 0xC0A8010A, 0xFFFF00000000 | 0x5DB8D822
+        r["aport"], r["bport"] = 40000 + flow_id, 443
+        r["first"], r["last"] = int(first_s * 1e9), int((first_s + 1) * 1e9)
+        r["state"] = S_SYN | S_SYNACK | S_EST
+        r["pk"] = [packets, packets]
+        r["by"] = [100 * packets, 100 * packets]
+        r["pl"] = [40 * packets, 40 * packets]
+        r["fl"][0, 0] = 1
+        r["plast"] = -1
+        return r
+
+    real = Evidence()
+    real.add_flows(session(1, 100.0, 5))
+    dev = next(iter(real.devices))
+    d = real.devices[dev]
+    state, n, version = real.state(dev), d.n, d.version
+    a = real.with_flows(session(2, 101.0, 5))
+    b = real.with_flows(session(2, 101.0, 5))
+    c = real.with_flows(session(2, 101.0, 9))  # the same open flow, four more packets
+    assert a.devices[dev] is not d and len(a.devices[dev].events()) == 2
+    assert real.devices[dev] is d and d.n == n and d.version == version and real.state(dev) == state
+    assert len(d.events()) == 1
+    assert a.state(dev) == b.state(dev) != c.state(dev) and a.state(dev) != state
+    assert _events_key(a.devices[dev]) == _events_key(b.devices[dev]) != _events_key(c.devices[dev])
+    assert real.with_flows(np.zeros(0, FLOW_DTYPE)).state(dev) == state

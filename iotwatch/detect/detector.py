@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 from dataclasses import dataclass, field, replace
 
@@ -14,7 +15,7 @@ from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
 from .alerts import Alert
-from .evidence import R_AUTH, Evidence, host_key
+from .evidence import R_AUTH, DeviceEvidence, Evidence, host_key
 from .features import device_features, window_columns
 from .verdict import combine
 
@@ -75,6 +76,8 @@ class Detector:
         #: its alerts then, and per device the windows the model scored (starts, features, probabilities)
         self._live: dict[str, tuple[tuple[object, ...], list[Alert]]] = {}
         self._live_probs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        #: per device what its last judgement computed from its kept events (Detector._judge)
+        self._live_memo: dict[str, dict[str, object]] = {}
         self.live_judged = (0, 0)  # devices the last conclude_live judged again, of all devices
         self._alerted: dict[str, list[tuple[float, float]]] = {}  # device → its alert episodes (conclude)
 
@@ -163,50 +166,84 @@ class Detector:
             else:
                 todo[dev] = (key, cols)
         s = self.settings
-        feats = {dev: (cols, device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev)))
-                 for dev, (_k, cols) in todo.items() if cols}
+        memo = self._live_memo
+        feats = {}
+        for dev, (_k, cols) in todo.items():
+            if not cols:
+                continue
+            m = memo.setdefault(dev, {})
+            fk = (_events_key(ev.devices.get(dev)), _columns_key(cols))
+            if m.get("features_key") != fk:
+                m["features_key"] = fk
+                m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev))
+            feats[dev] = (cols, m["X"])
         probs = self._probabilities(feats, self._live_probs)
         for dev, (key, cols) in todo.items():
             X = feats[dev][1] if cols else np.empty((0, 0))
-            judged[dev] = (key, self._judge(dev, cols, X, probs.get(dev, {}), devices, files, peers.get(dev)))
+            judged[dev] = (key, self._judge(dev, cols, X, probs.get(dev, {}), devices, files, peers.get(dev),
+                                            memo.setdefault(dev, {})))
         for dev in set(self._live_probs) - set(cols_all):
             del self._live_probs[dev]
+        for dev in set(memo) - set(judged):
+            del memo[dev]
         self._live = {dev: judged[dev] for dev in sorted(judged)}
         self.live_judged = (len(todo), len(judged))
         return self._ranked([a for _k, alerts in self._live.values() for a in alerts], devices)
 
     def _judge(self, dev: str, cols: dict[str, np.ndarray], X: np.ndarray, probs: dict[str, np.ndarray],
-               devices: dict[str, DeviceRecord], files: list[str], peer: float | None) -> list[Alert]:
-        """One device's alerts: its rules' findings and the model's probabilities, combined."""
+               devices: dict[str, DeviceRecord], files: list[str], peer: float | None,
+               memo: dict[str, object] | None = None) -> list[Alert]:
+        """One device's alerts: its rules' findings and the model's probabilities, combined.
+        ``memo`` (a live run's passes): what the previous judgement of the device computed from
+        its kept events alone (its own events, the findings of the rules that read nothing else);
+        used again while those events are the same, and updated."""
         s = self.settings
         th = s.thresholds
         uplink_bps = s.uplink_mbps * 1e6 if s.uplink_mbps else None
         d = self.evidence.devices.get(dev)
+        rec = devices.get(dev)
         findings: list[rules.Finding] = []
         ev = None
         if d is not None:
-            ev = _own(d.events(), devices.get(dev))
-            ovf = _own(d.ovf, devices.get(dev))  # the counts past the evidence cap, same rule
+            key = (_events_key(d), None if rec is None else (rec.mac, tuple(rec.ips)))
+            same = memo is not None and memo.get("events_key") == key
+            ev = memo["ev"] if same else _own(d.events(), rec)  # type: ignore[index]
+            ovf = _own(d.ovf, rec)  # the counts past the evidence cap, same rule
             findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)}, ovf, self.window_s)
             findings += rules.bruteforce(ev, th, files, ovf, d.dropped_last if R_AUTH in d.ovf_full_roles else -np.inf)
             findings += rules.flood(d, ev, th, files, ovf, cols, self.window_s)
             findings += rules.dns_tunnel(d, th, files, cols, self.window_s)
-            findings += rules.c2(d, ev, th, files)
-            findings += rules.dead_controller(ev, th, files)
-            findings += rules.icmp_tunnel(ev, th, files)
-            findings += rules.credential_upload(d, ev, th, files)
-            findings += rules.dynamic_dns_session(d, ev, th, files)
-            findings += rules.held_heartbeat(ev, th, files)
-            loc = _own(d.local_events(), devices.get(dev))
-            both = np.concatenate([ev, loc]) if len(loc) else ev
-            findings += rules.program_callback(both[np.argsort(both["ts"], kind="stable")], th, files)
+            if same:
+                # (copies: the verdicts add to a finding's evidence when another rule joins it)
+                findings += copy.deepcopy(memo["events_findings"])  # type: ignore[index, call-overload]
+            else:
+                by_events = self._events_rules(d, ev, rec, files)
+                if memo is not None:
+                    memo.update(events_key=key, ev=ev, events_findings=copy.deepcopy(by_events))
+                findings += by_events
             if cols:
                 wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
                 wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
-                rec = devices.get(dev)
                 findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, self.window_s,
                                                peer, (rec.first_seen, rec.last_seen) if rec else None)
-        return combine(dev, devices.get(dev), findings, cols, X, s.model, self.window_s, ev, files, probs)
+        return combine(dev, rec, findings, cols, X, s.model, self.window_s, ev, files, probs)
+
+    def _events_rules(self, d: DeviceEvidence, ev: np.ndarray, rec: DeviceRecord | None,
+                      files: list[str]) -> list[rules.Finding]:
+        """The findings of the rules that read only the device's kept events (``ev``, its own),
+        its local sessions, DNS queries and C2 hellos: the same while those are (:func:`_events_key`)."""
+        th = self.settings.thresholds
+        findings: list[rules.Finding] = []
+        findings += rules.c2(d, ev, th, files)
+        findings += rules.dead_controller(ev, th, files)
+        findings += rules.icmp_tunnel(ev, th, files)
+        findings += rules.credential_upload(d, ev, th, files)
+        findings += rules.dynamic_dns_session(d, ev, th, files)
+        findings += rules.held_heartbeat(ev, th, files)
+        loc = _own(d.local_events(), rec)
+        both = np.concatenate([ev, loc]) if len(loc) else ev
+        findings += rules.program_callback(both[np.argsort(both["ts"], kind="stable")], th, files)
+        return findings
 
     def _ranked(self, alerts: list[Alert], devices: dict[str, DeviceRecord]) -> list[Alert]:
         """Strongest first; each device's episodes noted (for :meth:`baselines`) and its alerts
@@ -295,6 +332,15 @@ class Detector:
             out[dev] = {"upload_bytes_per_window": float(np.median(up[normal])), "window_s": w,
                         "windows": int(normal.sum()), "windows_left_out": int((~normal).sum())}
         return out
+
+
+def _events_key(d: DeviceEvidence | None) -> tuple[int, ...]:
+    """What a device's kept events, local sessions, ARP requests, DNS queries and C2 hellos are
+    (each only ever grows; in an evidence view, a digest of what the view added): not its counts
+    past the cap (DeviceEvidence.ovf), which the scan, brute-force and flood rules read."""
+    if d is None:
+        return ()
+    return d.n, d.view_events, d.n_local, d.view_local, len(d.arp), len(d.dns), len(d.c2_hellos)
 
 
 def _columns_key(cols: dict[str, np.ndarray]) -> tuple[object, ...]:

@@ -414,6 +414,10 @@ class DeviceEvidence:
     #: bumped whenever the device is touched (Evidence._dev): equal versions, same evidence (a
     #: live run's verdict passes judge again only the devices whose version moved)
     version: int = 0
+    #: in an evidence view (Evidence.with_flows), digests of the events it added to ``chunks``
+    #: and to ``local`` (0 otherwise: there, ``n`` and ``n_local`` tell what they hold)
+    view_events: int = 0
+    view_local: int = 0
 
     def events(self) -> np.ndarray:
         """Every event kept, in time order (merged and sorted once, until more come). The events
@@ -455,7 +459,7 @@ class DeviceEvidence:
             ovf_targets=list(self.ovf_targets), ovf_hosts=list(self.ovf_hosts),
             ovf_distinct_full=self.ovf_distinct_full, arp=list(self.arp), dns=list(self.dns),
             c2_hellos=list(self.c2_hellos), local=list(self.local), n_local=self.n_local,
-            sorted_n=self.sorted_n, version=self.version)
+            sorted_n=self.sorted_n, version=self.version, view_events=self.view_events, view_local=self.view_local)
 
     def keep_local(self, ev: np.ndarray) -> None:
         """Keep local sessions (EVENT_DTYPE), the first MAX_LOCAL_EVENTS of the device."""
@@ -829,7 +833,10 @@ class Evidence:
             first = int(np.flatnonzero(who == w)[0])
             key = self._device_key(int(macs[first]), ev[first])
             self._note(key, part)
-            self._dev(key).keep_local(part)
+            d = self._dev(key)
+            d.keep_local(part)
+            if self._shared is not None:
+                d.view_local = hash((d.view_local, d.n_local, part.tobytes()))
 
     def _add(self, key: str, ev: np.ndarray) -> None:
         self._note(key, ev)
@@ -851,6 +858,8 @@ class Evidence:
                 continue
             d.chunks.append(part.copy())
             d.n += len(part)
+            if self._shared is not None:
+                d.view_events = hash((d.view_events, part.tobytes()))
             d.n_class[cls] += len(part)
             self.total += len(part)
 
