@@ -84,6 +84,24 @@ def main() -> None:
     pipe.files.append(str(a.pcap))
     for an in analysers:
         an.prepare()
+    # where each pass's time goes: the provisional evidence, the detector's verdicts, the rest
+    # (the inventory, the baselines file)
+    parts: dict[str, float] = {}
+
+    def timed(owner: object, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args: object, **kw: object) -> object:
+            t = time.process_time()
+            try:
+                return inner(*args, **kw)
+            finally:
+                parts[label] = parts.get(label, 0.0) + time.process_time() - t
+        setattr(owner, name, wrapper)
+
+    det = next(an for an in analysers if isinstance(an, Detector))
+    timed(live, "_provisional_evidence", "evidence")
+    timed(det, "conclude_live" if hasattr(det, "conclude_live") else "conclude", "detector")
     prof = cProfile.Profile() if a.profile else None
     t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9
     windows_seen, rechecks = 0, []
@@ -106,15 +124,16 @@ def main() -> None:
         late = prof is not None and pipe.stats.packets > total / 2
         if late:
             prof.enable()
+        parts.clear()
         c0, w0 = time.process_time(), time.perf_counter()
         live._conclude()
         c1, w1 = time.process_time(), time.perf_counter()
         if late:
             prof.disable()
         rows.append((pipe.stats.packets, "close" if closed else "recheck", c1 - c0, w1 - w0, len(eve.raised)))
-        det = next(an for an in analysers if isinstance(an, Detector))
         judged = getattr(det, "live_judged", None)  # (devices judged, devices): the incremental passes
-        print(f"{pipe.stats.packets:>10,} packets  {rows[-1][1]:<7}  cpu {1e3 * (c1 - c0):7.1f} ms  "
+        split = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in parts.items())
+        print(f"{pipe.stats.packets:>10,} packets  {rows[-1][1]:<7}  cpu {1e3 * (c1 - c0):7.1f} ms ({split})  "
               f"wall {1e3 * (w1 - w0):7.1f} ms  alerts raised {len(eve.raised)}"
               + (f"  devices judged {judged[0]}/{judged[1]}" if judged else ""), flush=True)
     pipe.finish()

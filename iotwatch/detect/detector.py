@@ -241,8 +241,9 @@ class Detector:
         findings += rules.dynamic_dns_session(d, ev, th, files)
         findings += rules.held_heartbeat(ev, th, files)
         loc = _own(d.local_events(), rec)
-        both = np.concatenate([ev, loc]) if len(loc) else ev
-        findings += rules.program_callback(both[np.argsort(both["ts"], kind="stable")], th, files)
+        both = np.concatenate([ev, loc])[np.argsort(np.concatenate([ev["ts"], loc["ts"]]), kind="stable")] \
+            if len(loc) else ev  # (ev is in time order already)
+        findings += rules.program_callback(both, th, files)
         return findings
 
     def _ranked(self, alerts: list[Alert], devices: dict[str, DeviceRecord]) -> list[Alert]:
