@@ -21,6 +21,7 @@ import cProfile
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,17 @@ from iotwatch.pipeline import Pipeline, build_analysers  # noqa: E402
 from iotwatch.settings import Settings  # noqa: E402
 
 
-def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> tuple[int, PacketBatch]:
-    """The capture's batches, ``loops`` times, at ``rate`` packets/s from ``t0_ns``; in loop k every
-    IPv4 source and destination (Ethernet, no VLAN) has k added to its last octet."""
-    step = 1e9 / rate
+def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[int, PacketBatch]]:
+    """The capture's batches, ``loops`` times, at ``rate`` packets/s from ``t0_ns`` (0: at the
+    capture's own pace); in loop k every IPv4 source and destination (Ethernet, no VLAN) has k
+    added to its last octet."""
+    step = 1e9 / rate if rate else 0.0
     k_packet = 0
+    first: int | None = None
+    span = 0
     for loop in range(loops):
-        reader = open_capture(pcap)
+        # batches of at most 50 ms of packets, as a live run reads them (passes come between batches)
+        reader = open_capture(pcap, batch_size=int(min(max(rate / 20, 256), 1 << 15)) if rate else 256)
         for b in reader.batches():
             buf = b.buf.copy()
             off = b.off
@@ -52,17 +57,32 @@ def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> tuple[int, Packe
                 buf[o + 29] = (buf[o + 29].astype(np.int64) + loop) % 256
                 buf[o + 33] = (buf[o + 33].astype(np.int64) + loop) % 256
             n = len(b)
-            ts = t0_ns + ((k_packet + np.arange(n)) * step).astype(np.int64)
+            if rate:
+                ts = t0_ns + ((k_packet + np.arange(n)) * step).astype(np.int64)
+            else:  # the capture's own times, one loop after the other
+                if first is None:
+                    first = int(b.ts_ns[0])
+                    span = 0
+                ts = b.ts_ns - first + t0_ns + loop * (span + 10**9)
+                span = max(span, int(b.ts_ns[-1]) - first)
             k_packet += n
             yield loop, PacketBatch(buf, off.copy(), b.caplen.copy(), b.wirelen.copy(), ts, b.linktype.copy(), 0,
                                     b.frame0)
         reader.chunks.close()
 
 
+def _packets(pcap: Path) -> int:
+    reader = open_capture(pcap)
+    n = sum(len(b) for b in reader.batches())
+    reader.chunks.close()
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pcap", type=Path, default=ROOT / "bench" / "data" / "live.pcap")
-    ap.add_argument("--rate", type=float, default=200_000.0, help="packets/s of the packet clock")
+    ap.add_argument("--rate", type=float, default=200_000.0,
+                    help="packets/s of the packet clock (0: the capture's own times)")
     ap.add_argument("--loops", type=int, default=20)
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--profile", type=Path, default=None)
@@ -106,7 +126,7 @@ def main() -> None:
     t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9
     windows_seen, rechecks = 0, []
     rows = []
-    total = a.loops * 306_549
+    total = a.loops * _packets(a.pcap)
     for _loop, b in retimed(a.pcap, a.rate, a.loops, t0):
         pipe.feed(b)
         live._clock_ns = clock = int(b.ts_ns[-1])

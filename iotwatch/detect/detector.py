@@ -194,9 +194,8 @@ class Detector:
                devices: dict[str, DeviceRecord], files: list[str], peer: float | None,
                memo: dict[str, object] | None = None) -> list[Alert]:
         """One device's alerts: its rules' findings and the model's probabilities, combined.
-        ``memo`` (a live run's passes): what the previous judgement of the device computed from
-        its kept events alone (its own events, the findings of the rules that read nothing else);
-        used again while those events are the same, and updated."""
+        ``memo`` (a live run's passes): the findings of the rules that read only the device's kept
+        events at its previous judgement; used again while those events are the same, and updated."""
         s = self.settings
         th = s.thresholds
         uplink_bps = s.uplink_mbps * 1e6 if s.uplink_mbps else None
@@ -207,7 +206,7 @@ class Detector:
         if d is not None:
             key = (_events_key(d), None if rec is None else (rec.mac, tuple(rec.ips)))
             same = memo is not None and memo.get("events_key") == key
-            ev = memo["ev"] if same else _own(d.events(), rec)  # type: ignore[index]
+            ev = _own(d.events(), rec)
             ovf = _own(d.ovf, rec)  # the counts past the evidence cap, same rule
             findings += rules.scan(d, ev, th, files, cols if cols else {"mirai_syns": np.zeros(0)}, ovf, self.window_s)
             findings += rules.bruteforce(ev, th, files, ovf, d.dropped_last if R_AUTH in d.ovf_full_roles else -np.inf)
@@ -219,7 +218,7 @@ class Detector:
             else:
                 by_events = self._events_rules(d, ev, rec, files)
                 if memo is not None:
-                    memo.update(events_key=key, ev=ev, events_findings=copy.deepcopy(by_events))
+                    memo.update(events_key=key, events_findings=copy.deepcopy(by_events))
                 findings += by_events
             if cols:
                 wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
