@@ -125,6 +125,7 @@ def main() -> None:
     prof = cProfile.Profile() if a.profile else None
     t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9
     windows_seen, rechecks = 0, []
+    raised_by: dict[str, int] = {}  # alerts first raised by the passes at a window close, and at each recheck
     rows = []
     total = a.loops * _packets(a.pcap)
     for _loop, b in retimed(a.pcap, a.rate, a.loops, t0):
@@ -137,9 +138,11 @@ def main() -> None:
             continue
         if closed:
             rechecks = [clock + int(d * 1e9) for d in live.opts.recheck_s]
+            kind = "close"
         else:
             while rechecks and clock >= rechecks[0]:
                 rechecks.pop(0)
+            kind = f"+{live.opts.recheck_s[len(live.opts.recheck_s) - len(rechecks) - 1]:g} s"
         windows_seen = pipe.stats.windows
         late = prof is not None and pipe.stats.packets > total / 2
         if late:
@@ -150,7 +153,8 @@ def main() -> None:
         c1, w1 = time.process_time(), time.perf_counter()
         if late:
             prof.disable()
-        rows.append((pipe.stats.packets, "close" if closed else "recheck", c1 - c0, w1 - w0, len(eve.raised)))
+        rows.append((pipe.stats.packets, kind, c1 - c0, w1 - w0, len(eve.raised)))
+        raised_by[kind] = raised_by.get(kind, 0) + len(eve.raised) - (rows[-2][4] if len(rows) > 1 else 0)
         judged = getattr(det, "live_judged", None)  # (devices judged, devices): the incremental passes
         split = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in parts.items())
         print(f"{pipe.stats.packets:>10,} packets  {rows[-1][1]:<7}  cpu {1e3 * (c1 - c0):7.1f} ms ({split})  "
@@ -165,9 +169,11 @@ def main() -> None:
         cpu = [r[2] * 1e3 for r in part]
         if cpu:
             print(f"{name}: {len(cpu)} passes, cpu median {statistics.median(cpu):.1f} ms, max {max(cpu):.1f} ms")
+    print("alerts first raised by the passes: " + ", ".join(f"{k} {v}" for k, v in raised_by.items()))
     print(f"total pass cpu {sum(r[2] for r in rows):.2f} s over {pipe.stats.packets:,} packets "
           f"({sum(r[2] for r in rows) / max(pipe.stats.packets, 1) * 1e6:.3f} µs per packet); "
-          f"alerts raised during the run {len(eve.raised)}, at the end {pipe.stats.alerts}")
+          f"alerts raised by the passes {sum(raised_by.values())}, at the end {len(eve.raised) - sum(raised_by.values())} "
+          f"more (final alerts: {pipe.stats.alerts})")
 
 
 if __name__ == "__main__":

@@ -684,6 +684,7 @@ def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str, extra: 
     return Finding("flood", sig, 1, 0.97, float(eb["ts"][0]), float(eb["ts"][fi]), last, evd, rule)
 
 
+@lru_cache(maxsize=65536)
 def _base_domain(name: str) -> str:
     parts = name.rstrip(".").split(".")
     if len(parts) >= 3 and len(parts[-1]) == 2 and parts[-2] in ("co", "com", "net", "org", "ac", "gov", "edu", "ne", "or"):
@@ -758,9 +759,14 @@ def dns_tunnel(d: DeviceEvidence, th: Thresholds, files: list[str], windows: dic
 def encoded_name(name: str, th: Thresholds) -> bool:
     """A name that carries data: a label of ``tunnel_label_len`` characters or more, or a long
     name made of several long labels (base32/hex chunks)."""
-    labels = name.split(".")
-    longest = max((len(x) for x in labels), default=0)
+    longest = _longest_label(name)
     return longest >= th.tunnel_label_len or (len(name) >= 2 * th.tunnel_label_len and longest >= th.tunnel_label_len // 2)
+
+
+@lru_cache(maxsize=65536)
+def _longest_label(name: str) -> int:
+    """(A device asks the same names again and again: each is measured once.)"""
+    return max((len(x) for x in name.split(".")), default=0)
 
 
 def _tunnel_domain(name: str) -> str:
