@@ -402,4 +402,5 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
         hi, lo = (0, 0xFFFF00000000 | v) if a.version == 4 else (v >> 64, v & ((1 << 64) - 1))
         own_keys.append(host_key(np.uint64(hi), np.uint64(lo)))
     keys = host_key(ev["src_hi"], ev["src_lo"])
-    return ev[np.isin(keys, np.array(own_keys, np.uint64))]
+    own = np.isin(keys, np.array(own_keys, np.uint64))
+    return ev if own.all() else ev[own]  # (all its own, as for most devices: no copy)
