@@ -8,8 +8,11 @@ times, each loop's IPv4 addresses shifted as ``tcpreplay --unique-ip`` does (new
 devices). Each pass's CPU time (``time.process_time``: robust to other work on the machine, unlike
 wall time) is printed with the packets seen before it, so a pass whose cost grows with the run shows.
 
-    python bench/verdicts.py [--pcap bench/data/live.pcap] [--rate 200000] [--loops 20] [--window 10]
+    python bench/verdicts.py [--pcap bench/data/live.pcap] [--rate 200000] [--loops 40] [--window 10]
                              [--profile FILE]
+    python bench/verdicts.py --pcap bench/data/site30.pcap --rate 0 --window 60   # a site at its own pace
+
+(site30.pcap: ``iotwatch synth site --duration 1800 --seed 5``, as ``make bench`` makes it.)
 
 ``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
 """
@@ -80,14 +83,20 @@ def _packets(pcap: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--pcap", type=Path, default=ROOT / "bench" / "data" / "live.pcap")
+    ap.add_argument("--pcap", type=Path, default=None,
+                    help="default: bench/data/live.pcap, the capture `make bench-live` replays (made if absent)")
     ap.add_argument("--rate", type=float, default=200_000.0,
                     help="packets/s of the packet clock (0: the capture's own times)")
-    ap.add_argument("--loops", type=int, default=20)
+    ap.add_argument("--loops", type=int, default=40)
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--profile", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("/tmp/iotwatch-verdicts"))
     a = ap.parse_args()
+    if a.pcap is None:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from live import capture_file  # bench/live.py: generated once, then reused
+
+        a.pcap = capture_file()
 
     settings = Settings(window_s=a.window, close_lag_s=1.0)
     analysers = build_analysers(settings)
