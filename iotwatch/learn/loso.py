@@ -5,7 +5,7 @@ of MANIFEST.tsv (``iot_sentinel``, ``corelight_caldera``...), for a generated on
 wrote it (:func:`iotwatch.synth.sets.families`: ``scan``, ``c2``, ``site``, ``hospital``, one family
 per flood vector), an injection into a real capture belonging to its behaviour's family and to the
 real capture's set. For each family F, the behaviour model is trained on the captures that have
-nothing of F (its decision thresholds from device-grouped folds inside that training set, as
+nothing of F (its decision thresholds from family-grouped folds inside that training set, as
 ``iotwatch train`` sets them) and measured on the captures of F:
 
 * **rules + model**: the Detector's own verdicts (:func:`iotwatch.detect.verdict.combine`) — the
@@ -143,7 +143,7 @@ def build_pool(label_files: Sequence[str | Path], *, window_s: float = 60.0, n_j
 #: a fold's model learns from at most this many normal windows (drawn at random, seeded; every
 #: misbehaving window is kept): days of idle devices add little but fitting time
 MAX_NORMAL = 15_000
-#: device-grouped folds inside a fold's training set, for its thresholds
+#: family-grouped folds inside a fold's training set, for its thresholds
 INNER_FOLDS = 3
 
 
