@@ -3,9 +3,13 @@
 The window counters of the pipeline (:data:`iotwatch.records.WINDOW_FIELDS`) plus what the
 evidence adds per window: probes by kind, the busiest authentication service, the busiest target,
 ARP and DNS fan-out, the regularity of connections to one peer, and upload against the device's
-own baseline; then scale-free views of them (:data:`RATIOS`: what the traffic is made of, not how
-much of it there is) and each window against the device's own earlier windows (:data:`HISTORY`).
-:data:`FEATURES` fixes names, order and dtypes; model bundles record it and refuse another.
+own baseline; what the device's behaviour is made of, from its evidence events
+(:data:`BEHAVIOUR_FEATURES`: entropy and novelty of targets, failures, repeated logins, regularity
+across windows, held beats, where the upload goes); then scale-free views of the counters
+(:data:`RATIOS`: what the traffic is made of, not how much of it there is) and each window against
+the device's own earlier windows (:data:`HISTORY`, ``upload_x_quiet``). :data:`VIEWS` names, per
+behaviour, the features its forest reads. :data:`FEATURES` fixes names, order and dtypes; model
+bundles record it and refuse another.
 """
 
 from __future__ import annotations
