@@ -258,7 +258,9 @@ def test_shared_captures_split_give_the_single_run(tmp_path: Path, client) -> No
             total["runs"] += 1
             shutil.rmtree(tmp_path / f"{name}-single")
             shutil.rmtree(tmp_path / f"{name}-split")
-    assert total["runs"] >= len(sets) and total["flows"] > 60_000 and total["alerts"] >= 20
+    # (alerts: the labelled misbehaviour of these sets is 21 hosts, some in the same runs; the
+    # behaviour model of one forest per behaviour adds fewer model-only alerts than the previous one)
+    assert total["runs"] >= len(sets) and total["flows"] > 60_000 and total["alerts"] >= 15
     assert total["left_out"] * 20 < total["files"]  # the files whose own timestamps go back are few
     print("compared", total)
 
