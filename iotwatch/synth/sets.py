@@ -31,7 +31,17 @@ EVAL_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_
 INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
 #: the behaviours unlike Mirai's (synth/evasive.py) and how long their captures run: a dead
 #: controller called once a minute needs minutes of attempts before it shows
-EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0}
+EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0,
+                     "sweep": 240.0,
+                     "portscan": 240.0,
+                     "netscan": 240.0,
+                     "sshbrute": 240.0,
+                     "ftpbrute": 240.0,
+                     "icmpflood": 180.0,
+                     "flagflood": 180.0,
+                     "slowhttp": 240.0,
+                     "dnstorture": 180.0,
+                     }
 #: a day of the idle site per seed: the normal traffic false alarms are counted over (device-days)
 NIGHT_S = 86_400.0
 #: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
