@@ -559,8 +559,8 @@ def slow_http(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
               *, mode: str | None = None, conns: int | None = None) -> list[Label]:
     """Slowloris ("headers": a request that never ends, one more header line every 5-15 s) or slow
     POST ("body": a large Content-Length, one or a few body bytes every 5-15 s) on ``conns``
-    connections (150-800) to one web server (internet, or a camera or recorder on the site),
-    opened at 20-300 a second; the server acknowledges and, for a share of them, times out and
+    connections (150-800) to one internet web server (port 80, 8080 or 8000), opened at 20-300 a
+    second (log-uniform); the server acknowledges and, for a share of them, times out and
     closes (nginx's 408, Apache's reset); the tool opens a new one for each closed."""
     bot = env.bot
     mark = fr.mark()
@@ -568,13 +568,10 @@ def slow_http(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     conns = conns if conns is not None else int(rng.integers(150, 801))
     open_rate = _log_uniform(rng, 20.0, 300.0)
     beat = float(rng.uniform(5.0, 15.0))
-    near = [h for h in neighbours(fr, bot) if h.mac != env.gateway_mac]
-    local = bool(near) and rng.random() < 0.3
-    target = near[int(rng.integers(0, len(near)))] if local else env.remote("victim", int(public_targets(rng, 1)[0]),
-                                                                          rng)
-    port = int(rng.choice((80, 8080, 80, 8000))) if local else int(rng.choice((80, 80, 8080)))
+    target = env.remote("victim", int(public_targets(rng, 1)[0]), rng)
+    port = int(rng.choice((80, 80, 8080, 8000)))
     timeout = float(rng.uniform(30.0, 120.0)) if rng.random() < 0.6 else None
-    host = target.ip_text if local else str(rng.choice(("www.example-shop.com", "portal.example.org", "example.net")))
+    host = str(rng.choice(("www.example-shop.com", "portal.example.org", "example.net")))
     agent = str(rng.choice(("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "Mozilla/4.0 (compatible; MSIE 7.0)",
                             "slowhttptest", "python-requests/2.25.1")))
     starts = list(t0 + np.arange(conns) / open_rate)
@@ -608,7 +605,7 @@ def slow_http(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
             starts.append(s.t + float(rng.uniform(0.01, 0.5)))
             starts.sort()
     what = (f"slow HTTP ({'slowloris: headers never finished' if mode == 'headers' else 'slow POST body'}) on "
-            f"{opened} connections to {target.ip_text}:{port} ({'local' if local else 'internet'}), opened at "
+            f"{opened} connections to {target.ip_text}:{port}, opened at "
             f"{open_rate:.0f}/s, a {'header line' if mode == 'headers' else 'few body bytes'} every {beat:.0f} s")
     return [_labelled(fr, mark, bot, "flood", what), *_victim(target, "slow HTTP flood", bot)]
 
