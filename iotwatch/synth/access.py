@@ -11,7 +11,8 @@ Scan:
   SYNs, window 1024, MSS option only, open ports reset after their SYN-ACK), ``-sT`` (the
   kernel's ``connect()``, an open port closed at once with a RST), or the odd probes ``-sF``,
   ``-sN``, ``-sX`` (FIN, NULL, Xmas; closed ports answer RST); nmap's top ports or a masscan-like
-  range, from one probe a second to thousands.
+  range, from one probe a second to thousands; unanswered probes retried from the next source
+  port (nmap keeps the try number there).
 * :func:`net_scan` — ``connect()`` to a few service ports (SSH, telnet, web, RTSP, DVR SDKs) on
   every address of the local /24: ARP for each address first (dead ones retried, never sending
   a SYN), refused ports reset, open ones connected and dropped.
@@ -270,7 +271,8 @@ def port_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     out_mac = target.mac if local else env.gateway_mac
     found = 0
     for i, (t, p) in enumerate(zip(all_ts.tolist(), all_ports.tolist(), strict=True)):
-        sp = sport if technique != "connect" else int(rng.integers(32768, 61000))
+        # nmap's raw probes carry the try in the source port (a retry is a new flow); connect() draws one
+        sp = (sport + (0 if first[i] else 1)) if technique != "connect" else int(rng.integers(32768, 61000))
         if technique == "connect":
             fr.add(t, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=target.ip, proto=TCP, sport=sp, dport=p,
                    seq=int(seq[i]), flags=SYN, win=64240, doff=8,
@@ -479,7 +481,7 @@ def ftp_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     server = banner.split(b"\r")[0].decode()
     what = (f"FTP login guessing ({server}) against {', '.join(t.ip_text for t in targets)}: "
             f"{attempts} USER/PASS tries answered 530 in {sessions} connections, one every {interval:.2f} s per "
-            f"worker, {tasks} workers")
+            f"worker, {tasks} workers, {tries_per} per connection")
     out = [_labelled(fr, mark, bot, "bruteforce", what)]
     for t in targets:
         out += _victim(t, "FTP login guessing", bot)
