@@ -329,7 +329,7 @@ def net_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: floa
     ports = rng.choice(np.array(NET_SCAN_PORTS), int(rng.integers(2, 7)), replace=False).tolist()
     close_rst = bool(rng.random() < 0.5)
     live = {h.ip: h for h in neighbours(fr, bot)}
-    opens = {a: set(rng.choice(np.array(DEVICE_PORTS + (22,)), int(rng.integers(0, 4)), replace=False).tolist())
+    opens = {a: set(rng.choice(np.array((*DEVICE_PORTS, 22)), int(rng.integers(0, 4)), replace=False).tolist())
              for a in live}
     net = bot.ip & 0xFFFFFF00
     order = np.arange(1, 255) if rng.random() < 0.5 else rng.permutation(np.arange(1, 255))
@@ -369,7 +369,7 @@ def net_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: floa
                 refused += 1
             t += float(rng.exponential(1 / rate))
     what = (f"connect() scan of {ip_text(net)}/24 on ports {', '.join(map(str, sorted(ports)))} at {rate:.1f}/s: "
-            f"{conns} connects to {len([a for a in live])} live hosts ({refused} refused, {done} open), "
+            f"{conns} connects to {len(live)} live hosts ({refused} refused, {done} open), "
             f"{len(raw)} ARP requests")
     return [_labelled(fr, mark, bot, "scan", what, raw)]
 
@@ -497,7 +497,7 @@ def _pps(rng: np.random.Generator, frame: int, uplink_bps: float | None, lo: flo
 
 
 def icmp_flood(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
-               *, rate: float | None = None, uplink_bps: float | None = None) -> list[Label]:
+               *, rate: float | None = None, size: int | None = None, uplink_bps: float | None = None) -> list[Label]:
     """Echo requests to one internet host as fast as the seed says (400-6,000/s, log-uniform,
     at most 95 % of the uplink): one identifier, the sequence number counting up, a payload of
     8-1,472 bytes (ping's 56 and 64, hping3's 0-padding, MTU-sized), 0-8 % answered (the victim's
@@ -505,7 +505,7 @@ def icmp_flood(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: fl
     bot = env.bot
     mark = fr.mark()
     target = env.remote("victim", int(public_targets(rng, 1)[0]), rng)
-    size = int(rng.choice((8, 56, 64, 120, 512, 1000, 1400, 1472)))
+    size = size if size is not None else int(rng.choice((8, 56, 64, 120, 512, 1000, 1400, 1472)))
     uplink_bps = uplink_bps if uplink_bps is not None else 10e6
     pps = rate if rate is not None else _pps(rng, 14 + 20 + 8 + size, uplink_bps, 400.0, 6000.0)
     n = max(1, int((t1 - t0) * pps))
@@ -558,7 +558,7 @@ def flag_flood(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: fl
 
 
 def slow_http(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
-              *, mode: str | None = None, conns: int | None = None) -> list[Label]:
+              *, mode: str | None = None, conns: int | None = None, port: int | None = None) -> list[Label]:
     """Slowloris ("headers": a request that never ends, one more header line every 5-15 s) or slow
     POST ("body": a large Content-Length, one or a few body bytes every 5-15 s) on ``conns``
     connections (150-800) to one internet web server (port 80, 8080 or 8000), opened at 20-300 a
@@ -571,7 +571,7 @@ def slow_http(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     open_rate = _log_uniform(rng, 20.0, 300.0)
     beat = float(rng.uniform(5.0, 15.0))
     target = env.remote("victim", int(public_targets(rng, 1)[0]), rng)
-    port = int(rng.choice((80, 80, 8080, 8000)))
+    port = port if port is not None else int(rng.choice((80, 80, 8080, 8000)))
     timeout = float(rng.uniform(30.0, 120.0)) if rng.random() < 0.6 else None
     host = str(rng.choice(("www.example-shop.com", "portal.example.org", "example.net")))
     agent = str(rng.choice(("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "Mozilla/4.0 (compatible; MSIE 7.0)",
