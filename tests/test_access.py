@@ -185,3 +185,17 @@ def test_icmp_echo_checksums() -> None:
     from scapy.layers.inet import ICMP
 
     assert ICMP(pkt).chksum == ICMP(bytes(ICMP(type=8, id=0x1234, seq=7) / b"abcdefgh")).chksum
+
+
+def test_each_family_is_registered_everywhere() -> None:
+    """`iotwatch synth NAME` knows it, the model's and the evaluation's sets hold it, and it is its
+    own family for leave-one-source-out."""
+    from iotwatch.cli.synth import SCENARIOS as CLI
+    from iotwatch.synth.scenario import EVASIVE, SCENARIOS
+    from iotwatch.synth.sets import EVASIVE_DURATIONS, cases, families
+
+    for name in FAMILIES:
+        assert name in CLI and name in SCENARIOS and name in EVASIVE and name in EVASIVE_DURATIONS
+        assert families(Path(f"{name}-1001.pcap")) == (name,)
+        assert sum(o.scenario == name for o in cases("train")) == 3
+        assert sum(o.scenario == name for o in cases("eval")) == 2
