@@ -8,7 +8,9 @@ C2, the four behaviours unlike Mirai's, and a flood with each of the seven vecto
 evaluation 1001-1002, so no evaluated capture was seen in training. When ../shared/pcaps is
 there, behaviours are also injected into real camera captures (different captures and seeds for
 each set: the Yi camera is only in evaluation; the xiaobai and D-Link cameras are in both, through
-other captures of them). Captures that already exist are kept (the same seed writes the same bytes).
+other captures of them), and into other kinds of device (a TP-Link plug and a Hue bridge for
+training, a Xiaodu plug and a WeMo switch for evaluation). Captures that already exist are kept
+(the same seed writes the same bytes).
 """
 
 from __future__ import annotations
@@ -24,10 +26,16 @@ TRAIN_SEEDS = (1, 2, 3)
 EVAL_SEEDS = (1001, 1002)
 # real captures to inject into: (path under shared/pcaps, device MAC)
 TRAIN_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_local.pcap", "78:df:72:24:69:4d"),
-                ("iot_sentinel/D-LinkCam/Setup-C-1-STA.pcap", "b0:c5:54:25:5b:0e"))
+                ("iot_sentinel/D-LinkCam/Setup-C-1-STA.pcap", "b0:c5:54:25:5b:0e"),
+                ("iot_sentinel/TP-LinkPlugHS100/Setup-A-3-STA.pcap", "50:c7:bf:00:fc:a3"),
+                ("iot_sentinel/HueBridge/Setup-A-2-STA.pcap", "00:17:88:24:76:ff"),
+                )
 EVAL_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_remote.pcap", "78:df:72:24:69:4d"),
                ("iot_sentinel/D-LinkCam/Setup-A-1-STA.pcap", "b0:c5:54:25:5b:0e"),
-               ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"))
+               ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"),
+               ("nku_lifecycle/xiaodu_plug_lifecycle/xiaodu_plug_idle_on_remote.pcap", "f4:21:ae:9e:8f:cb"),
+               ("iot_sentinel/WeMoSwitch/Setup-C-2-STA.pcap", "94:10:3e:35:01:c1"),
+               )
 INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
 #: the behaviours unlike Mirai's (synth/evasive.py) and how long their captures run: a dead
 #: controller called once a minute needs minutes of attempts before it shows
