@@ -23,7 +23,7 @@ from iotwatch.synth.mirai import Env
 from iotwatch.synth.scenario import EPOCH
 from iotwatch.synth.wire import Frames
 
-FAMILIES = {"sweep": "scan", "portscan": "scan", "netscan": "scan", "sshbrute": "bruteforce",
+FAMILIES = {"sweep": "scan", "portscan": "scan", "nmapudp": "scan", "netscan": "scan", "sshbrute": "bruteforce",
             "ftpbrute": "bruteforce", "icmpflood": "flood", "flagflood": "flood", "slowhttp": "flood",
             "dnstorture": "flood"}
 
@@ -56,12 +56,16 @@ def bound(family: str, evidence: str) -> float:
         r = _rate(evidence)
         if evidence.startswith("ICMP"):
             return 10 / r + 2  # 10 echo requests to new addresses
+        if evidence.startswith("nmap"):
+            return 20 / r + 2  # 10 probed targets: an address's echo, SYN and timestamp (4 probes) are 2-3
         if evidence.startswith("ARP"):
             return 32 / r + 2  # 32 addresses asked for
         # a ping sweep: each silent address is asked for three times, and the side channel reads at
         # most 64 ARP requests per device and 60 s window: the 32nd address may be in the next window
         return 60 + 96 / r + 2
-    if family == "portscan":
+    if family in ("portscan", "nmapudp"):
+        if "UDP" in evidence:  # 100 ports of one host unanswered (30 local targets for a UDP sweep)
+            return 100 / _rate(evidence) + 2
         return 10 / _rate(evidence) + 2  # 10 ports
     if family == "netscan":
         # 32 addresses asked for (silent ones three times, within the ARP budget of a window), or
@@ -133,6 +137,9 @@ def on_site(tmp_path: Path, seed: int, fn, **kw) -> Path:  # type: ignore[no-unt
     (8044, "portscan", access.port_scan, {"technique": "xmas", "rate": 1.5, "local": True}),
     (8045, "portscan", access.port_scan, {"technique": "syn", "rate": 4000.0, "local": False}),
     (8046, "portscan", access.port_scan, {"technique": "connect", "rate": 50.0, "local": False}),
+    (8053, "sweep", access.sweep, {"mode": "nmap", "rate": 8.0}),
+    (8054, "nmapudp", access.udp_scan, {"rate": 20.0, "local": True}),
+    (8055, "nmapudp", access.udp_scan, {"rate": 800.0, "local": False}),
     (8047, "netscan", access.net_scan, {"rate": 3.0}),
     (8048, "sshbrute", access.ssh_brute, {"interval": 3.5}),
     (8049, "ftpbrute", access.ftp_brute, {"interval": 0.05}),
@@ -142,7 +149,8 @@ def on_site(tmp_path: Path, seed: int, fn, **kw) -> Path:  # type: ignore[no-unt
 ], ids=lambda x: x if isinstance(x, str) else None)
 def test_the_spread_of_each_family(seed: int, family: str, fn, kw: dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def,type-arg]
     """The ends of each family's range: sweeps and scans at one probe a second or two (alerted
-    once the rule's count of targets is on the wire) and at thousands; brute force at one try
+    once the rule's count of targets is on the wire) and at thousands, nmap's host discovery probe
+    set, nmap -sU of a neighbour (ICMP answers rate-limited) and of an internet host; brute force at one try
     every 3.5 s and at twenty a second; an ICMP flood of MTU-sized echoes at 400/s (exfiltration
     needs a conversation); slowloris on port 8000, whose held sessions each keep a beat never
     answered (a report channel is one session); water torture at 40 queries a second."""

@@ -5,14 +5,18 @@ behaviour model held out from one family still has others that show the same beh
 Scan:
 
 * :func:`sweep` — host discovery: an ARP sweep of the local /24 (arp-scan, nmap ``-sn`` as root
-  on a LAN), a ping sweep of it (fping: the kernel ARPs first, only live hosts get an echo), or a
-  ping sweep of a public range (zmap/masscan ``--icmp-echo``), one probe a second to a thousand.
+  on a LAN), a ping sweep of it (fping: the kernel ARPs first, only live hosts get an echo), a
+  ping sweep of a public range (zmap/masscan ``--icmp-echo``), or nmap ``-sn``'s probe set over
+  public /24s; one probe a second to a thousand.
 * :func:`port_scan` — a vertical scan of one host, local or on the internet: nmap ``-sS`` (raw
   SYNs, window 1024, MSS option only, open ports reset after their SYN-ACK), ``-sT`` (the
   kernel's ``connect()``, an open port closed at once with a RST), or the odd probes ``-sF``,
   ``-sN``, ``-sX`` (FIN, NULL, Xmas; closed ports answer RST); nmap's top ports or a masscan-like
   range, from one probe a second to thousands; unanswered probes retried from the next source
   port (nmap keeps the try number there).
+* :func:`udp_scan` — nmap ``-sU`` of one host: its top UDP ports with the payloads nmap knows
+  (DNS, NTP, SNMP, NetBIOS, SSDP...) or empty datagrams, closed ports answered by ICMP port
+  unreachable at the target's rate limit, unanswered ones retried.
 * :func:`net_scan` — ``connect()`` to a few service ports (SSH, telnet, web, RTSP, DVR SDKs) on
   every address of the local /24: ARP for each address first (dead ones retried, never sending
   a SYN), refused ports reset, open ones connected and dropped.
@@ -32,8 +36,8 @@ Flood:
   FIN+ACK or RST+ACK segments to one service port, a new source port each.
 * :func:`slow_http` — slowloris / slow POST (slowhttptest): hundreds of connections to one web
   server opened at once and held with a header line or one body byte every few seconds.
-* :func:`dns_torture` — random-subdomain queries (water torture) through another resolver than
-  the site's: a public resolver, or the victim domain's own name server, names of other shapes.
+* :func:`dns_torture` — random-subdomain queries (water torture) through the site's resolver, a
+  public resolver or the victim domain's own name server, names of other shapes than Mirai's.
 
 Each returns the labels of what it generated (the misbehaving host's row first, then internet
 victims).
@@ -159,15 +163,19 @@ def sweep(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
     """Host discovery at ``rate`` probes/s (1-1,000, log-uniform): ``mode`` "arp" (ARP requests
     for every address of the /24, in order or shuffled, each retried twice as arp-scan does, live
     hosts answering), "ping" (the same sweep as ICMP echo: the kernel ARPs first, dead addresses
-    are retried three times a second apart and never get an echo) or "public" (echo requests to
-    a random public /16 in a random order, one identifier, 1-10 % answered)."""
+    are retried three times a second apart and never get an echo), "public" (echo requests to
+    a random public /16 in a random order, one identifier, 1-10 % answered) or "nmap" (nmap -sn
+    as root over routed /24s: per address an ICMP echo, a SYN to 443, an ACK to 80 and an ICMP
+    timestamp request, hosts in a random order; 5-30 % of the addresses live and answering)."""
     bot = env.bot
     mark = fr.mark()
-    mode = mode if mode is not None else str(rng.choice(("arp", "ping", "public")))
+    mode = mode if mode is not None else str(rng.choice(("arp", "ping", "public", "nmap")))
     rate = rate if rate is not None else _log_uniform(rng, 1.0, 1000.0)
     raw: list[float] = []
     ident = int(rng.integers(1, 65536))
     pad = rng.bytes(int(rng.choice((0, 8, 32, 56))))
+    if mode == "nmap":
+        return _nmap_discovery(fr, rng, env, t0, t1, rate)
     if mode == "public":
         base = int(public_targets(rng, 1)[0]) & 0xFFFF0000
         n = int(min(65534, max(10, (t1 - t0) * rate)))
@@ -222,17 +230,89 @@ def sweep(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
     return [_labelled(fr, mark, bot, "scan", what, raw)]
 
 
+def _nmap_discovery(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float, rate: float) -> list[Label]:
+    """nmap -sn's default probes (root, routed targets) to the addresses of 1-4 public /24s."""
+    bot = env.bot
+    mark = fr.mark()
+    nets = [int(a) & 0xFFFFFF00 for a in public_targets(rng, int(rng.integers(1, 5)))]
+    addrs = rng.permutation(np.array([n + k for n in nets for k in range(1, 255)]))
+    live_share = float(rng.uniform(0.05, 0.3))
+    sport = int(rng.integers(32768, 61000))
+    ident = int(rng.integers(1, 65536))
+    out_mac, t, n, live = env.gateway_mac, t0, 0, 0
+    for a in addrs.tolist():
+        if t >= t1 - 1:
+            break
+        n += 1
+        seq = int(rng.integers(0, 1 << 32))
+        off, ln = fr.blob.add(icmp_echo(8, ident, 0, b""))
+        fr.add(t, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=a, proto=ICMP, ttl=int(rng.integers(37, 60)), df=0,
+               poff=off, plen=ln)
+        fr.add(t + 0.00005, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=a, proto=TCP, sport=sport, dport=443, seq=seq,
+               flags=SYN, win=1024, doff=6, df=0, poff=fr.blob.add(b"\x02\x04\x05\xb4")[0], plen=4)
+        fr.add(t + 0.0001, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=a, proto=TCP, sport=sport, dport=80, seq=0,
+               ack=int(rng.integers(0, 1 << 32)), flags=ACK, win=1024, df=0)
+        tsreq = struct.pack(">BBHHHIII", 13, 0, 0, ident, 0, 0, 0, 0)
+        tsreq = tsreq[:2] + struct.pack(">H", _checksum(tsreq)) + tsreq[4:]
+        off, ln = fr.blob.add(tsreq)
+        fr.add(t + 0.00015, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=a, proto=ICMP, ttl=int(rng.integers(37, 60)),
+               df=0, poff=off, plen=ln)
+        if rng.random() < live_share:  # a live host answers what its firewall lets through
+            live += 1
+            rtt = float(rng.uniform(0.02, 0.3))
+            ttl = int(rng.choice((47, 51, 113, 241)))
+            back = {"smac": out_mac, "dmac": bot.mac, "src": a, "dst": bot.ip, "ttl": ttl}
+            if rng.random() < 0.7:
+                off, ln = fr.blob.add(icmp_echo(0, ident, 0, b""))
+                fr.add(t + rtt, proto=ICMP, poff=off, plen=ln, **back)
+            if rng.random() < 0.5:
+                fr.add(t + rtt, proto=TCP, sport=443, dport=sport, seq=int(rng.integers(0, 1 << 32)),
+                       ack=(seq + 1) & 0xFFFFFFFF, flags=SYN | ACK, win=29200, **back)
+                fr.add(t + rtt + 0.0001, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=a, proto=TCP, sport=sport,
+                       dport=443, seq=(seq + 1) & 0xFFFFFFFF, flags=RST, df=0)
+            elif rng.random() < 0.5:
+                fr.add(t + rtt, proto=TCP, sport=443, dport=sport, seq=0, ack=(seq + 1) & 0xFFFFFFFF,
+                       flags=RST | ACK, **back)
+        t += 4 / rate
+    what = (f"nmap -sn host discovery of {len(nets)} public /24s: {n} addresses (ICMP echo, SYN 443, ACK 80, "
+            f"ICMP timestamp each) at {rate:.1f} probes/s, {live} live")
+    return [_labelled(fr, mark, bot, "scan", what)]
+
+
+#: what nmap -sU sends to the UDP ports it knows (an empty datagram to the others)
+UDP_PAYLOADS = {53: bytes.fromhex("000001000001000000000000") + b"\x07version\x04bind\x00\x00\x10\x00\x03",
+                123: b"\xe3\x00\x04\xfa" + bytes(44),
+                161: bytes.fromhex("3026020101040670756200a1190204000000000201000201003010300e060a2b060102010104000500"),
+                137: bytes.fromhex("80f00010000100000000000020434b41414141414141414141414141414141414141414141414141414141410000210001"),
+                1900: b"M-SEARCH * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nMan: \"ssdp:discover\"\r\nMX: 3\r\nST: ssdp:all\r\n\r\n",
+                5353: bytes.fromhex("000000000001000000000000") + b"\x09_services\x07_dns-sd\x04_udp\x05local\x00\x00\x0c\x00\x01",
+                69: b"\x00\x01r7tftp.txt\x00octet\x00", 111: bytes(40), 500: bytes(28), 3702: b"<?xml version=\"1.0\"?>"}
+UDP_TOP_PORTS = (631, 161, 137, 123, 138, 1434, 445, 135, 67, 53, 139, 500, 68, 520, 1900, 4500, 514, 49152, 162,
+                 69, 5353, 111, 49154, 1701, 998, 996, 997, 999, 3283, 49153, 1812, 136, 2222, 2049, 3702, 5060,
+                 1025, 1813, 626, 4444)
+
+
+def _unreachable(target: Host, bot: Host, sport: int, dport: int, plen: int) -> bytes:
+    """ICMP port unreachable from ``target`` quoting ``bot``'s datagram (its IPv4 and UDP headers)."""
+    inner = struct.pack(">BBHHHBBHII", 0x45, 0, 28 + plen, 0, 0, 64, 17, 0, bot.ip, target.ip)
+    inner = inner[:10] + struct.pack(">H", _checksum(inner)) + inner[12:]
+    inner += struct.pack(">HHHH", sport, dport, 8 + plen, 0)
+    head = struct.pack(">BBHI", 3, 3, 0, 0)
+    c = _checksum(head + inner)
+    return struct.pack(">BBHI", 3, 3, c, 0) + inner
+
+
 def port_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
               *, technique: str | None = None, rate: float | None = None, local: bool | None = None) -> list[Label]:
     """A vertical scan of one host (a neighbour that runs services, or an internet host) at
     ``rate`` probes/s (1-5,000, log-uniform) with ``technique`` "syn", "connect", "fin", "null"
-    or "xmas" (nmap -sS/-sT/-sF/-sN/-sX); ports: nmap's top 20-100 then random ones up to 100-1,000
+    or "xmas" (nmap -sS/-sT/-sF/-sN/-sX; "udp", nmap -sU, is :func:`udp_scan`'s family); ports: nmap's top 20-100 then random ones up to 100-1,000
     (or 1..N in order, masscan-like); unanswered probes sent once more after the first pass."""
     bot = env.bot
     mark = fr.mark()
     technique = technique if technique is not None else str(rng.choice(("syn", "connect", "fin", "null", "xmas"),
                                                                         p=(0.35, 0.25, 0.14, 0.13, 0.13)))
-    rate = rate if rate is not None else _log_uniform(rng, 1.0, 5000.0)
+    rate = rate if rate is not None else _log_uniform(rng, 5.0 if technique == "udp" else 1.0, 5000.0)
     near = [h for h in neighbours(fr, bot) if h.mac != env.gateway_mac or h.ip == env.resolver.ip]
     local = local if local is not None else bool(near) and bool(rng.random() < 0.5)
     if local and near:
@@ -241,6 +321,8 @@ def port_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     else:
         target = env.remote("target", int(public_targets(rng, 1)[0]), rng)
         filtered_share = float(rng.uniform(0.3, 0.95))
+    if technique == "udp":
+        return _udp_scan(fr, rng, env, target, local, t0, t1, rate, filtered_share)
     n = int(rng.integers(100, 1001))
     if rng.random() < 0.3:
         ports = np.arange(1, n + 1)
@@ -315,6 +397,62 @@ def port_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
             f"{int(first.sum())} ports at {rate:.1f}/s, {found} open, {int(all_filt[first].sum())} filtered")
     return [_labelled(fr, mark, bot, "scan", what),
             *_victim(target, f"vertical TCP port scan ({technique})", bot)]
+
+
+def udp_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
+             *, rate: float | None = None, local: bool | None = None) -> list[Label]:
+    """nmap -sU of one host (a neighbour, or an internet host with 30-95 % of its ports filtered)
+    at ``rate`` ports/s (5-5,000, log-uniform: nmap --min-rate, or masscan -pU): see
+    :func:`port_scan`'s technique "udp"."""
+    return port_scan(fr, rng, env, t0, t1, technique="udp", rate=rate, local=local)
+
+
+def _udp_scan(fr: Frames, rng: np.random.Generator, env: Env, target: Host, local: bool, t0: float, t1: float,
+              rate: float, filtered_share: float) -> list[Label]:
+    """nmap -sU of ``target``: its top UDP ports then random ones (100-1,000), the payload nmap
+    knows for a port (DNS, NTP, SNMP, NetBIOS, SSDP...) or an empty datagram; closed ports answer
+    ICMP port unreachable, which the target rate-limits (Linux: about one a second, a burst of
+    six); the unanswered ones retried once from the next source port."""
+    bot = env.bot
+    mark = fr.mark()
+    n = int(rng.integers(100, 1001))
+    head = np.array(UDP_TOP_PORTS[: int(rng.integers(20, len(UDP_TOP_PORTS) + 1))])
+    rest = rng.choice(np.setdiff1d(np.arange(1, 65536), head), max(0, n - len(head)), replace=False)
+    ports = rng.permutation(np.concatenate([head, rest]))
+    sport = int(rng.integers(32768, 61000))
+    out_mac = target.mac if local else env.gateway_mac
+    ts = t0 + np.arange(len(ports)) / rate + rng.uniform(0, 0.2 / rate, len(ports))
+    tokens, last, sent, answered = 6.0, t0, 0, 0
+    unanswered = []
+    for t, p in zip(ts.tolist(), ports.tolist(), strict=True):
+        if t >= t1 - 1:
+            break
+        payload = UDP_PAYLOADS.get(p, b"")
+        off, ln = fr.blob.add(payload) if payload else (0, 0)
+        fr.add(t, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=target.ip, proto=UDP, sport=sport, dport=p, poff=off,
+               plen=ln, df=0, ipid=int(rng.integers(0, 65536)))
+        sent += 1
+        tokens = min(6.0, tokens + (t - last))
+        last = t
+        if rng.random() < filtered_share or tokens < 1:
+            unanswered.append((p, payload))
+            continue
+        tokens -= 1
+        answered += 1
+        off, ln = fr.blob.add(_unreachable(target, bot, sport, p, len(payload)))
+        fr.add(t + target.rtt, smac=target.mac, dmac=bot.mac, src=target.ip, dst=bot.ip, proto=ICMP, ttl=target.ttl,
+               poff=off, plen=ln)
+    t = last + max(0.5, 2 / rate)
+    for p, payload in unanswered:
+        if t >= t1 - 1:
+            break
+        off, ln = fr.blob.add(payload) if payload else (0, 0)
+        fr.add(t, smac=bot.mac, dmac=out_mac, src=bot.ip, dst=target.ip, proto=UDP, sport=sport + 1, dport=p,
+               poff=off, plen=ln, df=0, ipid=int(rng.integers(0, 65536)))
+        t += 1 / rate
+    what = (f"vertical UDP port scan (nmap -sU) of {target.ip_text} ({'local' if local else 'internet'}): {sent} "
+            f"ports at {rate:.1f}/s, {answered} answered port unreachable, {len(unanswered)} retried")
+    return [_labelled(fr, mark, bot, "scan", what), *_victim(target, "vertical UDP port scan (nmap -sU)", bot)]
 
 
 def net_scan(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
@@ -408,6 +546,7 @@ def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     tasks = int(rng.integers(1, 5))
     tries_per = max(1, min(int(rng.integers(1, 7)), int(12 / interval)))
     targets = _brute_targets(fr, rng, env, int(rng.integers(1, 4)))
+    port = int(rng.choice((22, 22, 22, 22, 2222, 22222, 2022, 10022, 902)))  # SSH moved off 22, or VMware's 902
     client = SSH_CLIENTS[int(rng.integers(0, len(SSH_CLIENTS)))]
     server = SSH_SERVERS[int(rng.integers(0, len(SSH_SERVERS)))]
     kex_c, kex_s = int(rng.integers(700, 1500)), int(rng.integers(600, 1100))
@@ -415,7 +554,7 @@ def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     span = (t1 - t0) / len(targets)
     for j, target in enumerate(targets):
         for start, tries in _brute_schedule(rng, interval, t0 + j * span, t0 + (j + 1) * span, tries_per, tasks):
-            s = TcpSession(fr, rng, bot, target, 22, start)
+            s = TcpSession(fr, rng, bot, target, port, start)
             s.open()
             s.send(1, server + b"\r\n", 0.002)
             s.send(0, client + b"\r\n", 0.001)
@@ -433,7 +572,8 @@ def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
             s.send(1, rng.bytes(int(rng.integers(60, 100))), 0.001)  # disconnect
             s.close(1, 0.001)
             sessions += 1
-    what = (f"SSH password guessing ({client.decode()}) against {', '.join(t.ip_text for t in targets)}: {attempts} "
+    what = (f"SSH password guessing ({client.decode()}) against {', '.join(t.ip_text for t in targets)} on port "
+            f"{port}: {attempts} "
             f"tries in {sessions} sessions, one every {interval:.2f} s per worker, {tasks} workers, "
             f"{tries_per} per session, all failed")
     out = [_labelled(fr, mark, bot, "bruteforce", what)]
@@ -625,21 +765,23 @@ def _torture_name(rng: np.random.Generator, shape: str, domain: str) -> str:
 
 def dns_torture(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
                 *, rate: float | None = None) -> list[Label]:
-    """Random-subdomain queries for one victim domain at ``rate``/s (40-2,000, log-uniform), not
-    through the site's resolver: straight to a public resolver, or to the domain's own name
+    """Random-subdomain queries for one victim domain at ``rate``/s (40-2,000, log-uniform),
+    through the site's resolver, straight to a public resolver, or to the domain's own name
     server; names random letters and digits (6-16), hex (8-16) or a word and a number; A or AAAA;
     answered NXDOMAIN or SERVFAIL (the overloaded name server) for a seeded share (10-70 %)."""
     bot = env.bot
     mark = fr.mark()
     rate = rate if rate is not None else _log_uniform(rng, 40.0, 2000.0)
     domain = TORTURE_DOMAINS[int(rng.integers(0, len(TORTURE_DOMAINS)))]
-    if rng.random() < 0.6:
-        res_ip = ip(PUBLIC_RESOLVERS[int(rng.integers(0, len(PUBLIC_RESOLVERS)))])
+    pick = rng.random()
+    if pick < 0.3:
+        resolver, where = env.resolver, "site's resolver"
+    elif pick < 0.7:
+        resolver = env.remote("resolver", ip(PUBLIC_RESOLVERS[int(rng.integers(0, len(PUBLIC_RESOLVERS)))]), rng)
         where = "public resolver"
     else:
-        res_ip = int(public_targets(rng, 1)[0])
+        resolver = env.remote("resolver", int(public_targets(rng, 1)[0]), rng)
         where = f"name server of {domain}"
-    resolver = env.remote("resolver", res_ip, rng)
     shape = str(rng.choice(("alnum", "hex", "word")))
     n = max(1, int((t1 - t0) * rate))
     ts = t0 + np.sort(rng.uniform(0, t1 - t0, n))
@@ -653,14 +795,14 @@ def dns_torture(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
         qtype = 28 if rng.random() < 0.3 else 1
         sport = sport0 if one_port else int(rng.integers(1024, 65536))
         off, ln = fr.blob.add(dns_query(txid, name, qtype), dedupe=False)
-        fr.add(float(ts[i]), smac=bot.mac, dmac=env.gateway_mac, src=bot.ip, dst=resolver.ip, proto=UDP, ttl=64,
+        fr.add(float(ts[i]), smac=bot.mac, dmac=resolver.mac, src=bot.ip, dst=resolver.ip, proto=UDP, ttl=64,
                ipid=int(rng.integers(0, 65536)), sport=sport, dport=53, poff=off, plen=ln)
         if rng.random() < share:
             ans = bytearray(dns_answer(txid, name, None))
             ans[2:4] = struct.pack(">H", 0x8182 if servfail else 0x8183)
             struct.pack_into(">H", ans, len(ans) - 4, qtype)
             off, ln = fr.blob.add(bytes(ans), dedupe=False)
-            fr.add(float(ts[i]) + resolver.rtt + float(rng.uniform(0.0, 1.0)), smac=env.gateway_mac, dmac=bot.mac,
+            fr.add(float(ts[i]) + resolver.rtt + float(rng.uniform(0.0, 1.0)), smac=resolver.mac, dmac=bot.mac,
                    src=resolver.ip, dst=bot.ip, proto=UDP, ttl=resolver.ttl, sport=53, dport=sport, poff=off, plen=ln)
     what = (f"DNS water torture through the {where} {resolver.ip_text}: {n:,} queries for random {shape} names under "
             f"{domain} at {rate:,.0f}/s, {share:.0%} answered {'SERVFAIL' if servfail else 'NXDOMAIN'}")

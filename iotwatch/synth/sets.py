@@ -42,6 +42,7 @@ INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
 EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0,
                      "sweep": 240.0,
                      "portscan": 240.0,
+                     "nmapudp": 240.0,
                      "netscan": 240.0,
                      "sshbrute": 240.0,
                      "ftpbrute": 240.0,
