@@ -43,7 +43,7 @@ def labels(pcap: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def _rate(evidence: str, pattern: str = r" at ([\d,.]+)/s") -> float:
+def _rate(evidence: str, pattern: str = r" at ([\d,.]+)(?: probes)?/s") -> float:
     m = re.search(pattern, evidence)
     assert m, evidence
     return float(m.group(1).replace(",", ""))
