@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -207,3 +208,25 @@ def test_each_family_is_registered_everywhere() -> None:
         assert families(Path(f"{name}-1001.pcap")) == (name,)
         assert sum(o.scenario == name for o in cases("train")) == 3
         assert sum(o.scenario == name for o in cases("eval")) == 2
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize(("fn", "kw"), [
+    (access.sweep, {"mode": "ping", "rate": 200.0}), (access.sweep, {"mode": "nmap", "rate": 400.0}),
+    (access.port_scan, {"technique": "syn", "rate": 500.0}), (access.port_scan, {"technique": "xmas", "rate": 500.0}),
+    (access.udp_scan, {"rate": 300.0, "local": True}), (access.net_scan, {"rate": 100.0}),
+    (access.ssh_brute, {"interval": 0.2}), (access.ftp_brute, {"interval": 0.2}),
+    (access.icmp_flood, {"rate": 400.0}), (access.flag_flood, {"rate": 500.0}),
+    (access.slow_http, {"conns": 150}), (access.dns_torture, {"rate": 100.0}),
+], ids=lambda x: x.__name__ if callable(x) else None)
+def test_tshark_reads_them_cleanly(fn, kw: dict, tmp_path: Path) -> None:  # type: ignore[no-untyped-def,type-arg]
+    """Every IPv4, ICMP, TCP and UDP checksum right, nothing malformed (ICMP echo and timestamp,
+    port unreachable quoting the datagram, nmap's UDP payloads, DNS, FTP, SSH banners)."""
+    pcap = on_site(tmp_path, 8080, fn, **kw)
+    ssh = [x for p in (2222, 22222, 2022, 10022, 902) for x in ("-d", f"tcp.port=={p},ssh")]  # SSH off its port
+    r = subprocess.run(["tshark", "-r", str(pcap), *ssh, "-o", "ip.check_checksum:TRUE", "-o", "tcp.check_checksum:TRUE",
+                        "-o", "udp.check_checksum:TRUE", "-Y",
+                        "_ws.malformed || ip.checksum.status == 0 || tcp.checksum.status == 0 "
+                        "|| udp.checksum.status == 0 || icmp.checksum.status == 0",
+                        "-T", "fields", "-e", "frame.protocols"], capture_output=True, text=True, check=True)
+    assert r.stdout.split() == []

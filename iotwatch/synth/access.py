@@ -283,7 +283,7 @@ def _nmap_discovery(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t
 UDP_PAYLOADS = {53: bytes.fromhex("000001000001000000000000") + b"\x07version\x04bind\x00\x00\x10\x00\x03",
                 123: b"\xe3\x00\x04\xfa" + bytes(44),
                 161: bytes.fromhex("3026020101040670756200a1190204000000000201000201003010300e060a2b060102010104000500"),
-                137: bytes.fromhex("80f00010000100000000000020434b41414141414141414141414141414141414141414141414141414141410000210001"),
+                137: b"\x80\xf0\x00\x10\x00\x01\x00\x00\x00\x00\x00\x00\x20CK" + b"A" * 30 + b"\x00\x00\x21\x00\x01",
                 1900: b"M-SEARCH * HTTP/1.1\r\nHost: 239.255.255.250:1900\r\nMan: \"ssdp:discover\"\r\nMX: 3\r\nST: ssdp:all\r\n\r\n",
                 5353: bytes.fromhex("000000000001000000000000") + b"\x09_services\x07_dns-sd\x04_udp\x05local\x00\x00\x0c\x00\x01",
                 69: b"\x00\x01r7tftp.txt\x00octet\x00", 111: bytes(40), 500: bytes(28), 3702: b"<?xml version=\"1.0\"?>"}
@@ -533,13 +533,44 @@ def _brute_schedule(rng: np.random.Generator, interval: float, t0: float, t1: fl
     return sorted(out)
 
 
+KEX_ALGS = ("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256", "ecdh-sha2-nistp384",
+            "diffie-hellman-group14-sha256", "diffie-hellman-group14-sha1", "diffie-hellman-group1-sha1")
+HOSTKEY_ALGS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa", "ssh-dss")
+CIPHERS = ("aes128-ctr", "aes192-ctr", "aes256-ctr", "aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+           "aes128-cbc", "3des-cbc")
+MACS = ("hmac-sha2-256", "hmac-sha2-512", "hmac-sha1", "umac-64@openssh.com")
+
+
+def _ssh_string(b: bytes) -> bytes:
+    return struct.pack(">I", len(b)) + b
+
+
+def _ssh_packet(rng: np.random.Generator, code: int, body: bytes) -> bytes:
+    """A cleartext SSH binary packet (RFC 4253): length, padding length, message ``code`` and
+    ``body``, random padding to a multiple of 8."""
+    payload = bytes([code]) + body
+    pad = 4 + (-(len(payload) + 5 + 4)) % 8
+    return struct.pack(">IB", len(payload) + pad + 1, pad) + payload + rng.bytes(pad)
+
+
+def _kexinit(rng: np.random.Generator) -> bytes:
+    """SSH_MSG_KEXINIT's body: a cookie and the ten name-lists (a seeded share of each family)."""
+    def some(names: tuple[str, ...]) -> bytes:
+        k = int(rng.integers(1, len(names) + 1))
+        return _ssh_string(",".join(names[:k]).encode())
+    ciphers, macs = some(CIPHERS), some(MACS)
+    return (rng.bytes(16) + some(KEX_ALGS) + some(HOSTKEY_ALGS) + ciphers + ciphers + macs + macs
+            + _ssh_string(b"none") * 2 + _ssh_string(b"") * 2 + b"\0" + bytes(4))
+
+
 def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
               *, interval: float | None = None) -> list[Label]:
     """SSH password guessing against 1-3 targets (neighbours or internet hosts), one try every
     ``interval`` s per worker (0.05-4 s, log-uniform), 1-4 workers, 1-6 tries per TCP session
-    (at most what fits in 12 s: servers drop slow sessions): banners, KEXINIT both ways (about a
-    kB each), the key exchange (ECDH init and reply), NEWKEYS, then per try an encrypted
-    user-auth request and its failure; after the last the server disconnects."""
+    (at most what fits in 12 s: servers drop slow sessions): banners, KEXINIT both ways (name-lists
+    of a few to all the algorithms of each kind), the key exchange (ECDH init and reply), NEWKEYS, then per try an encrypted
+    user-auth request and its failure; after the last the server disconnects. The cleartext
+    messages are well-formed SSH binary packets (name-lists, keys and signatures of real sizes)."""
     bot = env.bot
     mark = fr.mark()
     interval = interval if interval is not None else _log_uniform(rng, 0.05, 4.0)
@@ -549,7 +580,14 @@ def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     port = int(rng.choice((22, 22, 22, 22, 2222, 22222, 2022, 10022, 902)))  # SSH moved off 22, or VMware's 902
     client = SSH_CLIENTS[int(rng.integers(0, len(SSH_CLIENTS)))]
     server = SSH_SERVERS[int(rng.integers(0, len(SSH_SERVERS)))]
-    kex_c, kex_s = int(rng.integers(700, 1500)), int(rng.integers(600, 1100))
+    kex_c, kex_s = _ssh_packet(rng, 20, _kexinit(rng)), _ssh_packet(rng, 20, _kexinit(rng))
+    bits = int(rng.choice((0, 2048, 4096)))  # the server's host key: ed25519, or RSA of 2048 or 4096 bits
+    if bits:
+        host_key = _ssh_string(b"ssh-rsa") + _ssh_string(b"\x01\x00\x01") + _ssh_string(b"\x00\xc1" + rng.bytes(bits // 8 - 1))
+        sig_alg, sig_len = b"rsa-sha2-256", bits // 8
+    else:
+        host_key = _ssh_string(b"ssh-ed25519") + _ssh_string(rng.bytes(32))
+        sig_alg, sig_len = b"ssh-ed25519", 64
     sessions = attempts = 0
     span = (t1 - t0) / len(targets)
     for j, target in enumerate(targets):
@@ -558,11 +596,13 @@ def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
             s.open()
             s.send(1, server + b"\r\n", 0.002)
             s.send(0, client + b"\r\n", 0.001)
-            s.send(0, b"\0\0" + rng.bytes(kex_c), 0.001)
-            s.send(1, b"\0\0" + rng.bytes(kex_s), 0.003)
-            s.send(0, rng.bytes(int(rng.integers(44, 300))), 0.002)  # ECDH init
-            s.send(1, rng.bytes(int(rng.integers(500, 1100))), float(rng.uniform(0.005, 0.05)))  # reply, NEWKEYS
-            s.send(0, rng.bytes(16), 0.001)  # NEWKEYS
+            s.send(0, kex_c, 0.001)  # KEXINIT both ways
+            s.send(1, kex_s, 0.003)
+            s.send(0, _ssh_packet(rng, 30, _ssh_string(rng.bytes(32))), 0.002)  # ECDH init: the client's key
+            s.send(1, _ssh_packet(rng, 31, _ssh_string(host_key) + _ssh_string(rng.bytes(32)) + _ssh_string(
+                _ssh_string(sig_alg) + _ssh_string(rng.bytes(sig_len)))) + _ssh_packet(rng, 21, b""),
+                   float(rng.uniform(0.005, 0.05)))  # the reply (host key, key, signature) and NEWKEYS
+            s.send(0, _ssh_packet(rng, 21, b""), 0.001)  # NEWKEYS; then encrypted
             s.send(0, rng.bytes(int(rng.integers(44, 68))), 0.001)  # service request
             s.send(1, rng.bytes(int(rng.integers(44, 68))), 0.001)
             for _ in range(tries):
