@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..vocab import CATEGORIES
-from . import evasive, mirai, site
+from . import covert, evasive, mirai, site
 from .labels import Label, labels_path, write_labels
 from .mirai import VECTORS, Env
 from .sessions import Host
@@ -47,10 +47,18 @@ SCENARIOS: dict[str, str] = {
                 "on a fixed beat; the controller never answers",
     "localc2": "a camera fetches a program from a controller on the site's own network, then calls it back "
                "with jitter (HTTP POSTs, new connections, or a session the controller polls)",
+    "tlsbeacon": "a camera opens a new TLS connection to a dynamic-DNS host every few seconds with jitter",
+    "postbeacon": "a camera checks in with an HTTP POST to a rare internet address on an odd port, a new connection each time",
+    "ratsession": "a camera runs a remote-access trojan: dynamic-DNS lookup, a session on the RAT port with pings, pushes of tens of kB, reconnects",
+    "dnstunnel": "a camera tunnels data through DNS: many unique encoded names under one domain (NULL/TXT/MX/CNAME/A)",
+    "credexfil": "a camera's stealer checks its public address, then sends stolen credentials by SMTP or FTP",
+    "chunkupload": "a camera uploads data in HTTP(S) POST chunks of megabytes to a rare host",
+    "slowexfil": "a camera sleeps, then uploads slowly for minutes to a new internet address (hundreds of times its normal)",
     "after": "the hospital site after the fix: the recorder is isolated and silent, internet hosts keep "
              "trying to log in to its address (use the hospital's seed for the same site)",
 }
 DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0, "night": 86_400.0}
+DEFAULT_DURATION["slowexfil"] = 720.0  # the slow surge is judged after 3 quiet windows of its own and lasts 3 more
 # `after` starts at 13:12 JST, when the incident's recorder was switched off and the firewall
 # then blocked 1,733 login attempts against it in a burst
 AFTER_OFFSET_S = 22 * 60.0
@@ -58,6 +66,7 @@ AFTER_OFFSET_S = 22 * 60.0
 EVASIVE = {"slowscan": evasive.slow_scan, "udpscan": evasive.udp_port_scan, "deadc2": evasive.dead_controller,
            "icmptunnel": evasive.icmp_tunnel, "reportc2": evasive.report_channel,
            "localc2": evasive.local_controller}
+EVASIVE.update(covert.FAMILIES)  # C2 and exfiltration as commodity malware does them (:mod:`.covert`)
 BEHAVIOURS = (*CATEGORIES, "hospital", *EVASIVE)
 
 
