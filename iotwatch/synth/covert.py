@@ -422,7 +422,7 @@ def _ftp(fr: Frames, rng: np.random.Generator, env: Env, t: float, domain: str, 
 
 def credential_exfil(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
                      *, mode: str | None = None) -> list[Label]:
-    """The stealer checks its public address, then, 0.5-8 s later, sends what it took by ``mode``
+    """The stealer checks its public address, then, 0.5-6 s later, sends what it took by ``mode``
     "smtp" (port 587, 25, 2525 or 465) or "ftp" (STOR over a passive data connection), each time
     to the drop account's server; it sends again every 60-600 s (its timer) while the capture lasts."""
     bot = env.bot
@@ -436,7 +436,7 @@ def credential_exfil(fr: Frames, rng: np.random.Generator, env: Env, t0: float, 
     echo = ""
     while t < t1 - 10:
         t, echo = _ip_check(fr, rng, env, t)
-        t, n = (_smtp if mode == "smtp" else _ftp)(fr, rng, env, t + float(rng.uniform(0.5, 8.0)), domain, user)
+        t, n = (_smtp if mode == "smtp" else _ftp)(fr, rng, env, t + float(rng.uniform(0.5, 6.0)), domain, user)
         sends += 1
         sent += n
         t += every * float(rng.uniform(0.9, 1.1))
@@ -466,11 +466,11 @@ def _push(fr: Frames, rng: np.random.Generator, s: TcpSession, t: float, size: i
 def chunked_upload(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
                    *, rate_mbps: float | None = None) -> list[Label]:
     """HTTP(S) POSTs of 0.25-4 MB chunks to a rare host (a name under a cheap TLD, or an address),
-    one connection per chunk or all on one kept-alive connection, at ``rate_mbps`` (1-3.6 Mbit/s)
+    one connection per chunk or all on one kept-alive connection, at ``rate_mbps`` (1.5-3.6 Mbit/s)
     with pauses of 0.1-4 s between chunks; the server answers each with a short 200."""
     bot = env.bot
     mark = fr.mark()
-    rate = (rate_mbps if rate_mbps is not None else float(rng.uniform(1.0, 3.6))) * 1e6
+    rate = (rate_mbps if rate_mbps is not None else float(rng.uniform(1.5, 3.6))) * 1e6
     tls = bool(rng.random() < 0.6)
     name = f"{_word(rng)}-{rng.bytes(2).hex()}.{rng.choice(('xyz', 'top', 'cc', 'icu', 'pw'))}"
     host = env.remote(name, int(public_targets(rng, 1)[0]), rng)
