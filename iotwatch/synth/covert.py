@@ -201,7 +201,9 @@ def rat_session(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
     tls = bool(rng.random() < 0.6)
 
     def msg(n: int) -> bytes:
-        return tls_record(rng, n) if tls else str(n).encode() + b"\x00" + rng.bytes(n)
+        if tls:  # records of at most 16 kB
+            return b"".join(tls_record(rng, min(16_384, n - k)) for k in range(0, n, 16_384))
+        return str(n).encode() + b"\x00" + rng.bytes(n)
 
     t = t0
     sessions = pushes = 0
