@@ -32,7 +32,7 @@ INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
 #: the behaviours unlike Mirai's (synth/evasive.py) and how long their captures run: a dead
 #: controller called once a minute needs minutes of attempts before it shows
 EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0}
-EVASIVE_DURATIONS.update({"reportc2": 360.0, "localc2": 540.0})  # held_heartbeat needs 8 beats, program_callback 6 call-backs
+EVASIVE_DURATIONS.update({"reportc2": 480.0, "localc2": 540.0})  # held_heartbeat needs 8 beats, program_callback 6 call-backs
 EVASIVE_DURATIONS.update({"tlsbeacon": 240.0, "postbeacon": 480.0, "ratsession": 240.0, "dnstunnel": 240.0, "credexfil": 240.0, "chunkupload": 240.0, "slowexfil": 720.0})  # synth/covert.py
 #: a day of the idle site per seed: the normal traffic false alarms are counted over (device-days)
 NIGHT_S = 86_400.0
