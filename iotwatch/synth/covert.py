@@ -435,15 +435,16 @@ def credential_exfil(fr: Frames, rng: np.random.Generator, env: Env, t0: float, 
     user = f"{_word(rng)}{int(rng.integers(1, 99))}@{domain}"
     t = t0
     sends = sent = 0
-    echo = ""
+    echoes: list[str] = []
     while t < t1 - 10:
         t, echo = _ip_check(fr, rng, env, t)
+        echoes.append(echo)
         t, n = (_smtp if mode == "smtp" else _ftp)(fr, rng, env, t + float(rng.uniform(0.5, 6.0)), domain, user)
         sends += 1
         sent += n
         t += every * float(rng.uniform(0.9, 1.1))
     return _labelled(fr, mark, bot, "exfil",
-                     f"credential stealer: asked {echo} for its public address, then sent {sent:,} bytes of stolen "
+                     f"credential stealer: asked {', '.join(dict.fromkeys(echoes))} for its public address, then sent {sent:,} bytes of stolen "
                      f"data by {mode.upper()} to {user.split('@')[1]} ({sends} time(s), every {every:.0f} s)")
 
 
