@@ -323,7 +323,7 @@ def dns_tunnel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: fl
         up += size
         t += float(rng.exponential(1.0 / rate))
     return _labelled(fr, mark, bot, "exfil",
-                     f"DNS tunnel ({tool}-like) under {domain} via {'the site resolver' if where == 'site' else res.ip_text}: "
+                     f"DNS tunnel ({tool}-like) under {domain} via {'its resolver ' if where == 'site' else ''}{res.ip_text}: "
                      f"{n:,} unique encoded names at {rate:.1f}/s, types {'/'.join(types)}, about {up:,} characters up")
 
 
