@@ -136,3 +136,29 @@ def test_a_family_injected_hours_into_a_sparse_capture(scenario: str, behaviour:
     res = inject(Options(scenario, seed=seed, duration=240, uplink_mbps=10), real, "44:65:0d:56:cc:d3",
                  tmp_path / f"{scenario}.pcap")
     _check(res.pcap, tmp_path / "o", behaviour, rule, bound)
+
+
+def test_the_side_channel_reads_a_sparse_captures_dns_window_by_window(tmp_path: Path) -> None:
+    """An hour of one device asking 10 names a minute (600 queries, under its budget of 12 a
+    minute) is one batch of the reader: every query is set aside, not the first 128 of the batch."""
+    from iotwatch.capture import CaptureSet
+    from iotwatch.pipeline import Pipeline, Settings
+    from iotwatch.sidecar import BUDGET, K_DNS, Sidecar
+    from iotwatch.synth.sessions import Host, dns_query, udp
+    from iotwatch.synth.wire import Frames, ip
+
+    fr = Frames()
+    dev = Host("dev", 0x0C8C24000010, ip("192.168.1.10"), "camera")
+    res = Host("resolver", 0x50C7BF3E9120, ip("192.168.1.1"), "router")
+    t0 = 1_754_279_400.0
+    for m in range(60):
+        for q in range(10):
+            udp(fr, t0 + 60 * m + 5 * q + 1, dev, res, 40000 + q, 53, dns_query(m * 10 + q, f"n{m}-{q}.example.com"))
+    fr.write(tmp_path / "sparse.pcap")
+    batches = list(CaptureSet([tmp_path / "sparse.pcap"]).batches())
+    assert len(batches) == 1 and 10 < BUDGET[K_DNS]
+    pipe = Pipeline(Settings(), [], threaded=False)
+    sc = Sidecar()
+    pipe.feed(batches[0])
+    frames = sc.pick(batches[0], pipe._pk.view(len(batches[0])), pipe.flows.packet_info(len(batches[0])))
+    assert sum(f.kind == "dns" for f in frames) == 600 > sc.per_batch
