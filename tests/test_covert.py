@@ -57,6 +57,13 @@ def _dns_tunnel(ev: str) -> float:  # 10 distinct encoded names (tunnel_names): 
     return max(10.0, 20 / _number(ev, r"at ([\d.]+)/s"))
 
 
+def _real(scenario: str, bound):  # type: ignore[no-untyped-def]
+    """The bound on a real device, which sends DNS of its own: the side channel reads 12 of a
+    device's DNS queries a minute, its own lookups among them, so a tunnel's 10th name may be read
+    only in the next minute."""
+    return (lambda ev: bound(ev) + 60.0) if scenario == "dnstunnel" else bound
+
+
 def _slow(ev: str) -> float:  # 3 whole windows of 60 s in a row (surge_sustain), the first one partial
     return 4 * 60.0
 
@@ -120,7 +127,7 @@ def test_a_family_injected_into_a_real_capture(scenario: str, behaviour: str, ru
     seed = 8050 + [f[0] for f in FAMILIES].index(scenario)
     res = inject(Options(scenario, seed=seed, duration=240, uplink_mbps=10), real, "78:df:72:24:69:4d",
                  tmp_path / f"{scenario}.pcap")
-    _check(res.pcap, tmp_path / "o", behaviour, rule, bound)
+    _check(res.pcap, tmp_path / "o", behaviour, rule, _real(scenario, bound))
 
 
 @needs_shared
@@ -135,7 +142,7 @@ def test_a_family_injected_hours_into_a_sparse_capture(scenario: str, behaviour:
     seed = 8070 + [f[0] for f in FAMILIES].index(scenario)
     res = inject(Options(scenario, seed=seed, duration=240, uplink_mbps=10), real, "44:65:0d:56:cc:d3",
                  tmp_path / f"{scenario}.pcap")
-    _check(res.pcap, tmp_path / "o", behaviour, rule, bound)
+    _check(res.pcap, tmp_path / "o", behaviour, rule, _real(scenario, bound))
 
 
 def test_the_side_channel_reads_a_sparse_captures_dns_window_by_window(tmp_path: Path) -> None:
