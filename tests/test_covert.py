@@ -169,3 +169,11 @@ def test_the_side_channel_reads_a_sparse_captures_dns_window_by_window(tmp_path:
     pipe.feed(batches[0])
     frames = sc.pick(batches[0], pipe._pk.view(len(batches[0])), pipe.flows.packet_info(len(batches[0])))
     assert sum(f.kind == "dns" for f in frames) == 600 > sc.per_batch
+
+
+def test_synth_help_names_every_scenario() -> None:
+    """`iotwatch synth --help` lists every scenario the generator knows (its own list, kept
+    without importing the generators)."""
+    from iotwatch.cli.synth import SCENARIOS as CLI_SCENARIOS
+
+    assert set(CLI_SCENARIOS) == set(SCENARIOS)
