@@ -70,6 +70,7 @@ def _slow(ev: str) -> float:  # 3 whole windows of 60 s in a row (surge_sustain)
 
 FAMILIES = [("tlsbeacon", "c2", "tls_beacon", _tls_beacon), ("postbeacon", "c2", "beacon", _post_beacon),
             ("ratsession", "c2", "dynamic_dns_c2", lambda ev: 10.0), ("dnstunnel", "exfil", "dns_tunnel", _dns_tunnel),
+            ("dnsexfil", "exfil", "dns_tunnel", lambda ev: max(10.0, 20 / _number(ev, r"at ([\d.]+)/s"))),
             ("credexfil", "exfil", "credential_upload", lambda ev: 10.0),
             ("chunkupload", "exfil", "upload_surge", lambda ev: 10.0), ("slowexfil", "exfil", "upload_surge", _slow)]
 

@@ -12,7 +12,7 @@ from .common import EXIT_USAGE, say, user_errors
 
 # the scenario names, without importing the generators (scapy) into every iotwatch command
 SCENARIOS = ("site", "night", "hospital", *CATEGORIES, "slowscan", "udpscan", "deadc2", "icmptunnel", "reportc2", "localc2", "after")
-SCENARIOS += ("tlsbeacon", "postbeacon", "ratsession", "dnstunnel", "credexfil", "chunkupload", "slowexfil")  # synth/covert.py
+SCENARIOS += ("tlsbeacon", "postbeacon", "ratsession", "dnstunnel", "dnsexfil", "credexfil", "chunkupload", "slowexfil")  # synth/covert.py
 
 Scenario = Annotated[str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.", show_default=False)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Capture to write (FILE.pcap; labels go to FILE.labels.tsv).")]

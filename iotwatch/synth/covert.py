@@ -19,6 +19,8 @@ Exfiltration:
 * :func:`dns_tunnel` — iodine- or dnscat2-like: many unique long encoded names under one domain,
   NULL/TXT/MX/CNAME (or A) queries, to the site's resolver or straight to a public one, answers
   carrying data back.
+* :func:`dns_exfil` — a file sent one way in DNS queries (DNSExfiltrator-like): bursts of A/AAAA
+  queries for sequence-numbered encoded chunks, every answer NXDOMAIN.
 * :func:`credential_exfil` — an AgentTesla-like stealer: it asks a what-is-my-IP service for its
   public address, then sends what it took by SMTP (EHLO, AUTH LOGIN, MAIL, RCPT, DATA of a few kB)
   or by FTP (USER/PASS, PASV, STOR), again after its timer.
@@ -327,6 +329,46 @@ def dns_tunnel(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: fl
                      f"{n:,} unique encoded names at {rate:.1f}/s, types {'/'.join(types)}, about {up:,} characters up")
 
 
+def dns_exfil(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
+              *, rate: float | None = None) -> list[Label]:
+    """A file sent out one way in DNS queries, DNSExfiltrator-like: bursts of 20-200 A (or AAAA)
+    queries at ``rate`` a second (2-50, log-uniform) for ``<sequence>.<chunk>.<file id>.<domain>``,
+    the chunk one label of 30-62 hex or base32 characters, every name answered NXDOMAIN (nothing
+    comes back), 5-60 s between bursts (the next file); to the site's resolver or a public one."""
+    bot = env.bot
+    mark = fr.mark()
+    rate = rate if rate is not None else _log_uniform(rng, 2.0, 50.0)
+    domain = f"{_word(rng)}-{rng.bytes(2).hex()}.{rng.choice(('com', 'net', 'xyz', 'top', 'io'))}"
+    alphabet = HEX if rng.random() < 0.5 else B32
+    qtype = 28 if rng.random() < 0.3 else 1
+    if rng.random() < 0.7:
+        res = env.resolver
+    else:
+        addr = int.from_bytes(bytes(int(x) for x in str(rng.choice(PUBLIC_RESOLVERS)).split(".")), "big")
+        res = env.remote(ip_text(addr), addr, rng)
+    t = t0
+    n = files = 0
+    while t < t1 - 1:
+        fid = rng.bytes(3).hex()
+        files += 1
+        for seq in range(int(rng.integers(20, 200))):
+            if t >= t1 - 1:
+                break
+            name = f"{seq}.{_encoded(rng, alphabet, int(rng.integers(30, 63)), 63)}.{fid}.{domain}"
+            txid = int(rng.integers(0, 65536))
+            q = dns_name(name) + struct.pack(">HH", qtype, 1)
+            sport = int(rng.integers(32768, 61000))
+            udp(fr, t, bot, res, sport, 53, struct.pack(">HHHHHH", txid, 0x0100, 1, 0, 0, 0) + q)
+            udp(fr, t + res.rtt + float(rng.uniform(0.005, 0.1)), res, bot, 53, sport,
+                struct.pack(">HHHHHH", txid, 0x8183, 1, 0, 0, 0) + q)
+            n += 1
+            t += float(rng.exponential(1.0 / rate))
+        t += float(rng.uniform(5.0, 60.0))
+    return _labelled(fr, mark, bot, "exfil",
+                     f"DNS exfiltration (one way) under {domain} via {res.ip_text}: {n:,} {'AAAA' if qtype == 28 else 'A'} "
+                     f"queries in bursts at {rate:.1f}/s, {files} file(s), every name NXDOMAIN")
+
+
 SMTP_PORTS = (587, 587, 25, 2525, 465)
 
 
@@ -544,4 +586,5 @@ def slow_exfil(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: fl
 
 #: the scenario name of each family (iotwatch synth NAME)
 FAMILIES = {"tlsbeacon": tls_beacon, "postbeacon": post_beacon, "ratsession": rat_session, "dnstunnel": dns_tunnel,
+            "dnsexfil": dns_exfil,
             "credexfil": credential_exfil, "chunkupload": chunked_upload, "slowexfil": slow_exfil}

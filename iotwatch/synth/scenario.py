@@ -51,6 +51,7 @@ SCENARIOS: dict[str, str] = {
     "postbeacon": "a camera checks in with an HTTP POST to a rare internet address on an odd port, a new connection each time",
     "ratsession": "a camera runs a remote-access trojan: dynamic-DNS lookup, a session on the RAT port with pings, pushes of tens of kB, reconnects",
     "dnstunnel": "a camera tunnels data through DNS: many unique encoded names under one domain (NULL/TXT/MX/CNAME/A)",
+    "dnsexfil": "a camera sends a file out one way in bursts of DNS queries for encoded chunks (every answer NXDOMAIN)",
     "credexfil": "a camera's stealer checks its public address, then sends stolen credentials by SMTP or FTP",
     "chunkupload": "a camera uploads data in HTTP(S) POST chunks of megabytes to a rare host",
     "slowexfil": "a camera sleeps, then uploads slowly for minutes to a new internet address (hundreds of times its normal)",

@@ -43,7 +43,7 @@ EVAL_INJECT += (("unsw_iot_via_networkml/Two-IOT161012-node2.pcap", "d0:52:a8:00
 #: controller called once a minute needs minutes of attempts before it shows
 EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0}
 EVASIVE_DURATIONS.update({"reportc2": 480.0, "localc2": 540.0})  # held_heartbeat needs 8 beats, program_callback 6 call-backs
-EVASIVE_DURATIONS.update({"tlsbeacon": 240.0, "postbeacon": 480.0, "ratsession": 240.0, "dnstunnel": 240.0, "credexfil": 240.0, "chunkupload": 240.0, "slowexfil": 720.0})  # synth/covert.py
+EVASIVE_DURATIONS.update({"tlsbeacon": 240.0, "postbeacon": 480.0, "ratsession": 240.0, "dnstunnel": 240.0, "dnsexfil": 240.0, "credexfil": 240.0, "chunkupload": 240.0, "slowexfil": 720.0})  # synth/covert.py
 #: a day of the idle site per seed: the normal traffic false alarms are counted over (device-days)
 NIGHT_S = 86_400.0
 #: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
