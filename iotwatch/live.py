@@ -4,9 +4,10 @@ dumpcap receives (capture/dumpcap.py); each batch of its pcapng stream is copied
 evidence ring (capture/ring.py), numbered as the ring file it lands in, and fed to the
 :class:`~iotwatch.pipeline.Pipeline`. The wall clock drives what packets would drive offline:
 every ``tick_s`` the pipeline's clock moves to now (minus ``margin_s`` for packets still in
-buffers), so flows end and windows close on a quiet network too. Each time windows close, the
-detector and the inventory conclude over what has been seen so far; alerts not raised before are
-written to ``events.jsonl`` at once. At the end (SIGINT, SIGTERM, ``duration_s`` or dumpcap
+buffers), so flows end and windows close on a quiet network too. Each time windows close (and
+twice more as their last flows settle), the detector and the inventory conclude over what has
+been seen so far, the detector judging again only what changed (docs/capture.md); alerts not
+raised before are written to ``events.jsonl`` at once. At the end (SIGINT, SIGTERM, ``duration_s`` or dumpcap
 stopping), the pipeline finishes exactly as an offline run does: the final alerts (those not
 already written), the devices and the final stats event.
 
@@ -35,7 +36,7 @@ from .detect import Detector
 from .detect.baselines import write_baselines
 from .detect.evidence import AUTH_PORTS, Evidence, held_sessions
 from .devices import ST_CLOSED_UPTO
-from .flows import S_EST
+from .flows import FLOW_DTYPE, S_EST
 from .pipeline import Pipeline
 from .records import DeviceRecord, Stats
 from .sinks import EveSink
@@ -455,7 +456,9 @@ class LiveCapture:
             self.on_status(self._status(mono))
 
     def _conclude(self) -> None:
-        """Verdicts over everything seen so far; alerts not raised before are written now."""
+        """Verdicts over everything seen so far, judging again only the devices whose inputs
+        changed since the previous pass (``Detector.conclude_live``: the alerts of a pass over
+        everything); alerts not raised before are written now."""
         pipe = self.pipe
         devices = pipe.devices.totals()
         found: list[Alert] = []
@@ -464,7 +467,7 @@ class LiveCapture:
                 final = an.evidence
                 an.evidence = self._provisional_evidence(an)
                 try:
-                    found += an.conclude(devices, pipe.files)
+                    found += an.conclude_live(devices, pipe.files)
                 finally:
                     an.evidence = final
                 if self.baselines_path is not None:
@@ -483,17 +486,14 @@ class LiveCapture:
         """The detector's evidence plus the flows still open that have been quiet for
         ``settle_s``, and the :func:`login_sessions` and held sessions (``evidence.held_sessions``)
         still going: a scan's unanswered SYNs, a brute-force session and a heartbeat held in one
-        connection count now, not after the flow table's idle or active timeout (120 s, 1,800 s). A copy: the evidence the final verdicts use,
-        from ended flows only as offline, is not touched."""
-        pipe = self.pipe
-        real = det.evidence
-        tmp = Evidence(real.nets)
-        tmp.merge(real)
-        tmp.apps = dict(real.apps)
-        if self._clock_ns:
-            tmp.add_flows(pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9),
-                                                  also=lambda r: login_sessions(r) | held_sessions(r)))
-        return tmp
+        connection count now, not after the flow table's idle or active timeout (120 s, 1,800 s).
+        A copy-on-write view (``Evidence.with_flows``): the evidence the final verdicts use, from
+        ended flows only as offline, is not touched, and the devices the open flows add nothing
+        to are not copied."""
+        if not self._clock_ns:
+            return det.evidence.with_flows(np.zeros(0, FLOW_DTYPE))
+        return det.evidence.with_flows(self.pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9),
+                                                                    also=lambda r: login_sessions(r) | held_sessions(r)))
 
     def _status(self, mono: float) -> LiveStatus:
         st = self.pipe.stats

@@ -410,23 +410,56 @@ class DeviceEvidence:
     local: list[np.ndarray] = field(default_factory=list)
     n_local: int = 0
 
-    sorted_n: int = 0  # chunks is one chunk of this many events, in time order
+    sorted_n: int = 0  # chunks[0] holds this many events in time order (what events() last returned)
+    #: bumped whenever the device is touched (Evidence._dev): equal versions, same evidence (a
+    #: live run's verdict passes judge again only the devices whose version moved)
+    version: int = 0
+    #: in an evidence view (Evidence.with_flows), digests of the events it added to ``chunks``
+    #: and to ``local`` (0 otherwise: there, ``n`` and ``n_local`` tell what they hold)
+    view_events: int = 0
+    view_local: int = 0
 
     def events(self) -> np.ndarray:
-        """Every event kept, in time order (merged and sorted once, until more come)."""
+        """Every event kept, in time order (merged and sorted once, until more come). The events
+        added since the last call are sorted among themselves and merged into the sorted ones
+        (the same order as a stable sort of all of them: ties keep the order they came in)."""
         if not self.chunks:
             return np.empty(0, EVENT_DTYPE)
-        if len(self.chunks) == 1 and len(self.chunks[0]) == self.sorted_n:
+        done = self.sorted_n if self.sorted_n and len(self.chunks[0]) == self.sorted_n else 0
+        if done and len(self.chunks) == 1:
             return self.chunks[0]
-        ev = np.empty(sum(len(c) for c in self.chunks), EVENT_DTYPE)
+        new = self.chunks[1:] if done else self.chunks
+        ev = np.empty(sum(len(c) for c in new), EVENT_DTYPE)
         p = 0
-        for c in self.chunks:  # (np.concatenate would re-derive the record type for every call)
+        for c in new:  # (np.concatenate would re-derive the record type for every call)
             ev[p : p + len(c)] = c
             p += len(c)
         ev = ev[np.argsort(ev["ts"], kind="stable")]
+        if done:
+            old = self.chunks[0]
+            # each new event goes after the sorted ones of the same time: its place among all
+            at = np.searchsorted(old["ts"], ev["ts"], side="right") + np.arange(len(ev))
+            out = np.empty(len(old) + len(ev), EVENT_DTYPE)
+            keep = np.ones(len(out), np.bool_)
+            keep[at] = False
+            out[at] = ev
+            out[keep] = old
+            ev = out
         self.chunks = [ev]
         self.sorted_n = len(ev)
         return ev
+
+    def copy(self) -> DeviceEvidence:
+        """A copy that can take more evidence without changing this one (arrays that are only
+        ever replaced, never written, are shared)."""
+        return DeviceEvidence(
+            chunks=list(self.chunks), n=self.n, n_class=list(self.n_class), dropped=self.dropped,
+            dropped_last=self.dropped_last, ovf=self.ovf.copy(), ovf_index=self.ovf_index,
+            ovf_index_rows=self.ovf_index_rows, ovf_full_roles=set(self.ovf_full_roles),
+            ovf_targets=list(self.ovf_targets), ovf_hosts=list(self.ovf_hosts),
+            ovf_distinct_full=self.ovf_distinct_full, arp=list(self.arp), dns=list(self.dns),
+            c2_hellos=list(self.c2_hellos), local=list(self.local), n_local=self.n_local,
+            sorted_n=self.sorted_n, version=self.version, view_events=self.view_events, view_local=self.view_local)
 
     def keep_local(self, ev: np.ndarray) -> None:
         """Keep local sessions (EVENT_DTYPE), the first MAX_LOCAL_EVENTS of the device."""
@@ -657,12 +690,50 @@ class Evidence:
         self.names = 0
         self.ovf_rows = 0  # aggregate rows over all devices
         self.ovf_distinct = 0  # distinct keys held over all devices
+        #: a view (:meth:`with_flows`): the devices whose objects still belong to the evidence
+        #: viewed, and per device a digest of what the view added to it; None otherwise
+        self._shared: set[str] | None = None
+        self._added: dict[str, int] = {}
 
     def _dev(self, key: str) -> DeviceEvidence:
+        """The device's evidence, about to be added to (its version moves; in a view, the
+        evidence viewed is copied first and never touched)."""
         d = self.devices.get(key)
         if d is None:
             d = self.devices[key] = DeviceEvidence()
+        elif self._shared is not None and key in self._shared:
+            self._shared.discard(key)
+            d.events()  # (sorted once in the evidence viewed; the copy merges into it)
+            d = self.devices[key] = d.copy()
+        if self._shared is None:
+            d.version += 1
         return d
+
+    def with_flows(self, rows: np.ndarray) -> Evidence:
+        """A view: this evidence plus flow records (flows.FLOW_DTYPE) not ended yet, as if they
+        had (a live run's verdicts during the run). Copy on write: the devices the records add
+        nothing to are this evidence's own objects, the others copies; this evidence is not
+        changed (only re-sorted where it was about to be)."""
+        view = Evidence(self.nets)
+        view.total, view.names, view.ovf_rows, view.ovf_distinct = self.total, self.names, self.ovf_rows, self.ovf_distinct
+        view.apps = dict(self.apps)
+        view._names = self._names  # (a cache of MAC texts)
+        view.devices = dict(self.devices)
+        view._shared = set(self.devices)
+        view.add_flows(rows)
+        return view
+
+    def state(self, key: str) -> tuple[int, int]:
+        """What a device's evidence is, in two numbers: the same numbers, the same evidence
+        (:attr:`DeviceEvidence.version`, and in a view a digest of what the view added)."""
+        d = self.devices.get(key)
+        return (d.version if d is not None else -1), self._added.get(key, 0)
+
+    def _note(self, key: str, ev: np.ndarray) -> None:
+        """In a view: fold events added to a device into its digest (with the totals that
+        decide how they are kept: what the caps left room for)."""
+        if self._shared is not None:
+            self._added[key] = hash((self._added.get(key, 0), ev.tobytes(), self.total, self.ovf_rows, self.ovf_distinct))
 
     # rare frames ----------------------------------------------------------------------------
     def add_rare(self, frames: list[RareFrame]) -> None:
@@ -760,9 +831,15 @@ class Evidence:
         for w in np.unique(who):
             part = ev[who == w]
             first = int(np.flatnonzero(who == w)[0])
-            self._dev(self._device_key(int(macs[first]), ev[first])).keep_local(part)
+            key = self._device_key(int(macs[first]), ev[first])
+            self._note(key, part)
+            d = self._dev(key)
+            d.keep_local(part)
+            if self._shared is not None:
+                d.view_local = hash((d.view_local, d.n_local, part.tobytes()))
 
     def _add(self, key: str, ev: np.ndarray) -> None:
+        self._note(key, ev)
         d = self._dev(key)
         empty = (ev["payload_out"] == 0) & (ev["payload_in"] == 0)
         n_empty = int(np.count_nonzero(empty))
@@ -781,6 +858,8 @@ class Evidence:
                 continue
             d.chunks.append(part.copy())
             d.n += len(part)
+            if self._shared is not None:
+                d.view_events = hash((d.view_events, part.tobytes()))
             d.n_class[cls] += len(part)
             self.total += len(part)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -683,6 +684,7 @@ def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str, extra: 
     return Finding("flood", sig, 1, 0.97, float(eb["ts"][0]), float(eb["ts"][fi]), last, evd, rule)
 
 
+@lru_cache(maxsize=65536)
 def _base_domain(name: str) -> str:
     parts = name.rstrip(".").split(".")
     if len(parts) >= 3 and len(parts[-1]) == 2 and parts[-2] in ("co", "com", "net", "org", "ac", "gov", "edu", "ne", "or"):
@@ -757,9 +759,14 @@ def dns_tunnel(d: DeviceEvidence, th: Thresholds, files: list[str], windows: dic
 def encoded_name(name: str, th: Thresholds) -> bool:
     """A name that carries data: a label of ``tunnel_label_len`` characters or more, or a long
     name made of several long labels (base32/hex chunks)."""
-    labels = name.split(".")
-    longest = max((len(x) for x in labels), default=0)
+    longest = _longest_label(name)
     return longest >= th.tunnel_label_len or (len(name) >= 2 * th.tunnel_label_len and longest >= th.tunnel_label_len // 2)
+
+
+@lru_cache(maxsize=65536)
+def _longest_label(name: str) -> int:
+    """(A device asks the same names again and again: each is measured once.)"""
+    return max((len(x) for x in name.split(".")), default=0)
 
 
 def _tunnel_domain(name: str) -> str:
@@ -960,6 +967,7 @@ def in_zone(name: str, zones: frozenset[str], *, apex: bool = True) -> bool:
     return any(".".join(labels[k:]) in zones for k in range(0 if apex else 1, len(labels)))
 
 
+@lru_cache(maxsize=65536)
 def _ip_echo(name: str) -> bool:
     return in_zone(name, IP_ECHO_DOMAINS)
 
@@ -1011,6 +1019,7 @@ DYNAMIC_DNS_DOMAINS = frozenset((
 EVERYDAY_PORTS = np.array([53, 80, 123, 443, 853, 8080, 8443, 25, 465, 587, 993, 995, 143, 110], np.int64)
 
 
+@lru_cache(maxsize=65536)
 def _dynamic_dns(name: str) -> bool:
     """A host under a dynamic-DNS zone: not the provider itself, nor its what-is-my-IP service
     (checkip.dyndns.org answers everyone their address; a stealer asks it before it reports)."""
@@ -1161,6 +1170,16 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
     if not len(e_all):
         return out
     hk = host_key(e_all["dst_hi"], e_all["dst_lo"])
+    # only the hosts whose echo requests carry enough, and large enough, on the whole (the test
+    # below, for every host at once: a device that pings many hosts costs no loop over them)
+    u, inv = np.unique(hk, return_inverse=True)
+    b_sum = np.bincount(inv, e_all["bytes_out"].astype(np.float64), len(u))
+    p_sum = np.bincount(inv, e_all["pkts_out"].astype(np.float64), len(u))
+    big = (b_sum >= th.icmp_tunnel_bytes) & (b_sum / np.maximum(p_sum, 1) >= th.icmp_tunnel_mean)
+    if not big.any():
+        return out
+    keep = big[inv]
+    e_all, hk = e_all[keep], hk[keep]
     for g in _groups(hk, 1):
         e = e_all[g]
         b = e["bytes_out"].astype(np.float64)

@@ -1,0 +1,189 @@
+"""The cost of a live run's verdict passes against the packets seen so far, without a network.
+
+A live capture (iotwatch/live.py) takes its verdicts while the packets come: once when windows
+close and again ``recheck_s`` later. This replays a capture through the same pipeline and the
+same pass (``LiveCapture._conclude``) as a live run would, on a packet clock instead of the wall
+clock: the packets are re-timed to ``--rate`` packets/s and the capture is looped ``--loops``
+times, each loop's IPv4 addresses shifted as ``tcpreplay --unique-ip`` does (new flows, the same
+devices). Each pass's CPU time (``time.process_time``: robust to other work on the machine, unlike
+wall time) is printed with the packets seen before it, so a pass whose cost grows with the run shows.
+
+    python bench/verdicts.py [--pcap bench/data/live.pcap] [--rate 200000] [--loops 40] [--window 10]
+                             [--profile FILE]
+    python bench/verdicts.py --pcap bench/data/site30.pcap --rate 0 --window 60   # a site at its own pace
+
+(site30.pcap: ``iotwatch synth site --duration 1800 --seed 5``, as ``make bench`` makes it.)
+
+``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from iotwatch.capture.batch import PacketBatch  # noqa: E402
+from iotwatch.capture.source import open_capture  # noqa: E402
+from iotwatch.detect import Detector  # noqa: E402
+from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions  # noqa: E402
+from iotwatch.pipeline import Pipeline, build_analysers  # noqa: E402
+from iotwatch.settings import Settings  # noqa: E402
+
+
+def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[int, PacketBatch]]:
+    """The capture's batches, ``loops`` times, at ``rate`` packets/s from ``t0_ns`` (0: at the
+    capture's own pace); in loop k every IPv4 source and destination (Ethernet, no VLAN) has k
+    added to its last octet."""
+    step = 1e9 / rate if rate else 0.0
+    k_packet = 0
+    first: int | None = None
+    span = 0
+    for loop in range(loops):
+        # batches of at most 50 ms of packets, as a live run reads them (passes come between batches)
+        reader = open_capture(pcap, batch_size=int(min(max(rate / 20, 256), 1 << 15)) if rate else 256)
+        for b in reader.batches():
+            buf = b.buf.copy()
+            off = b.off
+            if loop:
+                v4 = (b.caplen >= 34) & (buf[off + 12] == 8) & (buf[off + 13] == 0)
+                o = off[v4]
+                buf[o + 29] = (buf[o + 29].astype(np.int64) + loop) % 256
+                buf[o + 33] = (buf[o + 33].astype(np.int64) + loop) % 256
+            n = len(b)
+            if rate:
+                ts = t0_ns + ((k_packet + np.arange(n)) * step).astype(np.int64)
+            else:  # the capture's own times, one loop after the other
+                if first is None:
+                    first = int(b.ts_ns[0])
+                    span = 0
+                ts = b.ts_ns - first + t0_ns + loop * (span + 10**9)
+                span = max(span, int(b.ts_ns[-1]) - first)
+            k_packet += n
+            yield loop, PacketBatch(buf, off.copy(), b.caplen.copy(), b.wirelen.copy(), ts, b.linktype.copy(), 0,
+                                    b.frame0)
+        reader.chunks.close()
+
+
+def _packets(pcap: Path) -> int:
+    reader = open_capture(pcap)
+    n = sum(len(b) for b in reader.batches())
+    reader.chunks.close()
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--pcap", type=Path, default=None,
+                    help="default: bench/data/live.pcap, the capture `make bench-live` replays (made if absent)")
+    ap.add_argument("--rate", type=float, default=200_000.0,
+                    help="packets/s of the packet clock (0: the capture's own times)")
+    ap.add_argument("--loops", type=int, default=40)
+    ap.add_argument("--window", type=float, default=10.0)
+    ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("/tmp/iotwatch-verdicts"))
+    a = ap.parse_args()
+    if a.pcap is None:
+        sys.path.insert(0, str(ROOT / "bench"))
+        from live import capture_file  # bench/live.py: generated once, then reused
+
+        a.pcap = capture_file()
+
+    settings = Settings(window_s=a.window, close_lag_s=1.0)
+    analysers = build_analysers(settings)
+    for an in analysers:
+        if isinstance(an, Detector):
+            from iotwatch.cli.capture import HISTORY_S
+
+            an.settings.history_s = HISTORY_S
+    a.out.mkdir(parents=True, exist_ok=True)
+    eve = LiveEveSink(a.out / "events.jsonl", window_s=a.window)
+    pipe = Pipeline(settings, [eve], analysers=analysers, threaded=False)
+    live = LiveCapture(LiveOptions(interface="bench"))
+    live.pipe, live.eve = pipe, eve
+    pipe.files.append(str(a.pcap))
+    for an in analysers:
+        an.prepare()
+    # where each pass's time goes: the provisional evidence, the detector's verdicts, the rest
+    # (the inventory, the baselines file)
+    parts: dict[str, float] = {}
+
+    def timed(owner: object, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args: object, **kw: object) -> object:
+            t = time.process_time()
+            try:
+                return inner(*args, **kw)
+            finally:
+                parts[label] = parts.get(label, 0.0) + time.process_time() - t
+        setattr(owner, name, wrapper)
+
+    det = next(an for an in analysers if isinstance(an, Detector))
+    timed(live, "_provisional_evidence", "evidence")
+    timed(det, "conclude_live" if hasattr(det, "conclude_live") else "conclude", "detector")
+    prof = cProfile.Profile() if a.profile else None
+    t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9
+    windows_seen, rechecks = 0, []
+    raised_by: dict[str, int] = {}  # alerts first raised by the passes at a window close, and at each recheck
+    rows = []
+    total = a.loops * _packets(a.pcap)
+    for _loop, b in retimed(a.pcap, a.rate, a.loops, t0):
+        pipe.feed(b)
+        live._clock_ns = clock = int(b.ts_ns[-1])
+        pipe.drain()
+        closed = pipe.stats.windows > windows_seen
+        due = bool(rechecks) and clock >= rechecks[0]
+        if not (closed or due):
+            continue
+        if closed:
+            rechecks = [clock + int(d * 1e9) for d in live.opts.recheck_s]
+            kind = "close"
+        else:
+            while rechecks and clock >= rechecks[0]:
+                rechecks.pop(0)
+            kind = f"+{live.opts.recheck_s[len(live.opts.recheck_s) - len(rechecks) - 1]:g} s"
+        windows_seen = pipe.stats.windows
+        late = prof is not None and pipe.stats.packets > total / 2
+        if late:
+            prof.enable()
+        parts.clear()
+        c0, w0 = time.process_time(), time.perf_counter()
+        live._conclude()
+        c1, w1 = time.process_time(), time.perf_counter()
+        if late:
+            prof.disable()
+        rows.append((pipe.stats.packets, kind, c1 - c0, w1 - w0, len(eve.raised)))
+        raised_by[kind] = raised_by.get(kind, 0) + len(eve.raised) - (rows[-2][4] if len(rows) > 1 else 0)
+        judged = getattr(det, "live_judged", None)  # (devices judged, devices): the incremental passes
+        split = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in parts.items())
+        print(f"{pipe.stats.packets:>10,} packets  {rows[-1][1]:<7}  cpu {1e3 * (c1 - c0):7.1f} ms ({split})  "
+              f"wall {1e3 * (w1 - w0):7.1f} ms  alerts raised {len(eve.raised)}"
+              + (f"  devices judged {judged[0]}/{judged[1]}" if judged else ""), flush=True)
+    pipe.finish()
+    eve.close()
+    if prof is not None:
+        prof.dump_stats(a.profile)
+    half = len(rows) // 2
+    for name, part in (("first half", rows[:half]), ("second half", rows[half:])):
+        cpu = [r[2] * 1e3 for r in part]
+        if cpu:
+            print(f"{name}: {len(cpu)} passes, cpu median {statistics.median(cpu):.1f} ms, max {max(cpu):.1f} ms")
+    print("alerts first raised by the passes: " + ", ".join(f"{k} {v}" for k, v in raised_by.items()))
+    print(f"total pass cpu {sum(r[2] for r in rows):.2f} s over {pipe.stats.packets:,} packets "
+          f"({sum(r[2] for r in rows) / max(pipe.stats.packets, 1) * 1e6:.3f} µs per packet); "
+          f"alerts raised by the passes {sum(raised_by.values())}, at the end {len(eve.raised) - sum(raised_by.values())} "
+          f"more (final alerts: {pipe.stats.alerts})")
+
+
+if __name__ == "__main__":
+    main()
