@@ -1022,7 +1022,9 @@ EVERYDAY_PORTS = np.array([53, 80, 123, 443, 853, 8080, 8443, 25, 465, 587, 993,
 
 @lru_cache(maxsize=65536)
 def _dynamic_dns(name: str) -> bool:
-    return in_zone(name, DYNAMIC_DNS_DOMAINS, apex=False)  # a host under the zone, not the provider
+    """A host under a dynamic-DNS zone: not the provider itself, nor its what-is-my-IP service
+    (checkip.dyndns.org answers everyone their address; a stealer asks it before it reports)."""
+    return in_zone(name, DYNAMIC_DNS_DOMAINS, apex=False) and not _ip_echo(name)
 
 
 def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..vocab import CATEGORIES
-from . import access, evasive, mirai, site
+from . import access, covert, evasive, mirai, site
 from .labels import Label, labels_path, write_labels
 from .mirai import VECTORS, Env
 from .sessions import Host
@@ -57,10 +57,19 @@ SCENARIOS: dict[str, str] = {
     "flagflood": "a camera floods a service port with TCP RST or FIN segments of no connection",
     "slowhttp": "a camera holds hundreds of connections to one web server open (slowloris, slow POST)",
     "dnstorture": "a camera sends random-subdomain queries to a public resolver or the domain's own name server",
+    "tlsbeacon": "a camera opens a new TLS connection to a dynamic-DNS host every few seconds with jitter",
+    "postbeacon": "a camera checks in with an HTTP POST to a rare internet address on an odd port, a new connection each time",
+    "ratsession": "a camera runs a remote-access trojan: dynamic-DNS lookup, a session on the RAT port with pings, pushes of tens of kB, reconnects",
+    "dnstunnel": "a camera tunnels data through DNS: many unique encoded names under one domain (NULL/TXT/MX/CNAME/A)",
+    "dnsexfil": "a camera sends a file out one way in bursts of DNS queries for encoded chunks (every answer NXDOMAIN)",
+    "credexfil": "a camera's stealer checks its public address, then sends stolen credentials by SMTP or FTP",
+    "chunkupload": "a camera uploads data in HTTP(S) POST chunks of megabytes to a rare host",
+    "slowexfil": "a camera sleeps, then uploads slowly for minutes to a new internet address (hundreds of times its normal)",
     "after": "the hospital site after the fix: the recorder is isolated and silent, internet hosts keep "
              "trying to log in to its address (use the hospital's seed for the same site)",
 }
 DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0, "night": 86_400.0}
+DEFAULT_DURATION["slowexfil"] = 720.0  # the slow surge is judged after 3 quiet windows of its own and lasts 3 more
 # `after` starts at 13:12 JST, when the incident's recorder was switched off and the firewall
 # then blocked 1,733 login attempts against it in a burst
 AFTER_OFFSET_S = 22 * 60.0
@@ -79,6 +88,7 @@ EVASIVE = {"slowscan": evasive.slow_scan, "udpscan": evasive.udp_port_scan, "dea
            "slowhttp": access.slow_http,
            "dnstorture": access.dns_torture,
            }
+EVASIVE.update(covert.FAMILIES)  # C2 and exfiltration as commodity malware does them (:mod:`.covert`)
 BEHAVIOURS = (*CATEGORIES, "hospital", *EVASIVE)
 
 
