@@ -7,7 +7,10 @@
                             classes, library versions, training data, metrics, decision thresholds
 
 A ``multilabel`` bundle (the behaviour model) holds a forest with one binary output per name of
-``classes``; its probabilities are each output's probability of 1.
+``classes``; its probabilities are each output's probability of 1. A bundle with ``views`` holds
+one binary forest per name of ``classes`` instead (a list, in ``classes`` order), each fitted on
+the columns its view names (``manifest["views"]``: class → feature names); ``forest.npz`` holds
+their trees together, each tree's features as columns of the whole feature row.
 
 Loading never executes code from the file: skops only rebuilds the types on an explicit trusted
 list (:data:`TRUSTED_TYPES`), and the estimator's sha256 must match the manifest before skops
@@ -95,7 +98,15 @@ class Bundle:
             _forest_proba(np.ascontiguousarray(X, np.float32).astype(np.float64), f["roots"], f["left"], f["right"],
                           f["feature"], f["threshold"], f["value"], out)
             return out
-        return estimator_proba(self.estimator, X, bool(self.manifest.get("multilabel")))
+        return estimator_proba(self.estimator, X, bool(self.manifest.get("multilabel")), self.view_columns())
+
+    def view_columns(self) -> list[list[int]] | None:
+        """Per class, the feature columns its forest reads (a bundle with views), else None."""
+        views = self.manifest.get("views")
+        if not views:
+            return None
+        names = [f["name"] for f in self.manifest["features"]]
+        return [[names.index(n) for n in views[c]] for c in self.classes]
 
     @property
     def name(self) -> str:
@@ -136,9 +147,13 @@ def positive_columns(estimator: Any) -> list[int]:
     return [list(np.asarray(c).tolist()).index(1) for c in classes]
 
 
-def estimator_proba(estimator: Any, X: np.ndarray, multilabel: bool = False) -> np.ndarray:
+def estimator_proba(estimator: Any, X: np.ndarray, multilabel: bool = False,
+                    views: list[list[int]] | None = None) -> np.ndarray:
     """Columns in the bundle's ``classes`` order: a classifier's class probabilities or, for a
-    ``multilabel`` forest, each output's probability of its class 1."""
+    ``multilabel`` forest, each output's probability of its class 1; with ``views``, ``estimator``
+    is one binary forest per class, each reading its view's columns of ``X``."""
+    if views is not None:
+        return np.column_stack([_one_proba(est, X[:, cols]) for est, cols in zip(estimator, views, strict=True)])
     p = estimator.predict_proba(X)
     if not multilabel:
         return np.asarray(p)
@@ -146,9 +161,47 @@ def estimator_proba(estimator: Any, X: np.ndarray, multilabel: bool = False) -> 
     return np.column_stack([parts[k][:, j] for k, j in enumerate(positive_columns(estimator))])
 
 
-def forest_arrays(estimator: Any, multilabel: bool = False) -> dict[str, np.ndarray] | None:
+def _one_proba(estimator: Any, X: np.ndarray) -> np.ndarray:
+    """A binary forest's probability of class 1 (0 when it never saw a 1)."""
+    classes = list(np.asarray(estimator.classes_).tolist())
+    return estimator.predict_proba(X)[:, classes.index(1)] if 1 in classes else np.zeros(len(X))
+
+
+def _view_arrays(forests: list[Any], views: list[list[int]]) -> dict[str, np.ndarray]:
+    """One binary forest per class, each on its view's columns, as one set of flat arrays: a tree
+    reads the whole row (its features mapped to their columns) and votes for its own class only,
+    its leaf values scaled so that the mean over all trees is the mean over its forest's trees."""
+    total = sum(len(f.estimators_) for f in forests)
+    parts = []
+    for k, (f, cols) in enumerate(zip(forests, views, strict=True)):
+        a = forest_arrays(f)
+        assert a is not None
+        classes = list(np.asarray(f.classes_).tolist())
+        v = np.zeros((len(a["value"]), len(forests)))
+        if 1 in classes:
+            v[:, k] = a["value"][:, classes.index(1)] * total / len(f.estimators_)
+        leaf = a["left"] < 0
+        a["feature"] = np.where(leaf, 0, np.asarray(cols, np.int64)[a["feature"]])
+        a["value"] = v
+        parts.append(a)
+    base, out = 0, {k: [] for k in ("roots", "left", "right", "feature", "threshold", "value")}
+    for a in parts:
+        n = len(a["left"])
+        out["roots"].append(a["roots"] + base)
+        out["left"].append(np.where(a["left"] < 0, -1, a["left"] + base))
+        out["right"].append(np.where(a["right"] < 0, -1, a["right"] + base))
+        for k in ("feature", "threshold", "value"):
+            out[k].append(a[k])
+        base += n
+    return {k: (np.vstack(v) if k == "value" else np.concatenate(v)) for k, v in out.items()}
+
+
+def forest_arrays(estimator: Any, multilabel: bool = False,
+                  views: list[list[int]] | None = None) -> dict[str, np.ndarray] | None:
     """The trees of a fitted forest classifier as flat arrays (None for other estimators); the
     leaf values are the columns :func:`estimator_proba` gives, averaged over the trees."""
+    if views is not None:
+        return _view_arrays(estimator, views)
     trees = getattr(estimator, "estimators_", None)
     if not trees or not all(hasattr(t, "tree_") for t in trees):
         return None
@@ -218,11 +271,14 @@ def _open_forest(folder: Path, manifest: dict[str, Any]) -> dict[str, np.ndarray
 
 def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[tuple[str, str]],
                 classes: list[str], training: list[str], metrics: dict[str, Any], thresholds: dict[str, float],
-                extra: dict[str, Any] | None = None, multilabel: bool = False) -> Path:
+                extra: dict[str, Any] | None = None, multilabel: bool = False,
+                views: dict[str, list[str]] | None = None) -> Path:
     """Write ``estimator`` and its manifest into the folder ``path`` (created if needed).
 
     ``multilabel``: the estimator is a forest with one binary (0/1) output per name of ``classes``
-    (a window may show several behaviours at once); its probabilities are each output's class 1."""
+    (a window may show several behaviours at once); its probabilities are each output's class 1.
+    ``views``: the estimator is a list of binary forests, one per name of ``classes``, each fitted
+    on the features its view names (class → feature names)."""
     import skops.io as sio
 
     out = Path(path)
@@ -233,7 +289,9 @@ def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[t
     if untrusted:
         est.unlink()
         raise ModelError(f"{out}: the estimator contains types outside the trusted list: {', '.join(untrusted)}")
-    forest = forest_arrays(estimator, multilabel)
+    names = [n for n, _ in features]
+    cols = [[names.index(n) for n in views[c]] for c in classes] if views is not None else None
+    forest = forest_arrays(estimator, multilabel, cols)
     forest_meta: dict[str, Any] = {}
     if forest is not None:
         np.savez(out / FOREST_FILE, **forest)
@@ -244,11 +302,14 @@ def save_bundle(path: str | Path, estimator: Any, *, kind: str, features: list[t
         "kind": kind,
         "name": out.name,
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "estimator": {"file": ESTIMATOR_FILE, "sha256": _sha256(est), "type": type(estimator).__name__},
+        "estimator": {"file": ESTIMATOR_FILE, "sha256": _sha256(est),
+                      "type": (f"list of {type(estimator[0]).__name__}" if isinstance(estimator, list)
+                               else type(estimator).__name__)},
         **forest_meta,
         "features": [{"name": n, "dtype": d} for n, d in features],
         "classes": list(classes),
         **({"multilabel": True} if multilabel else {}),
+        **({"views": {c: list(views[c]) for c in classes}} if views is not None else {}),
         "thresholds": thresholds,
         "versions": versions(),
         "training": training,
@@ -285,6 +346,12 @@ def load_bundle(path: str | Path, *, kind: str, features: list[tuple[str, str]],
                  ("; " if missing and extra else "") + (f"unknown {', '.join(str(x) for x in extra[:5])}" if extra else "")
         raise ModelError(f"{folder}: feature schema does not match this iotwatch "
                          f"({detail or 'same names, other order or dtypes'}); retrain with `iotwatch train`")
+    views = manifest.get("views")
+    if views is not None:
+        known = {n for n, _ in want}
+        if (not isinstance(views, dict) or set(views) != set(manifest.get("classes", []))
+                or any(not isinstance(v, list) or not v or not set(v) <= known for v in views.values())):
+            raise ModelError(f"{mpath}: views do not name one list of known features per class")
     _check_hash(folder, manifest)
     b = Bundle(folder, manifest)
     if "forest" in manifest:

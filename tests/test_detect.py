@@ -321,7 +321,8 @@ def test_shipped_models_load_and_agree() -> None:
     assert m.classes == ["scan", "bruteforce", "flood", "exfil", "c2"] and m.manifest["multilabel"] is True
     assert all(0.6 <= t < 1 for t in m.thresholds.values())
     X = np.abs(np.random.default_rng(2).standard_cauchy((200, len(FEATURES))))
-    assert np.abs(m.predict_proba(X) - estimator_proba(m.estimator, X, multilabel=True)).max() < 1e-12
+    assert set(m.manifest["views"]) == set(m.classes)
+    assert np.abs(m.predict_proba(X) - estimator_proba(m.estimator, X, True, m.view_columns())).max() < 1e-12
     assert default_type_model() is not None, "models/device_type is missing: run `make model`"
 
 

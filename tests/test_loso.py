@@ -96,7 +96,7 @@ def test_windows_show_every_behaviour_they_overlap() -> None:
 
 
 def test_the_model_alone_flags_seeds_it_never_saw(pool: loso.Pool, tmp_path: Path) -> None:
-    """A fold model (multi-label forest, thresholds from device-grouped folds) trained on these
+    """A fold model (one monotone forest per behaviour, thresholds from grouped folds) trained on these
     seeds: the same fit twice gives the same model; on a scan and a site of seeds it never saw,
     the model alone flags the scanner as a scan and no device of the site."""
     model = loso.fit(pool.data, n_jobs=2)
@@ -104,8 +104,10 @@ def test_the_model_alone_flags_seeds_it_never_saw(pool: loso.Pool, tmp_path: Pat
     assert model.outputs == ["scan", "c2"] == again.outputs and model.thresholds == again.thresholds
     assert all(0.6 <= t <= 0.99 for t in model.thresholds.values())
     from iotwatch.bundle import forest_arrays
+    from iotwatch.learn.behaviour import view_columns
 
-    a, b = forest_arrays(model.estimator, multilabel=True), forest_arrays(again.estimator, multilabel=True)
+    views = view_columns(model.outputs)
+    a, b = forest_arrays(model.estimator, True, views), forest_arrays(again.estimator, True, views)
     assert a is not None and b is not None and all(np.array_equal(a[k], b[k]) for k in a)  # the same trees
     made = [generate(Options(sc, seed=seed, duration=150, uplink_mbps=4), tmp_path / f"{sc}-{seed}.pcap").labels_file
             for sc, seed in (("scan", 7391), ("site", 7392))]

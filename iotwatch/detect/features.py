@@ -3,9 +3,13 @@
 The window counters of the pipeline (:data:`iotwatch.records.WINDOW_FIELDS`) plus what the
 evidence adds per window: probes by kind, the busiest authentication service, the busiest target,
 ARP and DNS fan-out, the regularity of connections to one peer, and upload against the device's
-own baseline; then scale-free views of them (:data:`RATIOS`: what the traffic is made of, not how
-much of it there is) and each window against the device's own earlier windows (:data:`HISTORY`).
-:data:`FEATURES` fixes names, order and dtypes; model bundles record it and refuse another.
+own baseline; what the device's behaviour is made of, from its evidence events
+(:data:`BEHAVIOUR_FEATURES`: entropy and novelty of targets, failures, repeated logins, regularity
+across windows, held beats, where the upload goes); then scale-free views of the counters
+(:data:`RATIOS`: what the traffic is made of, not how much of it there is) and each window against
+the device's own earlier windows (:data:`HISTORY`, ``upload_x_quiet``). :data:`VIEWS` names, per
+behaviour, the features its forest reads. :data:`FEATURES` fixes names, order and dtypes; model
+bundles record it and refuse another.
 """
 
 from __future__ import annotations
@@ -38,6 +42,30 @@ EVIDENCE_FEATURES = ("probes", "probe_targets", "probe_hosts", "weird_probes", "
                      "udp_noreply", "auth_max_service", "ext_flows", "max_flows_one_host", "max_pkts_one_host",
                      "arp_targets", "dns_names", "dns_max_names_one_domain", "dns_mean_name_len", "dns_odd_types",
                      "c2_hellos", "beacon_max_regular", "upload_x_baseline", "upload_mbps")
+#: behaviour-describing views of a device's evidence events (:func:`_behaviour_features`): the
+#: mix of its targets and ports, novelty against its own earlier windows, what failed, repeated
+#: short sessions to one service, periodicity across windows, sessions held on a beat, where the
+#: upload goes: what a behaviour is, whatever the capture's scale or context
+BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel_failed_hosts",
+                      "failed_hosts_per_lookup", "failed_share",
+                      "failed_targets", "failed_ports_one_host", "repeat_sessions_one_target", "repeat_session_share",
+                      "repeat_logins_one_target", "login_sessions", "short_session_share",
+                      "regular_failed_repeats", "regular_conn_repeats", "held_beats", "top_upload_share",
+                      "top_upload_novel", "top_upload_out_in", "echo_bytes_per_packet")
+#: each behaviour's view: the features that describe it, and the only ones its forest reads
+#: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
+#: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
+#: what its training captures happened to show alongside it (the hospital's brute force always
+#: came with a Mirai scan, its C2 with an upload)
+VIEWS: dict[str, tuple[str, ...]] = {
+    "scan": ("failed_hosts_per_lookup", "failed_ports_one_host", "failed_share"),
+    "bruteforce": ("repeat_logins_one_target",),
+    "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
+              "upload_mbps", "packets_out_x_own"),
+    "exfil": ("upload_x_baseline", "upload_x_quiet", "bytes_out_x_own", "out_in_bytes", "upload_mbps", "top_upload_share",
+              "top_upload_novel", "echo_bytes_per_packet", "dns_mean_name_len", "dns_odd_types"),
+    "c2": ("regular_failed_repeats", "held_beats", "c2_hellos"),
+}
 #: scale-free views of the counters above (numerator, denominator): what a window's traffic is made
 #: of rather than how much of it there is, so that a rate or a capture length never seen in
 #: training reads like the ones seen (a flood of another vector, an upload surge on a slow link)
@@ -76,8 +104,12 @@ HISTORY: tuple[tuple[str, str, float], ...] = (
     ("dst_ips_x_own", "dst_ips", 2.0),
     ("bytes_out_x_own", "bytes_out", 1000.0),
 )
-DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY))
-FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *DERIVED)]
+#: upload_x_quiet: upload over the lower quantile QUIET_QUANTILE of the device's earlier windows
+#: (at least 1,000 B; 0 before two earlier windows): against its quiet minutes, not its median
+QUIET_QUANTILE = 0.2
+DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet")
+FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES,
+                                                             *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
 
 
@@ -200,6 +232,165 @@ def _event_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: 
         X[:, col[name]] = out[:, j]
 
 
+_FAILED = K_PROBE | K_WEIRD | K_HALF_OPEN | K_EMPTY_RST | K_UDP_NOREPLY
+#: a short session: a completed TCP session with payload of at most this many client packets,
+#: client payload bytes and seconds (a login attempt, a request), whatever its port
+SHORT_PKTS, SHORT_PAYLOAD, SHORT_S = 40, 4096, 30.0
+#: connections to one target are regular when at least REGULAR_MIN of them came at intervals whose
+#: coefficient of variation is at most REGULAR_CV (and at least one second apart on average)
+REGULAR_MIN, REGULAR_CV = 3, 0.25
+#: a held session beats when one side started most of its exchanges on one beat (as the rules' _on_beat)
+HELD_ON_BEAT = 0.75
+_APP_LOGIN = (1, 2, 3)  # ssh, telnet, ftp (evidence.APPS)
+
+
+def _pairs(w: np.ndarray, key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (window, key) pairs: their window, key, event count, and each event's pair number."""
+    order = np.lexsort((key, w))
+    ws, ks = w[order], key[order]
+    new = np.ones(len(ws), bool)
+    new[1:] = (ws[1:] != ws[:-1]) | (ks[1:] != ks[:-1])
+    gid = np.cumsum(new) - 1
+    pair = np.empty(len(w), np.int64)
+    pair[order] = gid
+    return ws[new], ks[new], np.bincount(gid), pair
+
+
+def _p_first(pair: np.ndarray) -> np.ndarray:
+    """The index of the first event of each pair number in ``pair`` (as :func:`_pairs` numbers them)."""
+    _u, first = np.unique(pair, return_index=True)
+    return first
+
+
+def _entropy(w: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """Per window, the Shannon entropy (bits) of ``key`` over its events."""
+    out = np.zeros(n)
+    if not len(w):
+        return out
+    pw, _k, c, _p = _pairs(w, key)
+    tot = np.bincount(pw, c, minlength=n)
+    p = c / tot[pw]
+    return np.bincount(pw, -p * np.log2(p), minlength=n)
+
+
+def _regular_repeats(ts: np.ndarray, key: np.ndarray, w: np.ndarray, n: int) -> np.ndarray:
+    """Per window, the most connections any one target had so far in the device's history (up to
+    and including the window) when their intervals were regular (:data:`REGULAR_CV`): a
+    controller called like clockwork, dead or alive, whatever its port and however slow its beat."""
+    out = np.zeros(n)
+    if len(ts) < REGULAR_MIN:
+        return out
+    order = np.lexsort((ts, key))
+    k, t, ww = key[order], ts[order], w[order]
+    start = np.ones(len(k), bool)
+    start[1:] = k[1:] != k[:-1]
+    gid = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    iv = np.diff(t, prepend=t[0])
+    iv[start] = 0.0
+    s1, s2 = np.cumsum(iv), np.cumsum(iv * iv)
+    s1 -= s1[first][gid]
+    s2 -= s2[first][gid]
+    cnt = np.arange(len(k)) - first[gid] + 1
+    niv = np.maximum(cnt - 1, 1)
+    mean = s1 / niv
+    std = np.sqrt(np.maximum(s2 / niv - mean * mean, 0.0))
+    ok = (cnt >= REGULAR_MIN) & (mean >= 1.0) & (std <= REGULAR_CV * mean)
+    np.maximum.at(out, ww[ok], cnt[ok].astype(np.float64))
+    return out
+
+
+def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray) -> None:
+    """The :data:`BEHAVIOUR_FEATURES` of every window of a device (events in time order)."""
+    n = len(starts)
+    ts = ev["ts"]
+    w = np.clip(np.searchsorted(starts, ts, side="right") - 1, 0, n - 1).astype(np.int64)
+    kind = ev["kind"].astype(np.int64)
+    host = host_key(ev["dst_hi"], ev["dst_lo"])
+    dport = ev["dport"].astype(np.uint64)
+    target = host ^ (dport * _MIX)
+    # a failure: a connection nobody completed, a datagram or an echo request nobody answered
+    failed = ((kind & _FAILED) != 0) | (((kind & K_ECHO) != 0) & (ev["pkts_in"] == 0))
+    tcp = ev["proto"] == 6
+    nflows = np.maximum(X[:, WINDOW_COUNTERS.index("new_flows")], 1.0)
+    X[:, col["host_entropy"]] = _entropy(w, host, n)
+    tu = tcp | (ev["proto"] == 17)
+    X[:, col["port_entropy"]] = _entropy(w[tu], dport[tu], n)
+    # novelty: a host is new in the window of its first event
+    pw, pk, _c, pair = _pairs(w, host)
+    hosts, first_i = np.unique(host, return_index=True)
+    novel = w[first_i][np.searchsorted(hosts, pk)] == pw
+    X[:, col["novel_host_share"]] = np.bincount(pw, novel, minlength=n) / np.maximum(np.bincount(pw, minlength=n), 1)
+    first_failed = np.zeros(len(pw), bool)
+    first_failed[pair[first_i]] = failed[first_i]
+    X[:, col["novel_failed_hosts"]] = np.bincount(pw, novel & first_failed, minlength=n)
+    # a scanner contacts addresses it never looked up; a device whose cloud does not answer looked
+    # each one up (IoT Sentinel's WeMo plugs: 20 unreachable hosts a minute, 17 DNS queries)
+    X[:, col["failed_hosts_per_lookup"]] = (X[:, col["novel_failed_hosts"]]
+                                            / (1.0 + X[:, WINDOW_COUNTERS.index("dns_queries")]))
+    X[:, col["failed_share"]] = np.bincount(w, failed, minlength=n) / np.maximum(nflows, np.bincount(w, minlength=n))
+    if failed.any():
+        fw, _k, _c, fp = _pairs(w[failed], target[failed])
+        X[:, col["failed_targets"]] = np.bincount(fw, minlength=n)
+        # the most ports that failed on one host (a vertical scan): distinct (host, port) per host
+        one = _p_first(fp)
+        hw, _k, hc, _p = _pairs(w[failed][one], host[failed][one])
+        most = np.zeros(n)
+        np.maximum.at(most, hw, hc.astype(np.float64))
+        X[:, col["failed_ports_one_host"]] = most
+    # sessions: completed TCP with payload; short ones, repeated to one target, logins
+    sess = tcp & ~failed & ((ev["payload_out"] > 0) | (ev["payload_in"] > 0))
+    short = sess & (ev["pkts_out"] <= SHORT_PKTS) & (ev["payload_out"] <= SHORT_PAYLOAD) & (ev["end"] - ts <= SHORT_S)
+    if short.any():
+        sw, _sk, sc, _sp = _pairs(w[short], target[short])
+        rep = np.zeros(n)
+        np.maximum.at(rep, sw, sc.astype(np.float64))
+        X[:, col["repeat_sessions_one_target"]] = rep
+        X[:, col["repeat_session_share"]] = rep / nflows
+    login = sess & (((kind & K_AUTH) != 0) | np.isin(ev["app"], _APP_LOGIN))
+    X[:, col["login_sessions"]] = np.bincount(w, login, minlength=n)
+    if login.any():
+        lw, _lk, lc, _lp = _pairs(w[login], target[login])
+        rep = np.zeros(n)
+        np.maximum.at(rep, lw, lc.astype(np.float64))
+        X[:, col["repeat_logins_one_target"]] = rep
+    X[:, col["short_session_share"]] = np.bincount(w, short, minlength=n) / np.maximum(np.bincount(w, sess, minlength=n), 1)
+    # periodicity across windows: failed connections to one target, and any connection to one
+    probe = tcp & ((kind & K_PROBE) != 0)
+    X[:, col["regular_failed_repeats"]] = _regular_repeats(ts[probe], target[probe], w[probe], n)
+    ext = tu & ((kind & K_EXT) != 0)
+    X[:, col["regular_conn_repeats"]] = _regular_repeats(ts[ext], target[ext], w[ext], n)
+    # sessions held on a beat: the beats accrued by each window they span
+    beats = ev["hb_beats"].astype(np.float64)
+    held = np.flatnonzero(tcp & (beats >= 3) & (beats >= HELD_ON_BEAT * ev["hb_pushes"]) & (ev["hb_beat_s"] >= 1.0))
+    for i in held[:4096]:
+        lo = max(int(w[i]), 0)
+        hi = int(np.clip(np.searchsorted(starts, ev["end"][i], side="right") - 1, lo, n - 1))
+        ends = starts[lo:hi + 1] + (starts[1] - starts[0] if n > 1 else 60.0)
+        acc = np.minimum(beats[i], np.floor((ends - ts[i]) / float(ev["hb_beat_s"][i])))
+        np.maximum(X[lo:hi + 1, col["held_beats"]], acc, out=X[lo:hi + 1, col["held_beats"]])
+    # where the upload goes: the busiest destination's share, whether it is new, its out/in
+    up = ev["bytes_out"].astype(np.float64)
+    if up.any():
+        pout = np.bincount(pair, up)
+        pin = np.bincount(pair, ev["payload_in"].astype(np.float64), minlength=len(pout))
+        ppay = np.bincount(pair, ev["payload_out"].astype(np.float64), minlength=len(pout))
+        order = np.lexsort((pout, pw))
+        last = np.ones(len(order), bool)
+        last[:-1] = pw[order][1:] != pw[order][:-1]
+        top = order[last]  # the busiest pair of each window with events
+        tw = pw[top]
+        bo = np.maximum(X[tw, WINDOW_COUNTERS.index("bytes_out")], pout[top])
+        X[tw, col["top_upload_share"]] = np.where(bo > 0, pout[top] / np.maximum(bo, 1.0), 0.0)
+        X[tw, col["top_upload_novel"]] = (novel[top] & (pout[top] > 0)).astype(np.float64)
+        X[tw, col["top_upload_out_in"]] = ppay[top] / np.maximum(pin[top], 1.0)
+    echo = (kind & K_ECHO) != 0
+    if echo.any():
+        eb = np.bincount(w[echo], up[echo], minlength=n)
+        ep = np.bincount(w[echo], ev["pkts_out"][echo].astype(np.float64), minlength=n)
+        X[:, col["echo_bytes_per_packet"]] = eb / np.maximum(ep, 1.0)
+
+
 def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
     """Each value over the median of the values before it (at least ``floor``); 0 for the first two."""
     out = np.zeros(len(x))
@@ -213,6 +404,19 @@ def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
     return out
 
 
+def _own_quiet(x: np.ndarray, floor: float) -> np.ndarray:
+    """Each value over the lower :data:`QUIET_QUANTILE` of the values before it (at least
+    ``floor``); 0 for the first two. Unlike the median, a surge that has lasted longer than the
+    quiet part before it does not become its own reference."""
+    out = np.zeros(len(x))
+    earlier: list[float] = []  # kept sorted
+    for i, v in enumerate(x.tolist()):
+        if i >= 2:
+            out[i] = v / max(earlier[int(QUIET_QUANTILE * (i - 1))], floor)
+        bisect.insort(earlier, v)
+    return out
+
+
 def derived_features(X: np.ndarray) -> None:
     """Fill the :data:`DERIVED` columns of a device's feature matrix (windows in time order) from
     its other columns."""
@@ -221,6 +425,7 @@ def derived_features(X: np.ndarray) -> None:
         X[:, idx[name]] = X[:, idx[num]] / np.maximum(X[:, idx[den]], 1.0)
     for name, col, floor in HISTORY:
         X[:, idx[name]] = _own_median(X[:, idx[col]], floor)
+    X[:, idx["upload_x_quiet"]] = _own_quiet(X[:, idx["upload_bytes"]], 1000.0)
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
@@ -231,7 +436,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     for j, name in enumerate(WINDOW_COUNTERS):
         X[:, j] = windows[name]
     base = len(WINDOW_COUNTERS)
-    col = {name: base + k for k, name in enumerate(EVIDENCE_FEATURES)}
+    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES))}
     starts = windows["window_start"]
     up = windows["upload_bytes"].astype(np.float64)
     # upload against the device's baseline: the one given, else the median of its earlier windows
@@ -247,6 +452,7 @@ def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, st
     ev = d.events()
     if len(ev):
         _event_features(X, col, ev, starts)
+        _behaviour_features(X, col, ev, starts)
     if d.arp:
         a = np.array([(t, x) for t, x, _ in d.arp])
         w_of = np.searchsorted(starts, a[:, 0], side="right") - 1

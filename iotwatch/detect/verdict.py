@@ -21,7 +21,7 @@ from ..addrs import ip_str
 from ..records import DeviceRecord
 from ..vocab import CATEGORIES
 from .alerts import Alert
-from .features import FEATURE_NAMES
+from .features import FEATURE_NAMES, VIEWS
 from .rules import Finding, frame_ref
 
 MERGE_GAP_S = 120.0
@@ -125,7 +125,7 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
             lo, hi = float(starts[r[0]]), float(starts[r[-1]] + window_s)
             if any(a <= hi and lo <= b for a, b in covered.get(cat, [])):
                 continue
-            top = _top_features(X[r])
+            top = _top_features(X[r], VIEWS.get(cat))
             fire = float(starts[r[MODEL_ONLY_WINDOWS - 1]] + window_s)
             evd: dict[str, object] = {"windows": len(r), "model_probability": round(float(p[r].max()), 4),
                                       "features": {n: float(X[r][:, FEATURE_NAMES.index(n)].max()) for n in top}}
@@ -135,10 +135,12 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
     return out
 
 
-def _top_features(X: np.ndarray, n: int = 3) -> list[str]:
-    """The features of these windows furthest from zero on a log scale (a readable hint, not SHAP)."""
-    v = np.log1p(np.abs(X).max(axis=0))
-    return [FEATURE_NAMES[i] for i in np.argsort(-v)[:n]]
+def _top_features(X: np.ndarray, view: tuple[str, ...] | None = None, n: int = 3) -> list[str]:
+    """The features of these windows furthest from zero on a log scale (a readable hint, not SHAP),
+    among the behaviour's view when given (the features its forest reads: the evidence it judged)."""
+    cols = [FEATURE_NAMES.index(f) for f in view] if view else list(range(len(FEATURE_NAMES)))
+    v = np.log1p(np.abs(X[:, cols]).max(axis=0))
+    return [FEATURE_NAMES[cols[i]] for i in np.argsort(-v, kind="stable")[:n] if v[i] > 0] or [FEATURE_NAMES[cols[0]]]
 
 
 def _cited_source(f: Finding, ev: np.ndarray | None, files: list[str]) -> str | None:

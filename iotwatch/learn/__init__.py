@@ -4,7 +4,7 @@
         └─► observe.py: one `analyze` run per capture (pipeline + Detector + Inventory)
               ├─► behaviour.py: labelled device windows ─┐
               └─► device_type.py: labelled devices ──────┴─► forest.py (random forest,
-                                                             device-grouped folds) ─► bundle
+                                                             grouped folds) ─► bundle
     evaluate.py: detection (rules + model) against labels; report.py: ``make eval``
 
 Nothing the pipeline uses imports this package: it imports the pipeline. Importing

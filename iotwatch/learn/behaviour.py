@@ -1,15 +1,18 @@
 """Labelled captures → the behaviour model (what a device does, per window).
 
 Each capture is observed once (:mod:`.observe`: the pipeline's own detector windows and
-features). The model is multi-label: one binary output per behaviour. A window of a host labelled
+features). The model is multi-label: one binary forest per behaviour, over that behaviour's view
+(:data:`~iotwatch.detect.features.VIEWS`) and monotone in it. A window of a host labelled
 with a behaviour, from its first bad packet to its last, shows that behaviour; a window may show
 several (the hospital's camera scans, brute-forces, beacons and uploads at once, and teaches all of
-them); other windows of labelled hosts show none (victims too: being attacked is not misbehaving),
-and windows of unlabelled hosts are left out. Cross-validation splits by device
+them, each to its own forest); other windows of labelled hosts show none (victims too: being
+attacked is not misbehaving), and windows of unlabelled hosts are left out; a window labelled with
+a behaviour but holding none of its view's evidence does not teach it (:func:`teaches`).
+Cross-validation splits by source family (the captures' sets and generators), else by device
 (:func:`.forest.grouped_folds`: all windows of one MAC, across captures, fall in the same fold),
 never at random over the windows of one episode. The decision thresholds come from the out-of-fold
 probabilities (:func:`thresholds_from`): a behaviour's threshold is set above every window of a
-held-out device that does not show it, within a floor and a cap.
+held-out family that shows no behaviour, within a floor and a cap.
 
 Training says in one line each what would make a poor model: a row whose host is no device of
 its capture, a class with fewer than :data:`MIN_DEVICES` devices or :data:`MIN_WINDOWS`
@@ -28,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..bundle import estimator_proba, save_bundle
-from ..detect.features import FEATURE_NAMES, FEATURES
+from ..detect.features import FEATURE_NAMES, FEATURES, VIEWS
 from ..detect.model import CLASSES, KIND
 from ..errors import InputError
 from ..vocab import CATEGORIES
@@ -152,30 +155,53 @@ def outputs_of(data: Dataset) -> list[str]:
     return [c for j, c in enumerate(CATEGORIES) if 0 < n[j] < len(data)]
 
 
-def fit_forest(data: Dataset, outputs: list[str], seed: int, n_jobs: int) -> Any:
-    """A multi-label forest: one binary output per behaviour of ``outputs`` (a window can show
-    several behaviours, and every scenario teaches every behaviour it holds)."""
-    cols = [CATEGORIES.index(c) for c in outputs]
+def view_columns(outputs: list[str]) -> list[list[int]]:
+    """Per behaviour of ``outputs``, the feature columns of its view (:data:`VIEWS`)."""
+    return [[FEATURE_NAMES.index(n) for n in VIEWS[c]] for c in outputs]
+
+
+def teaches(data: Dataset, behaviour: str) -> np.ndarray:
+    """The windows that teach ``behaviour``'s forest: all but the windows labelled with it that
+    hold none of its evidence (every feature of its view 0: a controller's link idle between two
+    heartbeats, the quiet minutes inside a labelled episode). Such a window says nothing of what
+    the behaviour looks like, and taught as a positive it would make every idle window resemble it."""
+    cols = [FEATURE_NAMES.index(n) for n in VIEWS[behaviour]]
+    shows = data.Y[:, CATEGORIES.index(behaviour)] > 0
+    return ~(shows & ~(data.X[:, cols] != 0).any(axis=1))
+
+
+def fit_forest(data: Dataset, outputs: list[str], seed: int, n_jobs: int) -> list[Any]:
+    """One binary forest per behaviour of ``outputs`` (a window can show several behaviours, and
+    every scenario teaches every behaviour it holds), each on its view's features only and
+    monotone: more of a behaviour's evidence never lowers its probability (see :data:`VIEWS`)."""
+    out = []
     with quiet():
-        return behaviour_forest(seed, n_jobs).fit(data.X.astype(np.float32), data.Y[:, cols])
+        for c, cols in zip(outputs, view_columns(outputs), strict=True):
+            rows = teaches(data, c)
+            est = behaviour_forest(seed, n_jobs, len(cols))
+            out.append(est.fit(data.X[rows][:, cols].astype(np.float32), data.Y[rows, CATEGORIES.index(c)]))
+    return out
 
 
-def forest_proba(est: Any, X: np.ndarray) -> np.ndarray:
+def forest_proba(est: Any, X: np.ndarray, outputs: list[str]) -> np.ndarray:
     """(windows × outputs) probability of each behaviour, as a bundle gives it."""
-    return estimator_proba(est, X.astype(np.float32), multilabel=True)
+    return estimator_proba(est, X.astype(np.float32), multilabel=True, views=view_columns(outputs))
 
 
-def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS) -> tuple[np.ndarray, list[str]]:
-    """Out-of-fold probability of each behaviour (``outputs_of(data)``), folds grouped by device;
+def cross_validate(data: Dataset, seed: int, n_jobs: int, n_splits: int = FOLDS,
+                   groups: np.ndarray | None = None) -> tuple[np.ndarray, list[str]]:
+    """Out-of-fold probability of each behaviour (``outputs_of(data)``), folds grouped by device,
+    or by ``groups`` (one per window: the windows' source families) when they hold two or more;
     0 in a fold whose training part has no window of that behaviour."""
     outputs = outputs_of(data)
     oof = np.zeros((len(data), len(outputs)))
-    for tr, te in grouped_folds(data.groups, n_splits):
+    by = groups if groups is not None and len(set(groups.tolist())) >= 2 else data.groups
+    for tr, te in grouped_folds(by, n_splits):
         part = data.take(tr)
         have = [c for c in outputs_of(part) if c in outputs]
         if not have:
             continue
-        p = forest_proba(fit_forest(part, have, seed, n_jobs), data.X[te])
+        p = forest_proba(fit_forest(part, have, seed, n_jobs), data.X[te], have)
         for k, c in enumerate(have):
             oof[te, outputs.index(c)] = p[:, k]
     return oof, outputs
@@ -189,12 +215,25 @@ def _over(p: np.ndarray, outputs: list[str], thresholds: dict[str, float]) -> np
     return Y
 
 
-def behaviour_forest(seed: int, n_jobs: int) -> Any:
-    return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
+#: how much a window showing a behaviour weighs against one that does not, in its forest. Not
+#: "balanced" (tens of times, the ratio of normal windows to a behaviour's): with a monotone forest,
+#: a few labelled windows of faint evidence (an nmap probe of one port on one host, the first login
+#: of a brute force) so weighted make every window with as much evidence (a normal device's one
+#: failed connection, one login) read as the behaviour
+POSITIVE_WEIGHT = 4.0
+
+
+def behaviour_forest(seed: int, n_jobs: int, n_features: int | None = None) -> Any:
+    """A behaviour's binary forest over ``n_features`` view features, each constrained to raise
+    (never lower) the behaviour's probability; without ``n_features``, an unconstrained forest."""
+    if not n_features:
+        return forest(seed, n_jobs, min_samples_leaf=2, class_weight="balanced_subsample")
+    return forest(seed, n_jobs, min_samples_leaf=2, class_weight={0: 1.0, 1: POSITIVE_WEIGHT},
+                  monotonic_cst=[1] * n_features)
 
 
 #: a behaviour's decision threshold is the highest out-of-fold probability of that behaviour among
-#: the windows that do not show it, plus THRESHOLD_MARGIN, kept within [THRESHOLD_FLOOR, THRESHOLD_CAP]
+#: the windows that show no behaviour, plus THRESHOLD_MARGIN, kept within [THRESHOLD_FLOOR, THRESHOLD_CAP]
 THRESHOLD_MARGIN = 0.02
 THRESHOLD_FLOOR = 0.6
 THRESHOLD_CAP = 0.99
@@ -202,11 +241,14 @@ THRESHOLD_CAP = 0.99
 
 def thresholds_from(oof: np.ndarray, outputs: list[str], Y: np.ndarray) -> dict[str, float]:
     """Per behaviour, the lowest probability at which the model alone names it: above every
-    out-of-fold window of a device held out of its fold that does not show that behaviour (normal
-    windows, and windows of the other behaviours), within the floor and cap above."""
+    out-of-fold window (scored by forests that never saw its fold: its family, see
+    :func:`cross_validate`) that shows no behaviour at all (normal hosts' and victims' windows; a
+    window of another behaviour may resemble this one, a UDP flood on random ports a UDP port scan),
+    within the floor and cap above."""
     out = {}
+    quiet_rows = Y.sum(axis=1) == 0
     for j, c in enumerate(outputs):
-        neg = Y[:, CATEGORIES.index(c)] == 0
+        neg = quiet_rows
         worst = float(oof[neg, j].max()) if neg.any() else 0.0
         out[c] = round(min(THRESHOLD_CAP, max(THRESHOLD_FLOOR, worst + THRESHOLD_MARGIN)), 4)
     return out
@@ -251,7 +293,7 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
     say = log or (lambda _s: None)
     check_out(out)
     say(f"analysing the captures of {len(label_files)} label file(s) (n_jobs={n_jobs})")
-    data, observed, _named = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, warn=warn)
+    data, observed, named = build_dataset(label_files, window_s=window_s, n_jobs=n_jobs, warn=warn)
     if not len(data):
         raise InputError(label_files[0], "no labelled device windows found (do the hosts match the captures?)")
     counts = Counter(data.y.tolist())
@@ -263,32 +305,43 @@ def train(label_files: Sequence[str | Path], out: str | Path, *, window_s: float
                                          "(label misbehaving hosts, or --force to write it anyway)")
     for line in class_problems(data):
         (warn or say)(line)
-    oof, outputs = cross_validate(data, seed, n_jobs)
+    from .loso import capture_families  # (loso builds on this module)
+
+    fam = {str(c): f[0] for c, f in capture_families(list(named)).items()}
+    families = np.array([fam.get(m[0], m[0]) for m in data.meta], dtype=object)
+    by_family = len(set(families.tolist())) >= 2
+    oof, outputs = cross_validate(data, seed, n_jobs, groups=families)
     pred = single_labels(_over(oof, outputs, {c: 0.5 for c in outputs}))
     classes = [c for c in ("normal", *CATEGORIES) if c in set(data.y.tolist()) | set(pred.tolist())]
-    metrics = {"cross_validation": "GroupKFold by device, out-of-fold windows (a window is the first behaviour of "
-                                   "PRIORITY whose probability reaches 0.5, else normal)",
+    metrics = {"cross_validation": f"GroupKFold by {'source family' if by_family else 'device'}, out-of-fold "
+                                   "windows (a window is the first behaviour of PRIORITY whose probability reaches "
+                                   "0.5, else normal)",
                **window_metrics(data.y, pred, classes),
                "windows": len(data), "devices": len(set(data.groups)), "class_windows": dict(counts),
                "behaviour_windows": {c: int(data.Y[:, j].sum()) for j, c in enumerate(CATEGORIES)}}
     thresholds = thresholds_from(oof, outputs, data.Y)
     if outputs:
-        est = fit_forest(data, outputs, seed, n_jobs)
+        est: Any = fit_forest(data, outputs, seed, n_jobs)
         names = outputs
+        for f in est:
+            f.n_jobs = 1  # predicting a few windows: no process pool
+        params = est[0].get_params()
     else:  # forced: a model that knows only normal windows (it never names a behaviour)
         with quiet():
             est = behaviour_forest(seed, n_jobs).fit(data.X.astype(np.float32), data.y)
         names = [str(c) for c in est.classes_]
-    est.n_jobs = 1  # predicting a few windows: no process pool
+        est.n_jobs = 1
+        params = est.get_params()
     unknown = [c for c in names if c not in CLASSES]
     if unknown:
         raise InputError(label_files[0], f"unexpected classes {unknown}")
     captures = sorted(str(c) for c in observed)
     path = save_bundle(out, est, kind=KIND, features=FEATURES, classes=names, multilabel=bool(outputs),
+                       views={c: list(VIEWS[c]) for c in names} if outputs else None,
                        training=captures, metrics=metrics, thresholds=thresholds,
                        extra={"window_s": window_s, "seed": seed,
                               "label_files": [{"path": str(p), "sha256": sha256_of(Path(p))} for p in label_files],
-                              "estimator_params": {k: v for k, v in est.get_params().items()
+                              "estimator_params": {k: v for k, v in params.items()
                                                    if isinstance(v, int | float | str | type(None))},
                               "feature_names": FEATURE_NAMES})
     say(f"model written to {path} (thresholds {thresholds})")

@@ -24,12 +24,14 @@ N_TREES = 100
 FOLDS = 5
 
 
-def forest(seed: int, n_jobs: int, *, min_samples_leaf: int = 1, class_weight: str | None = None) -> Any:
-    """A random forest of :data:`N_TREES` trees."""
+def forest(seed: int, n_jobs: int, *, min_samples_leaf: int = 1, class_weight: str | None = None,
+           monotonic_cst: list[int] | None = None) -> Any:
+    """A random forest of :data:`N_TREES` trees (``monotonic_cst``: per feature, +1 when the
+    probability of class 1 may only rise with it; binary forests only)."""
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=N_TREES, min_samples_leaf=min_samples_leaf, class_weight=class_weight,
-                                  random_state=seed, n_jobs=n_jobs)
+                                  random_state=seed, n_jobs=n_jobs, monotonic_cst=monotonic_cst)
 
 
 def grouped_folds(groups: np.ndarray, n_splits: int = FOLDS) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -5,7 +5,7 @@ of MANIFEST.tsv (``iot_sentinel``, ``corelight_caldera``...), for a generated on
 wrote it (:func:`iotwatch.synth.sets.families`: ``scan``, ``c2``, ``site``, ``hospital``, one family
 per flood vector), an injection into a real capture belonging to its behaviour's family and to the
 real capture's set. For each family F, the behaviour model is trained on the captures that have
-nothing of F (its decision thresholds from device-grouped folds inside that training set, as
+nothing of F (its decision thresholds from family-grouped folds inside that training set, as
 ``iotwatch train`` sets them) and measured on the captures of F:
 
 * **rules + model**: the Detector's own verdicts (:func:`iotwatch.detect.verdict.combine`) — the
@@ -76,7 +76,7 @@ class Predictor:
         return list(self.outputs)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return forest_proba(self.estimator, X)
+        return forest_proba(self.estimator, X, self.outputs)
 
 
 @dataclass(slots=True)
@@ -143,18 +143,21 @@ def build_pool(label_files: Sequence[str | Path], *, window_s: float = 60.0, n_j
 #: a fold's model learns from at most this many normal windows (drawn at random, seeded; every
 #: misbehaving window is kept): days of idle devices add little but fitting time
 MAX_NORMAL = 15_000
-#: device-grouped folds inside a fold's training set, for its thresholds
+#: family-grouped folds inside a fold's training set, for its thresholds
 INNER_FOLDS = 3
 
 
-def fit(data: Dataset, seed: int = 0, n_jobs: int = 1) -> Predictor:
-    """A forest on ``data`` with thresholds from device-grouped folds inside it (as ``train``,
-    with :data:`INNER_FOLDS` folds and at most :data:`MAX_NORMAL` normal windows)."""
+def fit(data: Dataset, seed: int = 0, n_jobs: int = 1, families: np.ndarray | None = None) -> Predictor:
+    """A forest on ``data`` with thresholds from folds inside it grouped by source family
+    (``families``, one per window; by device without them), as ``train`` sets them, with
+    :data:`INNER_FOLDS` folds and at most :data:`MAX_NORMAL` normal windows."""
     normal = np.flatnonzero(data.Y.sum(axis=1) == 0)
     if len(normal) > MAX_NORMAL:
         drop = np.random.default_rng(seed).choice(normal, len(normal) - MAX_NORMAL, replace=False)
-        data = data.take(np.setdiff1d(np.arange(len(data)), drop))
-    oof, outputs = cross_validate(data, seed, n_jobs, INNER_FOLDS)
+        keep = np.setdiff1d(np.arange(len(data)), drop)
+        data = data.take(keep)
+        families = families[keep] if families is not None else None
+    oof, outputs = cross_validate(data, seed, n_jobs, INNER_FOLDS, families)
     th = thresholds_from(oof, outputs, data.Y)
     return Predictor(fit_forest(data, outputs, seed, n_jobs), outputs, th)
 
@@ -277,16 +280,24 @@ def _model_classes(model: Any, probs: dict[str, dict[str, np.ndarray]], keys: li
     return out
 
 
+def window_families(pool: Pool) -> np.ndarray:
+    """Each labelled window's family (its capture's first)."""
+    fam = {str(c): f[0] for c, f in pool.families.items()}
+    return np.array([fam[m[0]] for m in pool.data.meta], dtype=object)
+
+
 def leave_one_source_out(pool: Pool, *, seed: int = 0, n_jobs: int = 1, log: Warn | None = None) -> list[FoldResult]:
     """One fold per family: train on the captures holding nothing of it, measure on its captures."""
     say = log or (lambda _s: None)
     meta_cap = np.array([m[0] for m in pool.data.meta], dtype=object)
+    fam_of = window_families(pool)
     out = []
     for fam in pool.family_names():
         test = [c for c, f in pool.families.items() if f[0] == fam]
         keep = {str(c) for c, f in pool.families.items() if fam not in f}
-        train = pool.data.take(np.isin(meta_cap, list(keep)))
-        model = fit(train, seed, n_jobs) if train.Y.any() else None
+        rows = np.isin(meta_cap, list(keep))
+        train = pool.data.take(rows)
+        model = fit(train, seed, n_jobs, fam_of[rows]) if train.Y.any() else None
         rep, hits, false = score(pool, test, model, f"trained without {fam}")
         say(f"fold {fam}: {len(test)} captures, {len(train)} training windows, "
             f"{len(rep.detected)}/{len(rep.detected) + len(rep.missed)} caught, {len(rep.false_alarms)} false alarms")

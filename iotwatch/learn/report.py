@@ -50,7 +50,7 @@ def build(out: Path, eval_list: Path, shared: Path | None, train_list: Path | No
         "grouped into families: for a shared capture the set column of MANIFEST.tsv, for a generated one the "
         "scenario that wrote it (one family per flood vector; a behaviour injected into a real capture belongs to "
         "its behaviour's family and to the real capture's set). For each family the behaviour model is trained "
-        "on the captures that hold nothing of it (thresholds from device-grouped folds inside that training set, as "
+        "on the captures that hold nothing of it (thresholds from source-family-grouped folds inside that training set, as "
         "`iotwatch train` sets them) and measured on the family: rules + that model as `analyze` would run them, "
         "and the model alone (a misbehaving host counts when a window of its behaviour reaches the fold model's "
         "threshold for it; a normal host or victim counts against it when any window reaches any behaviour's "
