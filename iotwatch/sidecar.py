@@ -6,8 +6,9 @@ vendor discovery (what a box is), and the first payload of each flow in each dir
 headers, TLS ClientHello, SSH/telnet banners, RTSP). A compiled pass picks them out of each batch
 by header fields only; their bytes (from the IP or ARP header on) are copied into
 :class:`RareFrame` records for the slower, dissecting consumers (dpkt), within budgets so that a
-flood cannot make them many: at most ``per_batch`` of a kind per batch and ``per_device`` of a kind
-per device and window.
+flood cannot make them many: at most ``per_batch`` of a kind per batch and window, and
+``per_device`` of a kind per device and window (a batch of a sparse capture can span hours: each
+of its windows gets its own caps).
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def enter_window(w, bkeys, state):  # type: ignore[no-untyped-def]
 def select_rare(l3, err, proto, sport, dport, info, f_new, src_mac, src_hi, src_lo, ts_ns, window_ns,  # type: ignore[no-untyped-def]
                 out_idx, out_kind, counts, per_batch, bkeys, bcount, state, budget, dns_burst, dns_burst_budget):
     """Indices and kinds of the packets to set aside, within the per-batch cap (``counts``, one
-    per kind) and the per-device budget of the window (``bkeys``/``bcount``, reset each window;
+    per kind and window) and the per-device budget of the window (``bkeys``/``bcount``, reset each window;
     ``state`` = [window, used slots]). Returns how many."""
     n = l3.shape[0]
     for k in range(counts.shape[0]):
@@ -131,9 +132,15 @@ def select_rare(l3, err, proto, sport, dport, info, f_new, src_mac, src_hi, src_
     no_mac = np.uint64(1) << np.uint64(63)
     for i in range(n):
         k = _kind_of(l3[i], err[i], proto[i], sport[i], dport[i], info[i], f_new[i])
-        if k == 0 or counts[k] >= per_batch:
+        if k == 0:
             continue
-        enter_window(ts_ns[i] // window_ns, bkeys, state)
+        w = ts_ns[i] // window_ns
+        if w != state[0]:  # a new window: the caps per kind start over too (a sparse capture's batch spans hours)
+            for q in range(counts.shape[0]):
+                counts[q] = 0
+        if counts[k] >= per_batch:
+            continue
+        enter_window(w, bkeys, state)
         sm = src_mac[i]
         who = sm if sm < no_mac else (src_lo[i] ^ (src_hi[i] * np.uint64(0x9E3779B97F4A7C15))) | no_mac
         limit = budget[k]

@@ -11,7 +11,13 @@ from ..vocab import CATEGORIES
 from .common import EXIT_USAGE, say, user_errors
 
 # the scenario names, without importing the generators (scapy) into every iotwatch command
-SCENARIOS = ("site", "night", "hospital", *CATEGORIES, "slowscan", "udpscan", "deadc2", "icmptunnel", "reportc2", "localc2", "after")
+SCENARIOS = ("site", "night", "hospital", *CATEGORIES, "slowscan", "udpscan", "deadc2", "icmptunnel", "reportc2", "localc2",
+             # synth/access.py
+             "sweep", "portscan", "nmapudp", "netscan", "sshbrute", "ftpbrute", "icmpflood", "flagflood", "slowhttp",
+             "dnstorture",
+             # synth/covert.py
+             "tlsbeacon", "postbeacon", "ratsession", "dnstunnel", "dnsexfil", "credexfil", "chunkupload", "slowexfil",
+             "after")
 
 Scenario = Annotated[str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.", show_default=False)]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Capture to write (FILE.pcap; labels go to FILE.labels.tsv).")]

@@ -97,6 +97,7 @@ class Thresholds:
     heartbeat_on_beat: float = 0.75  # ... this share of all the exchanges it started at least ...
     heartbeat_min_period_s: float = 1.0  # ... with a beat this long ...
     heartbeat_max_period_s: float = 300.0  # ... at most
+    report_parallel: int = 10  # a report channel is one session: not with more than this many to its peer at once
     callback_checkins: int = 6  # call-backs to the host that served the device a program ...
     callback_cv: float = 0.35  # ... at intervals with a coefficient of variation at most this (jitter allowed) ...
     callback_max_period_s: float = 600.0  # ... and at most this long on average
@@ -1021,7 +1022,9 @@ EVERYDAY_PORTS = np.array([53, 80, 123, 443, 853, 8080, 8443, 25, 465, 587, 993,
 
 @lru_cache(maxsize=65536)
 def _dynamic_dns(name: str) -> bool:
-    return in_zone(name, DYNAMIC_DNS_DOMAINS, apex=False)  # a host under the zone, not the provider
+    """A host under a dynamic-DNS zone: not the provider itself, nor its what-is-my-IP service
+    (checkip.dyndns.org answers everyone their address; a stealer asks it before it reports)."""
+    return in_zone(name, DYNAMIC_DNS_DOMAINS, apex=False) and not _ip_echo(name)
 
 
 def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
@@ -1162,7 +1165,9 @@ def dead_controller(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fi
 
 def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     """ICMP echo to one internet host carrying ``icmp_tunnel_bytes`` in packets of
-    ``icmp_tunnel_mean`` bytes or more on average, within ``scan_window_s``: data, not pings."""
+    ``icmp_tunnel_mean`` bytes or more on average, within ``scan_window_s``: data, not pings.
+    Not when it is a flood's: at ``flood_pps`` or more with fewer than one reply in ten (a
+    tunnel carries a conversation, its relay answers; a flood is one-way)."""
     out: list[Finding] = []
     e_all = ev[((ev["kind"] & K_ECHO) != 0) & ((ev["kind"] & K_EXT) != 0)]
     if not len(e_all):
@@ -1184,6 +1189,9 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
         p = e["pkts_out"].astype(np.float64)
         if b.sum() < th.icmp_tunnel_bytes or b.sum() / max(p.sum(), 1) < th.icmp_tunnel_mean:
             continue
+        span = max(float(e["end"].max() - e["ts"].min()), 1e-3)
+        if e["pkts_in"].sum() * 10 < p.sum() and p.sum() / span >= th.flood_pps:
+            continue  # one-way at a flood's rate: the flood rule's (heavy_stream)
         fi = fire_weighted(e["ts"], b, float(th.icmp_tunnel_bytes), th.scan_window_s)
         if fi < 0:
             continue
@@ -1270,7 +1278,9 @@ def held_heartbeat(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fin
       and since the session opened (its SYN in the capture) the peer has not sent one byte, on a
       port no everyday or cloud service uses. A remote-access trojan's status beacon (STRRAT
       sends "ping|STRRAT|…" every 5 s); a device's keep-alive to its cloud is always answered
-      (MQTT's PINGRESP, a TLS record, an HTTP response), or
+      (MQTT's PINGRESP, a TLS record, an HTTP response). The channel is one session: not when
+      more than ``report_parallel`` sessions to that peer and port are open at once (a slow HTTP
+      flood holds hundreds, each fed a header line on a beat and never answered), or
     * the session is on a telnet port, where people type: a bot's link to its controller kept
       alive like clockwork (Mirai's CNC session, whichever side keeps the beat)."""
     out: list[Finding] = []
@@ -1279,6 +1289,11 @@ def held_heartbeat(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fin
     cand = ev[_on_beat(ev, th, th.heartbeat_beats) & ((ev["kind"] & K_EXT) != 0)]
     quiet_port = ~np.isin(cand["dport"].astype(np.int64), np.concatenate((EVERYDAY_PORTS, CLOUD_PORTS)))
     report = (cand["hb_side"] == 0) & (cand["payload_in"] == 0) & (cand["opened"] == 1) & quiet_port
+    if report.any():  # one session, not one of the many a slow HTTP flood (slowloris) holds at once
+        tk, ck = target_keys(ev), target_keys(cand)
+        for i in np.flatnonzero(report):
+            same = ev[tk == ck[i]]
+            report[i] = int(((same["ts"] < cand["end"][i]) & (same["end"] > cand["ts"][i])).sum()) <= th.report_parallel
     telnet = np.isin(cand["dport"], TELNET_PORTS)
     for e, rep in zip(cand[report | telnet], report[report | telnet], strict=True):
         peer = f"{_addr(e)}:{int(e['dport'])}"

@@ -216,7 +216,7 @@ def merge_stats(results: Sequence[PartResult]) -> Stats:
 def reselect(kind, who, ts_ns, batch, window_ns, per_batch, bkeys, bcount, state, budget, dns_burst,  # type: ignore[no-untyped-def]
              dns_burst_budget, counts, out_idx):
     """:func:`iotwatch.sidecar.select_rare` over candidates from every part, in input order:
-    the same per-batch caps (``batch``: the single run's batch of each) and per-device budgets."""
+    the same caps per batch and window (``batch``: the single run's batch of each) and per-device budgets."""
     n = kind.shape[0]
     m = 0
     cur = -1
@@ -226,9 +226,13 @@ def reselect(kind, who, ts_ns, batch, window_ns, per_batch, bkeys, bcount, state
             for k in range(counts.shape[0]):
                 counts[k] = 0
         k = kind[i]
+        w = ts_ns[i] // window_ns
+        if w != state[0]:  # a new window: the caps per kind start over too, as in select_rare
+            for q in range(counts.shape[0]):
+                counts[q] = 0
         if counts[k] >= per_batch:
             continue
-        enter_window(ts_ns[i] // window_ns, bkeys, state)
+        enter_window(w, bkeys, state)
         limit = budget[k]
         if k == 2:
             seen = _slot(bkeys, bcount, state, who[i], 12)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError, OutputError
 from ..vocab import CATEGORIES
-from . import evasive, mirai, site
+from . import access, covert, evasive, mirai, site
 from .labels import Label, labels_path, write_labels
 from .mirai import VECTORS, Env
 from .sessions import Host
@@ -47,17 +47,48 @@ SCENARIOS: dict[str, str] = {
                 "on a fixed beat; the controller never answers",
     "localc2": "a camera fetches a program from a controller on the site's own network, then calls it back "
                "with jitter (HTTP POSTs, new connections, or a session the controller polls)",
+    "sweep": "a camera discovers hosts: an ARP or ping sweep of its /24, or an ICMP echo sweep of a public range",
+    "portscan": "a camera scans the ports of one host (nmap SYN, connect, FIN, NULL or Xmas; local or internet)",
+    "nmapudp": "a camera scans the UDP ports of one host like nmap -sU (known payloads, ICMP unreachable answers)",
+    "netscan": "a camera connect()s to a few service ports on every address of its /24",
+    "sshbrute": "a camera guesses SSH passwords on neighbours or internet hosts (a new session every few tries)",
+    "ftpbrute": "a camera guesses FTP logins (USER/PASS, 530) on a neighbour or internet hosts",
+    "icmpflood": "a camera floods an internet host with ICMP echo requests",
+    "flagflood": "a camera floods a service port with TCP RST or FIN segments of no connection",
+    "slowhttp": "a camera holds hundreds of connections to one web server open (slowloris, slow POST)",
+    "dnstorture": "a camera sends random-subdomain queries to a public resolver or the domain's own name server",
+    "tlsbeacon": "a camera opens a new TLS connection to a dynamic-DNS host every few seconds with jitter",
+    "postbeacon": "a camera checks in with an HTTP POST to a rare internet address on an odd port, a new connection each time",
+    "ratsession": "a camera runs a remote-access trojan: dynamic-DNS lookup, a session on the RAT port with pings, pushes of tens of kB, reconnects",
+    "dnstunnel": "a camera tunnels data through DNS: many unique encoded names under one domain (NULL/TXT/MX/CNAME/A)",
+    "dnsexfil": "a camera sends a file out one way in bursts of DNS queries for encoded chunks (every answer NXDOMAIN)",
+    "credexfil": "a camera's stealer checks its public address, then sends stolen credentials by SMTP or FTP",
+    "chunkupload": "a camera uploads data in HTTP(S) POST chunks of megabytes to a rare host",
+    "slowexfil": "a camera sleeps, then uploads slowly for minutes to a new internet address (hundreds of times its normal)",
     "after": "the hospital site after the fix: the recorder is isolated and silent, internet hosts keep "
              "trying to log in to its address (use the hospital's seed for the same site)",
 }
 DEFAULT_DURATION = {"site": 300.0, "hospital": 600.0, "after": 300.0, "night": 86_400.0}
+DEFAULT_DURATION["slowexfil"] = 720.0  # the slow surge is judged after 3 quiet windows of its own and lasts 3 more
 # `after` starts at 13:12 JST, when the incident's recorder was switched off and the firewall
 # then blocked 1,733 login attempts against it in a burst
 AFTER_OFFSET_S = 22 * 60.0
 #: scenarios of behaviours unlike Mirai's (:mod:`.evasive`), by name
 EVASIVE = {"slowscan": evasive.slow_scan, "udpscan": evasive.udp_port_scan, "deadc2": evasive.dead_controller,
            "icmptunnel": evasive.icmp_tunnel, "reportc2": evasive.report_channel,
-           "localc2": evasive.local_controller}
+           "localc2": evasive.local_controller,
+           "sweep": access.sweep,
+           "portscan": access.port_scan,
+           "nmapudp": access.udp_scan,
+           "netscan": access.net_scan,
+           "sshbrute": access.ssh_brute,
+           "ftpbrute": access.ftp_brute,
+           "icmpflood": access.icmp_flood,
+           "flagflood": access.flag_flood,
+           "slowhttp": access.slow_http,
+           "dnstorture": access.dns_torture,
+           }
+EVASIVE.update(covert.FAMILIES)  # C2 and exfiltration as commodity malware does them (:mod:`.covert`)
 BEHAVIOURS = (*CATEGORIES, "hospital", *EVASIVE)
 
 
@@ -120,6 +151,8 @@ def behave(fr: Frames, rng: np.random.Generator, opts: Options, env: Env, cloud:
         return mirai.exfil(fr, rng, env, cloud, t_bad, t1, uplink, baseline_bps=baseline_bps)
     if kind == "c2":
         return mirai.c2(fr, rng, env, t_bad, t1)
+    if kind in access.UPLINK_BOUND:
+        return EVASIVE[kind](fr, rng, env, t_bad, t1, uplink_bps=uplink)
     if kind in EVASIVE:
         return EVASIVE[kind](fr, rng, env, t_bad, t1)
     # hospital: C2 first, the scanner a few seconds later, brute force on the hosts that answer,

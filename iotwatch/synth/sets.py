@@ -8,7 +8,9 @@ C2, the four behaviours unlike Mirai's, and a flood with each of the seven vecto
 evaluation 1001-1002, so no evaluated capture was seen in training. When ../shared/pcaps is
 there, behaviours are also injected into real camera captures (different captures and seeds for
 each set: the Yi camera is only in evaluation; the xiaobai and D-Link cameras are in both, through
-other captures of them). Captures that already exist are kept (the same seed writes the same bytes).
+other captures of them), and into other kinds of device (a TP-Link plug and a Hue bridge for
+training, a Xiaodu plug and a WeMo switch for evaluation). Captures that already exist are kept
+(the same seed writes the same bytes).
 """
 
 from __future__ import annotations
@@ -24,14 +26,43 @@ TRAIN_SEEDS = (1, 2, 3)
 EVAL_SEEDS = (1001, 1002)
 # real captures to inject into: (path under shared/pcaps, device MAC)
 TRAIN_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_local.pcap", "78:df:72:24:69:4d"),
-                ("iot_sentinel/D-LinkCam/Setup-C-1-STA.pcap", "b0:c5:54:25:5b:0e"))
+                ("iot_sentinel/D-LinkCam/Setup-C-1-STA.pcap", "b0:c5:54:25:5b:0e"),
+                ("iot_sentinel/TP-LinkPlugHS100/Setup-A-3-STA.pcap", "50:c7:bf:00:fc:a3"),
+                ("iot_sentinel/HueBridge/Setup-A-2-STA.pcap", "00:17:88:24:76:ff"),
+                )
 EVAL_INJECT = (("nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_remote.pcap", "78:df:72:24:69:4d"),
                ("iot_sentinel/D-LinkCam/Setup-A-1-STA.pcap", "b0:c5:54:25:5b:0e"),
-               ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"))
+               ("monitr_yi_camera/yi_camera_sample.pcap", "b0:d5:9d:b9:f0:b4"),
+               ("nku_lifecycle/xiaodu_plug_lifecycle/xiaodu_plug_idle_on_remote.pcap", "f4:21:ae:9e:8f:cb"),
+               ("iot_sentinel/WeMoSwitch/Setup-C-2-STA.pcap", "94:10:3e:35:01:c1"),
+               )
 INJECT_BEHAVIOURS = ("scan", "bruteforce", "exfil", "c2", "flood")
+#: covert C2 and exfiltration (synth/covert.py) injected into other kinds of device (a third item:
+#: the behaviours to inject instead of INJECT_BEHAVIOURS): a speaker, a hub and a plug for training,
+#: two other hubs and the same plug's other capture for evaluation
+COVERT_INJECT = ("tlsbeacon", "ratsession", "dnstunnel", "credexfil", "chunkupload")
+TRAIN_INJECT += (("unsw_iot_via_networkml/Two-IOT161012-node5.pcap", "44:65:0d:56:cc:d3", COVERT_INJECT),  # type: ignore[assignment]
+                 ("iot_sentinel/HueBridge/Setup-C-10-STA.pcap", "00:17:88:24:76:ff", COVERT_INJECT),
+                 ("nku_lifecycle/xiaodu_plug_lifecycle/xiaodu_plug_idle_on_local.pcap", "f4:21:ae:9e:8f:cb", COVERT_INJECT))
+EVAL_INJECT += (("unsw_iot_via_networkml/Two-IOT161012-node2.pcap", "d0:52:a8:00:67:5e", COVERT_INJECT),  # type: ignore[assignment]
+                ("iot_sentinel/WeMoLink/Setup-A-9-STA.pcap", "94:10:3e:cd:37:65", COVERT_INJECT),
+                ("nku_lifecycle/xiaodu_plug_lifecycle/xiaodu_plug_idle_on_remote.pcap", "f4:21:ae:9e:8f:cb", COVERT_INJECT))
 #: the behaviours unlike Mirai's (synth/evasive.py) and how long their captures run: a dead
 #: controller called once a minute needs minutes of attempts before it shows
-EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0}
+EVASIVE_DURATIONS = {"slowscan": 240.0, "udpscan": 240.0, "deadc2": 600.0, "icmptunnel": 240.0,
+                     "sweep": 240.0,
+                     "portscan": 240.0,
+                     "nmapudp": 240.0,
+                     "netscan": 240.0,
+                     "sshbrute": 240.0,
+                     "ftpbrute": 240.0,
+                     "icmpflood": 180.0,
+                     "flagflood": 180.0,
+                     "slowhttp": 240.0,
+                     "dnstorture": 180.0,
+                     }
+EVASIVE_DURATIONS.update({"reportc2": 480.0, "localc2": 540.0})  # held_heartbeat needs 8 beats, program_callback 6 call-backs
+EVASIVE_DURATIONS.update({"tlsbeacon": 240.0, "postbeacon": 480.0, "ratsession": 240.0, "dnstunnel": 240.0, "dnsexfil": 240.0, "credexfil": 240.0, "chunkupload": 240.0, "slowexfil": 720.0})  # synth/covert.py
 #: a day of the idle site per seed: the normal traffic false alarms are counted over (device-days)
 NIGHT_S = 86_400.0
 #: a modest uplink keeps the surge captures small (the rules work on ratios, not on 10 Mbit/s)
@@ -45,7 +76,7 @@ def families(pcap: Path) -> tuple[str, ...]:
     into (held out with that set). ``()`` for a name this module does not write."""
     name = pcap.name.removesuffix(".pcap")
     if name.startswith("inject-"):
-        for rel, _mac in (*TRAIN_INJECT, *EVAL_INJECT):
+        for rel, *_ in (*TRAIN_INJECT, *EVAL_INJECT):
             stem = Path(rel).stem
             if name.startswith(f"inject-{stem}-"):
                 beh, seed = name[len(f"inject-{stem}-"):].rsplit("-", 1)
@@ -91,11 +122,11 @@ def build(which: str, out_dir: Path, shared: Path | None) -> list[Path]:
         written.append(labels_path(pcap))
     if shared is not None and shared.is_dir():
         base = 100 if which == "train" else 2000
-        for k, (rel, mac) in enumerate(TRAIN_INJECT if which == "train" else EVAL_INJECT):
+        for k, (rel, mac, *which_behaviours) in enumerate(TRAIN_INJECT if which == "train" else EVAL_INJECT):
             real = shared / rel
             if not real.exists():
                 continue
-            for j, beh in enumerate(INJECT_BEHAVIOURS):
+            for j, beh in enumerate(which_behaviours[0] if which_behaviours else INJECT_BEHAVIOURS):
                 seed = base + 10 * k + j
                 o = Options(beh, seed=seed, duration=90, uplink_mbps=UPLINK_MBPS, vector=VECTORS[seed % len(VECTORS)])
                 pcap = out_dir / f"inject-{real.stem}-{beh}-{seed}.pcap"
