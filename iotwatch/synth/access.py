@@ -521,6 +521,26 @@ def _brute_targets(fr: Frames, rng: np.random.Generator, env: Env, n: int) -> li
     return [env.remote("target", int(a), rng) for a in public_targets(rng, n)]
 
 
+def _brute_plan(fr: Frames, rng: np.random.Generator, env: Env, interval: float | None, *, most_tries: int,
+                most_targets: int) -> tuple[float, int, int, list[Host]]:
+    """(interval, workers, tries per session, targets) of a password-guessing run: one try every
+    0.05-4 s per worker (log-uniform, unless ``interval`` is given), 1-4 workers, 1 to ``most_tries``
+    tries per session (at most what fits in 12 s: servers drop slow sessions), 1 to
+    ``most_targets`` targets."""
+    interval = interval if interval is not None else _log_uniform(rng, 0.05, 4.0)
+    tasks = int(rng.integers(1, 5))
+    tries_per = max(1, min(int(rng.integers(1, most_tries + 1)), int(12 / interval)))
+    return interval, tasks, tries_per, _brute_targets(fr, rng, env, int(rng.integers(1, most_targets + 1)))
+
+
+def _guessed(fr: Frames, mark: tuple[int, int], bot: Host, what: str, targets: list[Host], how: str) -> list[Label]:
+    """The labels of a password-guessing run: the guesser, and each target its victim."""
+    out = [_labelled(fr, mark, bot, "bruteforce", what)]
+    for t in targets:
+        out += _victim(t, how, bot)
+    return out
+
+
 def _brute_schedule(rng: np.random.Generator, interval: float, t0: float, t1: float, tries_per: int,
                     tasks: int) -> list[tuple[float, int]]:
     """(start, tries) of the sessions of ``tasks`` parallel workers trying every ``interval`` s."""
@@ -573,10 +593,7 @@ def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     messages are well-formed SSH binary packets (name-lists, keys and signatures of real sizes)."""
     bot = env.bot
     mark = fr.mark()
-    interval = interval if interval is not None else _log_uniform(rng, 0.05, 4.0)
-    tasks = int(rng.integers(1, 5))
-    tries_per = max(1, min(int(rng.integers(1, 7)), int(12 / interval)))
-    targets = _brute_targets(fr, rng, env, int(rng.integers(1, 4)))
+    interval, tasks, tries_per, targets = _brute_plan(fr, rng, env, interval, most_tries=6, most_targets=3)
     port = int(rng.choice((22, 22, 22, 22, 2222, 22222, 2022, 10022, 902)))  # SSH moved off 22, or VMware's 902
     client = SSH_CLIENTS[int(rng.integers(0, len(SSH_CLIENTS)))]
     server = SSH_SERVERS[int(rng.integers(0, len(SSH_SERVERS)))]
@@ -616,10 +633,7 @@ def ssh_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
             f"{port}: {attempts} "
             f"tries in {sessions} sessions, one every {interval:.2f} s per worker, {tasks} workers, "
             f"{tries_per} per session, all failed")
-    out = [_labelled(fr, mark, bot, "bruteforce", what)]
-    for t in targets:
-        out += _victim(t, "SSH password guessing", bot)
-    return out
+    return _guessed(fr, mark, bot, what, targets, "SSH password guessing")
 
 
 def ftp_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
@@ -630,10 +644,7 @@ def ftp_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     then ``QUIT`` or the server's ``421`` close."""
     bot = env.bot
     mark = fr.mark()
-    interval = interval if interval is not None else _log_uniform(rng, 0.05, 4.0)
-    tasks = int(rng.integers(1, 5))
-    tries_per = max(1, min(int(rng.integers(1, 4)), int(12 / interval)))
-    targets = _brute_targets(fr, rng, env, int(rng.integers(1, 3)))
+    interval, tasks, tries_per, targets = _brute_plan(fr, rng, env, interval, most_tries=3, most_targets=2)
     banner = FTP_SERVERS[int(rng.integers(0, len(FTP_SERVERS)))]
     weights = _weights()
     sessions = attempts = 0
@@ -662,10 +673,7 @@ def ftp_brute(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: flo
     what = (f"FTP login guessing ({server}) against {', '.join(t.ip_text for t in targets)}: "
             f"{attempts} USER/PASS tries answered 530 in {sessions} connections, one every {interval:.2f} s per "
             f"worker, {tasks} workers, {tries_per} per connection")
-    out = [_labelled(fr, mark, bot, "bruteforce", what)]
-    for t in targets:
-        out += _victim(t, "FTP login guessing", bot)
-    return out
+    return _guessed(fr, mark, bot, what, targets, "FTP login guessing")
 
 
 # flood --------------------------------------------------------------------------------------

@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Callable
 
 import numpy as np
 
 from .evasive import ODD_PORTS, _labelled
 from .labels import Label
 from .mirai import Env, public_targets
-from .sessions import TcpSession, bulk, dns_name, resolve, stream_region, tls_record, udp
+from .sessions import Host, TcpSession, bulk, dns_name, resolve, stream_region, tls_record, udp
 from .wire import Frames, ip_text
 
 #: free dynamic-DNS zones remote-access trojans and stealers take their controllers' names from
@@ -64,6 +65,12 @@ def _word(rng: np.random.Generator) -> str:
 
 def _ddns_name(rng: np.random.Generator) -> str:
     return f"{_word(rng)}{_word(rng)}{int(rng.integers(1, 999))}.{rng.choice(DDNS_ZONES)}"
+
+
+def _ddns_controller(rng: np.random.Generator, env: Env) -> tuple[str, Host]:
+    """A controller under a dynamic-DNS name, at a public address: (its name, the host)."""
+    name = _ddns_name(rng)
+    return name, env.remote(name, int(public_targets(rng, 1)[0]), rng)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -100,6 +107,21 @@ def _tls_open(s: TcpSession, rng: np.random.Generator, sni: str, cert_bytes: int
 
 
 # command and control ---------------------------------------------------------------------------
+def _beacon(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float, period: float, jitter: float,
+            connect: Callable[[float, int], float], *, what: str, to: str, conns: str, each: str) -> list[Label]:
+    """Call ``connect(t, n)`` (the n-th check-in at t; it returns t, later if it looked a name up
+    first) every ``period`` s ± ``jitter`` (a share of it) from t0 until 2 s before t1; the label
+    says ``what`` went ``to`` where, how many ``conns`` and what came with ``each``."""
+    mark = fr.mark()
+    t, n = t0, 0
+    while t < t1 - 2:
+        t = connect(t, n)
+        n += 1
+        t += period * float(1.0 + rng.uniform(-jitter, jitter))
+    return _labelled(fr, mark, env.bot, "c2", f"{what} to {to}: {n} new {conns} every {period:.1f} s "
+                                              f"(jitter ±{jitter:.0%}), {each}")
+
+
 def tls_beacon(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: float,
                *, period: float | None = None) -> list[Label]:
     """A new TLS connection to a dynamic-DNS host every ``period`` s (2-10 s) with a jitter of up
@@ -107,18 +129,16 @@ def tls_beacon(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: fl
     bytes (now and then a task of a few kB), closed; the name is looked up again when its TTL
     (30-300 s) runs out."""
     bot = env.bot
-    mark = fr.mark()
     period = period if period is not None else float(rng.uniform(2.0, 10.0))
     jitter = float(rng.uniform(0.0, 0.15))
-    name = _ddns_name(rng)
-    ctrl = env.remote(name, int(public_targets(rng, 1)[0]), rng)
+    name, ctrl = _ddns_controller(rng, env)
     port = int(rng.choice((443, 443, 443, 8443)))
     ttl = float(rng.choice((30.0, 60.0, 120.0, 300.0)))
     cert = int(rng.integers(800, 3000))
-    t = t0
     looked = -1e18
-    n = 0
-    while t < t1 - 2:
+
+    def connect(t: float, _n: int) -> float:
+        nonlocal looked
         if t - looked >= ttl:
             t = resolve(fr, rng, t, bot, env.resolver, name, ctrl.ip) + 0.001
             looked = t
@@ -129,11 +149,11 @@ def tls_beacon(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: fl
         task = rng.random() < 0.1
         s.send(1, tls_record(rng, int(rng.integers(1000, 4000)) if task else int(rng.integers(40, 400))), 0.01)
         s.close(0, 0.005)
-        n += 1
-        t += period * float(1.0 + rng.uniform(-jitter, jitter))
-    return _labelled(fr, mark, bot, "c2",
-                     f"HTTPS beacon to {name} ({ctrl.ip_text}:{port}): {n} new TLS connections every {period:.1f} s "
-                     f"(jitter ±{jitter:.0%}), small request and answer each; name re-resolved every {ttl:.0f} s")
+        return t
+
+    return _beacon(fr, rng, env, t0, t1, period, jitter, connect, what="HTTPS beacon",
+                   to=f"{name} ({ctrl.ip_text}:{port})", conns="TLS connections",
+                   each=f"small request and answer each; name re-resolved every {ttl:.0f} s")
 
 
 POST_PATHS = ("/gate.php", "/api/ping", "/index.php?id=", "/check", "/b/upd", "/panel/connect.php")
@@ -148,7 +168,6 @@ def post_beacon(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
     ±30 %; the body names the bot (form or JSON, 60-300 bytes), the panel answers a short ``ok`` or,
     now and then, a task."""
     bot = env.bot
-    mark = fr.mark()
     period = period if period is not None else float(rng.uniform(2.0, 8.0))
     jitter = float(rng.uniform(0.0, 0.3))
     ctrl = env.remote("panel", int(public_targets(rng, 1)[0]), rng)
@@ -157,9 +176,8 @@ def post_beacon(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
     agent = str(rng.choice(AGENTS))
     ident = rng.bytes(6).hex()
     form = bool(rng.random() < 0.5)
-    t = t0
-    n = 0
-    while t < t1 - 2:
+
+    def connect(t: float, n: int) -> float:
         s = TcpSession(fr, rng, bot, ctrl, port, t)
         s.open()
         extra = rng.bytes(int(rng.integers(10, 120))).hex()
@@ -173,11 +191,11 @@ def post_beacon(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
         s.send(1, f"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {len(answer)}\r\n\r\n".encode()
                + answer, 0.01)
         s.close(1, 0.002)
-        n += 1
-        t += period * float(1.0 + rng.uniform(-jitter, jitter))
-    return _labelled(fr, mark, bot, "c2",
-                     f"HTTP POST beacon to {ctrl.ip_text}:{port}{path}: {n} new connections every {period:.1f} s "
-                     f"(jitter ±{jitter:.0%}), {'form' if form else 'JSON'} body naming the bot, short answers")
+        return t
+
+    return _beacon(fr, rng, env, t0, t1, period, jitter, connect, what="HTTP POST beacon",
+                   to=f"{ctrl.ip_text}:{port}{path}", conns="connections",
+                   each=f"{'form' if form else 'JSON'} body naming the bot, short answers")
 
 
 #: the ports remote-access trojans listen on by default (AsyncRAT 6606/7707/8808, njRAT 5552/1177,
@@ -197,8 +215,7 @@ def rat_session(fr: Frames, rng: np.random.Generator, env: Env, t0: float, t1: f
     mark = fr.mark()
     keepalive = keepalive if keepalive is not None else float(rng.uniform(8.0, 30.0))
     push_every = float(rng.uniform(15.0, 60.0))
-    name = _ddns_name(rng)
-    ctrl = env.remote(name, int(public_targets(rng, 1)[0]), rng)
+    name, ctrl = _ddns_controller(rng, env)
     port = int(rng.choice(RAT_PORTS))
     tls = bool(rng.random() < 0.6)
 
