@@ -119,6 +119,34 @@ def enter_window(w, bkeys, state):  # type: ignore[no-untyped-def]
         state[1] = 0
 
 
+@inline_kernel
+def admit(k, who, w, counts, per_batch, bkeys, bcount, state, budget, dns_burst, dns_burst_budget):  # type: ignore[no-untyped-def]
+    """Whether a frame of kind ``k`` from device ``who`` in window ``w`` is kept: within the cap per
+    kind of the batch and window (``counts``: a new window starts them over, as a sparse capture's
+    batch spans hours) and the device's budget of the window (a DNS burst gets its own); counts it
+    when kept."""
+    if w != state[0]:
+        for q in range(counts.shape[0]):
+            counts[q] = 0
+    if counts[k] >= per_batch:
+        return False
+    enter_window(w, bkeys, state)
+    limit = budget[k]
+    if k == 2:
+        seen = _slot(bkeys, bcount, state, who, 12)
+        if seen < 0:
+            return False
+        bcount[seen] += 1
+        if bcount[seen] > dns_burst:
+            limit = dns_burst_budget
+    slot = _slot(bkeys, bcount, state, who, k)
+    if slot < 0 or bcount[slot] >= limit:
+        return False
+    bcount[slot] += 1
+    counts[k] += 1
+    return True
+
+
 @kernel
 def select_rare(l3, err, proto, sport, dport, info, f_new, src_mac, src_hi, src_lo, ts_ns, window_ns,  # type: ignore[no-untyped-def]
                 out_idx, out_kind, counts, per_batch, bkeys, bcount, state, budget, dns_burst, dns_burst_budget):
@@ -134,28 +162,11 @@ def select_rare(l3, err, proto, sport, dport, info, f_new, src_mac, src_hi, src_
         k = _kind_of(l3[i], err[i], proto[i], sport[i], dport[i], info[i], f_new[i])
         if k == 0:
             continue
-        w = ts_ns[i] // window_ns
-        if w != state[0]:  # a new window: the caps per kind start over too (a sparse capture's batch spans hours)
-            for q in range(counts.shape[0]):
-                counts[q] = 0
-        if counts[k] >= per_batch:
-            continue
-        enter_window(w, bkeys, state)
         sm = src_mac[i]
         who = sm if sm < no_mac else (src_lo[i] ^ (src_hi[i] * np.uint64(0x9E3779B97F4A7C15))) | no_mac
-        limit = budget[k]
-        if k == 2:
-            seen = _slot(bkeys, bcount, state, who, 12)
-            if seen < 0:
-                continue
-            bcount[seen] += 1
-            if bcount[seen] > dns_burst:
-                limit = dns_burst_budget
-        slot = _slot(bkeys, bcount, state, who, k)
-        if slot < 0 or bcount[slot] >= limit:
+        if not admit(k, who, ts_ns[i] // window_ns, counts, per_batch, bkeys, bcount, state, budget, dns_burst,
+                     dns_burst_budget):
             continue
-        bcount[slot] += 1
-        counts[k] += 1
         out_idx[m] = i
         out_kind[m] = k
         m += 1

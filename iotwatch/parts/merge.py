@@ -39,8 +39,7 @@ from ..sidecar import (
     KINDS,
     RareFrame,
     _keys,
-    _slot,
-    enter_window,
+    admit,
 )
 from .part import CAND_DTYPE, PartResult
 
@@ -225,27 +224,9 @@ def reselect(kind, who, ts_ns, batch, window_ns, per_batch, bkeys, bcount, state
             cur = batch[i]
             for k in range(counts.shape[0]):
                 counts[k] = 0
-        k = kind[i]
-        w = ts_ns[i] // window_ns
-        if w != state[0]:  # a new window: the caps per kind start over too, as in select_rare
-            for q in range(counts.shape[0]):
-                counts[q] = 0
-        if counts[k] >= per_batch:
+        if not admit(kind[i], who[i], ts_ns[i] // window_ns, counts, per_batch, bkeys, bcount, state, budget,
+                     dns_burst, dns_burst_budget):
             continue
-        enter_window(w, bkeys, state)
-        limit = budget[k]
-        if k == 2:
-            seen = _slot(bkeys, bcount, state, who[i], 12)
-            if seen < 0:
-                continue
-            bcount[seen] += 1
-            if bcount[seen] > dns_burst:
-                limit = dns_burst_budget
-        slot = _slot(bkeys, bcount, state, who[i], k)
-        if slot < 0 or bcount[slot] >= limit:
-            continue
-        bcount[slot] += 1
-        counts[k] += 1
         out_idx[m] = i
         m += 1
     return m
