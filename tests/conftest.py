@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,18 @@ SHARED = ROOT.parent / "shared"
 SHARED_PCAPS = SHARED / "pcaps"
 CHECK_EVENTS = SHARED / "tools" / "check_events.py"
 TSHARK = shutil.which("tshark")
+
+
+def analyze_events(capture: Path, out: Path) -> list[dict]:  # type: ignore[type-arg]
+    """``iotwatch analyze CAPTURE --out OUT -q`` in a child process, as a user runs it: it must end
+    with 0 and, when ../shared is there, its events.jsonl must pass check_events.py; its events."""
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "analyze", str(capture), "--out", str(out), "-q"],
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr
+    if CHECK_EVENTS.exists():
+        c = subprocess.run([sys.executable, str(CHECK_EVENTS), str(out)], capture_output=True, text=True, check=False)
+        assert c.returncode == 0, c.stdout + c.stderr
+    return [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
 
 
 def shared_captures() -> list[Path]:

@@ -6,17 +6,16 @@ nowhere else (the model's sets use 1-3 and 1001-1002)."""
 from __future__ import annotations
 
 import csv
-import json
 import re
 import shutil
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CHECK_EVENTS, SHARED_PCAPS, needs_shared
+from conftest import SHARED_PCAPS, needs_shared
+from conftest import analyze_events as analyze
 
 from iotwatch.synth import Options, access, generate, inject, site
 from iotwatch.synth.labels import labels_path, write_labels
@@ -29,14 +28,6 @@ FAMILIES = {"sweep": "scan", "portscan": "scan", "nmapudp": "scan", "netscan": "
             "dnstorture": "flood"}
 
 
-def analyze(capture: Path, out: Path) -> list[dict]:  # type: ignore[type-arg]
-    r = subprocess.run([sys.executable, "-m", "iotwatch", "analyze", str(capture), "--out", str(out), "-q"],
-                       capture_output=True, text=True, timeout=600, check=False)
-    assert r.returncode == 0, r.stderr
-    if CHECK_EVENTS.exists():
-        c = subprocess.run([sys.executable, str(CHECK_EVENTS), str(out)], capture_output=True, text=True, check=False)
-        assert c.returncode == 0, c.stdout + c.stderr
-    return [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
 
 
 def labels(pcap: Path) -> list[dict[str, str]]:

@@ -6,29 +6,17 @@ that describes it, at the time its evidence allows, and nothing on the other hos
 from __future__ import annotations
 
 import csv
-import json
 import re
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import CHECK_EVENTS, SHARED_PCAPS, needs_shared
+from conftest import SHARED_PCAPS, needs_shared
+from conftest import analyze_events as analyze
 
 from iotwatch.synth import Options, generate, inject
 from iotwatch.synth.scenario import EVASIVE, SCENARIOS
 from iotwatch.synth.sets import EVASIVE_DURATIONS, families
-
-
-def analyze(capture: Path, out: Path) -> list[dict]:  # type: ignore[type-arg]
-    r = subprocess.run([sys.executable, "-m", "iotwatch", "analyze", str(capture), "--out", str(out), "-q"],
-                       capture_output=True, text=True, timeout=600, check=False)
-    assert r.returncode == 0, r.stderr
-    if CHECK_EVENTS.exists():
-        c = subprocess.run([sys.executable, str(CHECK_EVENTS), str(out)], capture_output=True, text=True)
-        assert c.returncode == 0, c.stdout + c.stderr
-    return [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
 
 
 def bad_host(pcap: Path) -> dict[str, str]:

@@ -8,16 +8,14 @@ a firmware image fetched and polled, a server's pings, a person typing over teln
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from conftest import CHECK_EVENTS, SHARED_PCAPS, needs_shared
+from conftest import SHARED_PCAPS, needs_shared
+from conftest import analyze_events as analyze
 
 from iotwatch.detect.evidence import serves_program
 from iotwatch.synth import Options, generate, inject
@@ -28,14 +26,6 @@ T0 = 1_754_279_400.0
 GW = 0x50C7BF3E9120
 
 
-def analyze(capture: Path, out: Path) -> list[dict]:  # type: ignore[type-arg]
-    r = subprocess.run([sys.executable, "-m", "iotwatch", "analyze", str(capture), "--out", str(out), "-q"],
-                       capture_output=True, text=True, timeout=600, check=False)
-    assert r.returncode == 0, r.stderr
-    if CHECK_EVENTS.exists():
-        c = subprocess.run([sys.executable, str(CHECK_EVENTS), str(out)], capture_output=True, text=True)
-        assert c.returncode == 0, c.stdout + c.stderr
-    return [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
 
 
 def c2_alerts(events: list[dict], mac: str | None = None) -> list[dict]:  # type: ignore[type-arg]
