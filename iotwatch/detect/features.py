@@ -23,6 +23,8 @@ import pyarrow as pa
 
 from .._jit import allocating, inline_kernel
 from .evidence import (
+    A_MIRAI_C2,
+    A_PROGRAM,
     K_AUTH,
     K_ECHO,
     K_EMPTY_RST,
@@ -52,6 +54,17 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
                       "repeat_logins_one_target", "login_sessions", "short_session_share",
                       "regular_failed_repeats", "regular_conn_repeats", "held_beats", "top_upload_share",
                       "top_upload_novel", "top_upload_out_in", "echo_bytes_per_packet")
+#: command and control as a sequence (:func:`_c2_features`): per channel (one device, one
+#: destination address and port) the beats it has held so far, across windows (connections on a
+#: steady interval, or exchanges on one beat inside held sessions, reconnects included), and per
+#: window the most beats of a channel with each trait a controller's link has and a device's link
+#: to its own cloud does not: an odd port, a destination new since the device's start-up, a name
+#: in a dynamic-DNS zone, an address reached without a lookup, a peer that never answers with
+#: data, a host that served the device a program; and how many of those traits the most
+#: suspicious beating channel has
+C2_FEATURES = ("c2_beats", "c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_dynamic_dns", "c2_beats_unnamed",
+               "c2_beats_unanswered", "c2_beats_program_host", "c2_beats_fast", "c2_beats_bot_hello",
+               "c2_beat_traits", "c2_beats_suspect")
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
@@ -64,7 +77,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
               "upload_mbps", "packets_out_x_own"),
     "exfil": ("upload_x_baseline", "upload_x_quiet", "bytes_out_x_own", "out_in_bytes", "upload_mbps", "top_upload_share",
               "top_upload_novel", "echo_bytes_per_packet", "dns_mean_name_len", "dns_odd_types"),
-    "c2": ("regular_failed_repeats", "held_beats", "c2_hellos"),
+    "c2": ("c2_hellos", *C2_FEATURES),
 }
 #: scale-free views of the counters above (numerator, denominator): what a window's traffic is made
 #: of rather than how much of it there is, so that a rate or a capture length never seen in
@@ -109,7 +122,7 @@ HISTORY: tuple[tuple[str, str, float], ...] = (
 QUIET_QUANTILE = 0.2
 DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet")
 FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES,
-                                                             *DERIVED)]
+                                                             *C2_FEATURES, *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
 
 
@@ -436,7 +449,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     for j, name in enumerate(WINDOW_COUNTERS):
         X[:, j] = windows[name]
     base = len(WINDOW_COUNTERS)
-    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES))}
+    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES, *C2_FEATURES))}
     starts = windows["window_start"]
     up = windows["upload_bytes"].astype(np.float64)
     # upload against the device's baseline: the one given, else the median of its earlier windows
@@ -444,6 +457,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
     if d is not None:
         _evidence_features(X, col, d, starts, n)
+        _c2_features(X, col, d, starts, window_s)
     derived_features(X)
     return X
 
@@ -479,6 +493,185 @@ def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, st
         for i in w_of:
             if 0 <= i < n:
                 X[i, col["c2_hellos"]] += 1
+
+
+#: a device's start-up: a destination first reached later than this after the device's first
+#: event is new for it (not among what it talked to when it came up or when the capture began)
+STARTUP_S = 120.0
+#: a channel's connections are on a beat while each interval is within BEAT_TOLERANCE of the
+#: channel's median interval (at least BEAT_MIN_S apart): a jittered check-in keeps its beat, a
+#: burst of retries or a user's browsing does not
+BEAT_TOLERANCE, BEAT_MIN_S, BEAT_MAX_S = 0.4, 1.0, 3600.0
+#: a held session's exchanges count as beats when one side started them on one beat (as the
+#: rules' _on_beat), or at least BEAT_MIN_S apart on average with a coefficient of variation of at
+#: most PACED_CV (of PACED_MIN exchanges or more)
+PACED_CV, PACED_MIN = 0.75, 4
+#: a destination was looked up when the device asked for a name at most LOOKUP_S before it first
+#: reached it
+LOOKUP_S = 30.0
+#: a fast beat: at most this many seconds between a channel's beats
+FAST_BEAT_S = 15.0
+#: c2_beats_suspect: the most beats of a channel with at least this many traits
+SUSPECT_TRAITS = 2
+#: the ports of everyday and cloud services (the rules' EVERYDAY_PORTS and CLOUD_PORTS): any other is odd
+_USUAL_PORTS = np.array([25, 53, 80, 110, 123, 143, 443, 465, 587, 853, 993, 995, 1883, 5222, 5223, 5228, 8080,
+                         8443, 8883], np.int64)
+# the channel traits of C2_FEATURES, in order from "c2_beats_odd_port"
+_TRAITS = ("c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_dynamic_dns", "c2_beats_unnamed",
+           "c2_beats_unanswered", "c2_beats_program_host", "c2_beats_fast", "c2_beats_bot_hello")
+
+
+def _channel_beats(ev: np.ndarray, ch: np.ndarray, w: np.ndarray, starts: np.ndarray,
+                   window_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Beats held so far per (channel, window) where the channel was active: (channel, window,
+    beats, the beat's period in seconds, the beats of that connection run or session alone).
+    Connections to a channel count one beat each while their intervals stay within
+    :data:`BEAT_TOLERANCE` of the channel's median interval (the current run's length); a session
+    held on a beat counts the exchanges on that beat it had made by each window's end; the
+    sessions of a channel add up (a trojan that reconnects keeps its count)."""
+    n = len(starts)
+    ts = ev["ts"]
+    # connection runs: per channel, sorted by time
+    order = np.lexsort((ts, ch))
+    c, t = ch[order], ts[order]
+    first = np.ones(len(c), bool)
+    first[1:] = c[1:] != c[:-1]
+    iv = np.diff(t, prepend=t[0])
+    iv[first] = np.nan
+    gid = np.cumsum(first) - 1
+    ng = int(gid[-1]) + 1 if len(gid) else 0
+    med = np.full(ng, np.nan)
+    ok = ~np.isnan(iv)
+    if ok.any():
+        # per-channel median interval: sort intervals within channels
+        o2 = np.lexsort((iv[ok], gid[ok]))
+        gi, vi = gid[ok][o2], iv[ok][o2]
+        cnt = np.bincount(gi, minlength=ng)
+        start = np.concatenate(([0], np.cumsum(cnt)[:-1]))
+        has = cnt > 0
+        med[has] = vi[start[has] + (cnt[has] - 1) // 2]
+    m = med[gid]
+    steady = ok & (m >= BEAT_MIN_S) & (m <= BEAT_MAX_S) & (np.abs(iv - m) <= BEAT_TOLERANCE * np.nan_to_num(m))
+    # the run length: steady intervals in a row ending at each connection (reset by any other)
+    cs = np.cumsum(steady)
+    reset = np.maximum.accumulate(np.where(~steady, cs, 0))
+    run = (cs - reset).astype(np.float64)
+    out_c, out_w, out_b, out_p, out_o = [c[run > 0]], [w[order][run > 0]], [run[run > 0]], [m[run > 0]], [run[run > 0]]
+    # held sessions: exchanges on one beat, accrued by the end of each window they span
+    on_beat = (ev["hb_beats"] >= 2) & (ev["hb_beats"] >= HELD_ON_BEAT * ev["hb_pushes"]) & (ev["hb_beat_s"] >= BEAT_MIN_S)
+    # or exchanges at a slow, steady-ish pace (a status push whose body sometimes lags its tag)
+    paced = (ev["hb_pushes"] >= PACED_MIN) & (ev["hb_iv"] >= BEAT_MIN_S) & (ev["hb_cv"] <= PACED_CV)
+    beats = np.where(on_beat, ev["hb_beats"], np.where(paced, ev["hb_pushes"], 0)).astype(np.float64)
+    beat_s = np.where(on_beat, ev["hb_beat_s"], ev["hb_iv"]).astype(np.float64)
+    held = np.flatnonzero((ev["proto"] == 6) & (beats >= 2))
+    if len(held) > 1:  # one session at a time: not one opened while another to the channel was held
+        o = held[np.lexsort((ts[held], ch[held]))]
+        f = np.ones(len(o), bool)
+        f[1:] = ch[o][1:] != ch[o][:-1]
+        prev_end = np.empty(len(o))
+        prev_end[0] = -np.inf
+        prev_end[1:] = ev["end"][o][:-1]
+        prev_end[f] = -np.inf
+        held = np.sort(o[ts[o] >= prev_end])
+    if len(held):
+        lo = w[held]
+        hi = np.clip(np.searchsorted(starts, ev["end"][held], side="right") - 1, lo, n - 1)
+        span = np.minimum(hi - lo + 1, n)
+        rep = np.repeat(np.arange(len(held)), span)
+        k = np.arange(len(rep)) - np.repeat(np.cumsum(span) - span, span) + np.repeat(lo, span)
+        i = held[rep]
+        acc = np.minimum(beats[i], np.floor(np.maximum(starts[k] + window_s - ts[i], 0.0) / beat_s[i]))
+        # the sessions of a channel add up: each session's beats by the window's end, plus those of
+        # the channel's sessions that ended before it began (sessions held at once do not add up)
+        hc = ch[held]
+        t_lo, t_hi = float(ts.min()), float(ev["end"].max())
+        scale = t_hi - t_lo + 1.0
+        o3 = np.lexsort((ev["end"][held], hc))
+        key_end = hc[o3] * scale + (ev["end"][held][o3] - t_lo)
+        cum = np.concatenate(([0.0], np.cumsum(beats[held][o3])))
+        ch_start = np.searchsorted(key_end, hc * scale, side="left")
+        before = np.searchsorted(key_end, hc * scale + (ts[held] - t_lo), side="right")
+        done = cum[before] - cum[ch_start]
+        out_c.append(hc[rep])
+        out_w.append(k)
+        out_b.append(acc + done[rep])
+        out_p.append(beat_s[i])
+        out_o.append(acc)
+    return (np.concatenate(out_c), np.concatenate(out_w).astype(np.int64), np.concatenate(out_b),
+            np.concatenate(out_p), np.concatenate(out_o))
+
+
+def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: np.ndarray, window_s: float) -> None:
+    """The :data:`C2_FEATURES` of every window of a device: its TCP channels (external ones, and
+    its local sessions: a controller may sit on the site), the beats each held so far, and the
+    traits of each (see :data:`C2_FEATURES`)."""
+    ev = d.events()
+    loc = d.local_events()
+    if len(ev):  # not the logins (a brute force's repeated sessions are its own behaviour)
+        ev = ev[(ev["proto"] == 6) & ((ev["kind"] & K_EXT) != 0) & ~np.isin(ev["app"], _APP_LOGIN)]
+    if len(loc):
+        ev = np.concatenate((ev, loc[loc["proto"] == 6])) if len(ev) else loc[loc["proto"] == 6]
+    if len(ev) < 2 and not (len(ev) and ev["hb_beats"].max() >= 2):
+        return
+    ev = ev[np.argsort(ev["ts"], kind="stable")]
+    n = len(starts)
+    ts = ev["ts"]
+    w = np.clip(np.searchsorted(starts, ts, side="right") - 1, 0, n - 1).astype(np.int64)
+    host = host_key(ev["dst_hi"], ev["dst_lo"])
+    dport = ev["dport"].astype(np.int64)
+    keys, ch = np.unique(host ^ (dport.astype(np.uint64) * _MIX), return_inverse=True)
+    ch = ch.astype(np.int64)
+    nc = len(keys)
+    cw, ww, cb, cp, own = _channel_beats(ev, ch, w, starts, window_s)
+    if not len(cw):
+        return
+    # the traits of each channel
+    first_i = np.full(nc, len(ev))
+    np.minimum.at(first_i, ch, np.arange(len(ev)))
+    t_first = ts[first_i]
+    # a local destination: no name is looked up for it, and its services use their own ports
+    ext = (ev["kind"][first_i] & K_EXT) != 0
+    odd = ext & ~np.isin(dport[first_i], _USUAL_PORTS)
+    t_dev = min(float(ts[0]), float(starts[0]))
+    new_dest = t_first > t_dev + STARTUP_S
+    # lookups: when the device asked, and whether the name was in a dynamic-DNS zone
+    from .rules import _dynamic_dns  # (rules reads the evidence this module describes)
+    q_ts = np.array(sorted(q.ts for q in d.dns)) if d.dns else np.zeros(0)
+    dd_ts = np.array(sorted(q.ts for q in d.dns if _dynamic_dns(q.qname))) if d.dns else np.zeros(0)
+
+    def asked_before(qt: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(qt, t_first, side="right")
+        prev = np.where(j > 0, qt[np.maximum(j - 1, 0)], -np.inf) if len(qt) else np.full(nc, -np.inf)
+        return t_first - prev <= LOOKUP_S
+
+    # unnamed: the channel began in the capture (its SYN) with no lookup just before it
+    unnamed = ext & (ev["opened"][first_i] == 1) & ~asked_before(q_ts)
+    ddns = asked_before(dd_ts)
+    pay_in = np.bincount(ch, ev["payload_in"].astype(np.float64), minlength=nc)
+    unanswered = pay_in == 0
+    prog = np.zeros(nc, bool)
+    is_prog = ev["app"] == A_PROGRAM
+    if is_prog.any():  # the channels to a host that served the device a program (its call-backs)
+        prog = np.isin(host[first_i], host[is_prog])
+    # a fast beat: a steady pace of at most FAST_BEAT_S (a controller's check-ins, not a cloud's)
+    fast = np.zeros(nc, bool)
+    fast[cw[(cp > 0) & (cp <= FAST_BEAT_S) & (own >= REGULAR_MIN)]] = True
+    # a bot's hello: the channel's session began with a Mirai-style binary hello
+    hello = np.zeros(nc, bool)
+    hello[ch[ev["app"] == A_MIRAI_C2]] = True
+    traits = np.stack((odd, new_dest, ddns, unnamed, unanswered, prog, fast, hello), axis=1)
+    X[:, col["c2_beats"]] = 0.0
+    np.maximum.at(X[:, col["c2_beats"]], ww, cb)
+    for j, name in enumerate(_TRAITS):
+        sel = traits[cw, j]
+        if sel.any():
+            np.maximum.at(X[:, col[name]], ww[sel], cb[sel])
+    beating = cb >= 2
+    if beating.any():
+        nt = traits[cw].sum(axis=1).astype(np.float64)
+        np.maximum.at(X[:, col["c2_beat_traits"]], ww[beating], nt[beating])
+        sus = nt >= SUSPECT_TRAITS
+        np.maximum.at(X[:, col["c2_beats_suspect"]], ww[sus], cb[sus])
 
 
 def window_columns(tables: list[pa.Table]) -> dict[str, dict[str, np.ndarray]]:
