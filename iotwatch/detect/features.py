@@ -63,7 +63,7 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
 #: data, a host that served the device a program; and how many of those traits the most
 #: suspicious beating channel has
 C2_FEATURES = ("c2_beats", "c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_dynamic_dns", "c2_beats_unnamed",
-               "c2_beats_unanswered", "c2_beats_program_host", "c2_beats_fast", "c2_beats_bot_hello",
+               "c2_beats_unanswered", "c2_beats_program_host", "c2_beats_bot_hello",
                "c2_beat_traits", "c2_beats_suspect")
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
@@ -509,16 +509,16 @@ PACED_CV, PACED_MIN = 0.75, 4
 #: a destination was looked up when the device asked for a name at most LOOKUP_S before it first
 #: reached it
 LOOKUP_S = 30.0
-#: a fast beat: at most this many seconds between a channel's beats
-FAST_BEAT_S = 15.0
 #: c2_beats_suspect: the most beats of a channel with at least this many traits
 SUSPECT_TRAITS = 2
+#: c2_beat_traits and c2_beats_suspect: channels that held at least this many beats so far
+TRAIT_BEATS = 3
 #: the ports of everyday and cloud services (the rules' EVERYDAY_PORTS and CLOUD_PORTS): any other is odd
 _USUAL_PORTS = np.array([25, 53, 80, 110, 123, 143, 443, 465, 587, 853, 993, 995, 1883, 5222, 5223, 5228, 8080,
                          8443, 8883], np.int64)
 # the channel traits of C2_FEATURES, in order from "c2_beats_odd_port"
 _TRAITS = ("c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_dynamic_dns", "c2_beats_unnamed",
-           "c2_beats_unanswered", "c2_beats_program_host", "c2_beats_fast", "c2_beats_bot_hello")
+           "c2_beats_unanswered", "c2_beats_program_host", "c2_beats_bot_hello")
 
 
 def _channel_beats(ev: np.ndarray, ch: np.ndarray, w: np.ndarray, starts: np.ndarray,
@@ -622,7 +622,7 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
     keys, ch = np.unique(host ^ (dport.astype(np.uint64) * _MIX), return_inverse=True)
     ch = ch.astype(np.int64)
     nc = len(keys)
-    cw, ww, cb, cp, own = _channel_beats(ev, ch, w, starts, window_s)
+    cw, ww, cb, _cp, _own = _channel_beats(ev, ch, w, starts, window_s)
     if not len(cw):
         return
     # the traits of each channel
@@ -653,20 +653,17 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
     is_prog = ev["app"] == A_PROGRAM
     if is_prog.any():  # the channels to a host that served the device a program (its call-backs)
         prog = np.isin(host[first_i], host[is_prog])
-    # a fast beat: a steady pace of at most FAST_BEAT_S (a controller's check-ins, not a cloud's)
-    fast = np.zeros(nc, bool)
-    fast[cw[(cp > 0) & (cp <= FAST_BEAT_S) & (own >= REGULAR_MIN)]] = True
     # a bot's hello: the channel's session began with a Mirai-style binary hello
     hello = np.zeros(nc, bool)
     hello[ch[ev["app"] == A_MIRAI_C2]] = True
-    traits = np.stack((odd, new_dest, ddns, unnamed, unanswered, prog, fast, hello), axis=1)
+    traits = np.stack((odd, new_dest, ddns, unnamed, unanswered, prog, hello), axis=1)
     X[:, col["c2_beats"]] = 0.0
     np.maximum.at(X[:, col["c2_beats"]], ww, cb)
     for j, name in enumerate(_TRAITS):
         sel = traits[cw, j]
         if sel.any():
             np.maximum.at(X[:, col[name]], ww[sel], cb[sel])
-    beating = cb >= 2
+    beating = cb >= TRAIT_BEATS
     if beating.any():
         nt = traits[cw].sum(axis=1).astype(np.float64)
         np.maximum.at(X[:, col["c2_beat_traits"]], ww[beating], nt[beating])
