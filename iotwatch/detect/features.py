@@ -62,9 +62,11 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
 EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host_upload", "new_host_out_in")
 #: covert_x_quiet: covert_bytes over the lower QUIET_QUANTILE of the device's earlier windows' (at
 #: least COVERT_FLOOR, from the first window on: such channels carry no data in a device's normal
-#: traffic); data_out_x_quiet: the larger of upload_x_quiet and covert_x_quiet, the window's outgoing
-#: data against the device's quiet minutes on the channel where it departs most (see VIEWS)
-COVERT_FLOOR = 100.0
+#: traffic, so the floor is the smallest amount that is data at all, one encoded label of the
+#: length the rules call encoded); data_out_x_quiet: the larger of upload_x_quiet and
+#: covert_x_quiet, the window's outgoing data against the device's quiet minutes on the channel
+#: where it departs most (see VIEWS)
+COVERT_FLOOR = float(Thresholds().tunnel_label_len)
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
