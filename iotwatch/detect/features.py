@@ -5,7 +5,9 @@ evidence adds per window: probes by kind, the busiest authentication service, th
 ARP and DNS fan-out, the regularity of connections to one peer, and upload against the device's
 own baseline; what the device's behaviour is made of, from its evidence events
 (:data:`BEHAVIOUR_FEATURES`: entropy and novelty of targets, failures, repeated logins, regularity
-across windows, held beats, where the upload goes); then scale-free views of the counters
+across windows, held beats, where the upload goes); what exfiltration is made of whatever its
+channel (:data:`EXFIL_FEATURES`: data in DNS names and ICMP echo payloads, uploads to hosts new for
+the device); then scale-free views of the counters
 (:data:`RATIOS`: what the traffic is made of, not how much of it there is) and each window against
 the device's own earlier windows (:data:`HISTORY`, ``upload_x_quiet``). :data:`VIEWS` names, per
 behaviour, the features its forest reads. :data:`FEATURES` fixes names, order and dtypes; model
@@ -66,7 +68,7 @@ EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host
 #: length the rules call encoded); data_out_x_quiet: the larger of upload_x_quiet and
 #: covert_x_quiet, the window's outgoing data against the device's quiet minutes on the channel
 #: where it departs most (see VIEWS)
-COVERT_FLOOR = float(Thresholds().tunnel_label_len)
+COVERT_FLOOR = float(_TH.tunnel_label_len)
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
