@@ -753,11 +753,17 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
         prev = np.where(j > 0, qt[np.maximum(j - 1, 0)], -np.inf) if len(qt) else np.full(nc, -np.inf)
         return t_first - prev <= LOOKUP_S
 
-    # unnamed: the channel began in the capture (its SYN) with no lookup just before it
-    unnamed = ext & (ev["opened"][first_i] == 1) & ~asked_before(q_ts)
-    ddns = asked_before(dd_ts)
+    opened = ev["opened"][first_i] == 1
+    # unanswered: the peer never sent a byte since the channel began in the capture (its SYN: of a
+    # session already running, what the peer said before is unknown)
     pay_in = np.bincount(ch, ev["payload_in"].astype(np.float64), minlength=nc)
-    unanswered = pay_in == 0
+    unanswered = opened & (pay_in == 0)
+    # unnamed: the channel began in the capture with no lookup just before it, and is a series of
+    # connections or a session whose peer never answers (one session answered on every beat may
+    # have been looked up long before: a device's own cloud, its address cached)
+    conns = np.bincount(ch, minlength=nc)
+    unnamed = ext & opened & ~asked_before(q_ts) & ((conns >= 2) | unanswered)
+    ddns = asked_before(dd_ts)
     prog = np.zeros(nc, bool)
     is_prog = ev["app"] == A_PROGRAM
     if is_prog.any():  # the channels to a host that served the device a program (its call-backs)
