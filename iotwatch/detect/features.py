@@ -622,6 +622,9 @@ LOOKUP_S = 30.0
 SUSPECT_TRAITS = 2
 #: c2_beat_traits and c2_beats_suspect: channels that held at least this many beats so far
 TRAIT_BEATS = 3
+#: a channel carries messages, not bulk data: a connection or session whose client sent more than
+#: this many payload bytes per exchange on average is not one (a RAT's pushes are tens of kB)
+BULK_EXCHANGE = 262_144
 #: the ports of everyday and cloud services (the rules' EVERYDAY_PORTS and CLOUD_PORTS): any other is odd
 _USUAL_PORTS = np.array([25, 53, 80, 110, 123, 143, 443, 465, 587, 853, 993, 995, 1883, 5222, 5223, 5228, 8080,
                          8443, 8883], np.int64)
@@ -720,6 +723,8 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
         ev = ev[(ev["proto"] == 6) & ((ev["kind"] & K_EXT) != 0) & ~np.isin(ev["app"], _APP_LOGIN)]
     if len(loc):
         ev = np.concatenate((ev, loc[loc["proto"] == 6])) if len(ev) else loc[loc["proto"] == 6]
+    if len(ev):  # small messages: not a bulk upload (chunks of megabytes posted one by one)
+        ev = ev[ev["payload_out"] <= BULK_EXCHANGE * np.maximum(ev["hb_pushes"], 1)]
     if len(ev) < 2 and not (len(ev) and ev["hb_beats"].max() >= 2):
         return
     ev = ev[np.argsort(ev["ts"], kind="stable")]
