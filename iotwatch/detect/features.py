@@ -52,13 +52,18 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
                       "repeat_logins_one_target", "login_sessions", "short_session_share",
                       "regular_failed_repeats", "regular_conn_repeats", "held_beats", "top_upload_share",
                       "top_upload_novel", "top_upload_out_in", "echo_bytes_per_packet")
+#: what a scan, a flood and a brute force are, whatever their variant (:func:`_scan_features`):
+#: distinct targets (host × protocol × port, and addresses asked for by ARP) that failed for the
+#: first time in the device's history, per name the device looked up (a vertical scan of one host
+#: and a horizontal sweep of a network read alike; a device whose cloud is down looked each host up)
+SCAN_FEATURES = ("novel_failed_targets", "novel_arp_targets", "scan_targets_per_lookup")
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
 #: what its training captures happened to show alongside it (the hospital's brute force always
 #: came with a Mirai scan, its C2 with an upload)
 VIEWS: dict[str, tuple[str, ...]] = {
-    "scan": ("failed_hosts_per_lookup", "failed_ports_one_host", "failed_share"),
+    "scan": ("scan_targets_per_lookup",),
     "bruteforce": ("repeat_logins_one_target",),
     "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
               "upload_mbps", "packets_out_x_own"),
@@ -109,7 +114,7 @@ HISTORY: tuple[tuple[str, str, float], ...] = (
 QUIET_QUANTILE = 0.2
 DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet")
 FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES,
-                                                             *DERIVED)]
+                                                             *SCAN_FEATURES, *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
 
 
@@ -391,6 +396,34 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
         X[:, col["echo_bytes_per_packet"]] = eb / np.maximum(ep, 1.0)
 
 
+def _first_in_window(w: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """Per window, how many distinct keys appear for the first time there (events in time order)."""
+    if not len(key):
+        return np.zeros(n)
+    _k, first = np.unique(key, return_index=True)
+    return np.bincount(w[first], minlength=n).astype(np.float64)
+
+
+def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> None:
+    """The :data:`SCAN_FEATURES` of every window of a device (events in time order)."""
+    n = len(starts)
+    if len(ev):
+        kind = ev["kind"].astype(np.int64)
+        failed = ((kind & _FAILED) != 0) | (((kind & K_ECHO) != 0) & (ev["pkts_in"] == 0))
+        if failed.any():
+            e = ev[failed]
+            w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
+            key = host_key(e["dst_hi"], e["dst_lo"]) ^ ((e["dport"].astype(np.uint64) << np.uint64(8))
+                                                       | e["proto"].astype(np.uint64)) * _MIX
+            X[:, col["novel_failed_targets"]] = _first_in_window(w, key, n)
+    if d.arp:
+        a = np.array([(t, x) for t, x, _ in d.arp], np.float64)
+        w = np.clip(np.searchsorted(starts, a[:, 0], side="right") - 1, 0, n - 1)
+        X[:, col["novel_arp_targets"]] = _first_in_window(w, a[:, 1].astype(np.int64), n)
+    X[:, col["scan_targets_per_lookup"]] = ((X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]])
+                                            / (1.0 + X[:, WINDOW_COUNTERS.index("dns_queries")]))
+
+
 def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
     """Each value over the median of the values before it (at least ``floor``); 0 for the first two."""
     out = np.zeros(len(x))
@@ -436,7 +469,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     for j, name in enumerate(WINDOW_COUNTERS):
         X[:, j] = windows[name]
     base = len(WINDOW_COUNTERS)
-    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES))}
+    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES, *SCAN_FEATURES))}
     starts = windows["window_start"]
     up = windows["upload_bytes"].astype(np.float64)
     # upload against the device's baseline: the one given, else the median of its earlier windows
@@ -453,6 +486,7 @@ def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, st
     if len(ev):
         _event_features(X, col, ev, starts)
         _behaviour_features(X, col, ev, starts)
+    _scan_features(X, col, ev, d, starts)
     if d.arp:
         a = np.array([(t, x) for t, x, _ in d.arp])
         w_of = np.searchsorted(starts, a[:, 0], side="right") - 1
