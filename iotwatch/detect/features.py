@@ -56,7 +56,7 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
 #: distinct targets (host × protocol × port, and addresses asked for by ARP) that failed for the
 #: first time in the device's history, per name the device looked up (a vertical scan of one host
 #: and a horizontal sweep of a network read alike; a device whose cloud is down looked each host up)
-SCAN_FEATURES = ("novel_failed_targets", "novel_arp_targets", "scan_targets_per_lookup")
+SCAN_FEATURES = ("novel_failed_targets", "novel_arp_targets", "scan_targets_per_lookup", "top_target_requests")
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
@@ -66,7 +66,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "scan": ("scan_targets_per_lookup",),
     "bruteforce": ("repeat_logins_one_target",),
     "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
-              "upload_mbps", "packets_out_x_own"),
+              "upload_mbps", "packets_out_x_own", "top_target_requests"),
     "exfil": ("upload_x_baseline", "upload_x_quiet", "bytes_out_x_own", "out_in_bytes", "upload_mbps", "top_upload_share",
               "top_upload_novel", "echo_bytes_per_packet", "dns_mean_name_len", "dns_odd_types"),
     "c2": ("regular_failed_repeats", "held_beats", "c2_hellos"),
@@ -396,12 +396,41 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
         X[:, col["echo_bytes_per_packet"]] = eb / np.maximum(ep, 1.0)
 
 
+def _service_key(ev: np.ndarray) -> np.ndarray:
+    """One key per destination service of each event: host × protocol × port (ICMP: its code)."""
+    port = (ev["dport"].astype(np.uint64) << np.uint64(8)) | ev["proto"].astype(np.uint64)
+    return host_key(ev["dst_hi"], ev["dst_lo"]) ^ port * _MIX
+
+
 def _first_in_window(w: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
     """Per window, how many distinct keys appear for the first time there (events in time order)."""
     if not len(key):
         return np.zeros(n)
     _k, first = np.unique(key, return_index=True)
     return np.bincount(w[first], minlength=n).astype(np.float64)
+
+
+def _top_per_window(w: np.ndarray, key: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
+    """Per window, the largest summed ``weight`` of one key (0 in a window without events)."""
+    out = np.zeros(n)
+    if len(w):
+        pw, _k, _c, pair = _pairs(w, key)
+        np.maximum.at(out, pw, np.bincount(pair, weight, minlength=len(pw)))
+    return out
+
+
+def _request_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, kind: np.ndarray, starts: np.ndarray) -> None:
+    """``top_target_requests``: the most requests to one service (host × protocol × port or ICMP
+    code) in a window. Each flow is a request, and so is each packet nobody answered of a flow of
+    neither TCP nor UDP (an ICMP echo or GRE flood is one flow of thousands of packets), and each
+    DNS query of the window, whatever flows carry them (a stub that keeps its source port sends
+    all its queries in one flow; they all go to port 53 of the device's resolver)."""
+    n = len(starts)
+    w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1)
+    proto = ev["proto"]
+    other = (proto != 6) & (proto != 17)
+    req = 1.0 + np.where(other, np.maximum(ev["pkts_out"].astype(np.float64) - ev["pkts_in"] - 1.0, 0.0), 0.0)
+    X[:, col["top_target_requests"]] = _top_per_window(w, _service_key(ev), req, n)
 
 
 def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> None:
@@ -413,15 +442,15 @@ def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Device
         if failed.any():
             e = ev[failed]
             w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
-            key = host_key(e["dst_hi"], e["dst_lo"]) ^ ((e["dport"].astype(np.uint64) << np.uint64(8))
-                                                       | e["proto"].astype(np.uint64)) * _MIX
-            X[:, col["novel_failed_targets"]] = _first_in_window(w, key, n)
+            X[:, col["novel_failed_targets"]] = _first_in_window(w, _service_key(e), n)
+        _request_features(X, col, ev, kind, starts)
     if d.arp:
         a = np.array([(t, x) for t, x, _ in d.arp], np.float64)
         w = np.clip(np.searchsorted(starts, a[:, 0], side="right") - 1, 0, n - 1)
         X[:, col["novel_arp_targets"]] = _first_in_window(w, a[:, 1].astype(np.int64), n)
-    X[:, col["scan_targets_per_lookup"]] = ((X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]])
-                                            / (1.0 + X[:, WINDOW_COUNTERS.index("dns_queries")]))
+    dns = X[:, WINDOW_COUNTERS.index("dns_queries")]
+    X[:, col["scan_targets_per_lookup"]] = (X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]]) / (1.0 + dns)
+    np.maximum(X[:, col["top_target_requests"]], dns, out=X[:, col["top_target_requests"]])
 
 
 def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
