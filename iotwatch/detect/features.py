@@ -5,7 +5,9 @@ evidence adds per window: probes by kind, the busiest authentication service, th
 ARP and DNS fan-out, the regularity of connections to one peer, and upload against the device's
 own baseline; what the device's behaviour is made of, from its evidence events
 (:data:`BEHAVIOUR_FEATURES`: entropy and novelty of targets, failures, repeated logins, regularity
-across windows, held beats, where the upload goes); then scale-free views of the counters
+across windows, held beats, where the upload goes), and what a scan and a flood are whatever
+their variant (:data:`SCAN_FEATURES`: new failed targets per name looked up, requests to one
+service); then scale-free views of the counters
 (:data:`RATIOS`: what the traffic is made of, not how much of it there is) and each window against
 the device's own earlier windows (:data:`HISTORY`, ``upload_x_quiet``). :data:`VIEWS` names, per
 behaviour, the features its forest reads. :data:`FEATURES` fixes names, order and dtypes; model
