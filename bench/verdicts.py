@@ -39,6 +39,10 @@ from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions  # noqa: E402
 from iotwatch.pipeline import Pipeline, build_analysers  # noqa: E402
 from iotwatch.settings import Settings  # noqa: E402
 
+#: whether this tree's live pass knows rechecks (LiveCapture._conclude(rescore)): the script also
+#: runs, copied, in an older tree for before/after comparisons
+_RESCORE = "rescore" in LiveCapture._conclude.__code__.co_varnames
+
 
 def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[int, PacketBatch]]:
     """The capture's batches, ``loops`` times, at ``rate`` packets/s from ``t0_ns`` (0: at the
@@ -158,7 +162,7 @@ def main() -> None:
             prof.enable()
         parts.clear()
         c0, w0 = time.process_time(), time.perf_counter()
-        live._conclude()
+        live._conclude(rescore=closed) if _RESCORE else live._conclude()
         c1, w1 = time.process_time(), time.perf_counter()
         if late:
             prof.disable()

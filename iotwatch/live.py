@@ -429,7 +429,7 @@ class LiveCapture:
                 while self._rechecks and mono >= self._rechecks[0]:
                     self._rechecks.pop(0)
             self._windows_seen = pipe.stats.windows
-            self._conclude()
+            self._conclude(rescore=closed)
             if closed:  # how long after the end of the newest closed window its verdicts were written
                 w = int(pipe.devices.st[ST_CLOSED_UPTO])
                 lag = round(time.time() - (w + 1) * pipe.settings.window_s, 3)
@@ -455,10 +455,12 @@ class LiveCapture:
             self._last_status = mono
             self.on_status(self._status(mono))
 
-    def _conclude(self) -> None:
+    def _conclude(self, rescore: bool = True) -> None:
         """Verdicts over everything seen so far, judging again only the devices whose inputs
         changed since the previous pass (``Detector.conclude_live``: the alerts of a pass over
-        everything); alerts not raised before are written now."""
+        everything); alerts not raised before are written now. ``rescore`` False (a recheck:
+        no window closed since the previous pass): the model's features of the windows are those
+        of the previous close, the rules read the evidence as it is now."""
         pipe = self.pipe
         devices = pipe.devices.totals()
         found: list[Alert] = []
@@ -467,7 +469,7 @@ class LiveCapture:
                 final = an.evidence
                 an.evidence = self._provisional_evidence(an)
                 try:
-                    found += an.conclude_live(devices, pipe.files)
+                    found += an.conclude_live(devices, pipe.files, rescore=rescore)
                 finally:
                     an.evidence = final
                 if self.baselines_path is not None:

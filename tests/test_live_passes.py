@@ -39,9 +39,13 @@ def _full_pass_evidence(det: Detector, live: LiveCapture) -> Evidence:
     return tmp
 
 
-def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path) -> dict[str, int]:
+def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: bool = True) -> dict[str, int]:
     """Step through ``pcap``; after every step compare the full and the incremental pass.
-    Returns counts: steps, alerts seen by the passes, devices judged again / devices in all."""
+    ``rechecks``: a step in which no window closed is a recheck, as in a live run (the model's
+    features those of the last step that closed windows: the full pass takes them over that
+    step's evidence, the incremental one keeps them); else every pass takes them again.
+    Returns counts: steps, alerts seen by the passes, devices judged again / devices in all,
+    devices whose features a recheck kept."""
     settings = Settings(window_s=window_s, close_lag_s=1.0)
     analysers = build_analysers(settings)
     det = next(a for a in analysers if isinstance(a, Detector))
@@ -51,12 +55,15 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path) -> dict[str
     live.pipe, live.eve = pipe, LiveEveSink(tmp / "events.jsonl", window_s=window_s)
     for a in analysers:
         a.prepare()
-    counts = {"steps": 0, "alerts": 0, "judged": 0, "devices": 0}
+    counts = {"steps": 0, "alerts": 0, "judged": 0, "devices": 0, "kept": 0}
     reader = open_capture(pcap, batch_size=batch)
+    windows_seen, close_evidence = 0, None
     for b in reader.batches():
         pipe.feed(b)
         live._clock_ns = max(live._clock_ns, int(b.ts_ns[-1]))
         pipe.drain()
+        rescore = not rechecks or pipe.stats.windows > windows_seen
+        windows_seen = pipe.stats.windows
         found = {}
         real = det.evidence
         before = {k: real.state(k) for k in real.devices}
@@ -68,16 +75,19 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path) -> dict[str
             try:
                 if how == "full":
                     det.evidence = _full_pass_evidence(det, live)
-                    alerts = det.conclude(devices, pipe.files)
+                    if rescore:
+                        close_evidence = det.evidence
+                    alerts = det.conclude(devices, pipe.files, features_evidence=None if rescore else close_evidence)
                 else:
                     det.evidence = live._provisional_evidence(det)
-                    alerts = det.conclude_live(devices, pipe.files)
+                    alerts = det.conclude_live(devices, pipe.files, rescore=rescore)
             finally:
                 det.evidence = real
             found[how] = [a.to_event() for a in alerts]
             if how == "incremental":
                 counts["judged"] += det.live_judged[0]
                 counts["devices"] += det.live_judged[1]
+                counts["kept"] += 0 if rescore else len(det._live_kept)
         assert found["incremental"] == found["full"], f"after {pipe.stats.packets} packets"
         assert {k: real.state(k) for k in real.devices} == before  # the passes changed no evidence
         counts["steps"] += 1
@@ -98,6 +108,11 @@ def test_incremental_passes_raise_the_alerts_of_full_passes_on_the_hospital(tmp_
     assert c["steps"] > 20 and c["alerts"] > 0
     # devices that changed nothing since the previous pass were not judged again
     assert c["judged"] < c["devices"]
+    # rechecks judged devices again without taking their features again
+    assert c["kept"] > 0
+    # every pass taking the features again: the same alerts as the full pass as well
+    c = _both_passes(pcap, 10.0, 512, tmp_path, rechecks=False)
+    assert c["steps"] > 20 and c["alerts"] > 0 and c["kept"] == 0
 
 
 @needs_shared
