@@ -238,6 +238,9 @@ class LiveCapture:
         self._ring_warned = False
         self.user: str | None = None  # the user the analysis runs as, when it gave up root
         self._become: privileges.User | None = None
+        #: whether the run uses numba's JIT, to be warmed up before the analysis (:func:`live_kernels`;
+        #: set by :meth:`start`)
+        self.jit_warmup = True
 
     # the run --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -247,6 +250,8 @@ class LiveCapture:
         o = self.opts
         itf = interfaces.check(o.interface)
         user = privileges.target_user(o.user)
+        # before dumpcap's pipe thread starts: its kernel is one of them
+        self.jit_warmup = live_kernels()
         self._rx0, self._drops0 = itf.rx_packets, itf.rx_drops
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -273,7 +278,7 @@ class LiveCapture:
         o = self.opts
         assert self.source is not None, "start() first"
         if self._become is not None:
-            if live_kernels():
+            if self.jit_warmup:
                 load_kernels()
             for a in analysers:
                 a.prepare()

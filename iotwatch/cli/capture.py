@@ -87,7 +87,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
     events.jsonl, Parquet and baselines.json written as the run goes, the packets kept in a
     rotating pcapng ring. Stops cleanly on Ctrl-C, SIGTERM or --duration."""
     from ..detect import Detector
-    from ..live import LiveCapture, LiveEveSink, LiveOptions, live_kernels
+    from ..live import LiveCapture, LiveEveSink, LiveOptions
     from ..pipeline import Pipeline, build_analysers
     from ..sinks import ParquetSink
 
@@ -127,7 +127,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         eve = LiveEveSink(out / "events.jsonl", window_s=window)
         sinks.append(eve)
         sinks.append(ParquetSink(out))
-        pipe = Pipeline(settings, sinks, analysers=analysers, _warm=live_kernels())
+        pipe = Pipeline(settings, sinks, analysers=analysers, _warm=live.jit_warmup)
     except (OSError, IotwatchError) as e:
         live.abort()
         for s in sinks:
