@@ -1211,7 +1211,7 @@ def _tls_beacon_fire(eb: np.ndarray, th: Thresholds) -> int:
     if n < k:
         return -1
     ts, end = eb["ts"], eb["end"]
-    tls = ((eb["app"] == A_TLS) | np.isin(eb["dport"], (443, 8443))).astype(np.int64)
+    tls = ((eb["app"] == A_TLS) | (eb["dport"] == 443) | (eb["dport"] == 8443)).astype(np.int64)  # (not np.isin: called per peer)
     iv = np.diff(ts)
     seq = (end[:-1] <= ts[1:]).astype(np.int64)  # session i over before i + 1 began
     i = np.arange(k - 1, n)
