@@ -7,7 +7,7 @@ every device judged, :meth:`Detector.conclude`) and by the incremental one it ta
 (:meth:`LiveCapture._provisional_evidence`, a copy-on-write view, and
 :meth:`Detector.conclude_live`). Both must give the same alerts, field for field and in the same
 order, at every step: an alert the full pass would raise, the incremental pass raises in the
-same pass.
+same pass. And the rechecks come when the packets reach their moment (the capture clock).
 """
 
 from __future__ import annotations
@@ -180,3 +180,51 @@ def test_an_evidence_view_tells_what_it_added_and_leaves_the_evidence_as_it_was(
     assert a.state(dev) == b.state(dev) != c.state(dev) and a.state(dev) != state
     assert _events_key(a.devices[dev]) == _events_key(b.devices[dev]) != _events_key(c.devices[dev])
     assert real.with_flows(np.zeros(0, FLOW_DTYPE)).state(dev) == state
+
+
+def test_rechecks_are_due_on_the_capture_clock(tmp_path: Path) -> None:
+    """After each close, a recheck comes in the first batch whose packets reach the close's
+    clock plus each of ``recheck_s`` (the packets' time, not the wall clock's: fed here far
+    faster than real time, a recheck on the wall clock would come many batches later), and the
+    close passes take the model's features again, the rechecks do not."""
+    import time
+    from types import SimpleNamespace
+
+    pcap = tmp_path / "hospital.pcap"
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "synth", "hospital", "--duration", "70", "--quiet", "20",
+                        "--uplink-mbps", "2", "--seed", "7", "--out", str(pcap)], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    settings = Settings(window_s=10.0, close_lag_s=1.0)
+    pipe = Pipeline(settings, [], analysers=build_analysers(settings), threaded=False)
+    pipe.files.append(str(pcap))
+    live = LiveCapture(LiveOptions(interface="test", stats_every_s=1e9, part_every_s=1e9))
+    live.pipe, live.eve = pipe, LiveEveSink(tmp_path / "events.jsonl", window_s=10.0)
+    live.source = SimpleNamespace(reader=object())  # (what _tick looks for: a capture running)
+    live._last_stats = live._last_part = time.monotonic()
+    passes: list[tuple[int, bool]] = []
+    live._conclude = lambda rescore=True: passes.append((live._clock_ns, rescore))  # type: ignore[method-assign]
+    steps = []
+    reader = open_capture(pcap, batch_size=64)
+    for b in reader.batches():
+        pipe.feed(b)
+        live._clock_ns = max(live._clock_ns, int(b.ts_ns[-1]))
+        steps.append(live._clock_ns)
+        live._tick()
+    reader.chunks.close()
+    live.eve.close()
+    closes = [c for c, rescore in passes if rescore]
+    assert len(closes) >= 5
+    rechecks = 0
+    for k, (c, rescore) in enumerate(passes):
+        if not rescore:
+            continue
+        nxt = closes[closes.index(c) + 1] if closes.index(c) + 1 < len(closes) else None
+        for d in live.opts.recheck_s:
+            due = c + int(d * 1e9)
+            first = next((s for s in steps if s >= due), None)
+            if first is None or (nxt is not None and first >= nxt):
+                continue  # (the capture ended, or the next window closed first)
+            assert (first, False) in passes[k + 1:], f"no recheck at {first} for the close at {c}"
+            rechecks += 1
+    assert rechecks >= 5 and rechecks == sum(not rescore for _c, rescore in passes)
