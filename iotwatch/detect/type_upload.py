@@ -4,9 +4,9 @@ a device with no history of its own (docs/detection.md, "Baselines").
 The table (``type_upload.json`` beside this module, versioned, shipped with the package) is
 learned from benign captures by ``python -m iotwatch.learn.type_upload`` (``make type-upload``):
 per inventory type, the 99th percentile of a normal device's upload to external addresses per
-minute. A plug, a sensor or a hub sends a few kB a minute to its cloud; a camera or a recorder
-streams video and its reference is far higher: judged against its type, a plug pushing megabytes
-a minute is not normal for any plug, a camera streaming to its cloud is normal for a camera.
+minute. A plug, a sensor or a hub sends at most a few hundred kB a minute to its cloud: judged
+against its type, a plug pushing megabytes a minute is not normal for any plug. A camera or a
+recorder streams video at whatever rate it is set to: it has no type norm (:data:`NO_NORM`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,12 @@ from ..errors import InputError
 #: the table's layout version (``version`` in the file)
 VERSION = 1
 TABLE = Path(__file__).with_name("type_upload.json")
-#: types with no upload norm: what a person's computer or phone, or the gateway (which carries
-#: the site's traffic), uploads says nothing of its type; nor does a device of unknown type
-NO_NORM = ("computer", "phone", "router", "unknown")
+#: types with no upload norm: their normal includes bulk uploads of what they record or are given
+#: (a camera's or a recorder's video, at any rate its settings ask for; a printer's scans sent to
+#: the cloud), or says nothing of their type (a person's computer or phone; the gateway, which
+#: carries the site's traffic; a device of unknown type). They are judged by their own history, a
+#: baseline file, or the site's other devices and the uplink only
+NO_NORM = ("camera", "recorder", "printer", "computer", "phone", "router", "unknown")
 
 
 @lru_cache(maxsize=4)
