@@ -101,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     t = table(*per_type_uploads(a.labels, n_jobs=a.n_jobs))
     bad = {k: v["benign_minutes_judged_surges"] for k, v in t["types"].items()  # type: ignore[attr-defined]
            if v["benign_minutes_judged_surges"]}
-    a.out.write_text(json.dumps(t, indent=1) + "\n")
     for k, v in t["types"].items():  # type: ignore[attr-defined]
         print(f"{k:10} {v['devices']:5} devices {v['windows']:7} minutes  p99 {v['p99_bytes_per_min']:>14,.0f} B/min"
               f"  max {v['max_bytes_per_min']:>14,.0f}")
     if bad:
-        print(f"benign minutes the rule would call surges with this table: {bad}", file=sys.stderr)
+        print(f"{a.out}: not written: the rule would call benign minutes surges with this table: {bad}",
+              file=sys.stderr)
         return 1
+    a.out.write_text(json.dumps(t, indent=1) + "\n")
     return 0
 
 
