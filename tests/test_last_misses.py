@@ -208,3 +208,32 @@ def test_a_report_channel_with_skipped_beats(seed: int, tmp_path: Path) -> None:
     assert [(a["src_mac"], a["alert"]["category"]) for a in got] == [(mac, "c2")]
     period = float(row.split("every ")[1].split(" s")[0])
     assert got[0]["evidence"]["beat_s"] == pytest.approx(period, rel=0.05)
+
+
+# the issue's other "Must show" on a real capture -------------------------------------------
+@needs_shared
+def test_the_hospital_injected_into_a_real_camera_then_from_mid_surge(tmp_path: Path) -> None:
+    """The hospital incident on the camera of a real 30-minute capture: scan, brute force and exfil
+    (with × baseline and uplink share); the same captured from the middle of the surge, alone and
+    with the first run's baselines.json: exfil both times."""
+    from test_detect_unseen import analyze as analyze_with
+    from test_detect_unseen import cut
+
+    real = SHARED_PCAPS / "nku_lifecycle" / "xiaobai_Y2camera_lifecycle" / "xiaobai_Y2camera_idle_local.pcap"
+    cam = "78:df:72:24:69:4d"
+    res = inject(Options("hospital", seed=9141, duration=360, quiet=600, uplink_mbps=4), real, cam, tmp_path / "h.pcap")
+    ev = analyze_with(res.pcap, tmp_path / "whole", "--uplink-mbps", "4")
+    assert {a["src_mac"] for a in alerts(ev)} == {cam}
+    got = {a["alert"]["category"]: a for a in alerts(ev)}
+    assert {"scan", "bruteforce", "exfil"} <= set(got)
+    surge = got["exfil"]["evidence"]
+    assert surge["reference"] == "own quiet windows" and surge["x_baseline"] >= 20 and surge["uplink_share"] >= 0.5
+    first_bad = min(float(r.split("\t")[6]) for r in res.labels_file.read_text().splitlines()[1:]
+                    if "\texfil\t" in r)
+    mid = tmp_path / "mid.pcap"
+    cut(res.pcap, mid, first_bad + 60)
+    for out, extra in (("mid", ()), ("mid2", ("--baseline", str(tmp_path / "whole")))):
+        (a,) = [a for a in alerts(analyze_with(mid, tmp_path / out, "--uplink-mbps", "4", *extra), cam)
+                if a["alert"]["category"] == "exfil"]
+        assert a["evidence"]["reference"] == ("baseline file" if extra else "site peers")
+        assert a["evidence"]["x_baseline"] >= 20 and a["evidence"]["uplink_share"] >= 0.5
