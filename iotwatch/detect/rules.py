@@ -1389,10 +1389,14 @@ def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[F
         # check-ins inside sessions held open
         device_steady = ((after["hb_side"] == 0) & (after["hb_pushes"] >= k) & (after["hb_iv"] >= 1.0)
                          & (after["hb_iv"] <= th.callback_max_period_s) & (after["hb_cv"] <= th.callback_cv))
-        held = after[device_steady | _on_beat(after, th, k)]
+        on_beat = _on_beat(after, th, k)
+        held = after[device_steady | on_beat]
         if len(held):
             e = held[0]
-            by_beat = int(e["hb_beats"]) >= k
+            # its beat when the session keeps one (most of its side's exchanges on it), else the
+            # mean interval of the device's steady exchanges (a jittered agent's beats, counted
+            # by the kernel now and then, are no period)
+            by_beat = bool(on_beat[device_steady | on_beat][0])
             period = float(e["hb_beat_s"]) if by_beat else float(e["hb_iv"])
             # the k-th beat, or the k-th of the device's exchanges (its first at the earliest at the start)
             fire = _beat_fire(e, k) if by_beat else float(min(e["end"], e["ts"] + (k - 1) * period))
