@@ -8,7 +8,9 @@ by header fields only; their bytes (from the IP or ARP header on) are copied int
 :class:`RareFrame` records for the slower, dissecting consumers (dpkt), within budgets so that a
 flood cannot make them many: at most ``per_batch`` of a kind per batch and window, and
 ``per_device`` of a kind per device and window (a batch of a sparse capture can span hours: each
-of its windows gets its own caps).
+of its windows gets its own caps). A DNS query's question is hashed from its bytes (compiled, in
+place) and counts once per device and window: a name the device already asked, and that was
+kept, is not kept again and costs nothing of the budget.
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ class RareFrame:
     direction: int = 0  # 0 client→server, 1 server→client
 
 
-#: frames kept per device, kind and window: enough for every rule (50 names under one domain in
-#: 10 s for water torture, 10 encoded names for a tunnel, 32 ARP targets for a sweep, banners of
+#: frames kept per device, kind and window (DNS: distinct questions): enough for every rule (50
+#: names under one domain in 10 s for water torture, 10 encoded names for a tunnel, 32 ARP targets for a sweep, banners of
 #: login services) and for the inventory (a few values per signal), few enough that a busy network
 #: or a flood costs little
 K_FIRST_LOGIN = 11  # a first payload on a login port (banners, Mirai's C2 hello): its own budget
