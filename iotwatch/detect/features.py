@@ -5,7 +5,9 @@ evidence adds per window: probes by kind, the busiest authentication service, th
 ARP and DNS fan-out, the regularity of connections to one peer, and upload against the device's
 own baseline; what the device's behaviour is made of, from its evidence events
 (:data:`BEHAVIOUR_FEATURES`: entropy and novelty of targets, failures, repeated logins, regularity
-across windows, held beats, where the upload goes); then scale-free views of the counters
+across windows, held beats, where the upload goes); what exfiltration is made of whatever its
+channel (:data:`EXFIL_FEATURES`: data in DNS names and ICMP echo payloads, uploads to hosts new for
+the device); then scale-free views of the counters
 (:data:`RATIOS`: what the traffic is made of, not how much of it there is) and each window against
 the device's own earlier windows (:data:`HISTORY`, ``upload_x_quiet``). :data:`VIEWS` names, per
 behaviour, the features its forest reads. :data:`FEATURES` fixes names, order and dtypes; model
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -34,6 +37,9 @@ from .evidence import (
     DeviceEvidence,
     host_key,
 )
+from .rules import Thresholds, encoded_name
+
+_TH = Thresholds()
 
 WINDOW_COUNTERS = ("packets_out", "packets_in", "bytes_out", "bytes_in", "upload_bytes", "download_bytes", "dst_ips",
                    "dst_ports", "new_flows", "syn_flows", "syn_answered", "syn_rejected", "syn_unanswered",
@@ -52,6 +58,17 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
                       "repeat_logins_one_target", "login_sessions", "short_session_share",
                       "regular_failed_repeats", "regular_conn_repeats", "held_beats", "top_upload_share",
                       "top_upload_novel", "top_upload_out_in", "echo_bytes_per_packet")
+#: what exfiltration is made of, whatever its channel (:func:`_exfil_features`): data carried in
+#: DNS query names and in ICMP echo payloads (channels meant for tiny messages), uploads to hosts
+#: the device had never reached, and what comes back from them
+EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host_upload", "new_host_out_in")
+#: covert_x_quiet: covert_bytes over the lower QUIET_QUANTILE of the device's earlier windows' (at
+#: least COVERT_FLOOR, from the first window on: such channels carry no data in a device's normal
+#: traffic, so the floor is the smallest amount that is data at all, one encoded label of the
+#: length the rules call encoded); data_out_x_quiet: the larger of upload_x_quiet and
+#: covert_x_quiet, the window's outgoing data against the device's quiet minutes on the channel
+#: where it departs most (see VIEWS)
+COVERT_FLOOR = float(_TH.tunnel_label_len)
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
@@ -62,8 +79,10 @@ VIEWS: dict[str, tuple[str, ...]] = {
     "bruteforce": ("repeat_logins_one_target",),
     "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
               "upload_mbps", "packets_out_x_own"),
-    "exfil": ("upload_x_baseline", "upload_x_quiet", "bytes_out_x_own", "out_in_bytes", "upload_mbps", "top_upload_share",
-              "top_upload_novel", "echo_bytes_per_packet", "dns_mean_name_len", "dns_odd_types"),
+    # one feature, whatever the channel: a monotone tree caps every window on the low side of a
+    # split at the split's mean, so a view of one feature per channel (upload, DNS names, ICMP
+    # payloads) scores a held-out channel's windows, low on the others, under the threshold
+    "exfil": ("data_out_x_quiet",),
     "c2": ("regular_failed_repeats", "held_beats", "c2_hellos"),
 }
 #: scale-free views of the counters above (numerator, denominator): what a window's traffic is made
@@ -107,9 +126,10 @@ HISTORY: tuple[tuple[str, str, float], ...] = (
 #: upload_x_quiet: upload over the lower quantile QUIET_QUANTILE of the device's earlier windows
 #: (at least 1,000 B; 0 before two earlier windows): against its quiet minutes, not its median
 QUIET_QUANTILE = 0.2
-DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet")
+DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet", "covert_x_quiet",
+           "data_out_x_quiet")
 FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES,
-                                                             *DERIVED)]
+                                                             *EXFIL_FEATURES, *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
 
 
@@ -391,6 +411,89 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
         X[:, col["echo_bytes_per_packet"]] = eb / np.maximum(ep, 1.0)
 
 
+#: an ICMP echo request of a plain ping: 64-100 bytes on the wire (Linux 98, Windows 74); what an
+#: echo request carries beyond this is data (the rules' icmp_tunnel reads the same)
+PING_BYTES = 100
+
+
+@lru_cache(maxsize=65536)
+def _name_data(name: str) -> int:
+    """Characters of data a DNS name carries: its labels below the registered domain (the last two)
+    when one of them is long enough to hold encoded data (:func:`~iotwatch.detect.rules.encoded_name`);
+    0 for an ordinary name (a long host name of a cloud, a CDN's short hashes)."""
+    if not encoded_name(name, _TH):
+        return 0
+    labels = name.rstrip(".").split(".")
+    return sum(len(x) for x in labels[:-2])
+
+
+def _exfil_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> None:
+    """The :data:`EXFIL_FEATURES` of every window of a device (events in time order)."""
+    n = len(starts)
+    width = float(starts[1] - starts[0]) if n > 1 else 60.0
+    # data in DNS names: the encoded part of the distinct names kept in a window, scaled to the
+    # queries the window counted when the side channel's budget kept only some of them
+    if d.dns:
+        ts = np.fromiter((q.ts for q in d.dns), np.float64, len(d.dns))
+        data = np.fromiter((_name_data(q.qname) for q in d.dns), np.float64, len(d.dns))
+        w = np.searchsorted(starts, ts, side="right") - 1
+        ok = (w >= 0) & (w < n)
+        if ok.any():
+            w, data = w[ok], data[ok]
+            key = np.fromiter((hash(q.qname) for q, k in zip(d.dns, ok, strict=True) if k), np.int64, int(ok.sum()))
+            order = np.lexsort((key, w))
+            first = np.ones(len(order), bool)
+            first[1:] = (w[order][1:] != w[order][:-1]) | (key[order][1:] != key[order][:-1])
+            once = order[first]  # each distinct name once per window
+            kept = np.bincount(w, minlength=n).astype(np.float64)
+            sent = np.maximum(X[:, WINDOW_COUNTERS.index("dns_queries")], kept)
+            X[:, col["dns_data_bytes"]] = np.bincount(w[once], data[once], minlength=n) * sent / np.maximum(kept, 1.0)
+    if len(ev):
+        kind = ev["kind"]
+        echo = (kind & K_ECHO) != 0
+        if echo.any():
+            e = ev[echo]
+            extra = np.maximum(e["bytes_out"].astype(np.float64) - PING_BYTES * e["pkts_out"].astype(np.float64), 0.0)
+            _spread(X[:, col["echo_data_bytes"]], starts, width, e["ts"], e["end"], extra)
+        # uploads to hosts the device had never reached: first reached in this window, after a
+        # window in which it was already seen (before that, every host is new)
+        ext = (kind & K_EXT) != 0
+        if ext.any():
+            e = ev[ext]
+            host = host_key(e["dst_hi"], e["dst_lo"])
+            w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
+            seen_from = int(np.clip(np.searchsorted(starts, ev["ts"][0], side="right") - 1, 0, n - 1))
+            u, first_i = np.unique(host, return_index=True)
+            new_w = w[first_i][np.searchsorted(u, host)]
+            new = (new_w == w) & (w > seen_from)
+            if new.any():
+                out = np.bincount(w[new], e["payload_out"][new].astype(np.float64), minlength=n)
+                back = np.bincount(w[new], e["payload_in"][new].astype(np.float64), minlength=n)
+                X[:, col["new_host_upload"]] = np.maximum(out - back, 0.0)
+                X[:, col["new_host_out_in"]] = out / np.maximum(back, 1.0)
+    X[:, col["covert_bytes"]] = X[:, col["dns_data_bytes"]] + X[:, col["echo_data_bytes"]]
+
+
+#: a flow spread over its windows (:func:`_spread`) counts nothing in a window it overlaps by less
+SPREAD_MIN_S = 1.0
+
+
+def _spread(out: np.ndarray, starts: np.ndarray, width: float, t0: np.ndarray, t1: np.ndarray, v: np.ndarray) -> None:
+    """Add each value ``v`` to the windows its span ``t0``..``t1`` overlaps, in proportion to the
+    overlap (a flow of several minutes counts in each of its windows)."""
+    n = len(starts)
+    lo = np.clip(np.searchsorted(starts, t0, side="right") - 1, 0, n - 1)
+    hi = np.clip(np.searchsorted(starts, t1, side="right") - 1, lo, n - 1)
+    cnt = hi - lo + 1
+    idx = np.repeat(np.arange(len(lo)), cnt)
+    wi = lo[idx] + np.arange(len(idx)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    ov = np.minimum(starts[wi] + width, t1[idx]) - np.maximum(starts[wi], t0[idx])
+    ov[ov < SPREAD_MIN_S] = 0.0  # the last answer of a flow, just past a window's start: nothing sent there
+    tot = np.bincount(idx, ov, minlength=len(lo))
+    frac = np.where(tot[idx] > 0, ov / np.maximum(tot[idx], 1e-12), 1.0 / cnt[idx])
+    out += np.bincount(wi, v[idx] * frac, minlength=n)
+
+
 def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
     """Each value over the median of the values before it (at least ``floor``); 0 for the first two."""
     out = np.zeros(len(x))
@@ -404,15 +507,15 @@ def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
     return out
 
 
-def _own_quiet(x: np.ndarray, floor: float) -> np.ndarray:
+def _own_quiet(x: np.ndarray, floor: float, first: int = 2) -> np.ndarray:
     """Each value over the lower :data:`QUIET_QUANTILE` of the values before it (at least
-    ``floor``); 0 for the first two. Unlike the median, a surge that has lasted longer than the
-    quiet part before it does not become its own reference."""
+    ``floor``); 0 for the first ``first``, and over ``floor`` alone before any. Unlike the median,
+    a surge that has lasted longer than the quiet part before it does not become its own reference."""
     out = np.zeros(len(x))
     earlier: list[float] = []  # kept sorted
     for i, v in enumerate(x.tolist()):
-        if i >= 2:
-            out[i] = v / max(earlier[int(QUIET_QUANTILE * (i - 1))], floor)
+        if i >= first:
+            out[i] = v / max(earlier[int(QUIET_QUANTILE * (i - 1))] if i else 0.0, floor)
         bisect.insort(earlier, v)
     return out
 
@@ -426,6 +529,8 @@ def derived_features(X: np.ndarray) -> None:
     for name, col, floor in HISTORY:
         X[:, idx[name]] = _own_median(X[:, idx[col]], floor)
     X[:, idx["upload_x_quiet"]] = _own_quiet(X[:, idx["upload_bytes"]], 1000.0)
+    X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0)
+    X[:, idx["data_out_x_quiet"]] = np.maximum(X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]])
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
@@ -436,7 +541,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     for j, name in enumerate(WINDOW_COUNTERS):
         X[:, j] = windows[name]
     base = len(WINDOW_COUNTERS)
-    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES))}
+    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES, *EXFIL_FEATURES))}
     starts = windows["window_start"]
     up = windows["upload_bytes"].astype(np.float64)
     # upload against the device's baseline: the one given, else the median of its earlier windows
@@ -453,6 +558,7 @@ def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, st
     if len(ev):
         _event_features(X, col, ev, starts)
         _behaviour_features(X, col, ev, starts)
+    _exfil_features(X, col, ev, d, starts)
     if d.arp:
         a = np.array([(t, x) for t, x, _ in d.arp])
         w_of = np.searchsorted(starts, a[:, 0], side="right") - 1
