@@ -247,7 +247,8 @@ class Detector:
                 wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
                 wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
                 findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, self.window_s,
-                                               peer, (rec.first_seen, rec.last_seen) if rec else None)
+                                               peer, (rec.first_seen, rec.last_seen) if rec else None,
+                                               rec.device_type if rec else None)
         return combine(dev, rec, findings, cols, X, s.model, self.window_s, ev, files, probs)
 
     def _events_rules(self, d: DeviceEvidence, ev: np.ndarray, rec: DeviceRecord | None,
