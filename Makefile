@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 DEMO    := pcaps/demo-office.pcap
 
-.PHONY: all venv demo test pcaps bench bench-live sysdeps lint docs clean model eval lock messages
+.PHONY: all venv demo test pcaps bench bench-live sysdeps lint docs clean model eval lock messages type-upload
 
 all: test
 
@@ -125,6 +125,14 @@ model: $(STAMP)
 		$(BIN)/iotwatch train --kind device_type $(SHARED_PCAPS)/LABELS.tsv --out models/device_type \
 			--catalogue models/product_catalogue --n-jobs 2; \
 	else echo "no $(SHARED_PCAPS)/LABELS.tsv: models/device_type and models/product_catalogue kept as they are"; fi
+
+## make type-upload: iotwatch/detect/type_upload.json (what each device type uploads when nothing is wrong:
+## the upload rule's reference for a device without history) from the normal hosts of make model's sets
+## and the shared labels
+type-upload: $(STAMP)
+	@mkdir -p build
+	$(BIN)/python -m iotwatch.synth.sets train build/train $(SHARED_PCAPS) > build/train-labels.txt
+	$(BIN)/python -m iotwatch.learn.type_upload $$(cat build/train-labels.txt) $(wildcard $(SHARED_PCAPS)/LABELS.tsv) --n-jobs 2
 
 ## make eval: held-out scenarios (seeds 1001-1002), injections, the shared labels → docs/evaluation.md
 eval: $(STAMP)

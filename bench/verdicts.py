@@ -15,6 +15,12 @@ wall time) is printed with the packets seen before it, so a pass whose cost grow
 (site30.pcap: ``iotwatch synth site --duration 1800 --seed 5``, as ``make bench`` makes it.)
 
 ``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
+``--phases`` also writes the flows to Parquet (as a live run does, on this thread here) and prints
+the CPU time (``time.process_time``) of every phase of the run per packet: decoding, the flow
+kernel, the side channel, the window counters, the analysers' intake (evidence, inventory), the
+sinks, and in the verdict passes the provisional evidence, the features, the model, the rules
+and the inventory's identification. The receive path of a live run (dumpcap, the pipe, the pcapng
+stream, the ring) is not in it: bench/live.py measures the live process as a whole.
 """
 
 from __future__ import annotations
@@ -38,6 +44,10 @@ from iotwatch.detect import Detector  # noqa: E402
 from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions  # noqa: E402
 from iotwatch.pipeline import Pipeline, build_analysers  # noqa: E402
 from iotwatch.settings import Settings  # noqa: E402
+
+#: whether this tree's live pass knows rechecks (LiveCapture._conclude(rescore)): the script also
+#: runs, copied, in an older tree for before/after comparisons
+_RESCORE = "rescore" in LiveCapture._conclude.__code__.co_varnames
 
 
 def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[int, PacketBatch]]:
@@ -81,6 +91,76 @@ def _packets(pcap: Path) -> int:
     return n
 
 
+def _phases(pipe: Pipeline, det: Detector, live: LiveCapture, acc: dict[str, float]) -> None:
+    """Wrap the phases of the run so that each adds its CPU time to ``acc`` (what an inner phase
+    takes is not counted in the phase around it)."""
+    import iotwatch.detect.detector as detector_mod
+    import iotwatch.pipeline as pipeline_mod
+
+    stack: list[float] = []  # CPU time of the inner phases, per phase running
+
+    def wrap(owner: object, name: str, label: str) -> None:
+        inner = getattr(owner, name)
+        gen = getattr(inner, "__code__", None) is not None and bool(inner.__code__.co_flags & 0x20)
+
+        def enter() -> float:
+            stack.append(0.0)
+            return time.process_time()
+
+        def leave(t: float) -> None:
+            took = time.process_time() - t
+            nested = stack.pop()
+            acc[label] = acc.get(label, 0.0) + took - nested
+            if stack:
+                stack[-1] += took
+
+        if gen:  # a generator: the time of each step
+            def wrapper(*args: object, **kw: object) -> object:
+                it = inner(*args, **kw)
+                while True:
+                    t = enter()
+                    try:
+                        x = next(it)
+                    except StopIteration:
+                        leave(t)
+                        return
+                    leave(t)
+                    yield x
+        else:
+            def wrapper(*args: object, **kw: object) -> object:  # type: ignore[misc]
+                t = enter()
+                try:
+                    return inner(*args, **kw)
+                finally:
+                    leave(t)
+        setattr(owner, name, wrapper)
+
+    wrap(pipe, "feed", "feed: the rest (batch accounting)")
+    wrap(pipeline_mod, "decode", "feed: decoding")
+    wrap(pipe.flows, "update", "feed: flow kernel")
+    wrap(pipe.flows, "packet_info", "feed: flow kernel")
+    if pipe.sidecar is not None:
+        wrap(pipe.sidecar, "pick", "feed: side channel (rare frames)")
+    wrap(pipe.devices, "update", "feed: window counters")
+    for an in pipe.analysers:
+        which = "evidence" if an is det else "inventory"
+        wrap(an, "on_flow_records", f"feed: {which} intake")
+        wrap(an, "on_rare", f"feed: {which} intake")
+        wrap(an, "on_windows", f"feed: {which} intake")
+    wrap(pipeline_mod, "flows_to_table", "sinks (flow rows to Arrow)")
+    wrap(pipe, "_emit", "sinks (events, Parquet)")
+    wrap(pipe, "drain", "feed: the rest (batch accounting)")
+    wrap(live, "_conclude", "passes: the rest (ranking, alerts written)")
+    wrap(live, "_provisional_evidence", "passes: provisional evidence")
+    wrap(det, "conclude_live", "passes: detector, the rest (keys, reuse)")
+    wrap(detector_mod, "device_features", "passes: features")
+    wrap(det, "_probabilities", "passes: model")
+    wrap(det, "_judge", "passes: rules and verdicts")
+    for an in pipe.analysers:
+        if an is not det:
+            wrap(an, "conclude", "passes: inventory")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pcap", type=Path, default=None,
@@ -91,6 +171,7 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--profile", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("/tmp/iotwatch-verdicts"))
+    ap.add_argument("--phases", action="store_true", help="the CPU time of every phase per packet")
     a = ap.parse_args()
     if a.pcap is None:
         sys.path.insert(0, str(ROOT / "bench"))
@@ -107,7 +188,12 @@ def main() -> None:
             an.settings.history_s = HISTORY_S
     a.out.mkdir(parents=True, exist_ok=True)
     eve = LiveEveSink(a.out / "events.jsonl", window_s=a.window)
-    pipe = Pipeline(settings, [eve], analysers=analysers, threaded=False)
+    sinks: list[object] = [eve]
+    if a.phases:
+        from iotwatch.sinks import ParquetSink
+
+        sinks.append(ParquetSink(a.out))
+    pipe = Pipeline(settings, sinks, analysers=analysers, threaded=False)  # type: ignore[arg-type]
     live = LiveCapture(LiveOptions(interface="bench"))
     live.pipe, live.eve = pipe, eve
     pipe.files.append(str(a.pcap))
@@ -131,6 +217,9 @@ def main() -> None:
     det = next(an for an in analysers if isinstance(an, Detector))
     timed(live, "_provisional_evidence", "evidence")
     timed(det, "conclude_live" if hasattr(det, "conclude_live") else "conclude", "detector")
+    phases: dict[str, float] = {}
+    if a.phases:
+        _phases(pipe, det, live, phases)
     prof = cProfile.Profile() if a.profile else None
     t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9
     windows_seen, rechecks = 0, []
@@ -158,7 +247,7 @@ def main() -> None:
             prof.enable()
         parts.clear()
         c0, w0 = time.process_time(), time.perf_counter()
-        live._conclude()
+        live._conclude(rescore=closed) if _RESCORE else live._conclude()
         c1, w1 = time.process_time(), time.perf_counter()
         if late:
             prof.disable()
@@ -179,6 +268,11 @@ def main() -> None:
         if cpu:
             print(f"{name}: {len(cpu)} passes, cpu median {statistics.median(cpu):.1f} ms, max {max(cpu):.1f} ms")
     print("alerts first raised by the passes: " + ", ".join(f"{k} {v}" for k, v in raised_by.items()))
+    if a.phases:
+        n = max(pipe.stats.packets, 1)
+        print(f"CPU per packet by phase (µs), {n:,} packets:")
+        for k, v in phases.items():
+            print(f"  {k:<44} {v / n * 1e6:6.3f}")
     print(f"total pass cpu {sum(r[2] for r in rows):.2f} s over {pipe.stats.packets:,} packets "
           f"({sum(r[2] for r in rows) / max(pipe.stats.packets, 1) * 1e6:.3f} µs per packet); "
           f"alerts raised by the passes {sum(raised_by.values())}, at the end {len(eve.raised) - sum(raised_by.values())} "

@@ -54,6 +54,7 @@ def record_signatures(extra: list[Path] | None = None) -> list[tuple[_jit.Kernel
         # a flow table and a device table that fill up: the eviction and compaction paths
         analyze_to_folder([caps[2]], t / "full", Settings(max_flows=1024, max_devices=64))
         load_kernels()  # the warm-up's own calls (the rules' screen, the forest)
+        _drain_pipe()  # a live capture's pipe thread
     out = []
     for k in _jit.all_kernels():
         d = k.dispatcher
@@ -61,6 +62,23 @@ def record_signatures(extra: list[Path] | None = None) -> list[tuple[_jit.Kernel
         if sigs:
             out.append((k, sigs))
     return out
+
+
+def _drain_pipe() -> None:
+    """Drain a pipe as a live capture drains dumpcap's (capture/drain.py), so that its compiled
+    thread is built too: a live run then starts no JIT."""
+    from .capture.drain import PipeDrain
+
+    r, w = os.pipe()
+    try:
+        os.write(w, bytes(4096))
+        os.close(w)
+        d = PipeDrain(r, backlog=1 << 20)
+        while not d.ended:
+            time.sleep(0.01)
+        d.close(timeout=5.0)
+    finally:
+        os.close(r)
 
 
 def _demo_capture(tmp: Path) -> Path:

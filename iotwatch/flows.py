@@ -73,7 +73,8 @@ FLOW_DTYPE = np.dtype([
     # (times in seconds since the flow's first packet)
     ("xprev", np.float32, (2,)),
     # the side's cadence: its exchanges that came one beat (the reference interval ``xref``, within
-    # BEAT_TOLERANCE; two beats when one was skipped) after the last such exchange (``xanc``)
+    # BEAT_TOLERANCE; or a whole number of beats when some were skipped) after the last such
+    # exchange (``xanc``); ``xref`` is negated while no beat has confirmed it (see _beat)
     ("xanc", np.float32, (2,)),
     ("xg1", np.float32, (2,)), ("xg2", np.float32, (2,)), ("xref", np.float32, (2,)),  # seconds, s²
     ("xn", np.uint32, (2,)), ("xbeat", np.uint32, (2,)),
@@ -86,6 +87,9 @@ PUSH_IDLE_S = 1.0
 #: an exchange that comes within this share of the side's reference interval after its last beat
 #: is on the beat (its clock); one that comes sooner is an extra exchange between two beats
 BEAT_TOLERANCE = 0.1
+#: an exchange a whole number of reference intervals after the last beat is on the beat, with up
+#: to this many beats skipped in between (a status message not sent, a heartbeat lost)
+MAX_SKIPPED = 7
 
 # per-table counters in FlowTable.st
 ST_USED, ST_NEXT_ID, ST_EVICTED, ST_FRAG_MISSING, ST_EXPORTED, ST_CREATED = range(6)
@@ -242,25 +246,38 @@ def _zeek_add_letter(zseen, zhist, code, d):  # type: ignore[no-untyped-def]
 
 @inline_kernel
 def _beat(f, d, rel):  # type: ignore[no-untyped-def]
-    """Side ``d`` of flow record ``f`` starts an exchange ``rel`` s into the flow: keep its cadence. An exchange
-    one reference interval after the last beat (within BEAT_TOLERANCE; or two intervals, a beat
-    skipped) is a beat; a sooner one is an extra exchange between beats (before any beat, it
-    becomes the reference: the shorter cadence); a later one starts the cadence over from itself."""
+    """Side ``d`` of flow record ``f`` starts an exchange ``rel`` s into the flow: keep its cadence.
+
+    The side's reference interval ``xref`` is *tentative* (stored negated) until an exchange
+    confirms it, *confirmed* after. An exchange one reference interval after the last beat (within
+    BEAT_TOLERANCE) is a beat; when it confirms a tentative interval, the exchange the cadence
+    started from is one too. Once the interval is confirmed, an exchange a whole number of
+    intervals after the last beat (up to MAX_SKIPPED beats skipped, within twice BEAT_TOLERANCE of
+    the interval) is a beat as well, and a sooner one is an extra exchange between beats (a message
+    sent in two parts) that leaves the clock alone. A sooner one becomes the reference (the shorter
+    cadence, tentative) while the interval is not confirmed. A later one that is no whole number of
+    intervals starts the cadence over from itself, its gap a tentative reference: the next sooner
+    exchange can take it back to the true beat, so a gap of missed beats never locks the clock onto
+    a multiple of the period."""
     g = rel - f.xanc[d]
-    r = f.xref[d]
+    x = f.xref[d]
+    r = abs(x)
     if r > 0.0 and g < r * (1.0 - BEAT_TOLERANCE):
-        if f.xbeat[d] == 0:
-            f.xref[d] = g
+        if x < 0.0:
+            f.xref[d] = -g
             f.xanc[d] = rel
-    elif r > 0.0 and g <= r * (1.0 + BEAT_TOLERANCE):
-        f.xbeat[d] += 1
+        return
+    k = np.floor(g / r + 0.5) if r > 0.0 else 0.0
+    if k == 1.0 and g <= r * (1.0 + BEAT_TOLERANCE):
+        f.xbeat[d] += 2 if x < 0.0 else 1
         f.xref[d] = r + (g - r) / 8.0
         f.xanc[d] = rel
-    elif r > 0.0 and abs(g - 2.0 * r) <= 2.0 * r * BEAT_TOLERANCE:
+    elif x > 0.0 and 2.0 <= k <= MAX_SKIPPED + 1 and abs(g - k * r) <= 2.0 * r * BEAT_TOLERANCE:
         f.xbeat[d] += 1
+        f.xref[d] = r + (g / k - r) / 8.0
         f.xanc[d] = rel
     else:
-        f.xref[d] = g
+        f.xref[d] = -g
         f.xanc[d] = rel
 
 
@@ -866,7 +883,7 @@ def _public_columns(rows, u64, u32, ports, proto, v6, ipver, vlan, times, state,
             iv, cv = push_stats(ns, r.xg1[side], r.xg2[side])
             pushf[side, i] = iv
             pushf[2 + side, i] = cv
-            pushf[4 + side, i] = r.xref[side] if ns > 0 and r.xbeat[side] > 0 else 0.0
+            pushf[4 + side, i] = abs(r.xref[side]) if ns > 0 and r.xbeat[side] > 0 else 0.0
         ports[0, i] = cp
         ports[1, i] = sp
         proto[i] = pr

@@ -37,7 +37,7 @@ from .detect.baselines import write_baselines
 from .detect.evidence import AUTH_PORTS, Evidence, held_sessions
 from .devices import ST_CLOSED_UPTO
 from .flows import FLOW_DTYPE, S_EST
-from .pipeline import Pipeline
+from .pipeline import WARM_MIN_BYTES, Pipeline, choose_kernels
 from .records import DeviceRecord, Stats
 from .sinks import EveSink
 from .warmup import load_kernels
@@ -46,6 +46,15 @@ if TYPE_CHECKING:
     from .analyser import Analyser
     from .capture.batch import PacketBatch
     from .detect import Alert
+
+
+def live_kernels() -> bool:
+    """Choose a live run's compiled kernels (:func:`~iotwatch.pipeline.choose_kernels`, as for
+    an input without end): the ahead-of-time ones when the install built them, else numba's JIT.
+    Returns whether the JIT needs its warm-up (:func:`~iotwatch.warmup.load_kernels`) before the
+    analysis starts. A kernel called with argument types the install did not compile goes to the
+    JIT when first called (docs/design.md "Compiled kernels")."""
+    return choose_kernels(WARM_MIN_BYTES)
 
 
 @dataclass(slots=True)
@@ -68,9 +77,11 @@ class LiveOptions:
     #: an open flow quiet this long counts as evidence for the verdicts during the run: with the
     #: live close lag (1 s), every flow whose packets all fell in the window that just closed
     settle_s: float = 1.0
-    #: after windows close, the verdicts are taken again this long after (s), as the flows of
-    #: their last moments settle: at +0.5 s those quiet since 0.5 s past the window's end (their
-    #: alerts then come within 2 s of it), at +1.25 s those quiet since 1.25 s past it
+    #: after windows close, the verdicts are taken again this long after (s, on the capture
+    #: clock: the packets'), as the flows of their last moments settle: at +0.5 s those quiet
+    #: since 0.5 s past the window's end (their alerts then come within 2 s of it), at +1.25 s
+    #: those quiet since 1.25 s past it. These rechecks judge with the rules; the model's
+    #: window features are taken at the close (Detector.conclude_live ``rescore``)
     recheck_s: tuple[float, ...] = (0.5, 1.25)
     dumpcap: str | None = None
     #: when started as root: the user to become once dumpcap runs (None: SUDO_UID's, if any);
@@ -217,7 +228,7 @@ class LiveCapture:
         self._unrecorded: int | None = None  # pipe.files index for packets in no ring file
         self._unrecorded_frames = 0
         self._windows_seen = 0
-        self._rechecks: list[float] = []  # monotonic times of the verdict passes still to come
+        self._rechecks: list[int] = []  # capture clock (ns) of the verdict passes still to come
         self._devices: dict[str, DeviceRecord] = {}
         self._new_alerts: list[Alert] = []
         self._last_tick = self._last_stats = self._last_part = self._last_status = 0.0
@@ -227,6 +238,9 @@ class LiveCapture:
         self._ring_warned = False
         self.user: str | None = None  # the user the analysis runs as, when it gave up root
         self._become: privileges.User | None = None
+        #: whether the run uses numba's JIT, to be warmed up before the analysis (:func:`live_kernels`;
+        #: set by :meth:`start`)
+        self.jit_warmup = True
 
     # the run --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -236,6 +250,8 @@ class LiveCapture:
         o = self.opts
         itf = interfaces.check(o.interface)
         user = privileges.target_user(o.user)
+        # before dumpcap's pipe thread starts: its kernel is one of them
+        self.jit_warmup = live_kernels()
         self._rx0, self._drops0 = itf.rx_packets, itf.rx_drops
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -262,7 +278,8 @@ class LiveCapture:
         o = self.opts
         assert self.source is not None, "start() first"
         if self._become is not None:
-            load_kernels()
+            if self.jit_warmup:
+                load_kernels()
             for a in analysers:
                 a.prepare()
             self.source.stopper = Stopper(self.source.proc.pid)
@@ -310,7 +327,7 @@ class LiveCapture:
                     # a window that closed in this batch is concluded now, not at the next tick
                     mono = time.monotonic()
                     if mono - self._last_tick >= o.tick_s or pipe.stats.windows > self._windows_seen or \
-                            (self._rechecks and mono >= self._rechecks[0]):
+                            (self._rechecks and self._clock_ns >= self._rechecks[0]):
                         self._tick()
             finally:
                 counts = self.source.close()
@@ -417,19 +434,22 @@ class LiveCapture:
             pipe.advance(self._clock_ns)
         else:
             pipe.drain()
-        again = bool(self._rechecks) and mono >= self._rechecks[0]
+        again = bool(self._rechecks) and self._clock_ns >= self._rechecks[0]
         if pipe.stats.windows > self._windows_seen or again:
             # once when windows close, and again (recheck_s) as the flows of their last moments
             # settle (quiet for settle_s): an episode that crossed its threshold near the end of
-            # a window is raised then, not a whole window later
+            # a window is raised then, not a whole window later. The rechecks are due on the
+            # capture clock (the packets', or the wall clock's when quiet): when the analysis is
+            # behind, a recheck waits for the packets of its moment instead of judging again
+            # evidence that has not moved (and putting the analysis further behind)
             closed = pipe.stats.windows > self._windows_seen
             if closed:
-                self._rechecks = [mono + d for d in o.recheck_s]
+                self._rechecks = [self._clock_ns + int(d * 1e9) for d in o.recheck_s]
             else:
-                while self._rechecks and mono >= self._rechecks[0]:
+                while self._rechecks and self._clock_ns >= self._rechecks[0]:
                     self._rechecks.pop(0)
             self._windows_seen = pipe.stats.windows
-            self._conclude()
+            self._conclude(rescore=closed)
             if closed:  # how long after the end of the newest closed window its verdicts were written
                 w = int(pipe.devices.st[ST_CLOSED_UPTO])
                 lag = round(time.time() - (w + 1) * pipe.settings.window_s, 3)
@@ -455,10 +475,12 @@ class LiveCapture:
             self._last_status = mono
             self.on_status(self._status(mono))
 
-    def _conclude(self) -> None:
+    def _conclude(self, rescore: bool = True) -> None:
         """Verdicts over everything seen so far, judging again only the devices whose inputs
         changed since the previous pass (``Detector.conclude_live``: the alerts of a pass over
-        everything); alerts not raised before are written now."""
+        everything); alerts not raised before are written now. ``rescore`` False (a recheck:
+        no window closed since the previous pass): the model's features of the windows are those
+        of the previous close, the rules read the evidence as it is now."""
         pipe = self.pipe
         devices = pipe.devices.totals()
         found: list[Alert] = []
@@ -467,7 +489,7 @@ class LiveCapture:
                 final = an.evidence
                 an.evidence = self._provisional_evidence(an)
                 try:
-                    found += an.conclude_live(devices, pipe.files)
+                    found += an.conclude_live(devices, pipe.files, rescore=rescore)
                 finally:
                     an.evidence = final
                 if self.baselines_path is not None:

@@ -77,9 +77,10 @@ FLOW_FIELDS: tuple[Field, ...] = (
                   f"those times: near 0 for a {who} that speaks like clockwork (0 with fewer than three exchanges)"),
             Field(f"push_bytes_{side}", _U64, "bytes", f"payload the {who} sent within the exchanges it started"),
             Field(f"beats_{side}", _U32, "exchanges", f"of the exchanges the {who} started, those on its beat: one "
-                  "reference interval (within 10 %; or two, one skipped) after its previous beat, extra exchanges "
-                  "in between left aside; the first two exchanges set the interval (a heartbeat's count, however "
-                  "chatty the session is otherwise)"),
+                  "reference interval (within 10 %; or a whole number of them, within 20 %, when up to 7 beats "
+                  "were skipped) after its previous beat, extra exchanges in between left aside; an interval is "
+                  "confirmed by the exchange that keeps it, and the exchange it was measured from counts too (a "
+                  "heartbeat's count, however chatty the session is otherwise)"),
             Field(f"beat_interval_{side}", _F64, "s", f"the {who}'s beat: the reference interval its beats kept "
                   "(0 without a beat)"),
         )

@@ -186,3 +186,39 @@ def test_argument_types_are_told_apart_as_numba_does() -> None:
     assert keys[0] != keys[11]  # read-only
     assert keys[8] != keys[9]  # packed record, aligned record
     assert _jit.arg_keys(("text",)) is None and _jit.arg_keys((2**70,)) is None
+
+
+def test_a_live_captures_pipe_thread_runs_on_the_module(aot_dir: Path) -> None:
+    """A live run chooses its kernels as for an input without end (``live.live_kernels``): with the
+    module, no warm-up, and the compiled thread that drains dumpcap's pipe (capture/drain.py) is
+    the module's, so the run starts no JIT; without it, the JIT and its warm-up."""
+    probe = """
+import json, os, time
+import numpy as np
+from iotwatch import _jit
+from iotwatch.live import live_kernels
+warm = live_kernels()
+from iotwatch.capture.drain import PipeDrain
+data = np.random.default_rng(5).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+r, w = os.pipe()
+d = PipeDrain(r, backlog=1 << 20)
+got, out = [], np.empty(1 << 16, np.uint8)
+for k in range(0, len(data), 1 << 15):
+    os.write(w, data[k:k + (1 << 15)])
+    n = d.take(out, 0)
+    got.append(out[:n].tobytes())
+os.close(w)
+while not d.ended or d.held:
+    n = d.take(out, 0)
+    got.append(out[:n].tobytes())
+    time.sleep(0.001)
+d.close(timeout=5.0)
+print(json.dumps({"warm": warm, "same": b"".join(got) == data, "jit": _jit.jit_loaded()}))
+"""
+    for kernels, want in (("aot", {"warm": False, "same": True, "jit": False}),
+                          ("jit", {"warm": True, "same": True, "jit": True})):
+        env = dict(os.environ, IOTWATCH_KERNELS=kernels, IOTWATCH_AOT_DIR=str(aot_dir))
+        r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300,
+                           check=False)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert json.loads(r.stdout.strip().splitlines()[-1]) == want, kernels

@@ -7,7 +7,7 @@ every device judged, :meth:`Detector.conclude`) and by the incremental one it ta
 (:meth:`LiveCapture._provisional_evidence`, a copy-on-write view, and
 :meth:`Detector.conclude_live`). Both must give the same alerts, field for field and in the same
 order, at every step: an alert the full pass would raise, the incremental pass raises in the
-same pass.
+same pass. And the rechecks come when the packets reach their moment (the capture clock).
 """
 
 from __future__ import annotations
@@ -39,9 +39,13 @@ def _full_pass_evidence(det: Detector, live: LiveCapture) -> Evidence:
     return tmp
 
 
-def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path) -> dict[str, int]:
+def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: bool = True) -> dict[str, int]:
     """Step through ``pcap``; after every step compare the full and the incremental pass.
-    Returns counts: steps, alerts seen by the passes, devices judged again / devices in all."""
+    ``rechecks``: a step in which no window closed is a recheck, as in a live run (the model's
+    features those of the last step that closed windows: the full pass takes them over that
+    step's evidence, the incremental one keeps them); else every pass takes them again.
+    Returns counts: steps, alerts seen by the passes, devices judged again / devices in all,
+    devices whose features a recheck kept."""
     settings = Settings(window_s=window_s, close_lag_s=1.0)
     analysers = build_analysers(settings)
     det = next(a for a in analysers if isinstance(a, Detector))
@@ -51,12 +55,15 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path) -> dict[str
     live.pipe, live.eve = pipe, LiveEveSink(tmp / "events.jsonl", window_s=window_s)
     for a in analysers:
         a.prepare()
-    counts = {"steps": 0, "alerts": 0, "judged": 0, "devices": 0}
+    counts = {"steps": 0, "alerts": 0, "judged": 0, "devices": 0, "kept": 0}
     reader = open_capture(pcap, batch_size=batch)
+    windows_seen, close_evidence = 0, None
     for b in reader.batches():
         pipe.feed(b)
         live._clock_ns = max(live._clock_ns, int(b.ts_ns[-1]))
         pipe.drain()
+        rescore = not rechecks or pipe.stats.windows > windows_seen
+        windows_seen = pipe.stats.windows
         found = {}
         real = det.evidence
         before = {k: real.state(k) for k in real.devices}
@@ -68,16 +75,19 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path) -> dict[str
             try:
                 if how == "full":
                     det.evidence = _full_pass_evidence(det, live)
-                    alerts = det.conclude(devices, pipe.files)
+                    if rescore:
+                        close_evidence = det.evidence
+                    alerts = det.conclude(devices, pipe.files, features_evidence=None if rescore else close_evidence)
                 else:
                     det.evidence = live._provisional_evidence(det)
-                    alerts = det.conclude_live(devices, pipe.files)
+                    alerts = det.conclude_live(devices, pipe.files, rescore=rescore)
             finally:
                 det.evidence = real
             found[how] = [a.to_event() for a in alerts]
             if how == "incremental":
                 counts["judged"] += det.live_judged[0]
                 counts["devices"] += det.live_judged[1]
+                counts["kept"] += 0 if rescore else len(det._live_kept)
         assert found["incremental"] == found["full"], f"after {pipe.stats.packets} packets"
         assert {k: real.state(k) for k in real.devices} == before  # the passes changed no evidence
         counts["steps"] += 1
@@ -98,6 +108,11 @@ def test_incremental_passes_raise_the_alerts_of_full_passes_on_the_hospital(tmp_
     assert c["steps"] > 20 and c["alerts"] > 0
     # devices that changed nothing since the previous pass were not judged again
     assert c["judged"] < c["devices"]
+    # rechecks judged devices again without taking their features again
+    assert c["kept"] > 0
+    # every pass taking the features again: the same alerts as the full pass as well
+    c = _both_passes(pcap, 10.0, 512, tmp_path, rechecks=False)
+    assert c["steps"] > 20 and c["alerts"] > 0 and c["kept"] == 0
 
 
 @needs_shared
@@ -165,3 +180,51 @@ def test_an_evidence_view_tells_what_it_added_and_leaves_the_evidence_as_it_was(
     assert a.state(dev) == b.state(dev) != c.state(dev) and a.state(dev) != state
     assert _events_key(a.devices[dev]) == _events_key(b.devices[dev]) != _events_key(c.devices[dev])
     assert real.with_flows(np.zeros(0, FLOW_DTYPE)).state(dev) == state
+
+
+def test_rechecks_are_due_on_the_capture_clock(tmp_path: Path) -> None:
+    """After each close, a recheck comes in the first batch whose packets reach the close's
+    clock plus each of ``recheck_s`` (the packets' time, not the wall clock's: fed here far
+    faster than real time, a recheck on the wall clock would come many batches later), and the
+    close passes take the model's features again, the rechecks do not."""
+    import time
+    from types import SimpleNamespace
+
+    pcap = tmp_path / "hospital.pcap"
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "synth", "hospital", "--duration", "70", "--quiet", "20",
+                        "--uplink-mbps", "2", "--seed", "7", "--out", str(pcap)], capture_output=True, text=True,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    settings = Settings(window_s=10.0, close_lag_s=1.0)
+    pipe = Pipeline(settings, [], analysers=build_analysers(settings), threaded=False)
+    pipe.files.append(str(pcap))
+    live = LiveCapture(LiveOptions(interface="test", stats_every_s=1e9, part_every_s=1e9))
+    live.pipe, live.eve = pipe, LiveEveSink(tmp_path / "events.jsonl", window_s=10.0)
+    live.source = SimpleNamespace(reader=object())  # (what _tick looks for: a capture running)
+    live._last_stats = live._last_part = time.monotonic()
+    passes: list[tuple[int, bool]] = []
+    live._conclude = lambda rescore=True: passes.append((live._clock_ns, rescore))  # type: ignore[method-assign]
+    steps = []
+    reader = open_capture(pcap, batch_size=64)
+    for b in reader.batches():
+        pipe.feed(b)
+        live._clock_ns = max(live._clock_ns, int(b.ts_ns[-1]))
+        steps.append(live._clock_ns)
+        live._tick()
+    reader.chunks.close()
+    live.eve.close()
+    closes = [c for c, rescore in passes if rescore]
+    assert len(closes) >= 5
+    rechecks = 0
+    for k, (c, rescore) in enumerate(passes):
+        if not rescore:
+            continue
+        nxt = closes[closes.index(c) + 1] if closes.index(c) + 1 < len(closes) else None
+        for d in live.opts.recheck_s:
+            due = c + int(d * 1e9)
+            first = next((s for s in steps if s >= due), None)
+            if first is None or (nxt is not None and first >= nxt):
+                continue  # (the capture ended, or the next window closed first)
+            assert (first, False) in passes[k + 1:], f"no recheck at {first} for the close at {c}"
+            rechecks += 1
+    assert rechecks >= 5 and rechecks == sum(not rescore for _c, rescore in passes)

@@ -127,7 +127,7 @@ def capture_command(interface: Interface, out: Out = Path("iotwatch-live"), bpf:
         eve = LiveEveSink(out / "events.jsonl", window_s=window)
         sinks.append(eve)
         sinks.append(ParquetSink(out))
-        pipe = Pipeline(settings, sinks, analysers=analysers)
+        pipe = Pipeline(settings, sinks, analysers=analysers, _warm=live.jit_warmup)
     except (OSError, IotwatchError) as e:
         live.abort()
         for s in sinks:

@@ -78,6 +78,8 @@ class Detector:
         self._live_probs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         #: per device what its last judgement computed from its kept events (Detector._judge)
         self._live_memo: dict[str, dict[str, object]] = {}
+        #: the devices whose last judgement kept the features of an earlier pass (a recheck's)
+        self._live_kept: set[str] = set()
         self.live_judged = (0, 0)  # devices the last conclude_live judged again, of all devices
         self._alerted: dict[str, list[tuple[float, float]]] = {}  # device → its alert episodes (conclude)
 
@@ -121,19 +123,23 @@ class Detector:
             self._cols = window_columns(self._windows)
         return self._cols
 
-    def features(self) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
-        """Per device: its window columns and feature matrix."""
+    def features(self, evidence: Evidence | None = None) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+        """Per device: its window columns and feature matrix (over ``evidence``; None: the detector's)."""
         s = self.settings
+        ev = self.evidence if evidence is None else evidence
         out = {}
         for dev, cols in self._columns().items():
-            X = device_features(cols, self.evidence.devices.get(dev), self.window_s, s.baselines.get(dev))
+            X = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev))
             out[dev] = (cols, X)
         return out
 
-    def conclude(self, devices: dict[str, DeviceRecord], files: list[str]) -> list[Alert]:
+    def conclude(self, devices: dict[str, DeviceRecord], files: list[str],
+                 features_evidence: Evidence | None = None) -> list[Alert]:
         """Run the rules and the model over everything seen; return alerts, strongest first, and
-        attach each device's alerts to its record."""
-        feats = self.features()
+        attach each device's alerts to its record. ``features_evidence``: the evidence the model's
+        features are taken over, when not the detector's (what a live run's recheck passes
+        judge by: the evidence of the pass at the newest window close, see :meth:`conclude_live`)."""
+        feats = self.features(features_evidence)
         probs = self._probabilities(feats)
         peers = _peer_uploads(self._columns(), devices)
         alerts: list[Alert] = []
@@ -142,7 +148,7 @@ class Detector:
             alerts += self._judge(dev, cols, X, probs.get(dev, {}), devices, files, peers.get(dev))
         return self._ranked(alerts, devices)
 
-    def conclude_live(self, devices: dict[str, DeviceRecord], files: list[str]) -> list[Alert]:
+    def conclude_live(self, devices: dict[str, DeviceRecord], files: list[str], rescore: bool = True) -> list[Alert]:
         """:meth:`conclude` for a live run's verdict passes, judging only what changed: the same
         alerts, in the same order, as :meth:`conclude` over the same evidence, windows and
         records. A device is judged again only when its inputs moved since the previous pass:
@@ -150,7 +156,15 @@ class Detector:
         windows, the parts of its record the rules read (addresses, type, first and last
         packet) or the site's upload reference (:func:`_peer_uploads`); the others keep the
         alerts of their last judgement. The model scores only windows whose features changed
-        (a closed window's usually do not). The end of the run takes :meth:`conclude`."""
+        (a closed window's usually do not). The end of the run takes :meth:`conclude`.
+
+        ``rescore`` False (a recheck pass: no window closed since the previous pass): the rules
+        judge the evidence as it is now, the model the windows as it judged them at the last
+        pass with ``rescore`` (their features are not taken again): the same alerts as
+        :meth:`conclude` with ``features_evidence`` the evidence of that pass. What the model
+        reads of a window changes between two closes only by the flows of the window's last
+        moments settling; they count at the next close (and at the end), the rules count them
+        at once."""
         cols_all = self._columns()
         peers = _peer_uploads(cols_all, devices)
         ev = self.evidence
@@ -161,21 +175,29 @@ class Detector:
             rec = devices.get(dev)
             key = (ev.state(dev), _columns_key(cols), _record_key(rec, cols, self.window_s), peers.get(dev))
             last = self._live.get(dev)
-            if last is not None and last[0] == key:
+            # (a judgement whose features were kept from an earlier pass is taken again when
+            # the features are taken: its evidence may have moved since that pass)
+            if last is not None and last[0] == key and (not rescore or dev not in self._live_kept):
                 judged[dev] = last
             else:
                 todo[dev] = (key, cols)
         s = self.settings
         memo = self._live_memo
         feats = {}
+        kept = set()
         for dev, (_k, cols) in todo.items():
             if not cols:
                 continue
             m = memo.setdefault(dev, {})
-            fk = (_events_key(ev.devices.get(dev)), _columns_key(cols))
-            if m.get("features_key") != fk:
-                m["features_key"] = fk
-                m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev))
+            ck = _columns_key(cols)
+            if not rescore and "X" in m and m["features_key"][1] == ck:
+                # a recheck: the windows the model judged at the last close, as it judged them
+                kept.add(dev)
+            else:
+                fk = (_events_key(ev.devices.get(dev)), ck)
+                if m.get("features_key") != fk:
+                    m["features_key"] = fk
+                    m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev))
             feats[dev] = (cols, m["X"])
         probs = self._probabilities(feats, self._live_probs)
         for dev, (key, cols) in todo.items():
@@ -187,6 +209,7 @@ class Detector:
         for dev in set(memo) - set(judged):
             del memo[dev]
         self._live = {dev: judged[dev] for dev in sorted(judged)}
+        self._live_kept = (self._live_kept & (set(judged) - set(todo))) | kept
         self.live_judged = (len(todo), len(judged))
         return self._ranked([a for _k, alerts in self._live.values() for a in alerts], devices)
 
@@ -224,7 +247,8 @@ class Detector:
                 wt = np.zeros(len(cols["window_start"]), dtype=[("window_start", float), ("upload_bytes", float)])
                 wt["window_start"], wt["upload_bytes"] = cols["window_start"], cols["upload_bytes"]
                 findings += rules.upload_surge(ev, wt, th, files, s.baselines.get(dev), uplink_bps, self.window_s,
-                                               peer, (rec.first_seen, rec.last_seen) if rec else None)
+                                               peer, (rec.first_seen, rec.last_seen) if rec else None,
+                                               rec.device_type if rec else None)
         return combine(dev, rec, findings, cols, X, s.model, self.window_s, ev, files, probs)
 
     def _events_rules(self, d: DeviceEvidence, ev: np.ndarray, rec: DeviceRecord | None,

@@ -328,7 +328,7 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx, local):  
         e.hb_pushes = x1 if hb else x0
         e.hb_beats = b1 if hb else b0
         e.hb_other = x0 if hb else x1
-        e.hb_beat_s = r.xref[hb] if e.hb_beats > 0 else 0.0
+        e.hb_beat_s = abs(r.xref[hb]) if e.hb_beats > 0 else 0.0
         if e.hb_pushes >= 2:
             iv, cv = push_stats(e.hb_pushes, r.xg1[hb], r.xg2[hb])
             e.hb_iv = iv

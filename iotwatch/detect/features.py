@@ -9,7 +9,8 @@ across windows, held beats, where the upload goes); command and control as a seq
 (:data:`C2_FEATURES`: the beats each destination has held so far and the traits of a controller's
 link); what exfiltration is made of whatever its
 channel (:data:`EXFIL_FEATURES`: data in DNS names and ICMP echo payloads, uploads to hosts new for
-the device); then scale-free views of the counters
+the device); what a scan and a flood are whatever their variant (:data:`SCAN_FEATURES`: new
+failed targets per name looked up, requests to one service); then scale-free views of the counters
 (:data:`RATIOS`: what the traffic is made of, not how much of it there is) and each window against
 the device's own earlier windows (:data:`HISTORY`, ``upload_x_quiet``). :data:`VIEWS` names, per
 behaviour, the features its forest reads. :data:`FEATURES` fixes names, order and dtypes; model
@@ -84,16 +85,21 @@ EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host
 #: covert_x_quiet, the window's outgoing data against the device's quiet minutes on the channel
 #: where it departs most (see VIEWS)
 COVERT_FLOOR = float(_TH.tunnel_label_len)
+#: what a scan, a flood and a brute force are, whatever their variant (:func:`_scan_features`):
+#: distinct targets (host × protocol × port, and addresses asked for by ARP) that failed for the
+#: first time in the device's history, per name the device looked up (a vertical scan of one host
+#: and a horizontal sweep of a network read alike; a device whose cloud is down looked each host up)
+SCAN_FEATURES = ("novel_failed_targets", "novel_arp_targets", "scan_targets_per_lookup", "top_target_requests")
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
 #: what its training captures happened to show alongside it (the hospital's brute force always
 #: came with a Mirai scan, its C2 with an upload)
 VIEWS: dict[str, tuple[str, ...]] = {
-    "scan": ("failed_hosts_per_lookup", "failed_ports_one_host", "failed_share"),
+    "scan": ("scan_targets_per_lookup",),
     "bruteforce": ("repeat_logins_one_target",),
     "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
-              "upload_mbps", "packets_out_x_own"),
+              "upload_mbps", "packets_out_x_own", "top_target_requests"),
     # one feature, whatever the channel: a monotone tree caps every window on the low side of a
     # split at the split's mean, so a view of one feature per channel (upload, DNS names, ICMP
     # payloads) scores a held-out channel's windows, low on the others, under the threshold
@@ -144,7 +150,7 @@ QUIET_QUANTILE = 0.2
 DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet", "covert_x_quiet",
            "data_out_x_quiet")
 FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES,
-                                                             *C2_FEATURES, *EXFIL_FEATURES, *DERIVED)]
+                                                             *C2_FEATURES, *EXFIL_FEATURES, *SCAN_FEATURES, *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
 
 
@@ -426,6 +432,63 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
         X[:, col["echo_bytes_per_packet"]] = eb / np.maximum(ep, 1.0)
 
 
+def _service_key(ev: np.ndarray) -> np.ndarray:
+    """One key per destination service of each event: host × protocol × port (ICMP: its code)."""
+    port = (ev["dport"].astype(np.uint64) << np.uint64(8)) | ev["proto"].astype(np.uint64)
+    return host_key(ev["dst_hi"], ev["dst_lo"]) ^ port * _MIX
+
+
+def _first_in_window(w: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """Per window, how many distinct keys appear for the first time there (events in time order)."""
+    if not len(key):
+        return np.zeros(n)
+    _k, first = np.unique(key, return_index=True)
+    return np.bincount(w[first], minlength=n).astype(np.float64)
+
+
+def _top_per_window(w: np.ndarray, key: np.ndarray, weight: np.ndarray, n: int) -> np.ndarray:
+    """Per window, the largest summed ``weight`` of one key (0 in a window without events)."""
+    out = np.zeros(n)
+    if len(w):
+        pw, _k, _c, pair = _pairs(w, key)
+        np.maximum.at(out, pw, np.bincount(pair, weight, minlength=len(pw)))
+    return out
+
+
+def _request_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, kind: np.ndarray, starts: np.ndarray) -> None:
+    """``top_target_requests``: the most requests to one service (host × protocol × port or ICMP
+    code) in a window. Each flow is a request, and so is each packet nobody answered of a flow of
+    neither TCP nor UDP (an ICMP echo or GRE flood is one flow of thousands of packets), and each
+    DNS query of the window, whatever flows carry them (a stub that keeps its source port sends
+    all its queries in one flow; they all go to port 53 of the device's resolver)."""
+    n = len(starts)
+    w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1)
+    proto = ev["proto"]
+    other = (proto != 6) & (proto != 17)
+    req = 1.0 + np.where(other, np.maximum(ev["pkts_out"].astype(np.float64) - ev["pkts_in"] - 1.0, 0.0), 0.0)
+    X[:, col["top_target_requests"]] = _top_per_window(w, _service_key(ev), req, n)
+
+
+def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> None:
+    """The :data:`SCAN_FEATURES` of every window of a device (events in time order)."""
+    n = len(starts)
+    if len(ev):
+        kind = ev["kind"].astype(np.int64)
+        failed = ((kind & _FAILED) != 0) | (((kind & K_ECHO) != 0) & (ev["pkts_in"] == 0))
+        if failed.any():
+            e = ev[failed]
+            w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
+            X[:, col["novel_failed_targets"]] = _first_in_window(w, _service_key(e), n)
+        _request_features(X, col, ev, kind, starts)
+    if d.arp:
+        a = np.array([(t, x) for t, x, _ in d.arp], np.float64)
+        w = np.clip(np.searchsorted(starts, a[:, 0], side="right") - 1, 0, n - 1)
+        X[:, col["novel_arp_targets"]] = _first_in_window(w, a[:, 1].astype(np.int64), n)
+    dns = X[:, WINDOW_COUNTERS.index("dns_queries")]
+    X[:, col["scan_targets_per_lookup"]] = (X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]]) / (1.0 + dns)
+    np.maximum(X[:, col["top_target_requests"]], dns, out=X[:, col["top_target_requests"]])
+
+
 #: an ICMP echo request of a plain ping: 64-100 bytes on the wire (Linux 98, Windows 74); what an
 #: echo request carries beyond this is data (the rules' icmp_tunnel reads the same)
 PING_BYTES = 100
@@ -557,7 +620,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
         X[:, j] = windows[name]
     base = len(WINDOW_COUNTERS)
     col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES, *C2_FEATURES,
-                                                    *EXFIL_FEATURES))}
+                                                    *EXFIL_FEATURES, *SCAN_FEATURES))}
     starts = windows["window_start"]
     up = windows["upload_bytes"].astype(np.float64)
     # upload against the device's baseline: the one given, else the median of its earlier windows
@@ -576,6 +639,7 @@ def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, st
         _event_features(X, col, ev, starts)
         _behaviour_features(X, col, ev, starts)
     _exfil_features(X, col, ev, d, starts)
+    _scan_features(X, col, ev, d, starts)
     if d.arp:
         a = np.array([(t, x) for t, x, _ in d.arp])
         w_of = np.searchsorted(starts, a[:, 0], side="right") - 1

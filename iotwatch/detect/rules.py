@@ -20,6 +20,7 @@ from .._jit import kernel
 from ..addrs import ip_str
 from ..flows import PUSH_IDLE_S
 from ..sidecar import BUDGET, K_ARP
+from . import type_upload
 from .evidence import (
     A_HTTP,
     A_MIRAI_C2,
@@ -94,7 +95,7 @@ class Thresholds:
     credential_window_s: float = 600.0  # a public-address lookup, then a mail/FTP upload within this
     lookup_to_connect_s: float = 10.0  # a name looked up, then a connection to what it names within this
     heartbeat_beats: int = 8  # exchanges one side of a held session started on one beat ...
-    heartbeat_on_beat: float = 0.75  # ... this share of all the exchanges it started at least ...
+    heartbeat_on_beat: float = 2 / 3  # ... this share of all the exchanges it started at least (a message sent in two parts is two) ...
     heartbeat_min_period_s: float = 1.0  # ... with a beat this long ...
     heartbeat_max_period_s: float = 300.0  # ... at most
     report_parallel: int = 10  # a report channel is one session: not with more than this many to its peer at once
@@ -781,7 +782,7 @@ def _tunnel_domain(name: str) -> str:
 
 
 #: where an upload surge's reference came from (the alert's ``evidence.reference``)
-REF_FILE, REF_OWN, REF_PEERS = "baseline file", "own quiet windows", "site peers"
+REF_FILE, REF_OWN, REF_PEERS, REF_TYPE = "baseline file", "own quiet windows", "site peers", "device type"
 
 
 def active_upload(windows: np.ndarray, window_s: float, first_seen: float | None, last_seen: float | None) -> np.ndarray:
@@ -797,7 +798,8 @@ def active_upload(windows: np.ndarray, window_s: float, first_seen: float | None
 
 
 def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: float | None,
-                  peer_base: float | None, uplink_bps: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+                  peer_base: float | None, uplink_bps: float | None = None,
+                  type_base: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Which windows of a device surge, against which reference (bytes per window), and where the
     reference came from, per window. Causal: a window is judged only by the windows before it.
 
@@ -810,8 +812,12 @@ def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: flo
     started mid-incident) is also judged against what the site's other devices upload
     (``peer_base``): ``surge_x`` times that and ``surge_peer_share`` of the uplink, whatever its
     size (a camera that always streams to its cloud has no quiet window either, but does not take
-    most of the site's uplink). Only windows under ``surge_x`` times the reference become the
-    reference."""
+    most of the site's uplink). And against what its type uploads (``type_base``: the normal
+    upload per window of the device's type, :mod:`.type_upload`): ``surge_x`` times that and at
+    least ``surge_min_bytes`` a minute (a plug pushing megabytes a minute is not normal for any
+    plug; a camera's reference is its video). Only windows under ``surge_x`` times the reference
+    (the device's own when it has one, else its type's, else the site's) become the reference:
+    a capture that starts with the surge never makes it the device's normal."""
     n = len(up)
     fast = np.zeros(n, bool)
     slow = np.zeros(n, bool)
@@ -825,7 +831,8 @@ def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: flo
         src = REF_FILE if baseline is not None else REF_OWN
         history = baseline is not None or len(quiet) >= th.surge_history
         peer = peer_base if (not history and peer_base is not None and uplink_bps) else None
-        if own is None and peer is None:
+        kind = type_base if not history else None
+        if own is None and peer is None and kind is None:
             quiet.append(up[i])
             continue
         if own is not None:
@@ -837,13 +844,20 @@ def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: flo
             if history and up[i] >= th.surge_slow_x * own:
                 slow[i] = True  # judged below, once it is known how long it lasts
                 continue
+        if kind is not None:
+            kind = max(kind, floor)
+            if up[i] >= th.surge_x * kind and up[i] >= min_bytes:
+                fast[i] = True
+                base_used[i], source[i] = kind, REF_TYPE
+                continue
         if peer is not None:
             peer = max(peer, floor)
             if up[i] >= th.surge_x * peer and up[i] * 8 / window_s >= th.surge_peer_share * uplink_bps:  # type: ignore[operator]
                 fast[i] = True
                 base_used[i], source[i] = peer, REF_PEERS
                 continue
-        if up[i] < th.surge_x * (own if own is not None else peer):  # type: ignore[operator]
+        ref = own if own is not None else kind if kind is not None else peer
+        if up[i] < th.surge_x * ref:  # type: ignore[operator]
             quiet.append(up[i])
         # else: far above the reference without (yet) the rate or the share of a surge: not normal
         # either, so never a reference (a surge that starts late in a window makes such a window)
@@ -862,17 +876,20 @@ def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: flo
 
 def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: list[str], baseline: float | None,
                  uplink_bps: float | None, window_s: float, peer_base: float | None = None,
-                 seen: tuple[float, float] | None = None) -> list[Finding]:
+                 seen: tuple[float, float] | None = None, device_type: str | None = None) -> list[Finding]:
     """Episodes of windows whose upload to external addresses is far beyond the device's normal
     (see :func:`surge_windows`; ``seen``: the device's first and last packet, for the rate in its
-    partial windows): with × reference, the reference used, the rate and its share of the uplink."""
+    partial windows; ``device_type``: the inventory's type, whose normal upload is the reference
+    while the device has no history of its own): with × reference, the reference used, the rate
+    and its share of the uplink."""
     out: list[Finding] = []
     if not len(windows):
         return out
     up = active_upload(windows, window_s, *(seen or (None, None)))
     raw = windows["upload_bytes"].astype(np.float64)
     starts = windows["window_start"]
-    surge, base_used, source = surge_windows(up, th, window_s, baseline, peer_base, uplink_bps)
+    type_base = type_upload.reference(device_type, window_s)
+    surge, base_used, source = surge_windows(up, th, window_s, baseline, peer_base, uplink_bps, type_base)
     if not surge.any():
         return out
     ext = ev[((ev["kind"] & K_EXT) != 0) & (ev["bytes_out"] > 0)]
@@ -918,13 +935,16 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
         share = min(1.0, rate_bps / uplink_bps) if uplink_bps else None
         rate_mbps = rate_bps / 1e6
         rate = f"{rate_mbps:.1f} Mbit/s" if rate_mbps >= 0.1 else f"{rate_bps / 1e3:.0f} kbit/s"
-        what = "its baseline" if ref != REF_PEERS else "what the site's other devices upload"
+        what = {REF_PEERS: "what the site's other devices upload",
+                REF_TYPE: f"what a {device_type} normally uploads"}.get(ref, "its baseline")
         sig = f"upload surge: {rate} to {', '.join(top) or 'the internet'}, {x_base:,.0f}× {what}"
         if share is not None:
             sig += f", {share:.0%} of the uplink"
         evd.update({"upload_bytes": int(total), "peak_window_bytes": int(peak), "baseline_bytes_per_window": round(base, 1),
                     "x_baseline": round(x_base, 1), "upload_mbps": round(rate_mbps, 3), "windows": len(g),
                     "reference": ref})
+        if ref == REF_TYPE:
+            evd["device_type"] = device_type
         if share is not None:
             evd["uplink_share"] = round(share, 3)
         sev = 1 if (share or 0) >= 0.5 or x_base >= 1000 else 2
@@ -1211,7 +1231,7 @@ def _tls_beacon_fire(eb: np.ndarray, th: Thresholds) -> int:
     if n < k:
         return -1
     ts, end = eb["ts"], eb["end"]
-    tls = ((eb["app"] == A_TLS) | np.isin(eb["dport"], (443, 8443))).astype(np.int64)
+    tls = ((eb["app"] == A_TLS) | (eb["dport"] == 443) | (eb["dport"] == 8443)).astype(np.int64)  # (not np.isin: called per peer)
     iv = np.diff(ts)
     seq = (end[:-1] <= ts[1:]).astype(np.int64)  # session i over before i + 1 began
     i = np.arange(k - 1, n)
@@ -1369,10 +1389,14 @@ def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[F
         # check-ins inside sessions held open
         device_steady = ((after["hb_side"] == 0) & (after["hb_pushes"] >= k) & (after["hb_iv"] >= 1.0)
                          & (after["hb_iv"] <= th.callback_max_period_s) & (after["hb_cv"] <= th.callback_cv))
-        held = after[device_steady | _on_beat(after, th, k)]
+        on_beat = _on_beat(after, th, k)
+        held = after[device_steady | on_beat]
         if len(held):
             e = held[0]
-            by_beat = int(e["hb_beats"]) >= k
+            # its beat when the session keeps one (most of its side's exchanges on it), else the
+            # mean interval of the device's steady exchanges (a jittered agent's beats, counted
+            # by the kernel now and then, are no period)
+            by_beat = bool(on_beat[device_steady | on_beat][0])
             period = float(e["hb_beat_s"]) if by_beat else float(e["hb_iv"])
             # the k-th beat, or the k-th of the device's exchanges (its first at the earliest at the start)
             fire = _beat_fire(e, k) if by_beat else float(min(e["end"], e["ts"] + (k - 1) * period))

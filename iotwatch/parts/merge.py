@@ -37,6 +37,7 @@ from ..sidecar import (
     K_FIRST,
     K_FIRST_LOGIN,
     KINDS,
+    TABLE_SLOTS,
     RareFrame,
     _keys,
     admit,
@@ -212,7 +213,7 @@ def merge_stats(results: Sequence[PartResult]) -> Stats:
 
 
 @kernel
-def reselect(kind, who, ts_ns, batch, window_ns, per_batch, bkeys, bcount, state, budget, dns_burst,  # type: ignore[no-untyped-def]
+def reselect(kind, who, name, ts_ns, batch, window_ns, per_batch, bkeys, bcount, state, budget, dns_burst,  # type: ignore[no-untyped-def]
              dns_burst_budget, counts, out_idx):
     """:func:`iotwatch.sidecar.select_rare` over candidates from every part, in input order:
     the same caps per batch and window (``batch``: the single run's batch of each) and per-device budgets."""
@@ -224,7 +225,7 @@ def reselect(kind, who, ts_ns, batch, window_ns, per_batch, bkeys, bcount, state
             cur = batch[i]
             for k in range(counts.shape[0]):
                 counts[k] = 0
-        if not admit(kind[i], who[i], ts_ns[i] // window_ns, counts, per_batch, bkeys, bcount, state, budget,
+        if not admit(kind[i], who[i], ts_ns[i] // window_ns, name[i], counts, per_batch, bkeys, bcount, state, budget,
                      dns_burst, dns_burst_budget):
             continue
         out_idx[m] = i
@@ -244,8 +245,8 @@ def rare_frames(results: Sequence[PartResult], maps: list[tuple[np.ndarray, np.n
     c, owner = c[order], owner[order]
     out_idx = np.empty(len(c), np.int64)
     state = np.array([-1, 0], np.int64)
-    m = reselect(c["kind"].astype(np.int64), c["who"], c["ts"], c["batch"], int(window_s * 1e9), per_batch,
-                 np.zeros(1 << 14, np.uint64), np.zeros(1 << 14, np.int64), state, _BUDGET_ARRAY, DNS_BURST,
+    m = reselect(c["kind"].astype(np.int64), c["who"], c["name"], c["ts"], c["batch"], int(window_s * 1e9), per_batch,
+                 np.zeros(TABLE_SLOTS, np.uint64), np.zeros(TABLE_SLOTS, np.int64), state, _BUDGET_ARRAY, DNS_BURST,
                  DNS_BURST_BUDGET, np.zeros(16, np.int64), out_idx)
     sel = out_idx[:m]
     groups: list[list[RareFrame]] = []

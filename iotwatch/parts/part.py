@@ -38,7 +38,7 @@ from ..flows import FLOW_DTYPE, PacketFlowInfo, _mix, flow_key, frag_recall
 from ..pipeline import Pipeline
 from ..records import Stats
 from ..settings import Settings
-from ..sidecar import _kind_of
+from ..sidecar import _kind_of, dns_keys
 from .plan import FileIndex, Plan, open_at
 
 LOOKBACK, OWN, TAIL = 0, 1, 2
@@ -56,6 +56,7 @@ CAND_DTYPE = np.dtype([
     ("src_mac", np.uint64), ("dst_mac", np.uint64), ("src_hi", np.uint64), ("src_lo", np.uint64),
     ("dst_hi", np.uint64), ("dst_lo", np.uint64),
     ("data_off", np.int64), ("data_len", np.int64),  # the bytes from the IP/ARP header on, in PartResult.data
+    ("name", np.uint64),  # a DNS query's question (sidecar.dns_question_key; 0 otherwise)
 ])
 DEV_PART_DTYPE = np.dtype([
     ("kind", np.uint8), ("pk_out", np.uint64), ("pk_in", np.uint64), ("by_out", np.uint64), ("by_in", np.uint64),
@@ -219,6 +220,9 @@ class _Candidates:
         c["ts"] = batch.ts_ns[idx]
         c["who"] = who[idx]
         c["kind"] = k[idx]
+        names = np.zeros(len(idx), np.uint64)
+        dns_keys(c["kind"], idx, batch.buf, batch.off, pk.l3_off, batch.caplen, pk.ip_len, pk.payload, names)
+        c["name"] = names
         c["flow_id"] = fi.flow_id[idx]
         c["direction"] = fi.direction[idx]
         for name in ("l3", "src_mac", "dst_mac", "src_hi", "src_lo", "dst_hi", "dst_lo"):

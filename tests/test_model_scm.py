@@ -1,0 +1,100 @@
+"""The scan and flood features of the behaviour model (iotwatch/detect/features.py: SCAN_FEATURES,
+VIEWS["scan"], VIEWS["flood"]): every variant of a scan reads alike (a vertical scan of one host,
+a sweep of a network by ARP or ping, a UDP scan), and so does every flood of requests to one
+service whatever its protocol (ICMP echo, DNS); the site's normal devices and real benign devices
+(a camera whose cloud fails now and then, a WeMo whose cloud does not answer) stay far below.
+Generated with seeds no model was trained on (9001+)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SHARED_PCAPS, needs_shared
+
+from iotwatch.detect.features import FEATURE_NAMES, SCAN_FEATURES, VIEWS, _first_in_window, _top_per_window
+from iotwatch.learn import loso
+from iotwatch.learn.observe import observe
+from iotwatch.synth import Options, generate
+from iotwatch.vocab import CATEGORIES
+
+
+def test_first_in_window_counts_each_key_once_where_it_first_appears() -> None:
+    w = np.array([0, 0, 1, 1, 1, 3], np.int64)
+    key = np.array([7, 8, 7, 9, 9, 8], np.uint64)
+    assert _first_in_window(w, key, 4).tolist() == [2.0, 1.0, 0.0, 0.0]
+    assert _first_in_window(w[:0], key[:0], 2).tolist() == [0.0, 0.0]
+
+
+def test_top_per_window_is_the_busiest_key_of_each_window() -> None:
+    w = np.array([0, 0, 0, 1, 1, 2], np.int64)
+    key = np.array([1, 1, 2, 1, 3, 3], np.uint64)
+    weight = np.array([1.0, 1.0, 5.0, 2.0, 1.0, 4.0])
+    assert _top_per_window(w, key, weight, 4).tolist() == [5.0, 2.0, 4.0, 0.0]
+
+
+def test_views_read_the_new_features() -> None:
+    assert VIEWS["scan"] == ("scan_targets_per_lookup",)
+    assert "top_target_requests" in VIEWS["flood"]
+    assert all(n in FEATURE_NAMES for n in SCAN_FEATURES)
+
+
+SCENARIOS = ("portscan", "sweep", "nmapudp", "icmpflood", "dnstorture")
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> loso.Pool:
+    d = tmp_path_factory.mktemp("scm")
+    made = [generate(Options(sc, seed=9001 + k, duration=180, uplink_mbps=4), d / f"{sc}-{9001 + k}.pcap").labels_file
+            for k, sc in enumerate(SCENARIOS)]
+    return loso.build_pool(made, n_jobs=2)
+
+
+def _values(pool: loso.Pool, scenario: str, behaviour: str | None, name: str) -> np.ndarray:
+    """The feature in the scenario's windows showing ``behaviour`` (None: its normal windows)."""
+    j = FEATURE_NAMES.index(name)
+    mine = np.array([Path(m[0]).name.startswith(scenario + "-") for m in pool.data.meta])
+    rows = pool.data.Y.sum(axis=1) == 0 if behaviour is None else pool.data.Y[:, CATEGORIES.index(behaviour)] > 0
+    return pool.data.X[mine & rows, j]
+
+
+def test_every_scan_reads_alike(pool: loso.Pool) -> None:
+    """A vertical scan of one host (TCP or UDP) and a sweep of a network each put tens to
+    thousands of new failed targets in a window; the normal devices of the same sites, a few."""
+    normal = np.concatenate([_values(pool, sc, None, "scan_targets_per_lookup") for sc in SCENARIOS])
+    assert len(normal) and normal.max() <= 5
+    for sc in ("portscan", "sweep", "nmapudp"):
+        bad = _values(pool, sc, "scan", "scan_targets_per_lookup")
+        assert bad.max() >= 20, sc
+    # the sweep shows in both halves: ARP requests (ARP mode) or failed echo/SYN probes
+    sweep = (_values(pool, "sweep", "scan", "novel_arp_targets")
+             + _values(pool, "sweep", "scan", "novel_failed_targets"))
+    assert sweep.max() >= 20
+    # a vertical scan's targets are the ports of one host: none of them is a new ARP target
+    assert _values(pool, "portscan", "scan", "novel_failed_targets").max() >= 20
+
+
+def test_floods_of_requests_to_one_service_whatever_the_protocol(pool: loso.Pool) -> None:
+    """An ICMP echo flood (one flow of thousands of requests) and DNS water torture (thousands
+    of queries to one resolver's port 53) both read as thousands of requests to one service."""
+    normal = np.concatenate([_values(pool, sc, None, "top_target_requests") for sc in SCENARIOS])
+    assert len(normal) and normal.max() < 150
+    for sc in ("icmpflood", "dnstorture"):
+        assert _values(pool, sc, "flood", "top_target_requests").max() >= 1000, sc
+    # a scan sends one request to each of many services: never many to one
+    assert _values(pool, "portscan", "scan", "top_target_requests").max() < 150
+
+
+@needs_shared
+@pytest.mark.parametrize("rel", ["nku_lifecycle/xiaobai_Y2camera_lifecycle/xiaobai_Y2camera_idle_remote.pcap",
+                                 "iot_sentinel/WeMoLink/Setup-A-9-STA.pcap"])
+def test_benign_real_devices_stay_low(rel: str) -> None:
+    """A real camera whose connections to its clouds fail now and then, and a WeMo whose cloud
+    does not answer: at most a few new failed targets per name looked up, and tens of requests
+    to their busiest service, never a scan's or a flood's hundreds."""
+    obs = observe(SHARED_PCAPS / rel)
+    X = np.vstack([X for _c, X in obs.windows.values() if len(X)])
+    assert X[:, FEATURE_NAMES.index("scan_targets_per_lookup")].max() <= 5
+    assert X[:, FEATURE_NAMES.index("top_target_requests")].max() < 150
+    assert X[:, FEATURE_NAMES.index("novel_failed_targets")].max() >= 1  # (their failures are seen)
