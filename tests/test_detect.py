@@ -297,6 +297,27 @@ def test_multilabel_bundle_predicts_each_behaviour_as_scikit_learn(tmp_path: Pat
         load(tiny_bundle)
 
 
+# the make-eval lengths, seeds neither set uses: minutes of a scan or a flood are enough upload
+# against the device's quiet minutes for the exfil view
+ONE_BEHAVIOUR = {"scan-long": Options("scan", seed=9201, duration=240, uplink_mbps=4),
+                 "icmpflood": Options("icmpflood", seed=9202, duration=180, uplink_mbps=4),
+                 "slowhttp": Options("slowhttp", seed=9203, duration=240, uplink_mbps=4)}
+
+
+@pytest.mark.parametrize("name", [*(n for n in SCENARIOS if n not in ("hospital", "site")), *ONE_BEHAVIOUR])
+def test_one_behaviour_one_category_with_the_model(made: dict[str, Path], name: str, tmp_path: Path) -> None:
+    """A device showing one behaviour gets that behaviour's alert and no other, the model on: the
+    model alone speaks where the rules are silent, so a scan's SYNs or a flood's packets (upload
+    bytes too) are not also called exfiltration by the exfil view."""
+    pcap = made[name] if name in made else generate(ONE_BEHAVIOUR[name], tmp_path / f"{name}.pcap").pcap
+    rep = evaluate([labels_of(pcap)], iotwatch.detect.model.default_model())
+    bad = [h for h in rep.hosts if h.label.bad]
+    assert bad
+    for h in bad:
+        assert h.categories == [h.label.behaviour], (h.label.host, h.categories, h.signature)
+    assert rep.false_alarms == []
+
+
 @needs_shared
 def test_no_model_only_alert_on_a_router(tmp_path: Path) -> None:
     """A router's windows count the traffic it forwards for the site: the model alone does not

@@ -105,8 +105,10 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
         covered.setdefault(cat, []).append((lo - window_s, hi + window_s))
         out.append(Alert(dev, mac, _cited_source(first, ev, files) or ip, cat, first.signature,
                          min(f.severity for f in ep), score, first.fire_ts, lo, hi, evidence, sources))
-    # the model alone: sustained, confident, and nowhere near a rule's episode of the same behaviour;
-    # never for a router, whose windows also carry the traffic it forwards (not its own doing), nor
+    # the model alone: sustained, confident, and where the rules are silent: nowhere near a rule's
+    # episode of any behaviour (the windows a rule explained are that behaviour's traffic, read by
+    # another view: a scan's or a flood's packets are upload too; a behaviour shown alongside it is
+    # the rules' to report, each with its own alert); never for a router, whose windows also carry the traffic it forwards (not its own doing), nor
     # about a device that started no flow all capture long (it only answered others: a server, a
     # controller others call, a victim), whatever its windows' volumes resemble
     forwarder = rec is not None and rec.device_type == "router"
@@ -123,7 +125,7 @@ def combine(dev: str, rec: DeviceRecord | None, findings: list[Finding], cols: d
             if len(r) < MODEL_ONLY_WINDOWS:
                 continue
             lo, hi = float(starts[r[0]]), float(starts[r[-1]] + window_s)
-            if any(a <= hi and lo <= b for a, b in covered.get(cat, [])):
+            if any(a <= hi and lo <= b for spans in covered.values() for a, b in spans):
                 continue
             top = _top_features(X[r], VIEWS.get(cat))
             fire = float(starts[r[MODEL_ONLY_WINDOWS - 1]] + window_s)
