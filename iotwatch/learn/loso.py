@@ -178,7 +178,7 @@ def _probs(model: Any, obs: Observation) -> dict[str, dict[str, np.ndarray]]:
 def alerts_with(model: Any, obs: Observation, probs: dict[str, dict[str, np.ndarray]] | None = None) -> list[Alert]:
     """The alerts ``analyze`` raises on ``obs``'s capture with ``model``: the rules' (observed
     without a model; they do not depend on it) and the model's own sustained alerts, which
-    :func:`~iotwatch.detect.verdict.combine` raises where no rule episode of the same behaviour is."""
+    :func:`~iotwatch.detect.verdict.combine` raises where no rule episode of any behaviour is."""
     if model is None:
         return list(obs.alerts)
     probs = _probs(model, obs) if probs is None else probs
@@ -187,8 +187,8 @@ def alerts_with(model: Any, obs: Observation, probs: dict[str, dict[str, np.ndar
     for dev, p in probs.items():
         cols, X = obs.windows[dev]
         for a in combine(dev, obs.devices.get(dev), [], cols, X, model, w, None, [], p):
-            covered = any(r.device == dev and r.category == a.category and r.first_ts - w <= a.last_ts
-                          and a.first_ts <= r.last_ts + w for r in obs.alerts)
+            covered = any(r.device == dev and r.first_ts - w <= a.last_ts and a.first_ts <= r.last_ts + w
+                          for r in obs.alerts)
             if not covered:
                 out.append(a)
     return out
