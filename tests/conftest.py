@@ -28,6 +28,17 @@ def analyze_events(capture: Path, out: Path) -> list[dict]:  # type: ignore[type
     return [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
 
 
+def generated_pool(folder: Path, scenarios: tuple[str, ...], duration: float, first_seed: int = 9001):  # type: ignore[no-untyped-def]
+    """Each scenario generated once (seeds ``first_seed`` on, which neither `make model`'s nor `make
+    eval`'s set uses) and observed into a leave-one-source-out pool, as `iotwatch evaluate` builds it."""
+    from iotwatch.learn import loso
+    from iotwatch.synth import Options, generate
+
+    made = [generate(Options(sc, seed=first_seed + k, duration=duration, uplink_mbps=4),
+                     folder / f"{sc}-{first_seed + k}.pcap").labels_file for k, sc in enumerate(scenarios)]
+    return loso.build_pool(made, n_jobs=2)
+
+
 def shared_captures() -> list[Path]:
     """Every capture listed in ../shared/pcaps/MANIFEST.tsv (empty when ../shared is absent)."""
     manifest = SHARED_PCAPS / "MANIFEST.tsv"

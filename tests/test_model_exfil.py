@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_PCAPS, needs_shared
+from conftest import SHARED_PCAPS, generated_pool, needs_shared
 
 from iotwatch.detect.features import (
     COVERT_FLOOR,
@@ -23,7 +23,6 @@ from iotwatch.detect.features import (
 )
 from iotwatch.learn import loso
 from iotwatch.learn.behaviour import fit_forest, forest_proba
-from iotwatch.synth import Options, generate
 from iotwatch.vocab import CATEGORIES
 
 EXFIL = CATEGORIES.index("exfil")
@@ -74,10 +73,7 @@ FAMILIES = ("dnstunnel", "dnsexfil", "icmptunnel", "slowexfil", "chunkupload")
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> loso.Pool:
-    d = tmp_path_factory.mktemp("exfil")
-    made = [generate(Options(sc, seed=9001 + k, duration=240, uplink_mbps=4), d / f"{sc}-{9001 + k}.pcap").labels_file
-            for k, sc in enumerate(FAMILIES)]
-    return loso.build_pool(made, n_jobs=2)
+    return generated_pool(tmp_path_factory.mktemp("exfil"), FAMILIES, duration=240)
 
 
 def _rows(pool: loso.Pool, family: str) -> tuple[np.ndarray, np.ndarray]:

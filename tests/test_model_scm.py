@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_PCAPS, needs_shared
+from conftest import SHARED_PCAPS, generated_pool, needs_shared
 
 from iotwatch.detect.features import FEATURE_NAMES, SCAN_FEATURES, VIEWS, _first_in_window, _top_per_window
 from iotwatch.learn import loso
 from iotwatch.learn.observe import observe
-from iotwatch.synth import Options, generate
 from iotwatch.vocab import CATEGORIES
 
 
@@ -45,10 +44,7 @@ SCENARIOS = ("portscan", "sweep", "nmapudp", "icmpflood", "dnstorture")
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> loso.Pool:
-    d = tmp_path_factory.mktemp("scm")
-    made = [generate(Options(sc, seed=9001 + k, duration=180, uplink_mbps=4), d / f"{sc}-{9001 + k}.pcap").labels_file
-            for k, sc in enumerate(SCENARIOS)]
-    return loso.build_pool(made, n_jobs=2)
+    return generated_pool(tmp_path_factory.mktemp("scm"), SCENARIOS, duration=180)
 
 
 def _values(pool: loso.Pool, scenario: str, behaviour: str | None, name: str) -> np.ndarray:
