@@ -176,7 +176,8 @@ def test_behaviours_unlike_mirai_injected_into_a_real_camera(scenario: str, beha
 def test_a_routine_cloud_heartbeat_is_not_a_beacon_but_a_new_one_is(tmp_path: Path) -> None:
     """The generated site of seed 11: its recorder checks in with its vendor cloud every 20.6 s
     from the moment it is seen (a routine older than the capture): no alert in 15 minutes. The same
-    site where a camera starts, five minutes in, calling a new internet peer every 15 s: a beacon."""
+    site where a camera starts, five minutes in, calling a new internet peer every 15 s: a beacon,
+    which the rule and the model both call C2."""
     import numpy as np
 
     from iotwatch.synth import site as synth_site
@@ -202,4 +203,6 @@ def test_a_routine_cloud_heartbeat_is_not_a_beacon_but_a_new_one_is(tmp_path: Pa
     got = [(e["src_mac"], e["alert"]["category"], e["evidence"]["detected_by"]) for e in ev if e["event_type"] == "alert"]
     from iotwatch.synth.wire import mac_text
 
-    assert got == [(mac_text(cam.mac), "c2", ["rule:beacon"])]
+    # the rule's beacon, and the behaviour model's c2 view agrees (the channel's beats to a
+    # destination new since the device's start-up)
+    assert got == [(mac_text(cam.mac), "c2", ["rule:beacon", "model"])]
