@@ -682,8 +682,16 @@ PACED_CV, PACED_MIN = 0.75, 4
 #: a destination was looked up when the device asked for a name at most LOOKUP_S before it first
 #: reached it
 LOOKUP_S = 30.0
-#: c2_beats_suspect: the most beats of a channel with at least this many traits
-SUSPECT_TRAITS = 2
+#: c2_beats_suspect: the most beats of a channel with at least this many traits, or with one of
+#: TELLING_TRAITS, once it has held SUSPECT_BEATS beats (two intervals that agree: one "beat" is
+#: only a repeat, two connections at any interval, a retry)
+SUSPECT_TRAITS, SUSPECT_BEATS = 2, 2
+#: the traits that say what the destination is, not only that it is unusual for the device: a name
+#: in a free dynamic-DNS zone, a host that served the device a program, a bot's hello. A device's
+#: link to its own vendor's service has none of them (an odd port, a destination new since
+#: start-up, an address reached without a lookup or a peer that never answers: each alone, a
+#: normal device's channel may have one)
+TELLING_TRAITS = ("c2_beats_dynamic_dns", "c2_beats_program_host", "c2_beats_bot_hello")
 #: c2_beat_traits and c2_beats_suspect: channels that held at least this many beats so far
 TRAIT_BEATS = 3
 #: a channel carries messages, not bulk data: a connection or session whose client sent more than
@@ -734,7 +742,10 @@ def _channel_beats(ev: np.ndarray, ch: np.ndarray, w: np.ndarray, starts: np.nda
     run = (cs - reset).astype(np.float64)
     out_c, out_w, out_b, out_p, out_o = [c[run > 0]], [w[order][run > 0]], [run[run > 0]], [m[run > 0]], [run[run > 0]]
     # held sessions: exchanges on one beat, accrued by the end of each window they span
-    on_beat = (ev["hb_beats"] >= 2) & (ev["hb_beats"] >= HELD_ON_BEAT * ev["hb_pushes"]) & (ev["hb_beat_s"] >= BEAT_MIN_S)
+    # (the session's opening exchange, a hello or a login, starts the clock and is never a beat
+    # itself: a bot's link with its hello and two heartbeats is on its beat)
+    on_beat = ((ev["hb_beats"] >= 2) & (ev["hb_beats"] >= HELD_ON_BEAT * (ev["hb_pushes"].astype(np.int64) - 1))
+               & (ev["hb_beat_s"] >= BEAT_MIN_S))
     # or exchanges at a slow, steady-ish pace (a status push whose body sometimes lags its tag)
     paced = (ev["hb_pushes"] >= PACED_MIN) & (ev["hb_iv"] >= BEAT_MIN_S) & (ev["hb_cv"] <= PACED_CV)
     beats = np.where(on_beat, ev["hb_beats"], np.where(paced, ev["hb_pushes"], 0)).astype(np.float64)
@@ -847,11 +858,13 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
         sel = traits[cw, j]
         if sel.any():
             np.maximum.at(X[:, col[name]], ww[sel], cb[sel])
+    nt = traits[cw].sum(axis=1).astype(np.float64)
     beating = cb >= TRAIT_BEATS
     if beating.any():
-        nt = traits[cw].sum(axis=1).astype(np.float64)
         np.maximum.at(X[:, col["c2_beat_traits"]], ww[beating], nt[beating])
-        sus = nt >= SUSPECT_TRAITS
+    sus = ((nt >= SUSPECT_TRAITS) | traits[cw][:, [_TRAITS.index(t) for t in TELLING_TRAITS]].any(axis=1)) & (
+        cb >= SUSPECT_BEATS)
+    if sus.any():
         np.maximum.at(X[:, col["c2_beats_suspect"]], ww[sus], cb[sus])
 
 
