@@ -13,7 +13,14 @@ import pytest
 from conftest import SHARED_PCAPS, needs_shared
 
 from iotwatch.detect.evidence import EVENT_DTYPE, K_EXT
-from iotwatch.detect.features import C2_FEATURES, FEATURE_NAMES, FEATURES, VIEWS, _channel_beats
+from iotwatch.detect.features import (
+    C2_FEATURES,
+    FEATURE_NAMES,
+    FEATURES,
+    TELLING_TRAITS,
+    VIEWS,
+    _channel_beats,
+)
 from iotwatch.learn import loso
 from iotwatch.learn.observe import observe
 from iotwatch.synth import Options, generate
@@ -44,9 +51,11 @@ def _beats(ev: np.ndarray, ch: np.ndarray, n: int) -> np.ndarray:
 
 def test_the_features_are_in_the_schema_and_the_view() -> None:
     names = [n for n, _t in FEATURES]
-    assert all(n in names for n in C2_FEATURES) and set(C2_FEATURES) <= set(VIEWS["c2"])
-    # the c2 forest no longer reads the beats of any session whatever it is
-    assert "held_beats" not in VIEWS["c2"] and FEATURE_NAMES.index("c2_beats") > FEATURE_NAMES.index("echo_bytes_per_packet")
+    assert all(n in names for n in C2_FEATURES)
+    # one feature: the beats of a suspect channel (a monotone forest over one feature per trait
+    # capped a family strong in one trait only near 0.5); not the beats of any session
+    assert VIEWS["c2"] == ("c2_beats_suspect",)
+    assert FEATURE_NAMES.index("c2_beats") > FEATURE_NAMES.index("echo_bytes_per_packet")
 
 
 def test_a_beacon_keeps_counting_across_windows_and_browsing_does_not() -> None:
@@ -75,11 +84,51 @@ def test_held_sessions_add_up_over_reconnects_but_not_when_held_at_once() -> Non
     assert _beats(par, np.zeros(200, np.int64), 3).max() == 10.0
 
 
+def test_a_session_opened_by_a_hello_then_on_its_beat_holds_it() -> None:
+    """A bot's link: its hello, then two heartbeats 30 s apart (three exchanges, the last two on
+    the beat): the opening exchange starts the clock and is not held against the beat, so the
+    session holds two beats by its end (it held none when the hello counted as off the beat: a
+    Mirai controller link injected into a short real capture read as no channel at all)."""
+    link = _events([0.0], [63.0], hb_pushes=[3], hb_beats=[2], hb_beat_s=[31.5])
+    assert _beats(link, np.zeros(1, np.int64), 2).tolist() == [1.0, 2.0]
+    # a session whose exchanges are mostly off any beat still holds none
+    chatty = _events([0.0], [63.0], hb_pushes=[8], hb_beats=[2], hb_beat_s=[31.5], hb_cv=[2.0], hb_iv=[8.0])
+    assert _beats(chatty, np.zeros(1, np.int64), 2).max() == 0
+
+
+def _suspect(traits: dict[str, bool], beats: float) -> float:
+    """c2_beats_suspect of one window holding one channel with ``traits`` and ``beats``."""
+    from iotwatch.detect import features as F
+
+    n = 1
+    X = np.zeros((n, len(FEATURES)))
+    col = {c: FEATURE_NAMES.index(c) for c in C2_FEATURES}
+    tr = np.array([[traits.get(t, False) for t in F._TRAITS]])
+    cw, ww, cb = np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([beats])
+    F._channel_suspicion(X, col, tr, cw, ww, cb)
+    return float(X[0, col["c2_beats_suspect"]])
+
+
+def test_a_suspect_channel_has_two_traits_or_a_telling_one_and_a_beat() -> None:
+    """The c2 view: a channel with one trait a device's link to its own cloud may have (an odd
+    port, a destination new since start-up, no lookup, a silent peer) is not suspect; two are, and
+    so is one trait that says what the destination is (a dynamic-DNS name, a host that served the
+    device a program, a bot's hello), once the channel holds two beats (one is only a repeat)."""
+    for weak in ("c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_unnamed", "c2_beats_unanswered"):
+        assert _suspect({weak: True}, 20) == 0, weak
+    assert _suspect({"c2_beats_odd_port": True, "c2_beats_unnamed": True}, 20) == 20
+    for telling in TELLING_TRAITS:
+        assert _suspect({telling: True}, 20) == 20, telling
+        assert _suspect({telling: True}, 1) == 0, telling
+    assert _suspect({}, 500) == 0  # a cloud heartbeat held for hours
+
+
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory: pytest.TempPathFactory) -> loso.Pool:
     d = tmp_path_factory.mktemp("c2m")
-    made = [generate(Options(sc, seed=9001 + k, duration=300), d / f"{sc}-{9001 + k}.pcap").labels_file
-            for k, sc in enumerate(("tlsbeacon", "postbeacon", "reportc2", "deadc2"))]
+    made = [generate(Options(sc, seed=seed, duration=300), d / f"{sc}-{seed}.pcap").labels_file
+            for sc, seed in (("tlsbeacon", 9001), ("postbeacon", 9002), ("reportc2", 9003), ("deadc2", 9004),
+                             ("localc2", 9205))]
     return loso.build_pool(made, n_jobs=2)
 
 
@@ -115,6 +164,20 @@ def test_each_controller_shows_its_traits_and_the_site_does_not(pool: loso.Pool)
         assert bad >= (1 if sc == "tlsbeacon" else 2) and ok <= 1, sc
         bad, ok = _most(pool, sc, "c2_beats")
         assert bad >= 5 and ok >= 5, sc
+        # the view: every controller's link is suspect, the recorder's heartbeat never
+        bad, ok = _most(pool, sc, "c2_beats_suspect")
+        assert bad >= 5 and ok == 0, sc
+
+
+def test_a_controller_on_the_lan_is_suspect_by_the_program_it_served(pool: loso.Pool) -> None:
+    """A controller on the site's own network (seed 9205): the camera fetched a program from it,
+    then calls back on a beat. Its one trait is that served program (no name is looked up for a
+    LAN host, its port may be a web port, and it was reached within the device's first minutes),
+    and it is enough; the site's own LAN traffic has no such channel."""
+    bad, ok = _most(pool, "localc2", "c2_beats_program_host")
+    assert bad >= 3 and ok == 0
+    bad, ok = _most(pool, "localc2", "c2_beats_suspect")
+    assert bad >= 3 and ok == 0
 
 
 @needs_shared
@@ -129,3 +192,35 @@ def test_a_real_iot_site_beats_to_its_clouds_without_a_controllers_traits() -> N
     assert X[:, col["c2_beats_dynamic_dns"]].max() == 0
     assert X[:, col["c2_beats_program_host"]].max() == 0
     assert X[:, col["c2_beat_traits"]].max() <= 2
+    assert X[:, col["c2_beats_suspect"]].max() == 0  # the view: nothing
+
+
+@needs_shared
+def test_a_real_plugs_repeated_connections_are_not_a_beat() -> None:
+    """nku's Xiaodu plug, idle, switched off: twice it connects to a new web server that does not
+    answer, two seconds apart (two traits: new since start-up, silent peer), and it checks in with
+    its cloud every few minutes. A repeat is no beat: nothing suspect."""
+    obs = observe(SHARED_PCAPS / "nku_lifecycle" / "xiaodu_plug_lifecycle" / "xiaodu_plug_idle_off_local.pcap")
+    X = np.vstack([x for _c, x in obs.windows.values() if len(x)])
+    assert X[:, FEATURE_NAMES.index("c2_beats_unanswered")].max() >= 1
+    assert X[:, FEATURE_NAMES.index("c2_beats_suspect")].max() == 0
+
+
+def test_the_c2_forest_learns_not_c2_from_windows_of_no_behaviour() -> None:
+    """teaches(): the c2 forest's negatives are the windows that show no behaviour (an exfiltration
+    whose device also keeps a suspect channel on a beat teaches it nothing); the exfil forest keeps
+    a c2 window as a negative. A labelled window without its view's evidence teaches neither."""
+    from iotwatch.learn.behaviour import Dataset, teaches
+
+    X = np.zeros((4, len(FEATURES)))
+    j = FEATURE_NAMES.index("c2_beats_suspect")
+    X[0, j] = 12.0  # a controller's link
+    X[2, j] = 6.0  # an exfiltrating device's windows, with a beating suspect channel
+    X[2, FEATURE_NAMES.index(VIEWS["exfil"][0])] = 80.0
+    Y = np.zeros((4, len(CATEGORIES)), np.int8)
+    Y[0:2, CATEGORIES.index("c2")] = 1  # window 1: the link idle between two heartbeats
+    Y[2, CATEGORIES.index("exfil")] = 1
+    data = Dataset(X, np.array(["c2", "c2", "exfil", "normal"], dtype=object), np.array(list("abcd"), dtype=object),
+                   [("x", "d", float(k)) for k in range(4)], Y)
+    assert teaches(data, "c2").tolist() == [True, False, False, True]
+    assert teaches(data, "exfil").tolist() == [True, True, True, True]

@@ -69,8 +69,9 @@ BEHAVIOUR_FEATURES = ("host_entropy", "port_entropy", "novel_host_share", "novel
 #: window the most beats of a channel with each trait a controller's link has and a device's link
 #: to its own cloud does not: an odd port, a destination new since the device's start-up, a name
 #: in a dynamic-DNS zone, an address reached without a lookup, a peer that never answers with
-#: data, a host that served the device a program; and how many of those traits the most
-#: suspicious beating channel has
+#: data, a host that served the device a program; how many of those traits the most suspicious
+#: beating channel has, and (the c2 view) the beats of a channel with two traits or one of
+#: TELLING_TRAITS
 C2_FEATURES = ("c2_beats", "c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_dynamic_dns", "c2_beats_unnamed",
                "c2_beats_unanswered", "c2_beats_program_host", "c2_beats_bot_hello",
                "c2_beat_traits", "c2_beats_suspect")
@@ -104,7 +105,10 @@ VIEWS: dict[str, tuple[str, ...]] = {
     # split at the split's mean, so a view of one feature per channel (upload, DNS names, ICMP
     # payloads) scores a held-out channel's windows, low on the others, under the threshold
     "exfil": ("data_out_x_quiet",),
-    "c2": ("c2_hellos", *C2_FEATURES),
+    # one feature as well: each controller shows its own traits (a dynamic-DNS name, a program
+    # served from the LAN, an odd port and no lookup...), and a monotone forest over one feature
+    # per trait capped a held-out family strong in one trait only near 0.5 (tlsbeacon, localc2)
+    "c2": ("c2_beats_suspect",),
 }
 #: scale-free views of the counters above (numerator, denominator): what a window's traffic is made
 #: of rather than how much of it there is, so that a rate or a capture length never seen in
@@ -852,6 +856,16 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
     hello = np.zeros(nc, bool)
     hello[ch[ev["app"] == A_MIRAI_C2]] = True
     traits = np.stack((odd, new_dest, ddns, unnamed, unanswered, prog, hello), axis=1)
+    _channel_suspicion(X, col, traits, cw, ww, cb)
+
+
+def _channel_suspicion(X: np.ndarray, col: dict[str, int], traits: np.ndarray, cw: np.ndarray, ww: np.ndarray,
+                       cb: np.ndarray) -> None:
+    """Per window, from each channel's traits (channels × _TRAITS) and its beats so far in each
+    window it was active (channel ``cw``, window ``ww``, beats ``cb``): the most beats of any
+    channel, of a channel with each trait, the traits of the most suspicious channel that held
+    TRAIT_BEATS beats, and the beats of a suspect channel (two traits or a telling one, from its
+    SUSPECT_BEATS-th beat)."""
     X[:, col["c2_beats"]] = 0.0
     np.maximum.at(X[:, col["c2_beats"]], ww, cb)
     for j, name in enumerate(_TRAITS):
@@ -862,8 +876,8 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
     beating = cb >= TRAIT_BEATS
     if beating.any():
         np.maximum.at(X[:, col["c2_beat_traits"]], ww[beating], nt[beating])
-    sus = ((nt >= SUSPECT_TRAITS) | traits[cw][:, [_TRAITS.index(t) for t in TELLING_TRAITS]].any(axis=1)) & (
-        cb >= SUSPECT_BEATS)
+    telling = traits[cw][:, [_TRAITS.index(t) for t in TELLING_TRAITS]].any(axis=1)
+    sus = ((nt >= SUSPECT_TRAITS) | telling) & (cb >= SUSPECT_BEATS)
     if sus.any():
         np.maximum.at(X[:, col["c2_beats_suspect"]], ww[sus], cb[sus])
 
