@@ -1238,6 +1238,7 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
 #: what the beacon tests found per peer, by a digest of what they read (:func:`_memo_fire`)
 _FIRE_MEMO: OrderedDict[tuple[object, ...], int] = OrderedDict()
 _FIRE_MEMO_MAX = 1 << 16  # results kept (about 10 MB at most); the least recently used go first
+FIRE_MEMO_STATS = [0, 0]  # results found in the memo, computed
 
 
 def _memo_fire(name: str, th_key: tuple[object, ...], arrays: tuple[np.ndarray, ...], compute: Callable[[], int]) -> int:
@@ -1253,7 +1254,9 @@ def _memo_fire(name: str, th_key: tuple[object, ...], arrays: tuple[np.ndarray, 
     hit = _FIRE_MEMO.get(key)
     if hit is not None:
         _FIRE_MEMO.move_to_end(key)
+        FIRE_MEMO_STATS[0] += 1
         return hit
+    FIRE_MEMO_STATS[1] += 1
     fi = compute()
     _FIRE_MEMO[key] = fi
     if len(_FIRE_MEMO) > _FIRE_MEMO_MAX:
