@@ -11,6 +11,7 @@ against every labelled host of ../shared/pcaps (zero alerts on normal hosts and 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -1237,11 +1238,12 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
 
 #: what the beacon tests found per peer, by a digest of what they read (:func:`_memo_fire`)
 _FIRE_MEMO: OrderedDict[tuple[object, ...], int] = OrderedDict()
-_FIRE_MEMO_MAX = 1 << 16  # results kept (about 10 MB at most); the least recently used go first
+_FIRE_MEMO_MAX = 1 << 16  # results kept (about 15 MB at most); the least recently used go first
 FIRE_MEMO_STATS = [0, 0]  # results found in the memo, computed
+_FIRE_MEMO_LOCK = threading.Lock()
 
 
-def _memo_fire(name: str, th_key: tuple[object, ...], arrays: tuple[np.ndarray, ...], compute: Callable[[], int]) -> int:
+def _memo_fire(name: str, th_key: str, arrays: tuple[np.ndarray, ...], compute: Callable[[], int]) -> int:
     """``compute()``, a beacon test's firing index over one peer's connections, remembered by a
     128-bit digest of every array the test reads and the thresholds: a live run's passes judge a
     device's whole history at every pass, but only the peers with new (or still settling)
@@ -1251,21 +1253,29 @@ def _memo_fire(name: str, th_key: tuple[object, ...], arrays: tuple[np.ndarray, 
     for a in arrays:
         h.update(np.ascontiguousarray(a).view(np.uint8))
     key = (name, th_key, len(arrays[0]), h.digest())
-    hit = _FIRE_MEMO.get(key)
-    if hit is not None:
-        _FIRE_MEMO.move_to_end(key)
-        FIRE_MEMO_STATS[0] += 1
-        return hit
-    FIRE_MEMO_STATS[1] += 1
+    with _FIRE_MEMO_LOCK:  # (a library user may judge in threads)
+        hit = _FIRE_MEMO.get(key)
+        if hit is not None:
+            _FIRE_MEMO.move_to_end(key)
+            FIRE_MEMO_STATS[0] += 1
+            return hit
+        FIRE_MEMO_STATS[1] += 1
     fi = compute()
-    _FIRE_MEMO[key] = fi
-    if len(_FIRE_MEMO) > _FIRE_MEMO_MAX:
-        _FIRE_MEMO.popitem(last=False)
+    with _FIRE_MEMO_LOCK:
+        _FIRE_MEMO[key] = fi
+        while len(_FIRE_MEMO) > _FIRE_MEMO_MAX:
+            _FIRE_MEMO.popitem(last=False)
     return fi
 
 
-def _thresholds_key(th: Thresholds) -> tuple[object, ...]:
-    return tuple(getattr(th, f.name) for f in fields(th))
+_TH_KEYS: dict[str, str] = {}  # one object per set of thresholds, shared by the memo's keys
+
+
+def _thresholds_key(th: Thresholds) -> str:
+    """The thresholds as a key of the memo (their text: any field type is a key; interned, so
+    that the memo's keys do not each hold a copy)."""
+    k = repr(tuple(getattr(th, f.name) for f in fields(th)))
+    return _TH_KEYS.setdefault(k, k)
 
 
 def _tls_beacon_fire(eb: np.ndarray, th: Thresholds) -> int:
