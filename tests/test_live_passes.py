@@ -327,3 +327,35 @@ def test_the_surge_fire_time_is_the_flow_by_flow_one() -> None:
         assert rules._surge_fire(b, first, base, th) == want
         fired += want < float(b["end"].max())
     assert 20 < fired < 180
+
+
+def test_the_own_address_filter_keeps_the_events_sent_from_the_device_addresses() -> None:
+    """detector._own (every pass, for every device judged): the events whose source is one of the
+    record's addresses, IPv4 or IPv6, none for a record without addresses; the array itself (no
+    copy) when all are its own."""
+    import ipaddress
+    from types import SimpleNamespace
+
+    from iotwatch.detect.detector import _own
+    from iotwatch.detect.evidence import EVENT_DTYPE
+
+    def words(text: str) -> tuple[int, int]:
+        a = ipaddress.ip_address(text)
+        v = int(a)
+        return (0, 0xFFFF00000000 | v) if a.version == 4 else (v >> 64, v & ((1 << 64) - 1))
+
+    rng = np.random.default_rng(1)
+    pool = [f"192.168.1.{i}" for i in range(1, 40)] + ["fe80::1", "2001:db8::5", "fd00::ffff:abcd:1234"]
+    for _ in range(100):
+        ips = [str(x) for x in rng.choice(pool, int(rng.integers(0, 6)), replace=False)]
+        src = [str(x) for x in rng.choice(ips or pool, int(rng.integers(1, 100)))]
+        if rng.random() < 0.7:
+            src += [str(x) for x in rng.choice(pool, int(rng.integers(1, 50)))]
+        ev = np.zeros(len(src), EVENT_DTYPE)
+        ev["ts"] = np.arange(len(src))
+        for i, text in enumerate(src):
+            ev["src_hi"][i], ev["src_lo"][i] = words(text)
+        got = _own(ev, SimpleNamespace(mac="02:00:00:00:00:01", ips=ips))
+        want = [i for i, text in enumerate(src) if text in ips]
+        assert got["ts"].astype(int).tolist() == want
+        assert (got is ev) == (len(want) == len(src))
