@@ -14,7 +14,15 @@ wall time) is printed with the packets seen before it, so a pass whose cost grow
 
 (site30.pcap: ``iotwatch synth site --duration 1800 --seed 5``, as ``make bench`` makes it.)
 
+    python bench/verdicts.py --phases --rules        # each rule's CPU time too
+    python bench/verdicts.py --rate 50000 --loops 10 --start-phase 7   # alert delays as bench/live.py runs it
+
 ``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
+Every run prints each alert's delay on the packet clock, from the end of the window of its
+``timestamp`` (where its evidence crossed the threshold) to the pass that raised it, and lists
+the alerts raised more than 2.5 s after it; ``--start-phase S`` starts the replay S seconds into
+a window (bench/live.py: 7). ``--rules`` (with ``--phases``) splits the rules and verdicts into
+each rule, the own-address filter and the verdicts.
 ``--phases`` also writes the flows to Parquet (as a live run does, on this thread here) and prints
 the CPU time (``time.process_time``) of every phase of the run per packet: decoding, the flow
 kernel, the side channel, the window counters, the analysers' intake (evidence, inventory), the
