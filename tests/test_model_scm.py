@@ -36,6 +36,8 @@ def test_top_per_window_is_the_busiest_key_of_each_window() -> None:
 def test_views_read_the_new_features() -> None:
     assert VIEWS["scan"] == ("scan_targets_per_lookup",)
     assert "top_target_requests" in VIEWS["flood"]
+    # what a DNS or slow HTTP flood lacks (a fast upload, a history to compare with) is not in the view
+    assert "upload_mbps" not in VIEWS["flood"] and "packets_out_x_own" not in VIEWS["flood"]
     assert all(n in FEATURE_NAMES for n in SCAN_FEATURES)
 
 
@@ -78,6 +80,9 @@ def test_floods_of_requests_to_one_service_whatever_the_protocol(pool: loso.Pool
     assert len(normal) and normal.max() < 150
     for sc in ("icmpflood", "dnstorture"):
         assert _values(pool, sc, "flood", "top_target_requests").max() >= 1000, sc
+        # and as thousands of requests to one host
+        assert _values(pool, sc, "flood", "top_host_requests").max() >= 1000, sc
+    assert np.concatenate([_values(pool, sc, None, "top_host_requests") for sc in SCENARIOS]).max() < 150
     # a scan sends one request to each of many services: never many to one
     assert _values(pool, "portscan", "scan", "top_target_requests").max() < 150
 
@@ -93,4 +98,38 @@ def test_benign_real_devices_stay_low(rel: str) -> None:
     X = np.vstack([X for _c, X in obs.windows.values() if len(X)])
     assert X[:, FEATURE_NAMES.index("scan_targets_per_lookup")].max() <= 5
     assert X[:, FEATURE_NAMES.index("top_target_requests")].max() < 150
+    assert X[:, FEATURE_NAMES.index("top_host_requests")].max() < 150
+    assert X[:, FEATURE_NAMES.index("signature_targets")].max() == 0
+    assert X[:, FEATURE_NAMES.index("open_sessions_one_service")].max() < 50
     assert X[:, FEATURE_NAMES.index("novel_failed_targets")].max() >= 1  # (their failures are seen)
+
+
+@pytest.fixture(scope="module")
+def slow_pool(tmp_path_factory: pytest.TempPathFactory) -> loso.Pool:
+    return generated_pool(tmp_path_factory.mktemp("slow"), ("slowhttp", "slowhttp"), duration=240, first_seed=9201)
+
+
+def test_slow_http_holds_hundreds_of_sessions_to_one_service(slow_pool: loso.Pool) -> None:
+    """A slow HTTP flood (slowloris or slow POST) holds hundreds of sessions open to one web
+    server, each trickling a few bytes: in the windows after its first, the sessions open to that
+    service outnumber the ones begun there, and ``top_target_requests`` reads them; the site's
+    normal devices (a recorder pulling one stream per camera, browsers, hubs) hold a few."""
+    held = _values(slow_pool, "slowhttp", "flood", "open_sessions_one_service")
+    begun = _values(slow_pool, "slowhttp", "flood", "top_host_requests")
+    assert held.max() >= 300
+    assert (held > begun).any()  # sessions held from an earlier window count too
+    assert (_values(slow_pool, "slowhttp", "flood", "top_target_requests") >= held).all()
+    normal = _values(slow_pool, "slowhttp", None, "open_sessions_one_service")
+    assert len(normal) and normal.max() < 50
+
+
+@needs_shared
+def test_a_connect_and_reset_probe_reads_as_a_scan() -> None:
+    """nmap -p 80 (ESnet): three connections to ports 80 and 443 of one host, each reset empty by
+    the client right after its handshake. Two failed targets are what a normal device reaches
+    (the benign cameras above: up to 4 a minute); a session opened and reset empty is what none
+    does, and it weighs SIGNATURE_WEIGHT targets."""
+    obs = observe(SHARED_PCAPS / "esnet_scans/nmap_80_vanilla.pcap")
+    X = np.vstack([X for _c, X in obs.windows.values() if len(X)])
+    assert X[:, FEATURE_NAMES.index("signature_targets")].max() == 2  # 80 and 443 of one host
+    assert X[:, FEATURE_NAMES.index("scan_targets_per_lookup")].max() >= 20

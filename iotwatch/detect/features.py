@@ -103,6 +103,9 @@ SIGNATURE_PROBES = K_EMPTY_RST | K_WEIRD
 #: one such probe says "scanner" as surely as the tens of failed connections a normal device never
 #: reaches in a minute (chosen by looking at the leave-one-source-out runs, see docs/detection.md)
 SIGNATURE_WEIGHT = 10.0
+#: ... in a window where signature probes reached at least this many targets (as the rules'
+#: probe_signature: a scan tries several; a flood of NULL/FIN/Xmas segments hits one)
+SIGNATURE_MIN_TARGETS = 2
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
@@ -111,8 +114,11 @@ SIGNATURE_WEIGHT = 10.0
 VIEWS: dict[str, tuple[str, ...]] = {
     "scan": ("scan_targets_per_lookup",),
     "bruteforce": ("repeat_logins_one_target",),
-    "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
-              "top_target_requests"),
+    # requests to one host and to one service, whatever carries them (flows, unanswered packets,
+    # DNS queries, sessions held open): not the busiest host's packets or flows counted in the
+    # window of a flow's first packet, nor the upload rate or the device's own history, which a
+    # DNS or slow HTTP flood (a few Mbit/s at most, from the capture's first minute) lacks
+    "flood": ("packets_out", "out_in_packets", "top_host_requests", "top_target_requests"),
     # one feature, whatever the channel: a monotone tree caps every window on the low side of a
     # split at the split's mean, so a view of one feature per channel (upload, DNS names, ICMP
     # payloads) scores a held-out channel's windows, low on the others, under the threshold
@@ -472,7 +478,7 @@ def _request_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts
     """``top_target_requests`` and ``top_host_requests``: the most requests to one service (host ×
     protocol × port or ICMP code) and to one host in a window. Each flow is a request, and so is
     each packet nobody answered of a flow of neither TCP nor UDP (an ICMP echo or GRE flood is one
-    flow of thousands of packets), and each DNS query of the window, whatever flows carry them (a
+    flow of thousands of packets; not an ICMP error or reply: an answer), and each DNS query of the window, whatever flows carry them (a
     stub that keeps its source port sends all its queries in one flow; they all go to port 53 of
     the device's resolver). ``open_sessions_one_service``: the most TCP sessions to one service
     open at some time in the window (begun in it or held from before) that carried data, and
@@ -481,7 +487,10 @@ def _request_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts
     n = len(starts)
     w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1)
     proto = ev["proto"]
-    other = (proto != 6) & (proto != 17)
+    # an ICMP error or reply is an answer, not a request (a UDP scan's victim sends hundreds of
+    # port unreachables in one flow)
+    icmp_answer = ((proto == 1) | (proto == 58)) & ((ev["kind"] & K_ECHO) == 0)
+    other = (proto != 6) & (proto != 17) & ~icmp_answer
     req = 1.0 + np.where(other, np.maximum(ev["pkts_out"].astype(np.float64) - ev["pkts_in"] - 1.0, 0.0), 0.0)
     svc = _service_key(ev)
     X[:, col["top_target_requests"]] = _top_per_window(w, svc, req, n)
@@ -518,8 +527,10 @@ def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Device
         w = np.clip(np.searchsorted(starts, a[:, 0], side="right") - 1, 0, n - 1)
         X[:, col["novel_arp_targets"]] = _first_in_window(w, a[:, 1].astype(np.int64), n)
     dns = X[:, WINDOW_COUNTERS.index("dns_queries")]
+    sig = X[:, col["signature_targets"]]
     X[:, col["scan_targets_per_lookup"]] = (X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]]
-                                            + SIGNATURE_WEIGHT * X[:, col["signature_targets"]]) / (1.0 + dns)
+                                            + SIGNATURE_WEIGHT * np.where(sig >= SIGNATURE_MIN_TARGETS, sig, 0.0)
+                                            ) / (1.0 + dns)
     for name in ("top_target_requests", "top_host_requests"):
         np.maximum(X[:, col[name]], dns, out=X[:, col[name]])
     np.maximum(X[:, col["top_target_requests"]], X[:, col["open_sessions_one_service"]],
