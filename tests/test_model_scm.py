@@ -15,6 +15,7 @@ from conftest import SHARED_PCAPS, generated_pool, needs_shared
 
 from iotwatch.detect.features import FEATURE_NAMES, SCAN_FEATURES, VIEWS, _first_in_window, _top_per_window
 from iotwatch.learn import loso
+from iotwatch.learn.behaviour import teaches
 from iotwatch.learn.observe import observe
 from iotwatch.vocab import CATEGORIES
 
@@ -85,6 +86,18 @@ def test_floods_of_requests_to_one_service_whatever_the_protocol(pool: loso.Pool
     assert np.concatenate([_values(pool, sc, None, "top_host_requests") for sc in SCENARIOS]).max() < 150
     # a scan sends one request to each of many services: never many to one
     assert _values(pool, "portscan", "scan", "top_target_requests").max() < 150
+
+
+def test_the_flood_forest_learns_not_flood_from_windows_of_no_behaviour(pool: loso.Pool) -> None:
+    """A vertical scan's thousands of probes to one host are requests to one host too: the flood
+    forest does not learn "not a flood" from them, only from windows that show no behaviour."""
+    Y = pool.data.Y
+    keep = teaches(pool.data, "flood")
+    scan_only = (Y[:, CATEGORIES.index("scan")] > 0) & (Y[:, CATEGORIES.index("flood")] == 0)
+    assert scan_only.any() and not keep[scan_only].any()
+    assert keep[Y.sum(axis=1) == 0].all()
+    flood = Y[:, CATEGORIES.index("flood")] > 0
+    assert keep[flood].sum() >= 0.5 * flood.sum()  # (only those with no request, packet or answer are left out)
 
 
 @needs_shared
