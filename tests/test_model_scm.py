@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from conftest import SHARED_PCAPS, generated_pool, needs_shared
 
-from iotwatch.detect.features import FEATURE_NAMES, SCAN_FEATURES, VIEWS, _first_in_window, _top_per_window
+from iotwatch.detect.features import (
+    FEATURE_NAMES,
+    SCAN_FEATURES,
+    SIGNATURE_WEIGHT,
+    VIEWS,
+    _first_in_window,
+    _top_per_window,
+)
 from iotwatch.learn import loso
 from iotwatch.learn.behaviour import teaches
 from iotwatch.learn.observe import observe
@@ -137,12 +144,15 @@ def test_slow_http_holds_hundreds_of_sessions_to_one_service(slow_pool: loso.Poo
 
 
 @needs_shared
-def test_a_connect_and_reset_probe_reads_as_a_scan() -> None:
-    """nmap -p 80 (ESnet): three connections to ports 80 and 443 of one host, each reset empty by
-    the client right after its handshake. Two failed targets are what a normal device reaches
-    (the benign cameras above: up to 4 a minute); a session opened and reset empty is what none
-    does, and it weighs SIGNATURE_WEIGHT targets."""
-    obs = observe(SHARED_PCAPS / "esnet_scans/nmap_80_vanilla.pcap")
+@pytest.mark.parametrize("name", ["nmap_80_vanilla.pcap", "nmap_80_w_service_detection.pcap"])
+def test_a_connect_and_reset_probe_reads_as_a_scan(name: str) -> None:
+    """nmap -p 80 (ESnet): connections to ports 80 and 443 of one host, reset by the client right
+    after the handshake (empty, or with a bare RST to the SYN-ACK). Two failed targets are what a
+    normal device reaches (the benign cameras above: up to 4 a minute); a session opened and
+    reset empty is what none does, and in a window whose probes reached two targets or more it
+    weighs SIGNATURE_WEIGHT targets."""
+    obs = observe(SHARED_PCAPS / "esnet_scans" / name)
     X = np.vstack([X for _c, X in obs.windows.values() if len(X)])
-    assert X[:, FEATURE_NAMES.index("signature_targets")].max() == 2  # 80 and 443 of one host
-    assert X[:, FEATURE_NAMES.index("scan_targets_per_lookup")].max() >= 20
+    assert X[:, FEATURE_NAMES.index("probe_targets")].max() == 2  # 80 and 443 of one host
+    assert X[:, FEATURE_NAMES.index("signature_targets")].max() >= 1
+    assert X[:, FEATURE_NAMES.index("scan_targets_per_lookup")].max() >= 2 + SIGNATURE_WEIGHT

@@ -103,7 +103,7 @@ SIGNATURE_PROBES = K_EMPTY_RST | K_WEIRD
 #: one such probe says "scanner" as surely as the tens of failed connections a normal device never
 #: reaches in a minute (chosen by looking at the leave-one-source-out runs, see docs/detection.md)
 SIGNATURE_WEIGHT = 10.0
-#: ... in a window where signature probes reached at least this many targets (as the rules'
+#: ... in a window where the device's probes reached at least this many targets (as the rules'
 #: probe_signature: a scan tries several; a flood of NULL/FIN/Xmas segments hits one)
 SIGNATURE_MIN_TARGETS = 2
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
@@ -527,9 +527,9 @@ def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Device
         w = np.clip(np.searchsorted(starts, a[:, 0], side="right") - 1, 0, n - 1)
         X[:, col["novel_arp_targets"]] = _first_in_window(w, a[:, 1].astype(np.int64), n)
     dns = X[:, WINDOW_COUNTERS.index("dns_queries")]
-    sig = X[:, col["signature_targets"]]
+    sig, probed = X[:, col["signature_targets"]], X[:, col["probe_targets"]]
     X[:, col["scan_targets_per_lookup"]] = (X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]]
-                                            + SIGNATURE_WEIGHT * np.where(sig >= SIGNATURE_MIN_TARGETS, sig, 0.0)
+                                            + SIGNATURE_WEIGHT * np.where(probed >= SIGNATURE_MIN_TARGETS, sig, 0.0)
                                             ) / (1.0 + dns)
     for name in ("top_target_requests", "top_host_requests"):
         np.maximum(X[:, col[name]], dns, out=X[:, col[name]])
