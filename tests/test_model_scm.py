@@ -1,9 +1,10 @@
 """The scan and flood features of the behaviour model (iotwatch/detect/features.py: SCAN_FEATURES,
 VIEWS["scan"], VIEWS["flood"]): every variant of a scan reads alike (a vertical scan of one host,
-a sweep of a network by ARP or ping, a UDP scan), and so does every flood of requests to one
-service whatever its protocol (ICMP echo, DNS); the site's normal devices and real benign devices
-(a camera whose cloud fails now and then, a WeMo whose cloud does not answer) stay far below.
-Generated with seeds no model was trained on (9001+)."""
+a sweep of a network by ARP or ping, a UDP scan, a recon of two ports by connect() and reset), and
+so does every flood of requests to one service or host whatever its protocol (ICMP echo, DNS, slow
+HTTP's held sessions); the site's normal devices and real benign devices (a camera whose cloud
+fails now and then, a WeMo whose cloud does not answer) stay far below.
+Generated with seeds no model was trained on (9001+, 9201+)."""
 
 from __future__ import annotations
 
