@@ -162,13 +162,15 @@ def view_columns(outputs: list[str]) -> list[list[int]]:
 
 #: the behaviours whose forests learn what the behaviour is not from the windows that show no
 #: behaviour at all (as every threshold is set): a window of another behaviour is left out of their
-#: negatives. Measured once on the 52 leave-one-source-out folds with all five forests so taught:
-#: flood 57 -> 64 of 64 held-out flooding hosts (the slow HTTP floods' held sessions were learned
-#: as "not flood" from the brute-force and C2 windows that also hold sessions), no normal host or
-#: victim over its threshold; the brute-force forest then called three single logins of nDPI,
-#: Sanders and Wireshark a brute force (a scan's or a flood's windows taught it that a few sessions
-#: are not one), the exfil thresholds rose to 0.77-0.99 in most folds (+2 hosts), scan and c2 did
-#: not change: kept for flood alone (docs/detection.md, "What a forest learns from")
+#: negatives. A flood forest taught "not a flood" by a DNS tunnel's, a brute force's or a vertical
+#: scan's windows (hundreds of requests to one resolver, service or host) held a held-out slow HTTP
+#: flood (hundreds of sessions to one web server) under its threshold. Measured once on the 52
+#: leave-one-source-out folds with all five forests so taught: flood 57 -> 64 of 64 held-out
+#: flooding hosts, no normal host or victim over its threshold; the brute-force forest then called
+#: three single logins of nDPI, Sanders and Wireshark a brute force (a scan's or a flood's windows
+#: taught it that a few sessions are not one), the exfil thresholds rose to 0.77-0.99 in most folds
+#: (+2 hosts), scan did not change, and c2 neither with its one-feature view (66 / 68 either way):
+#: kept for flood alone (docs/detection.md, "What a forest learns from")
 QUIET_NEGATIVES: tuple[str, ...] = ("flood",)
 
 
