@@ -217,8 +217,8 @@ def test_which_windows_teach_each_forest() -> None:
     assert QUIET_NEGATIVES == ("flood",)
     X = np.zeros((4, len(FEATURES)))
     X[0, FEATURE_NAMES.index("c2_beats_suspect")] = 12.0  # a controller's link
-    X[0, FEATURE_NAMES.index("max_flows_one_host")] = 30.0  # (its sessions)
-    X[2, FEATURE_NAMES.index("max_flows_one_host")] = 500.0  # a flood
+    X[0, FEATURE_NAMES.index("packets_out")] = 30.0  # (its packets)
+    X[2, FEATURE_NAMES.index("packets_out")] = 50_000.0  # a flood
     Y = np.zeros((4, len(CATEGORIES)), np.int8)
     Y[0:2, CATEGORIES.index("c2")] = 1  # window 1: the link idle between two heartbeats
     Y[2, CATEGORIES.index("flood")] = 1
