@@ -29,8 +29,10 @@ import pyarrow as pa
 
 from .._jit import allocating, inline_kernel
 from .evidence import (
+    A_FTP,
     A_MIRAI_C2,
     A_PROGRAM,
+    A_SMTP,
     K_AUTH,
     K_ECHO,
     K_EMPTY_RST,
@@ -42,7 +44,7 @@ from .evidence import (
     DeviceEvidence,
     host_key,
 )
-from .rules import Thresholds, encoded_name
+from .rules import Thresholds, _ip_echo, encoded_name
 
 _TH = Thresholds()
 
@@ -76,8 +78,20 @@ C2_FEATURES = ("c2_beats", "c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_d
                "c2_beat_traits", "c2_beats_suspect")
 #: what exfiltration is made of, whatever its channel (:func:`_exfil_features`): data carried in
 #: DNS query names and in ICMP echo payloads (channels meant for tiny messages), uploads to hosts
-#: the device had never reached, and what comes back from them
-EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host_upload", "new_host_out_in")
+#: the device had never reached, and what comes back from them; data handed to a mail or file
+#: server the device had no business with (``send_service_bytes``: see :data:`SEND_SERVICE_PORTS`)
+EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host_upload", "new_host_out_in",
+                  "send_service_bytes")
+#: the services that take mail and files from a client to a server, by their well-known port
+#: (IANA Service Name and Transport Protocol Port Number Registry: ftp 21, smtp 25, submissions
+#: 465 (RFC 8314), submission 587 (RFC 6409), ftps-data 989, ftps 990) or, on any port, by the
+#: server's greeting or the client's first command (:data:`~iotwatch.detect.evidence.A_FTP`,
+#: :data:`~iotwatch.detect.evidence.A_SMTP`)
+MAIL_PORTS, FILE_PORTS = np.array([25, 465, 587], np.int64), np.array([21, 989, 990], np.int64)
+SEND_SERVICE_PORTS = np.concatenate((MAIL_PORTS, FILE_PORTS))
+#: send_x_quiet: send_service_bytes over the lower QUIET_QUANTILE of the device's earlier windows'
+#: (at least SEND_FLOOR, from the first window on; see :func:`_send_service_bytes`)
+SEND_FLOOR = 24.0
 #: covert_x_quiet: covert_bytes over the lower QUIET_QUANTILE of the device's earlier windows' (at
 #: least COVERT_FLOOR, from the first window on: such channels carry no data in a device's normal
 #: traffic, so the floor is the smallest amount that is data at all, one encoded label of the
@@ -148,7 +162,7 @@ HISTORY: tuple[tuple[str, str, float], ...] = (
 #: (at least 1,000 B; 0 before two earlier windows): against its quiet minutes, not its median
 QUIET_QUANTILE = 0.2
 DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet", "covert_x_quiet",
-           "data_out_x_quiet")
+           "data_out_x_quiet", "send_x_quiet")
 FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES,
                                                              *C2_FEATURES, *EXFIL_FEATURES, *SCAN_FEATURES, *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
@@ -550,6 +564,55 @@ def _exfil_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Devic
                 X[:, col["new_host_upload"]] = np.maximum(out - back, 0.0)
                 X[:, col["new_host_out_in"]] = out / np.maximum(back, 1.0)
     X[:, col["covert_bytes"]] = X[:, col["dns_data_bytes"]] + X[:, col["echo_data_bytes"]]
+    if len(ev):
+        X[:, col["send_service_bytes"]] = _send_service_bytes(ev, d, starts)
+
+
+def _send_service_bytes(ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> np.ndarray:
+    """Per window, the payload a device sent to internet servers of a mail or file service
+    (:data:`SEND_SERVICE_PORTS`) that it had no business with: a server it first reached on that
+    service after asking a what-is-my-IP service for its public address (within the rules'
+    ``credential_window_s``: the stealer's routine, MITRE ATT&CK T1016 then T1048), or, after its
+    start-up (:data:`STARTUP_S`), a server new for it on a kind of service (mail, files) it had
+    not used since it came up. Everything the device sent to such a server counts (an FTP upload's
+    data connection goes to the server's address on a port of its choosing). A camera or a
+    recorder that mails snapshots or pushes clips as configured does so from its start-up, to the
+    same server; a person's computer that sends mail did so before (or asks no address first)."""
+    n = len(starts)
+    out = np.zeros(n)
+    tcp = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6)]
+    if not len(tcp):
+        return out
+    app = tcp["app"]
+    dport = tcp["dport"].astype(np.int64)
+    mail = (app == A_SMTP) | np.isin(dport, MAIL_PORTS)
+    files = (app == A_FTP) | np.isin(dport, FILE_PORTS)
+    svc = (mail | files) & (tcp["payload_out"] > 0) & (tcp["pkts_in"] > 0)
+    if not svc.any():
+        return out
+    ts = tcp["ts"]
+    host = host_key(tcp["dst_hi"], tcp["dst_lo"])
+    t_dev = min(float(ev["ts"].min()), float(starts[0]))
+    up = t_dev + STARTUP_S
+    # when the device first reached each host (on anything), and first used each kind of service
+    hosts, inv = np.unique(host, return_inverse=True)
+    t_host = np.full(len(hosts), np.inf)
+    np.minimum.at(t_host, inv, ts)
+    t_mail = float(ts[svc & mail].min()) if (svc & mail).any() else np.inf
+    t_files = float(ts[svc & files].min()) if (svc & files).any() else np.inf
+    asks = np.array(sorted(q.ts for q in d.dns if _ip_echo(q.qname))) if d.dns else np.zeros(0)
+    i = np.flatnonzero(svc)
+    t = ts[i]
+    j = np.searchsorted(asks, t, side="right")
+    asked = (j > 0) & (t - asks[np.maximum(j - 1, 0)] <= _TH.credential_window_s) if len(asks) else np.zeros(len(i), bool)
+    kind_new = np.where(mail[i], t_mail, t_files) > up
+    bad = np.zeros(len(hosts), bool)
+    bad[inv[i[asked | (kind_new & (t_host[inv[i]] > up))]]] = True
+    sel = bad[inv]
+    if sel.any():
+        w = np.clip(np.searchsorted(starts, ts[sel], side="right") - 1, 0, n - 1)
+        out += np.bincount(w, tcp["payload_out"][sel].astype(np.float64), minlength=n)
+    return out
 
 
 #: a flow spread over its windows (:func:`_spread`) counts nothing in a window it overlaps by less
@@ -608,7 +671,9 @@ def derived_features(X: np.ndarray) -> None:
         X[:, idx[name]] = _own_median(X[:, idx[col]], floor)
     X[:, idx["upload_x_quiet"]] = _own_quiet(X[:, idx["upload_bytes"]], 1000.0)
     X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0)
-    X[:, idx["data_out_x_quiet"]] = np.maximum(X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]])
+    X[:, idx["send_x_quiet"]] = _own_quiet(X[:, idx["send_service_bytes"]], SEND_FLOOR, first=0)
+    X[:, idx["data_out_x_quiet"]] = np.maximum.reduce([X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]],
+                                                       X[:, idx["send_x_quiet"]]])
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
