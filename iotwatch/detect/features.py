@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._jit import allocating, inline_kernel
+from . import type_upload
 from .evidence import (
     A_FTP,
     A_MIRAI_C2,
@@ -81,7 +82,13 @@ C2_FEATURES = ("c2_beats", "c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_d
 #: the device had never reached, and what comes back from them; data handed to a mail or file
 #: server the device had no business with (``send_service_bytes``: see :data:`SEND_SERVICE_PORTS`)
 EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host_upload", "new_host_out_in",
-                  "send_service_bytes")
+                  "send_service_bytes", "upload_x_type")
+#: upload_x_type: the window's upload over what a device of its type (the inventory's) uploads
+#: when nothing is wrong (:func:`iotwatch.detect.type_upload.reference`, the upload rule's
+#: reference for a device without history: the 99th percentile of normal devices of the type),
+#: from the first window on: a plug pushing megabytes a minute is not normal for any plug, even
+#: in a capture too short to have quiet minutes of its own. 0 for a type without a norm (a camera,
+#: a recorder, a computer: :data:`~iotwatch.detect.type_upload.NO_NORM`) or an unknown one
 #: the services that take mail and files from a client to a server, by their well-known port
 #: (IANA Service Name and Transport Protocol Port Number Registry: ftp 21, smtp 25, submissions
 #: 465 (RFC 8314), submission 587 (RFC 6409), ftps-data 989, ftps 990) or, on any port, by the
@@ -91,7 +98,7 @@ MAIL_PORTS, FILE_PORTS = np.array([25, 465, 587], np.int64), np.array([21, 989, 
 SEND_SERVICE_PORTS = np.concatenate((MAIL_PORTS, FILE_PORTS))
 #: send_x_quiet: send_service_bytes over the lower QUIET_QUANTILE of the device's earlier windows'
 #: (at least SEND_FLOOR, from the first window on; see :func:`_send_service_bytes`)
-SEND_FLOOR = 24.0
+SEND_FLOOR = 1.0
 #: covert_x_quiet: covert_bytes over the lower QUIET_QUANTILE of the device's earlier windows' (at
 #: least COVERT_FLOOR, from the first window on: such channels carry no data in a device's normal
 #: traffic, so the floor is the smallest amount that is data at all, one encoded label of the
@@ -673,12 +680,13 @@ def derived_features(X: np.ndarray) -> None:
     X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0)
     X[:, idx["send_x_quiet"]] = _own_quiet(X[:, idx["send_service_bytes"]], SEND_FLOOR, first=0)
     X[:, idx["data_out_x_quiet"]] = np.maximum.reduce([X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]],
-                                                       X[:, idx["send_x_quiet"]]])
+                                                       X[:, idx["send_x_quiet"]], X[:, idx["upload_x_type"]]])
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
-                    baseline: float | None) -> np.ndarray:
-    """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns."""
+                    baseline: float | None, device_type: str | None = None) -> np.ndarray:
+    """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns,
+    ``device_type`` the inventory's type (the reference of ``upload_x_type``)."""
     n = len(windows["window_start"])
     X = np.zeros((n, len(FEATURES)), np.float64)
     for j, name in enumerate(WINDOW_COUNTERS):
@@ -691,6 +699,9 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     # upload against the device's baseline: the one given, else the median of its earlier windows
     X[:, col["upload_x_baseline"]] = up / max(baseline, 1000.0) if baseline is not None else _own_median(up, 1000.0)
     X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
+    kind = type_upload.reference(device_type, window_s)
+    if kind:
+        X[:, col["upload_x_type"]] = up / kind
     if d is not None:
         _evidence_features(X, col, d, starts, n)
         _c2_features(X, col, d, starts, window_s)
