@@ -519,10 +519,15 @@ PING_BYTES = 100
 def _name_data(name: str) -> int:
     """Characters of data a DNS name carries: its labels below the registered domain (the last two)
     when one of them is long enough to hold encoded data (:func:`~iotwatch.detect.rules.encoded_name`);
-    0 for an ordinary name (a long host name of a cloud, a CDN's short hashes)."""
+    0 for an ordinary name (a long host name of a cloud, a CDN's short hashes). A name whose last
+    label is no top-level domain (the root zone's are letters, or ``xn--`` IDNs) has no registered
+    domain: all its labels count (dnscat2 asks its own server ``dnscat.<hex>`` directly)."""
     if not encoded_name(name, _TH):
         return 0
     labels = name.rstrip(".").split(".")
+    tld = labels[-1]
+    if not (tld.isalpha() or tld.lower().startswith("xn--")):
+        return sum(len(x) for x in labels)
     return sum(len(x) for x in labels[:-2])
 
 
