@@ -660,16 +660,21 @@ def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
     return out
 
 
-def _own_quiet(x: np.ndarray, floor: float, first: int = 2) -> np.ndarray:
+def _own_quiet(x: np.ndarray, floor: float, first: int = 2, keep_x: float | None = None) -> np.ndarray:
     """Each value over the lower :data:`QUIET_QUANTILE` of the values before it (at least
     ``floor``); 0 for the first ``first``, and over ``floor`` alone before any. Unlike the median,
-    a surge that has lasted longer than the quiet part before it does not become its own reference."""
+    a surge that has lasted longer than the quiet part before it does not become its own reference.
+    ``keep_x``: a value ``keep_x`` times its reference or more never becomes part of the reference
+    (as the upload rule keeps its reference: a capture that starts with the incident never makes it
+    the device's normal)."""
     out = np.zeros(len(x))
     earlier: list[float] = []  # kept sorted
     for i, v in enumerate(x.tolist()):
+        ref = max(earlier[int(QUIET_QUANTILE * (len(earlier) - 1))] if earlier else 0.0, floor)
         if i >= first:
-            out[i] = v / max(earlier[int(QUIET_QUANTILE * (i - 1))] if i else 0.0, floor)
-        bisect.insort(earlier, v)
+            out[i] = v / ref
+        if keep_x is None or v < keep_x * ref:
+            bisect.insort(earlier, v)
     return out
 
 
@@ -682,8 +687,8 @@ def derived_features(X: np.ndarray) -> None:
     for name, col, floor in HISTORY:
         X[:, idx[name]] = _own_median(X[:, idx[col]], floor)
     X[:, idx["upload_x_quiet"]] = _own_quiet(X[:, idx["upload_bytes"]], 1000.0)
-    X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0)
-    X[:, idx["send_x_quiet"]] = _own_quiet(X[:, idx["send_service_bytes"]], SEND_FLOOR, first=0)
+    X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0, keep_x=_TH.surge_x)
+    X[:, idx["send_x_quiet"]] = _own_quiet(X[:, idx["send_service_bytes"]], SEND_FLOOR, first=0, keep_x=_TH.surge_x)
     X[:, idx["data_out_x_quiet"]] = np.maximum.reduce([X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]],
                                                        X[:, idx["send_x_quiet"]], X[:, idx["upload_x_type"]]])
 
