@@ -72,6 +72,21 @@ def test_covert_bytes_against_the_quiet_part_from_the_first_window() -> None:
     assert np.array_equal(X[:, FEATURE_NAMES.index("data_out_x_quiet")], np.maximum(cq, uq))
 
 
+def test_a_tunnel_under_way_never_becomes_its_own_reference() -> None:
+    """A capture that starts as a tunnel begins: its first minute carries 862 B of names (36 times
+    the floor), the next 5,400 B. The first minute departs too far to be the device's quiet
+    reference (the upload rule's surge_x), so the second is judged against the floor, not against
+    the tunnel's own start; an ordinary minute does become the reference."""
+    X = np.zeros((3, len(FEATURES)))
+    c = FEATURE_NAMES.index("covert_bytes")
+    X[:, c] = [862.0, 5400.0, 0.0]
+    derived_features(X)
+    assert X[:, FEATURE_NAMES.index("covert_x_quiet")].tolist() == [862.0 / COVERT_FLOOR, 5400.0 / COVERT_FLOOR, 0.0]
+    X[:, c] = [100.0, 5400.0, 0.0]  # 4 times the floor: a reference
+    derived_features(X)
+    assert X[:, FEATURE_NAMES.index("covert_x_quiet")].tolist() == [100.0 / COVERT_FLOOR, 54.0, 0.0]
+
+
 def test_mail_and_file_servers_known_by_their_greeting() -> None:
     """A mail server's greeting or a client's EHLO names SMTP on any port; an FTP server's
     greeting stays FTP, and a web request is neither."""
