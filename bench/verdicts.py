@@ -14,7 +14,15 @@ wall time) is printed with the packets seen before it, so a pass whose cost grow
 
 (site30.pcap: ``iotwatch synth site --duration 1800 --seed 5``, as ``make bench`` makes it.)
 
+    python bench/verdicts.py --phases --rules        # each rule's CPU time too
+    python bench/verdicts.py --rate 50000 --loops 10 --start-phase 7   # alert delays as bench/live.py runs it
+
 ``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
+Every run prints each alert's delay on the packet clock, from the end of the window of its
+``timestamp`` (where its evidence crossed the threshold) to the pass that raised it, and lists
+the alerts raised more than 2.5 s after it; ``--start-phase S`` starts the replay S seconds into
+a window (bench/live.py: 7). ``--rules`` (with ``--phases``) splits the rules and verdicts into
+each rule, the own-address filter and the verdicts.
 ``--phases`` also writes the flows to Parquet (as a live run does, on this thread here) and prints
 the CPU time (``time.process_time``) of every phase of the run per packet: decoding, the flow
 kernel, the side channel, the window counters, the analysers' intake (evidence, inventory), the
@@ -91,7 +99,7 @@ def _packets(pcap: Path) -> int:
     return n
 
 
-def _phases(pipe: Pipeline, det: Detector, live: LiveCapture, acc: dict[str, float]) -> None:
+def _phases(pipe: Pipeline, det: Detector, live: LiveCapture, acc: dict[str, float], rules_split: bool = False) -> None:
     """Wrap the phases of the run so that each adds its CPU time to ``acc`` (what an inner phase
     takes is not counted in the phase around it)."""
     import iotwatch.detect.detector as detector_mod
@@ -155,7 +163,18 @@ def _phases(pipe: Pipeline, det: Detector, live: LiveCapture, acc: dict[str, flo
     wrap(det, "conclude_live", "passes: detector, the rest (keys, reuse)")
     wrap(detector_mod, "device_features", "passes: features")
     wrap(det, "_probabilities", "passes: model")
-    wrap(det, "_judge", "passes: rules and verdicts")
+    wrap(det, "_judge", "passes: rules and verdicts (the rest)")
+    if rules_split:
+        # each rule on its own (inside "rules and verdicts"), the own-address filter, the verdicts
+        import iotwatch.detect.rules as rules_mod
+
+        for name in ("scan", "bruteforce", "flood", "dns_tunnel", "upload_surge", "c2", "dead_controller",
+                     "icmp_tunnel", "credential_upload", "dynamic_dns_session", "held_heartbeat",
+                     "program_callback"):
+            if hasattr(rules_mod, name):
+                wrap(rules_mod, name, f"passes: rule {name}")
+        wrap(detector_mod, "_own", "passes: own-address filter")
+        wrap(detector_mod, "combine", "passes: verdicts (combine)")
     for an in pipe.analysers:
         if an is not det:
             wrap(an, "conclude", "passes: inventory")
@@ -170,8 +189,11 @@ def main() -> None:
     ap.add_argument("--loops", type=int, default=40)
     ap.add_argument("--window", type=float, default=10.0)
     ap.add_argument("--profile", type=Path, default=None)
+    ap.add_argument("--start-phase", type=float, default=0.0,
+                    help="where in a window the replay starts, s (bench/live.py: 7)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/iotwatch-verdicts"))
     ap.add_argument("--phases", action="store_true", help="the CPU time of every phase per packet")
+    ap.add_argument("--rules", action="store_true", help="with --phases: each rule's CPU time on its own")
     a = ap.parse_args()
     if a.pcap is None:
         sys.path.insert(0, str(ROOT / "bench"))
@@ -219,9 +241,25 @@ def main() -> None:
     timed(det, "conclude_live" if hasattr(det, "conclude_live") else "conclude", "detector")
     phases: dict[str, float] = {}
     if a.phases:
-        _phases(pipe, det, live, phases)
+        _phases(pipe, det, live, phases, a.rules)
     prof = cProfile.Profile() if a.profile else None
-    t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9
+    t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9 + int(a.start_phase * 1e9)
+    # each alert raised by a pass: its delay on the packet clock from the end of the window of its
+    # timestamp (where its evidence crossed the threshold), as bench/live.py measures it on the wall clock
+    slow: list[tuple[float, str, str]] = []
+    delays: list[float] = []
+    raise_alert = eve.raise_alert
+
+    def raise_timed(al: object) -> bool:
+        ok = raise_alert(al)  # type: ignore[arg-type]
+        if ok:
+            ts = al.timestamp  # type: ignore[attr-defined]
+            d = live._clock_ns / 1e9 - (np.floor(ts / a.window) + 1) * a.window
+            delays.append(d)
+            slow.append((d, f"{al.device} {al.category} {','.join(al.sources)}", f"first {al.first_ts - t0 / 1e9:.2f} s, "  # type: ignore[attr-defined]
+                         f"fired {ts - t0 / 1e9:.2f} s, raised {live._clock_ns / 1e9 - t0 / 1e9:.2f} s into the replay"))
+        return ok
+    eve.raise_alert = raise_timed  # type: ignore[method-assign]
     windows_seen, rechecks = 0, []
     raised_by: dict[str, int] = {}  # alerts first raised by the passes at a window close, and at each recheck
     rows = []
@@ -267,12 +305,19 @@ def main() -> None:
         cpu = [r[2] * 1e3 for r in part]
         if cpu:
             print(f"{name}: {len(cpu)} passes, cpu median {statistics.median(cpu):.1f} ms, max {max(cpu):.1f} ms")
+    if delays:
+        print(f"window end -> alert on the packet clock: median {statistics.median(delays):.2f} s, "
+              f"max {max(delays):.2f} s; over 2.5 s:")
+        for d, who, when in sorted(slow, reverse=True):
+            if d > 2.5:
+                print(f"  {d:6.2f} s  {who}  ({when})")
     print("alerts first raised by the passes: " + ", ".join(f"{k} {v}" for k, v in raised_by.items()))
     if a.phases:
         n = max(pipe.stats.packets, 1)
         print(f"CPU per packet by phase (µs), {n:,} packets:")
         for k, v in phases.items():
             print(f"  {k:<44} {v / n * 1e6:6.3f}")
+        print(f"  {'all phases':<44} {sum(phases.values()) / n * 1e6:6.3f}")
     print(f"total pass cpu {sum(r[2] for r in rows):.2f} s over {pipe.stats.packets:,} packets "
           f"({sum(r[2] for r in rows) / max(pipe.stats.packets, 1) * 1e6:.3f} µs per packet); "
           f"alerts raised by the passes {sum(raised_by.values())}, at the end {len(eve.raised) - sum(raised_by.values())} "

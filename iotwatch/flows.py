@@ -687,7 +687,7 @@ class FlowTable:
         keep = rows["last"] < quiet_since_ns
         if also is not None:
             keep |= also(rows)
-        return rows[keep]  # (a copy: boolean indexing)
+        return rows.take(np.flatnonzero(keep))  # (a copy; take: half the time of a mask on these wide records)
 
     def packet_info(self, n: int) -> PacketFlowInfo:
         info = self.info

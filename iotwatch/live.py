@@ -154,8 +154,11 @@ def login_sessions(rows: np.ndarray) -> np.ndarray:
     when the session that crosses its threshold has its handshake, not when it goes quiet. Other
     open flows may still change class (a SYN answered, a beacon's connection outlasting the
     next one), so they count once quiet for ``settle_s``."""
-    server_port = np.where(rows["client_a"] != 0, rows["bport"], rows["aport"])
-    return (rows["proto"] == 6) & ((rows["state"] & S_EST) != 0) & np.isin(server_port, AUTH_PORTS)
+    m = (rows["proto"] == 6) & ((rows["state"] & S_EST) != 0)
+    i = np.flatnonzero(m)  # (the ports read only for those: the open table holds every flow)
+    server_port = np.where(rows["client_a"][i] != 0, rows["bport"][i], rows["aport"][i])
+    m[i] = np.isin(server_port, AUTH_PORTS)
+    return m
 
 
 class LiveEveSink(EveSink):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ import pytest
 from conftest import SHARED_PCAPS, needs_shared
 
 from iotwatch.capture.source import open_capture
-from iotwatch.detect import Detector
+from iotwatch.detect import Detector, rules
 from iotwatch.detect.evidence import Evidence, held_sessions
 from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions, login_sessions
 from iotwatch.pipeline import Pipeline, build_analysers
@@ -45,7 +46,8 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: b
     features those of the last step that closed windows: the full pass takes them over that
     step's evidence, the incremental one keeps them); else every pass takes them again.
     Returns counts: steps, alerts seen by the passes, devices judged again / devices in all,
-    devices whose features a recheck kept."""
+    devices whose features a recheck kept, beacon tests the incremental passes found in the memo
+    (the full pass runs without it: the same alerts prove what the memo gives exact)."""
     settings = Settings(window_s=window_s, close_lag_s=1.0)
     analysers = build_analysers(settings)
     det = next(a for a in analysers if isinstance(a, Detector))
@@ -55,7 +57,7 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: b
     live.pipe, live.eve = pipe, LiveEveSink(tmp / "events.jsonl", window_s=window_s)
     for a in analysers:
         a.prepare()
-    counts = {"steps": 0, "alerts": 0, "judged": 0, "devices": 0, "kept": 0}
+    counts = {"steps": 0, "alerts": 0, "judged": 0, "devices": 0, "kept": 0, "memo_hits": 0}
     reader = open_capture(pcap, batch_size=batch)
     windows_seen, close_evidence = 0, None
     for b in reader.batches():
@@ -72,6 +74,12 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: b
             for a in analysers:
                 if a is not det:
                     a.conclude(devices, pipe.files)
+            # the full pass computes every beacon test (an empty memo that keeps nothing); the
+            # incremental one finds the unchanged peers' results in the memo of earlier passes
+            memo = rules._FIRE_MEMO, rules._FIRE_MEMO_MAX
+            if how == "full":
+                rules._FIRE_MEMO, rules._FIRE_MEMO_MAX = OrderedDict(), 0
+            hits = rules.FIRE_MEMO_STATS[0]
             try:
                 if how == "full":
                     det.evidence = _full_pass_evidence(det, live)
@@ -83,7 +91,12 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: b
                     alerts = det.conclude_live(devices, pipe.files, rescore=rescore)
             finally:
                 det.evidence = real
+                rules._FIRE_MEMO, rules._FIRE_MEMO_MAX = memo
             found[how] = [a.to_event() for a in alerts]
+            if how == "full":
+                assert rules.FIRE_MEMO_STATS[0] == hits  # (nothing found in the empty memo)
+            else:
+                counts["memo_hits"] += rules.FIRE_MEMO_STATS[0] - hits
             if how == "incremental":
                 counts["judged"] += det.live_judged[0]
                 counts["devices"] += det.live_judged[1]
@@ -113,6 +126,19 @@ def test_incremental_passes_raise_the_alerts_of_full_passes_on_the_hospital(tmp_
     # every pass taking the features again: the same alerts as the full pass as well
     c = _both_passes(pcap, 10.0, 512, tmp_path, rechecks=False)
     assert c["steps"] > 20 and c["alerts"] > 0 and c["kept"] == 0
+
+
+def test_incremental_passes_with_remembered_beacon_tests_raise_the_alerts_of_full_passes(tmp_path: Path) -> None:
+    """A TLS beacon among a site's devices (their clouds' check-ins: many peers per device): the
+    incremental passes find the beacon tests of the peers that did not change in the memo, the
+    full passes compute every one; the same alerts at every step."""
+    pcap = tmp_path / "tlsbeacon.pcap"
+    r = subprocess.run([sys.executable, "-m", "iotwatch", "synth", "tlsbeacon", "--duration", "300", "--seed", "3",
+                        "--out", str(pcap)], capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    c = _both_passes(pcap, 60.0, 512, tmp_path)
+    assert c["steps"] > 20 and c["alerts"] > 0
+    assert c["memo_hits"] > 0
 
 
 @needs_shared
@@ -228,3 +254,108 @@ def test_rechecks_are_due_on_the_capture_clock(tmp_path: Path) -> None:
             assert (first, False) in passes[k + 1:], f"no recheck at {first} for the close at {c}"
             rechecks += 1
     assert rechecks >= 5 and rechecks == sum(not rescore for _c, rescore in passes)
+
+
+def test_the_beacon_tests_remembered_per_peer_give_what_they_compute() -> None:
+    """rules._memo_fire: a peer's connections seen again give the result computed for them; a
+    connection added, or one whose end moved (a session still settling), is computed again."""
+    from iotwatch.detect.evidence import A_TLS, EVENT_DTYPE
+
+    th = rules.Thresholds()
+    rng = np.random.default_rng(11)
+    memo = rules._FIRE_MEMO, rules.FIRE_MEMO_STATS[:]
+    rules._FIRE_MEMO = OrderedDict()
+    try:
+        seen = []
+        for trial in range(60):
+            n = int(rng.integers(th.tls_beacon_conns, 40))
+            e = np.zeros(n, EVENT_DTYPE)
+            period = float(rng.choice([2.0, 30.0, 200.0]))
+            e["ts"] = 1.8e9 + np.cumsum(period * (1 + rng.normal(0, float(rng.choice([0.01, 0.5])), n)).clip(0.1))
+            e["end"] = e["ts"] + rng.uniform(0.1, 1.0, n) * period * float(rng.choice([0.5, 2.0]))
+            e["app"] = np.where(rng.random(n) < 0.9, A_TLS, 0)
+            e["dport"] = 443
+            seen.append(e)
+            variants = [e, e[:-1], e.copy()]
+            variants[2]["end"][-2] += period  # still settling: its end moved
+            for v in variants:
+                for fn, name, arrays in ((rules._tls_beacon_fire, "tls_beacon", (v["ts"], v["end"], v["app"], v["dport"])),
+                                         (lambda x, t: rules._beacon_fire(x["ts"], t), "beacon", (v["ts"],))):
+                    want = fn(v, th)
+                    got = rules._memo_fire(name, rules._thresholds_key(th), arrays, lambda v=v, fn=fn: fn(v, th))
+                    again = rules._memo_fire(name, rules._thresholds_key(th), arrays, lambda: -99)
+                    assert got == want == again, trial
+        fired = sum(rules._tls_beacon_fire(e, th) >= 0 for e in seen)
+        assert 0 < fired < len(seen)  # both outcomes were remembered
+        # other thresholds: another key, computed again
+        th2 = rules.Thresholds(tls_beacon_conns=th.tls_beacon_conns + 1)
+        e = seen[0]
+        arrays = (e["ts"], e["end"], e["app"], e["dport"])
+        assert rules._memo_fire("tls_beacon", rules._thresholds_key(th2), arrays, lambda: -7) == -7
+    finally:
+        rules._FIRE_MEMO = memo[0]
+
+
+def test_the_surge_fire_time_is_the_flow_by_flow_one() -> None:
+    """rules._surge_fire spreads each flow's bytes over its life by blocks of flows: the same fire
+    time as adding the flows one by one, for short and long surges, big and small flows."""
+    from iotwatch.detect.evidence import EVENT_DTYPE
+
+    def one_by_one(big: np.ndarray, first: float, base_rate: float, th: rules.Thresholds) -> float:
+        end = float(big["end"].max())
+        grid = np.arange(first, max(end, first) + 1.0, 0.5)
+        sent = np.zeros(len(grid))
+        for e in big:
+            span = max(float(e["end"] - e["ts"]), 1e-3)
+            sent += np.clip((grid - float(e["ts"])) / span, 0, 1) * float(e["bytes_out"])
+        need = np.maximum(th.surge_min_bytes_10s, th.surge_x * base_rate * (grid - first))
+        hit = np.flatnonzero(sent >= need)
+        return float(grid[hit[0]]) if len(hit) else end
+
+    th = rules.Thresholds()
+    rng = np.random.default_rng(5)
+    fired = 0
+    for _ in range(200):
+        n = int(rng.integers(1, 300))
+        b = np.zeros(n, EVENT_DTYPE)
+        b["ts"] = 1.8e9 + np.sort(rng.uniform(0, float(rng.choice([5, 60, 3000])), n))
+        b["end"] = b["ts"] + rng.exponential(float(rng.choice([0.001, 3, 100])), n) * (rng.random(n) > 0.1)
+        b["bytes_out"] = rng.integers(1, 10 ** int(rng.integers(2, 8)), n)
+        first = float(b["ts"].min()) - float(rng.uniform(0, 5))
+        base = float(rng.uniform(0, 1e5))
+        want = one_by_one(b, first, base, th)
+        assert rules._surge_fire(b, first, base, th) == want
+        fired += want < float(b["end"].max())
+    assert 20 < fired < 180
+
+
+def test_the_own_address_filter_keeps_the_events_sent_from_the_device_addresses() -> None:
+    """detector._own (every pass, for every device judged): the events whose source is one of the
+    record's addresses, IPv4 or IPv6, none for a record without addresses; the array itself (no
+    copy) when all are its own."""
+    import ipaddress
+    from types import SimpleNamespace
+
+    from iotwatch.detect.detector import _own
+    from iotwatch.detect.evidence import EVENT_DTYPE
+
+    def words(text: str) -> tuple[int, int]:
+        a = ipaddress.ip_address(text)
+        v = int(a)
+        return (0, 0xFFFF00000000 | v) if a.version == 4 else (v >> 64, v & ((1 << 64) - 1))
+
+    rng = np.random.default_rng(1)
+    pool = [f"192.168.1.{i}" for i in range(1, 40)] + ["fe80::1", "2001:db8::5", "fd00::ffff:abcd:1234"]
+    for _ in range(100):
+        ips = [str(x) for x in rng.choice(pool, int(rng.integers(0, 6)), replace=False)]
+        src = [str(x) for x in rng.choice(ips or pool, int(rng.integers(1, 100)))]
+        if rng.random() < 0.7:
+            src += [str(x) for x in rng.choice(pool, int(rng.integers(1, 50)))]
+        ev = np.zeros(len(src), EVENT_DTYPE)
+        ev["ts"] = np.arange(len(src))
+        for i, text in enumerate(src):
+            ev["src_hi"][i], ev["src_lo"][i] = words(text)
+        got = _own(ev, SimpleNamespace(mac="02:00:00:00:00:01", ips=ips))
+        want = [i for i, text in enumerate(src) if text in ips]
+        assert got["ts"].astype(int).tolist() == want
+        assert (got is ev) == (len(want) == len(src))

@@ -218,7 +218,10 @@ def held_sessions(rows: np.ndarray) -> np.ndarray:
     HELD_OPEN_PUSHES exchanges or more: a heartbeat or call-backs under way. A live run's verdicts
     count such a session while it is still open (a held session may last for days: its record
     would come only at the active timeout); its start cannot change, only its counts grow."""
-    return (rows["proto"] == 6) & (rows["plast"] >= 0) & (rows["xn"].max(axis=1) >= HELD_OPEN_PUSHES)
+    m = (rows["proto"] == 6) & (rows["plast"] >= 0)
+    i = np.flatnonzero(m)  # (the exchanges read only for those: a live run asks over the whole open table)
+    m[i] = rows["xn"][i].max(axis=1) >= HELD_OPEN_PUSHES
+    return m
 
 
 def serves_program(p: bytes) -> bool:
@@ -446,10 +449,15 @@ class DeviceEvidence:
             # each new event goes after the sorted ones of the same time: its place among all
             at = np.searchsorted(old["ts"], ev["ts"], side="right") + np.arange(len(ev))
             out = np.empty(len(old) + len(ev), EVENT_DTYPE)
-            keep = np.ones(len(out), np.bool_)
-            keep[at] = False
-            out[at] = ev
-            out[keep] = old
+            # (``at`` rises: the old events before the first new one are copied as one block, and
+            # only the rest, usually a few recent ones, placed by mask)
+            p0 = int(at[0]) if len(at) else len(old)
+            out[:p0] = old[:p0]
+            tail = out[p0:]
+            keep = np.ones(len(tail), np.bool_)
+            keep[at - p0] = False
+            tail[at - p0] = ev
+            tail[keep] = old[p0:]
             ev = out
         self.chunks = [ev]
         self.sorted_n = len(ev)
