@@ -1,9 +1,10 @@
 """The scan and flood features of the behaviour model (iotwatch/detect/features.py: SCAN_FEATURES,
 VIEWS["scan"], VIEWS["flood"]): every variant of a scan reads alike (a vertical scan of one host,
-a sweep of a network by ARP or ping, a UDP scan), and so does every flood of requests to one
-service whatever its protocol (ICMP echo, DNS); the site's normal devices and real benign devices
-(a camera whose cloud fails now and then, a WeMo whose cloud does not answer) stay far below.
-Generated with seeds no model was trained on (9001+)."""
+a sweep of a network by ARP or ping, a UDP scan, a recon of two ports by connect() and reset), and
+so does every flood of requests to one service or host whatever its protocol (ICMP echo, DNS, slow
+HTTP's held sessions); the site's normal devices and real benign devices (a camera whose cloud
+fails now and then, a WeMo whose cloud does not answer) stay far below.
+Generated with seeds no model was trained on (9001+, 9201+)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,16 @@ import numpy as np
 import pytest
 from conftest import SHARED_PCAPS, generated_pool, needs_shared
 
-from iotwatch.detect.features import FEATURE_NAMES, SCAN_FEATURES, VIEWS, _first_in_window, _top_per_window
+from iotwatch.detect.features import (
+    FEATURE_NAMES,
+    SCAN_FEATURES,
+    SIGNATURE_WEIGHT,
+    VIEWS,
+    _first_in_window,
+    _top_per_window,
+)
 from iotwatch.learn import loso
+from iotwatch.learn.behaviour import teaches
 from iotwatch.learn.observe import observe
 from iotwatch.vocab import CATEGORIES
 
@@ -36,6 +45,8 @@ def test_top_per_window_is_the_busiest_key_of_each_window() -> None:
 def test_views_read_the_new_features() -> None:
     assert VIEWS["scan"] == ("scan_targets_per_lookup",)
     assert "top_target_requests" in VIEWS["flood"]
+    # what a DNS or slow HTTP flood lacks (a fast upload, a history to compare with) is not in the view
+    assert "upload_mbps" not in VIEWS["flood"] and "packets_out_x_own" not in VIEWS["flood"]
     assert all(n in FEATURE_NAMES for n in SCAN_FEATURES)
 
 
@@ -78,8 +89,23 @@ def test_floods_of_requests_to_one_service_whatever_the_protocol(pool: loso.Pool
     assert len(normal) and normal.max() < 150
     for sc in ("icmpflood", "dnstorture"):
         assert _values(pool, sc, "flood", "top_target_requests").max() >= 1000, sc
+        # and as thousands of requests to one host
+        assert _values(pool, sc, "flood", "top_host_requests").max() >= 1000, sc
+    assert np.concatenate([_values(pool, sc, None, "top_host_requests") for sc in SCENARIOS]).max() < 150
     # a scan sends one request to each of many services: never many to one
     assert _values(pool, "portscan", "scan", "top_target_requests").max() < 150
+
+
+def test_the_flood_forest_learns_not_flood_from_windows_of_no_behaviour(pool: loso.Pool) -> None:
+    """A vertical scan's thousands of probes to one host are requests to one host too: the flood
+    forest does not learn "not a flood" from them, only from windows that show no behaviour."""
+    Y = pool.data.Y
+    keep = teaches(pool.data, "flood")
+    scan_only = (Y[:, CATEGORIES.index("scan")] > 0) & (Y[:, CATEGORIES.index("flood")] == 0)
+    assert scan_only.any() and not keep[scan_only].any()
+    assert keep[Y.sum(axis=1) == 0].all()
+    flood = Y[:, CATEGORIES.index("flood")] > 0
+    assert keep[flood].sum() >= 0.5 * flood.sum()  # (only those with no request, packet or answer are left out)
 
 
 @needs_shared
@@ -93,4 +119,41 @@ def test_benign_real_devices_stay_low(rel: str) -> None:
     X = np.vstack([X for _c, X in obs.windows.values() if len(X)])
     assert X[:, FEATURE_NAMES.index("scan_targets_per_lookup")].max() <= 5
     assert X[:, FEATURE_NAMES.index("top_target_requests")].max() < 150
+    assert X[:, FEATURE_NAMES.index("top_host_requests")].max() < 150
+    assert X[:, FEATURE_NAMES.index("signature_targets")].max() == 0
+    assert X[:, FEATURE_NAMES.index("open_sessions_one_service")].max() < 50
     assert X[:, FEATURE_NAMES.index("novel_failed_targets")].max() >= 1  # (their failures are seen)
+
+
+@pytest.fixture(scope="module")
+def slow_pool(tmp_path_factory: pytest.TempPathFactory) -> loso.Pool:
+    return generated_pool(tmp_path_factory.mktemp("slow"), ("slowhttp", "slowhttp"), duration=240, first_seed=9201)
+
+
+def test_slow_http_holds_hundreds_of_sessions_to_one_service(slow_pool: loso.Pool) -> None:
+    """A slow HTTP flood (slowloris or slow POST) holds hundreds of sessions open to one web
+    server, each trickling a few bytes: in the windows after its first, the sessions open to that
+    service outnumber the ones begun there, and ``top_target_requests`` reads them; the site's
+    normal devices (a recorder pulling one stream per camera, browsers, hubs) hold a few."""
+    held = _values(slow_pool, "slowhttp", "flood", "open_sessions_one_service")
+    begun = _values(slow_pool, "slowhttp", "flood", "top_host_requests")
+    assert held.max() >= 300
+    assert (held > begun).any()  # sessions held from an earlier window count too
+    assert (_values(slow_pool, "slowhttp", "flood", "top_target_requests") >= held).all()
+    normal = _values(slow_pool, "slowhttp", None, "open_sessions_one_service")
+    assert len(normal) and normal.max() < 50
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["nmap_80_vanilla.pcap", "nmap_80_w_service_detection.pcap"])
+def test_a_connect_and_reset_probe_reads_as_a_scan(name: str) -> None:
+    """nmap -p 80 (ESnet): connections to ports 80 and 443 of one host, reset by the client right
+    after the handshake (empty, or with a bare RST to the SYN-ACK). Two failed targets are what a
+    normal device reaches (the benign cameras above: up to 4 a minute); a session opened and
+    reset empty is what none does, and in a window whose probes reached two targets or more it
+    weighs SIGNATURE_WEIGHT targets."""
+    obs = observe(SHARED_PCAPS / "esnet_scans" / name)
+    X = np.vstack([X for _c, X in obs.windows.values() if len(X)])
+    assert X[:, FEATURE_NAMES.index("probe_targets")].max() == 2  # 80 and 443 of one host
+    assert X[:, FEATURE_NAMES.index("signature_targets")].max() >= 1
+    assert X[:, FEATURE_NAMES.index("scan_targets_per_lookup")].max() >= 2 + SIGNATURE_WEIGHT

@@ -110,7 +110,23 @@ COVERT_FLOOR = float(_TH.tunnel_label_len)
 #: distinct targets (host × protocol × port, and addresses asked for by ARP) that failed for the
 #: first time in the device's history, per name the device looked up (a vertical scan of one host
 #: and a horizontal sweep of a network read alike; a device whose cloud is down looked each host up)
-SCAN_FEATURES = ("novel_failed_targets", "novel_arp_targets", "scan_targets_per_lookup", "top_target_requests")
+#: and a probe no ordinary client makes (:data:`SIGNATURE_PROBES`: a session opened and reset empty
+#: by the client, a NULL, FIN or Xmas segment) weighs :data:`SIGNATURE_WEIGHT` targets; the most
+#: requests to one service (host × protocol × port) and to one host in a window, and the sessions
+#: held open to one service during it (a slow HTTP flood's hundreds, each trickling a few bytes)
+SCAN_FEATURES = ("novel_failed_targets", "novel_arp_targets", "signature_targets", "scan_targets_per_lookup",
+                 "top_target_requests", "top_host_requests", "open_sessions_one_service")
+#: the probes only a scanner's raw socket or connect()-and-reset makes: no normal device or victim
+#: of the labelled captures (59 device-days) sent one (a half-open SYN-ACK reset is not among
+#: them: Happy Eyeballs' cancelled connection is one, and IoT Sentinel's devices show two a minute)
+SIGNATURE_PROBES = K_EMPTY_RST | K_WEIRD
+#: a target a signature probe reached counts as this many targets in ``scan_targets_per_lookup``:
+#: one such probe says "scanner" as surely as the tens of failed connections a normal device never
+#: reaches in a minute (chosen by looking at the leave-one-source-out runs, see docs/detection.md)
+SIGNATURE_WEIGHT = 10.0
+#: ... in a window where the device's probes reached at least this many targets (as the rules'
+#: probe_signature: a scan tries several; a flood of NULL/FIN/Xmas segments hits one)
+SIGNATURE_MIN_TARGETS = 2
 #: each behaviour's view: the features that describe it, and the only ones its forest reads
 #: (learn/behaviour.py: one binary forest per behaviour, monotone in each, so that more of a
 #: behaviour's evidence never lowers its probability). A behaviour is judged by what it is, not by
@@ -119,8 +135,11 @@ SCAN_FEATURES = ("novel_failed_targets", "novel_arp_targets", "scan_targets_per_
 VIEWS: dict[str, tuple[str, ...]] = {
     "scan": ("scan_targets_per_lookup",),
     "bruteforce": ("repeat_logins_one_target",),
-    "flood": ("packets_out", "out_in_packets", "top_host_packet_share", "max_pkts_one_host", "max_flows_one_host",
-              "upload_mbps", "packets_out_x_own", "top_target_requests"),
+    # requests to one host and to one service, whatever carries them (flows, unanswered packets,
+    # DNS queries, sessions held open): not the busiest host's packets or flows counted in the
+    # window of a flow's first packet, nor the upload rate or the device's own history, which a
+    # DNS or slow HTTP flood (a few Mbit/s at most, from the capture's first minute) lacks
+    "flood": ("packets_out", "out_in_packets", "top_host_requests", "top_target_requests"),
     # one feature, whatever the channel: a monotone tree caps every window on the low side of a
     # split at the split's mean, so a view of one feature per channel (upload, DNS names, ICMP
     # payloads) scores a held-out channel's windows, low on the others, under the threshold
@@ -476,18 +495,35 @@ def _top_per_window(w: np.ndarray, key: np.ndarray, weight: np.ndarray, n: int) 
     return out
 
 
-def _request_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, kind: np.ndarray, starts: np.ndarray) -> None:
-    """``top_target_requests``: the most requests to one service (host × protocol × port or ICMP
-    code) in a window. Each flow is a request, and so is each packet nobody answered of a flow of
-    neither TCP nor UDP (an ICMP echo or GRE flood is one flow of thousands of packets), and each
-    DNS query of the window, whatever flows carry them (a stub that keeps its source port sends
-    all its queries in one flow; they all go to port 53 of the device's resolver)."""
+def _request_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray) -> None:
+    """``top_target_requests`` and ``top_host_requests``: the most requests to one service (host ×
+    protocol × port or ICMP code) and to one host in a window. Each flow is a request, and so is
+    each packet nobody answered of a flow of neither TCP nor UDP (an ICMP echo or GRE flood is one
+    flow of thousands of packets; not an ICMP error or reply: an answer), and each DNS query of the window, whatever flows carry them (a
+    stub that keeps its source port sends all its queries in one flow; they all go to port 53 of
+    the device's resolver). ``open_sessions_one_service``: the most TCP sessions to one service
+    open at some time in the window (begun in it or held from before) that carried data, and
+    ``top_target_requests`` is at least that: a slow HTTP flood holds hundreds at once, each
+    trickling a few bytes, where a browser or a hub keeps a few and a recorder one per camera."""
     n = len(starts)
     w = np.clip(np.searchsorted(starts, ev["ts"], side="right") - 1, 0, n - 1)
     proto = ev["proto"]
-    other = (proto != 6) & (proto != 17)
+    # an ICMP error or reply is an answer, not a request (a UDP scan's victim sends hundreds of
+    # port unreachables in one flow)
+    icmp_answer = ((proto == 1) | (proto == 58)) & ((ev["kind"] & K_ECHO) == 0)
+    other = (proto != 6) & (proto != 17) & ~icmp_answer
     req = 1.0 + np.where(other, np.maximum(ev["pkts_out"].astype(np.float64) - ev["pkts_in"] - 1.0, 0.0), 0.0)
-    X[:, col["top_target_requests"]] = _top_per_window(w, _service_key(ev), req, n)
+    svc = _service_key(ev)
+    X[:, col["top_target_requests"]] = _top_per_window(w, svc, req, n)
+    X[:, col["top_host_requests"]] = _top_per_window(w, host_key(ev["dst_hi"], ev["dst_lo"]), req, n)
+    sess = np.flatnonzero((proto == 6) & (ev["payload_out"] > 0) & ((ev["kind"] & _FAILED) == 0))
+    if len(sess):
+        lo = w[sess]
+        hi = np.clip(np.searchsorted(starts, ev["end"][sess], side="right") - 1, lo, n - 1)
+        cnt = hi - lo + 1
+        idx = np.repeat(np.arange(len(sess)), cnt)
+        wi = lo[idx] + np.arange(len(idx)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        X[:, col["open_sessions_one_service"]] = _top_per_window(wi, svc[sess][idx], np.ones(len(idx)), n)
 
 
 def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> None:
@@ -500,14 +536,26 @@ def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Device
             e = ev[failed]
             w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
             X[:, col["novel_failed_targets"]] = _first_in_window(w, _service_key(e), n)
-        _request_features(X, col, ev, kind, starts)
+        sig = (kind & SIGNATURE_PROBES) != 0
+        if sig.any():
+            e = ev[sig]
+            w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
+            pw, _k, _c, _p = _pairs(w, _service_key(e))
+            X[:, col["signature_targets"]] = np.bincount(pw, minlength=n)
+        _request_features(X, col, ev, starts)
     if d.arp:
         a = np.array([(t, x) for t, x, _ in d.arp], np.float64)
         w = np.clip(np.searchsorted(starts, a[:, 0], side="right") - 1, 0, n - 1)
         X[:, col["novel_arp_targets"]] = _first_in_window(w, a[:, 1].astype(np.int64), n)
     dns = X[:, WINDOW_COUNTERS.index("dns_queries")]
-    X[:, col["scan_targets_per_lookup"]] = (X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]]) / (1.0 + dns)
-    np.maximum(X[:, col["top_target_requests"]], dns, out=X[:, col["top_target_requests"]])
+    sig, probed = X[:, col["signature_targets"]], X[:, col["probe_targets"]]
+    X[:, col["scan_targets_per_lookup"]] = (X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]]
+                                            + SIGNATURE_WEIGHT * np.where(probed >= SIGNATURE_MIN_TARGETS, sig, 0.0)
+                                            ) / (1.0 + dns)
+    for name in ("top_target_requests", "top_host_requests"):
+        np.maximum(X[:, col[name]], dns, out=X[:, col[name]])
+    np.maximum(X[:, col["top_target_requests"]], X[:, col["open_sessions_one_service"]],
+               out=X[:, col["top_target_requests"]])
 
 
 #: an ICMP echo request of a plain ping: 64-100 bytes on the wire (Linux 98, Windows 74); what an

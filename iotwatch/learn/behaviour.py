@@ -160,14 +160,33 @@ def view_columns(outputs: list[str]) -> list[list[int]]:
     return [[FEATURE_NAMES.index(n) for n in VIEWS[c]] for c in outputs]
 
 
+#: the behaviours whose forests learn what the behaviour is not from the windows that show no
+#: behaviour at all (as every threshold is set): a window of another behaviour is left out of their
+#: negatives. A C2 forest taught "not C2" by an exfiltration's or a scan's windows, which also hold
+#: a beating channel, learns that a beat is not C2; the exfil and brute-force forests need those
+#: windows (a scan's SYNs are upload too, a flood's sessions repeated logins: without them as
+#: negatives, normal devices' windows of the same shape score higher and their thresholds rose to
+#: 0.77-0.99 in leave-one-source-out trials)
+#: A flood forest taught "not a flood" by a DNS tunnel's, a brute force's or a vertical scan's
+#: windows (hundreds of requests to one resolver, service or host) held a held-out slow HTTP flood
+#: (hundreds of sessions to one web server) under its threshold
+QUIET_NEGATIVES: tuple[str, ...] = ("c2", "flood")
+
+
 def teaches(data: Dataset, behaviour: str) -> np.ndarray:
     """The windows that teach ``behaviour``'s forest: all but the windows labelled with it that
     hold none of its evidence (every feature of its view 0: a controller's link idle between two
-    heartbeats, the quiet minutes inside a labelled episode). Such a window says nothing of what
-    the behaviour looks like, and taught as a positive it would make every idle window resemble it."""
+    heartbeats, the quiet minutes inside a labelled episode), and, for the behaviours of
+    :data:`QUIET_NEGATIVES`, the windows that show another behaviour and not this one. A window
+    labelled but without evidence says nothing of what the behaviour looks like, and taught as a
+    positive it would make every idle window resemble it."""
+    j = CATEGORIES.index(behaviour)
     cols = [FEATURE_NAMES.index(n) for n in VIEWS[behaviour]]
-    shows = data.Y[:, CATEGORIES.index(behaviour)] > 0
-    return ~(shows & ~(data.X[:, cols] != 0).any(axis=1))
+    shows = data.Y[:, j] > 0
+    keep = ~(shows & ~(data.X[:, cols] != 0).any(axis=1))
+    if behaviour in QUIET_NEGATIVES:
+        keep &= shows | (data.Y.sum(axis=1) == 0)
+    return keep
 
 
 def fit_forest(data: Dataset, outputs: list[str], seed: int, n_jobs: int) -> list[Any]:
