@@ -124,13 +124,15 @@ class Detector:
             self._cols = window_columns(self._windows)
         return self._cols
 
-    def features(self, evidence: Evidence | None = None) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+    def features(self, evidence: Evidence | None = None, devices: dict[str, DeviceRecord] | None = None,
+                 ) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
         """Per device: its window columns and feature matrix (over ``evidence``; None: the detector's)."""
         s = self.settings
         ev = self.evidence if evidence is None else evidence
         out = {}
         for dev, cols in self._columns().items():
-            X = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev))
+            X = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev),
+                                _device_type(devices, dev))
             out[dev] = (cols, X)
         return out
 
@@ -140,7 +142,7 @@ class Detector:
         attach each device's alerts to its record. ``features_evidence``: the evidence the model's
         features are taken over, when not the detector's (what a live run's recheck passes
         judge by: the evidence of the pass at the newest window close, see :meth:`conclude_live`)."""
-        feats = self.features(features_evidence)
+        feats = self.features(features_evidence, devices)
         probs = self._probabilities(feats)
         peers = _peer_uploads(self._columns(), devices)
         alerts: list[Alert] = []
@@ -195,10 +197,11 @@ class Detector:
                 # a recheck: the windows the model judged at the last close, as it judged them
                 kept.add(dev)
             else:
-                fk = (_events_key(ev.devices.get(dev)), ck)
+                dtype = _device_type(devices, dev)
+                fk = (_events_key(ev.devices.get(dev)), ck, dtype)
                 if m.get("features_key") != fk:
                     m["features_key"] = fk
-                    m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev))
+                    m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev), dtype)
             feats[dev] = (cols, m["X"])
         probs = self._probabilities(feats, self._live_probs)
         for dev, (key, cols) in todo.items():
@@ -357,6 +360,12 @@ class Detector:
             out[dev] = {"upload_bytes_per_window": float(np.median(up[normal])), "window_s": w,
                         "windows": int(normal.sum()), "windows_left_out": int((~normal).sum())}
         return out
+
+
+def _device_type(devices: dict[str, DeviceRecord] | None, dev: str) -> str | None:
+    """The inventory's type of a device (the reference of ``upload_x_type``), None when unknown."""
+    rec = devices.get(dev) if devices else None
+    return rec.device_type if rec is not None else None
 
 
 def _events_key(d: DeviceEvidence | None) -> tuple[int, ...]:

@@ -84,10 +84,12 @@ EVENT_DTYPE = np.dtype([
     ("opened", np.uint8),  # TCP: the client's SYN was seen (the session began in the capture)
 ])
 
-APPS = ("", "ssh", "telnet", "ftp", "http", "tls", "rtsp", "mirai_c2", "program")
+APPS = ("", "ssh", "telnet", "ftp", "http", "tls", "rtsp", "mirai_c2", "program", "smtp")
 #: A_PROGRAM: an HTTP response that serves a program (an executable's magic, or an attachment
 #: named as one): the download of a stager's payload, the step before its call-backs
-A_SSH, A_TELNET, A_FTP, A_HTTP, A_TLS, A_RTSP, A_MIRAI_C2, A_PROGRAM = range(1, 9)
+A_SSH, A_TELNET, A_FTP, A_HTTP, A_TLS, A_RTSP, A_MIRAI_C2, A_PROGRAM, A_SMTP = range(1, 10)
+#: A_SMTP: a mail server's greeting (``220 <host> ESMTP ...``, RFC 5321 section 4.2) or a mail
+#: client's first command (EHLO, HELO), on any port
 #: a local TCP session is evidence (kept apart, see DeviceEvidence.local) when one side started
 #: this many exchanges in it, or when it spoke HTTP (call-backs to a controller on the site)
 LOCAL_SESSION_PUSHES = 4
@@ -188,6 +190,10 @@ def _app_of(data: bytes, l3: int, direction: int, dport: int) -> int:
         return A_TELNET
     if direction == 1 and (p.startswith(b"220 ") or p.startswith(b"220-")) and b"FTP" in p.upper():
         return A_FTP
+    if direction == 1 and (p.startswith(b"220 ") or p.startswith(b"220-")) and b"SMTP" in p.upper():
+        return A_SMTP
+    if direction == 0 and p[:5].upper() in (b"EHLO ", b"HELO "):
+        return A_SMTP
     if p.startswith((b"GET ", b"POST ", b"HEAD ", b"PUT ", b"HTTP/1.")):
         return A_HTTP
     if p.startswith((b"OPTIONS rtsp", b"DESCRIBE rtsp", b"RTSP/1.0")):

@@ -28,9 +28,12 @@ import numpy as np
 import pyarrow as pa
 
 from .._jit import allocating, inline_kernel
+from . import type_upload
 from .evidence import (
+    A_FTP,
     A_MIRAI_C2,
     A_PROGRAM,
+    A_SMTP,
     K_AUTH,
     K_ECHO,
     K_EMPTY_RST,
@@ -42,7 +45,7 @@ from .evidence import (
     DeviceEvidence,
     host_key,
 )
-from .rules import Thresholds, encoded_name
+from .rules import Thresholds, _ip_echo, encoded_name
 
 _TH = Thresholds()
 
@@ -77,8 +80,26 @@ C2_FEATURES = ("c2_beats", "c2_beats_odd_port", "c2_beats_new_dest", "c2_beats_d
                "c2_beat_traits", "c2_beats_suspect")
 #: what exfiltration is made of, whatever its channel (:func:`_exfil_features`): data carried in
 #: DNS query names and in ICMP echo payloads (channels meant for tiny messages), uploads to hosts
-#: the device had never reached, and what comes back from them
-EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host_upload", "new_host_out_in")
+#: the device had never reached, and what comes back from them; data handed to a mail or file
+#: server the device had no business with (``send_service_bytes``: see :data:`SEND_SERVICE_PORTS`)
+EXFIL_FEATURES = ("dns_data_bytes", "echo_data_bytes", "covert_bytes", "new_host_upload", "new_host_out_in",
+                  "send_service_bytes", "upload_x_type")
+#: upload_x_type: the window's upload over what a device of its type (the inventory's) uploads
+#: when nothing is wrong (:func:`iotwatch.detect.type_upload.reference`, the upload rule's
+#: reference for a device without history: the 99th percentile of normal devices of the type),
+#: from the first window on: a plug pushing megabytes a minute is not normal for any plug, even
+#: in a capture too short to have quiet minutes of its own. 0 for a type without a norm (a camera,
+#: a recorder, a computer: :data:`~iotwatch.detect.type_upload.NO_NORM`) or an unknown one
+#: the services that take mail and files from a client to a server, by their well-known port
+#: (IANA Service Name and Transport Protocol Port Number Registry: ftp 21, smtp 25, submissions
+#: 465 (RFC 8314), submission 587 (RFC 6409), ftps-data 989, ftps 990) or, on any port, by the
+#: server's greeting or the client's first command (:data:`~iotwatch.detect.evidence.A_FTP`,
+#: :data:`~iotwatch.detect.evidence.A_SMTP`)
+MAIL_PORTS, FILE_PORTS = np.array([25, 465, 587], np.int64), np.array([21, 989, 990], np.int64)
+SEND_SERVICE_PORTS = np.concatenate((MAIL_PORTS, FILE_PORTS))
+#: send_x_quiet: send_service_bytes over the lower QUIET_QUANTILE of the device's earlier windows'
+#: (at least SEND_FLOOR, from the first window on; see :func:`_send_service_bytes`)
+SEND_FLOOR = 1.0
 #: covert_x_quiet: covert_bytes over the lower QUIET_QUANTILE of the device's earlier windows' (at
 #: least COVERT_FLOOR, from the first window on: such channels carry no data in a device's normal
 #: traffic, so the floor is the smallest amount that is data at all, one encoded label of the
@@ -171,7 +192,7 @@ HISTORY: tuple[tuple[str, str, float], ...] = (
 #: (at least 1,000 B; 0 before two earlier windows): against its quiet minutes, not its median
 QUIET_QUANTILE = 0.2
 DERIVED = (*(n for n, _a, _b in RATIOS), *(n for n, _c, _f in HISTORY), "upload_x_quiet", "covert_x_quiet",
-           "data_out_x_quiet")
+           "data_out_x_quiet", "send_x_quiet")
 FEATURES: list[tuple[str, str]] = [(n, "float64") for n in (*WINDOW_COUNTERS, *EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES,
                                                              *C2_FEATURES, *EXFIL_FEATURES, *SCAN_FEATURES, *DERIVED)]
 FEATURE_NAMES = [n for n, _ in FEATURES]
@@ -550,10 +571,15 @@ PING_BYTES = 100
 def _name_data(name: str) -> int:
     """Characters of data a DNS name carries: its labels below the registered domain (the last two)
     when one of them is long enough to hold encoded data (:func:`~iotwatch.detect.rules.encoded_name`);
-    0 for an ordinary name (a long host name of a cloud, a CDN's short hashes)."""
+    0 for an ordinary name (a long host name of a cloud, a CDN's short hashes). A name whose last
+    label is no top-level domain (the root zone's are letters, or ``xn--`` IDNs) has no registered
+    domain: all its labels count (dnscat2 asks its own server ``dnscat.<hex>`` directly)."""
     if not encoded_name(name, _TH):
         return 0
     labels = name.rstrip(".").split(".")
+    tld = labels[-1]
+    if not (tld.isalpha() or tld.lower().startswith("xn--")):
+        return sum(len(x) for x in labels)
     return sum(len(x) for x in labels[:-2])
 
 
@@ -602,6 +628,55 @@ def _exfil_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Devic
                 X[:, col["new_host_upload"]] = np.maximum(out - back, 0.0)
                 X[:, col["new_host_out_in"]] = out / np.maximum(back, 1.0)
     X[:, col["covert_bytes"]] = X[:, col["dns_data_bytes"]] + X[:, col["echo_data_bytes"]]
+    if len(ev):
+        X[:, col["send_service_bytes"]] = _send_service_bytes(ev, d, starts)
+
+
+def _send_service_bytes(ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> np.ndarray:
+    """Per window, the payload a device sent to internet servers of a mail or file service
+    (:data:`SEND_SERVICE_PORTS`) that it had no business with: a server it first reached on that
+    service after asking a what-is-my-IP service for its public address (within the rules'
+    ``credential_window_s``: the stealer's routine, MITRE ATT&CK T1016 then T1048), or, after its
+    start-up (:data:`STARTUP_S`), a server new for it on a kind of service (mail, files) it had
+    not used since it came up. Everything the device sent to such a server counts (an FTP upload's
+    data connection goes to the server's address on a port of its choosing). A camera or a
+    recorder that mails snapshots or pushes clips as configured does so from its start-up, to the
+    same server; a person's computer that sends mail did so before (or asks no address first)."""
+    n = len(starts)
+    out = np.zeros(n)
+    tcp = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6)]
+    if not len(tcp):
+        return out
+    app = tcp["app"]
+    dport = tcp["dport"].astype(np.int64)
+    mail = (app == A_SMTP) | np.isin(dport, MAIL_PORTS)
+    files = (app == A_FTP) | np.isin(dport, FILE_PORTS)
+    svc = (mail | files) & (tcp["payload_out"] > 0) & (tcp["pkts_in"] > 0)
+    if not svc.any():
+        return out
+    ts = tcp["ts"]
+    host = host_key(tcp["dst_hi"], tcp["dst_lo"])
+    t_dev = min(float(ev["ts"].min()), float(starts[0]))
+    up = t_dev + STARTUP_S
+    # when the device first reached each host (on anything), and first used each kind of service
+    hosts, inv = np.unique(host, return_inverse=True)
+    t_host = np.full(len(hosts), np.inf)
+    np.minimum.at(t_host, inv, ts)
+    t_mail = float(ts[svc & mail].min()) if (svc & mail).any() else np.inf
+    t_files = float(ts[svc & files].min()) if (svc & files).any() else np.inf
+    asks = np.array(sorted(q.ts for q in d.dns if _ip_echo(q.qname))) if d.dns else np.zeros(0)
+    i = np.flatnonzero(svc)
+    t = ts[i]
+    j = np.searchsorted(asks, t, side="right")
+    asked = (j > 0) & (t - asks[np.maximum(j - 1, 0)] <= _TH.credential_window_s) if len(asks) else np.zeros(len(i), bool)
+    kind_new = np.where(mail[i], t_mail, t_files) > up
+    bad = np.zeros(len(hosts), bool)
+    bad[inv[i[asked | (kind_new & (t_host[inv[i]] > up))]]] = True
+    sel = bad[inv]
+    if sel.any():
+        w = np.clip(np.searchsorted(starts, ts[sel], side="right") - 1, 0, n - 1)
+        out += np.bincount(w, tcp["payload_out"][sel].astype(np.float64), minlength=n)
+    return out
 
 
 #: a flow spread over its windows (:func:`_spread`) counts nothing in a window it overlaps by less
@@ -637,16 +712,21 @@ def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
     return out
 
 
-def _own_quiet(x: np.ndarray, floor: float, first: int = 2) -> np.ndarray:
+def _own_quiet(x: np.ndarray, floor: float, first: int = 2, keep_x: float | None = None) -> np.ndarray:
     """Each value over the lower :data:`QUIET_QUANTILE` of the values before it (at least
     ``floor``); 0 for the first ``first``, and over ``floor`` alone before any. Unlike the median,
-    a surge that has lasted longer than the quiet part before it does not become its own reference."""
+    a surge that has lasted longer than the quiet part before it does not become its own reference.
+    ``keep_x``: a value ``keep_x`` times its reference or more never becomes part of the reference
+    (as the upload rule keeps its reference: a capture that starts with the incident never makes it
+    the device's normal)."""
     out = np.zeros(len(x))
     earlier: list[float] = []  # kept sorted
     for i, v in enumerate(x.tolist()):
+        ref = max(earlier[int(QUIET_QUANTILE * (len(earlier) - 1))] if earlier else 0.0, floor)
         if i >= first:
-            out[i] = v / max(earlier[int(QUIET_QUANTILE * (i - 1))] if i else 0.0, floor)
-        bisect.insort(earlier, v)
+            out[i] = v / ref
+        if keep_x is None or v < keep_x * ref:
+            bisect.insort(earlier, v)
     return out
 
 
@@ -659,13 +739,16 @@ def derived_features(X: np.ndarray) -> None:
     for name, col, floor in HISTORY:
         X[:, idx[name]] = _own_median(X[:, idx[col]], floor)
     X[:, idx["upload_x_quiet"]] = _own_quiet(X[:, idx["upload_bytes"]], 1000.0)
-    X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0)
-    X[:, idx["data_out_x_quiet"]] = np.maximum(X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]])
+    X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0, keep_x=_TH.surge_x)
+    X[:, idx["send_x_quiet"]] = _own_quiet(X[:, idx["send_service_bytes"]], SEND_FLOOR, first=0, keep_x=_TH.surge_x)
+    X[:, idx["data_out_x_quiet"]] = np.maximum.reduce([X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]],
+                                                       X[:, idx["send_x_quiet"]], X[:, idx["upload_x_type"]]])
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
-                    baseline: float | None) -> np.ndarray:
-    """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns."""
+                    baseline: float | None, device_type: str | None = None) -> np.ndarray:
+    """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns,
+    ``device_type`` the inventory's type (the reference of ``upload_x_type``)."""
     n = len(windows["window_start"])
     X = np.zeros((n, len(FEATURES)), np.float64)
     for j, name in enumerate(WINDOW_COUNTERS):
@@ -678,6 +761,9 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     # upload against the device's baseline: the one given, else the median of its earlier windows
     X[:, col["upload_x_baseline"]] = up / max(baseline, 1000.0) if baseline is not None else _own_median(up, 1000.0)
     X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
+    kind = type_upload.reference(device_type, window_s)
+    if kind:
+        X[:, col["upload_x_type"]] = up / kind
     if d is not None:
         _evidence_features(X, col, d, starts, n)
         _c2_features(X, col, d, starts, window_s)

@@ -64,7 +64,7 @@ def observe(capture: str | Path, *, window_s: float = 60.0, model: Any = None, d
     det = next((a for a in analysers if isinstance(a, Detector)), None)
     fp = inv.fp
     fp.local = None  # its address test (a cached closure) stays here; the signals are kept
-    return Observation(Path(capture), window_s, devices, pipe.alerts, det.features() if det is not None else {}, fp,
+    return Observation(Path(capture), window_s, devices, pipe.alerts, det.features(devices=devices) if det is not None else {}, fp,
                        inv.traffic)
 
 
