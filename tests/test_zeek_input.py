@@ -261,3 +261,28 @@ def test_replay_in_steps_gives_the_same_packets(hospital: dict[str, Path]) -> No
         assert (ts == ts_whole).all() and (np.diff(ts) >= 0).all()
         assert all((rec[f] == whole[f]).all() for f in whole.dtype.names)  # every field (not the padding)
     assert len(whole) == int(pa.compute.sum(t["orig_pkts"]).as_py() + pa.compute.sum(t["resp_pkts"]).as_py())
+
+
+def test_a_conn_log_has_no_lookups_so_no_cloud_is_reached_without_one(tmp_path: Path) -> None:
+    """A conn.log carries no DNS questions: from it, every device's cloud first reached after
+    start-up looked "reached without a lookup", a second trait beside "new destination", and the
+    c2 view called normal devices C2. From the conn.log the normal hosts raise nothing (as from
+    the packets), and the controller's call-backs (its own traits) are still seen from the packets."""
+    cap = tmp_path / "localc2.pcap"
+    r = iotwatch("synth", "localc2", "--duration", "540", "--seed", "1002", "--uplink-mbps", "4", "--out", cap)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "localc2.labels.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    normal = {r["host_ip"] for r in rows if r["behaviour"] in ("normal", "victim") and r["host_ip"]}
+    bad = {r["host_ip"] for r in rows if r["behaviour"] == "c2"}
+    assert normal and bad
+    r = iotwatch("analyze", cap, "--out", tmp_path / "pkt", "--zeek", "tsv", "--quiet")
+    assert r.returncode == 0, r.stderr
+    from_packets = alerts(tmp_path / "pkt")
+    assert {a["src_ip"] for a in from_packets if a["alert"]["category"] == "c2"} >= bad
+    r = iotwatch("analyze", tmp_path / "pkt" / "conn.log", "--out", tmp_path / "log", "--quiet")
+    assert r.returncode == 0, r.stderr
+    from_log = alerts(tmp_path / "log")
+    assert not [a for a in from_log if a["src_ip"] in normal], from_log
+    assert subprocess.run([sys.executable, str(CHECK_EVENTS), str(tmp_path / "log" / "events.jsonl")],
+                          capture_output=True).returncode == 0

@@ -82,6 +82,9 @@ class Detector:
         #: the devices whose last judgement kept the features of an earlier pass (a recheck's)
         self._live_kept: set[str] = set()
         self.live_judged = (0, 0)  # devices the last conclude_live judged again, of all devices
+        #: the input shows DNS questions (a Zeek conn.log replay has none: iotwatch.zeek.source
+        #: sets False, and no channel is judged reached without a lookup)
+        self.names_seen = True
         self._alerted: dict[str, list[tuple[float, float]]] = {}  # device → its alert episodes (conclude)
 
     def bind(self, window_s: float, local_nets: LocalNets) -> None:
@@ -132,7 +135,7 @@ class Detector:
         out = {}
         for dev, cols in self._columns().items():
             X = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev),
-                                _device_type(devices, dev))
+                                _device_type(devices, dev), self.names_seen)
             out[dev] = (cols, X)
         return out
 
@@ -201,7 +204,8 @@ class Detector:
                 fk = (_events_key(ev.devices.get(dev)), ck, dtype)
                 if m.get("features_key") != fk:
                     m["features_key"] = fk
-                    m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev), dtype)
+                    m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev), dtype,
+                                             self.names_seen)
             feats[dev] = (cols, m["X"])
         probs = self._probabilities(feats, self._live_probs)
         for dev, (key, cols) in todo.items():

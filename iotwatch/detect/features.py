@@ -746,9 +746,11 @@ def derived_features(X: np.ndarray) -> None:
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
-                    baseline: float | None, device_type: str | None = None) -> np.ndarray:
+                    baseline: float | None, device_type: str | None = None, names_seen: bool = True) -> np.ndarray:
     """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns,
-    ``device_type`` the inventory's type (the reference of ``upload_x_type``)."""
+    ``device_type`` the inventory's type (the reference of ``upload_x_type``). ``names_seen``:
+    the input shows DNS questions (False for a Zeek conn.log, which has none: no channel is then
+    judged reached without a lookup)."""
     n = len(windows["window_start"])
     X = np.zeros((n, len(FEATURES)), np.float64)
     for j, name in enumerate(WINDOW_COUNTERS):
@@ -766,7 +768,7 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
         X[:, col["upload_x_type"]] = up / kind
     if d is not None:
         _evidence_features(X, col, d, starts, n)
-        _c2_features(X, col, d, starts, window_s)
+        _c2_features(X, col, d, starts, window_s, names_seen)
     derived_features(X)
     return X
 
@@ -926,7 +928,8 @@ def _channel_beats(ev: np.ndarray, ch: np.ndarray, w: np.ndarray, starts: np.nda
             np.concatenate(out_p), np.concatenate(out_o))
 
 
-def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: np.ndarray, window_s: float) -> None:
+def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: np.ndarray, window_s: float,
+                 names_seen: bool = True) -> None:
     """The :data:`C2_FEATURES` of every window of a device: its TCP channels (external ones, and
     its local sessions: a controller may sit on the site), the beats each held so far, and the
     traits of each (see :data:`C2_FEATURES`)."""
@@ -980,7 +983,9 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
     # connections or a session whose peer never answers (one session answered on every beat may
     # have been looked up long before: a device's own cloud, its address cached)
     conns = np.bincount(ch, minlength=nc)
-    unnamed = ext & opened & ~asked_before(q_ts) & ((conns >= 2) | unanswered)
+    # (only where lookups can be seen at all: a conn.log carries none, and "no lookup" would then
+    # be true of every device's own cloud)
+    unnamed = ext & opened & ~asked_before(q_ts) & ((conns >= 2) | unanswered) & names_seen
     ddns = asked_before(dd_ts)
     prog = np.zeros(nc, bool)
     is_prog = ev["app"] == A_PROGRAM

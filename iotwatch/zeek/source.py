@@ -66,6 +66,11 @@ def run_conn_logs(paths: Sequence[str | Path], settings: Settings | None = None,
     logs = ConnLogSet(paths)
     table = logs.read()
     pipe = Pipeline(settings, sinks, detector=detector, inventory=inventory, analysers=analysers)
+    from ..detect.detector import Detector as _Detector
+
+    for a in pipe.analysers:  # a conn.log has no DNS questions: "no lookup" says nothing here
+        if isinstance(a, _Detector):
+            a.names_seen = False
     pipe.files = [str(p) for p in logs.paths]
     pipe.stats.files = logs.files_read
     pipe.stats.problems = len(logs.problems)
