@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import copy
-import ipaddress
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
 
-from ..addrs import LocalNets
+from ..addrs import LocalNets, parse_ips
 from ..errors import SettingsError, check_number
 from ..records import DeviceRecord
 from ..sidecar import RareFrame
@@ -433,18 +431,10 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
     internet's traffic into the site, which is not the router's doing."""
     if rec is None or rec.mac is None or not len(ev):
         return ev
-    # (one key computation for all its addresses: a device seen at many addresses, as in a
+    # (all its addresses parsed and keyed at once: a device seen at many addresses, as in a
     # replay's loops, is asked at every live pass)
-    words = np.array([_address_words(text) for text in rec.ips], np.uint64).reshape(-1, 2)
-    own_keys = host_key(words[:, 0], words[:, 1])
+    ok, _v6, hi, lo = parse_ips(pa.array(list(rec.ips), pa.string()))
+    own_keys = host_key(hi[ok], lo[ok])
     keys = host_key(ev["src_hi"], ev["src_lo"])
     own = np.isin(keys, own_keys)
     return ev if own.all() else ev[own]  # (all its own, as for most devices: no copy)
-
-
-@lru_cache(maxsize=65536)
-def _address_words(text: str) -> tuple[int, int]:
-    """An address's two 64-bit words as the evidence keeps them (IPv4 mapped into IPv6)."""
-    a = ipaddress.ip_address(text)
-    v = int(a)
-    return (0, 0xFFFF00000000 | v) if a.version == 4 else (v >> 64, v & ((1 << 64) - 1))
