@@ -194,6 +194,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/iotwatch-verdicts"))
     ap.add_argument("--phases", action="store_true", help="the CPU time of every phase per packet")
     ap.add_argument("--rules", action="store_true", help="with --phases: each rule's CPU time on its own")
+    ap.add_argument("--rechecks", type=str, default=None,
+                    help="the recheck passes after a close, s, comma-separated (LiveOptions.recheck_s; "
+                         "'' for none); default: the live run's")
     a = ap.parse_args()
     if a.pcap is None:
         sys.path.insert(0, str(ROOT / "bench"))
@@ -217,6 +220,8 @@ def main() -> None:
         sinks.append(ParquetSink(a.out))
     pipe = Pipeline(settings, sinks, analysers=analysers, threaded=False)  # type: ignore[arg-type]
     live = LiveCapture(LiveOptions(interface="bench"))
+    if a.rechecks is not None:
+        live.opts.recheck_s = tuple(float(x) for x in a.rechecks.split(",") if x.strip())
     live.pipe, live.eve = pipe, eve
     pipe.files.append(str(a.pcap))
     for an in analysers:
@@ -262,6 +267,8 @@ def main() -> None:
     eve.raise_alert = raise_timed  # type: ignore[method-assign]
     windows_seen, rechecks = 0, []
     raised_by: dict[str, int] = {}  # alerts first raised by the passes at a window close, and at each recheck
+    delay_by: dict[str, list[float]] = {}  # their delays
+    n_delays = 0
     rows = []
     total = a.loops * _packets(a.pcap)
     for _loop, b in retimed(a.pcap, a.rate, a.loops, t0):
@@ -291,6 +298,8 @@ def main() -> None:
             prof.disable()
         rows.append((pipe.stats.packets, kind, c1 - c0, w1 - w0, len(eve.raised)))
         raised_by[kind] = raised_by.get(kind, 0) + len(eve.raised) - (rows[-2][4] if len(rows) > 1 else 0)
+        delay_by.setdefault(kind, []).extend(delays[n_delays:])
+        n_delays = len(delays)
         judged = getattr(det, "live_judged", None)  # (devices judged, devices): the incremental passes
         split = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in parts.items())
         print(f"{pipe.stats.packets:>10,} packets  {rows[-1][1]:<7}  cpu {1e3 * (c1 - c0):7.1f} ms ({split})  "
@@ -312,6 +321,9 @@ def main() -> None:
             if d > 2.5:
                 print(f"  {d:6.2f} s  {who}  ({when})")
     print("alerts first raised by the passes: " + ", ".join(f"{k} {v}" for k, v in raised_by.items()))
+    for k, ds in delay_by.items():
+        if ds:
+            print(f"  delays of those raised at {k}: " + ", ".join(f"{x:.2f}" for x in sorted(ds)) + " s")
     if a.phases:
         n = max(pipe.stats.packets, 1)
         print(f"CPU per packet by phase (µs), {n:,} packets:")

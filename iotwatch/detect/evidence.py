@@ -352,6 +352,10 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx, local):  
     return m
 
 
+#: an ARP request as the rules read it (DeviceEvidence.arp_array): time, target IPv4, frame
+ARP_DTYPE = np.dtype([("ts", np.float64), ("tpa", np.int64), ("frame", np.int64)])
+
+
 @dataclass(slots=True)
 class DnsQuery:
     ts: float
@@ -427,6 +431,11 @@ class DeviceEvidence:
     #: and to ``local`` (0 otherwise: there, ``n`` and ``n_local`` tell what they hold)
     view_events: int = 0
     view_local: int = 0
+    #: ``arp`` as an array (:meth:`arp_array`: the list is only ever appended to) and the distinct
+    #: sets past the cap as :meth:`distinct_past_cap` last made them (unique and sorted already);
+    #: shared by copies (never written)
+    arp_cache: np.ndarray = field(default_factory=lambda: np.zeros(0, ARP_DTYPE))
+    distinct_cache: tuple[np.ndarray, np.ndarray] | None = None
 
     def events(self) -> np.ndarray:
         """Every event kept, in time order (merged and sorted once, until more come). The events
@@ -473,7 +482,18 @@ class DeviceEvidence:
             ovf_targets=list(self.ovf_targets), ovf_hosts=list(self.ovf_hosts),
             ovf_distinct_full=self.ovf_distinct_full, arp=list(self.arp), dns=list(self.dns),
             c2_hellos=list(self.c2_hellos), local=list(self.local), n_local=self.n_local,
-            sorted_n=self.sorted_n, version=self.version, view_events=self.view_events, view_local=self.view_local)
+            sorted_n=self.sorted_n, version=self.version, view_events=self.view_events, view_local=self.view_local,
+            arp_cache=self.arp_cache, distinct_cache=self.distinct_cache)
+
+    def arp_array(self) -> np.ndarray:
+        """The ARP requests (``arp``) as an array of :data:`ARP_DTYPE`, in the order they came: the
+        requests added since the last call are converted, the others kept (the rules ask at every
+        pass of a live run)."""
+        have = len(self.arp_cache)
+        if have != len(self.arp):
+            new = np.array(self.arp[have:], dtype=ARP_DTYPE)
+            self.arp_cache = np.concatenate([self.arp_cache, new]) if have else new
+        return self.arp_cache
 
     def keep_local(self, ev: np.ndarray) -> None:
         """Keep local sessions (EVENT_DTYPE), the first MAX_LOCAL_EVENTS of the device."""
@@ -493,9 +513,14 @@ class DeviceEvidence:
 
     def distinct_past_cap(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct (address, port) targets and hosts of the probes past the cap."""
+        c = self.distinct_cache
+        if c is not None and len(self.ovf_targets) == 1 and len(self.ovf_hosts) == 1 and \
+                self.ovf_targets[0] is c[0] and self.ovf_hosts[0] is c[1]:
+            return c  # (nothing added since they were made unique)
         t = np.unique(np.concatenate(self.ovf_targets)) if self.ovf_targets else np.zeros(0, np.uint64)
         h = np.unique(np.concatenate(self.ovf_hosts)) if self.ovf_hosts else np.zeros(0, np.uint64)
         self.ovf_targets, self.ovf_hosts = [t], [h]
+        self.distinct_cache = (t, h)
         return t, h
 
 
@@ -718,6 +743,7 @@ class Evidence:
         elif self._shared is not None and key in self._shared:
             self._shared.discard(key)
             d.events()  # (sorted once in the evidence viewed; the copy merges into it)
+            d.arp_array()  # (the same: converted once, in the evidence viewed)
             d = self.devices[key] = d.copy()
         if self._shared is None:
             d.version += 1

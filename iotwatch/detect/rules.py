@@ -204,13 +204,26 @@ def screened_groups(keys: np.ndarray, ts: np.ndarray, weights: np.ndarray, k: in
     a busy device's hundreds of ordinary peers cost one loop, not one Python round each."""
     if len(keys) < k:
         return []
-    order = np.lexsort((ts, keys))
+    in_time = bool((ts[1:] >= ts[:-1]).all())
+    # events in time order (a device's, as the rules read them): a stable sort by key alone is
+    # the (key, time) order, and a radix sort where the lexical one compares two columns
+    order = np.argsort(keys, kind="stable") if in_time else np.lexsort((ts, keys))
+    ks = keys[order]
     out = np.zeros(len(keys), np.uint8)
-    _screen(keys[order], ts[order], weights[order].astype(np.float64), k, float(total), float(window), out)
+    _screen(ks, ts[order], weights[order].astype(np.float64), k, float(total), float(window), out)
     if not out.any():
         return []
-    passed = order[out.astype(bool)]
-    return _groups(keys[passed], k, passed)
+    hit = out.astype(bool)
+    if not in_time:
+        passed = order[hit]
+        return _groups(keys[passed], k, passed)
+    # (_groups over the passed events, which are in key order already and, within a key, in
+    # index order: the same groups, in the same order, without sorting them again)
+    passed, kp = order[hit], ks[hit]
+    cut = np.flatnonzero(kp[1:] != kp[:-1]) + 1
+    starts = np.concatenate(([0], cut)).tolist()
+    ends = np.concatenate((cut, [len(kp)])).tolist()
+    return [passed[a:b] for a, b in zip(starts, ends, strict=True) if b - a >= k]
 
 
 def _groups(keys: np.ndarray, min_size: int, index: np.ndarray | None = None) -> list[np.ndarray]:
@@ -410,7 +423,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
     out += udp_port_scan(ev, th, files)
     # ARP sweep
     if d.arp:
-        arp = np.array(d.arp, dtype=[("ts", np.float64), ("tpa", np.int64), ("frame", np.int64)])
+        arp = d.arp_array()
         arp = arp[np.argsort(arp["ts"], kind="stable")]
         for b in _bursts(arp["ts"], th.episode_gap_s):
             a = arp[b]
@@ -591,11 +604,13 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
         # hosts that got flood_flows flows carrying flood_pkts packets in flood_window_s, and web
         # servers that got flood_flows connections (HTTP floods carry few packets each)
         cands = screened_groups(hosts, ev["ts"], ev["pkts_out"], th.flood_flows, th.flood_pkts, th.flood_window_s)
+        of_host = {int(hosts[g[0]]): g for g in cands}  # host → its events (a group holds all of them)
         web_idx = np.flatnonzero(web_ev)
         cands += [web_idx[g] for g in screened_groups(hosts[web_idx], ev["ts"][web_idx], np.zeros(len(web_idx)),
                                                       th.flood_flows, 0.0, th.flood_window_s)]
         for h in dict.fromkeys(int(hosts[g[0]]) for g in cands):
-            e = ev[hosts == np.uint64(h)]
+            g = of_host.get(h)
+            e = ev[g] if g is not None else ev[hosts == np.uint64(h)]
             for b in _bursts(e["ts"], th.episode_gap_s):
                 eb = e[b]
                 fi = fire_count(eb["ts"], th.flood_flows, th.flood_window_s)
@@ -914,10 +929,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
             fire = _surge_fire(big, first, base / window_s, th)
             if float(up[g].max()) < th.surge_min_bytes * window_s / 60.0:
                 fire = max(fire, slow_fire)
-            peers = Counter()
-            for e in big:
-                peers[_addr(e)] += int(e["bytes_out"])
-            top = [p for p, _ in peers.most_common(3)]
+            top = _top_peers(big, 3)
             # alert_packet: the first packet of the largest upload already under way when it fired
             going = big[big["ts"] <= fire]
             at = going[int(np.argmax(going["bytes_out"]))] if len(going) else big[0]
@@ -954,6 +966,20 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
         out.append(Finding("exfil", sig, sev, min(0.99, 0.8 + np.log10(max(x_base, 1)) / 20), first, fire,
                            float(max(sel["end"].max(), w0)) if len(sel) else w1, evd, "upload_surge"))
     return out
+
+
+def _top_peers(ev: np.ndarray, n: int) -> list[str]:
+    """The ``n`` destinations the events sent the most bytes to, most first (equal totals: the one
+    seen first first, as ``Counter.most_common``); by address, from columns (a surge's flows may
+    be thousands, and the rule runs at every pass of a live run)."""
+    if not len(ev):
+        return []
+    u, first, inv = np.unique(np.stack([ev["v6"].astype(np.uint64), ev["dst_hi"], ev["dst_lo"]], axis=1), axis=0,
+                              return_index=True, return_inverse=True)
+    sent = np.zeros(len(u), np.uint64)
+    np.add.at(sent, inv.reshape(-1), ev["bytes_out"].astype(np.uint64))
+    best = np.lexsort((first, ~sent))[:n]  # (~: the most bytes first, exactly)
+    return [_addr(ev[int(first[j])]) for j in best.tolist()]
 
 
 def _surge_fire(big: np.ndarray, first: float, base_rate: float, th: Thresholds) -> float:
@@ -1103,39 +1129,49 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
             evd.update({"session_s": round(float(sel["end"][0] - sel["ts"][0]), 1), "packets_out": int(sel["pkts_out"][0])})
         out.append(Finding("c2", f"Mirai C2 session: binary hello to {peer} on a telnet port, then keep-alives",
                            1, 0.99, float(sel["ts"][0]) if len(sel) else ts, ts, last, evd, "mirai_c2_hello"))
-    # beacons: regular new connections to one external peer
-    conn = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0)]
-    conn = conn[conn["app"] != A_MIRAI_C2]
-    if len(conn) < th.tls_beacon_conns:
+    # beacons: regular new connections to one external peer (the columns read, not the events:
+    # a device's whole history is judged at every pass of a live run)
+    kind = ev["kind"]
+    ci = np.flatnonzero(((kind & K_EXT) != 0) & (ev["proto"] == 6) & ((kind & (K_PROBE | K_HALF_OPEN)) == 0)
+                        & (ev["app"] != A_MIRAI_C2))
+    if len(ci) < th.tls_beacon_conns:
         return out
-    keys = _target_keys(conn)
-    tls = (conn["app"] == A_TLS) | np.isin(conn["dport"], (443, 8443))
+    ts, app, dport = ev["ts"][ci], ev["app"][ci], ev["dport"][ci]
+    # (= _target_keys of these events: all TCP)
+    keys = host_key(ev["dst_hi"][ci], ev["dst_lo"][ci]) ^ (dport.astype(np.uint64) << np.uint64(1)) ^ np.uint64(6)
+    tls = (app == A_TLS) | (dport == 443) | (dport == 8443)
     fired: dict[int, int] = {}  # group key → first firing index within the key's connections
-    ones = np.ones(len(conn))
+    of_key: dict[int, np.ndarray] = {}  # group key → its connections (indices into ci, time order)
+    ones = np.ones(len(ci))
     th_key = _thresholds_key(th)
-    for g in screened_groups(keys, conn["ts"], ones, th.beacon_conns, 0.0, th.beacon_conns * th.beacon_max_period_s):
-        ts_g = conn["ts"][g]
+    for g in screened_groups(keys, ts, ones, th.beacon_conns, 0.0, th.beacon_conns * th.beacon_max_period_s):
+        ts_g = ts[g]
         fi = _memo_fire("beacon", th_key, (ts_g,), lambda ts_g=ts_g: _beacon_fire(ts_g, th))
         if fi >= 0:
             fired[int(keys[g[0]])] = fi
+            of_key[int(keys[g[0]])] = g  # (every connection of the key: its group)
     fast_keys: set[int] = set()
     tls_idx = np.flatnonzero(tls)
-    for g in screened_groups(keys[tls_idx], conn["ts"][tls_idx], ones[tls_idx], th.tls_beacon_conns, 0.0,
+    end = ev["end"][ci] if len(tls_idx) >= th.tls_beacon_conns else None
+    for g in screened_groups(keys[tls_idx], ts[tls_idx], ones[tls_idx], th.tls_beacon_conns, 0.0,
                              th.tls_beacon_max_period_s * th.tls_beacon_conns):
-        sub = conn[tls_idx[g]]
-        fi = _memo_fire("tls_beacon", th_key, (sub["ts"], sub["end"], sub["app"], sub["dport"]),
-                        lambda sub=sub: _tls_beacon_fire(sub, th))
+        ii = tls_idx[g]
+        assert end is not None
+        fi = _memo_fire("tls_beacon", th_key, (ts[ii], end[ii], app[ii], dport[ii]),
+                        lambda ii=ii: _tls_beacon_fire(ev[ci[ii]], th))
         if fi >= 0:
-            k = int(keys[tls_idx[g[0]]])
-            allk = np.flatnonzero(keys == k)
-            pos = int(np.searchsorted(conn["ts"][allk], sub["ts"][fi]))  # its place among all the key's connections
+            k = int(keys[ii[0]])
+            allk = of_key.get(k)
+            if allk is None:
+                allk = of_key[k] = np.flatnonzero(keys == k)
+            pos = int(np.searchsorted(ts[allk], ts[ii[fi]]))  # its place among all the key's connections
             if k not in fired or pos < fired[k]:
                 fired[k] = pos
                 fast_keys.add(k)
     seen = float(ev["ts"].min())
     for k, fi in fired.items():
         fast = fi if k in fast_keys else -1
-        e = conn[keys == k]
+        e = ev[ci[of_key[k]]]
         # the episode: the run of connections (gaps under 2 periods at most) that holds the firing one
         bursts = _bursts(e["ts"], th.beacon_max_period_s * 2)
         b = next(b for b in bursts if b[0] <= fi <= b[-1])
