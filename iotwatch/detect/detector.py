@@ -15,7 +15,7 @@ from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
 from .alerts import Alert
-from .evidence import R_AUTH, DeviceEvidence, Evidence, host_key
+from .evidence import R_AUTH, DeviceEvidence, Evidence, host_key, take_rows
 from .features import device_features, window_columns
 from .verdict import combine
 
@@ -271,7 +271,7 @@ class Detector:
         findings += rules.dynamic_dns_session(d, ev, th, files)
         findings += rules.held_heartbeat(ev, th, files)
         loc = _own(d.local_events(), rec)
-        both = np.concatenate([ev, loc])[np.argsort(np.concatenate([ev["ts"], loc["ts"]]), kind="stable")] \
+        both = take_rows(np.concatenate([ev, loc]), np.argsort(np.concatenate([ev["ts"], loc["ts"]]), kind="stable")) \
             if len(loc) else ev  # (ev is in time order already)
         findings += rules.program_callback(both, th, files)
         return findings
@@ -441,7 +441,7 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
         own = own_keys[at] == keys
     else:
         own = np.zeros(len(ev), np.bool_)
-    return ev if own.all() else ev[own]  # (all its own, as for most devices: no copy)
+    return ev if own.all() else take_rows(ev, own)  # (all its own, as for most devices: no copy)
 
 
 @lru_cache(maxsize=4096)

@@ -44,6 +44,7 @@ from .evidence import (
     host_key,
     login_sessions,
     scan_probes,
+    take_rows,
     target_keys,
 )
 
@@ -314,8 +315,8 @@ def _samples(ev: np.ndarray, n: int = 5) -> list[str]:
 
 
 def _ports(ev: np.ndarray, n: int = 5) -> list[int]:
-    tcpudp = ev[(ev["proto"] == 6) | (ev["proto"] == 17)]
-    return [int(p) for p, _ in Counter(tcpudp["dport"].tolist()).most_common(n)]
+    dport = ev["dport"][(ev["proto"] == 6) | (ev["proto"] == 17)]
+    return [int(p) for p, _ in Counter(dport.tolist()).most_common(n)]
 
 
 def _base(ev: np.ndarray, files: list[str], fire: int) -> dict[str, object]:
@@ -335,8 +336,8 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
     ``sample_window_s``: the window of the side channel's budgets (the run's window)."""
     out: list[Finding] = []
     ovf = d.ovf if ovf is None else ovf
-    probes = ev[scan_probes(ev)]
-    udp_probes = ev[((ev["kind"] & K_UDP_NOREPLY) != 0) & ((ev["kind"] & K_EXT) == 0)]
+    probes = take_rows(ev, scan_probes(ev))
+    udp_probes = take_rows(ev, ((ev["kind"] & K_UDP_NOREPLY) != 0) & ((ev["kind"] & K_EXT) == 0))
     mirai_total = int(windows["mirai_syns"].sum()) if len(windows) else 0
     bursts = _bursts(probes["ts"], th.episode_gap_s)
     extra_of = [past_cap(ovf, R_PROBE, float(probes["ts"][b[0]]), float(probes["end"][b].max()), th.episode_gap_s)
@@ -470,7 +471,7 @@ def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fin
     out: list[Finding] = []
     # the connects probe_fanout leaves out (a SYN its own stack retransmitted): raw-socket probes
     # and refused connects are its evidence already
-    e_all = ev[failed_connects(ev) & ~scan_probes(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
+    e_all = take_rows(ev, failed_connects(ev) & ~scan_probes(ev) & ~np.isin(ev["dport"], CLOUD_PORTS))
     for b in _bursts(e_all["ts"], th.episode_gap_s):
         e = e_all[b]
         hk = host_key(e["dst_hi"], e["dst_lo"])
@@ -493,7 +494,7 @@ def udp_port_scan(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Find
     """A vertical UDP scan: unanswered UDP to ``udp_ports_one_host`` ports of one host (local or
     on the internet) within ``scan_window_s`` (closed ports answer with ICMP, not UDP)."""
     out: list[Finding] = []
-    u = ev[((ev["kind"] & K_UDP_NOREPLY) != 0) & (ev["proto"] == 17)]
+    u = take_rows(ev, ((ev["kind"] & K_UDP_NOREPLY) != 0) & (ev["proto"] == 17))
     if len(u) < th.udp_ports_one_host:
         return out
     hk = host_key(u["dst_hi"], u["dst_lo"])
@@ -533,7 +534,7 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray
     are then lower bounds), else -inf."""
     out: list[Finding] = []
     ovf = np.zeros(0, ev.dtype) if ovf is None else ovf
-    auth = ev[login_sessions(ev)]
+    auth = take_rows(ev, login_sessions(ev))
     if len(auth) < th.brute_conns:
         return out
     for g in _groups(_target_keys(auth), th.brute_conns):
@@ -610,7 +611,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
                                                       th.flood_flows, 0.0, th.flood_window_s)]
         for h in dict.fromkeys(int(hosts[g[0]]) for g in cands):
             g = of_host.get(h)
-            e = ev[g] if g is not None else ev[hosts == np.uint64(h)]
+            e = take_rows(ev, g) if g is not None else take_rows(ev, hosts == np.uint64(h))
             for b in _bursts(e["ts"], th.episode_gap_s):
                 eb = e[b]
                 fi = fire_count(eb["ts"], th.flood_flows, th.flood_window_s)
@@ -628,7 +629,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
                                  keep=ovf["key"] == np.uint64(h) if len(ovf) else None)
                 out.append(_flood_finding(eb, fi, files, "many_flows", extra, lost_since(d, R_HOST, float(eb["ts"][0]))))
     # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
-    heavy = ev[(ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17))]
+    heavy = take_rows(ev, (ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17)))
     for e in heavy:
         span = max(float(e["end"] - e["ts"]), 1e-3)
         rate = float(e["pkts_out"]) / span
@@ -910,7 +911,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
     surge, base_used, source = surge_windows(up, th, window_s, baseline, peer_base, uplink_bps, type_base)
     if not surge.any():
         return out
-    ext = ev[((ev["kind"] & K_EXT) != 0) & (ev["bytes_out"] > 0)]
+    ext = take_rows(ev, ((ev["kind"] & K_EXT) != 0) & (ev["bytes_out"] > 0))
     # episodes: runs of surge windows (one quiet window between two surges joins them)
     idx = np.flatnonzero(surge)
     groups = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)
@@ -1118,7 +1119,7 @@ def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files
 def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     out: list[Finding] = []
     for ts, flow_id, frame in d.c2_hellos[:1]:
-        sel = ev[ev["flow_id"] == flow_id]
+        sel = take_rows(ev, ev["flow_id"] == flow_id)
         peer = f"{_addr(sel[0])}:{int(sel[0]['dport'])}" if len(sel) else "an external host"
         last = float(sel["end"].max()) if len(sel) else ts
         # first_packet: the session's first packet (its SYN when the capture holds it); alert_packet: the hello
@@ -1171,7 +1172,7 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
     seen = float(ev["ts"].min())
     for k, fi in fired.items():
         fast = fi if k in fast_keys else -1
-        e = ev[ci[of_key[k]]]
+        e = take_rows(ev, ci[of_key[k]])
         # the episode: the run of connections (gaps under 2 periods at most) that holds the firing one
         bursts = _bursts(e["ts"], th.beacon_max_period_s * 2)
         b = next(b for b in bursts if b[0] <= fi <= b[-1])
@@ -1199,7 +1200,7 @@ def dead_controller(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fi
     like clockwork: ``dead_attempts`` of them at intervals with a coefficient of variation of at
     most ``dead_cv`` (a bot calling a controller that is gone). Not on the cloud ports."""
     out: list[Finding] = []
-    e_all = ev[failed_connects(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
+    e_all = take_rows(ev, failed_connects(ev) & ~np.isin(ev["dport"], CLOUD_PORTS))
     if len(e_all) < th.dead_attempts:
         return out
     keys = _target_keys(e_all)
@@ -1238,7 +1239,7 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
     Not when it is a flood's: at ``flood_pps`` or more with fewer than one reply in ten (a
     tunnel carries a conversation, its relay answers; a flood is one-way)."""
     out: list[Finding] = []
-    e_all = ev[((ev["kind"] & K_ECHO) != 0) & ((ev["kind"] & K_EXT) != 0)]
+    e_all = take_rows(ev, ((ev["kind"] & K_ECHO) != 0) & ((ev["kind"] & K_EXT) != 0))
     if not len(e_all):
         return out
     hk = host_key(e_all["dst_hi"], e_all["dst_lo"])
@@ -1251,7 +1252,7 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
     if not big.any():
         return out
     keep = big[inv]
-    e_all, hk = e_all[keep], hk[keep]
+    e_all, hk = take_rows(e_all, keep), hk[keep]
     for g in _groups(hk, 1):
         e = e_all[g]
         b = e["bytes_out"].astype(np.float64)
@@ -1397,13 +1398,13 @@ def held_heartbeat(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fin
     out: list[Finding] = []
     if not len(ev):
         return out
-    cand = ev[_on_beat(ev, th, th.heartbeat_beats) & ((ev["kind"] & K_EXT) != 0)]
+    cand = take_rows(ev, _on_beat(ev, th, th.heartbeat_beats) & ((ev["kind"] & K_EXT) != 0))
     quiet_port = ~np.isin(cand["dport"].astype(np.int64), np.concatenate((EVERYDAY_PORTS, CLOUD_PORTS)))
     report = (cand["hb_side"] == 0) & (cand["payload_in"] == 0) & (cand["opened"] == 1) & quiet_port
     if report.any():  # one session, not one of the many a slow HTTP flood (slowloris) holds at once
         tk, ck = target_keys(ev), target_keys(cand)
         for i in np.flatnonzero(report):
-            same = ev[tk == ck[i]]
+            same = take_rows(ev, tk == ck[i])
             report[i] = int(((same["ts"] < cand["end"][i]) & (same["end"] > cand["ts"][i])).sum()) <= th.report_parallel
     telnet = np.isin(cand["dport"], TELNET_PORTS)
     for e, rep in zip(cand[report | telnet], report[report | telnet], strict=True):
@@ -1445,7 +1446,7 @@ def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[F
     count: a controller on the site (a compromised machine, a red team's server) is still one.
     ``ev``: the device's external events and its local sessions, in time order."""
     out: list[Finding] = []
-    tcp = ev[ev["proto"] == 6] if len(ev) else ev
+    tcp = take_rows(ev, ev["proto"] == 6) if len(ev) else ev
     progs = tcp[tcp["app"] == A_PROGRAM] if len(tcp) else tcp
     if not len(progs):
         return out
