@@ -359,3 +359,95 @@ def test_the_own_address_filter_keeps_the_events_sent_from_the_device_addresses(
         want = [i for i, text in enumerate(src) if text in ips]
         assert got["ts"].astype(int).tolist() == want
         assert (got is ev) == (len(want) == len(src))
+
+
+def test_records_selected_and_copied_as_opaque_bytes_are_the_structured_ones() -> None:
+    """evidence.take_rows / copy_rows (the rules and the evidence select events through them):
+    byte for byte what numpy's structured indexing and copy give, for masks, indices and slices,
+    and a copy that is not the original."""
+    from iotwatch.detect.evidence import EVENT_DTYPE, OVF_DTYPE, copy_rows, take_rows
+
+    rng = np.random.default_rng(2)
+    for dtype in (EVENT_DTYPE, OVF_DTYPE):
+        a = np.zeros(300, dtype)
+        a.view(np.uint8).reshape(len(a), -1)[:] = rng.integers(0, 256, (len(a), dtype.itemsize), dtype=np.uint8)
+        for sel in (rng.random(len(a)) < 0.3, rng.integers(0, len(a), 50), np.argsort(rng.random(len(a))),
+                    slice(10, 200, 3), np.zeros(len(a), np.bool_)):
+            got, want = take_rows(a, sel), a[sel]
+            assert got.dtype == dtype and got.tobytes() == want.tobytes()
+        c = copy_rows(a[5:50])
+        assert c.tobytes() == a[5:50].tobytes() and not np.shares_memory(c, a)
+
+
+def test_the_arp_array_and_the_distinct_sets_past_the_cap_follow_what_is_added() -> None:
+    """DeviceEvidence.arp_array (kept between passes, shared by a view's copies) holds every ARP
+    request added since, in order, and a copy's additions never show in the original's;
+    distinct_past_cap gives again the sets it made only while nothing was added."""
+    from iotwatch.detect.evidence import DeviceEvidence
+
+    d = DeviceEvidence()
+    assert len(d.arp_array()) == 0
+    want = []
+    for k in range(5):
+        for j in range(k + 1):
+            d.arp.append((100.0 + k + j / 10, 0x0A000000 + 7 * k + j, k * 100 + j))
+            want.append(d.arp[-1])
+        got = d.arp_array()
+        assert [tuple(x) for x in got.tolist()] == want
+    c = d.copy()
+    c.arp.append((200.0, 1, 2))
+    assert len(c.arp_array()) == len(want) + 1 and len(d.arp_array()) == len(want)
+    d.ovf_targets = [np.array([5, 3], np.uint64)]
+    d.ovf_hosts = [np.array([9], np.uint64)]
+    t, h = d.distinct_past_cap()
+    assert t.tolist() == [3, 5] and h.tolist() == [9]
+    assert d.distinct_past_cap()[0] is t  # nothing added: the same sets
+    d.ovf_targets.append(np.array([4, 5], np.uint64))
+    d.ovf_hosts.append(np.array([1], np.uint64))
+    t2, h2 = d.distinct_past_cap()
+    assert t2.tolist() == [3, 4, 5] and h2.tolist() == [1, 9]
+
+
+def test_the_own_address_keys_follow_the_record_as_it_gains_addresses() -> None:
+    """detector._own keeps the parsed keys per set of addresses: a device seen at one more
+    address (a replay's next loop, a DHCP renewal) has its events from it counted at once."""
+    from types import SimpleNamespace
+
+    from iotwatch.detect.detector import _own
+    from iotwatch.detect.evidence import EVENT_DTYPE
+
+    ev = np.zeros(3, EVENT_DTYPE)
+    ev["src_lo"] = [0xFFFF00000000 | 0xC0A8010A, 0xFFFF00000000 | 0xC0A8010B, 0xFFFF00000000 | 0xC0A8010A]
+    ev["ts"] = [1, 2, 3]
+    rec = SimpleNamespace(mac="02:00:00:00:00:01", ips=["192.168.1.10"])
+    assert _own(ev, rec)["ts"].tolist() == [1, 3]
+    rec.ips.append("192.168.1.11")
+    assert _own(ev, rec) is ev
+
+
+def test_screened_groups_of_events_in_time_order_are_those_of_the_two_column_sort() -> None:
+    """rules.screened_groups sorts events in time order by key alone (a stable radix sort) and
+    takes the groups as they come: the same groups, in the same order, as the (key, time) sort
+    it takes for events out of time order."""
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        keys = rng.integers(0, int(rng.integers(1, 30)), n).astype(np.uint64)
+        ts = np.sort(np.round(rng.uniform(0, float(rng.choice([5, 100, 1000])), n), 1))
+        w = rng.integers(0, 50, n).astype(np.float64)
+        k, total, window = int(rng.integers(1, 8)), float(rng.integers(0, 200)), float(rng.choice([1, 10, 60]))
+        got = rules.screened_groups(keys, ts, w, k, total, window)
+        order = np.lexsort((ts, keys))  # what the rule sorted by before: (key, time)
+        out = np.zeros(n, np.uint8)
+        rules._screen(keys[order], ts[order], w[order], k, total, window, out)
+        passed = order[out.astype(bool)]
+        want = rules._groups(keys[passed], k, passed)
+        assert [g.tolist() for g in got] == [g.tolist() for g in want]
+        # out of time order: the two-column sort, the same as before
+        shuffled = rng.permutation(n)
+        got2 = rules.screened_groups(keys[shuffled], ts[shuffled], w[shuffled], k, total, window)
+        order2 = np.lexsort((ts[shuffled], keys[shuffled]))
+        out2 = np.zeros(n, np.uint8)
+        rules._screen(keys[shuffled][order2], ts[shuffled][order2], w[shuffled][order2], k, total, window, out2)
+        p2 = order2[out2.astype(bool)]
+        assert [g.tolist() for g in got2] == [g.tolist() for g in rules._groups(keys[shuffled][p2], k, p2)]
