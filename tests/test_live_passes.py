@@ -451,3 +451,14 @@ def test_screened_groups_of_events_in_time_order_are_those_of_the_two_column_sor
         rules._screen(keys[shuffled][order2], ts[shuffled][order2], w[shuffled][order2], k, total, window, out2)
         p2 = order2[out2.astype(bool)]
         assert [g.tolist() for g in got2] == [g.tolist() for g in rules._groups(keys[shuffled][p2], k, p2)]
+
+
+def test_the_union_size_of_two_key_sets_is_that_of_their_union() -> None:
+    """rules._union_size (the scan rule's targets and hosts with those past the cap): the size of
+    np.union1d, for overlapping, disjoint, empty and equal sets."""
+    rng = np.random.default_rng(6)
+    for _ in range(300):
+        a = np.unique(rng.integers(0, int(rng.integers(1, 500)), int(rng.integers(0, 200))).astype(np.uint64))
+        b = np.unique(rng.integers(0, int(rng.integers(1, 500)), int(rng.integers(0, 300))).astype(np.uint64))
+        assert rules._union_size(a, b) == len(np.union1d(a, b)) == rules._union_size(b, a)
+    assert rules._union_size(a, a) == len(a)

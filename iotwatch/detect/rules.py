@@ -227,6 +227,17 @@ def screened_groups(keys: np.ndarray, ts: np.ndarray, weights: np.ndarray, k: in
     return [passed[a:b] for a, b in zip(starts, ends, strict=True) if b - a >= k]
 
 
+def _union_size(a: np.ndarray, b: np.ndarray) -> int:
+    """``len(np.union1d(a, b))`` of two sorted arrays of unique keys (a binary search of the
+    smaller in the larger)."""
+    if len(a) > len(b):
+        a, b = b, a
+    if not len(b):
+        return len(a)
+    at = np.minimum(np.searchsorted(b, a), len(b) - 1)
+    return len(b) + int(np.count_nonzero(b[at] != a))
+
+
 def _groups(keys: np.ndarray, min_size: int, index: np.ndarray | None = None) -> list[np.ndarray]:
     """Indices of the events of each key with at least ``min_size`` events, in time order."""
     if len(keys) < min_size:
@@ -363,6 +374,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         f = fired[0][0]
         rule, more = fired[0][1], tuple(name for _, name in fired[1:])
         tkeys, hkeys = np.unique(tk), np.unique(_target_keys(e, with_port=False))
+        targets, hosts = len(tkeys), len(hkeys)
         bounds: list[str] = []
         lost = lost_since(d, R_PROBE, float(e["ts"][0]))
         if len(extra):
@@ -370,10 +382,11 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
                 bounds += ["targets", "hosts"]
             else:
                 t2, h2 = d.distinct_past_cap()
-                tkeys, hkeys = np.union1d(tkeys, t2), np.union1d(hkeys, h2)
+                # (how many in the union only: both sets are sorted and unique, and the union
+                # would sort the large one again at every pass of a live run)
+                targets, hosts = _union_size(tkeys, t2), _union_size(hkeys, h2)
         if lost:
             bounds += ["flows", "packets_out", "packets_in", "unanswered", "targets", "hosts", "last_ts"]
-        targets, hosts = len(tkeys), len(hkeys)
         kinds = []
         kind_counts = {}
         for bit, field_, name in ((K_PROBE, "k_probe", "unanswered or rejected SYNs"),
@@ -678,7 +691,9 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
 
 def _web(ev: np.ndarray) -> np.ndarray:
     """Connections to a web service (by its HTTP request or its port): an HTTP flood's flows."""
-    return (ev["proto"] == 6) & (np.isin(ev["app"], (A_HTTP, A_PROGRAM)) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
+    app, dport = ev["app"], ev["dport"]  # (comparisons, not np.isin: the rule asks over every event at every pass)
+    return (ev["proto"] == 6) & ((app == A_HTTP) | (app == A_PROGRAM) | (dport == 80) | (dport == 8080) | (dport == 8000)
+                                 | (dport == 443))
 
 
 def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str, extra: np.ndarray | None = None,
