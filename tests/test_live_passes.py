@@ -462,3 +462,27 @@ def test_the_union_size_of_two_key_sets_is_that_of_their_union() -> None:
         b = np.unique(rng.integers(0, int(rng.integers(1, 500)), int(rng.integers(0, 300))).astype(np.uint64))
         assert rules._union_size(a, b) == len(np.union1d(a, b)) == rules._union_size(b, a)
     assert rules._union_size(a, a) == len(a)
+
+
+def test_frames_that_add_nothing_leave_a_device_state_as_it_was() -> None:
+    """Evidence.add_rare: a gratuitous ARP (sender = target) or a DNS query that is not kept
+    makes the device known, but moves its state (what a live pass judges again by) only when it
+    adds something; an ARP request for another address does."""
+    from iotwatch.sidecar import RareFrame
+
+    def arp(spa: int, tpa: int, ts: float) -> RareFrame:
+        data = bytearray(28)
+        data[2:4] = b"\x08\x00"
+        data[14:18] = spa.to_bytes(4, "big")
+        data[24:28] = tpa.to_bytes(4, "big")
+        return RareFrame(ts=ts, file_index=0, frame=1, l3=1, data=bytes(data), src="02:00:00:00:00:01", dst=None, kind="arp")
+
+    ev = Evidence()
+    ev.add_rare([arp(0xC0A8010A, 0xC0A8010A, 1.0)])  # gratuitous: the device is known, nothing kept
+    dev = "02:00:00:00:00:01"
+    assert dev in ev.devices and not ev.devices[dev].arp
+    state = ev.state(dev)
+    ev.add_rare([arp(0xC0A8010A, 0xC0A8010A, 2.0), arp(0, 0xC0A8010B, 3.0)])  # (a probe from 0.0.0.0: not kept)
+    assert ev.state(dev) == state
+    ev.add_rare([arp(0xC0A8010A, 0xC0A80101, 4.0)])
+    assert ev.state(dev) != state and len(ev.devices[dev].arp) == 1

@@ -442,8 +442,9 @@ class DeviceEvidence:
     n_local: int = 0
 
     sorted_n: int = 0  # chunks[0] holds this many events in time order (what events() last returned)
-    #: bumped whenever the device is touched (Evidence._dev): equal versions, same evidence (a
-    #: live run's verdict passes judge again only the devices whose version moved)
+    #: bumped whenever something may be added to the device (Evidence._dev; a frame that adds
+    #: nothing, Evidence._seen, leaves it): equal versions, same evidence (a live run's verdict
+    #: passes judge again only the devices whose version moved)
     version: int = 0
     #: in an evidence view (Evidence.with_flows), digests of the events it added to ``chunks``
     #: and to ``local`` (0 otherwise: there, ``n`` and ``n_local`` tell what they hold)
@@ -770,6 +771,14 @@ class Evidence:
             d.version += 1
         return d
 
+    def _seen(self, key: str) -> DeviceEvidence:
+        """The device's evidence, to be read (a frame that may add nothing: a gratuitous ARP, a
+        DNS query past the budget); made when the device is new, as :meth:`_dev` does, but its
+        version moves only when something is added (:meth:`_dev`): a live run's passes do not
+        judge again a device that such frames leave as it was."""
+        d = self.devices.get(key)
+        return d if d is not None else self._dev(key)
+
     def with_flows(self, rows: np.ndarray) -> Evidence:
         """A view: this evidence plus flow records (flows.FLOW_DTYPE) not ended yet, as if they
         had (a live run's verdicts during the run). Copy on write: the devices the records add
@@ -805,16 +814,16 @@ class Evidence:
                 if len(f.data) >= 28 and f.data[2:4] == b"\x08\x00":
                     spa = int.from_bytes(f.data[14:18], "big")
                     tpa = int.from_bytes(f.data[24:28], "big")
-                    d = self._dev(f.src)
+                    d = self._seen(f.src)
                     if tpa != spa and spa != 0 and len(d.arp) < self.MAX_ARP and self.names < self.MAX_NAMES_TOTAL:
-                        d.arp.append((f.ts, tpa, (f.file_index << 40) | f.frame))
+                        self._dev(f.src).arp.append((f.ts, tpa, (f.file_index << 40) | f.frame))
                         self.names += 1
             elif f.kind == "dns":
                 q = parse_dns_query(f.data, f.l3)
-                d = self._dev(f.src)
+                d = self._seen(f.src)
                 if q is not None and len(d.dns) < self.MAX_DNS and self.names < self.MAX_NAMES_TOTAL:
                     resolver = _dst_ip_text(f.data, f.l3)
-                    d.dns.append(DnsQuery(f.ts, q[0], q[1], resolver, (f.file_index << 40) | f.frame))
+                    self._dev(f.src).dns.append(DnsQuery(f.ts, q[0], q[1], resolver, (f.file_index << 40) | f.frame))
                     self.names += 1
             elif f.kind == "first_payload" and f.flow_id:
                 dport = _dport(f.data, f.l3)
