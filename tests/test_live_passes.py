@@ -486,3 +486,42 @@ def test_frames_that_add_nothing_leave_a_device_state_as_it_was() -> None:
     assert ev.state(dev) == state
     ev.add_rare([arp(0xC0A8010A, 0xC0A80101, 4.0)])
     assert ev.state(dev) != state and len(ev.devices[dev].arp) == 1
+
+
+def test_a_view_digest_leaves_out_the_totals_while_the_caps_leave_room() -> None:
+    """Evidence._note: the same open flows added to the same device give the same state in two
+    views whatever the other devices hold, while the caps over all devices leave room for them;
+    near a cap (how many are kept then depends on the others) the totals count."""
+    from iotwatch.detect import evidence as evmod
+    from iotwatch.flows import FLOW_DTYPE, S_EST, S_SYN, S_SYNACK
+
+    def session(flow_id: int, mac: int, first_s: float) -> np.ndarray:
+        r = np.zeros(1, FLOW_DTYPE)  # a TCP session from 192.168.1.x to an internet address, with data
+        r["proto"], r["client_a"], r["flow_id"], r["mac_c"] = 6, 1, flow_id, mac
+        r["alo"], r["blo"] = 0xFFFF00000000 | (0xC0A80100 + (mac & 0xFF)), 0xFFFF00000000 | 0x5DB8D822
+        r["aport"], r["bport"] = 40000 + flow_id, 443
+        r["first"], r["last"] = int(first_s * 1e9), int((first_s + 1) * 1e9)
+        r["state"] = S_SYN | S_SYNACK | S_EST
+        r["pk"], r["by"], r["pl"] = [5, 5], [500, 500], [200, 200]
+        r["fl"][0, 0] = 1
+        r["plast"] = -1
+        return r
+
+    a, b = 0x285700000001, 0x285700000002
+    real = Evidence()
+    real.add_flows(session(1, a, 100.0))
+    real.add_flows(session(2, b, 100.0))
+    dev = next(k for k in real.devices if k.endswith("01"))
+    open_flow = session(9, a, 105.0)
+    before = real.with_flows(open_flow).state(dev)
+    real.add_flows(session(3, b, 101.0))  # another device's evidence grows: the totals move
+    assert real.state(dev) == (real.devices[dev].version, 0)
+    assert real.with_flows(open_flow).state(dev) == before
+    cap = evmod.MAX_EVENTS_TOTAL
+    try:  # the total cap within reach: how the open flow is kept depends on the others now
+        evmod.MAX_EVENTS_TOTAL = real.total + 1
+        near = real.with_flows(open_flow).state(dev)
+        real.add_flows(session(4, b, 102.0))
+        assert real.with_flows(open_flow).state(dev) != near
+    finally:
+        evmod.MAX_EVENTS_TOTAL = cap

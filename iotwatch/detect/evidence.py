@@ -800,10 +800,17 @@ class Evidence:
         return (d.version if d is not None else -1), self._added.get(key, 0)
 
     def _note(self, key: str, ev: np.ndarray) -> None:
-        """In a view: fold events added to a device into its digest (with the totals that
-        decide how they are kept: what the caps left room for)."""
+        """In a view: fold events added to a device into its digest, with the totals that
+        decide how they are kept (what the caps over all devices left room for) when they may:
+        with room for all of them under every such cap, how they are kept depends on the device
+        alone, and the digest leaves the totals out (they move whenever any device's evidence
+        does: a device whose open flows are the same is then not judged again for that)."""
         if self._shared is not None:
-            self._added[key] = hash((self._added.get(key, 0), ev.tobytes(), self.total, self.ovf_rows, self.ovf_distinct))
+            n = len(ev)
+            free = MAX_EVENTS_TOTAL - self.total >= n and MAX_OVF_ROWS_TOTAL - self.ovf_rows >= 3 * n \
+                and MAX_OVF_DISTINCT_TOTAL - self.ovf_distinct >= 2 * n  # (3 roles; targets and hosts)
+            totals = None if free else (self.total, self.ovf_rows, self.ovf_distinct)
+            self._added[key] = hash((self._added.get(key, 0), ev.tobytes(), totals))
 
     # rare frames ----------------------------------------------------------------------------
     def add_rare(self, frames: list[RareFrame]) -> None:
