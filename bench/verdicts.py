@@ -18,6 +18,10 @@ wall time) is printed with the packets seen before it, so a pass whose cost grow
     python bench/verdicts.py --rate 50000 --loops 10 --start-phase 7   # alert delays as bench/live.py runs it
 
 ``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
+``--rechecks 0.5,1.25`` sets the recheck passes after each close (``''``: none); the alerts each
+kind of pass raised first are counted, with their delays. The replay starts on a window boundary
+that is also a minute's (the evidence past its cap is counted per minute): two runs of the same
+code raise the same alerts.
 Every run prints each alert's delay on the packet clock, from the end of the window of its
 ``timestamp`` (where its evidence crossed the threshold) to the pass that raised it, and lists
 the alerts raised more than 2.5 s after it; ``--start-phase S`` starts the replay S seconds into
