@@ -347,7 +347,8 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
     ``sample_window_s``: the window of the side channel's budgets (the run's window)."""
     out: list[Finding] = []
     ovf = d.ovf if ovf is None else ovf
-    probes = take_rows(ev, scan_probes(ev))
+    probe_mask = scan_probes(ev)
+    probes = take_rows(ev, probe_mask)
     udp_probes = take_rows(ev, ((ev["kind"] & K_UDP_NOREPLY) != 0) & ((ev["kind"] & K_EXT) == 0))
     mirai_total = int(windows["mirai_syns"].sum()) if len(windows) else 0
     bursts = _bursts(probes["ts"], th.episode_gap_s)
@@ -433,7 +434,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             _mark_bounds(evd, ["flows", "packets_out", "packets_in", "targets", "last_ts"])
         out.append(Finding("scan", f"UDP sweep: {at_least(targets, bound)} local targets never answered", 2, 0.8, float(e["ts"][0]),
                            float(e["ts"][fi]), float(e["end"].max()), evd, "udp_sweep"))
-    out += connect_fanout(ev, th, files)
+    out += connect_fanout(ev, th, files, probe_mask)
     out += udp_port_scan(ev, th, files)
     # ARP sweep
     if d.arp:
@@ -469,22 +470,30 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
 CLOUD_PORTS = (80, 443, 8883, 1883, 5222, 5223, 5228, 8443)
 
 
+def _off_cloud(ev: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Indices of the events of ``mask`` not to a cloud port (:data:`CLOUD_PORTS`), in order: the
+    ports read for those only (a few failed connects among a device's history, at every pass)."""
+    i = np.flatnonzero(mask)
+    return i[~np.isin(ev["dport"][i], CLOUD_PORTS)]
+
+
 def failed_connects(ev: np.ndarray) -> np.ndarray:
     """Mask of TCP connection attempts to internet hosts that carried nothing: unanswered (the
     client's stack retransmitting its SYN included), refused, or reset empty."""
     return ((ev["kind"] & K_PROBE) != 0) & ((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6)
 
 
-def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str], probes: np.ndarray | None = None) -> list[Finding]:
     """A scan made of ordinary ``connect()`` calls (an IoT bot without a raw socket): connection
     attempts timed out (the SYN retransmitted, never answered: what probe_fanout leaves out as an
     offline device's) to ``connect_hosts`` distinct internet hosts within ``connect_window_s``,
     off the cloud ports (:data:`CLOUD_PORTS`: a device whose internet is down retries its cloud
-    on many of its addresses); a scanner knocks on telnet, web-admin and IoT service ports."""
+    on many of its addresses); a scanner knocks on telnet, web-admin and IoT service ports.
+    ``probes``: ``scan_probes(ev)``, when the caller has it."""
     out: list[Finding] = []
     # the connects probe_fanout leaves out (a SYN its own stack retransmitted): raw-socket probes
     # and refused connects are its evidence already
-    e_all = take_rows(ev, failed_connects(ev) & ~scan_probes(ev) & ~np.isin(ev["dport"], CLOUD_PORTS))
+    e_all = take_rows(ev, _off_cloud(ev, failed_connects(ev) & ~(scan_probes(ev) if probes is None else probes)))
     for b in _bursts(e_all["ts"], th.episode_gap_s):
         e = e_all[b]
         hk = host_key(e["dst_hi"], e["dst_lo"])
@@ -1215,7 +1224,7 @@ def dead_controller(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fi
     like clockwork: ``dead_attempts`` of them at intervals with a coefficient of variation of at
     most ``dead_cv`` (a bot calling a controller that is gone). Not on the cloud ports."""
     out: list[Finding] = []
-    e_all = take_rows(ev, failed_connects(ev) & ~np.isin(ev["dport"], CLOUD_PORTS))
+    e_all = take_rows(ev, _off_cloud(ev, failed_connects(ev)))
     if len(e_all) < th.dead_attempts:
         return out
     keys = _target_keys(e_all)
