@@ -211,3 +211,37 @@ def test_a_changed_row_or_type_takes_every_window_again() -> None:
     X = st.update(w2, _device(events), 10.0, None, "camera")
     assert st.from_row == 0
     assert _same(X, device_features(w2, _device(events), 10.0, None, "camera"))
+
+
+def test_an_echo_flow_reaching_into_a_new_window_takes_its_first_window_again() -> None:
+    """An ICMP echo flow's payload is spread over the windows it overlaps: a window that comes
+    later and that it reaches into takes a share from the windows before it, the flow's first
+    one included (not only the last known one)."""
+    echo = _event(T0 + 22.0, 11, port=0, kind=4, end=T0 + 46.0)  # K_ECHO, windows 2 to 4
+    echo["proto"], echo["bytes_out"], echo["pkts_out"] = 1, 50_000, 20
+    events = [_event(T0 + 10 * i + 1, 600 + i) for i in range(5)] + [echo]
+    st = FeatureState()
+    st.update(_windows(4), _device(events), 10.0, None)
+    X = st.update(_windows(5), _device(events), 10.0, None)
+    assert st.from_row == 2
+    assert _same(X, device_features(_windows(5), _device(events), 10.0, None))
+
+
+def test_a_mail_server_found_bad_later_changes_an_old_window_and_the_quiet_references_after_it() -> None:
+    """Mail sent to a server in window 3 is ordinary until the device asks a what-is-my-IP service
+    and mails that server again in window 15: everything sent to it counts then (send_service_bytes
+    of window 3, a whole-history feature) and the windows after it have another reference
+    (send_x_quiet), although the events since the previous update all fall in window 15."""
+    w = _windows(20)
+    mail = 0x5DB8D822  # a server on the internet
+    early = [_event(T0 + 10 * i + 1, 700 + i) for i in range(20)] + [_event(T0 + 31.0, mail, port=25)]
+    d = _device(early)
+    st = FeatureState()
+    before = st.update(w, d, 10.0, None)
+    later = _device([*early, _event(T0 + 152.0, mail, port=25)])
+    later.dns = [DnsQuery(T0 + 151.0, "api.ipify.org", 1, "10.0.0.1", 1)]
+    X = st.update(w, later, 10.0, None)
+    assert st.from_row == 15
+    send = FEATURE_NAMES.index("send_service_bytes")
+    assert before[3, send] == 0.0 and X[3, send] > 0.0
+    assert _same(X, device_features(w, later, 10.0, None))
