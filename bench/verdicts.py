@@ -167,6 +167,8 @@ def _phases(pipe: Pipeline, det: Detector, live: LiveCapture, acc: dict[str, flo
     wrap(live, "_provisional_evidence", "passes: provisional evidence")
     wrap(det, "conclude_live", "passes: detector, the rest (keys, reuse)")
     wrap(detector_mod, "device_features", "passes: features")
+    if hasattr(detector_mod, "FeatureState"):  # a live pass's features, only the windows that can have changed
+        wrap(detector_mod.FeatureState, "update", "passes: features")
     wrap(det, "_probabilities", "passes: model")
     wrap(det, "_judge", "passes: rules and verdicts (the rest)")
     if rules_split:

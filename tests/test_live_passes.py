@@ -24,8 +24,10 @@ from conftest import SHARED_PCAPS, needs_shared
 from iotwatch.capture.source import open_capture
 from iotwatch.detect import Detector, rules
 from iotwatch.detect.evidence import Evidence, held_sessions
+from iotwatch.detect.features import device_features
 from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions, login_sessions
 from iotwatch.pipeline import Pipeline, build_analysers
+from iotwatch.records import DeviceRecord
 from iotwatch.settings import Settings
 
 
@@ -38,6 +40,18 @@ def _full_pass_evidence(det: Detector, live: LiveCapture) -> Evidence:
     tmp.add_flows(live.pipe.flows.open_records(live._clock_ns - int(live.opts.settle_s * 1e9),
                                                also=lambda r: login_sessions(r) | held_sessions(r)))
     return tmp
+
+
+def _features_are_the_full_ones(det: Detector, devices: dict[str, DeviceRecord]) -> None:
+    """After a close pass: each device's features kept in the detector's memo (taken again only
+    for the windows that can have changed) equal :func:`device_features` over its evidence now."""
+    for dev, cols in det._columns().items():
+        m = det._live_memo.get(dev, {})
+        if "X" in m:
+            rec = devices.get(dev)
+            want = device_features(cols, det.evidence.devices.get(dev), det.window_s, det.settings.baselines.get(dev),
+                                   rec.device_type if rec is not None else None, det.names_seen)
+            assert np.array_equal(m["X"], want, equal_nan=True), dev  # type: ignore[arg-type]
 
 
 def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: bool = True) -> dict[str, int]:
@@ -89,6 +103,8 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: b
                 else:
                     det.evidence = live._provisional_evidence(det)
                     alerts = det.conclude_live(devices, pipe.files, rescore=rescore)
+                    if rescore:  # the features a close keeps per device (FeatureState) are the full ones
+                        _features_are_the_full_ones(det, devices)
             finally:
                 det.evidence = real
                 rules._FIRE_MEMO, rules._FIRE_MEMO_MAX = memo

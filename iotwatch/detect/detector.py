@@ -16,7 +16,7 @@ from ..sidecar import RareFrame
 from . import rules
 from .alerts import Alert
 from .evidence import R_AUTH, DeviceEvidence, Evidence, host_key, take_rows
-from .features import device_features, window_columns
+from .features import FeatureState, device_features, window_columns
 from .verdict import combine
 
 #: ``DetectSettings.model``'s default: the shipped behaviour model (models/behaviour) when present
@@ -203,8 +203,10 @@ class Detector:
                 fk = (_events_key(ev.devices.get(dev)), ck, dtype)
                 if m.get("features_key") != fk:
                     m["features_key"] = fk
-                    m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev), dtype,
-                                             self.names_seen)
+                    # (only the windows whose features can have changed are taken again)
+                    state = m.setdefault("features", FeatureState())
+                    m["X"] = state.update(cols, ev.devices.get(dev), self.window_s,  # type: ignore[attr-defined]
+                                          s.baselines.get(dev), dtype, self.names_seen)
             feats[dev] = (cols, m["X"])
         probs = self._probabilities(feats, self._live_probs)
         for dev, (key, cols) in todo.items():
