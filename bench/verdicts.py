@@ -65,7 +65,8 @@ _RESCORE = "rescore" in LiveCapture._conclude.__code__.co_varnames
 
 def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[int, PacketBatch]]:
     """The capture's batches, ``loops`` times, at ``rate`` packets/s from ``t0_ns`` (0: at the
-    capture's own pace); in loop k every IPv4 source and destination (Ethernet, no VLAN) has k
+    capture's own pace); in loop k every IPv4 source and destination (Ethernet, untagged or with one
+    802.1Q tag, as tcpreplay --unique-ip rewrites them: the mix's VLAN devices too) has k
     added to its last octet."""
     step = 1e9 / rate if rate else 0.0
     k_packet = 0
@@ -78,10 +79,12 @@ def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[i
             buf = b.buf.copy()
             off = b.off
             if loop:
-                v4 = (b.caplen >= 34) & (buf[off + 12] == 8) & (buf[off + 13] == 0)
-                o = off[v4]
-                buf[o + 29] = (buf[o + 29].astype(np.int64) + loop) % 256
-                buf[o + 33] = (buf[o + 33].astype(np.int64) + loop) % 256
+                tagged = (b.caplen >= 38) & (buf[off + 12] == 0x81) & (buf[off + 13] == 0) & \
+                    (buf[np.minimum(off + 16, len(buf) - 1)] == 8) & (buf[np.minimum(off + 17, len(buf) - 1)] == 0)
+                plain = (b.caplen >= 34) & (buf[off + 12] == 8) & (buf[off + 13] == 0)
+                for o in (off[plain], off[tagged] + 4):  # (the IPv4 header 4 bytes further behind a tag)
+                    buf[o + 29] = (buf[o + 29].astype(np.int64) + loop) % 256
+                    buf[o + 33] = (buf[o + 33].astype(np.int64) + loop) % 256
             n = len(b)
             if rate:
                 ts = t0_ns + ((k_packet + np.arange(n)) * step).astype(np.int64)
