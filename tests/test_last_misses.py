@@ -156,6 +156,17 @@ def test_a_capture_that_starts_with_the_surge_never_makes_it_normal() -> None:
     assert s2[4:].all() and src2[4] == rules.REF_OWN
 
 
+def test_the_type_in_a_surge_signature_takes_its_article() -> None:
+    # "368× what a appliance normally uploads" was written for the inventory's appliances
+    from iotwatch.inventory.classify import TYPES
+
+    got = {t: f"what {rules._article(t)} {t} normally uploads" for t in TYPES}
+    assert got["appliance"] == "what an appliance normally uploads"
+    assert got["unknown"] == "what an unknown normally uploads"
+    assert got["plug"] == "what a plug normally uploads" and got["hub"] == "what a hub normally uploads"
+    assert sum(v.startswith("what an ") for v in got.values()) == 2  # only appliance and unknown
+
+
 @needs_shared
 @pytest.mark.parametrize(("capture", "mac", "seed"), [
     ("iot_sentinel/TP-LinkPlugHS100/Setup-A-3-STA.pcap", "50:c7:bf:00:fc:a3", 9111),

@@ -840,6 +840,11 @@ def active_upload(windows: np.ndarray, window_s: float, first_seen: float | None
     return up * (window_s / seen)
 
 
+def _article(noun: str | None) -> str:
+    """"a" or "an" before a device type in a signature (an appliance, a hub, an unknown device)."""
+    return "an" if noun and noun[0].lower() in "aeiou" else "a"
+
+
 def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: float | None,
                   peer_base: float | None, uplink_bps: float | None = None,
                   type_base: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -976,7 +981,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
         rate_mbps = rate_bps / 1e6
         rate = f"{rate_mbps:.1f} Mbit/s" if rate_mbps >= 0.1 else f"{rate_bps / 1e3:.0f} kbit/s"
         what = {REF_PEERS: "what the site's other devices upload",
-                REF_TYPE: f"what a {device_type} normally uploads"}.get(ref, "its baseline")
+                REF_TYPE: f"what {_article(device_type)} {device_type} normally uploads"}.get(ref, "its baseline")
         sig = f"upload surge: {rate} to {', '.join(top) or 'the internet'}, {x_base:,.0f}× {what}"
         if share is not None:
             sig += f", {share:.0%} of the uplink"
