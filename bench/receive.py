@@ -9,7 +9,7 @@ the analysis, the verdict passes), the pipe thread (capture/drain.py), the ring 
 (capture/ring.py), the sink writer (pipeline.py) and the stand-in itself. CPU time, not wall
 time: robust to other work on the machine (compare interleaved runs all the same).
 
-    python bench/receive.py [--rate 200000] [--seconds 20] [--ring] [--runs 2] [--perf FILE]
+    python bench/receive.py [--rate 200000] [--seconds 20] [--ring] [--runs 2] [--perf FILE | --py-spy FILE]
                             [-- EXTRA capture args]
 
 Prints one JSON line per run. The stand-in needs numpy: it runs with this Python.
@@ -60,11 +60,11 @@ def _threads(pid: int) -> dict[int, str]:
 
 
 def one_run(rate: int, seconds: float, ring: bool, extra: list[str], work: Path,
-            perf: Path | None = None) -> dict[str, object]:
+            perf: Path | None = None, spy_out: Path | None = None) -> dict[str, object]:
     out = work / "out"
     report = work / "standin.jsonl"
     env = {**os.environ, "IOTWATCH_DUMPCAP": str(ROOT / "bench" / "standin_dumpcap.py"),
-           "STANDIN_RATE": str(rate), "STANDIN_OUT": str(report),
+           "STANDIN_RATE": str(rate), "STANDIN_OUT": str(report), "STANDIN_GO": str(work / "go"),
            "PATH": f"{Path(PY).parent}:{os.environ.get('PATH', '')}"}
     env.pop("SUDO_UID", None)
     env.pop("SUDO_GID", None)
@@ -78,14 +78,20 @@ def one_run(rate: int, seconds: float, ring: bool, extra: list[str], work: Path,
         if proc.poll() is not None:
             raise SystemExit(f"capture did not start: {proc.stderr.read() if proc.stderr else ''}")
         time.sleep(0.2)
-    time.sleep(2)  # past the first batches
+    time.sleep(1)  # the models and kernels are loaded once the first stats event is out (as bench/live.py)
+    (work / "go").touch()  # the stand-in starts sending
+    time.sleep(3)  # past the first batches
     standin = next(int(p) for p in os.listdir("/proc") if p.isdigit() and
                    b"standin_dumpcap" in Path(f"/proc/{p}/cmdline").read_bytes() and
                    Path(f"/proc/{p}/stat").read_text().split()[3] == str(proc.pid))
     roles = _threads(proc.pid)
     c0 = {t: _cpu(proc.pid, t) for t in roles}
     s0 = _cpu(standin, standin)
-    if perf is not None:
+    if spy_out is not None:
+        subprocess.run([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(proc.pid), "--duration",
+                        str(int(seconds)), "--format", "raw", "--threads", "--output", str(spy_out), "--nonblocking"],
+                       capture_output=True)
+    elif perf is not None:
         subprocess.run(["perf", "record", "-q", "-g", "-p", str(proc.pid), "-o", str(perf), "--", "sleep", str(seconds)],
                        capture_output=True)
     else:
@@ -118,6 +124,7 @@ def main() -> None:
     ap.add_argument("--ring", action="store_true", help="keep the evidence ring, as bench/live.py does")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--perf", type=Path, help="also record the span with `perf record -g` into this file")
+    ap.add_argument("--py-spy", type=Path, help="or record it with `py-spy record --format raw` into this file")
     ap.add_argument("extra", nargs="*", help="more `iotwatch capture` arguments (after --)")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT / "bench"))
@@ -126,7 +133,7 @@ def main() -> None:
     capture_file()
     for _ in range(a.runs):
         with tempfile.TemporaryDirectory(prefix="iotwatch-receive-") as tmp:
-            print(json.dumps(one_run(a.rate, a.seconds, a.ring, a.extra, Path(tmp), a.perf)), flush=True)
+            print(json.dumps(one_run(a.rate, a.seconds, a.ring, a.extra, Path(tmp), a.perf, a.py_spy)), flush=True)
 
 
 if __name__ == "__main__":

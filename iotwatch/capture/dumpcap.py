@@ -29,8 +29,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .batch import PacketBatch
 from ..errors import InputError
+from .batch import PacketBatch
 from .chunks import MAX_BUFFER, Chunks
 from .drain import BACKLOG_BYTES, PipeDrain, renice
 from .interfaces import InterfaceError
