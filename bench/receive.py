@@ -3,8 +3,10 @@
 
 Runs ``iotwatch capture`` with bench/standin_dumpcap.py in place of dumpcap (the benchmark
 capture as a pcapng stream through a pipe, at ``--rate`` packets/s, looped with the same
-addresses), for ``--seconds`` after the analysis is ready, and reads each thread's CPU time from
-``/proc`` at both ends of that span: the main thread (the pcapng stream, the ring's numbering,
+addresses): the stand-in sends for ``--seconds`` once the analysis is ready, then pauses; the
+span ends when the analysis has caught up (its CPU stops growing), so that the CPU counted is
+that of exactly the packets sent. Each thread's CPU time is read from ``/proc`` at both ends of
+the span: the main thread (the pcapng stream, the ring's numbering,
 the analysis, the verdict passes), the pipe thread (capture/drain.py), the ring writer
 (capture/ring.py), the sink writer (pipeline.py) and the stand-in itself. CPU time, not wall
 time: robust to other work on the machine (compare interleaved runs all the same).
@@ -59,6 +61,20 @@ def _threads(pid: int) -> dict[int, str]:
     return {t: names.get(t, "main" if t == pid else "other") for t in tids}
 
 
+def standin_pid(parent: int) -> int:
+    """The stand-in dumpcap started by the capture ``parent``."""
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if b"standin_dumpcap" in Path(f"/proc/{p}/cmdline").read_bytes() and \
+                    Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1] == str(parent):
+                return int(p)
+        except OSError:
+            continue
+    raise SystemExit("the stand-in dumpcap is not running")
+
+
 def one_run(rate: int, seconds: float, ring: bool, extra: list[str], work: Path,
             perf: Path | None = None, spy_out: Path | None = None) -> dict[str, object]:
     out = work / "out"
@@ -79,14 +95,10 @@ def one_run(rate: int, seconds: float, ring: bool, extra: list[str], work: Path,
             raise SystemExit(f"capture did not start: {proc.stderr.read() if proc.stderr else ''}")
         time.sleep(0.2)
     time.sleep(1)  # the models and kernels are loaded once the first stats event is out (as bench/live.py)
-    (work / "go").touch()  # the stand-in starts sending
-    time.sleep(3)  # past the first batches
-    standin = next(int(p) for p in os.listdir("/proc") if p.isdigit() and
-                   b"standin_dumpcap" in Path(f"/proc/{p}/cmdline").read_bytes() and
-                   Path(f"/proc/{p}/stat").read_text().split()[3] == str(proc.pid))
     roles = _threads(proc.pid)
     c0 = {t: _cpu(proc.pid, t) for t in roles}
-    s0 = _cpu(standin, standin)
+    s0 = _cpu(standin_pid(proc.pid), standin_pid(proc.pid))
+    (work / "go").touch()  # the stand-in sends ...
     if spy_out is not None:
         subprocess.run([str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(proc.pid), "--duration",
                         str(int(seconds)), "--format", "raw", "--threads", "--output", str(spy_out), "--nonblocking"],
@@ -96,15 +108,24 @@ def one_run(rate: int, seconds: float, ring: bool, extra: list[str], work: Path,
                        capture_output=True)
     else:
         time.sleep(seconds)
+    s1 = _cpu(standin_pid(proc.pid), standin_pid(proc.pid))
+    (work / "go").unlink()  # ... and pauses: the span ends once the analysis has caught up (its CPU stops)
+    prev = sum(_cpu(proc.pid, t) for t in roles)
+    caught_up = time.monotonic()
+    while True:
+        time.sleep(1.0)
+        now = sum(_cpu(proc.pid, t) for t in roles)
+        if now - prev < 0.03 or time.monotonic() - caught_up > 120:
+            break
+        prev = now
     c1 = {t: _cpu(proc.pid, t) for t in roles}
-    s1 = _cpu(standin, standin)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=300)
     lines = [json.loads(x) for x in ev.read_text().splitlines() if x.endswith("}")]
     stats = [e for e in lines if e["event_type"] == "stats"]
-    # packets analysed during the span: from the stand-in's rate (it keeps its schedule: behind_max_s)
+    # packets analysed during the span: all the stand-in sent (it sends only while "go" exists)
     std = json.loads(report.read_text().splitlines()[-1])
-    packets = rate * seconds
+    packets = std["sent"]
     by: dict[str, float] = {}
     for t, role in roles.items():
         by[role] = by.get(role, 0.0) + c1[t] - c0[t]

@@ -15,8 +15,8 @@ dumpcap's closing line, so that iotwatch reads it like dumpcap's.
 
 (``-i lo`` only satisfies the interface check; nothing is captured from it. The ``python3`` on
 ``PATH`` needs numpy: activate the project's .venv first.) With ``STANDIN_GO=FILE`` the packets
-start only once FILE exists (bench/receive.py creates it when the analysis is ready, as
-bench/live.py starts tcpreplay), not while iotwatch is still starting.
+are sent only while FILE exists (bench/receive.py creates it when the analysis is ready, as
+bench/live.py starts tcpreplay, and removes it to pause the stream, without ending it).
 """
 
 from __future__ import annotations
@@ -86,6 +86,9 @@ def main() -> None:
     sent = i = writes = 0
     blocked = longest = behind = 0.0
     while not stop:
+        if go and not Path(go).exists():  # ... and pause while it is gone
+            time.sleep(0.05)
+            continue
         due = int((time.monotonic() - t0) * rate) - sent
         behind = max(behind, due / rate)
         if due <= 0:
