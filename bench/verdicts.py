@@ -18,6 +18,10 @@ wall time) is printed with the packets seen before it, so a pass whose cost grow
     python bench/verdicts.py --rate 50000 --loops 10 --start-phase 7   # alert delays as bench/live.py runs it
 
 ``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
+``--rechecks 0.5,1.25`` sets the recheck passes after each close (``''``: none); the alerts each
+kind of pass raised first are counted, with their delays. The replay starts on a window boundary
+that is also a minute's (the evidence past its cap is counted per minute): two runs of the same
+code raise the same alerts.
 Every run prints each alert's delay on the packet clock, from the end of the window of its
 ``timestamp`` (where its evidence crossed the threshold) to the pass that raised it, and lists
 the alerts raised more than 2.5 s after it; ``--start-phase S`` starts the replay S seconds into
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import math
 import statistics
 import sys
 import time
@@ -60,7 +65,8 @@ _RESCORE = "rescore" in LiveCapture._conclude.__code__.co_varnames
 
 def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[int, PacketBatch]]:
     """The capture's batches, ``loops`` times, at ``rate`` packets/s from ``t0_ns`` (0: at the
-    capture's own pace); in loop k every IPv4 source and destination (Ethernet, no VLAN) has k
+    capture's own pace); in loop k every IPv4 source and destination (Ethernet, untagged or with one
+    802.1Q tag, as tcpreplay --unique-ip rewrites them: the mix's VLAN devices too) has k
     added to its last octet."""
     step = 1e9 / rate if rate else 0.0
     k_packet = 0
@@ -73,10 +79,12 @@ def retimed(pcap: Path, rate: float, loops: int, t0_ns: int) -> Iterator[tuple[i
             buf = b.buf.copy()
             off = b.off
             if loop:
-                v4 = (b.caplen >= 34) & (buf[off + 12] == 8) & (buf[off + 13] == 0)
-                o = off[v4]
-                buf[o + 29] = (buf[o + 29].astype(np.int64) + loop) % 256
-                buf[o + 33] = (buf[o + 33].astype(np.int64) + loop) % 256
+                tagged = (b.caplen >= 38) & (buf[off + 12] == 0x81) & (buf[off + 13] == 0) & \
+                    (buf[np.minimum(off + 16, len(buf) - 1)] == 8) & (buf[np.minimum(off + 17, len(buf) - 1)] == 0)
+                plain = (b.caplen >= 34) & (buf[off + 12] == 8) & (buf[off + 13] == 0)
+                for o in (off[plain], off[tagged] + 4):  # (the IPv4 header 4 bytes further behind a tag)
+                    buf[o + 29] = (buf[o + 29].astype(np.int64) + loop) % 256
+                    buf[o + 33] = (buf[o + 33].astype(np.int64) + loop) % 256
             n = len(b)
             if rate:
                 ts = t0_ns + ((k_packet + np.arange(n)) * step).astype(np.int64)
@@ -162,6 +170,8 @@ def _phases(pipe: Pipeline, det: Detector, live: LiveCapture, acc: dict[str, flo
     wrap(live, "_provisional_evidence", "passes: provisional evidence")
     wrap(det, "conclude_live", "passes: detector, the rest (keys, reuse)")
     wrap(detector_mod, "device_features", "passes: features")
+    if hasattr(detector_mod, "FeatureState"):  # a live pass's features, only the windows that can have changed
+        wrap(detector_mod.FeatureState, "update", "passes: features")
     wrap(det, "_probabilities", "passes: model")
     wrap(det, "_judge", "passes: rules and verdicts (the rest)")
     if rules_split:
@@ -194,6 +204,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/iotwatch-verdicts"))
     ap.add_argument("--phases", action="store_true", help="the CPU time of every phase per packet")
     ap.add_argument("--rules", action="store_true", help="with --phases: each rule's CPU time on its own")
+    ap.add_argument("--rechecks", type=str, default=None,
+                    help="the recheck passes after a close, s, comma-separated (LiveOptions.recheck_s; "
+                         "'' for none); default: the live run's")
     a = ap.parse_args()
     if a.pcap is None:
         sys.path.insert(0, str(ROOT / "bench"))
@@ -217,6 +230,8 @@ def main() -> None:
         sinks.append(ParquetSink(a.out))
     pipe = Pipeline(settings, sinks, analysers=analysers, threaded=False)  # type: ignore[arg-type]
     live = LiveCapture(LiveOptions(interface="bench"))
+    if a.rechecks is not None:
+        live.opts.recheck_s = tuple(float(x) for x in a.rechecks.split(",") if x.strip())
     live.pipe, live.eve = pipe, eve
     pipe.files.append(str(a.pcap))
     for an in analysers:
@@ -243,7 +258,10 @@ def main() -> None:
     if a.phases:
         _phases(pipe, det, live, phases, a.rules)
     prof = cProfile.Profile() if a.profile else None
-    t0 = (int(time.time()) // int(a.window) + 1) * int(a.window) * 10**9 + int(a.start_phase * 1e9)
+    # the replay starts at a window's start that is also a minute's (the evidence past its cap is
+    # counted per minute): two runs of the same replay judge the same packets alike
+    step = int(a.window) * 60 // math.gcd(int(a.window), 60)
+    t0 = (int(time.time()) // step + 1) * step * 10**9 + int(a.start_phase * 1e9)
     # each alert raised by a pass: its delay on the packet clock from the end of the window of its
     # timestamp (where its evidence crossed the threshold), as bench/live.py measures it on the wall clock
     slow: list[tuple[float, str, str]] = []
@@ -262,6 +280,8 @@ def main() -> None:
     eve.raise_alert = raise_timed  # type: ignore[method-assign]
     windows_seen, rechecks = 0, []
     raised_by: dict[str, int] = {}  # alerts first raised by the passes at a window close, and at each recheck
+    delay_by: dict[str, list[float]] = {}  # their delays
+    n_delays = 0
     rows = []
     total = a.loops * _packets(a.pcap)
     for _loop, b in retimed(a.pcap, a.rate, a.loops, t0):
@@ -291,6 +311,8 @@ def main() -> None:
             prof.disable()
         rows.append((pipe.stats.packets, kind, c1 - c0, w1 - w0, len(eve.raised)))
         raised_by[kind] = raised_by.get(kind, 0) + len(eve.raised) - (rows[-2][4] if len(rows) > 1 else 0)
+        delay_by.setdefault(kind, []).extend(delays[n_delays:])
+        n_delays = len(delays)
         judged = getattr(det, "live_judged", None)  # (devices judged, devices): the incremental passes
         split = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in parts.items())
         print(f"{pipe.stats.packets:>10,} packets  {rows[-1][1]:<7}  cpu {1e3 * (c1 - c0):7.1f} ms ({split})  "
@@ -312,6 +334,9 @@ def main() -> None:
             if d > 2.5:
                 print(f"  {d:6.2f} s  {who}  ({when})")
     print("alerts first raised by the passes: " + ", ".join(f"{k} {v}" for k, v in raised_by.items()))
+    for k, ds in delay_by.items():
+        if ds:
+            print(f"  delays of those raised at {k}: " + ", ".join(f"{x:.2f}" for x in sorted(ds)) + " s")
     if a.phases:
         n = max(pipe.stats.packets, 1)
         print(f"CPU per packet by phase (µs), {n:,} packets:")

@@ -24,8 +24,10 @@ from conftest import SHARED_PCAPS, needs_shared
 from iotwatch.capture.source import open_capture
 from iotwatch.detect import Detector, rules
 from iotwatch.detect.evidence import Evidence, held_sessions
+from iotwatch.detect.features import device_features
 from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions, login_sessions
 from iotwatch.pipeline import Pipeline, build_analysers
+from iotwatch.records import DeviceRecord
 from iotwatch.settings import Settings
 
 
@@ -38,6 +40,18 @@ def _full_pass_evidence(det: Detector, live: LiveCapture) -> Evidence:
     tmp.add_flows(live.pipe.flows.open_records(live._clock_ns - int(live.opts.settle_s * 1e9),
                                                also=lambda r: login_sessions(r) | held_sessions(r)))
     return tmp
+
+
+def _features_are_the_full_ones(det: Detector, devices: dict[str, DeviceRecord]) -> None:
+    """After a close pass: each device's features kept in the detector's memo (taken again only
+    for the windows that can have changed) equal :func:`device_features` over its evidence now."""
+    for dev, cols in det._columns().items():
+        m = det._live_memo.get(dev, {})
+        if "X" in m:
+            rec = devices.get(dev)
+            want = device_features(cols, det.evidence.devices.get(dev), det.window_s, det.settings.baselines.get(dev),
+                                   rec.device_type if rec is not None else None, det.names_seen)
+            assert np.array_equal(m["X"], want, equal_nan=True), dev  # type: ignore[arg-type]
 
 
 def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: bool = True) -> dict[str, int]:
@@ -89,6 +103,8 @@ def _both_passes(pcap: Path, window_s: float, batch: int, tmp: Path, rechecks: b
                 else:
                     det.evidence = live._provisional_evidence(det)
                     alerts = det.conclude_live(devices, pipe.files, rescore=rescore)
+                    if rescore:  # the features a close keeps per device (FeatureState) are the full ones
+                        _features_are_the_full_ones(det, devices)
             finally:
                 det.evidence = real
                 rules._FIRE_MEMO, rules._FIRE_MEMO_MAX = memo
@@ -359,3 +375,169 @@ def test_the_own_address_filter_keeps_the_events_sent_from_the_device_addresses(
         want = [i for i, text in enumerate(src) if text in ips]
         assert got["ts"].astype(int).tolist() == want
         assert (got is ev) == (len(want) == len(src))
+
+
+def test_records_selected_and_copied_as_opaque_bytes_are_the_structured_ones() -> None:
+    """evidence.take_rows / copy_rows (the rules and the evidence select events through them):
+    byte for byte what numpy's structured indexing and copy give, for masks, indices and slices,
+    and a copy that is not the original."""
+    from iotwatch.detect.evidence import EVENT_DTYPE, OVF_DTYPE, copy_rows, take_rows
+
+    rng = np.random.default_rng(2)
+    for dtype in (EVENT_DTYPE, OVF_DTYPE):
+        a = np.zeros(300, dtype)
+        a.view(np.uint8).reshape(len(a), -1)[:] = rng.integers(0, 256, (len(a), dtype.itemsize), dtype=np.uint8)
+        for sel in (rng.random(len(a)) < 0.3, rng.integers(0, len(a), 50), np.argsort(rng.random(len(a))),
+                    slice(10, 200, 3), np.zeros(len(a), np.bool_)):
+            got, want = take_rows(a, sel), a[sel]
+            assert got.dtype == dtype and got.tobytes() == want.tobytes()
+        c = copy_rows(a[5:50])
+        assert c.tobytes() == a[5:50].tobytes() and not np.shares_memory(c, a)
+
+
+def test_the_arp_array_and_the_distinct_sets_past_the_cap_follow_what_is_added() -> None:
+    """DeviceEvidence.arp_array (kept between passes, shared by a view's copies) holds every ARP
+    request added since, in order, and a copy's additions never show in the original's;
+    distinct_past_cap gives again the sets it made only while nothing was added."""
+    from iotwatch.detect.evidence import DeviceEvidence
+
+    d = DeviceEvidence()
+    assert len(d.arp_array()) == 0
+    want = []
+    for k in range(5):
+        for j in range(k + 1):
+            d.arp.append((100.0 + k + j / 10, 0x0A000000 + 7 * k + j, k * 100 + j))
+            want.append(d.arp[-1])
+        got = d.arp_array()
+        assert [tuple(x) for x in got.tolist()] == want
+    c = d.copy()
+    c.arp.append((200.0, 1, 2))
+    assert len(c.arp_array()) == len(want) + 1 and len(d.arp_array()) == len(want)
+    d.ovf_targets = [np.array([5, 3], np.uint64)]
+    d.ovf_hosts = [np.array([9], np.uint64)]
+    t, h = d.distinct_past_cap()
+    assert t.tolist() == [3, 5] and h.tolist() == [9]
+    assert d.distinct_past_cap()[0] is t  # nothing added: the same sets
+    d.ovf_targets.append(np.array([4, 5], np.uint64))
+    d.ovf_hosts.append(np.array([1], np.uint64))
+    t2, h2 = d.distinct_past_cap()
+    assert t2.tolist() == [3, 4, 5] and h2.tolist() == [1, 9]
+
+
+def test_the_own_address_keys_follow_the_record_as_it_gains_addresses() -> None:
+    """detector._own keeps the parsed keys per set of addresses: a device seen at one more
+    address (a replay's next loop, a DHCP renewal) has its events from it counted at once."""
+    from types import SimpleNamespace
+
+    from iotwatch.detect.detector import _own
+    from iotwatch.detect.evidence import EVENT_DTYPE
+
+    ev = np.zeros(3, EVENT_DTYPE)
+    ev["src_lo"] = [0xFFFF00000000 | 0xC0A8010A, 0xFFFF00000000 | 0xC0A8010B, 0xFFFF00000000 | 0xC0A8010A]
+    ev["ts"] = [1, 2, 3]
+    rec = SimpleNamespace(mac="02:00:00:00:00:01", ips=["192.168.1.10"])
+    assert _own(ev, rec)["ts"].tolist() == [1, 3]
+    rec.ips.append("192.168.1.11")
+    assert _own(ev, rec) is ev
+
+
+def test_screened_groups_of_events_in_time_order_are_those_of_the_two_column_sort() -> None:
+    """rules.screened_groups sorts events in time order by key alone (a stable radix sort) and
+    takes the groups as they come: the same groups, in the same order, as the (key, time) sort
+    it takes for events out of time order."""
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n = int(rng.integers(1, 400))
+        keys = rng.integers(0, int(rng.integers(1, 30)), n).astype(np.uint64)
+        ts = np.sort(np.round(rng.uniform(0, float(rng.choice([5, 100, 1000])), n), 1))
+        w = rng.integers(0, 50, n).astype(np.float64)
+        k, total, window = int(rng.integers(1, 8)), float(rng.integers(0, 200)), float(rng.choice([1, 10, 60]))
+        got = rules.screened_groups(keys, ts, w, k, total, window)
+        order = np.lexsort((ts, keys))  # what the rule sorted by before: (key, time)
+        out = np.zeros(n, np.uint8)
+        rules._screen(keys[order], ts[order], w[order], k, total, window, out)
+        passed = order[out.astype(bool)]
+        want = rules._groups(keys[passed], k, passed)
+        assert [g.tolist() for g in got] == [g.tolist() for g in want]
+        # out of time order: the two-column sort, the same as before
+        shuffled = rng.permutation(n)
+        got2 = rules.screened_groups(keys[shuffled], ts[shuffled], w[shuffled], k, total, window)
+        order2 = np.lexsort((ts[shuffled], keys[shuffled]))
+        out2 = np.zeros(n, np.uint8)
+        rules._screen(keys[shuffled][order2], ts[shuffled][order2], w[shuffled][order2], k, total, window, out2)
+        p2 = order2[out2.astype(bool)]
+        assert [g.tolist() for g in got2] == [g.tolist() for g in rules._groups(keys[shuffled][p2], k, p2)]
+
+
+def test_the_union_size_of_two_key_sets_is_that_of_their_union() -> None:
+    """rules._union_size (the scan rule's targets and hosts with those past the cap): the size of
+    np.union1d, for overlapping, disjoint, empty and equal sets."""
+    rng = np.random.default_rng(6)
+    for _ in range(300):
+        a = np.unique(rng.integers(0, int(rng.integers(1, 500)), int(rng.integers(0, 200))).astype(np.uint64))
+        b = np.unique(rng.integers(0, int(rng.integers(1, 500)), int(rng.integers(0, 300))).astype(np.uint64))
+        assert rules._union_size(a, b) == len(np.union1d(a, b)) == rules._union_size(b, a)
+    assert rules._union_size(a, a) == len(a)
+
+
+def test_frames_that_add_nothing_leave_a_device_state_as_it_was() -> None:
+    """Evidence.add_rare: a gratuitous ARP (sender = target) or a DNS query that is not kept
+    makes the device known, but moves its state (what a live pass judges again by) only when it
+    adds something; an ARP request for another address does."""
+    from iotwatch.sidecar import RareFrame
+
+    def arp(spa: int, tpa: int, ts: float) -> RareFrame:
+        data = bytearray(28)
+        data[2:4] = b"\x08\x00"
+        data[14:18] = spa.to_bytes(4, "big")
+        data[24:28] = tpa.to_bytes(4, "big")
+        return RareFrame(ts=ts, file_index=0, frame=1, l3=1, data=bytes(data), src="02:00:00:00:00:01", dst=None, kind="arp")
+
+    ev = Evidence()
+    ev.add_rare([arp(0xC0A8010A, 0xC0A8010A, 1.0)])  # gratuitous: the device is known, nothing kept
+    dev = "02:00:00:00:00:01"
+    assert dev in ev.devices and not ev.devices[dev].arp
+    state = ev.state(dev)
+    ev.add_rare([arp(0xC0A8010A, 0xC0A8010A, 2.0), arp(0, 0xC0A8010B, 3.0)])  # (a probe from 0.0.0.0: not kept)
+    assert ev.state(dev) == state
+    ev.add_rare([arp(0xC0A8010A, 0xC0A80101, 4.0)])
+    assert ev.state(dev) != state and len(ev.devices[dev].arp) == 1
+
+
+def test_a_view_digest_leaves_out_the_totals_while_the_caps_leave_room() -> None:
+    """Evidence._note: the same open flows added to the same device give the same state in two
+    views whatever the other devices hold, while the caps over all devices leave room for them;
+    near a cap (how many are kept then depends on the others) the totals count."""
+    from iotwatch.detect import evidence as evmod
+    from iotwatch.flows import FLOW_DTYPE, S_EST, S_SYN, S_SYNACK
+
+    def session(flow_id: int, mac: int, first_s: float) -> np.ndarray:
+        r = np.zeros(1, FLOW_DTYPE)  # a TCP session from 192.168.1.x to an internet address, with data
+        r["proto"], r["client_a"], r["flow_id"], r["mac_c"] = 6, 1, flow_id, mac
+        r["alo"], r["blo"] = 0xFFFF00000000 | (0xC0A80100 + (mac & 0xFF)), 0xFFFF00000000 | 0x5DB8D822
+        r["aport"], r["bport"] = 40000 + flow_id, 443
+        r["first"], r["last"] = int(first_s * 1e9), int((first_s + 1) * 1e9)
+        r["state"] = S_SYN | S_SYNACK | S_EST
+        r["pk"], r["by"], r["pl"] = [5, 5], [500, 500], [200, 200]
+        r["fl"][0, 0] = 1
+        r["plast"] = -1
+        return r
+
+    a, b = 0x285700000001, 0x285700000002
+    real = Evidence()
+    real.add_flows(session(1, a, 100.0))
+    real.add_flows(session(2, b, 100.0))
+    dev = next(k for k in real.devices if k.endswith("01"))
+    open_flow = session(9, a, 105.0)
+    before = real.with_flows(open_flow).state(dev)
+    real.add_flows(session(3, b, 101.0))  # another device's evidence grows: the totals move
+    assert real.state(dev) == (real.devices[dev].version, 0)
+    assert real.with_flows(open_flow).state(dev) == before
+    cap = evmod.MAX_EVENTS_TOTAL
+    try:  # the total cap within reach: how the open flow is kept depends on the others now
+        evmod.MAX_EVENTS_TOTAL = real.total + 1
+        near = real.with_flows(open_flow).state(dev)
+        real.add_flows(session(4, b, 102.0))
+        assert real.with_flows(open_flow).state(dev) != near
+    finally:
+        evmod.MAX_EVENTS_TOTAL = cap

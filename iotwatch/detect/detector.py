@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -14,8 +15,8 @@ from ..records import DeviceRecord
 from ..sidecar import RareFrame
 from . import rules
 from .alerts import Alert
-from .evidence import R_AUTH, DeviceEvidence, Evidence, host_key
-from .features import device_features, window_columns
+from .evidence import R_AUTH, DeviceEvidence, Evidence, host_key, take_rows
+from .features import FeatureState, device_features, window_columns
 from .verdict import combine
 
 #: ``DetectSettings.model``'s default: the shipped behaviour model (models/behaviour) when present
@@ -202,8 +203,10 @@ class Detector:
                 fk = (_events_key(ev.devices.get(dev)), ck, dtype)
                 if m.get("features_key") != fk:
                     m["features_key"] = fk
-                    m["X"] = device_features(cols, ev.devices.get(dev), self.window_s, s.baselines.get(dev), dtype,
-                                             self.names_seen)
+                    # (only the windows whose features can have changed are taken again)
+                    state = m.setdefault("features", FeatureState())
+                    m["X"] = state.update(cols, ev.devices.get(dev), self.window_s,  # type: ignore[attr-defined]
+                                          s.baselines.get(dev), dtype, self.names_seen)
             feats[dev] = (cols, m["X"])
         probs = self._probabilities(feats, self._live_probs)
         for dev, (key, cols) in todo.items():
@@ -270,7 +273,7 @@ class Detector:
         findings += rules.dynamic_dns_session(d, ev, th, files)
         findings += rules.held_heartbeat(ev, th, files)
         loc = _own(d.local_events(), rec)
-        both = np.concatenate([ev, loc])[np.argsort(np.concatenate([ev["ts"], loc["ts"]]), kind="stable")] \
+        both = take_rows(np.concatenate([ev, loc]), np.argsort(np.concatenate([ev["ts"], loc["ts"]]), kind="stable")) \
             if len(loc) else ev  # (ev is in time order already)
         findings += rules.program_callback(both, th, files)
         return findings
@@ -431,10 +434,23 @@ def _own(ev: np.ndarray, rec: DeviceRecord | None) -> np.ndarray:
     internet's traffic into the site, which is not the router's doing."""
     if rec is None or rec.mac is None or not len(ev):
         return ev
-    # (all its addresses parsed and keyed at once: a device seen at many addresses, as in a
-    # replay's loops, is asked at every live pass)
-    ok, _v6, hi, lo = parse_ips(pa.array(list(rec.ips), pa.string()))
-    own_keys = host_key(hi[ok], lo[ok])
+    own_keys = _own_keys(tuple(rec.ips))
     keys = host_key(ev["src_hi"], ev["src_lo"])
-    own = np.isin(keys, own_keys)
-    return ev if own.all() else ev[own]  # (all its own, as for most devices: no copy)
+    if len(own_keys) == 1:
+        own = keys == own_keys[0]
+    elif len(own_keys):  # (np.isin by a binary search in the sorted keys: one pass over the events)
+        at = np.minimum(np.searchsorted(own_keys, keys), len(own_keys) - 1)
+        own = own_keys[at] == keys
+    else:
+        own = np.zeros(len(ev), np.bool_)
+    return ev if own.all() else take_rows(ev, own)  # (all its own, as for most devices: no copy)
+
+
+@lru_cache(maxsize=4096)
+def _own_keys(ips: tuple[str, ...]) -> np.ndarray:
+    """The sorted keys (evidence.host_key) of a device's addresses: parsed all at once, and once
+    per set of addresses (a live run's passes ask for every device judged, at every pass)."""
+    ok, _v6, hi, lo = parse_ips(pa.array(list(ips), pa.string()))
+    keys = np.sort(host_key(hi[ok], lo[ok]))
+    keys.setflags(write=False)
+    return keys

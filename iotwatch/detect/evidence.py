@@ -121,6 +121,24 @@ PROGRAM_MAGIC = (b"MZ", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
+def records(a: np.ndarray) -> np.ndarray:
+    """A structured array (EVENT_DTYPE, OVF_DTYPE...) seen as opaque records of its size: numpy
+    copies a structured array field by field, an opaque one as blocks of bytes (five or six
+    times faster). Select or copy through it, then ``.view(a.dtype)``: the same records, byte for
+    byte (:func:`take_rows`)."""
+    return a.view(np.dtype((np.void, a.dtype.itemsize)))
+
+
+def take_rows(a: np.ndarray, sel: np.ndarray | slice) -> np.ndarray:
+    """``a[sel]`` (a mask, indices or a slice) of a structured array, copied as opaque records (:func:`records`)."""
+    return records(a)[sel].view(a.dtype)
+
+
+def copy_rows(a: np.ndarray) -> np.ndarray:
+    """``a.copy()`` of a structured array, as opaque records (:func:`records`)."""
+    return records(a).copy().view(a.dtype)
+
+
 def host_key(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """One 64-bit key per address (two-word layout), for grouping and distinct counts."""
     with np.errstate(over="ignore"):
@@ -352,6 +370,10 @@ def _flow_events(rows, app, net_hi, net_lo, mask_hi, mask_lo, ev, idx, local):  
     return m
 
 
+#: an ARP request as the rules read it (DeviceEvidence.arp_array): time, target IPv4, frame
+ARP_DTYPE = np.dtype([("ts", np.float64), ("tpa", np.int64), ("frame", np.int64)])
+
+
 @dataclass(slots=True)
 class DnsQuery:
     ts: float
@@ -420,13 +442,19 @@ class DeviceEvidence:
     n_local: int = 0
 
     sorted_n: int = 0  # chunks[0] holds this many events in time order (what events() last returned)
-    #: bumped whenever the device is touched (Evidence._dev): equal versions, same evidence (a
-    #: live run's verdict passes judge again only the devices whose version moved)
+    #: bumped whenever something may be added to the device (Evidence._dev; a frame that adds
+    #: nothing, Evidence._seen, leaves it): equal versions, same evidence (a live run's verdict
+    #: passes judge again only the devices whose version moved)
     version: int = 0
     #: in an evidence view (Evidence.with_flows), digests of the events it added to ``chunks``
     #: and to ``local`` (0 otherwise: there, ``n`` and ``n_local`` tell what they hold)
     view_events: int = 0
     view_local: int = 0
+    #: ``arp`` as an array (:meth:`arp_array`: the list is only ever appended to) and the distinct
+    #: sets past the cap as :meth:`distinct_past_cap` last made them (unique and sorted already);
+    #: shared by copies (never written)
+    arp_cache: np.ndarray = field(default_factory=lambda: np.zeros(0, ARP_DTYPE))
+    distinct_cache: tuple[np.ndarray, np.ndarray] | None = None
 
     def events(self) -> np.ndarray:
         """Every event kept, in time order (merged and sorted once, until more come). The events
@@ -439,11 +467,12 @@ class DeviceEvidence:
             return self.chunks[0]
         new = self.chunks[1:] if done else self.chunks
         ev = np.empty(sum(len(c) for c in new), EVENT_DTYPE)
+        r = records(ev)  # (copies as opaque records: see records())
         p = 0
         for c in new:  # (np.concatenate would re-derive the record type for every call)
-            ev[p : p + len(c)] = c
+            r[p : p + len(c)] = records(c)
             p += len(c)
-        ev = ev[np.argsort(ev["ts"], kind="stable")]
+        ev = take_rows(ev, np.argsort(ev["ts"], kind="stable"))
         if done:
             old = self.chunks[0]
             # each new event goes after the sorted ones of the same time: its place among all
@@ -452,12 +481,14 @@ class DeviceEvidence:
             # (``at`` rises: the old events before the first new one are copied as one block, and
             # only the rest, usually a few recent ones, placed by mask)
             p0 = int(at[0]) if len(at) else len(old)
-            out[:p0] = old[:p0]
-            tail = out[p0:]
+            ro = records(old)
+            r = records(out)
+            r[:p0] = ro[:p0]
+            tail = r[p0:]
             keep = np.ones(len(tail), np.bool_)
             keep[at - p0] = False
-            tail[at - p0] = ev
-            tail[keep] = old[p0:]
+            tail[at - p0] = records(ev)
+            tail[keep] = ro[p0:]
             ev = out
         self.chunks = [ev]
         self.sorted_n = len(ev)
@@ -468,12 +499,23 @@ class DeviceEvidence:
         ever replaced, never written, are shared)."""
         return DeviceEvidence(
             chunks=list(self.chunks), n=self.n, n_class=list(self.n_class), dropped=self.dropped,
-            dropped_last=self.dropped_last, ovf=self.ovf.copy(), ovf_index=self.ovf_index,
+            dropped_last=self.dropped_last, ovf=copy_rows(self.ovf), ovf_index=self.ovf_index,
             ovf_index_rows=self.ovf_index_rows, ovf_full_roles=set(self.ovf_full_roles),
             ovf_targets=list(self.ovf_targets), ovf_hosts=list(self.ovf_hosts),
             ovf_distinct_full=self.ovf_distinct_full, arp=list(self.arp), dns=list(self.dns),
             c2_hellos=list(self.c2_hellos), local=list(self.local), n_local=self.n_local,
-            sorted_n=self.sorted_n, version=self.version, view_events=self.view_events, view_local=self.view_local)
+            sorted_n=self.sorted_n, version=self.version, view_events=self.view_events, view_local=self.view_local,
+            arp_cache=self.arp_cache, distinct_cache=self.distinct_cache)
+
+    def arp_array(self) -> np.ndarray:
+        """The ARP requests (``arp``) as an array of :data:`ARP_DTYPE`, in the order they came: the
+        requests added since the last call are converted, the others kept (the rules ask at every
+        pass of a live run)."""
+        have = len(self.arp_cache)
+        if have != len(self.arp):
+            new = np.array(self.arp[have:], dtype=ARP_DTYPE)
+            self.arp_cache = np.concatenate([self.arp_cache, new]) if have else new
+        return self.arp_cache
 
     def keep_local(self, ev: np.ndarray) -> None:
         """Keep local sessions (EVENT_DTYPE), the first MAX_LOCAL_EVENTS of the device."""
@@ -487,15 +529,20 @@ class DeviceEvidence:
         if not self.local:
             return np.empty(0, EVENT_DTYPE)
         ev = np.concatenate(self.local) if len(self.local) > 1 else self.local[0]
-        ev = ev[np.argsort(ev["ts"], kind="stable")]
+        ev = take_rows(ev, np.argsort(ev["ts"], kind="stable"))
         self.local = [ev]
         return ev
 
     def distinct_past_cap(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct (address, port) targets and hosts of the probes past the cap."""
+        c = self.distinct_cache
+        if c is not None and len(self.ovf_targets) == 1 and len(self.ovf_hosts) == 1 and \
+                self.ovf_targets[0] is c[0] and self.ovf_hosts[0] is c[1]:
+            return c  # (nothing added since they were made unique)
         t = np.unique(np.concatenate(self.ovf_targets)) if self.ovf_targets else np.zeros(0, np.uint64)
         h = np.unique(np.concatenate(self.ovf_hosts)) if self.ovf_hosts else np.zeros(0, np.uint64)
         self.ovf_targets, self.ovf_hosts = [t], [h]
+        self.distinct_cache = (t, h)
         return t, h
 
 
@@ -652,9 +699,9 @@ def _add_rows(d: DeviceEvidence, pc: _PastCap, idx: np.ndarray, role: int, key: 
     if full:
         sel = np.isin(ids_m, u[:room])
         m, ids_m = m[sel], ids_m[sel]
-    rows = _ovf_rows(pc.ev[idx[m]], role, key[m], ids_m, minute[m])
+    rows = _ovf_rows(take_rows(pc.ev, idx[m]), role, key[m], ids_m, minute[m])
     table = np.concatenate([table, rows])
-    return table[np.argsort(table["id"], kind="stable")], full
+    return take_rows(table, np.argsort(table["id"], kind="stable")), full
 
 
 def _new_keys(keys: np.ndarray, known: list[np.ndarray]) -> np.ndarray:
@@ -683,7 +730,7 @@ def _merge_rows(table: np.ndarray, rows: np.ndarray, room: int) -> tuple[np.ndar
     new = new[:max(room, 0)]
     if len(new):
         table = np.concatenate([table, new])
-        table = table[np.argsort(table["id"], kind="stable")]
+        table = take_rows(table, np.argsort(table["id"], kind="stable"))
     return table, full
 
 
@@ -718,10 +765,19 @@ class Evidence:
         elif self._shared is not None and key in self._shared:
             self._shared.discard(key)
             d.events()  # (sorted once in the evidence viewed; the copy merges into it)
+            d.arp_array()  # (the same: converted once, in the evidence viewed)
             d = self.devices[key] = d.copy()
         if self._shared is None:
             d.version += 1
         return d
+
+    def _seen(self, key: str) -> DeviceEvidence:
+        """The device's evidence, to be read (a frame that may add nothing: a gratuitous ARP, a
+        DNS query past the budget); made when the device is new, as :meth:`_dev` does, but its
+        version moves only when something is added (:meth:`_dev`): a live run's passes do not
+        judge again a device that such frames leave as it was."""
+        d = self.devices.get(key)
+        return d if d is not None else self._dev(key)
 
     def with_flows(self, rows: np.ndarray) -> Evidence:
         """A view: this evidence plus flow records (flows.FLOW_DTYPE) not ended yet, as if they
@@ -744,10 +800,17 @@ class Evidence:
         return (d.version if d is not None else -1), self._added.get(key, 0)
 
     def _note(self, key: str, ev: np.ndarray) -> None:
-        """In a view: fold events added to a device into its digest (with the totals that
-        decide how they are kept: what the caps left room for)."""
+        """In a view: fold events added to a device into its digest, with the totals that
+        decide how they are kept (what the caps over all devices left room for) when they may:
+        with room for all of them under every such cap, how they are kept depends on the device
+        alone, and the digest leaves the totals out (they move whenever any device's evidence
+        does: a device whose open flows are the same is then not judged again for that)."""
         if self._shared is not None:
-            self._added[key] = hash((self._added.get(key, 0), ev.tobytes(), self.total, self.ovf_rows, self.ovf_distinct))
+            n = len(ev)
+            free = MAX_EVENTS_TOTAL - self.total >= n and MAX_OVF_ROWS_TOTAL - self.ovf_rows >= 3 * n \
+                and MAX_OVF_DISTINCT_TOTAL - self.ovf_distinct >= 2 * n  # (3 roles; targets and hosts)
+            totals = None if free else (self.total, self.ovf_rows, self.ovf_distinct)
+            self._added[key] = hash((self._added.get(key, 0), ev.tobytes(), totals))
 
     # rare frames ----------------------------------------------------------------------------
     def add_rare(self, frames: list[RareFrame]) -> None:
@@ -758,16 +821,16 @@ class Evidence:
                 if len(f.data) >= 28 and f.data[2:4] == b"\x08\x00":
                     spa = int.from_bytes(f.data[14:18], "big")
                     tpa = int.from_bytes(f.data[24:28], "big")
-                    d = self._dev(f.src)
+                    d = self._seen(f.src)
                     if tpa != spa and spa != 0 and len(d.arp) < self.MAX_ARP and self.names < self.MAX_NAMES_TOTAL:
-                        d.arp.append((f.ts, tpa, (f.file_index << 40) | f.frame))
+                        self._dev(f.src).arp.append((f.ts, tpa, (f.file_index << 40) | f.frame))
                         self.names += 1
             elif f.kind == "dns":
                 q = parse_dns_query(f.data, f.l3)
-                d = self._dev(f.src)
+                d = self._seen(f.src)
                 if q is not None and len(d.dns) < self.MAX_DNS and self.names < self.MAX_NAMES_TOTAL:
                     resolver = _dst_ip_text(f.data, f.l3)
-                    d.dns.append(DnsQuery(f.ts, q[0], q[1], resolver, (f.file_index << 40) | f.frame))
+                    self._dev(f.src).dns.append(DnsQuery(f.ts, q[0], q[1], resolver, (f.file_index << 40) | f.frame))
                     self.names += 1
             elif f.kind == "first_payload" and f.flow_id:
                 dport = _dport(f.data, f.l3)
@@ -800,9 +863,9 @@ class Evidence:
             return
         ev, idx, local = ev[:m], idx[:m], local[:m]
         if local.any():
-            self._add_local(rows, ev[local], idx[local])
+            self._add_local(rows, take_rows(ev, local), idx[local])
             keep = ~local
-            ev, idx = ev[keep], idx[keep]
+            ev, idx = take_rows(ev, keep), idx[keep]
             if not len(ev):
                 return
         mac = rows["mac_c"]
@@ -818,13 +881,13 @@ class Evidence:
             k = int(keys[first])
             if no_mac[first]:
                 # one device per client address
-                sub = ev[part]
+                sub = take_rows(ev, part)
                 addrs = sub["src_lo"] ^ (sub["src_hi"] * _MIX)
                 for a in np.unique(addrs):
-                    s2 = sub[addrs == a]
+                    s2 = take_rows(sub, addrs == a)
                     self._add(self._device_key(k, s2[0]), s2)
             else:
-                self._add(self._device_key(k, ev[first]), ev[part])
+                self._add(self._device_key(k, ev[first]), take_rows(ev, part))
 
     def _device_key(self, mac: int, ev: np.ndarray) -> str:
         """The device of an event whose client MAC is ``mac``: the MAC, or the client address
@@ -843,7 +906,7 @@ class Evidence:
         # one device per MAC, or per client address without one
         who = np.where(no_mac, ev["src_lo"] ^ (ev["src_hi"] * _MIX), macs)
         for w in np.unique(who):
-            part = ev[who == w]
+            part = take_rows(ev, who == w)
             first = int(np.flatnonzero(who == w)[0])
             key = self._device_key(int(macs[first]), ev[first])
             self._note(key, part)
@@ -860,7 +923,7 @@ class Evidence:
         if n_empty in (0, len(ev)):  # one class only (a flood's SYNs): no copies
             classes = [(0, ev if n_empty else ev[:0]), (1, ev[:0] if n_empty else ev)]
         else:
-            classes = [(0, ev[empty]), (1, ev[~empty])]
+            classes = [(0, take_rows(ev, empty)), (1, take_rows(ev, ~empty))]
         for cls, part in classes:
             if not len(part):
                 continue
@@ -870,7 +933,7 @@ class Evidence:
                 part = part[:room]
             if not len(part):
                 continue
-            d.chunks.append(part.copy())
+            d.chunks.append(copy_rows(part))
             d.n += len(part)
             if self._shared is not None:
                 d.view_events = hash((d.view_events, part.tobytes()))

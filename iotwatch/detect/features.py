@@ -34,6 +34,7 @@ from .evidence import (
     A_MIRAI_C2,
     A_PROGRAM,
     A_SMTP,
+    EVENT_DTYPE,
     K_AUTH,
     K_ECHO,
     K_EMPTY_RST,
@@ -385,8 +386,11 @@ def _regular_repeats(ts: np.ndarray, key: np.ndarray, w: np.ndarray, n: int) -> 
     return out
 
 
-def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray) -> None:
-    """The :data:`BEHAVIOUR_FEATURES` of every window of a device (events in time order)."""
+def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray,
+                        pre: _Prefix | None = None) -> None:
+    """The :data:`BEHAVIOUR_FEATURES` of every window of a device (events in time order) that
+    read a window's own events (the rest: :func:`_cumulative_features`). ``pre``: the keys of the
+    device's events before ``ev`` (a live pass's rows from one on, :class:`FeatureState`)."""
     n = len(starts)
     ts = ev["ts"]
     w = np.clip(np.searchsorted(starts, ts, side="right") - 1, 0, n - 1).astype(np.int64)
@@ -405,6 +409,8 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
     pw, pk, _c, pair = _pairs(w, host)
     hosts, first_i = np.unique(host, return_index=True)
     novel = w[first_i][np.searchsorted(hosts, pk)] == pw
+    if pre is not None:
+        novel &= ~_member(pk, pre.hosts)
     X[:, col["novel_host_share"]] = np.bincount(pw, novel, minlength=n) / np.maximum(np.bincount(pw, minlength=n), 1)
     first_failed = np.zeros(len(pw), bool)
     first_failed[pair[first_i]] = failed[first_i]
@@ -440,20 +446,6 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
         np.maximum.at(rep, lw, lc.astype(np.float64))
         X[:, col["repeat_logins_one_target"]] = rep
     X[:, col["short_session_share"]] = np.bincount(w, short, minlength=n) / np.maximum(np.bincount(w, sess, minlength=n), 1)
-    # periodicity across windows: failed connections to one target, and any connection to one
-    probe = tcp & ((kind & K_PROBE) != 0)
-    X[:, col["regular_failed_repeats"]] = _regular_repeats(ts[probe], target[probe], w[probe], n)
-    ext = tu & ((kind & K_EXT) != 0)
-    X[:, col["regular_conn_repeats"]] = _regular_repeats(ts[ext], target[ext], w[ext], n)
-    # sessions held on a beat: the beats accrued by each window they span
-    beats = ev["hb_beats"].astype(np.float64)
-    held = np.flatnonzero(tcp & (beats >= 3) & (beats >= HELD_ON_BEAT * ev["hb_pushes"]) & (ev["hb_beat_s"] >= 1.0))
-    for i in held[:4096]:
-        lo = max(int(w[i]), 0)
-        hi = int(np.clip(np.searchsorted(starts, ev["end"][i], side="right") - 1, lo, n - 1))
-        ends = starts[lo:hi + 1] + (starts[1] - starts[0] if n > 1 else 60.0)
-        acc = np.minimum(beats[i], np.floor((ends - ts[i]) / float(ev["hb_beat_s"][i])))
-        np.maximum(X[lo:hi + 1, col["held_beats"]], acc, out=X[lo:hi + 1, col["held_beats"]])
     # where the upload goes: the busiest destination's share, whether it is new, its out/in
     up = ev["bytes_out"].astype(np.float64)
     if up.any():
@@ -476,17 +468,54 @@ def _behaviour_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, star
         X[:, col["echo_bytes_per_packet"]] = eb / np.maximum(ep, 1.0)
 
 
+def _cumulative_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray,
+                         from_row: int = 0) -> None:
+    """The :data:`BEHAVIOUR_FEATURES` of windows ``from_row`` on that read the device's whole
+    history up to them (periodicity across windows, held sessions' beats: taken over all its
+    events, ``X``'s rows from ``from_row`` on written, the others left)."""
+    n = len(starts)
+    if not len(ev):
+        return
+    ts = ev["ts"]
+    w = np.clip(np.searchsorted(starts, ts, side="right") - 1, 0, n - 1).astype(np.int64)
+    kind = ev["kind"].astype(np.int64)
+    target = host_key(ev["dst_hi"], ev["dst_lo"]) ^ (ev["dport"].astype(np.uint64) * _MIX)
+    tcp = ev["proto"] == 6
+    tu = tcp | (ev["proto"] == 17)
+    # periodicity across windows: failed connections to one target, and any connection to one
+    probe = tcp & ((kind & K_PROBE) != 0)
+    X[from_row:, col["regular_failed_repeats"]] = _regular_repeats(ts[probe], target[probe], w[probe], n)[from_row:]
+    ext = tu & ((kind & K_EXT) != 0)
+    X[from_row:, col["regular_conn_repeats"]] = _regular_repeats(ts[ext], target[ext], w[ext], n)[from_row:]
+    # sessions held on a beat: the beats accrued by each window they span (the first 4,096)
+    X[from_row:, col["held_beats"]] = 0.0
+    beats = ev["hb_beats"].astype(np.float64)
+    held = np.flatnonzero(tcp & (beats >= 3) & (beats >= HELD_ON_BEAT * ev["hb_pushes"]) & (ev["hb_beat_s"] >= 1.0))
+    for i in held[:4096]:
+        lo = max(int(w[i]), 0)
+        hi = int(np.clip(np.searchsorted(starts, ev["end"][i], side="right") - 1, lo, n - 1))
+        if hi < from_row:
+            continue
+        lo = max(lo, from_row)
+        ends = starts[lo:hi + 1] + (starts[1] - starts[0] if n > 1 else 60.0)
+        acc = np.minimum(beats[i], np.floor((ends - ts[i]) / float(ev["hb_beat_s"][i])))
+        np.maximum(X[lo:hi + 1, col["held_beats"]], acc, out=X[lo:hi + 1, col["held_beats"]])
+
+
 def _service_key(ev: np.ndarray) -> np.ndarray:
     """One key per destination service of each event: host × protocol × port (ICMP: its code)."""
     port = (ev["dport"].astype(np.uint64) << np.uint64(8)) | ev["proto"].astype(np.uint64)
     return host_key(ev["dst_hi"], ev["dst_lo"]) ^ port * _MIX
 
 
-def _first_in_window(w: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
-    """Per window, how many distinct keys appear for the first time there (events in time order)."""
+def _first_in_window(w: np.ndarray, key: np.ndarray, n: int, seen: np.ndarray | None = None) -> np.ndarray:
+    """Per window, how many distinct keys appear for the first time there (events in time order;
+    ``seen``: the sorted keys of earlier events, not new)."""
     if not len(key):
         return np.zeros(n)
-    _k, first = np.unique(key, return_index=True)
+    k, first = np.unique(key, return_index=True)
+    if seen is not None:
+        first = first[~_member(k, seen)]
     return np.bincount(w[first], minlength=n).astype(np.float64)
 
 
@@ -530,8 +559,10 @@ def _request_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts
         X[:, col["open_sessions_one_service"]] = _top_per_window(wi, svc[sess][idx], np.ones(len(idx)), n)
 
 
-def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> None:
-    """The :data:`SCAN_FEATURES` of every window of a device (events in time order)."""
+def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, starts: np.ndarray, arp_novel: np.ndarray,
+                   pre: _Prefix | None = None) -> None:
+    """The :data:`SCAN_FEATURES` of every window of a device (events in time order; ``arp_novel``:
+    per window the ARP targets asked for the first time, :func:`_arp_novel`)."""
     n = len(starts)
     if len(ev):
         kind = ev["kind"].astype(np.int64)
@@ -539,7 +570,8 @@ def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Device
         if failed.any():
             e = ev[failed]
             w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
-            X[:, col["novel_failed_targets"]] = _first_in_window(w, _service_key(e), n)
+            X[:, col["novel_failed_targets"]] = _first_in_window(w, _service_key(e), n,
+                                                                 None if pre is None else pre.failed)
         sig = (kind & SIGNATURE_PROBES) != 0
         if sig.any():
             e = ev[sig]
@@ -547,10 +579,7 @@ def _scan_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Device
             pw, _k, _c, _p = _pairs(w, _service_key(e))
             X[:, col["signature_targets"]] = np.bincount(pw, minlength=n)
         _request_features(X, col, ev, starts)
-    if d.arp:
-        a = np.array([(t, x) for t, x, _ in d.arp], np.float64)
-        w = np.clip(np.searchsorted(starts, a[:, 0], side="right") - 1, 0, n - 1)
-        X[:, col["novel_arp_targets"]] = _first_in_window(w, a[:, 1].astype(np.int64), n)
+    X[:, col["novel_arp_targets"]] = arp_novel
     dns = X[:, WINDOW_COUNTERS.index("dns_queries")]
     sig, probed = X[:, col["signature_targets"]], X[:, col["probe_targets"]]
     X[:, col["scan_targets_per_lookup"]] = (X[:, col["novel_failed_targets"]] + X[:, col["novel_arp_targets"]]
@@ -583,20 +612,19 @@ def _name_data(name: str) -> int:
     return sum(len(x) for x in labels[:-2])
 
 
-def _exfil_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> None:
-    """The :data:`EXFIL_FEATURES` of every window of a device (events in time order)."""
+def _exfil_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, side: _Side, starts: np.ndarray,
+                    width: float, seen_from: int, pre: _Prefix | None = None) -> None:
+    """The :data:`EXFIL_FEATURES` of every window of a device (events in time order) but
+    ``send_service_bytes`` (:func:`_send_service_bytes`): ``width`` the spacing of the device's
+    first two windows, ``seen_from`` the window of its first event."""
     n = len(starts)
-    width = float(starts[1] - starts[0]) if n > 1 else 60.0
     # data in DNS names: the encoded part of the distinct names kept in a window, scaled to the
     # queries the window counted when the side channel's budget kept only some of them
-    if d.dns:
-        ts = np.fromiter((q.ts for q in d.dns), np.float64, len(d.dns))
-        data = np.fromiter((_name_data(q.qname) for q in d.dns), np.float64, len(d.dns))
-        w = np.searchsorted(starts, ts, side="right") - 1
+    if len(side.dns_ts):
+        w = np.searchsorted(starts, side.dns_ts, side="right") - 1
         ok = (w >= 0) & (w < n)
         if ok.any():
-            w, data = w[ok], data[ok]
-            key = np.fromiter((hash(q.qname) for q, k in zip(d.dns, ok, strict=True) if k), np.int64, int(ok.sum()))
+            w, data, key = w[ok], side.dns_data[ok], side.dns_key[ok]
             order = np.lexsort((key, w))
             first = np.ones(len(order), bool)
             first[1:] = (w[order][1:] != w[order][:-1]) | (key[order][1:] != key[order][:-1])
@@ -618,18 +646,17 @@ def _exfil_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: Devic
             e = ev[ext]
             host = host_key(e["dst_hi"], e["dst_lo"])
             w = np.clip(np.searchsorted(starts, e["ts"], side="right") - 1, 0, n - 1)
-            seen_from = int(np.clip(np.searchsorted(starts, ev["ts"][0], side="right") - 1, 0, n - 1))
             u, first_i = np.unique(host, return_index=True)
             new_w = w[first_i][np.searchsorted(u, host)]
             new = (new_w == w) & (w > seen_from)
+            if pre is not None:
+                new &= ~_member(host, pre.ext)
             if new.any():
                 out = np.bincount(w[new], e["payload_out"][new].astype(np.float64), minlength=n)
                 back = np.bincount(w[new], e["payload_in"][new].astype(np.float64), minlength=n)
                 X[:, col["new_host_upload"]] = np.maximum(out - back, 0.0)
                 X[:, col["new_host_out_in"]] = out / np.maximum(back, 1.0)
     X[:, col["covert_bytes"]] = X[:, col["dns_data_bytes"]] + X[:, col["echo_data_bytes"]]
-    if len(ev):
-        X[:, col["send_service_bytes"]] = _send_service_bytes(ev, d, starts)
 
 
 def _send_service_bytes(ev: np.ndarray, d: DeviceEvidence, starts: np.ndarray) -> np.ndarray:
@@ -699,11 +726,12 @@ def _spread(out: np.ndarray, starts: np.ndarray, width: float, t0: np.ndarray, t
     out += np.bincount(wi, v[idx] * frac, minlength=n)
 
 
-def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
-    """Each value over the median of the values before it (at least ``floor``); 0 for the first two."""
+def _own_median(x: np.ndarray, floor: float, from_row: int = 0) -> np.ndarray:
+    """Each value over the median of the values before it (at least ``floor``); 0 for the first
+    two. ``from_row``: only the values from there on (the others 0)."""
     out = np.zeros(len(x))
-    earlier: list[float] = []  # kept sorted
-    for i, v in enumerate(x.tolist()):
+    earlier: list[float] = np.sort(x[:from_row]).tolist()  # kept sorted
+    for i, v in enumerate(x[from_row:].tolist(), from_row):
         if i >= 2:
             h = i // 2
             m = earlier[h] if i % 2 else (earlier[h - 1] + earlier[h]) / 2
@@ -713,36 +741,58 @@ def _own_median(x: np.ndarray, floor: float) -> np.ndarray:
 
 
 def _own_quiet(x: np.ndarray, floor: float, first: int = 2, keep_x: float | None = None) -> np.ndarray:
+    """Each value over the lower quantile of the values before it (:func:`_quiet_ratios`)."""
+    return _quiet_ratios(x, floor, first, keep_x)[0]
+
+
+def _quiet_ratios(x: np.ndarray, floor: float, first: int = 2, keep_x: float | None = None, from_row: int = 0,
+                  kept: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each value over the lower :data:`QUIET_QUANTILE` of the values before it (at least
     ``floor``); 0 for the first ``first``, and over ``floor`` alone before any. Unlike the median,
     a surge that has lasted longer than the quiet part before it does not become its own reference.
     ``keep_x``: a value ``keep_x`` times its reference or more never becomes part of the reference
     (as the upload rule keeps its reference: a capture that starts with the incident never makes it
-    the device's normal)."""
+    the device's normal). Returns the ratios and which values joined the reference; ``from_row``
+    with ``kept`` (that second array, of a computation over the same values before ``from_row``):
+    only the values from ``from_row`` on (the others 0)."""
     out = np.zeros(len(x))
-    earlier: list[float] = []  # kept sorted
-    for i, v in enumerate(x.tolist()):
+    joined = np.ones(len(x), np.bool_)
+    if from_row:
+        assert kept is not None
+        joined[:from_row] = kept[:from_row]
+    earlier: list[float] = np.sort(x[:from_row][joined[:from_row]]).tolist()  # kept sorted
+    for i, v in enumerate(x[from_row:].tolist(), from_row):
         ref = max(earlier[int(QUIET_QUANTILE * (len(earlier) - 1))] if earlier else 0.0, floor)
         if i >= first:
             out[i] = v / ref
         if keep_x is None or v < keep_x * ref:
             bisect.insort(earlier, v)
-    return out
+        else:
+            joined[i] = False
+    return out, joined
 
 
-def derived_features(X: np.ndarray) -> None:
+def derived_features(X: np.ndarray, from_row: int = 0, kept: dict[str, np.ndarray] | None = None,
+                     ) -> dict[str, np.ndarray]:
     """Fill the :data:`DERIVED` columns of a device's feature matrix (windows in time order) from
-    its other columns."""
+    its other columns. ``from_row``: only the rows from there on, the others being those of an
+    earlier call over the same rows before it, which returned ``kept`` (what joined each
+    window's quiet references); returns that of this call."""
     idx = {n: j for j, (n, _t) in enumerate(FEATURES)}
+    k = from_row
     for name, num, den in RATIOS:
-        X[:, idx[name]] = X[:, idx[num]] / np.maximum(X[:, idx[den]], 1.0)
+        X[k:, idx[name]] = X[k:, idx[num]] / np.maximum(X[k:, idx[den]], 1.0)
     for name, col, floor in HISTORY:
-        X[:, idx[name]] = _own_median(X[:, idx[col]], floor)
-    X[:, idx["upload_x_quiet"]] = _own_quiet(X[:, idx["upload_bytes"]], 1000.0)
-    X[:, idx["covert_x_quiet"]] = _own_quiet(X[:, idx["covert_bytes"]], COVERT_FLOOR, first=0, keep_x=_TH.surge_x)
-    X[:, idx["send_x_quiet"]] = _own_quiet(X[:, idx["send_service_bytes"]], SEND_FLOOR, first=0, keep_x=_TH.surge_x)
-    X[:, idx["data_out_x_quiet"]] = np.maximum.reduce([X[:, idx["upload_x_quiet"]], X[:, idx["covert_x_quiet"]],
-                                                       X[:, idx["send_x_quiet"]], X[:, idx["upload_x_type"]]])
+        X[k:, idx[name]] = _own_median(X[:, idx[col]], floor, k)[k:]
+    out: dict[str, np.ndarray] = {}
+    for name, src, floor, first, keep_x in (("upload_x_quiet", "upload_bytes", 1000.0, 2, None),
+                                            ("covert_x_quiet", "covert_bytes", COVERT_FLOOR, 0, _TH.surge_x),
+                                            ("send_x_quiet", "send_service_bytes", SEND_FLOOR, 0, _TH.surge_x)):
+        ratio, out[name] = _quiet_ratios(X[:, idx[src]], floor, first, keep_x, k, None if kept is None else kept[name])
+        X[k:, idx[name]] = ratio[k:]
+    X[k:, idx["data_out_x_quiet"]] = np.maximum.reduce([X[k:, idx["upload_x_quiet"]], X[k:, idx["covert_x_quiet"]],
+                                                        X[k:, idx["send_x_quiet"]], X[k:, idx["upload_x_type"]]])
+    return out
 
 
 def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
@@ -750,45 +800,288 @@ def device_features(windows: dict[str, np.ndarray], d: DeviceEvidence | None, wi
     """Feature matrix (n windows × len(FEATURES)) for one device; ``windows`` are its columns,
     ``device_type`` the inventory's type (the reference of ``upload_x_type``). ``names_seen``:
     the input shows DNS questions (False for a Zeek conn.log, which has none: no channel is then
-    judged reached without a lookup)."""
-    n = len(windows["window_start"])
-    X = np.zeros((n, len(FEATURES)), np.float64)
-    for j, name in enumerate(WINDOW_COUNTERS):
-        X[:, j] = windows[name]
-    base = len(WINDOW_COUNTERS)
-    col = {name: base + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES, *C2_FEATURES,
-                                                    *EXFIL_FEATURES, *SCAN_FEATURES))}
-    starts = windows["window_start"]
-    up = windows["upload_bytes"].astype(np.float64)
-    # upload against the device's baseline: the one given, else the median of its earlier windows
-    X[:, col["upload_x_baseline"]] = up / max(baseline, 1000.0) if baseline is not None else _own_median(up, 1000.0)
-    X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
-    kind = type_upload.reference(device_type, window_s)
-    if kind:
-        X[:, col["upload_x_type"]] = up / kind
-    if d is not None:
-        _evidence_features(X, col, d, starts, n)
-        _c2_features(X, col, d, starts, window_s, names_seen)
-    derived_features(X)
-    return X
+    judged reached without a lookup). The same computation as :meth:`FeatureState.update`, from
+    the first window."""
+    return FeatureState().update(windows, d, window_s, baseline, device_type, names_seen)
 
 
-def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: np.ndarray, n: int) -> None:
-    ev = d.events()
+class _Side(NamedTuple):
+    """A device's ARP requests, DNS queries and C2 hellos as arrays (what the features read of
+    them), and the lists' lengths and last entries they were taken from."""
+
+    arp_ts: np.ndarray
+    arp_tgt: np.ndarray
+    dns_ts: np.ndarray
+    dns_data: np.ndarray  # characters of data in the name (_name_data)
+    dns_key: np.ndarray  # hash of the name
+    hello_ts: np.ndarray
+    lasts: tuple[object, object, object]  # the last entry of each list (they are only appended to)
+
+
+def _side_arrays(d: DeviceEvidence | None, old: _Side | None) -> tuple[_Side, float | None]:
+    """:class:`_Side` of ``d``, extending ``old`` when the lists only grew since; and the earliest
+    time among the entries added (None: none added; -inf: the lists are not ``old``'s extended)."""
+    arp, dns, hel = (d.arp, d.dns, d.c2_hellos) if d is not None else ([], [], [])
+    if old is not None:
+        n0 = (len(old.arp_ts), len(old.dns_ts), len(old.hello_ts))
+        grown = all(len(cur) >= k and (k == 0 or cur[k - 1] is last)
+                    for cur, k, last in zip((arp, dns, hel), n0, old.lasts, strict=True))
+    if old is None or not grown:
+        old, n0, t_new = None, (0, 0, 0), -np.inf
+    else:
+        if (len(arp), len(dns), len(hel)) == n0:
+            return old, None
+        t_new = np.inf
+    a_new, q_new, h_new = arp[n0[0]:], dns[n0[1]:], hel[n0[2]:]
+    a = np.array([(t, x) for t, x, _ in a_new], np.float64).reshape(-1, 2)
+    q_ts = np.fromiter((q.ts for q in q_new), np.float64, len(q_new))
+    q_data = np.fromiter((_name_data(q.qname) for q in q_new), np.float64, len(q_new))
+    q_key = np.fromiter((hash(q.qname) for q in q_new), np.int64, len(q_new))
+    h_ts = np.fromiter((t for t, _, _ in h_new), np.float64, len(h_new))
+    if t_new == np.inf:
+        t_new = float(min(a[:, 0].min(initial=np.inf), q_ts.min(initial=np.inf), h_ts.min(initial=np.inf)))
+    lasts = tuple(cur[-1] if cur else None for cur in (arp, dns, hel))
+    if old is None:
+        return _Side(a[:, 0].copy(), a[:, 1].copy(), q_ts, q_data, q_key, h_ts, lasts), t_new  # type: ignore[arg-type]
+    return _Side(np.concatenate((old.arp_ts, a[:, 0])), np.concatenate((old.arp_tgt, a[:, 1])),
+                 np.concatenate((old.dns_ts, q_ts)), np.concatenate((old.dns_data, q_data)),
+                 np.concatenate((old.dns_key, q_key)), np.concatenate((old.hello_ts, h_ts)),
+                 lasts), t_new  # type: ignore[arg-type]
+
+
+def _arp_novel(side: _Side, starts: np.ndarray) -> np.ndarray:
+    """Per window, the ARP targets the device asked for the first time (``novel_arp_targets``)."""
+    n = len(starts)
+    if not len(side.arp_ts):
+        return np.zeros(n)
+    w = np.clip(np.searchsorted(starts, side.arp_ts, side="right") - 1, 0, n - 1)
+    return _first_in_window(w, side.arp_tgt.astype(np.int64), n)
+
+
+class _Prefix(NamedTuple):
+    """What the features' novelty reads of a device's events before a boundary (the first
+    ``j`` in time order): the sorted distinct keys of their hosts, of the services of the failed
+    ones (``novel_failed_targets``) and of the hosts of the external ones (``new_host_upload``)."""
+
+    j: int
+    hosts: np.ndarray
+    failed: np.ndarray
+    ext: np.ndarray
+
+
+def _prefix_keys(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct keys of :class:`_Prefix` over ``ev``, sorted."""
+    kind = ev["kind"].astype(np.int64)
+    failed = ((kind & _FAILED) != 0) | (((kind & K_ECHO) != 0) & (ev["pkts_in"] == 0))
+    hosts = host_key(ev["dst_hi"], ev["dst_lo"])
+    return np.unique(hosts), np.unique(_service_key(ev[failed])), np.unique(hosts[(kind & K_EXT) != 0])
+
+
+def _member(keys: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Whether each key is in ``sorted_keys`` (sorted, distinct)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), np.bool_)
+    i = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return sorted_keys[i] == keys
+
+
+def _merge_keys(sorted_keys: np.ndarray, more: np.ndarray) -> np.ndarray:
+    """``sorted_keys`` with the distinct keys of ``more`` not in it yet, sorted."""
+    more = np.unique(more)
+    more = more[~_member(more, sorted_keys)]
+    return np.insert(sorted_keys, np.searchsorted(sorted_keys, more), more) if len(more) else sorted_keys
+
+
+def _first_difference(a: np.ndarray | None, b: np.ndarray) -> int:
+    """The first position where two event arrays differ (in any field; the shorter one's length
+    when one begins the other; 0 without ``a``)."""
+    if a is None:
+        return 0
+    m = min(len(a), len(b))
+    if not m:
+        return 0
+    dt = np.flatnonzero(a["ts"][:m] != b["ts"][:m])
+    m = int(dt[0]) if len(dt) else m
+    if not m:
+        return 0
+    size = a.dtype.itemsize
+    ua, ub = a[:m].view(np.uint8), b[:m].view(np.uint8)
+    words = (m * size) // 8
+    diff = np.flatnonzero(ua[:words * 8].view(np.uint64) != ub[:words * 8].view(np.uint64))
+    if len(diff):
+        return int(diff[0]) * 8 // size
+    tail = np.flatnonzero(ua[words * 8:] != ub[words * 8:])
+    return (words * 8 + int(tail[0])) // size if len(tail) else m
+
+
+_BASE = len(WINDOW_COUNTERS)
+_COL = {name: _BASE + k for k, name in enumerate((*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES, *C2_FEATURES,
+                                                   *EXFIL_FEATURES, *SCAN_FEATURES))}
+#: the features of a window that may change with what comes after it: the traits a channel shows
+#: over its whole life and the beats it held (C2_FEATURES), and whether a mail or file server was
+#: one the device had no business with (send_service_bytes): taken again for every window
+_WHOLE = (*C2_FEATURES, "send_service_bytes")
+#: the features taken over the whole history up to each window (_cumulative_features) and the
+#: upload's own (device_features)
+_HISTORY_OWN = ("regular_failed_repeats", "regular_conn_repeats", "held_beats", "upload_x_baseline", "upload_mbps",
+                "upload_x_type")
+#: the columns _evidence_features writes for a window from its own events
+_WINDOWED = np.array([_COL[n] for n in (*EVIDENCE_FEATURES, *BEHAVIOUR_FEATURES, *EXFIL_FEATURES, *SCAN_FEATURES)
+                      if n not in _WHOLE and n not in _HISTORY_OWN], np.int64)
+_ROW_COLUMNS = ("window_start", *WINDOW_COUNTERS)
+
+
+class FeatureState:
+    """One device's feature matrix between a live run's verdict passes (``Detector.conclude_live``):
+    :meth:`update` takes again only the windows whose features can have changed since the previous
+    call, and gives exactly what :func:`device_features` gives over everything.
+
+    What a window's features read (docs/detection.md, "Features in a live run"): its own events
+    and counters; what came before it (a host, a failed service or an external host new since
+    the device's first event, ARP targets never asked for, regularity and held beats so far, the
+    median and quiet part of the earlier windows); a few read the device's whole history,
+    later events included (:data:`_WHOLE`: a channel's traits and beats, a mail or file server
+    found bad later), and are taken again for every window at every update. So a window is taken
+    again from the earliest one a new, changed or removed event, ARP request, DNS query, C2
+    hello or window row falls in (events in time order: the first position where this call's
+    differ from the previous call's), or that an event still going reaches into (its share of an
+    ICMP echo flow spread over the windows it overlaps); the last known window always, when new
+    windows came (what lay past it counted there). A change of the baseline, the device's type,
+    the window or ``names_seen`` takes every window again."""
+
+    def __init__(self) -> None:
+        self.X: np.ndarray | None = None
+        self._rows: np.ndarray | None = None  # window starts and counters of X's rows
+        self._ev: np.ndarray | None = None  # the events X was taken over
+        self._side: _Side | None = None
+        self._pre: _Prefix | None = None
+        self._key: tuple[object, ...] | None = None
+        self._kept: dict[str, np.ndarray] | None = None  # derived_features' reference state
+        #: the first window the last update took again (its number of windows: none)
+        self.from_row = 0
+
+    def update(self, windows: dict[str, np.ndarray], d: DeviceEvidence | None, window_s: float,
+               baseline: float | None, device_type: str | None = None, names_seen: bool = True) -> np.ndarray:
+        """The feature matrix of ``windows`` over ``d`` (as :func:`device_features`), taking again
+        only the windows that can have changed since the previous update."""
+        starts = windows["window_start"]
+        n = len(starts)
+        rows = np.column_stack([np.asarray(windows[c], np.float64) for c in _ROW_COLUMNS]) if n else \
+            np.zeros((0, len(_ROW_COLUMNS)))
+        ev = d.events() if d is not None else np.empty(0, EVENT_DTYPE)
+        side, t_side = _side_arrays(d, self._side)
+        key = (window_s, baseline, device_type, names_seen, d is None)
+        k = self._first_row(rows, ev, starts, t_side) if self.X is not None and key == self._key else 0
+        self.from_row = k
+        X = np.zeros((n, len(FEATURES)), np.float64)
+        if k:
+            X[:k] = self.X[:k]  # type: ignore[index]
+        X[:, :_BASE] = rows[:, 1:]
+        col = _COL
+        up = rows[:, 1 + WINDOW_COUNTERS.index("upload_bytes")]
+        # upload against the device's baseline: the one given, else the median of its earlier windows
+        X[k:, col["upload_x_baseline"]] = up[k:] / max(baseline, 1000.0) if baseline is not None \
+            else _own_median(up, 1000.0, k)[k:]
+        X[:, col["upload_mbps"]] = up * 8 / window_s / 1e6
+        kind = type_upload.reference(device_type, window_s)
+        if kind:
+            X[:, col["upload_x_type"]] = up / kind
+        if d is not None:
+            width = float(starts[1] - starts[0]) if n > 1 else 60.0
+            if k < n:
+                self._windowed(X, d, ev, side, starts, width, k)
+                _cumulative_features(X, col, ev, starts, k)
+            for name in C2_FEATURES:
+                X[:, col[name]] = 0.0
+            _c2_features(X, col, d, starts, window_s, names_seen)
+            X[:, col["send_service_bytes"]] = _send_service_bytes(ev, d, starts) if len(ev) else 0.0
+        # the derived columns, from the first window whose inputs changed (send_service_bytes of
+        # any window may have)
+        kd = k
+        if k and self.X is not None:
+            j = col["send_service_bytes"]
+            moved = np.flatnonzero(X[:k, j] != self.X[:k, j])
+            kd = int(moved[0]) if len(moved) else k
+        self._kept = derived_features(X, kd, self._kept if kd else None)
+        self.X, self._rows, self._ev, self._side, self._key = X, rows, ev, side, key
+        return X
+
+    def _first_row(self, rows: np.ndarray, ev: np.ndarray, starts: np.ndarray, t_side: float | None) -> int:
+        """The first window whose features can differ from the previous update's."""
+        old = self._rows
+        assert old is not None
+        n, n0 = len(rows), len(old)
+        if n < n0:
+            return 0
+        same = (rows[:n0] == old).all(axis=1)
+        k = int(np.argmin(same)) if not same.all() else n
+        if n > n0 and n0:
+            # what lay past the last known window counted in it; and an ICMP echo flow reaching
+            # into the new ones spreads its payload over more windows
+            k = min(k, n0 - 1)
+            reach = ((ev["kind"] & K_ECHO) != 0) & (ev["end"] >= starts[n0])
+            if reach.any():
+                k = min(k, int(np.searchsorted(starts, ev["ts"][reach].min(), side="right")) - 1)
+        i0 = _first_difference(self._ev, ev)
+        assert self._ev is not None
+        times = [a["ts"][i0] for a in (self._ev, ev) if i0 < len(a)]
+        if t_side is not None:
+            times.append(t_side)
+        if times:
+            k = min(k, int(np.searchsorted(starts, min(times), side="right")) - 1)
+        return max(k, 0)
+
+    def _windowed(self, X: np.ndarray, d: DeviceEvidence, ev: np.ndarray, side: _Side, starts: np.ndarray,
+                  width: float, k: int) -> None:
+        """The features of windows ``k`` on that read their own events (_evidence_features),
+        taken over the events that fall in them or reach into them, with what came before as
+        :class:`_Prefix`."""
+        n = len(starts)
+        j = int(np.searchsorted(ev["ts"], starts[k], side="left")) if k else 0
+        r0 = k
+        sub = ev[j:]
+        pre = self._pre = None
+        if j:
+            reach = np.flatnonzero(ev["end"][:j] >= starts[k])
+            if len(reach):  # events before the boundary still going in window k (sessions, flows spread)
+                sub = np.concatenate((ev[reach], sub))
+                r0 = int(np.clip(np.searchsorted(starts, ev["ts"][reach[0]], side="right") - 1, 0, k))
+            p = self._pre
+            if p is not None and p.j <= j:  # (the events before p.j are the same: p.j <= j <= the first change)
+                part = ev[p.j:j]
+                if len(part):
+                    h, f, e = _prefix_keys(part)
+                    p = _Prefix(j, _merge_keys(p.hosts, h), _merge_keys(p.failed, f), _merge_keys(p.ext, e))
+            else:
+                p = _Prefix(j, *_prefix_keys(ev[:j]))
+            self._pre = pre = p
+        seen_from = int(np.clip(np.searchsorted(starts, ev["ts"][0], side="right") - 1, 0, n - 1)) if len(ev) else 0
+        T = np.zeros((n - r0, len(FEATURES)), np.float64)
+        T[:, :_BASE] = X[r0:, :_BASE]
+        _evidence_features(T, _COL, sub, d, side, starts[r0:], width, seen_from - r0, _arp_novel(side, starts)[r0:],
+                           pre)
+        X[k:, _WINDOWED] = T[k - r0:, _WINDOWED]
+
+
+def _evidence_features(X: np.ndarray, col: dict[str, int], ev: np.ndarray, d: DeviceEvidence, side: _Side,
+                       starts: np.ndarray, width: float, seen_from: int, arp_novel: np.ndarray,
+                       pre: _Prefix | None = None) -> None:
+    """The features of windows ``starts`` that read their own events (and, through ``pre``, what
+    came before them): every one of :data:`EVIDENCE_FEATURES`, :data:`BEHAVIOUR_FEATURES`,
+    :data:`EXFIL_FEATURES` and :data:`SCAN_FEATURES` but those of :data:`_WHOLE` and the upload's."""
+    n = len(starts)
     if len(ev):
         _event_features(X, col, ev, starts)
-        _behaviour_features(X, col, ev, starts)
-    _exfil_features(X, col, ev, d, starts)
-    _scan_features(X, col, ev, d, starts)
-    if d.arp:
-        a = np.array([(t, x) for t, x, _ in d.arp])
-        w_of = np.searchsorted(starts, a[:, 0], side="right") - 1
+        _behaviour_features(X, col, ev, starts, pre)
+    _exfil_features(X, col, ev, side, starts, width, seen_from, pre)
+    _scan_features(X, col, ev, starts, arp_novel, pre)
+    if len(side.arp_ts):
+        w_of = np.searchsorted(starts, side.arp_ts, side="right") - 1
         for i in np.unique(w_of):
             if 0 <= i < n:
-                X[i, col["arp_targets"]] = len(np.unique(a[w_of == i, 1]))
-    if d.dns:
-        ts = np.array([q.ts for q in d.dns])
-        w_of = np.searchsorted(starts, ts, side="right") - 1
+                X[i, col["arp_targets"]] = len(np.unique(side.arp_tgt[w_of == i]))
+    if len(side.dns_ts):
+        w_of = np.searchsorted(starts, side.dns_ts, side="right") - 1
         for i in np.unique(w_of):
             if not 0 <= i < n:
                 continue
@@ -800,9 +1093,8 @@ def _evidence_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, st
             X[i, col["dns_max_names_one_domain"]] = cnt
             X[i, col["dns_mean_name_len"]] = sum(len(q) for q in names) / len(names)
             X[i, col["dns_odd_types"]] = sum(q.qtype in (10, 16, 15, 5, 255) for q in qs) / len(qs)
-    if d.c2_hellos:
-        ts = np.array([t for t, _, _ in d.c2_hellos])
-        w_of = np.searchsorted(starts, ts, side="right") - 1
+    if len(side.hello_ts):
+        w_of = np.searchsorted(starts, side.hello_ts, side="right") - 1
         for i in w_of:
             if 0 <= i < n:
                 X[i, col["c2_hellos"]] += 1

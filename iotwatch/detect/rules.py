@@ -44,6 +44,7 @@ from .evidence import (
     host_key,
     login_sessions,
     scan_probes,
+    take_rows,
     target_keys,
 )
 
@@ -204,13 +205,37 @@ def screened_groups(keys: np.ndarray, ts: np.ndarray, weights: np.ndarray, k: in
     a busy device's hundreds of ordinary peers cost one loop, not one Python round each."""
     if len(keys) < k:
         return []
-    order = np.lexsort((ts, keys))
+    in_time = bool((ts[1:] >= ts[:-1]).all())
+    # events in time order (a device's, as the rules read them): a stable sort by key alone is
+    # the (key, time) order, and a radix sort where the lexical one compares two columns
+    order = np.argsort(keys, kind="stable") if in_time else np.lexsort((ts, keys))
+    ks = keys[order]
     out = np.zeros(len(keys), np.uint8)
-    _screen(keys[order], ts[order], weights[order].astype(np.float64), k, float(total), float(window), out)
+    _screen(ks, ts[order], weights[order].astype(np.float64), k, float(total), float(window), out)
     if not out.any():
         return []
-    passed = order[out.astype(bool)]
-    return _groups(keys[passed], k, passed)
+    hit = out.astype(bool)
+    if not in_time:
+        passed = order[hit]
+        return _groups(keys[passed], k, passed)
+    # (_groups over the passed events, which are in key order already and, within a key, in
+    # index order: the same groups, in the same order, without sorting them again)
+    passed, kp = order[hit], ks[hit]
+    cut = np.flatnonzero(kp[1:] != kp[:-1]) + 1
+    starts = np.concatenate(([0], cut)).tolist()
+    ends = np.concatenate((cut, [len(kp)])).tolist()
+    return [passed[a:b] for a, b in zip(starts, ends, strict=True) if b - a >= k]
+
+
+def _union_size(a: np.ndarray, b: np.ndarray) -> int:
+    """``len(np.union1d(a, b))`` of two sorted arrays of unique keys (a binary search of the
+    smaller in the larger)."""
+    if len(a) > len(b):
+        a, b = b, a
+    if not len(b):
+        return len(a)
+    at = np.minimum(np.searchsorted(b, a), len(b) - 1)
+    return len(b) + int(np.count_nonzero(b[at] != a))
 
 
 def _groups(keys: np.ndarray, min_size: int, index: np.ndarray | None = None) -> list[np.ndarray]:
@@ -301,8 +326,8 @@ def _samples(ev: np.ndarray, n: int = 5) -> list[str]:
 
 
 def _ports(ev: np.ndarray, n: int = 5) -> list[int]:
-    tcpudp = ev[(ev["proto"] == 6) | (ev["proto"] == 17)]
-    return [int(p) for p, _ in Counter(tcpudp["dport"].tolist()).most_common(n)]
+    dport = ev["dport"][(ev["proto"] == 6) | (ev["proto"] == 17)]
+    return [int(p) for p, _ in Counter(dport.tolist()).most_common(n)]
 
 
 def _base(ev: np.ndarray, files: list[str], fire: int) -> dict[str, object]:
@@ -322,8 +347,9 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
     ``sample_window_s``: the window of the side channel's budgets (the run's window)."""
     out: list[Finding] = []
     ovf = d.ovf if ovf is None else ovf
-    probes = ev[scan_probes(ev)]
-    udp_probes = ev[((ev["kind"] & K_UDP_NOREPLY) != 0) & ((ev["kind"] & K_EXT) == 0)]
+    probe_mask = scan_probes(ev)
+    probes = take_rows(ev, probe_mask)
+    udp_probes = take_rows(ev, ((ev["kind"] & K_UDP_NOREPLY) != 0) & ((ev["kind"] & K_EXT) == 0))
     mirai_total = int(windows["mirai_syns"].sum()) if len(windows) else 0
     bursts = _bursts(probes["ts"], th.episode_gap_s)
     extra_of = [past_cap(ovf, R_PROBE, float(probes["ts"][b[0]]), float(probes["end"][b].max()), th.episode_gap_s)
@@ -349,6 +375,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
         f = fired[0][0]
         rule, more = fired[0][1], tuple(name for _, name in fired[1:])
         tkeys, hkeys = np.unique(tk), np.unique(_target_keys(e, with_port=False))
+        targets, hosts = len(tkeys), len(hkeys)
         bounds: list[str] = []
         lost = lost_since(d, R_PROBE, float(e["ts"][0]))
         if len(extra):
@@ -356,10 +383,11 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
                 bounds += ["targets", "hosts"]
             else:
                 t2, h2 = d.distinct_past_cap()
-                tkeys, hkeys = np.union1d(tkeys, t2), np.union1d(hkeys, h2)
+                # (how many in the union only: both sets are sorted and unique, and the union
+                # would sort the large one again at every pass of a live run)
+                targets, hosts = _union_size(tkeys, t2), _union_size(hkeys, h2)
         if lost:
             bounds += ["flows", "packets_out", "packets_in", "unanswered", "targets", "hosts", "last_ts"]
-        targets, hosts = len(tkeys), len(hkeys)
         kinds = []
         kind_counts = {}
         for bit, field_, name in ((K_PROBE, "k_probe", "unanswered or rejected SYNs"),
@@ -406,11 +434,11 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             _mark_bounds(evd, ["flows", "packets_out", "packets_in", "targets", "last_ts"])
         out.append(Finding("scan", f"UDP sweep: {at_least(targets, bound)} local targets never answered", 2, 0.8, float(e["ts"][0]),
                            float(e["ts"][fi]), float(e["end"].max()), evd, "udp_sweep"))
-    out += connect_fanout(ev, th, files)
+    out += connect_fanout(ev, th, files, probe_mask)
     out += udp_port_scan(ev, th, files)
     # ARP sweep
     if d.arp:
-        arp = np.array(d.arp, dtype=[("ts", np.float64), ("tpa", np.int64), ("frame", np.int64)])
+        arp = d.arp_array()
         arp = arp[np.argsort(arp["ts"], kind="stable")]
         for b in _bursts(arp["ts"], th.episode_gap_s):
             a = arp[b]
@@ -442,22 +470,30 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
 CLOUD_PORTS = (80, 443, 8883, 1883, 5222, 5223, 5228, 8443)
 
 
+def _off_cloud(ev: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Indices of the events of ``mask`` not to a cloud port (:data:`CLOUD_PORTS`), in order: the
+    ports read for those only (a few failed connects among a device's history, at every pass)."""
+    i = np.flatnonzero(mask)
+    return i[~np.isin(ev["dport"][i], CLOUD_PORTS)]
+
+
 def failed_connects(ev: np.ndarray) -> np.ndarray:
     """Mask of TCP connection attempts to internet hosts that carried nothing: unanswered (the
     client's stack retransmitting its SYN included), refused, or reset empty."""
     return ((ev["kind"] & K_PROBE) != 0) & ((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6)
 
 
-def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
+def connect_fanout(ev: np.ndarray, th: Thresholds, files: list[str], probes: np.ndarray | None = None) -> list[Finding]:
     """A scan made of ordinary ``connect()`` calls (an IoT bot without a raw socket): connection
     attempts timed out (the SYN retransmitted, never answered: what probe_fanout leaves out as an
     offline device's) to ``connect_hosts`` distinct internet hosts within ``connect_window_s``,
     off the cloud ports (:data:`CLOUD_PORTS`: a device whose internet is down retries its cloud
-    on many of its addresses); a scanner knocks on telnet, web-admin and IoT service ports."""
+    on many of its addresses); a scanner knocks on telnet, web-admin and IoT service ports.
+    ``probes``: ``scan_probes(ev)``, when the caller has it."""
     out: list[Finding] = []
     # the connects probe_fanout leaves out (a SYN its own stack retransmitted): raw-socket probes
     # and refused connects are its evidence already
-    e_all = ev[failed_connects(ev) & ~scan_probes(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
+    e_all = take_rows(ev, _off_cloud(ev, failed_connects(ev) & ~(scan_probes(ev) if probes is None else probes)))
     for b in _bursts(e_all["ts"], th.episode_gap_s):
         e = e_all[b]
         hk = host_key(e["dst_hi"], e["dst_lo"])
@@ -480,7 +516,7 @@ def udp_port_scan(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Find
     """A vertical UDP scan: unanswered UDP to ``udp_ports_one_host`` ports of one host (local or
     on the internet) within ``scan_window_s`` (closed ports answer with ICMP, not UDP)."""
     out: list[Finding] = []
-    u = ev[((ev["kind"] & K_UDP_NOREPLY) != 0) & (ev["proto"] == 17)]
+    u = take_rows(ev, ((ev["kind"] & K_UDP_NOREPLY) != 0) & (ev["proto"] == 17))
     if len(u) < th.udp_ports_one_host:
         return out
     hk = host_key(u["dst_hi"], u["dst_lo"])
@@ -520,7 +556,7 @@ def bruteforce(ev: np.ndarray, th: Thresholds, files: list[str], ovf: np.ndarray
     are then lower bounds), else -inf."""
     out: list[Finding] = []
     ovf = np.zeros(0, ev.dtype) if ovf is None else ovf
-    auth = ev[login_sessions(ev)]
+    auth = take_rows(ev, login_sessions(ev))
     if len(auth) < th.brute_conns:
         return out
     for g in _groups(_target_keys(auth), th.brute_conns):
@@ -591,11 +627,13 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
         # hosts that got flood_flows flows carrying flood_pkts packets in flood_window_s, and web
         # servers that got flood_flows connections (HTTP floods carry few packets each)
         cands = screened_groups(hosts, ev["ts"], ev["pkts_out"], th.flood_flows, th.flood_pkts, th.flood_window_s)
+        of_host = {int(hosts[g[0]]): g for g in cands}  # host → its events (a group holds all of them)
         web_idx = np.flatnonzero(web_ev)
         cands += [web_idx[g] for g in screened_groups(hosts[web_idx], ev["ts"][web_idx], np.zeros(len(web_idx)),
                                                       th.flood_flows, 0.0, th.flood_window_s)]
         for h in dict.fromkeys(int(hosts[g[0]]) for g in cands):
-            e = ev[hosts == np.uint64(h)]
+            g = of_host.get(h)
+            e = take_rows(ev, g) if g is not None else take_rows(ev, hosts == np.uint64(h))
             for b in _bursts(e["ts"], th.episode_gap_s):
                 eb = e[b]
                 fi = fire_count(eb["ts"], th.flood_flows, th.flood_window_s)
@@ -613,7 +651,7 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
                                  keep=ovf["key"] == np.uint64(h) if len(ovf) else None)
                 out.append(_flood_finding(eb, fi, files, "many_flows", extra, lost_since(d, R_HOST, float(eb["ts"][0]))))
     # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
-    heavy = ev[(ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17))]
+    heavy = take_rows(ev, (ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17)))
     for e in heavy:
         span = max(float(e["end"] - e["ts"]), 1e-3)
         rate = float(e["pkts_out"]) / span
@@ -662,7 +700,9 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
 
 def _web(ev: np.ndarray) -> np.ndarray:
     """Connections to a web service (by its HTTP request or its port): an HTTP flood's flows."""
-    return (ev["proto"] == 6) & (np.isin(ev["app"], (A_HTTP, A_PROGRAM)) | np.isin(ev["dport"], (80, 8080, 8000, 443)))
+    app, dport = ev["app"], ev["dport"]  # (comparisons, not np.isin: the rule asks over every event at every pass)
+    return (ev["proto"] == 6) & ((app == A_HTTP) | (app == A_PROGRAM) | (dport == 80) | (dport == 8080) | (dport == 8000)
+                                 | (dport == 443))
 
 
 def _flood_finding(eb: np.ndarray, fi: int, files: list[str], rule: str, extra: np.ndarray | None = None,
@@ -895,7 +935,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
     surge, base_used, source = surge_windows(up, th, window_s, baseline, peer_base, uplink_bps, type_base)
     if not surge.any():
         return out
-    ext = ev[((ev["kind"] & K_EXT) != 0) & (ev["bytes_out"] > 0)]
+    ext = take_rows(ev, ((ev["kind"] & K_EXT) != 0) & (ev["bytes_out"] > 0))
     # episodes: runs of surge windows (one quiet window between two surges joins them)
     idx = np.flatnonzero(surge)
     groups = np.split(idx, np.flatnonzero(np.diff(idx) > 2) + 1)
@@ -914,10 +954,7 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
             fire = _surge_fire(big, first, base / window_s, th)
             if float(up[g].max()) < th.surge_min_bytes * window_s / 60.0:
                 fire = max(fire, slow_fire)
-            peers = Counter()
-            for e in big:
-                peers[_addr(e)] += int(e["bytes_out"])
-            top = [p for p, _ in peers.most_common(3)]
+            top = _top_peers(big, 3)
             # alert_packet: the first packet of the largest upload already under way when it fired
             going = big[big["ts"] <= fire]
             at = going[int(np.argmax(going["bytes_out"]))] if len(going) else big[0]
@@ -954,6 +991,20 @@ def upload_surge(ev: np.ndarray, windows: np.ndarray, th: Thresholds, files: lis
         out.append(Finding("exfil", sig, sev, min(0.99, 0.8 + np.log10(max(x_base, 1)) / 20), first, fire,
                            float(max(sel["end"].max(), w0)) if len(sel) else w1, evd, "upload_surge"))
     return out
+
+
+def _top_peers(ev: np.ndarray, n: int) -> list[str]:
+    """The ``n`` destinations the events sent the most bytes to, most first (equal totals: the one
+    seen first first, as ``Counter.most_common``); by address, from columns (a surge's flows may
+    be thousands, and the rule runs at every pass of a live run)."""
+    if not len(ev):
+        return []
+    u, first, inv = np.unique(np.stack([ev["v6"].astype(np.uint64), ev["dst_hi"], ev["dst_lo"]], axis=1), axis=0,
+                              return_index=True, return_inverse=True)
+    sent = np.zeros(len(u), np.uint64)
+    np.add.at(sent, inv.reshape(-1), ev["bytes_out"].astype(np.uint64))
+    best = np.lexsort((first, ~sent))[:n]  # (~: the most bytes first, exactly)
+    return [_addr(ev[int(first[j])]) for j in best.tolist()]
 
 
 def _surge_fire(big: np.ndarray, first: float, base_rate: float, th: Thresholds) -> float:
@@ -1092,7 +1143,7 @@ def dynamic_dns_session(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files
 def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Finding]:
     out: list[Finding] = []
     for ts, flow_id, frame in d.c2_hellos[:1]:
-        sel = ev[ev["flow_id"] == flow_id]
+        sel = take_rows(ev, ev["flow_id"] == flow_id)
         peer = f"{_addr(sel[0])}:{int(sel[0]['dport'])}" if len(sel) else "an external host"
         last = float(sel["end"].max()) if len(sel) else ts
         # first_packet: the session's first packet (its SYN when the capture holds it); alert_packet: the hello
@@ -1103,39 +1154,49 @@ def c2(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str]) -> l
             evd.update({"session_s": round(float(sel["end"][0] - sel["ts"][0]), 1), "packets_out": int(sel["pkts_out"][0])})
         out.append(Finding("c2", f"Mirai C2 session: binary hello to {peer} on a telnet port, then keep-alives",
                            1, 0.99, float(sel["ts"][0]) if len(sel) else ts, ts, last, evd, "mirai_c2_hello"))
-    # beacons: regular new connections to one external peer
-    conn = ev[((ev["kind"] & K_EXT) != 0) & (ev["proto"] == 6) & ((ev["kind"] & (K_PROBE | K_HALF_OPEN)) == 0)]
-    conn = conn[conn["app"] != A_MIRAI_C2]
-    if len(conn) < th.tls_beacon_conns:
+    # beacons: regular new connections to one external peer (the columns read, not the events:
+    # a device's whole history is judged at every pass of a live run)
+    kind = ev["kind"]
+    ci = np.flatnonzero(((kind & K_EXT) != 0) & (ev["proto"] == 6) & ((kind & (K_PROBE | K_HALF_OPEN)) == 0)
+                        & (ev["app"] != A_MIRAI_C2))
+    if len(ci) < th.tls_beacon_conns:
         return out
-    keys = _target_keys(conn)
-    tls = (conn["app"] == A_TLS) | np.isin(conn["dport"], (443, 8443))
+    ts, app, dport = ev["ts"][ci], ev["app"][ci], ev["dport"][ci]
+    # (= _target_keys of these events: all TCP)
+    keys = host_key(ev["dst_hi"][ci], ev["dst_lo"][ci]) ^ (dport.astype(np.uint64) << np.uint64(1)) ^ np.uint64(6)
+    tls = (app == A_TLS) | (dport == 443) | (dport == 8443)
     fired: dict[int, int] = {}  # group key → first firing index within the key's connections
-    ones = np.ones(len(conn))
+    of_key: dict[int, np.ndarray] = {}  # group key → its connections (indices into ci, time order)
+    ones = np.ones(len(ci))
     th_key = _thresholds_key(th)
-    for g in screened_groups(keys, conn["ts"], ones, th.beacon_conns, 0.0, th.beacon_conns * th.beacon_max_period_s):
-        ts_g = conn["ts"][g]
+    for g in screened_groups(keys, ts, ones, th.beacon_conns, 0.0, th.beacon_conns * th.beacon_max_period_s):
+        ts_g = ts[g]
         fi = _memo_fire("beacon", th_key, (ts_g,), lambda ts_g=ts_g: _beacon_fire(ts_g, th))
         if fi >= 0:
             fired[int(keys[g[0]])] = fi
+            of_key[int(keys[g[0]])] = g  # (every connection of the key: its group)
     fast_keys: set[int] = set()
     tls_idx = np.flatnonzero(tls)
-    for g in screened_groups(keys[tls_idx], conn["ts"][tls_idx], ones[tls_idx], th.tls_beacon_conns, 0.0,
+    end = ev["end"][ci] if len(tls_idx) >= th.tls_beacon_conns else None
+    for g in screened_groups(keys[tls_idx], ts[tls_idx], ones[tls_idx], th.tls_beacon_conns, 0.0,
                              th.tls_beacon_max_period_s * th.tls_beacon_conns):
-        sub = conn[tls_idx[g]]
-        fi = _memo_fire("tls_beacon", th_key, (sub["ts"], sub["end"], sub["app"], sub["dport"]),
-                        lambda sub=sub: _tls_beacon_fire(sub, th))
+        ii = tls_idx[g]
+        assert end is not None
+        fi = _memo_fire("tls_beacon", th_key, (ts[ii], end[ii], app[ii], dport[ii]),
+                        lambda ii=ii: _tls_beacon_fire(ev[ci[ii]], th))
         if fi >= 0:
-            k = int(keys[tls_idx[g[0]]])
-            allk = np.flatnonzero(keys == k)
-            pos = int(np.searchsorted(conn["ts"][allk], sub["ts"][fi]))  # its place among all the key's connections
+            k = int(keys[ii[0]])
+            allk = of_key.get(k)
+            if allk is None:
+                allk = of_key[k] = np.flatnonzero(keys == k)
+            pos = int(np.searchsorted(ts[allk], ts[ii[fi]]))  # its place among all the key's connections
             if k not in fired or pos < fired[k]:
                 fired[k] = pos
                 fast_keys.add(k)
     seen = float(ev["ts"].min())
     for k, fi in fired.items():
         fast = fi if k in fast_keys else -1
-        e = conn[keys == k]
+        e = take_rows(ev, ci[of_key[k]])
         # the episode: the run of connections (gaps under 2 periods at most) that holds the firing one
         bursts = _bursts(e["ts"], th.beacon_max_period_s * 2)
         b = next(b for b in bursts if b[0] <= fi <= b[-1])
@@ -1163,7 +1224,7 @@ def dead_controller(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fi
     like clockwork: ``dead_attempts`` of them at intervals with a coefficient of variation of at
     most ``dead_cv`` (a bot calling a controller that is gone). Not on the cloud ports."""
     out: list[Finding] = []
-    e_all = ev[failed_connects(ev) & ~np.isin(ev["dport"], CLOUD_PORTS)]
+    e_all = take_rows(ev, _off_cloud(ev, failed_connects(ev)))
     if len(e_all) < th.dead_attempts:
         return out
     keys = _target_keys(e_all)
@@ -1202,7 +1263,7 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
     Not when it is a flood's: at ``flood_pps`` or more with fewer than one reply in ten (a
     tunnel carries a conversation, its relay answers; a flood is one-way)."""
     out: list[Finding] = []
-    e_all = ev[((ev["kind"] & K_ECHO) != 0) & ((ev["kind"] & K_EXT) != 0)]
+    e_all = take_rows(ev, ((ev["kind"] & K_ECHO) != 0) & ((ev["kind"] & K_EXT) != 0))
     if not len(e_all):
         return out
     hk = host_key(e_all["dst_hi"], e_all["dst_lo"])
@@ -1215,7 +1276,7 @@ def icmp_tunnel(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Findin
     if not big.any():
         return out
     keep = big[inv]
-    e_all, hk = e_all[keep], hk[keep]
+    e_all, hk = take_rows(e_all, keep), hk[keep]
     for g in _groups(hk, 1):
         e = e_all[g]
         b = e["bytes_out"].astype(np.float64)
@@ -1361,13 +1422,13 @@ def held_heartbeat(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fin
     out: list[Finding] = []
     if not len(ev):
         return out
-    cand = ev[_on_beat(ev, th, th.heartbeat_beats) & ((ev["kind"] & K_EXT) != 0)]
+    cand = take_rows(ev, _on_beat(ev, th, th.heartbeat_beats) & ((ev["kind"] & K_EXT) != 0))
     quiet_port = ~np.isin(cand["dport"].astype(np.int64), np.concatenate((EVERYDAY_PORTS, CLOUD_PORTS)))
     report = (cand["hb_side"] == 0) & (cand["payload_in"] == 0) & (cand["opened"] == 1) & quiet_port
     if report.any():  # one session, not one of the many a slow HTTP flood (slowloris) holds at once
         tk, ck = target_keys(ev), target_keys(cand)
         for i in np.flatnonzero(report):
-            same = ev[tk == ck[i]]
+            same = take_rows(ev, tk == ck[i])
             report[i] = int(((same["ts"] < cand["end"][i]) & (same["end"] > cand["ts"][i])).sum()) <= th.report_parallel
     telnet = np.isin(cand["dport"], TELNET_PORTS)
     for e, rep in zip(cand[report | telnet], report[report | telnet], strict=True):
@@ -1409,7 +1470,7 @@ def program_callback(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[F
     count: a controller on the site (a compromised machine, a red team's server) is still one.
     ``ev``: the device's external events and its local sessions, in time order."""
     out: list[Finding] = []
-    tcp = ev[ev["proto"] == 6] if len(ev) else ev
+    tcp = take_rows(ev, ev["proto"] == 6) if len(ev) else ev
     progs = tcp[tcp["app"] == A_PROGRAM] if len(tcp) else tcp
     if not len(progs):
         return out
