@@ -14,7 +14,9 @@ dumpcap's closing line, so that iotwatch reads it like dumpcap's.
         iotwatch capture -i lo --out /tmp/out --quiet --window 10
 
 (``-i lo`` only satisfies the interface check; nothing is captured from it. The ``python3`` on
-``PATH`` needs numpy: activate the project's .venv first.)
+``PATH`` needs numpy: activate the project's .venv first.) With ``STANDIN_GO=FILE`` the packets
+are sent only while FILE exists (bench/receive.py creates it when the analysis is ready, as
+bench/live.py starts tcpreplay, and removes it to pause the stream, without ending it).
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> None:
     report = Path(os.environ.get("STANDIN_OUT", "standin.jsonl"))
     out, starts, blen = pcapng_blocks(CAPTURE)
     n = len(starts)
+    words = out.view("<u4")  # the timestamps are written as 32-bit words: two stores per packet, not eight
+    hi_at = (starts + 12) // 4
     stop = False
 
     def on_signal(*_: object) -> None:
@@ -75,10 +79,16 @@ def main() -> None:
     shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
     idb = struct.pack("<IIHHII", 1, 20, 1, 0, 262144, 20)  # Ethernet, microseconds
     os.write(fd, shb + idb)
+    go = os.environ.get("STANDIN_GO")
+    while go and not stop and not Path(go).exists():  # the packets start once this file exists
+        time.sleep(0.05)
     t0 = time.monotonic()
     sent = i = writes = 0
     blocked = longest = behind = 0.0
     while not stop:
+        if go and not Path(go).exists():  # ... and pause while it is gone
+            time.sleep(0.05)
+            continue
         due = int((time.monotonic() - t0) * rate) - sent
         behind = max(behind, due / rate)
         if due <= 0:
@@ -86,9 +96,8 @@ def main() -> None:
             continue
         k = min(due, n - i, 20_000)
         us = int(time.time() * 1e6)
-        for j in range(4):
-            out[starts[i : i + k] + 12 + j] = ((us >> 32) >> (8 * j)) & 0xFF
-            out[starts[i : i + k] + 16 + j] = ((us & 0xFFFFFFFF) >> (8 * j)) & 0xFF
+        words[hi_at[i : i + k]] = us >> 32  # (little-endian words: the blocks are 4-byte aligned)
+        words[hi_at[i : i + k] + 1] = us & 0xFFFFFFFF
         a = starts[i]
         piece = memoryview(out[a : a + int(blen[i : i + k].sum())])  # type: ignore[arg-type]
         w0 = time.monotonic()

@@ -390,7 +390,8 @@ class LiveCapture:
         assert src is not None and src.reader is not None
         if self.ring is not None and self.ring.stopped is None:
             start, end = src.reader.span
-            where = self.ring.write(src.reader.headers, batch.buf[start:end], n)
+            # the blocks are lent to the ring's writer thread, not copied (capture/dumpcap.py)
+            where = self.ring.write(src.reader.headers, batch.buf[start:end], n, done=src.chunks.lend())
             if where is not None:
                 path, first = where
                 idx = self._file_index.get(path)

@@ -1,12 +1,14 @@
 """The compiled thread that drains dumpcap's pipe (capture/drain.py), without a network: every byte
 arrives in order through a backlog much smaller than the stream, the thread reads while the
-analysis holds the GIL, the pages a large backlog used go back once the reader has caught up, and
-the thread's priority is set as asked (and a priority out of range says so)."""
+analysis holds the GIL, the pages a large backlog used go back once the reader has caught up,
+the thread's priority is set as asked (and a priority out of range says so), and the reader's
+chunk buffers lent to the evidence ring are not written over (capture/dumpcap.py)."""
 
 from __future__ import annotations
 
 import ctypes
 import os
+import struct
 import subprocess
 import sys
 import threading
@@ -17,6 +19,8 @@ import numpy as np
 import pytest
 
 from iotwatch.capture.drain import H, PipeDrain
+from iotwatch.capture.dumpcap import PipeChunks
+from iotwatch.capture.pcapng import PcapngReader
 
 
 def drain_all(d: PipeDrain, total: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,3 +142,69 @@ def test_a_capture_priority_out_of_range_says_so(tmp_path: Path) -> None:
                         "--capture-nice", "-21"], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "--capture-nice" in r.stderr and "between -20 and 19" in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _pcapng_stream(packets: int, rng: np.random.Generator) -> tuple[bytes, list[bytes]]:
+    """A pcapng stream (section, interface, enhanced packet blocks of random sizes and bytes)
+    and its frames."""
+    shb = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
+    idb = struct.pack("<IIHHII", 1, 20, 1, 0, 262144, 20)
+    frames, parts = [], [shb, idb]
+    for k in range(packets):
+        frame = rng.integers(0, 256, int(rng.integers(60, 1515)), dtype=np.uint8).tobytes()
+        pad = frame + bytes(-len(frame) % 4)
+        ts = 1_700_000_000_000_000 + k
+        parts.append(struct.pack("<IIIIIII", 6, 32 + len(pad), 0, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame))
+                     + pad + struct.pack("<I", 32 + len(pad)))
+        frames.append(frame)
+    return b"".join(parts), frames
+
+
+def test_lent_chunk_buffers_are_never_written_over_and_every_packet_arrives() -> None:
+    """The evidence ring writes a batch's blocks from the pipe reader's chunk buffer on its own
+    thread (capture/ring.py ``done``): while lent, those bytes must not change, although the
+    reader goes on filling (small chunks here: the unconsumed bytes move to a spare buffer at
+    almost every fill), and the packets still arrive whole and in order."""
+    rng = np.random.default_rng(11)
+    stream, frames = _pcapng_stream(20_000, rng)
+    r, w = os.pipe()
+    f = os.fdopen(r, "rb", buffering=0)
+    chunks = PipeChunks(f, Path("test (live)"), on_idle=lambda: None, chunk=64 << 10, backlog=1 << 20)
+
+    def write() -> None:
+        sizes = np.random.default_rng(12)
+        mv, i = memoryview(stream), 0
+        try:
+            while i < len(mv):
+                i += os.write(w, mv[i : i + int(sizes.integers(1, 100_000))])
+        except BrokenPipeError:  # the test failed and closed the pipe
+            pass
+        finally:
+            os.close(w)
+
+    t = threading.Thread(target=write, daemon=True)
+    t.start()
+    reader = PcapngReader(chunks, batch_size=97)
+    loans: list[tuple[np.ndarray, bytes, object]] = []  # (the lent view, its bytes then, give back)
+    got: list[bytes] = []
+    checked = 0
+    try:
+        for b in reader.batches():
+            got += [b.buf[o : o + c].tobytes() for o, c in zip(b.off.tolist(), b.caplen.tolist(), strict=True)]
+            start, end = reader.span
+            view = b.buf[start:end]
+            loans.append((view, view.tobytes(), chunks.lend()))
+            while len(loans) > int(rng.integers(0, 6)):  # given back late, in order (as the ring's writer does)
+                view, then, give_back = loans.pop(0)
+                assert view.tobytes() == then  # not written over while lent
+                give_back()  # type: ignore[operator]
+                checked += 1
+        for view, then, give_back in loans:
+            assert view.tobytes() == then
+            give_back()  # type: ignore[operator]
+    finally:
+        chunks._drain.close(2)  # (a failed test leaves no thread behind: the writer sees the pipe close)
+        f.close()
+    t.join(10)
+    assert got == frames and not reader.problems
+    assert checked > 100 and len(chunks._spare) <= 8  # buffers come back and are reused, not piled up

@@ -69,6 +69,27 @@ def test_ring_rotates_numbers_packets_per_file_and_bounds_the_disk(tmp_path: Pat
         assert path.stat().st_size <= 10_000 + 2_400
 
 
+def test_lent_blocks_make_the_same_files_and_each_loan_is_given_back_once(tmp_path: Path) -> None:
+    """A live capture lends the ring its chunk buffer instead of copying each batch
+    (``done``): the files are byte for byte those of copied batches, and every loan comes back
+    exactly once, after its blocks were written (or at once, when the ring has stopped)."""
+    copied, lent = Ring(tmp_path / "copied", files=3, size_bytes=10_000), Ring(tmp_path / "lent", files=3, size_bytes=10_000)
+    back: list[int] = []
+    for k, (blocks, n) in enumerate(batches(20, 10)):
+        assert copied.write([SHB, IDB], blocks, n) is not None
+        assert lent.write([SHB, IDB], blocks, n, done=lambda k=k: back.append(k)) is not None  # type: ignore[misc]
+    copied.close()
+    lent.close()
+    assert back == list(range(20))
+    a, b = sorted((tmp_path / "copied").glob("*.pcapng")), sorted((tmp_path / "lent").glob("*.pcapng"))
+    assert len(a) == len(b) == 3
+    for x, y in zip(a, b, strict=True):
+        assert x.name.split("-")[1] == y.name.split("-")[1] and x.read_bytes() == y.read_bytes()
+    lent.stopped = "stopped"
+    assert lent.write([SHB, IDB], *next(batches(1, 1)), done=lambda: back.append(-1)) is None
+    assert back[-1] == -1
+
+
 def test_new_interface_blocks_start_a_new_file(tmp_path: Path) -> None:
     ring = Ring(tmp_path, files=5, size_bytes=1 << 20)
     (b1, n1), (b2, n2) = list(batches(2, 3))
@@ -96,11 +117,15 @@ def tiny_disk() -> Iterator[Path]:
 def test_full_disk_stops_the_ring_and_keeps_its_files_readable(tiny_disk: Path) -> None:
     ring = Ring(tiny_disk, files=100, size_bytes=20_000)
     handed = 0
+    loans = 0
+    back: list[int] = []
     for blocks, n in batches(100, 10):  # 230 kB for a 64 kB disk
-        if ring.write([SHB, IDB], blocks, n) is None:
+        loans += 1
+        if ring.write([SHB, IDB], blocks, n, done=lambda: back.append(1)) is None:
             break
         handed += n
     ring.close()
+    assert len(back) == loans  # every loan given back: written, failed, or dropped after the failure
     assert ring.stopped is not None and "No space left" in ring.stopped
     total = 0
     for path in sorted(tiny_disk.glob("*.pcapng")):

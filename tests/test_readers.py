@@ -170,3 +170,29 @@ def test_damaged_files(damaged: dict[str, DamagedCapture]) -> None:
 def test_analyze_raises_for_a_missing_path(tmp_path: Path) -> None:
     with pytest.raises(iotwatch.InputError, match="no such file"):
         iotwatch.analyze(tmp_path / "missing.pcap")
+
+
+@pytest.mark.parametrize("units", [1, 1_000, 1_000_000, 1_000_000_000, 10**10, 1 << 20])
+def test_pcapng_times_of_one_interface_take_the_short_way_to_the_same_nanoseconds(units: int) -> None:
+    """pcapng.ts_to_ns has a short way for the usual stream (one interface, no simple packet
+    block, no absurd time: dumpcap's): it must give what the general conversion gives, and
+    leave to it the cases it does not cover (absurd times clamped, a simple packet block)."""
+    import numpy as np
+
+    from iotwatch.capture.pcapng import MAX_SECONDS, Interface, ts_to_ns
+
+    rng = np.random.default_rng(units % 97)
+    n = 5_000
+    raw = rng.integers(0, MAX_SECONDS * min(units, 10**9), n, dtype=np.int64)
+    raw[:4] = [0, 1, MAX_SECONDS * min(units, 10**9) - 1, units]
+    cases = [np.zeros(n, np.int64)]
+    spb = np.zeros(n, np.int64)
+    spb[[7, 8, 100]] = -1  # simple packet blocks: the previous packet's time
+    cases.append(spb)
+    for ifid in cases:
+        for r in (raw, np.concatenate([raw[:-2], [-5, np.iinfo(np.int64).max]])):  # absurd: clamped
+            itf = Interface(1, 65535, units_per_s=units)
+            short, general = np.empty(n, np.int64), np.empty(n, np.int64)
+            ts_to_ns(r, ifid, [itf], short)
+            ts_to_ns(r, ifid, [itf, Interface(1, 65535)], general)  # two interfaces: the general way
+            assert (short == general).all()

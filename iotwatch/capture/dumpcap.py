@@ -27,8 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
+
+from ..errors import InputError
 from .batch import PacketBatch
-from .chunks import Chunks
+from .chunks import MAX_BUFFER, Chunks
 from .drain import BACKLOG_BYTES, PipeDrain, renice
 from .interfaces import InterfaceError
 from .pcapng import SHB, PcapngReader
@@ -98,7 +101,13 @@ class PipeChunks(Chunks):
 
     ``fill`` returns as soon as some bytes are there (a file's fill reads until its buffer is
     full), gathering for up to ``GATHER_S`` so that a batch is not a few packets; while nothing
-    arrives it calls ``on_idle`` every ``idle_s``."""
+    arrives it calls ``on_idle`` every ``idle_s``.
+
+    The chunk buffer can be lent (:meth:`lend`: the evidence ring writes a batch's blocks from
+    it on its own thread instead of copying them first). A lent buffer is never written over
+    where it was lent: when the unconsumed bytes must move to the front, they move to another
+    buffer (one given back, or a new one) and the lent one is reused once every lender has
+    given it back. The buffers in use are bounded by the ring's queue (capture/ring.py)."""
 
     def __init__(self, f: BinaryIO, path: Path, on_idle: Callable[[], None], idle_s: float = 0.2,
                  chunk: int = 8 << 20, backlog: int = BACKLOG_BYTES, nice: int | None = None) -> None:
@@ -107,6 +116,46 @@ class PipeChunks(Chunks):
         self.idle_s = idle_s
         self._drain = PipeDrain(f.fileno(), backlog, nice=nice)
         self.nice = self._drain.nice
+        self._lent: dict[int, int] = {}  # id of a lent buffer → loans not given back yet
+        self._spare: list[np.ndarray] = []  # buffers given back, ready for reuse
+        self._lock = threading.Lock()
+
+    def lend(self) -> Callable[[], None]:
+        """Lend the current buffer (as it is now, up to :attr:`end`); returns the function that
+        gives it back (callable once, from any thread)."""
+        buf = self.buf
+        key = id(buf)
+        with self._lock:
+            self._lent[key] = self._lent.get(key, 0) + 1
+
+        def give_back() -> None:
+            with self._lock:
+                left = self._lent[key] - 1
+                if left:
+                    self._lent[key] = left
+                    return
+                del self._lent[key]
+                if buf is not self.buf and buf.shape[0] == self.buf.shape[0]:
+                    self._spare.append(buf)
+        return give_back
+
+    def make_room(self, need: int = 0, what: str = "a record") -> None:
+        """As :meth:`Chunks.make_room`, but a lent buffer is left as it is: the unconsumed bytes
+        move to the front of a spare one (or of a larger one, when ``need`` asks)."""
+        with self._lock:
+            if id(self.buf) in self._lent and (self.pos or need > self.buf.shape[0]):
+                if need > MAX_BUFFER:
+                    raise InputError(self.path, f"{what} of {need} bytes is larger than {MAX_BUFFER} bytes")
+                size = self.buf.shape[0]
+                while size < need:
+                    size *= 2
+                spare = self._spare.pop() if self._spare and size == self.buf.shape[0] else np.empty(size, np.uint8)
+                left = self.left
+                spare[:left] = self.buf[self.pos : self.end]
+                self.base += self.pos
+                self.buf, self.pos, self.end = spare, 0, left
+                return
+        super().make_room(need, what)
 
     @property
     def max_backlog(self) -> int:

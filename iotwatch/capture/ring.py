@@ -12,6 +12,12 @@ full disk) stops the ring: the file is cut back to its last whole batch (readabl
 kept in :attr:`Ring.stopped`, and the analysis goes on without the ring. The batches handed over
 after the failed one and before the failure was seen (at most the queue's length) are then
 numbered in a file that lacks them.
+
+A batch's blocks are copied for the writer thread unless the caller lends them: ``write(...,
+done=release)`` queues a view of the caller's buffer and calls ``release()`` on the writer thread
+once the blocks are on their way to the disk or dropped (the caller keeps the buffer unchanged
+until then; a live capture's pipe reader lends its chunk buffers this way, capture/dumpcap.py,
+and so saves a copy of every packet on the analysis thread).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +52,8 @@ class Ring:
         self._size = 0
         self._frames = 0
         self._headers = b""
-        self._q: queue.Queue[tuple[str, Path | None, bytes] | None] = queue.Queue(maxsize=QUEUE)
+        self._q: queue.Queue[tuple[str, Path | None, bytes | memoryview, Callable[[], None] | None] | None] = \
+            queue.Queue(maxsize=QUEUE)
         self._error: str | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -58,19 +66,27 @@ class Ring:
     def current(self) -> Path | None:
         return self._open_path if self.stopped is None else None
 
-    def write(self, headers: list[bytes], blocks: np.ndarray, packets: int) -> tuple[Path, int] | None:
+    def write(self, headers: list[bytes], blocks: np.ndarray, packets: int,
+              done: Callable[[], None] | None = None) -> tuple[Path, int] | None:
         """Append a batch's blocks; returns the file they go to and the number of their first
-        packet there, or None when the ring has stopped."""
+        packet there, or None when the ring has stopped. ``done``: the blocks are lent, not
+        copied; it is called (on the writer thread, or at once when the ring has stopped) when
+        they are no longer needed."""
         if self._error is not None and self.stopped is None:
             self.stopped = self._error
         if self.stopped is not None:
+            if done is not None:
+                done()
             return None
         head = b"".join(headers)
         if self._open_path is None or head != self._headers or (self._size >= self.size_bytes and self._frames):
             self._rotate(head)
         assert self._open_path is not None
         first = self._frames + 1
-        self._q.put(("data", None, blocks.tobytes()))  # a copy: the reader reuses its buffer
+        if done is None:
+            self._q.put(("data", None, blocks.tobytes(), None))  # a copy: the reader reuses its buffer
+        else:
+            self._q.put(("data", None, memoryview(blocks), done))  # type: ignore[arg-type]
         self._size += len(blocks)
         self._frames += packets
         return self._open_path, first
@@ -80,9 +96,9 @@ class Ring:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
         path = self.folder / f"{self.prefix}-{self.written:05d}-{stamp}.pcapng"
         while len(self.kept) >= self.files:
-            self._q.put(("delete", self.kept.popleft(), b""))
+            self._q.put(("delete", self.kept.popleft(), b"", None))
         self.kept.append(path)
-        self._q.put(("open", path, head))
+        self._q.put(("open", path, head, None))
         self._open_path, self._headers = path, head
         self._size, self._frames = len(head), 0
 
@@ -92,9 +108,11 @@ class Ring:
             item = self._q.get()
             if item is None:
                 break
+            op, target, data, done = item
             if self._error is not None:
+                if done is not None:
+                    done()
                 continue  # stopped: what is still queued is dropped
-            op, target, data = item
             try:
                 if op == "delete":
                     assert target is not None
@@ -123,6 +141,9 @@ class Ring:
                     except OSError:
                         pass
                 self._error = f"{path or self.folder}: {e.strerror or e}"
+            finally:
+                if done is not None:
+                    done()
         if fd >= 0:
             try:
                 os.close(fd)
