@@ -1040,7 +1040,7 @@ class FeatureState:
         j = int(np.searchsorted(ev["ts"], starts[k], side="left")) if k else 0
         r0 = k
         sub = ev[j:]
-        pre = self._pre = None
+        pre = None
         if j:
             reach = np.flatnonzero(ev["end"][:j] >= starts[k])
             if len(reach):  # events before the boundary still going in window k (sessions, flows spread)
@@ -1054,7 +1054,8 @@ class FeatureState:
                     p = _Prefix(j, _merge_keys(p.hosts, h), _merge_keys(p.failed, f), _merge_keys(p.ext, e))
             else:
                 p = _Prefix(j, *_prefix_keys(ev[:j]))
-            self._pre = pre = p
+            pre = p
+        self._pre = pre  # (kept for the next update's prefix: the events before it are unchanged)
         seen_from = int(np.clip(np.searchsorted(starts, ev["ts"][0], side="right") - 1, 0, n - 1)) if len(ev) else 0
         T = np.zeros((n - r0, len(FEATURES)), np.float64)
         T[:, :_BASE] = X[r0:, :_BASE]
