@@ -50,4 +50,7 @@ def shared_captures() -> list[Path]:
 
 
 needs_shared = pytest.mark.skipif(not SHARED_PCAPS.exists(), reason="../shared/pcaps is absent (real captures not available)")
+#: real captures of call-backs to a controller (held sessions, lookups, beacons over minutes): what a
+#: live run's incremental passes and features are checked against the full ones on
+CALLBACK_CAPTURES = ("slips_testdata/test-cc-capture-1.pcap", "corelight_caldera/caldera_sandcat.pcap")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (run `make sysdeps`)")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_PCAPS, needs_shared
+from conftest import CALLBACK_CAPTURES, SHARED_PCAPS, needs_shared
 
 from iotwatch.capture.source import open_capture
 from iotwatch.detect import Detector
@@ -104,7 +104,7 @@ def test_incremental_features_equal_the_full_ones_at_every_step(family: str, arg
 
 
 @needs_shared
-@pytest.mark.parametrize("name", ["slips_testdata/test-cc-capture-1.pcap", "corelight_caldera/caldera_sandcat.pcap"])
+@pytest.mark.parametrize("name", CALLBACK_CAPTURES)
 def test_incremental_features_equal_the_full_ones_on_shared_captures(name: str, tmp_path: Path) -> None:
     """Real captures: call-backs to a controller, held sessions, lookups, beacons over minutes."""
     c = _replay(SHARED_PCAPS / name, 60.0, 64, tmp_path)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SHARED_PCAPS, needs_shared
+from conftest import CALLBACK_CAPTURES, SHARED_PCAPS, needs_shared
 
 from iotwatch.capture.source import open_capture
 from iotwatch.detect import Detector, rules
@@ -158,7 +158,7 @@ def test_incremental_passes_with_remembered_beacon_tests_raise_the_alerts_of_ful
 
 
 @needs_shared
-@pytest.mark.parametrize("name", ["slips_testdata/test-cc-capture-1.pcap", "corelight_caldera/caldera_sandcat.pcap"])
+@pytest.mark.parametrize("name", CALLBACK_CAPTURES)
 def test_incremental_passes_raise_the_alerts_of_full_passes_on_shared_captures(name: str, tmp_path: Path) -> None:
     """Real captures with call-backs to a controller (held sessions, beacons over minutes)."""
     c = _both_passes(SHARED_PCAPS / name, 60.0, 64, tmp_path)
