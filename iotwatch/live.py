@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import bisect
 import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .analysis_thread import AnalysisThread
 from .capture import interfaces, privileges
 from .capture.dumpcap import CAPTURE_NICE, DumpcapSource
 from .capture.privileges import Stopper
@@ -84,6 +87,10 @@ class LiveOptions:
     #: window features are taken at the close (Detector.conclude_live ``rescore``)
     recheck_s: tuple[float, ...] = (0.5, 1.25)
     dumpcap: str | None = None
+    #: the analysers' intake and the verdict passes on a thread of their own
+    #: (iotwatch/analysis_thread.py): the packets never wait for a pass. False: on the packet
+    #: thread, in turn (the same alerts; what bench/verdicts.py times)
+    passes_thread: bool = True
     #: when started as root: the user to become once dumpcap runs (None: SUDO_UID's, if any);
     #: capture/privileges.py
     user: str | None = None
@@ -109,6 +116,25 @@ class LiveStatus:
     ring_stopped: str | None = None
 
 
+@dataclass(slots=True)
+class PassInputs:
+    """What a verdict pass reads of the packet side, taken when the pass is asked for: the
+    device records, the open flows that count as evidence, the capture names and the clock."""
+
+    rescore: bool  # a window closed since the previous pass (else a recheck)
+    devices: dict[str, DeviceRecord]
+    open_rows: np.ndarray  # flows.FLOW_DTYPE: the open flows the pass counts (:meth:`LiveCapture._provisional_evidence`)
+    files: list[str]
+    clock_ns: int
+    closed_upto: int  # the newest closed window (its index), for the verdict lag
+
+
+def _merged(earlier: PassInputs, later: PassInputs) -> PassInputs:
+    """Two passes taken as one (the later one's inputs): a window closed if it did for either."""
+    later.rescore = later.rescore or earlier.rescore
+    return later
+
+
 class RingIndex:
     """Where the packets of a moment are in the ring: for each batch its file, the number of its
     first packet there and every ``STEP``-th timestamp. An alert cites the ring file and the packet
@@ -119,29 +145,34 @@ class RingIndex:
     def __init__(self) -> None:
         self._first: list[int] = []  # first timestamp of each batch, ns (non-decreasing in practice)
         self._rows: list[tuple[int, int, np.ndarray]] = []  # (file index, first packet, sampled ts)
+        self._lock = threading.Lock()  # (the packet thread adds, the verdict passes' thread locates)
 
     def add(self, file_index: int, frame0: int, ts_ns: np.ndarray) -> None:
         if len(ts_ns):
-            self._first.append(int(ts_ns[0]))
-            self._rows.append((file_index, frame0, ts_ns[:: self.STEP].copy()))
+            row = (file_index, frame0, ts_ns[:: self.STEP].copy())
+            with self._lock:
+                self._first.append(int(ts_ns[0]))
+                self._rows.append(row)
 
     def forget_before(self, file_index: int) -> None:
         """Drop the batches of files older than ``file_index`` (the ring deleted them)."""
-        k = 0
-        while k < len(self._rows) and self._rows[k][0] < file_index:
-            k += 1
-        if k:
-            del self._first[:k], self._rows[:k]
+        with self._lock:
+            k = 0
+            while k < len(self._rows) and self._rows[k][0] < file_index:
+                k += 1
+            if k:
+                del self._first[:k], self._rows[:k]
 
     def locate(self, ts: float) -> tuple[int, int] | None:
         """(file index, packet number) of the packet at ``ts`` (epoch s) or just before it."""
         t = int(ts * 1e9)
-        k = bisect.bisect_right(self._first, t) - 1
-        if k < 0:
-            if not self._rows:
-                return None
-            k = 0
-        file_index, frame0, sample = self._rows[k]
+        with self._lock:
+            k = bisect.bisect_right(self._first, t) - 1
+            if k < 0:
+                if not self._rows:
+                    return None
+                k = 0
+            file_index, frame0, sample = self._rows[k]
         j = max(int(np.searchsorted(sample, t, side="right")) - 1, 0)
         return file_index, frame0 + j * self.STEP
 
@@ -233,7 +264,10 @@ class LiveCapture:
         self._windows_seen = 0
         self._rechecks: list[int] = []  # capture clock (ns) of the verdict passes still to come
         self._devices: dict[str, DeviceRecord] = {}
-        self._new_alerts: list[Alert] = []
+        self._new_alerts: deque[Alert] = deque()  # raised by the passes, not yet shown
+        #: the analysers' intake and the passes, on their own thread while the capture runs
+        #: (``LiveOptions.passes_thread``; None: on the packet thread)
+        self.passes: AnalysisThread[PassInputs] | None = None
         self._last_tick = self._last_stats = self._last_part = self._last_status = 0.0
         self._last_up: dict[str, int] = {}
         self._last_counts = (0.0, 0, 0)
@@ -318,6 +352,10 @@ class LiveCapture:
         self._prepare_models()
         self.source.reader.batch_size = pipe.settings.batch_size
         self._last_counts = (time.monotonic(), 0, 0)
+        analysers = pipe.analysers
+        if o.passes_thread:
+            self.passes = AnalysisThread(analysers, self._judge, merge=_merged)
+            pipe.analysers = [self.passes.intake]  # type: ignore[list-item]
         try:
             try:
                 # the analysis is ready: a first stats event says so, for whoever waits on the run
@@ -334,6 +372,12 @@ class LiveCapture:
                         self._tick()
             finally:
                 counts = self.source.close()
+                if self.passes is not None:
+                    # the analysers are fed what is still queued; the end of the run is theirs
+                    try:
+                        self.passes.close()
+                    finally:
+                        pipe.analysers, self.passes = analysers, None
             failed = self.source.failed
             if failed is not None:
                 self.on_warning(f"iotwatch: error: {failed}")
@@ -432,6 +476,8 @@ class LiveCapture:
             self.stop()  # (again, if a signal came before dumpcap was running)
         if self.source is None or self.source.reader is None or self.pipe is None:
             return
+        if self.passes is not None:
+            self.passes.check()
         pipe = self.pipe
         if idle and pipe.stats.packets:
             self._clock_ns = max(self._clock_ns, time.time_ns() - int(o.margin_s * 1e9))
@@ -454,11 +500,6 @@ class LiveCapture:
                     self._rechecks.pop(0)
             self._windows_seen = pipe.stats.windows
             self._conclude(rescore=closed)
-            if closed:  # how long after the end of the newest closed window its verdicts were written
-                w = int(pipe.devices.st[ST_CLOSED_UPTO])
-                lag = round(time.time() - (w + 1) * pipe.settings.window_s, 3)
-                pipe.stats.verdict_lag_s = lag
-                pipe.stats.verdict_lag_max_s = max(pipe.stats.verdict_lag_max_s or 0.0, lag)
         if mono - self._last_stats >= o.stats_every_s:
             self._last_stats = mono
             pipe.stats.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
@@ -480,35 +521,57 @@ class LiveCapture:
             self.on_status(self._status(mono))
 
     def _conclude(self, rescore: bool = True) -> None:
-        """Verdicts over everything seen so far, judging again only the devices whose inputs
-        changed since the previous pass (``Detector.conclude_live``: the alerts of a pass over
-        everything); alerts not raised before are written now. ``rescore`` False (a recheck:
-        no window closed since the previous pass): the model's features of the windows are those
-        of the previous close, the rules read the evidence as it is now."""
+        """A verdict pass over everything seen so far: its inputs taken now
+        (:meth:`_pass_inputs`), the pass run on the passes' thread when there is one
+        (:class:`~iotwatch.analysis_thread.AnalysisThread`, once the analysers are fed what came
+        before), else here (:meth:`_judge`)."""
+        req = self._pass_inputs(rescore)
+        if self.passes is not None:
+            self.passes.request(req)
+        else:
+            self._judge(req)
+
+    def _pass_inputs(self, rescore: bool) -> PassInputs:
         pipe = self.pipe
-        devices = pipe.devices.totals()
+        return PassInputs(rescore=rescore, devices=pipe.devices.totals(), open_rows=self._open_rows(),
+                          files=list(pipe.files), clock_ns=self._clock_ns,
+                          closed_upto=int(pipe.devices.st[ST_CLOSED_UPTO]))
+
+    def _judge(self, req: PassInputs) -> None:
+        """Verdicts over everything seen up to ``req``, judging again only the devices whose
+        inputs changed since the previous pass (``Detector.conclude_live``: the alerts of a pass
+        over everything); alerts not raised before are written now. ``req.rescore`` False (a
+        recheck: no window closed since the previous pass): the model's features of the windows
+        are those of the previous close, the rules read the evidence as it is now."""
+        pipe = self.pipe
+        devices = req.devices
         found: list[Alert] = []
-        for an in pipe.analysers:  # in the pipeline's order: the inventory before the detector
+        analysers = self.passes.analysers if self.passes is not None else pipe.analysers
+        for an in analysers:  # in the pipeline's order: the inventory before the detector
             if isinstance(an, Detector):
                 final = an.evidence
-                an.evidence = self._provisional_evidence(an)
+                an.evidence = self._provisional_evidence(an, req.open_rows)
                 try:
-                    found += an.conclude_live(devices, pipe.files, rescore=rescore)
+                    found += an.conclude_live(devices, req.files, rescore=req.rescore)
                 finally:
                     an.evidence = final
                 if self.baselines_path is not None:
                     write_baselines(self.baselines_path, an.baselines(), pipe.settings.window_s)
             else:
-                found += an.conclude(devices, pipe.files)
+                found += an.conclude(devices, req.files)
         for a in found:
             if self.eve.raise_alert(a):
                 self._new_alerts.append(a)
         self._devices = devices
+        if req.rescore:  # how long after the end of the newest closed window its verdicts were written
+            lag = round(time.time() - (req.closed_upto + 1) * pipe.settings.window_s, 3)
+            pipe.stats.verdict_lag_s = lag
+            pipe.stats.verdict_lag_max_s = max(pipe.stats.verdict_lag_max_s or 0.0, lag)
 
     def _detector(self) -> Detector | None:
         return next((a for a in self.pipe.analysers if isinstance(a, Detector)), None)
 
-    def _provisional_evidence(self, det: Detector) -> Evidence:
+    def _provisional_evidence(self, det: Detector, open_rows: np.ndarray | None = None) -> Evidence:
         """The detector's evidence plus the flows still open that have been quiet for
         ``settle_s``, and the :func:`login_sessions` and held sessions (``evidence.held_sessions``)
         still going: a scan's unanswered SYNs, a brute-force session and a heartbeat held in one
@@ -516,10 +579,14 @@ class LiveCapture:
         A copy-on-write view (``Evidence.with_flows``): the evidence the final verdicts use, from
         ended flows only as offline, is not touched, and the devices the open flows add nothing
         to are not copied."""
+        return det.evidence.with_flows(self._open_rows() if open_rows is None else open_rows)
+
+    def _open_rows(self) -> np.ndarray:
+        """The open flows a pass counts now (:meth:`_provisional_evidence`)."""
         if not self._clock_ns:
-            return det.evidence.with_flows(np.zeros(0, FLOW_DTYPE))
-        return det.evidence.with_flows(self.pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9),
-                                                                    also=lambda r: login_sessions(r) | held_sessions(r)))
+            return np.zeros(0, FLOW_DTYPE)
+        return self.pipe.flows.open_records(self._clock_ns - int(self.opts.settle_s * 1e9),
+                                            also=lambda r: login_sessions(r) | held_sessions(r))
 
     def _status(self, mono: float) -> LiveStatus:
         st = self.pipe.stats
@@ -536,7 +603,7 @@ class LiveCapture:
         ring = None
         if self.ring is not None:
             ring = str(self.ring.current) if self.ring.current else None
-        new, self._new_alerts = self._new_alerts, []
+        new = [self._new_alerts.popleft() for _ in range(len(self._new_alerts))]
         return LiveStatus(started=self.started, now=time.time(), packets=st.packets, bytes=st.bytes,
                           packets_per_s=pps, bits_per_s=bps, capture_drops=st.capture_drops,
                           if_drops=max(0, interfaces.rx_drops(self.opts.interface) - self._drops0),
