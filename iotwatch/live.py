@@ -7,7 +7,9 @@ every ``tick_s`` the pipeline's clock moves to now (minus ``margin_s`` for packe
 buffers), so flows end and windows close on a quiet network too. Each time windows close (and
 twice more as their last flows settle), the detector and the inventory conclude over what has
 been seen so far, the detector judging again only what changed (docs/capture.md); alerts not
-raised before are written to ``events.jsonl`` at once. At the end (SIGINT, SIGTERM, ``duration_s`` or dumpcap
+raised before are written to ``events.jsonl`` at once. The analysers are fed, and the passes
+run, on a thread of their own (:class:`~iotwatch.analysis_thread.AnalysisThread`), in the order
+the packet thread hands them over: the packets never wait for a pass. At the end (SIGINT, SIGTERM, ``duration_s`` or dumpcap
 stopping), the pipeline finishes exactly as an offline run does: the final alerts (those not
 already written), the devices and the final stats event.
 
