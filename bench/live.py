@@ -144,6 +144,9 @@ def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path,
     evs = events(out)
     st = [e for e in evs if e["event_type"] == "stats"][-1]
     lags = sorted({e["verdict_lag_s"] for e in evs if e["event_type"] == "stats" and e.get("verdict_lag_s") is not None})
+    # each close pass's wall and CPU seconds (a stats event carries the newest one's)
+    close_passes = {(e["verdict_pass_s"], e["verdict_pass_cpu_s"]) for e in evs
+                    if e["event_type"] == "stats" and e.get("verdict_pass_s") is not None}
     delays, at_end = [], 0
     for e in evs:
         if e["event_type"] == "alert" and "raised_ts" in e:
@@ -163,7 +166,8 @@ def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path,
             "if_drops": st["if_drops"], "lost": sent - analysed, "alerts": len(delays), "alerts_at_end": at_end,
             "delay_median": statistics.median(delays) if delays else None, "delay_max": max(delays) if delays else None,
             "verdict_lag_median": statistics.median(lags) if lags else None, "verdict_lag_max": st["verdict_lag_max_s"],
-            "load": round(load, 1), "us_iotwatch": round(us["iotwatch"], 2), "us_dumpcap": round(us["dumpcap"], 2)}
+            "load": round(load, 1), "us_iotwatch": round(us["iotwatch"], 2), "us_dumpcap": round(us["dumpcap"], 2),
+            "close_pass_max": max(close_passes, default=None)}
 
 
 def clean(row: dict[str, object]) -> bool:
@@ -173,17 +177,20 @@ def clean(row: dict[str, object]) -> bool:
 def table(rows: list[dict[str, object]], seconds: int) -> str:
     out = [f"| replay rate | sent in {seconds} s | sent, packets/s | analysed | lost | dumpcap drops | interface drops "
            "| most behind (backlog) | CPU per packet: iotwatch / dumpcap | load (1 min) | window end → verdicts written, median / max "
+           "| longest close pass: wall / CPU "
            "| alerts raised while capturing | window end → alert, median / max |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         d = "—" if r["delay_median"] is None else f"{r['delay_median']:.2f} s / {r['delay_max']:.2f} s"
         v = "—" if r["verdict_lag_median"] is None else f"{r['verdict_lag_median']:.2f} s / {r['verdict_lag_max']:.2f} s"
         kernel = f" (kernel: {r['kernel_drops']})" if r["capture_drops"] else ""
+        cp = r.get("close_pass_max")
+        close = "—" if not cp else f"{cp[0]:.2f} s / {cp[1]:.2f} s"  # type: ignore[index]
         lost = f"{r['lost']:,}" + (f" ({100 * r['lost'] / r['sent']:.1f} %)" if r["lost"] else "")  # type: ignore[operator]
         out.append(f"| {r['rate']} | {r['sent']:,} | {r['sent_pps']:,.0f} | {r['analysed']:,} | {lost} | "
                    f"{r['capture_drops']}{kernel} | {r['if_drops']} | {r['backlog_max_mb']} MiB | "
                    f"{r['us_iotwatch']} µs / {r['us_dumpcap']} µs | "
-                   f"{r['load']} | {v} | {r['alerts']} (+{r['alerts_at_end']} at the end) | {d} |")
+                   f"{r['load']} | {v} | {close} | {r['alerts']} (+{r['alerts_at_end']} at the end) | {d} |")
     return "\n".join(out) + "\n"
 
 

@@ -350,7 +350,8 @@ class LiveCapture:
         st = pipe.stats
         st.interface, st.if_drops, st.ring_files = o.interface, 0, 0 if self.ring else None
         st.files = 1
-        eve.live_stats.update(capture_nice=self.source.nice, capture_drops_kernel=None)
+        eve.live_stats.update(capture_nice=self.source.nice, capture_drops_kernel=None, verdict_pass_s=None,
+                              verdict_pass_cpu_s=None, verdict_pass_max_s=None)
         self._prepare_models()
         self.source.reader.batch_size = pipe.settings.batch_size
         self._last_counts = (time.monotonic(), 0, 0)
@@ -546,6 +547,7 @@ class LiveCapture:
         recheck: no window closed since the previous pass): the model's features of the windows
         are those of the previous close, the rules read the evidence as it is now."""
         pipe = self.pipe
+        t0, c0 = time.perf_counter(), time.thread_time()
         devices = req.devices
         found: list[Alert] = []
         analysers = self.passes.analysers if self.passes is not None else pipe.analysers
@@ -569,6 +571,12 @@ class LiveCapture:
             lag = round(time.time() - (req.closed_upto + 1) * pipe.settings.window_s, 3)
             pipe.stats.verdict_lag_s = lag
             pipe.stats.verdict_lag_max_s = max(pipe.stats.verdict_lag_max_s or 0.0, lag)
+            # and what the pass itself took (wall, and its thread's CPU: the gap is the machine's
+            # other work): the part of the lag past the close
+            took, cpu = round(time.perf_counter() - t0, 3), round(time.thread_time() - c0, 3)
+            ls = self.eve.live_stats
+            ls.update(verdict_pass_s=took, verdict_pass_cpu_s=cpu,
+                      verdict_pass_max_s=max(float(ls.get("verdict_pass_max_s") or 0.0), took))  # type: ignore[arg-type]
 
     def _detector(self) -> Detector | None:
         return next((a for a in self.pipe.analysers if isinstance(a, Detector)), None)

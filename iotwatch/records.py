@@ -345,6 +345,9 @@ def records_markdown() -> str:
             "(pcapng files written to the evidence ring); `verdict_lag_s` and `verdict_lag_max_s` (seconds from the end "
             "of the newest closed window to its verdicts being written: the last one and the largest of the run); "
             "`backlog_max_bytes` (the most bytes read from dumpcap's pipe but not yet analysed at any moment so far: how "
-            "far the analysis fell behind the capture; past 256 MiB dumpcap's kernel buffer takes over). The stats events of a live run (only) also carry `capture_nice` (the nice value dumpcap and the thread draining its pipe run at, so that the capture wins the CPU over the analysis; null when not allowed: below 0 it needs root or `CAP_SYS_NICE`) and `capture_drops_kernel` (the part of `capture_drops` lost in the kernel's capture buffer, libpcap's `ps_drop`: dumpcap did not read in time; the rest dumpcap lost itself; null until dumpcap stops). A live run also writes a stats event every few seconds "
+            "far the analysis fell behind the capture; past 256 MiB dumpcap's kernel buffer takes over). The stats events of a live run (only) also carry `capture_nice` (the nice value dumpcap and the thread draining its pipe run at, so that the capture wins the CPU over the analysis; null when not allowed: below 0 it needs root or `CAP_SYS_NICE`) and `capture_drops_kernel` (the part of `capture_drops` lost in the kernel's capture buffer, libpcap's `ps_drop`: dumpcap did not read in time; the rest dumpcap lost itself; null until dumpcap stops), and `verdict_pass_s`, `verdict_pass_cpu_s` and `verdict_pass_max_s` (the "
+            "verdict pass at the newest window close: its wall seconds, the CPU seconds of the thread that ran it, and "
+            "the most wall seconds of any close pass so far; null until the first window closes: of `verdict_lag_s`, the "
+            "part after the window closed, and how much of it the machine's other work took). A live run also writes a stats event every few seconds "
             "(`\"final\": false`); the last line is the final one (`\"final\": true`).", ""]
     return "\n".join(out)
