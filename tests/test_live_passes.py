@@ -583,7 +583,8 @@ def test_the_ports_most_probed_are_those_counter_ranks() -> None:
 
 def test_the_dns_groups_kept_between_passes_are_those_made_again() -> None:
     """rules._dns_groups (the DNS queries by resolver and domain, kept in a box the device shares
-    with its copies): at every step the groups made afresh from the same queries, in the device,
+    with its copies, taken up as queries come): at every step the groups made afresh from the
+    same queries, in the device,
     in a view's copy that judged first (its groups serve the device) and after the device took
     more queries than the copy has (the copy's are its own)."""
     from iotwatch.detect.evidence import DeviceEvidence, DnsQuery
@@ -596,20 +597,42 @@ def test_the_dns_groups_kept_between_passes_are_those_made_again() -> None:
         return [(res, [id(x) for x in qs], ts.tolist(), names.tolist()) for res, qs, ts, names in rules._dns_groups(d)]
 
     rng = np.random.default_rng(14)
-    d = DeviceEvidence()
+    for run in range(6):
+        d = DeviceEvidence()
+        for step in range(12):
+            # mostly as queries come (none older than the latest before: the kept groups are
+            # taken up), now and then an older one (all are grouped again); ties too
+            late = rng.random() < 0.8
+            for _ in range(int(rng.integers(0, 30))):
+                ts = float(np.round(rng.uniform(10 * step, 10 * step + 10) if late else rng.uniform(0, 100)))
+                d.dns.append(DnsQuery(ts, f"h{int(rng.integers(0, 50))}.{rng.choice(['a.com', 'b.org', 'c.co.uk'])}",
+                                      1, str(rng.choice(["10.0.0.1", "10.0.0.2"])), run * 100 + step))
+            if d.dns:
+                assert kept(d) == fresh(d)
     for step in range(12):
-        for _ in range(int(rng.integers(0, 30))):
-            d.dns.append(DnsQuery(float(rng.uniform(0, 100)), f"h{int(rng.integers(0, 50))}.{rng.choice(['a.com', 'b.org', 'c.co.uk'])}",
-                                  1, str(rng.choice(["10.0.0.1", "10.0.0.2"])), step))
-        if not d.dns:
-            continue
-        assert kept(d) == fresh(d)
+        d.dns.append(DnsQuery(float(rng.uniform(0, 100)), "again.a.com", 1, "10.0.0.1", step))
         c = d.copy()
         assert kept(c) == fresh(c) == kept(d)
         d.dns.append(DnsQuery(float(rng.uniform(0, 100)), "late.a.com", 1, "10.0.0.1", 99))
         assert kept(d) == fresh(d) and kept(c) == fresh(c) != kept(d)
         c.dns.append(DnsQuery(float(rng.uniform(0, 100)), "other.b.org", 1, "10.0.0.2", 98))  # (as many as d's)
         assert kept(d) == fresh(d) and kept(c) == fresh(c) != kept(d)
+
+
+def test_fire_index_over_blocks_of_python_numbers_is_the_sliding_window_count() -> None:
+    """rules.fire_index (its loop over Python numbers taken a block at a time; the scan gives it
+    the distinct targets it counted): the first event at which the window holds k distinct
+    targets, by brute force, across the blocks' edges."""
+    rng = np.random.default_rng(15)
+    for _ in range(60):
+        n = int(rng.integers(1, 1600))
+        ts = np.sort(np.round(rng.uniform(0, float(rng.choice([20, 600, 5000])), n), int(rng.integers(0, 2))))
+        tg = rng.integers(0, int(rng.choice([5, 50, 5000])), n).astype(np.uint64)
+        tg[: int(rng.integers(0, n + 1))] %= np.uint64(2)  # (a first stretch to two targets: some fire past a block)
+        k, window = int(rng.integers(1, 40)), float(rng.choice([1, 10, 60]))
+        want = next((i for i in range(n) if len(set(tg[(ts > ts[i] - window) & (np.arange(n) <= i)].tolist())) >= k), -1)
+        assert rules.fire_index(ts, tg, k, window) == want
+        assert rules.fire_index(ts, tg, k, window, len(np.unique(tg))) == want
 
 
 def test_the_union_size_of_two_key_sets_is_that_of_their_union() -> None:

@@ -455,11 +455,11 @@ class DeviceEvidence:
     #: shared by copies (never written)
     arp_cache: np.ndarray = field(default_factory=lambda: np.zeros(0, ARP_DTYPE))
     distinct_cache: tuple[np.ndarray, np.ndarray] | None = None
-    #: the DNS queries as the flood rule last grouped them (rules._dns_groups), with what ``dns``
-    #: was then: its length and its last query (the object). One box shared by the device and
-    #: its copies, whose ``dns`` are the device's queries then (an evidence view's copy adds
-    #: none; the device only appends): a copy's groups serve the device at the next pass
-    dns_groups: list[tuple[int, int, object]] = field(default_factory=list)
+    #: the DNS queries as the flood rule last grouped them (rules.DnsGroups: how many, and the
+    #: last of them). One box shared by the device and its copies, whose ``dns`` are the
+    #: device's queries then (an evidence view's copy adds none; the device only appends): a
+    #: copy's groups serve the device at the next pass, and are taken up from there
+    dns_groups: list[object] = field(default_factory=list)
 
     def events(self) -> np.ndarray:
         """Every event kept, in time order (merged and sorted once, until more come). The events

@@ -142,9 +142,14 @@ def fire_index(ts: np.ndarray, targets: np.ndarray, k: int, window: float, disti
         return -1
     counts: Counter[int] = Counter()
     q: deque[int] = deque()
-    # (Python numbers: the loop may run over a device's whole history at every pass of a live run)
-    tl, tsl = targets.tolist(), ts.tolist()
-    for i in range(len(tsl)):
+    # (Python numbers, taken a block at a time: the loop may run over a device's whole history at
+    # every pass of a live run, or stop at its first events)
+    tl: list[int] = []
+    tsl: list[float] = []
+    for i in range(len(ts)):
+        if i == len(tl):
+            tl += targets[i: i + 512].tolist()
+            tsl += ts[i: i + 512].tolist()
         counts[tl[i]] += 1
         q.append(i)
         while tsl[q[0]] <= tsl[i] - window:
@@ -762,22 +767,64 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
     return out
 
 
+@dataclass(slots=True)
+class DnsGroups:
+    """The flood rule's groups (:func:`_dns_groups`) of a device's first ``n`` DNS queries: the
+    last of them (``last``), the latest time among them (``top``), each group's place by
+    (resolver, base domain) and per group the resolver, the queries in time order, their times
+    and their names' hashes."""
+
+    n: int
+    last: DnsQuery | None
+    top: float
+    where: dict[tuple[str, str], int]
+    groups: list[tuple[str, list[DnsQuery], np.ndarray, np.ndarray]]
+
+
 def _dns_groups(d: DeviceEvidence) -> list[tuple[str, list[DnsQuery], np.ndarray, np.ndarray]]:
     """The device's DNS queries in time order by (resolver, base domain), in the order the groups
-    first show: per group the resolver, the queries, their times and their names' hashes. Made
-    again only when queries came (kept in ``d.dns_groups``: a live run's passes ask at every pass,
-    and a device's queries stop growing at its cap). The queries are only ever appended, each a
-    new object, and the groups hold them: the same count and the same last one, the same queries."""
+    first show: per group the resolver, the queries, their times and their names' hashes. Kept
+    (``d.dns_groups``) and taken up at the next call: a live run's passes ask at every pass. The
+    queries are only ever appended, each a new object: the same query at the kept count, the
+    same queries before it; those added since go after them, in time order, when none is older
+    than the latest kept (as a device's queries come), else all are grouped again."""
+    if not d.dns:
+        return []
     box = d.dns_groups
-    if box and box[0][0] == len(d.dns) and box[0][1] == id(d.dns[-1]):
-        return box[0][2]  # type: ignore[return-value]
-    by_res: dict[tuple[str, str], list[DnsQuery]] = {}
-    for x in sorted(d.dns, key=lambda x: x.ts):
-        by_res.setdefault((x.resolver, _base_domain(x.qname)), []).append(x)
-    groups = [(res, qs, np.array([x.ts for x in qs]), np.array([hash(x.qname) for x in qs], np.int64))
-              for (res, _dom), qs in by_res.items()]
-    box[:] = [(len(d.dns), id(d.dns[-1]), groups)]
-    return groups
+    kept: DnsGroups | None = box[0] if box else None  # type: ignore[assignment]
+    if kept is not None and kept.n <= len(d.dns) and d.dns[kept.n - 1] is kept.last:
+        if kept.n == len(d.dns):
+            return kept.groups
+        new = d.dns[kept.n:]
+        if min(x.ts for x in new) < kept.top:
+            kept = None
+    else:
+        kept = None
+    if kept is None:
+        kept, new = DnsGroups(0, None, -np.inf, {}, []), d.dns
+    grown = _grouped(kept, new)
+    box[:] = [grown]
+    return grown.groups
+
+
+def _grouped(kept: DnsGroups, new: list[DnsQuery]) -> DnsGroups:
+    """``kept`` with queries ``new`` (none older than its latest) added, in time order (a stable
+    sort: ties keep the order they came in); ``kept`` is not changed (a view's copy may read it)."""
+    where, groups = dict(kept.where), list(kept.groups)
+    added: dict[int, list[DnsQuery]] = {}
+    for x in sorted(new, key=lambda x: x.ts):
+        key = (x.resolver, _base_domain(x.qname))
+        i = where.get(key)
+        if i is None:
+            i = where[key] = len(groups)
+            groups.append((x.resolver, [], np.zeros(0), np.zeros(0, np.int64)))
+        added.setdefault(i, []).append(x)
+    for i, xs in added.items():
+        res, qs, ts, names = groups[i]
+        groups[i] = (res, qs + xs, np.concatenate([ts, np.array([x.ts for x in xs])]),
+                     np.concatenate([names, np.array([hash(x.qname) for x in xs], np.int64)]))
+    top = max(kept.top, max(x.ts for x in new))
+    return DnsGroups(kept.n + len(new), new[-1], top, where, groups)
 
 
 def _web(ev: np.ndarray) -> np.ndarray:
