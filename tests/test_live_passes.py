@@ -459,18 +459,22 @@ def test_the_distinct_sets_past_the_cap_placed_into_the_known_ones_are_those_of_
 
 
 def test_aggregate_rows_added_as_opaque_records_are_the_structured_concatenation() -> None:
-    """evidence._with_rows (new aggregate rows past the cap, joined as opaque records): byte for
-    byte the structured concatenation sorted by id, as the table was made before."""
+    """evidence._with_rows (new aggregate rows past the cap, each placed at its id as opaque
+    records): byte for byte the structured concatenation sorted by id (stable), as the table was
+    made before, rows sorted or not, ids the table holds or not."""
     from iotwatch.detect.evidence import OVF_DTYPE, _with_rows
 
     rng = np.random.default_rng(9)
-    for n, m in ((0, 5), (7, 0), (300, 40), (1000, 1)):
-        ids = rng.permutation(1 << 20)[: n + m].astype(np.uint64)
+    for n, m, span in ((0, 5, 1 << 20), (7, 0, 1 << 20), (300, 40, 1 << 20), (1000, 1, 1 << 20), (300, 40, 200),
+                       (50, 50, 30)) * 10:
+        ids = rng.integers(0, span, n + m).astype(np.uint64)  # (small spans: ids the table holds too)
         both = np.zeros(n + m, OVF_DTYPE)
         both.view(np.uint8).reshape(n + m, -1)[:] = rng.integers(0, 256, (n + m, OVF_DTYPE.itemsize), dtype=np.uint8)
         both["id"] = ids
         table = both[:n][np.argsort(both["id"][:n], kind="stable")]
         rows = both[n:]
+        if rng.random() < 0.5:  # (as the evidence adds them: sorted by id)
+            rows = rows[np.argsort(rows["id"], kind="stable")]
         want = np.concatenate([table, rows])
         want = want[np.argsort(want["id"], kind="stable")]
         got = _with_rows(table, rows)
