@@ -68,7 +68,7 @@ def load_kernels() -> None:
     from .bundle import _forest_proba
     from .capture.write import write_pcap, write_pcapng
     from .detect import Detector, DetectSettings
-    from .detect.rules import _screen
+    from .detect.rules import _screen, screened_groups
     from .inventory.analyser import Inventory
     from .pipeline import Pipeline, run
 
@@ -90,6 +90,7 @@ def load_kernels() -> None:
         pipe.finish()
     z = np.zeros(2, np.int64)
     _screen(np.zeros(2, np.uint64), np.zeros(2), np.zeros(2), 2, 0.0, 1.0, np.zeros(2, np.uint8))
+    screened_groups(np.zeros(2, np.uint64), np.zeros(2), np.zeros(2), 2, 0.0, 1.0)  # (its kernel for events in time order)
     _forest_proba(np.zeros((2, 1)), z, np.full(2, -1, np.int64), z, z, np.zeros(2), np.ones((2, 1)), np.zeros((2, 1)))
     _loaded = True
 

@@ -424,6 +424,63 @@ def test_the_arp_array_and_the_distinct_sets_past_the_cap_follow_what_is_added()
     assert t2.tolist() == [3, 4, 5] and h2.tolist() == [1, 9]
 
 
+def test_the_distinct_sets_past_the_cap_placed_into_the_known_ones_are_those_of_all_keys() -> None:
+    """distinct_past_cap places the keys added since its last sets into them (evidence._distinct,
+    not a sort of all of them again): at every step, in the device and in a view's copy that
+    adds its own, the sorted unique keys of everything added, and the copy's never in the
+    original's."""
+    from iotwatch.detect.evidence import DeviceEvidence
+
+    rng = np.random.default_rng(8)
+    for _ in range(40):
+        d = DeviceEvidence()
+        added_t: list[np.ndarray] = []
+        added_h: list[np.ndarray] = []
+        span = int(rng.integers(2, 5000))
+        for _step in range(int(rng.integers(1, 8))):
+            for _part in range(int(rng.integers(0, 3))):
+                t = np.unique(rng.integers(0, span, int(rng.integers(0, 300))).astype(np.uint64))
+                h = np.unique(rng.integers(0, span, int(rng.integers(0, 50))).astype(np.uint64))
+                d.ovf_targets.append(t)
+                d.ovf_hosts.append(h)
+                added_t.append(t)
+                added_h.append(h)
+            want_t = np.unique(np.concatenate(added_t)) if added_t else np.zeros(0, np.uint64)
+            want_h = np.unique(np.concatenate(added_h)) if added_h else np.zeros(0, np.uint64)
+            got_t, got_h = d.distinct_past_cap()
+            assert got_t.tolist() == want_t.tolist() and got_h.tolist() == want_h.tolist()
+        view = d.copy()  # (a view's copy: its first parts are the device's sets)
+        more = np.array([0, span + 1, span + 2], np.uint64)
+        view.ovf_targets.append(more)
+        view.ovf_hosts.append(more[:1])
+        vt, vh = view.distinct_past_cap()
+        assert vt.tolist() == np.union1d(want_t, more).tolist() and vh.tolist() == np.union1d(want_h, more[:1]).tolist()
+        assert d.distinct_past_cap()[0].tolist() == want_t.tolist()
+
+
+def test_aggregate_rows_added_as_opaque_records_are_the_structured_concatenation() -> None:
+    """evidence._with_rows (new aggregate rows past the cap, each placed at its id as opaque
+    records): byte for byte the structured concatenation sorted by id (stable), as the table was
+    made before, rows sorted or not, ids the table holds or not."""
+    from iotwatch.detect.evidence import OVF_DTYPE, _with_rows
+
+    rng = np.random.default_rng(9)
+    for n, m, span in ((0, 5, 1 << 20), (7, 0, 1 << 20), (300, 40, 1 << 20), (1000, 1, 1 << 20), (300, 40, 200),
+                       (50, 50, 30)) * 10:
+        ids = rng.integers(0, span, n + m).astype(np.uint64)  # (small spans: ids the table holds too)
+        both = np.zeros(n + m, OVF_DTYPE)
+        both.view(np.uint8).reshape(n + m, -1)[:] = rng.integers(0, 256, (n + m, OVF_DTYPE.itemsize), dtype=np.uint8)
+        both["id"] = ids
+        table = both[:n][np.argsort(both["id"][:n], kind="stable")]
+        rows = both[n:]
+        if rng.random() < 0.5:  # (as the evidence adds them: sorted by id)
+            rows = rows[np.argsort(rows["id"], kind="stable")]
+        want = np.concatenate([table, rows])
+        want = want[np.argsort(want["id"], kind="stable")]
+        got = _with_rows(table, rows)
+        assert got.dtype == OVF_DTYPE and got.tobytes() == want.tobytes()
+
+
 def test_the_own_address_keys_follow_the_record_as_it_gains_addresses() -> None:
     """detector._own keeps the parsed keys per set of addresses: a device seen at one more
     address (a replay's next loop, a DHCP renewal) has its events from it counted at once."""
@@ -467,6 +524,119 @@ def test_screened_groups_of_events_in_time_order_are_those_of_the_two_column_sor
         rules._screen(keys[shuffled][order2], ts[shuffled][order2], w[shuffled][order2], k, total, window, out2)
         p2 = order2[out2.astype(bool)]
         assert [g.tolist() for g in got2] == [g.tolist() for g in rules._groups(keys[shuffled][p2], k, p2)]
+
+
+def test_screened_groups_of_device_columns_are_those_of_the_two_column_sort() -> None:
+    """rules.screened_groups over what the rules give it (a device's hashed host keys, its time
+    and packet columns read from the events: strided, 32-bit weights; many keys, so that the
+    hash index's slots collide and wrap): the groups of the (key, time) sort and _screen, in
+    key order, each in time order."""
+    from iotwatch.detect.evidence import EVENT_DTYPE, host_key
+
+    rng = np.random.default_rng(11)
+    for _ in range(60):
+        n = int(rng.integers(1, 3000))
+        ev = np.zeros(n, EVENT_DTYPE)
+        ev["ts"] = np.sort(np.round(rng.uniform(0, float(rng.choice([10, 100, 600])), n)))  # (ties at the window edge)
+        ev["dst_lo"] = rng.integers(0, int(rng.choice([3, 40, 1500])), n).astype(np.uint64)
+        ev["pkts_out"] = rng.integers(0, 400, n).astype(np.uint32)
+        keys = host_key(ev["dst_hi"], ev["dst_lo"])
+        k, total, window = int(rng.integers(1, 30)), float(rng.integers(0, 3000)), float(rng.choice([1, 10, 60]))
+        got = rules.screened_groups(keys, ev["ts"], ev["pkts_out"], k, total, window)
+        order = np.lexsort((ev["ts"], keys))
+        out = np.zeros(n, np.uint8)
+        rules._screen(keys[order], ev["ts"][order], ev["pkts_out"][order].astype(np.float64), k, total, window, out)
+        passed = order[out.astype(bool)]
+        want = rules._groups(keys[passed], k, passed)
+        assert [g.tolist() for g in got] == [g.tolist() for g in want]
+
+
+def test_the_median_of_the_sorted_quiet_windows_is_numpys() -> None:
+    """rules._sorted_median (the upload rule's reference, kept sorted window by window): bit for
+    bit np.median of the same values, odd and even counts, ties and zeros."""
+    import bisect
+
+    rng = np.random.default_rng(12)
+    for _ in range(300):
+        vals: list[float] = []
+        n = int(rng.integers(1, 40))
+        xs = np.round(rng.uniform(0, float(rng.choice([10, 1e7])), n), int(rng.integers(0, 4)))
+        xs[rng.random(n) < 0.2] = 0.0
+        for x in xs:
+            bisect.insort(vals, float(x))
+            assert rules._sorted_median(vals) == float(np.median(np.array(vals)))
+        assert rules._sorted_median(vals) == float(np.median(rng.permutation(vals)))
+
+
+def test_the_ports_most_probed_are_those_counter_ranks() -> None:
+    """rules._ports (the alerts' ports, from one sort): Counter.most_common's ports over the TCP
+    and UDP events, in its order (equal counts: the one seen first first)."""
+    from collections import Counter
+
+    from iotwatch.detect.evidence import EVENT_DTYPE
+
+    rng = np.random.default_rng(13)
+    for _ in range(300):
+        ev = np.zeros(int(rng.integers(0, 200)), EVENT_DTYPE)
+        ev["dport"] = rng.integers(0, int(rng.choice([3, 20, 65536])), len(ev))
+        ev["proto"] = rng.choice([6, 17, 1, 47], len(ev))
+        n = int(rng.integers(1, 8))
+        tcp_udp = ev["dport"][(ev["proto"] == 6) | (ev["proto"] == 17)].tolist()
+        assert rules._ports(ev, n) == [p for p, _ in Counter(tcp_udp).most_common(n)]
+
+
+def test_the_dns_groups_kept_between_passes_are_those_made_again() -> None:
+    """rules._dns_groups (the DNS queries by resolver and domain, kept in a box the device shares
+    with its copies, taken up as queries come): at every step the groups made afresh from the
+    same queries, in the device,
+    in a view's copy that judged first (its groups serve the device) and after the device took
+    more queries than the copy has (the copy's are its own)."""
+    from iotwatch.detect.evidence import DeviceEvidence, DnsQuery
+
+    def fresh(d: DeviceEvidence) -> list[tuple[object, ...]]:
+        return [(res, [id(x) for x in qs], ts.tolist(), names.tolist())
+                for res, qs, ts, names in rules._dns_groups(DeviceEvidence(dns=list(d.dns)))]
+
+    def kept(d: DeviceEvidence) -> list[tuple[object, ...]]:
+        return [(res, [id(x) for x in qs], ts.tolist(), names.tolist()) for res, qs, ts, names in rules._dns_groups(d)]
+
+    rng = np.random.default_rng(14)
+    for run in range(6):
+        d = DeviceEvidence()
+        for step in range(12):
+            # mostly as queries come (none older than the latest before: the kept groups are
+            # taken up), now and then an older one (all are grouped again); ties too
+            late = rng.random() < 0.8
+            for _ in range(int(rng.integers(0, 30))):
+                ts = float(np.round(rng.uniform(10 * step, 10 * step + 10) if late else rng.uniform(0, 100)))
+                d.dns.append(DnsQuery(ts, f"h{int(rng.integers(0, 50))}.{rng.choice(['a.com', 'b.org', 'c.co.uk'])}",
+                                      1, str(rng.choice(["10.0.0.1", "10.0.0.2"])), run * 100 + step))
+            if d.dns:
+                assert kept(d) == fresh(d)
+    for step in range(12):
+        d.dns.append(DnsQuery(float(rng.uniform(0, 100)), "again.a.com", 1, "10.0.0.1", step))
+        c = d.copy()
+        assert kept(c) == fresh(c) == kept(d)
+        d.dns.append(DnsQuery(float(rng.uniform(0, 100)), "late.a.com", 1, "10.0.0.1", 99))
+        assert kept(d) == fresh(d) and kept(c) == fresh(c) != kept(d)
+        c.dns.append(DnsQuery(float(rng.uniform(0, 100)), "other.b.org", 1, "10.0.0.2", 98))  # (as many as d's)
+        assert kept(d) == fresh(d) and kept(c) == fresh(c) != kept(d)
+
+
+def test_fire_index_over_blocks_of_python_numbers_is_the_sliding_window_count() -> None:
+    """rules.fire_index (its loop over Python numbers taken a block at a time; the scan gives it
+    the distinct targets it counted): the first event at which the window holds k distinct
+    targets, by brute force, across the blocks' edges."""
+    rng = np.random.default_rng(15)
+    for _ in range(60):
+        n = int(rng.integers(1, 1600))
+        ts = np.sort(np.round(rng.uniform(0, float(rng.choice([20, 600, 5000])), n), int(rng.integers(0, 2))))
+        tg = rng.integers(0, int(rng.choice([5, 50, 5000])), n).astype(np.uint64)
+        tg[: int(rng.integers(0, n + 1))] %= np.uint64(2)  # (a first stretch to two targets: some fire past a block)
+        k, window = int(rng.integers(1, 40)), float(rng.choice([1, 10, 60]))
+        want = next((i for i in range(n) if len(set(tg[(ts > ts[i] - window) & (np.arange(n) <= i)].tolist())) >= k), -1)
+        assert rules.fire_index(ts, tg, k, window) == want
+        assert rules.fire_index(ts, tg, k, window, len(np.unique(tg))) == want
 
 
 def test_the_union_size_of_two_key_sets_is_that_of_their_union() -> None:

@@ -455,6 +455,11 @@ class DeviceEvidence:
     #: shared by copies (never written)
     arp_cache: np.ndarray = field(default_factory=lambda: np.zeros(0, ARP_DTYPE))
     distinct_cache: tuple[np.ndarray, np.ndarray] | None = None
+    #: the DNS queries as the flood rule last grouped them (rules.DnsGroups: how many, and the
+    #: last of them). One box shared by the device and its copies, whose ``dns`` are the
+    #: device's queries then (an evidence view's copy adds none; the device only appends): a
+    #: copy's groups serve the device at the next pass, and are taken up from there
+    dns_groups: list[object] = field(default_factory=list)
 
     def events(self) -> np.ndarray:
         """Every event kept, in time order (merged and sorted once, until more come). The events
@@ -505,7 +510,7 @@ class DeviceEvidence:
             ovf_distinct_full=self.ovf_distinct_full, arp=list(self.arp), dns=list(self.dns),
             c2_hellos=list(self.c2_hellos), local=list(self.local), n_local=self.n_local,
             sorted_n=self.sorted_n, version=self.version, view_events=self.view_events, view_local=self.view_local,
-            arp_cache=self.arp_cache, distinct_cache=self.distinct_cache)
+            arp_cache=self.arp_cache, distinct_cache=self.distinct_cache, dns_groups=self.dns_groups)
 
     def arp_array(self) -> np.ndarray:
         """The ARP requests (``arp``) as an array of :data:`ARP_DTYPE`, in the order they came: the
@@ -539,11 +544,27 @@ class DeviceEvidence:
         if c is not None and len(self.ovf_targets) == 1 and len(self.ovf_hosts) == 1 and \
                 self.ovf_targets[0] is c[0] and self.ovf_hosts[0] is c[1]:
             return c  # (nothing added since they were made unique)
-        t = np.unique(np.concatenate(self.ovf_targets)) if self.ovf_targets else np.zeros(0, np.uint64)
-        h = np.unique(np.concatenate(self.ovf_hosts)) if self.ovf_hosts else np.zeros(0, np.uint64)
+        t = _distinct(self.ovf_targets, c[0] if c is not None else None)
+        h = _distinct(self.ovf_hosts, c[1] if c is not None else None)
         self.ovf_targets, self.ovf_hosts = [t], [h]
         self.distinct_cache = (t, h)
         return t, h
+
+
+def _distinct(parts: list[np.ndarray], known: np.ndarray | None) -> np.ndarray:
+    """``np.unique`` of the keys of ``parts``; when the first part is ``known`` (keys made unique
+    before, sorted), the others' new keys are placed into it, not all sorted again (in an
+    evidence view, a scanner's hundreds of thousands of targets past the cap and the few its
+    open flows add, at every pass of a live run)."""
+    if not parts:
+        return np.zeros(0, np.uint64)
+    if known is None or parts[0] is not known:
+        return np.unique(np.concatenate(parts))
+    rest = np.unique(np.concatenate(parts[1:])) if len(parts) > 1 else known[:0]
+    if len(known) and len(rest):
+        at = np.minimum(np.searchsorted(known, rest), len(known) - 1)
+        rest = rest[known[at] != rest]
+    return np.insert(known, np.searchsorted(known, rest), rest) if len(rest) else known
 
 
 def _ovf_ids(role: int, key: np.ndarray, src: np.ndarray, minute: np.ndarray) -> np.ndarray:
@@ -700,8 +721,18 @@ def _add_rows(d: DeviceEvidence, pc: _PastCap, idx: np.ndarray, role: int, key: 
         sel = np.isin(ids_m, u[:room])
         m, ids_m = m[sel], ids_m[sel]
     rows = _ovf_rows(take_rows(pc.ev, idx[m]), role, key[m], ids_m, minute[m])
-    table = np.concatenate([table, rows])
-    return take_rows(table, np.argsort(table["id"], kind="stable")), full
+    return _with_rows(table, rows), full
+
+
+def _with_rows(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """A table of aggregate rows (sorted by id) with ``rows`` added, sorted by id (a stable sort:
+    the table's row first where ids tie): each new row placed at its id, as opaque records
+    (:func:`records`), not the whole table joined field by field and sorted again (a flood's
+    device adds a few rows to its thousands at every pass of a live run)."""
+    if not bool((rows["id"][1:] >= rows["id"][:-1]).all()):
+        rows = take_rows(rows, np.argsort(rows["id"], kind="stable"))
+    at = np.searchsorted(table["id"], rows["id"], side="right")
+    return np.insert(records(table), at, records(rows)).view(table.dtype)
 
 
 def _new_keys(keys: np.ndarray, known: list[np.ndarray]) -> np.ndarray:
@@ -729,8 +760,7 @@ def _merge_rows(table: np.ndarray, rows: np.ndarray, room: int) -> tuple[np.ndar
     full = len(new) > room
     new = new[:max(room, 0)]
     if len(new):
-        table = np.concatenate([table, new])
-        table = take_rows(table, np.argsort(table["id"], kind="stable"))
+        table = _with_rows(table, new)
     return table, full
 
 

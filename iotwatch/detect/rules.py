@@ -10,6 +10,7 @@ against every labelled host of ../shared/pcaps (zero alerts on normal hosts and 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import threading
 from collections import Counter, OrderedDict, deque
@@ -41,6 +42,8 @@ from .evidence import (
     R_HOST,
     R_PROBE,
     DeviceEvidence,
+    DnsQuery,
+    _slot,
     host_key,
     login_sessions,
     scan_probes,
@@ -130,25 +133,32 @@ def _bursts(ts: np.ndarray, gap: float) -> list[np.ndarray]:
     return np.split(np.arange(len(ts)), cut)
 
 
-def fire_index(ts: np.ndarray, targets: np.ndarray, k: int, window: float) -> int:
-    """First index at which the events in (ts[i] - window, ts[i]] hold ``k`` distinct targets; -1 if never."""
+def fire_index(ts: np.ndarray, targets: np.ndarray, k: int, window: float, distinct: int | None = None) -> int:
+    """First index at which the events in (ts[i] - window, ts[i]] hold ``k`` distinct targets; -1 if never.
+    ``distinct``: how many distinct targets there are, when the caller has counted them."""
     if len(ts) < k:
         return -1
-    if len(np.unique(targets)) < k:
+    if (len(np.unique(targets)) if distinct is None else distinct) < k:
         return -1
     counts: Counter[int] = Counter()
     q: deque[int] = deque()
+    # (Python numbers, taken a block at a time: the loop may run over a device's whole history at
+    # every pass of a live run, or stop at its first events)
+    tl: list[int] = []
+    tsl: list[float] = []
     for i in range(len(ts)):
-        t = int(targets[i])
-        counts[t] += 1
+        if i == len(tl):
+            tl += targets[i: i + 512].tolist()
+            tsl += ts[i: i + 512].tolist()
+        counts[tl[i]] += 1
         q.append(i)
-        while ts[q[0]] <= ts[i] - window:
+        while tsl[q[0]] <= tsl[i] - window:
             j = q.popleft()
-            c = counts[int(targets[j])] - 1
+            c = counts[tl[j]] - 1
             if c:
-                counts[int(targets[j])] = c
+                counts[tl[j]] = c
             else:
-                del counts[int(targets[j])]
+                del counts[tl[j]]
         if len(counts) >= k:
             return i
     return -1
@@ -199,28 +209,83 @@ def _screen(key, ts, w, k, total, window, out):  # type: ignore[no-untyped-def]
         a = b
 
 
+@kernel
+def _screen_in_time(key, ts, w, k, total, window, slot_group, slot_key, lo, acc, cnt, last, nxt, group, hit):  # type: ignore[no-untyped-def]
+    """:func:`_screen` for events in time order, without sorting them by key: each key's events
+    are linked in time order (``nxt``) and numbered by a hash index of the keys (``slot_group``
+    and ``slot_key``, all -1 and a power of two of at least twice ``len(key)`` slots), and each
+    key's window slides as its events come (``lo``, ``acc``, ``cnt``: its first event, weight
+    and events in the window; ``last``: its newest event). The same sums in the same order as
+    :func:`_screen`. Fills ``group`` (each event's key number, in order of first appearance) and
+    ``hit`` (per key number, 1 when it passes); returns how many keys."""
+    mask = slot_group.shape[0] - 1
+    ng = 0
+    for i in range(key.shape[0]):
+        x = key[i]
+        s = _slot(x, mask)
+        while slot_group[s] >= 0 and slot_key[s] != x:
+            s = (s + 1) & mask
+        g = slot_group[s]
+        if g < 0:
+            g = ng
+            ng += 1
+            slot_group[s] = g
+            slot_key[s] = x
+            lo[g] = i
+            acc[g] = 0.0
+            cnt[g] = 0
+            hit[g] = 0
+        else:
+            nxt[last[g]] = i
+        last[g] = i
+        group[i] = g
+        if hit[g]:
+            continue
+        acc[g] += w[i]
+        cnt[g] += 1
+        while ts[lo[g]] <= ts[i] - window:
+            acc[g] -= w[lo[g]]
+            cnt[g] -= 1
+            lo[g] = nxt[lo[g]]
+        if cnt[g] >= k and acc[g] >= total:
+            hit[g] = 1
+    return ng
+
+
 def screened_groups(keys: np.ndarray, ts: np.ndarray, weights: np.ndarray, k: int, total: float,
                     window: float) -> list[np.ndarray]:
-    """Indices (time order) of the key groups that pass :func:`_screen`: a compiled pass, so that
-    a busy device's hundreds of ordinary peers cost one loop, not one Python round each."""
-    if len(keys) < k:
+    """Indices (time order) of the key groups that pass :func:`_screen`, in key order: a compiled
+    pass, so that a busy device's hundreds of ordinary peers cost one loop, not one Python round
+    each. Events in time order (a device's, as the rules read them) are screened as they come
+    (:func:`_screen_in_time`: no sort of all of them by key, which cost more than the screen at
+    every pass of a live run); only the events of the keys that pass are sorted."""
+    n = len(keys)
+    if n < k:
         return []
-    in_time = bool((ts[1:] >= ts[:-1]).all())
-    # events in time order (a device's, as the rules read them): a stable sort by key alone is
-    # the (key, time) order, and a radix sort where the lexical one compares two columns
-    order = np.argsort(keys, kind="stable") if in_time else np.lexsort((ts, keys))
-    ks = keys[order]
-    out = np.zeros(len(keys), np.uint8)
-    _screen(ks, ts[order], weights[order].astype(np.float64), k, float(total), float(window), out)
-    if not out.any():
-        return []
-    hit = out.astype(bool)
-    if not in_time:
-        passed = order[hit]
+    if not bool((ts[1:] >= ts[:-1]).all()):
+        order = np.lexsort((ts, keys))  # (key, time)
+        out = np.zeros(n, np.uint8)
+        _screen(keys[order], ts[order], weights[order].astype(np.float64), k, float(total), float(window), out)
+        if not out.any():
+            return []
+        passed = order[out.astype(bool)]
         return _groups(keys[passed], k, passed)
-    # (_groups over the passed events, which are in key order already and, within a key, in
-    # index order: the same groups, in the same order, without sorting them again)
-    passed, kp = order[hit], ks[hit]
+    size = 16
+    while size < 2 * n:
+        size *= 2
+    group = np.empty(n, np.int32)  # (32-bit indices: fewer fresh pages to fault in at every call)
+    hit = np.empty(n, np.uint8)
+    ng = _screen_in_time(np.ascontiguousarray(keys, np.uint64), np.ascontiguousarray(ts, np.float64),
+                         np.ascontiguousarray(weights, np.float64), k, float(total), float(window),
+                         np.full(size, -1, np.int32), np.empty(size, np.uint64), np.empty(n, np.int32),
+                         np.empty(n, np.float64), np.empty(n, np.int32), np.empty(n, np.int32),
+                         np.empty(n, np.int32), group, hit)
+    if not hit[:ng].any():
+        return []
+    passed = np.flatnonzero(hit[:ng][group])  # (time order)
+    kp = keys[passed]
+    order = np.argsort(kp, kind="stable")  # the passing keys in key order, each in time order
+    passed, kp = passed[order], kp[order]
     cut = np.flatnonzero(kp[1:] != kp[:-1]) + 1
     starts = np.concatenate(([0], cut)).tolist()
     ends = np.concatenate((cut, [len(kp)])).tolist()
@@ -326,8 +391,12 @@ def _samples(ev: np.ndarray, n: int = 5) -> list[str]:
 
 
 def _ports(ev: np.ndarray, n: int = 5) -> list[int]:
+    """The ``n`` TCP and UDP ports the events went to most, most first (equal counts: the one
+    seen first first, as ``Counter.most_common``); from one sort of the ports, not a Python
+    count of a scan's or a flood's thousands of events at every pass of a live run."""
     dport = ev["dport"][(ev["proto"] == 6) | (ev["proto"] == 17)]
-    return [int(p) for p, _ in Counter(dport.tolist()).most_common(n)]
+    u, first, count = np.unique(dport, return_index=True, return_counts=True)
+    return u[np.lexsort((first, -count.astype(np.int64)))[:n]].tolist()
 
 
 def _base(ev: np.ndarray, files: list[str], fire: int) -> dict[str, object]:
@@ -360,7 +429,8 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
     for b, extra in zip(bursts, extra_of, strict=True):
         e = probes[b]
         tk = _target_keys(e)
-        fi = fire_index(e["ts"], tk, th.scan_targets, th.scan_window_s)
+        tkeys = np.unique(tk)  # (counted once: for the firing test and the alert)
+        fi = fire_index(e["ts"], tk, th.scan_targets, th.scan_window_s, len(tkeys))
         strong = (e["kind"] & (K_WEIRD | K_HALF_OPEN | K_EMPTY_RST)) != 0
         nmap_fi = _signature_fire(e["ts"], tk, strong, th) if strong.any() else -1
         dports = e["dport"][(e["proto"] == 6)]
@@ -374,7 +444,7 @@ def scan(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], wi
             continue
         f = fired[0][0]
         rule, more = fired[0][1], tuple(name for _, name in fired[1:])
-        tkeys, hkeys = np.unique(tk), np.unique(_target_keys(e, with_port=False))
+        hkeys = np.unique(_target_keys(e, with_port=False))
         targets, hosts = len(tkeys), len(hkeys)
         bounds: list[str] = []
         lost = lost_since(d, R_PROBE, float(e["ts"][0]))
@@ -474,7 +544,11 @@ def _off_cloud(ev: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Indices of the events of ``mask`` not to a cloud port (:data:`CLOUD_PORTS`), in order: the
     ports read for those only (a few failed connects among a device's history, at every pass)."""
     i = np.flatnonzero(mask)
-    return i[~np.isin(ev["dport"][i], CLOUD_PORTS)]
+    dport = ev["dport"][i]
+    cloud = np.zeros(len(i), np.bool_)
+    for p in CLOUD_PORTS:  # (comparisons, not np.isin: its set-up costs more than a few failed connects)
+        cloud |= dport == p
+    return i[~cloud]
 
 
 def failed_connects(ev: np.ndarray) -> np.ndarray:
@@ -651,7 +725,8 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
                                  keep=ovf["key"] == np.uint64(h) if len(ovf) else None)
                 out.append(_flood_finding(eb, fi, files, "many_flows", extra, lost_since(d, R_HOST, float(eb["ts"][0]))))
     # one heavy one-way stream at a high rate (GRE and other single-flow vectors)
-    heavy = take_rows(ev, (ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & ~np.isin(ev["proto"], (6, 17)))
+    proto = ev["proto"]  # (comparisons, not np.isin: over every event at every pass)
+    heavy = take_rows(ev, (ev["pkts_out"] >= 1000) & (ev["pkts_in"] * 10 < ev["pkts_out"]) & (proto != 6) & (proto != 17))
     for e in heavy:
         span = max(float(e["end"] - e["ts"]), 1e-3)
         rate = float(e["pkts_out"]) / span
@@ -662,15 +737,9 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
     # DNS water torture: many distinct names under one domain to one resolver (the names are a
     # sample: the sidecar keeps at most 64 queries per device and minute)
     if len(d.dns) >= th.dns_flood_names:
-        q = sorted(d.dns, key=lambda x: x.ts)
-        by_res: dict[tuple[str, str], list] = {}
-        for x in q:
-            by_res.setdefault((x.resolver, _base_domain(x.qname)), []).append(x)
-        for (res, _dom), qs in by_res.items():
+        for res, qs, ts, names in _dns_groups(d):
             if len(qs) < th.dns_flood_names:
                 continue
-            ts = np.array([x.ts for x in qs])
-            names = np.array([hash(x.qname) for x in qs], np.int64)
             for b in _bursts(ts, th.episode_gap_s):
                 fi = fire_index(ts[b], names[b], th.dns_flood_names, th.flood_window_s)
                 if fi < 0:
@@ -696,6 +765,66 @@ def flood(d: DeviceEvidence, ev: np.ndarray, th: Thresholds, files: list[str], o
                              + (f"; {sent:,} DNS queries sent in those windows)" if sent is not None else ")"),
                     1, 0.95, sub[0].ts, sub[fi].ts, sub[-1].ts, evd_w, "dns_water_torture"))
     return out
+
+
+@dataclass(slots=True)
+class DnsGroups:
+    """The flood rule's groups (:func:`_dns_groups`) of a device's first ``n`` DNS queries: the
+    last of them (``last``), the latest time among them (``top``), each group's place by
+    (resolver, base domain) and per group the resolver, the queries in time order, their times
+    and their names' hashes."""
+
+    n: int
+    last: DnsQuery | None
+    top: float
+    where: dict[tuple[str, str], int]
+    groups: list[tuple[str, list[DnsQuery], np.ndarray, np.ndarray]]
+
+
+def _dns_groups(d: DeviceEvidence) -> list[tuple[str, list[DnsQuery], np.ndarray, np.ndarray]]:
+    """The device's DNS queries in time order by (resolver, base domain), in the order the groups
+    first show: per group the resolver, the queries, their times and their names' hashes. Kept
+    (``d.dns_groups``) and taken up at the next call: a live run's passes ask at every pass. The
+    queries are only ever appended, each a new object: the same query at the kept count, the
+    same queries before it; those added since go after them, in time order, when none is older
+    than the latest kept (as a device's queries come), else all are grouped again."""
+    if not d.dns:
+        return []
+    box = d.dns_groups
+    kept: DnsGroups | None = box[0] if box else None  # type: ignore[assignment]
+    if kept is not None and kept.n <= len(d.dns) and d.dns[kept.n - 1] is kept.last:
+        if kept.n == len(d.dns):
+            return kept.groups
+        new = d.dns[kept.n:]
+        if min(x.ts for x in new) < kept.top:
+            kept = None
+    else:
+        kept = None
+    if kept is None:
+        kept, new = DnsGroups(0, None, -np.inf, {}, []), d.dns
+    grown = _grouped(kept, new)
+    box[:] = [grown]
+    return grown.groups
+
+
+def _grouped(kept: DnsGroups, new: list[DnsQuery]) -> DnsGroups:
+    """``kept`` with queries ``new`` (none older than its latest) added, in time order (a stable
+    sort: ties keep the order they came in); ``kept`` is not changed (a view's copy may read it)."""
+    where, groups = dict(kept.where), list(kept.groups)
+    added: dict[int, list[DnsQuery]] = {}
+    for x in sorted(new, key=lambda x: x.ts):
+        key = (x.resolver, _base_domain(x.qname))
+        i = where.get(key)
+        if i is None:
+            i = where[key] = len(groups)
+            groups.append((x.resolver, [], np.zeros(0), np.zeros(0, np.int64)))
+        added.setdefault(i, []).append(x)
+    for i, xs in added.items():
+        res, qs, ts, names = groups[i]
+        groups[i] = (res, qs + xs, np.concatenate([ts, np.array([x.ts for x in xs])]),
+                     np.concatenate([names, np.array([hash(x.qname) for x in xs], np.int64)]))
+    top = max(kept.top, max(x.ts for x in new))
+    return DnsGroups(kept.n + len(new), new[-1], top, where, groups)
 
 
 def _web(ev: np.ndarray) -> np.ndarray:
@@ -845,6 +974,13 @@ def _article(noun: str | None) -> str:
     return "an" if noun and noun[0].lower() in "aeiou" else "a"
 
 
+def _sorted_median(s: list[float]) -> float:
+    """``np.median`` of a sorted list (the middle value, or the mean of the two middle ones): the
+    upload rule's reference at every window, without sorting the windows before it again."""
+    m = len(s) // 2
+    return s[m] if len(s) % 2 else (s[m - 1] + s[m]) / 2
+
+
 def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: float | None,
                   peer_base: float | None, uplink_bps: float | None = None,
                   type_base: float | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -873,15 +1009,15 @@ def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: flo
     source = [""] * n
     floor = th.surge_base_floor * window_s / 60.0
     min_bytes = th.surge_min_bytes * window_s / 60.0
-    quiet: list[float] = []
+    quiet: list[float] = []  # the quiet windows' uploads so far, sorted (their median: the reference)
     for i in range(n):
-        own = baseline if baseline is not None else (float(np.median(quiet)) if quiet else None)
+        own = baseline if baseline is not None else (_sorted_median(quiet) if quiet else None)
         src = REF_FILE if baseline is not None else REF_OWN
         history = baseline is not None or len(quiet) >= th.surge_history
         peer = peer_base if (not history and peer_base is not None and uplink_bps) else None
         kind = type_base if not history else None
         if own is None and peer is None and kind is None:
-            quiet.append(up[i])
+            bisect.insort(quiet, float(up[i]))
             continue
         if own is not None:
             own = max(own, floor)
@@ -906,7 +1042,7 @@ def surge_windows(up: np.ndarray, th: Thresholds, window_s: float, baseline: flo
                 continue
         ref = own if own is not None else kind if kind is not None else peer
         if up[i] < th.surge_x * ref:  # type: ignore[operator]
-            quiet.append(up[i])
+            bisect.insort(quiet, float(up[i]))
         # else: far above the reference without (yet) the rate or the share of a surge: not normal
         # either, so never a reference (a surge that starts late in a window makes such a window)
     # slow windows count only in runs of surge_sustain (fast windows continue a run)
@@ -1337,9 +1473,11 @@ def _memo_fire(name: str, th_key: str, arrays: tuple[np.ndarray, ...], compute: 
 _TH_KEYS: dict[str, str] = {}  # one object per set of thresholds, shared by the memo's keys
 
 
+@lru_cache(maxsize=64)
 def _thresholds_key(th: Thresholds) -> str:
     """The thresholds as a key of the memo (their text: any field type is a key; interned, so
-    that the memo's keys do not each hold a copy)."""
+    that the memo's keys do not each hold a copy). Made once per set of thresholds (a frozen
+    dataclass: equal thresholds, one entry), not at every judgement of a live run's passes."""
     k = repr(tuple(getattr(th, f.name) for f in fields(th)))
     return _TH_KEYS.setdefault(k, k)
 
@@ -1428,6 +1566,8 @@ def held_heartbeat(ev: np.ndarray, th: Thresholds, files: list[str]) -> list[Fin
     if not len(ev):
         return out
     cand = take_rows(ev, _on_beat(ev, th, th.heartbeat_beats) & ((ev["kind"] & K_EXT) != 0))
+    if not len(cand):  # (as most devices: the tests below cost more than the mask)
+        return out
     quiet_port = ~np.isin(cand["dport"].astype(np.int64), np.concatenate((EVERYDAY_PORTS, CLOUD_PORTS)))
     report = (cand["hb_side"] == 0) & (cand["payload_in"] == 0) & (cand["opened"] == 1) & quiet_port
     if report.any():  # one session, not one of the many a slow HTTP flood (slowloris) holds at once
