@@ -30,6 +30,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from .capture.drain import renice
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -57,7 +59,7 @@ class AnalysisThread(Generic[R]):
     waiting are not run: the end of a run concludes over everything anyway)."""
 
     def __init__(self, analysers: Sequence[Analyser], judge: Callable[[R], None], *,
-                 max_bytes: int = 256 << 20, merge: Callable[[R, R], R] | None = None) -> None:
+                 max_bytes: int = 256 << 20, merge: Callable[[R, R], R] | None = None, nice: int | None = None) -> None:
         self.analysers = list(analysers)
         self.intake = _Intake(self)
         self._judge = judge
@@ -77,6 +79,8 @@ class AnalysisThread(Generic[R]):
         sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
         self._t = threading.Thread(target=self._run, name="iotwatch-verdicts", daemon=True)
         self._t.start()
+        #: the thread's nice value when ``nice`` was given and allowed, else None (capture/drain.py's renice)
+        self.nice = None if nice is None or self._t.native_id is None else renice(self._t.native_id, nice)
 
     # the packet thread -------------------------------------------------------------------------
     def request(self, req: R) -> None:

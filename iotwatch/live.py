@@ -321,14 +321,26 @@ class LiveCapture:
                 load_kernels()
             for a in analysers:
                 a.prepare()
+            if o.passes_thread:  # (started as root: its nice value below 0 is allowed only now)
+                self._start_passes(analysers)
             self.source.stopper = Stopper(self.source.proc.pid)
             privileges.become(self._become)
             self.user = self._become.name
         if o.ring_dir is not None:
             self.ring = Ring(o.ring_dir, o.ring_files, o.ring_bytes, prefix=f"iotwatch-{o.interface}")
 
+    def _start_passes(self, analysers: list[Analyser]) -> None:
+        """The analysis thread (``LiveOptions.passes_thread``), at half the capture's nice value
+        when allowed (−5 by default): when the cores are short, a verdict pass goes before the
+        packet thread, whose packets wait in the drain's backlog meanwhile, and after the capture."""
+        nice = None if self.opts.capture_nice is None else self.opts.capture_nice // 2
+        self.passes = AnalysisThread(analysers, self._judge, merge=_merged, nice=nice)
+
     def abort(self) -> None:
         """Stop dumpcap and let go of everything, writing nothing more (the analysis could not start)."""
+        if self.passes is not None:
+            self.passes.close()
+            self.passes = None
         if self.source is not None:
             self.source.close()
         if self.ring is not None:
@@ -357,8 +369,11 @@ class LiveCapture:
         self._last_counts = (time.monotonic(), 0, 0)
         analysers = pipe.analysers
         if o.passes_thread:
-            self.passes = AnalysisThread(analysers, self._judge, merge=_merged)
+            if self.passes is None:
+                self._start_passes(analysers)
+            assert self.passes is not None and self.passes.analysers == analysers, "the pipeline's analysers"
             pipe.analysers = [self.passes.intake]  # type: ignore[list-item]
+        eve.live_stats["verdicts_nice"] = self.passes.nice if self.passes is not None else None
         try:
             try:
                 # the analysis is ready: a first stats event says so, for whoever waits on the run

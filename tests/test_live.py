@@ -168,6 +168,7 @@ def test_every_packet_sent_is_captured_and_nothing_is_sent(pair: Pair, tmp_path:
     assert stats["capture_drops"] == 0 and stats["if_drops"] == 0 and stats["capture_drops_kernel"] == 0
     assert 0 < stats["backlog_max_bytes"] <= 256 << 20  # read from the pipe, and bounded
     assert stats["capture_nice"] == -10  # (as root) dumpcap and its pipe's thread win the CPU over the analysis
+    assert stats["verdicts_nice"] == -5  # and the verdict passes over the packet thread
     assert stats["interrupted"] is True
     assert pair.sysfs("tx_packets") == tx0  # passive: not one frame out of the monitored port
     assert ring_packets(tmp_path) == stats["packets"]  # = packets sent (checked on replay)
@@ -396,10 +397,19 @@ def _proc_ids(pid: int) -> tuple[int, int, str]:
     return int(uids[0]), int(uids[1]), status["CapEff"].strip()
 
 
+def _thread_nices(pid: int) -> list[int]:
+    """The nice value of each thread of a process (field 19 of /proc/PID/task/TID/stat)."""
+    out = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        out.append(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+    return out
+
+
 def test_root_opens_the_interface_and_the_analysis_runs_as_the_user(pair: Pair, tmp_path: Path) -> None:
     """Least privilege when started as root: dumpcap (as shipped, no capabilities of its own)
     captures as root; iotwatch becomes `nobody` before analysing: no capability left, every
-    output its own, every packet analysed, and it still stops dumpcap cleanly on SIGINT."""
+    output its own, every packet analysed, and it still stops dumpcap cleanly on SIGINT. The
+    priorities set as root hold after: the pipe's thread at -10, the verdicts' thread at -5."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     home = Path(tempfile.mkdtemp(prefix="iotwatch-user-"))  # pytest's folders are private to root
@@ -412,8 +422,9 @@ def test_root_opens_the_interface_and_the_analysis_runs_as_the_user(pair: Pair, 
         dumpcap = [int(p) for p in subprocess.run(["pgrep", "-P", str(cap.proc.pid), "-x", "dumpcap"],
                                                  capture_output=True, text=True, check=False).stdout.split()]
         assert len(dumpcap) == 1 and _proc_ids(dumpcap[0])[1] == 0  # the capture itself stays root's
+        assert {-10, -5, 0} <= set(_thread_nices(cap.proc.pid))
         stats = replay_demo_and_stop(pair, cap)
-        assert stats["capture_drops"] == 0
+        assert stats["capture_drops"] == 0 and stats["verdicts_nice"] == -5
         outputs = list(out.rglob("*"))
         assert {"events.jsonl", "windows.parquet", "baselines.json"} <= {p.name for p in outputs}
         assert all(p.stat().st_uid == 65534 for p in [out, *outputs]), [(p, p.stat().st_uid) for p in outputs]
