@@ -158,6 +158,75 @@ def test_an_event_in_an_old_window_takes_it_again_with_what_it_makes_new_later()
     assert _same(again[:1], first[:1])
 
 
+def _session(ts: float, end: float, host: int, payload: int = 500) -> np.ndarray:
+    """A TCP session with data, held from ``ts`` to ``end``."""
+    e = _event(ts, host, end=end)
+    e["payload_out"], e["pkts_out"] = payload, 3 + payload // 500
+    return e
+
+
+def _step(w: dict[str, np.ndarray], before: list[np.ndarray], after: list[np.ndarray]) -> FeatureState:
+    """A state updated over ``before`` then ``after``: the second update checked against the full one."""
+    st = FeatureState()
+    st.update(w, _device(before), 10.0, None)
+    X = st.update(w, _device(after), 10.0, None)
+    assert _same(X, device_features(w, _device(after), 10.0, None))
+    return st
+
+
+def test_an_event_inserted_far_back_takes_again_its_window_and_what_it_makes_new_later() -> None:
+    """A flow that began long ago enters the evidence only now (it ended): to a host the device
+    had reached before, to one new then and first reached again later (whose novelty moves back),
+    to a failed service new then."""
+    w = _windows(8)
+    base = [_event(T0 + 10 * i + 1, 100 + i) for i in range(8)]
+    assert _step(w, base, [*base, _event(T0 + 25.0, 100, port=8080)]).from_row == 2
+    base6 = [*base, _event(T0 + 63.0, 9)]
+    st = _step(w, base6, [*base6, _event(T0 + 25.0, 9)])
+    assert st.from_row == 2 and st.X is not None and st.X[6, FEATURE_NAMES.index("novel_host_share")] == 0.5
+    probe = [*base, _event(T0 + 52.0, 9, port=23, kind=K_EXT | K_PROBE)]
+    st = _step(w, probe, [*probe, _event(T0 + 14.0, 9, port=23, kind=K_EXT | K_PROBE)])
+    assert st.from_row == 1 and st.X is not None and st.X[5, FEATURE_NAMES.index("novel_failed_targets")] == 0.0
+
+
+def test_a_session_whose_end_moves_or_that_comes_twice_or_goes_changes_the_windows_it_reaches() -> None:
+    """A session still going (the same flow with a later end and more bytes) counts as open in
+    every window it reaches (open_sessions_one_service, and top_target_requests with it); so does
+    a second one alike to it (the same bytes: there twice), and one removed no longer does."""
+    w = _windows(8)
+    w["dns_queries"][:] = 0.0  # (each DNS query is a request to one service too)
+    base = [_event(T0 + 10 * i + 1, 100 + i) for i in range(8)]
+    held = [_session(T0 + 11.0, T0 + 14.0 + k, 50) for k in range(3)]  # three to one service, window 1
+    longer = [held[0], held[1], _session(T0 + 11.0, T0 + 47.0, 50, payload=4000)]
+    assert _step(w, [*base, *held], [*base, *longer]).from_row == 1
+    assert _step(w, [*base, *longer], [*base, *longer, longer[2]]).from_row == 1
+    assert _step(w, [*base, *longer], [*base, *longer[:2]]).from_row == 1
+    through = [_session(T0 + 22.0 + k, T0 + 58.0, 50) for k in range(3)]  # held through windows 2 to 5
+    X = _step(w, [*base, *through], [*base, *through, longer[2]]).X
+    assert X is not None and X[3, FEATURE_NAMES.index("top_target_requests")] == 4.0
+
+
+def test_an_event_removed_takes_its_window_again() -> None:
+    w = _windows(6)
+    base = [_event(T0 + 10 * i + 1, 100 + i) for i in range(6)] + [_event(T0 + 33.0, 100)]
+    assert _step(w, base, base[:-1]).from_row == 3
+
+
+def test_an_echo_flow_spread_further_changes_every_window_it_overlaps() -> None:
+    """An ICMP echo flow's payload is spread over its windows: when it goes on into more of them,
+    its share in each changes, its first window's included."""
+    w = _windows(8)
+    base = [_event(T0 + 10 * i + 1, 100 + i) for i in range(8)]
+
+    def echo(end: float, sent: int) -> np.ndarray:
+        e = _event(T0 + 12.0, 11, port=0, kind=4, end=end)  # K_ECHO
+        e["proto"], e["bytes_out"], e["pkts_out"] = 1, sent, 20
+        return e
+
+    st = _step(w, [*base, echo(T0 + 26.0, 20_000)], [*base, echo(T0 + 44.0, 50_000)])
+    assert st.from_row == 1 and st.X is not None and st.X[4, FEATURE_NAMES.index("echo_data_bytes")] > 0.0
+
+
 def test_a_new_window_takes_the_last_known_one_again_and_nothing_older() -> None:
     w = _windows(4)
     events = [_event(T0 + 10 * i + 2, 200 + i) for i in range(4)] + [_event(T0 + 43, 300)]  # past window 3

@@ -46,7 +46,7 @@ from .evidence import (
     DeviceEvidence,
     host_key,
 )
-from .rules import Thresholds, _ip_echo, encoded_name
+from .rules import Thresholds, _dynamic_dns, _ip_echo, encoded_name
 
 _TH = Thresholds()
 
@@ -814,6 +814,7 @@ class _Side(NamedTuple):
     dns_ts: np.ndarray
     dns_data: np.ndarray  # characters of data in the name (_name_data)
     dns_key: np.ndarray  # hash of the name
+    dns_ddns: np.ndarray  # the name is in a dynamic-DNS zone (rules._dynamic_dns)
     hello_ts: np.ndarray
     lasts: tuple[object, object, object]  # the last entry of each list (they are only appended to)
 
@@ -837,16 +838,18 @@ def _side_arrays(d: DeviceEvidence | None, old: _Side | None) -> tuple[_Side, fl
     q_ts = np.fromiter((q.ts for q in q_new), np.float64, len(q_new))
     q_data = np.fromiter((_name_data(q.qname) for q in q_new), np.float64, len(q_new))
     q_key = np.fromiter((hash(q.qname) for q in q_new), np.int64, len(q_new))
+    q_ddns = np.fromiter((_dynamic_dns(q.qname) for q in q_new), np.bool_, len(q_new))
     h_ts = np.fromiter((t for t, _, _ in h_new), np.float64, len(h_new))
     if t_new == np.inf:
         t_new = float(min(a[:, 0].min(initial=np.inf), q_ts.min(initial=np.inf), h_ts.min(initial=np.inf)))
     lasts = tuple(cur[-1] if cur else None for cur in (arp, dns, hel))
     if old is None:
-        return _Side(a[:, 0].copy(), a[:, 1].copy(), q_ts, q_data, q_key, h_ts, lasts), t_new  # type: ignore[arg-type]
+        return _Side(a[:, 0].copy(), a[:, 1].copy(), q_ts, q_data, q_key, q_ddns, h_ts,  # type: ignore[arg-type]
+                     lasts), t_new
     return _Side(np.concatenate((old.arp_ts, a[:, 0])), np.concatenate((old.arp_tgt, a[:, 1])),
                  np.concatenate((old.dns_ts, q_ts)), np.concatenate((old.dns_data, q_data)),
-                 np.concatenate((old.dns_key, q_key)), np.concatenate((old.hello_ts, h_ts)),
-                 lasts), t_new  # type: ignore[arg-type]
+                 np.concatenate((old.dns_key, q_key)), np.concatenate((old.dns_ddns, q_ddns)),
+                 np.concatenate((old.hello_ts, h_ts)), lasts), t_new  # type: ignore[arg-type]
 
 
 def _arp_novel(side: _Side, starts: np.ndarray) -> np.ndarray:
@@ -993,7 +996,7 @@ class FeatureState:
                 _cumulative_features(X, col, ev, starts, k)
             for name in C2_FEATURES:
                 X[:, col[name]] = 0.0
-            _c2_features(X, col, d, starts, window_s, names_seen)
+            _c2_features(X, col, d, side, starts, window_s, names_seen)
             X[:, col["send_service_bytes"]] = _send_service_bytes(ev, d, starts) if len(ev) else 0.0
         # the derived columns, from the first window whose inputs changed (send_service_bytes of
         # any window may have)
@@ -1221,36 +1224,37 @@ def _channel_beats(ev: np.ndarray, ch: np.ndarray, w: np.ndarray, starts: np.nda
             np.concatenate(out_p), np.concatenate(out_o))
 
 
-def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: np.ndarray, window_s: float,
-                 names_seen: bool = True) -> None:
+def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, side: _Side, starts: np.ndarray,
+                 window_s: float, names_seen: bool = True) -> None:
     """The :data:`C2_FEATURES` of every window of a device: its TCP channels (external ones, and
     its local sessions: a controller may sit on the site), the beats each held so far, and the
-    traits of each (see :data:`C2_FEATURES`)."""
+    traits of each (see :data:`C2_FEATURES`). ``side``: its DNS queries as arrays (:class:`_Side`)."""
+    def small(e: np.ndarray) -> np.ndarray:  # small messages: not a bulk upload (chunks of megabytes posted one by one)
+        return e["payload_out"] <= BULK_EXCHANGE * np.maximum(e["hb_pushes"], 1)
+
     ev = d.events()
     loc = d.local_events()
     if len(ev):  # not the logins (a brute force's repeated sessions are its own behaviour)
-        ev = ev[(ev["proto"] == 6) & ((ev["kind"] & K_EXT) != 0) & ~np.isin(ev["app"], _APP_LOGIN)]
+        ev = ev[(ev["proto"] == 6) & ((ev["kind"] & K_EXT) != 0) & ~np.isin(ev["app"], _APP_LOGIN) & small(ev)]
     if len(loc):
-        ev = np.concatenate((ev, loc[loc["proto"] == 6])) if len(ev) else loc[loc["proto"] == 6]
-    if len(ev):  # small messages: not a bulk upload (chunks of megabytes posted one by one)
-        ev = ev[ev["payload_out"] <= BULK_EXCHANGE * np.maximum(ev["hb_pushes"], 1)]
+        loc = loc[(loc["proto"] == 6) & small(loc)]
+    if len(loc):  # (the events are in time order already: the local ones go among them)
+        ev = np.concatenate((ev, loc)) if len(ev) else loc
+        ev = ev[np.argsort(ev["ts"], kind="stable")]
     if len(ev) < 2 and not (len(ev) and ev["hb_beats"].max() >= 2):
         return
-    ev = ev[np.argsort(ev["ts"], kind="stable")]
     n = len(starts)
     ts = ev["ts"]
     w = np.clip(np.searchsorted(starts, ts, side="right") - 1, 0, n - 1).astype(np.int64)
     host = host_key(ev["dst_hi"], ev["dst_lo"])
     dport = ev["dport"].astype(np.int64)
-    keys, ch = np.unique(host ^ (dport.astype(np.uint64) * _MIX), return_inverse=True)
+    keys, first_i, ch = np.unique(host ^ (dport.astype(np.uint64) * _MIX), return_index=True, return_inverse=True)
     ch = ch.astype(np.int64)
     nc = len(keys)
     cw, ww, cb, _cp, _own = _channel_beats(ev, ch, w, starts, window_s)
     if not len(cw):
         return
-    # the traits of each channel
-    first_i = np.full(nc, len(ev))
-    np.minimum.at(first_i, ch, np.arange(len(ev)))
+    # the traits of each channel (from its first event)
     t_first = ts[first_i]
     # a local destination: no name is looked up for it, and its services use their own ports
     ext = (ev["kind"][first_i] & K_EXT) != 0
@@ -1258,9 +1262,7 @@ def _c2_features(X: np.ndarray, col: dict[str, int], d: DeviceEvidence, starts: 
     t_dev = min(float(ts[0]), float(starts[0]))
     new_dest = t_first > t_dev + STARTUP_S
     # lookups: when the device asked, and whether the name was in a dynamic-DNS zone
-    from .rules import _dynamic_dns  # (rules reads the evidence this module describes)
-    q_ts = np.array(sorted(q.ts for q in d.dns)) if d.dns else np.zeros(0)
-    dd_ts = np.array(sorted(q.ts for q in d.dns if _dynamic_dns(q.qname))) if d.dns else np.zeros(0)
+    q_ts, dd_ts = np.sort(side.dns_ts), np.sort(side.dns_ts[side.dns_ddns])
 
     def asked_before(qt: np.ndarray) -> np.ndarray:
         j = np.searchsorted(qt, t_first, side="right")
