@@ -30,8 +30,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from .capture.drain import renice
-
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -79,8 +77,8 @@ class AnalysisThread(Generic[R]):
         sys.setswitchinterval(min(self._switch, SWITCH_INTERVAL_S))
         self._t = threading.Thread(target=self._run, name="iotwatch-verdicts", daemon=True)
         self._t.start()
-        #: the thread's nice value when ``nice`` was given and allowed, else None (capture/drain.py's renice)
-        self.nice = None if nice is None or self._t.native_id is None else renice(self._t.native_id, nice)
+        #: the thread's nice value when ``nice`` was given and allowed, else None
+        self.nice = None if nice is None or self._t.native_id is None else _renice(self._t.native_id, nice)
 
     # the packet thread -------------------------------------------------------------------------
     def request(self, req: R) -> None:
@@ -170,6 +168,13 @@ class AnalysisThread(Generic[R]):
                             a.on_rare(payload)  # type: ignore[arg-type]
             except BaseException as e:  # raised on the packet thread
                 self.error = e
+
+
+def _renice(tid: int, nice: int) -> int | None:
+    # (the capture's, imported only when asked: its module loads numba)
+    from .capture.drain import renice
+
+    return renice(tid, nice)
 
 
 class _Intake:
