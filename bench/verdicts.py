@@ -18,7 +18,8 @@ wall time) is printed with the packets seen before it, so a pass whose cost grow
     python bench/verdicts.py --rate 50000 --loops 10 --start-phase 7   # alert delays as bench/live.py runs it
 
 ``--profile FILE`` writes a cProfile of the passes after the first half of the run (pstats format).
-``--rechecks 0.5,1.25`` sets the recheck passes after each close (``''``: none); the alerts each
+``--rechecks 0.5,1.25`` sets the recheck passes after each close (``''``: none); a pre-close pass
+comes too where the tree has one (``LiveOptions.preclose_s``); the alerts each
 kind of pass raised first are counted, with their delays. The replay starts on a window boundary
 that is also a minute's (the evidence past its cap is counted per minute): two runs of the same
 code raise the same alerts.
@@ -290,11 +291,15 @@ def main() -> None:
         pipe.drain()
         closed = pipe.stats.windows > windows_seen
         due = bool(rechecks) and clock >= rechecks[0]
-        if not (closed or due):
+        # (the pre-close pass, LiveOptions.preclose_s, in a tree that has it)
+        pre = hasattr(live, "_preclose_due") and live._preclose_due()
+        if not (closed or due or pre):
             continue
         if closed:
             rechecks = [clock + int(d * 1e9) for d in live.opts.recheck_s]
             kind = "close"
+        elif pre and not due:
+            kind = "pre-close"
         else:
             while rechecks and clock >= rechecks[0]:
                 rechecks.pop(0)

@@ -5,7 +5,8 @@ evidence ring (capture/ring.py), numbered as the ring file it lands in, and fed 
 :class:`~iotwatch.pipeline.Pipeline`. The wall clock drives what packets would drive offline:
 every ``tick_s`` the pipeline's clock moves to now (minus ``margin_s`` for packets still in
 buffers), so flows end and windows close on a quiet network too. Each time windows close (and
-twice more as their last flows settle), the detector and the inventory conclude over what has
+twice more as their last flows settle, and once before, half a second after the window's end),
+the detector and the inventory conclude over what has
 been seen so far, the detector judging again only what changed (docs/capture.md); alerts not
 raised before are written to ``events.jsonl`` at once. The analysers are fed, and the passes
 run, on a thread of their own (:class:`~iotwatch.analysis_thread.AnalysisThread`), in the order
@@ -88,6 +89,12 @@ class LiveOptions:
     #: those quiet since 1.25 s past it. These rechecks judge with the rules; the model's
     #: window features are taken at the close (Detector.conclude_live ``rescore``)
     recheck_s: tuple[float, ...] = (0.5, 1.25)
+    #: a pass before each window closes, this long after its end on the capture clock (s; None:
+    #: none): the rules judge the flows quiet by then (``settle_s``), the model the windows as at
+    #: the last close, as a recheck does. An episode that crossed its threshold before the
+    #: window's last ``settle_s - preclose_s`` seconds is raised then, before the window closes
+    #: (``close_lag_s`` after its end) and the close pass takes every device's features again
+    preclose_s: float | None = 0.5
     dumpcap: str | None = None
     #: the analysers' intake and the verdict passes on a thread of their own
     #: (iotwatch/analysis_thread.py): the packets never wait for a pass. False: on the packet
@@ -265,6 +272,7 @@ class LiveCapture:
         self._unrecorded_frames = 0
         self._windows_seen = 0
         self._rechecks: list[int] = []  # capture clock (ns) of the verdict passes still to come
+        self._next_preclose = 0  # capture clock (ns) from which the next pre-close pass is due
         self._devices: dict[str, DeviceRecord] = {}
         self._new_alerts: deque[Alert] = deque()  # raised by the passes, not yet shown
         #: the analysers' intake and the passes, on their own thread while the capture runs
@@ -386,7 +394,8 @@ class LiveCapture:
                     # a window that closed in this batch is concluded now, not at the next tick
                     mono = time.monotonic()
                     if mono - self._last_tick >= o.tick_s or pipe.stats.windows > self._windows_seen or \
-                            (self._rechecks and self._clock_ns >= self._rechecks[0]):
+                            (self._rechecks and self._clock_ns >= self._rechecks[0]) or \
+                            (o.preclose_s is not None and self._clock_ns >= self._next_preclose):
                         self._tick()
             finally:
                 counts = self.source.close()
@@ -503,7 +512,7 @@ class LiveCapture:
         else:
             pipe.drain()
         again = bool(self._rechecks) and self._clock_ns >= self._rechecks[0]
-        if pipe.stats.windows > self._windows_seen or again:
+        if pipe.stats.windows > self._windows_seen or again or self._preclose_due():
             # once when windows close, and again (recheck_s) as the flows of their last moments
             # settle (quiet for settle_s): an episode that crossed its threshold near the end of
             # a window is raised then, not a whole window later. The rechecks are due on the
@@ -517,7 +526,7 @@ class LiveCapture:
                 while self._rechecks and self._clock_ns >= self._rechecks[0]:
                     self._rechecks.pop(0)
             self._windows_seen = pipe.stats.windows
-            self._conclude(rescore=closed)
+            self._conclude(rescore=closed)  # (a pre-close pass: as a recheck)
         if mono - self._last_stats >= o.stats_every_s:
             self._last_stats = mono
             pipe.stats.if_drops = max(0, interfaces.rx_drops(o.interface) - self._drops0)
@@ -537,6 +546,20 @@ class LiveCapture:
         if self.on_status is not None and mono - self._last_status >= o.status_every_s:
             self._last_status = mono
             self.on_status(self._status(mono))
+
+    def _preclose_due(self) -> bool:
+        """Whether the pre-close pass of the window that ended last is due (``LiveOptions.preclose_s``
+        after its end on the capture clock, the window not closed yet); the next one is then
+        due ``window_s`` later."""
+        o, st = self.opts, self.pipe.settings
+        if o.preclose_s is None or not self._clock_ns or self._clock_ns < self._next_preclose:
+            return False
+        window = int(st.window_s * 1e9)
+        pre, lag = int(o.preclose_s * 1e9), int(min(st.close_lag_s, st.window_s) * 1e9)
+        w = self._clock_ns // window  # the window going on: the one before it ended at w * window
+        first, self._next_preclose = not self._next_preclose, (w + 1) * window + pre
+        # (past the lag, the close pass judges the window; before the first packets it had none)
+        return not first and pre <= self._clock_ns - w * window < lag
 
     def _conclude(self, rescore: bool = True) -> None:
         """A verdict pass over everything seen so far: its inputs taken now

@@ -228,7 +228,9 @@ def test_rechecks_are_due_on_the_capture_clock(tmp_path: Path) -> None:
     """After each close, a recheck comes in the first batch whose packets reach the close's
     clock plus each of ``recheck_s`` (the packets' time, not the wall clock's: fed here far
     faster than real time, a recheck on the wall clock would come many batches later), and the
-    close passes take the model's features again, the rechecks do not."""
+    close passes take the model's features again, the rechecks do not. Before each close, a
+    pre-close pass (as a recheck) comes in the first batch that reaches the window's end plus
+    ``preclose_s``, unless that batch already closes the window; none otherwise."""
     import time
     from types import SimpleNamespace
 
@@ -269,7 +271,16 @@ def test_rechecks_are_due_on_the_capture_clock(tmp_path: Path) -> None:
                 continue  # (the capture ended, or the next window closed first)
             assert (first, False) in passes[k + 1:], f"no recheck at {first} for the close at {c}"
             rechecks += 1
-    assert rechecks >= 5 and rechecks == sum(not rescore for _c, rescore in passes)
+    window, pre, lag = 10 * 10**9, int(live.opts.preclose_s * 1e9), 10**9  # type: ignore[operator]
+    precloses = 0
+    for end in range(steps[0] // window * window + window, steps[-1], window):
+        first = next((s for s in steps if s >= end + pre), None)
+        if first is not None and first - end < lag:  # (else the batch that reached it closed the window: the close judges)
+            assert (first, False) in passes, f"no pre-close pass at {first} for the window ending {end}"
+            assert not any(c for c, rescore in passes if rescore and end <= c < first)  # before the close
+            precloses += 1
+    assert precloses >= 5
+    assert rechecks >= 5 and rechecks + precloses == sum(not rescore for _c, rescore in passes)
 
 
 def test_the_beacon_tests_remembered_per_peer_give_what_they_compute() -> None:
@@ -711,3 +722,22 @@ def test_a_view_digest_leaves_out_the_totals_while_the_caps_leave_room() -> None
         assert real.with_flows(open_flow).state(dev) != near
     finally:
         evmod.MAX_EVENTS_TOTAL = cap
+
+
+def test_the_pre_close_pass_is_due_once_per_window_before_it_closes() -> None:
+    """``LiveOptions.preclose_s`` after a window's end on the capture clock, once, while the
+    window is not closed yet (``close_lag_s``); not for the window before the first packets, nor
+    when the clock jumps past the close (the close pass judges that window)."""
+    from types import SimpleNamespace
+
+    live = LiveCapture(LiveOptions(interface="test"))
+    live.pipe = SimpleNamespace(settings=Settings(window_s=10.0, close_lag_s=1.0))  # type: ignore[assignment]
+    base = 1_700_000_000 * 10**9  # a window boundary
+    due = []
+    for t in (3.2, 9.9, 10.3, 10.5, 10.8, 11.2, 20.6, 20.7, 31.5, 40.49, 40.99, 41.0, 50.5):
+        live._clock_ns = base + int(t * 1e9)
+        due.append(live._preclose_due())
+    #         3.2    9.9    10.3   10.5  10.8   11.2   20.6  20.7   31.5   40.49  40.99 41.0   50.5
+    assert due == [False, False, False, True, False, False, True, False, False, False, True, False, True]
+    live._clock_ns, live.opts.preclose_s = base + int(60.6 * 1e9), None
+    assert not live._preclose_due()
