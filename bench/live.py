@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import signal
@@ -37,6 +36,10 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from iotwatch.live import alert_delay  # noqa: E402
+
 DATA = ROOT / "bench" / "data"
 PY = sys.executable
 WINDOW = 10.0
@@ -154,8 +157,7 @@ def one_rate(pair: Pair, pcap: Path, rate: int | str, seconds: int, work: Path,
                 at_end += 1
                 continue
             t = datetime.strptime(e["timestamp"], "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
-            window_end = (math.floor(t / WINDOW) + 1) * WINDOW
-            delays.append(e["raised_ts"] - window_end)
+            delays.append(alert_delay(t, e["raised_ts"], WINDOW))
     m = re.search(r"([\d.]+) pps", rated)
     pps = float(m.group(1)) if m else sent / seconds
     analysed = int(st["packets"])

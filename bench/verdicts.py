@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 from iotwatch.capture.batch import PacketBatch  # noqa: E402
 from iotwatch.capture.source import open_capture  # noqa: E402
 from iotwatch.detect import Detector  # noqa: E402
-from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions  # noqa: E402
+from iotwatch.live import LiveCapture, LiveEveSink, LiveOptions, alert_delay  # noqa: E402
 from iotwatch.pipeline import Pipeline, build_analysers  # noqa: E402
 from iotwatch.settings import Settings  # noqa: E402
 
@@ -273,7 +273,7 @@ def main() -> None:
         ok = raise_alert(al)  # type: ignore[arg-type]
         if ok:
             ts = al.timestamp  # type: ignore[attr-defined]
-            d = live._clock_ns / 1e9 - (np.floor(ts / a.window) + 1) * a.window
+            d = alert_delay(ts, live._clock_ns / 1e9, a.window)
             delays.append(d)
             slow.append((d, f"{al.device} {al.category} {','.join(al.sources)}", f"first {al.first_ts - t0 / 1e9:.2f} s, "  # type: ignore[attr-defined]
                          f"fired {ts - t0 / 1e9:.2f} s, raised {live._clock_ns / 1e9 - t0 / 1e9:.2f} s into the replay"))

@@ -22,6 +22,7 @@ next packets would have.
 from __future__ import annotations
 
 import bisect
+import math
 import signal
 import threading
 import time
@@ -199,6 +200,17 @@ def login_sessions(rows: np.ndarray) -> np.ndarray:
     server_port = np.where(rows["client_a"][i] != 0, rows["bport"][i], rows["aport"][i])
     m[i] = np.isin(server_port, AUTH_PORTS)
     return m
+
+
+def alert_delay(fired_ts: float, raised_ts: float, window_s: float) -> float:
+    """How long after the end of the window in which its evidence crossed the threshold
+    (``fired_ts``, the alert's ``timestamp``) an alert was raised (``raised_ts``), in seconds:
+    what ``make bench-live`` reports as "window end → alert". A ``fired_ts`` on a window boundary
+    belongs to the window that ends there (a model-only alert is stamped with its last window's
+    end). An alert raised before that window ended (a pass judging the window before read a
+    packet just past its end) counts from ``fired_ts``: a delay is never negative."""
+    end = math.ceil(fired_ts / window_s) * window_s
+    return raised_ts - end if raised_ts >= end else max(raised_ts - fired_ts, 0.0)
 
 
 class LiveEveSink(EveSink):

@@ -20,7 +20,7 @@ from iotwatch.capture.interfaces import InterfaceError, check, interface, interf
 from iotwatch.capture.memory import frames_to_batch
 from iotwatch.capture.ring import Ring
 from iotwatch.capture.source import open_capture
-from iotwatch.live import RingIndex
+from iotwatch.live import RingIndex, alert_delay
 from iotwatch.pipeline import Pipeline
 from iotwatch.settings import Settings
 from iotwatch.sinks import MemorySink
@@ -348,3 +348,15 @@ def test_the_open_flows_a_verdict_during_the_run_counts() -> None:
     # an established telnet session, and one whose server is the A side (2323); not: an active
     # TLS connection, an SSH SYN not yet answered, an unanswered SYN to 443
     assert login_sessions(rows).tolist() == [False, True, False, False, True]
+
+
+def test_an_alerts_delay_counts_from_the_end_of_the_window_its_evidence_crossed_in() -> None:
+    """bench-live's "window end → alert": from the end of the window of the alert's timestamp; a
+    model-only alert stamped with its window's end belongs to that window (not the next one), and
+    an alert raised before its window ended (a pass over the window before it read a packet just
+    past the boundary) counts from its threshold crossing: never a negative delay."""
+    w = 10.0
+    assert alert_delay(1_796_708_077.61, 1_796_708_080.9, w) == pytest.approx(0.9)  # in the window: from its end
+    assert alert_delay(1_796_708_100.0, 1_796_708_101.948, w) == pytest.approx(1.948)  # on the boundary: the window ending there
+    assert alert_delay(1_796_708_080.024, 1_796_708_081.355, w) == pytest.approx(1.331)  # raised before its window ended
+    assert alert_delay(1_796_708_071.0, 1_796_708_091.5, w) == pytest.approx(11.5)  # judged a window late: counted as such
